@@ -1,0 +1,117 @@
+"""Architecture families and the architecture spec.
+
+The spec is plain JSON data::
+
+    {"family": "tree", "widths": [64, 64], "groups": [[["a", "b"]], [["a"], ["b"]]],
+     "block": {"type": "mlp", "norm": "none", "activation": "relu", "dropout": 0.0},
+     "tower": {"widths": [16]}, "stem": {}}
+
+``family`` picks the builder; ``block``, ``tower`` and ``stem`` are common to every family;
+the other keys are the family's own. :func:`build_model` turns a spec, an input schema and
+the task list into a :class:`MultiTaskModel`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any, Sequence
+
+from torch import nn
+
+from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
+from mtl_search.architectures.blocks import BlockFactory, CustomStem, build_stem
+from mtl_search.errors import UserError
+from mtl_search.tasks import Task
+
+_FAMILIES: dict[str, Family] = {}
+# Modules that define families; each registers itself on import.
+_FAMILY_MODULES = ("tree", "experts", "cross_stitch", "sluice", "hierarchy", "relationship")
+
+
+def register_family(family: Family) -> Family:
+    _FAMILIES[family.name] = family
+    return family
+
+
+def _load_families() -> None:
+    for module in _FAMILY_MODULES:
+        try:
+            importlib.import_module(f"mtl_search.architectures.{module}")
+        except ModuleNotFoundError as error:
+            if error.name != f"mtl_search.architectures.{module}":
+                raise
+
+
+def get_family(name: str) -> Family:
+    _load_families()
+    if name not in _FAMILIES:
+        raise UserError(f"architecture family {name!r} is not known (known: {', '.join(sorted(_FAMILIES))})")
+    return _FAMILIES[name]
+
+
+def family_names() -> list[str]:
+    _load_families()
+    return sorted(_FAMILIES)
+
+
+COMMON_KEYS = ("family", "block", "tower", "stem")
+
+
+def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
+    if not isinstance(spec, dict) or "family" not in spec:
+        raise UserError("architecture spec: expected an object with a 'family' key")
+    get_family(spec["family"]).validate(spec, task_names)
+
+
+def build_model(
+    spec: dict[str, Any],
+    input_schema: dict[str, Any],
+    tasks: Sequence[Task],
+    stem: nn.Module | None = None,
+) -> MultiTaskModel:
+    """Build the network a spec describes.
+
+    ``stem`` replaces the stem built from ``input_schema`` (bring your own encoder: wrap
+    it in :class:`CustomStem` so that its output shape is known).
+    """
+    task_names = [task.name for task in tasks]
+    validate_spec(spec, task_names)
+    family = get_family(spec["family"])
+    stem_module = stem if stem is not None else build_stem(input_schema, spec.get("stem"))
+    in_shape = tuple(stem_module.out_shape)
+    blocks = BlockFactory.from_spec(spec.get("block", {}), in_shape)
+    body = family.build(spec, in_shape, task_names, blocks)
+    tower = spec.get("tower", {})
+    towers = make_towers(body, tasks, tower.get("widths", []), spec.get("block", {}).get("activation", "relu"))
+    return MultiTaskModel(stem_module, body, towers, spec)
+
+
+def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
+    """The architecture in one line: family, structure, tower."""
+    family = get_family(spec["family"])
+    tower = spec.get("tower", {}).get("widths", [])
+    text = f"{spec['family']} {family.summary(spec, task_names)}"
+    if tower:
+        text += " tower=" + "x".join(str(w) for w in tower)
+    return text
+
+
+def spec_to_json(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def spec_from_json(text: str) -> dict[str, Any]:
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"architecture spec: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(spec, dict):
+        raise UserError("architecture spec: expected a JSON object")
+    return spec
+
+
+__all__ = [
+    "Body", "BlockFactory", "CustomStem", "Family", "MultiTaskModel", "build_model", "build_stem",
+    "family_names", "get_family", "register_family", "spec_from_json", "spec_to_json", "summarize", "validate_spec",
+]

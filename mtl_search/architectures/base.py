@@ -1,0 +1,97 @@
+"""The multi-task model and the interface every architecture family implements.
+
+A model is ``stem -> body -> towers``. The *body* is what a family decides: which blocks
+exist and which tasks read from which. It maps the stem's features to one representation
+per task; each task's tower turns that into its prediction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from mtl_search.architectures.blocks import BlockFactory, Shape, Tower
+from mtl_search.tasks import Task
+
+
+class Body(nn.Module):
+    """A family's part of the network.
+
+    Subclasses set ``out_shapes`` (task -> shape of its representation) and implement
+    ``forward(features) -> {task: representation}``. The other methods have defaults that a
+    family overrides when it has something to say.
+    """
+
+    out_shapes: dict[str, Shape]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters that more than one task's loss reaches (what PCGrad/GradNorm treat as shared)."""
+        return []
+
+    def regularization(self) -> torch.Tensor | None:
+        """An extra loss term the family adds (for example the sluice orthogonality penalty)."""
+        return None
+
+    def sharing_report(self) -> dict[str, Any]:
+        """What the trained body learned about sharing, as small readable JSON data."""
+        return {}
+
+
+class MultiTaskModel(nn.Module):
+    """stem -> body -> one tower per task; ``forward`` returns {task name: output}."""
+
+    def __init__(self, stem: nn.Module, body: Body, towers: dict[str, nn.Module], spec: dict[str, Any]) -> None:
+        super().__init__()
+        self.stem = stem
+        self.body = body
+        self.towers = nn.ModuleDict(towers)
+        self.task_names = list(towers)
+        self.spec = spec
+        # The last input of the towers, kept by forward() when asked, for methods that
+        # work on the shared representation (MGDA-UB).
+        self.keep_representations = False
+        self.representations: dict[str, torch.Tensor] = {}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        features = self.stem(inputs)
+        representations = self.body(features)
+        if self.keep_representations:
+            self.representations = representations
+        return {name: self.towers[name](representations[name]) for name in self.task_names}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        stem = [p for p in self.stem.parameters() if p.requires_grad]
+        return stem + [p for p in self.body.shared_parameters() if p.requires_grad]
+
+    def regularization(self) -> torch.Tensor | None:
+        return self.body.regularization()
+
+    def sharing_report(self) -> dict[str, Any]:
+        return self.body.sharing_report()
+
+
+class Family(Protocol):
+    """An architecture family: how its spec is sampled, built and summarised."""
+
+    name: str
+
+    def space_model(self) -> type:
+        """The pydantic model of this family's section in a search-space file."""
+
+    def sample(self, trial: Any, section: Any, task_names: Sequence[str]) -> dict[str, Any]:
+        """Family-specific spec keys, suggested through ``trial`` (param names prefixed ``<name>.``)."""
+
+    def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
+        """Raise UserError if ``spec`` cannot be built for these tasks."""
+
+    def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
+        """The body for an input of ``in_shape`` (without batch dimension)."""
+
+    def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
+        """The structure in one readable line."""
+
+
+def make_towers(body: Body, tasks: Sequence[Task], widths: Sequence[int], activation: str = "relu") -> dict[str, nn.Module]:
+    return {task.name: Tower(body.out_shapes[task.name], widths, task.output_size, activation) for task in tasks}

@@ -1,0 +1,214 @@
+"""Backbone blocks, input stems and task towers.
+
+Families are written against :class:`BlockFactory` only: they ask for "a block from this
+input shape to this width" and never look inside it, so a family runs on vectors (MLP
+blocks) and on images (conv blocks) alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from mtl_search.errors import UserError
+
+Shape = tuple[int, ...]
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
+NORMS = ("none", "batch", "layer")
+
+
+class BlockFactory:
+    """Makes backbone blocks of one kind with fixed settings.
+
+    ``kind``: "mlp" (linear, norm, activation, dropout) on (features,) shapes, or "conv"
+    (3x3 convolution, norm, activation, dropout, then 2x2 max-pooling while the map is at
+    least ``pool_min`` pixels wide) on (channels, height, width) shapes.
+    """
+
+    def __init__(
+        self,
+        kind: str = "mlp",
+        norm: str = "none",
+        activation: str = "relu",
+        dropout: float = 0.0,
+        pool_min: int = 8,
+    ) -> None:
+        if kind not in ("mlp", "conv"):
+            raise UserError(f"block type {kind!r}: expected 'mlp' or 'conv'")
+        if norm not in NORMS:
+            raise UserError(f"block norm {norm!r}: expected one of {', '.join(NORMS)}")
+        if activation not in ACTIVATIONS:
+            raise UserError(f"block activation {activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        self.kind, self.norm, self.activation, self.dropout, self.pool_min = kind, norm, activation, float(dropout), pool_min
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], input_shape: Shape) -> "BlockFactory":
+        kind = spec.get("type", "conv" if len(input_shape) == 3 else "mlp")
+        if kind == "mlp" and len(input_shape) != 1:
+            kind = "conv"  # an MLP block cannot read an image; conv blocks stand in
+        return cls(
+            kind=kind,
+            norm=spec.get("norm", "none"),
+            activation=spec.get("activation", "relu"),
+            dropout=spec.get("dropout", 0.0),
+        )
+
+    def block(self, in_shape: Shape, width: int) -> tuple[nn.Module, Shape]:
+        if self.kind == "mlp":
+            (features,) = in_shape
+            layers: list[nn.Module] = [nn.Linear(features, width)]
+            if self.norm == "batch":
+                layers.append(nn.BatchNorm1d(width))
+            elif self.norm == "layer":
+                layers.append(nn.LayerNorm(width))
+            layers.append(ACTIVATIONS[self.activation]())
+            if self.dropout > 0:
+                layers.append(nn.Dropout(self.dropout))
+            return nn.Sequential(*layers), (width,)
+        channels, height, width_px = in_shape
+        layers = [nn.Conv2d(channels, width, kernel_size=3, padding=1)]
+        if self.norm == "batch":
+            layers.append(nn.BatchNorm2d(width))
+        elif self.norm == "layer":
+            layers.append(nn.GroupNorm(1, width))
+        layers.append(ACTIVATIONS[self.activation]())
+        if self.dropout > 0:
+            layers.append(nn.Dropout2d(self.dropout))
+        if min(height, width_px) >= self.pool_min:
+            layers.append(nn.MaxPool2d(2))
+            height, width_px = height // 2, width_px // 2
+        return nn.Sequential(*layers), (width, height, width_px)
+
+    def stack(self, in_shape: Shape, widths: Sequence[int]) -> tuple[nn.Module, Shape]:
+        """Several blocks one after another."""
+        blocks = []
+        shape = in_shape
+        for width in widths:
+            block, shape = self.block(shape, width)
+            blocks.append(block)
+        return nn.Sequential(*blocks), shape
+
+
+def flat_size(shape: Shape) -> int:
+    return shape[0] if len(shape) == 3 else math.prod(shape)
+
+
+class Flatten(nn.Module):
+    """(N, C, H, W) -> (N, C) by global average pooling; (N, F) unchanged."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.mean(dim=(2, 3)) if h.dim() == 4 else h
+
+
+class Tower(nn.Module):
+    """A task's head: flatten, a small MLP, then the output layer."""
+
+    def __init__(self, in_shape: Shape, widths: Sequence[int], output_size: int, activation: str = "relu") -> None:
+        super().__init__()
+        layers: list[nn.Module] = [Flatten()]
+        features = flat_size(in_shape)
+        for width in widths:
+            layers += [nn.Linear(features, width), ACTIVATIONS[activation]()]
+            features = width
+        layers.append(nn.Linear(features, output_size))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+# -- input stems -------------------------------------------------------------------------
+
+
+class VectorStem(nn.Module):
+    """Dense features, passed through as they are."""
+
+    def __init__(self, key: str, shape: Shape) -> None:
+        super().__init__()
+        self.key = key
+        self.out_shape = tuple(shape)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs[self.key]
+
+
+class TabularStem(nn.Module):
+    """Numeric columns next to one learned embedding per categorical column.
+
+    Embedding width: ``embedding_dim`` when given, else min(16, ceil(1.6 * cardinality**0.56)),
+    the rule of thumb fast.ai uses, so that small categories get small embeddings.
+    """
+
+    def __init__(self, numeric: int, categorical: Sequence[int], embedding_dim: int | None = None) -> None:
+        super().__init__()
+        self.numeric = numeric
+        dims = [embedding_dim or min(16, math.ceil(1.6 * c**0.56)) for c in categorical]
+        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(categorical, dims))
+        self.out_shape = (numeric + sum(dims),)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if self.numeric:
+            parts.append(inputs["numeric"])
+        if len(self.embeddings):
+            categorical = inputs["categorical"]
+            parts.extend(embedding(categorical[:, i]) for i, embedding in enumerate(self.embeddings))
+        return torch.cat(parts, dim=1)
+
+
+class CustomStem(nn.Module):
+    """A user's own encoder (for example a pre-trained network) as the stem.
+
+    ``module`` maps the input tensor named ``key`` to features of shape ``out_shape``
+    (without the batch dimension). ``freeze`` keeps its weights fixed during the search.
+    """
+
+    def __init__(self, module: nn.Module, out_shape: Shape, key: str = "x", freeze: bool = False) -> None:
+        super().__init__()
+        self.module = module
+        self.key = key
+        self.out_shape = tuple(out_shape)
+        self.frozen = freeze
+        if freeze:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "CustomStem":
+        super().train(mode)
+        if self.frozen:
+            self.module.eval()  # a frozen encoder keeps its batch-norm statistics too
+        return self
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module(inputs[self.key])
+
+
+def build_stem(schema: dict[str, Any], spec: dict[str, Any] | None = None) -> nn.Module:
+    """The input stem for a data set's ``input_schema``; ``spec`` holds searched stem settings."""
+    spec = spec or {}
+    kind = schema.get("kind")
+    if kind == "vector":
+        return VectorStem(schema.get("key", "x"), (int(schema["size"]),))
+    if kind == "image":
+        return VectorStem(schema.get("key", "image"), tuple(int(s) for s in schema["shape"]))
+    if kind == "tabular":
+        return TabularStem(int(schema["numeric"]), [int(c) for c in schema["categorical"]], spec.get("embedding_dim"))
+    if kind in _EXTRA_STEMS:
+        return _EXTRA_STEMS[kind](schema, spec)
+    raise UserError(f"input schema kind {kind!r} is not known")
+
+
+# Other stems (sequence encoders, ...) register here: kind -> builder(schema, spec) -> module
+_EXTRA_STEMS: dict[str, Any] = {}
+
+
+def register_stem(kind: str):
+    def decorate(builder):
+        _EXTRA_STEMS[kind] = builder
+        return builder
+
+    return decorate

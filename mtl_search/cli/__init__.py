@@ -1,0 +1,66 @@
+"""The ``mtl-search`` command line.
+
+Each command lives in its own module with ``add_parser(subparsers)`` and ``main(args)``.
+Every problem with the user's input is a :class:`UserError`, printed as one line on stderr
+with exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from mtl_search import __version__
+from mtl_search.errors import UserError
+
+COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes as one line and exit status 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="mtl-search",
+        description="Search the sharing structure of a multi-task network and keep the Pareto front across tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"mtl-search {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"mtl_search.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"mtl_search.cli.{name}":
+                continue
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as error:
+        if args.debug:
+            raise
+        print(f"mtl-search {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"mtl-search {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

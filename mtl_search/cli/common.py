@@ -1,0 +1,53 @@
+"""Options and output shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mtl_search.errors import UserError
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", metavar="URL", default=None,
+        help="SQLAlchemy URL of the study database (default: $MTL_SEARCH_STORAGE, else sqlite:///studies/mtl-search.db)",
+    )
+
+
+def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    result = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} {pair!r}: expected KEY=VALUE")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def print_rows_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[format_value(v) for v in row])
+    console().print(table)
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)

@@ -1,0 +1,93 @@
+"""``mtl-search pareto``: the Pareto front of a study."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import optuna
+
+from mtl_search.cli.common import add_storage_option, dump_json, print_rows_table
+from mtl_search.errors import UserError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("pareto", help="show the Pareto front of a study",
+                                   description="Show the non-dominated trials of a study: trial number, validation value "
+                                   "of every objective and a one-line architecture summary.")
+    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
+    add_storage_option(parser)
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
+    parser.add_argument("--html", metavar="PATH", default=None, help="also write an interactive plotly figure of the front")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtl_search.search.study import load_existing
+
+    study = load_existing(args.study, args.storage)
+    if args.html:
+        write_front_html(study, args.html)
+    if args.format == "json":
+        print(front_json(study))
+    elif args.format == "csv":
+        print(front_csv(study), end="")
+    else:
+        print_front(study)
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0
+
+
+def print_front(study: optuna.Study) -> None:
+    from mtl_search.search.front import front_rows
+    from mtl_search.search.study import study_objectives
+
+    objectives = study_objectives(study)
+    rows = front_rows(study)
+    if not rows:
+        print(f"study {study.study_name}: no completed trial yet, so no front")
+        return
+    names = [o.name for o in objectives]
+    arrows = [f"{n} {'↑' if o.direction == 'maximize' else '↓'}" for n, o in zip(names, objectives)]
+    table_rows = [[row["number"], *[row["values"][n] for n in names], row["n_params"], row["summary"]] for row in rows]
+    print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
+                     ["trial", *arrows, "params", "architecture"], table_rows)
+
+
+def front_json(study: optuna.Study) -> str:
+    from mtl_search.search.front import front_rows
+
+    return dump_json(front_rows(study))
+
+
+def front_csv(study: optuna.Study) -> str:
+    from mtl_search.search.front import front_rows
+    from mtl_search.search.study import study_objectives
+
+    names = [o.name for o in study_objectives(study)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", *names, "family", "n_params", "summary", "architecture"])
+    for row in front_rows(study):
+        writer.writerow([row["number"], *[row["values"][n] for n in names], row["family"], row["n_params"], row["summary"], json.dumps(row["architecture"], sort_keys=True)])
+    return buffer.getvalue()
+
+
+def write_front_html(study: optuna.Study, path: str) -> None:
+    from mtl_search.visualization.pareto import parallel_coordinates_figure, pareto_figure
+
+    figures = [pareto_figure(study)]
+    if len(study.directions) > 2:
+        figures.append(parallel_coordinates_figure(study))
+    parts = [figure.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False) for i, figure in enumerate(figures)]
+    html = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{study.study_name} Pareto front</title></head><body>{''.join(parts)}</body></html>"
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(html, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"--html {path}: cannot write ({error.strerror})") from None

@@ -1,0 +1,115 @@
+"""The data interface every source produces.
+
+A source turns files and options into a :class:`MultiTaskData`: three in-memory splits of
+named input tensors and per-task target tensors, the task list, an input schema the model's
+stem is built from, and a JSON description of where it came from. Targets are float
+tensors with NaN marking a missing label (class indices stored as floats for
+classification), so partial labels need no separate mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from mtl_search.errors import UserError
+
+from mtl_search.tasks import Task
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: ``inputs`` name -> tensor (first dim = rows), ``targets`` task -> (rows,) float."""
+
+    inputs: dict[str, torch.Tensor]
+    targets: dict[str, torch.Tensor]
+
+    def __len__(self) -> int:
+        return next(iter(self.inputs.values())).shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(
+            inputs={k: v.to(device) for k, v in self.inputs.items()},
+            targets={k: v.to(device) for k, v in self.targets.items()},
+        )
+
+    def rows(self, index: torch.Tensor) -> "Split":
+        return Split(
+            inputs={k: v[index] for k, v in self.inputs.items()},
+            targets={k: v[index] for k, v in self.targets.items()},
+        )
+
+
+@dataclasses.dataclass
+class MultiTaskData:
+    """A data set ready for training.
+
+    ``input_schema`` is JSON data describing the inputs, for example
+    ``{"kind": "vector", "size": 100}``,
+    ``{"kind": "tabular", "numeric": 7, "categorical": [9, 52, ...]}`` or
+    ``{"kind": "image", "shape": [1, 36, 36]}``; :func:`mtl_search.architectures.build_stem`
+    turns it into the input stem. ``description`` records the source and its options, and
+    ``preprocessing`` the state fitted on the train split (JSON), both stored with the study
+    so that later commands and exported models know what was searched.
+    """
+
+    name: str
+    tasks: list[Task]
+    train: Split
+    validation: Split
+    test: Split
+    input_schema: dict[str, Any]
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks]
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise KeyError(name)
+
+
+def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Typed ``--data-option`` values: each default's type decides how its string is read.
+
+    Unknown keys and unreadable values raise :class:`UserError` naming the key.
+    """
+    parsed = dict(defaults)
+    for key, raw in options.items():
+        if key not in defaults:
+            raise UserError(f"--data-option {key}: unknown option for data source {source!r} (known: {', '.join(sorted(defaults))})")
+        default = defaults[key]
+        if not isinstance(raw, str):
+            parsed[key] = raw
+            continue
+        try:
+            if isinstance(default, bool):
+                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                parsed[key] = raw.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                parsed[key] = int(raw)
+            elif isinstance(default, float):
+                parsed[key] = float(raw)
+            elif isinstance(default, (list, tuple)):
+                parsed[key] = [float(v) for v in raw.split(",") if v]
+            else:
+                parsed[key] = raw
+        except ValueError:
+            raise UserError(f"--data-option {key}={raw}: expected a {type(default).__name__}") from None
+    return parsed
+
+
+def split_indices(n_rows: int, fractions: tuple[float, float, float], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed, seeded train/validation/test split of ``n_rows`` row indices."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n_rows, generator=generator)
+    n_train = int(round(fractions[0] * n_rows))
+    n_val = int(round(fractions[1] * n_rows))
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]

@@ -1,0 +1,107 @@
+"""The synthetic benchmark of the MMoE paper (Ma et al., KDD 2018, section 3.2).
+
+Task k's label is ``w_k.x + sum_i sin(alpha_i * w_k.x + beta_i) + noise`` with
+``w_k = c * (p * u_0 + sqrt(1 - p^2) * u_k)`` for orthonormal ``u_0 .. u_T``: every pair of
+weight vectors has cosine ``p^2`` and each has cosine ``p`` with the common direction
+``u_0``. For two tasks this is exactly the paper's ``w1 = c u1``, ``w2 = c (p u1 + sqrt(1-p^2) u2)``
+up to the choice of basis (task 1 is taken as the common direction, so the pair has cosine p).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mtl_search.data import register_source
+from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
+from mtl_search.errors import UserError
+from mtl_search.tasks import Task
+
+DEFAULTS = {
+    "dim": 100,
+    "rows": 12000,
+    "tasks": 2,
+    "correlation": 0.5,
+    "scale": 1.0,  # c
+    "sines": 10,  # m
+    "alpha": [],  # empty: drawn from N(0, 0.01), as in the paper
+    "beta": [],
+    "noise": 0.1,
+    "seed": 0,
+    "validation_fraction": 0.2,
+    "test_fraction": 0.2,
+}
+
+
+def make_synthetic(
+    *,
+    dim: int = 100,
+    rows: int = 12000,
+    tasks: int = 2,
+    correlation: float = 0.5,
+    scale: float = 1.0,
+    sines: int = 10,
+    alpha: list[float] | None = None,
+    beta: list[float] | None = None,
+    noise: float = 0.1,
+    seed: int = 0,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+) -> MultiTaskData:
+    """Build the data set; everything is drawn from ``seed``, so equal arguments give equal data."""
+    if not -1.0 <= correlation <= 1.0:
+        raise UserError(f"--data-option correlation={correlation}: must lie in [-1, 1]")
+    if tasks < 2:
+        raise UserError(f"--data-option tasks={tasks}: need at least 2 tasks")
+    if dim < tasks + 1 and tasks > 2 or dim < 2:
+        raise UserError(f"--data-option dim={dim}: must exceed the number of tasks")
+    if rows < 10:
+        raise UserError(f"--data-option rows={rows}: need at least 10 rows")
+    if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
+        raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    if tasks == 2:
+        # The paper's construction: w1 = c u1, w2 = c (p u1 + sqrt(1-p^2) u2).
+        weights = [scale * basis[:, 0], scale * (correlation * basis[:, 0] + math.sqrt(1 - correlation**2) * basis[:, 1])]
+    else:
+        common = basis[:, 0]
+        weights = [scale * (correlation * common + math.sqrt(1 - correlation**2) * basis[:, k + 1]) for k in range(tasks)]
+    alpha_values = np.asarray(alpha if alpha else rng.normal(0.0, 0.1, sines), dtype=np.float64)
+    beta_values = np.asarray(beta if beta else rng.normal(0.0, 0.1, sines), dtype=np.float64)
+    if alpha_values.shape != beta_values.shape:
+        raise UserError(f"--data-option alpha/beta: need equally many values, got {alpha_values.size} and {beta_values.size}")
+    x = rng.standard_normal((rows, dim))
+    targets = {}
+    for k, w in enumerate(weights):
+        projection = x @ w
+        y = projection + np.sin(np.outer(projection, alpha_values) + beta_values).sum(axis=1)
+        y = y + rng.normal(0.0, noise, rows)
+        targets[f"task{k + 1}"] = torch.tensor(y, dtype=torch.float32)
+    inputs = {"x": torch.tensor(x, dtype=torch.float32)}
+    train, validation, test = split_indices(rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed)
+    full = Split(inputs=inputs, targets=targets)
+    task_list = [Task(name=name, kind="regression") for name in targets]
+    return MultiTaskData(
+        name="synthetic",
+        tasks=task_list,
+        train=full.rows(train),
+        validation=full.rows(validation),
+        test=full.rows(test),
+        input_schema={"kind": "vector", "size": dim},
+        description={"source": "synthetic", "options": {
+            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "scale": scale,
+            "sines": sines, "alpha": list(alpha or []), "beta": list(beta or []), "noise": noise, "seed": seed,
+            "validation_fraction": validation_fraction, "test_fraction": test_fraction}},
+    )
+
+
+@register_source("synthetic")
+def load_synthetic(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+    if data_file:
+        raise UserError("--data-file: the synthetic source makes its own data and reads no file")
+    if task_declarations:
+        raise UserError("--task: the synthetic source declares its own tasks (task1, task2, ...)")
+    return make_synthetic(**parse_options("synthetic", options, DEFAULTS))

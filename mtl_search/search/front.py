@@ -1,0 +1,34 @@
+"""The Pareto front of a study as plain rows (for tables, JSON, CSV, reports and export)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from mtl_search.search.study import pareto_trials, study_objectives
+
+
+def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> dict[str, Any]:
+    candidate = trial.user_attrs.get("candidate", {})
+    architecture = candidate.get("architecture", {})
+    values = dict(zip(objective_names, trial.values)) if trial.values else {}
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": values,
+        "family": architecture.get("family"),
+        "summary": trial.user_attrs.get("summary", ""),
+        "n_params": trial.user_attrs.get("n_params"),
+        "params": trial.params,
+        "architecture": architecture,
+        "training": candidate.get("training", {}),
+        "loss_weighting": candidate.get("loss_weighting", {}),
+        "test": trial.user_attrs.get("test", {}),
+        "sharing": trial.user_attrs.get("sharing", {}),
+    }
+
+
+def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    names = [o.name for o in study_objectives(study)]
+    return [trial_row(trial, names) for trial in pareto_trials(study)]

@@ -1,0 +1,111 @@
+"""Searched values in space files: a constant, ``{low, high[, log, step]}`` or ``{choices: [...]}``."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IntRange(_Strict):
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntRange":
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low < 1:
+            raise ValueError("a log range needs low >= 1")
+        return self
+
+
+class FloatRange(_Strict):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatRange":
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class IntChoice(_Strict):
+    choices: list[int]
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntChoice":
+        if not self.choices:
+            raise ValueError("empty choices")
+        return self
+
+
+class FloatChoice(_Strict):
+    choices: list[float]
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatChoice":
+        if not self.choices:
+            raise ValueError("empty choices")
+        return self
+
+
+class StrChoice(_Strict):
+    choices: list[str]
+
+    @model_validator(mode="after")
+    def _check(self) -> "StrChoice":
+        if not self.choices:
+            raise ValueError("empty choices")
+        return self
+
+
+class BoolChoice(_Strict):
+    choices: list[bool]
+
+    @model_validator(mode="after")
+    def _check(self) -> "BoolChoice":
+        if not self.choices:
+            raise ValueError("empty choices")
+        return self
+
+
+IntParam = Union[int, IntRange, IntChoice]
+FloatParam = Union[float, FloatRange, FloatChoice]
+StrParam = Union[str, StrChoice]
+BoolParam = Union[bool, BoolChoice]
+
+
+def suggest(trial: Any, name: str, param: Any) -> Any:
+    """The value of ``param`` for this trial (constants are returned as they are)."""
+    if isinstance(param, IntRange):
+        return trial.suggest_int(name, param.low, param.high, step=param.step, log=param.log)
+    if isinstance(param, FloatRange):
+        return trial.suggest_float(name, param.low, param.high, log=param.log, step=param.step)
+    if isinstance(param, (IntChoice, FloatChoice, StrChoice, BoolChoice)):
+        if len(param.choices) == 1:
+            return param.choices[0]
+        return trial.suggest_categorical(name, list(param.choices))
+    return param
+
+
+def grid_values(param: Any) -> list[Any]:
+    """Every value a parameter can take when it is finite (for grid search); ranges of ints expand."""
+    if isinstance(param, IntRange):
+        return list(range(param.low, param.high + 1, param.step))
+    if isinstance(param, (IntChoice, FloatChoice, StrChoice, BoolChoice)):
+        return list(param.choices)
+    if isinstance(param, FloatRange):
+        raise ValueError("a float range has no finite grid")
+    return [param]

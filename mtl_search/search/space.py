@@ -1,0 +1,233 @@
+"""Search spaces: YAML files that say what the search may vary.
+
+A space file has these sections (all optional but ``families``)::
+
+    description: free text
+    training:   {epochs, learning_rate, batch_size, weight_decay, optimizer}
+    block:      {type, norm, activation, dropout}       # backbone blocks, every family
+    tower:      {depth, width}                          # task towers
+    stem:       {embedding_dim}                         # tabular embeddings
+    families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
+    loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
+    objectives: {...}                                   # extra objectives and limits
+
+Each value is a constant, ``{low: .., high: .., log: true}`` or ``{choices: [..]}``.
+Loading validates everything and names the key at fault; :meth:`SearchSpace.sample`
+turns one Optuna trial into a candidate (architecture spec, training settings, weighting).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mtl_search.architectures import get_family
+from mtl_search.errors import UserError
+from mtl_search.search.params import FloatParam, FloatRange, IntParam, StrParam, suggest
+from mtl_search.weighting import get_method
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingSpace(_Strict):
+    epochs: IntParam = 10
+    learning_rate: FloatParam = FloatRange(low=1e-3, high=1e-2, log=True)
+    batch_size: IntParam = 256
+    weight_decay: FloatParam = 0.0
+    optimizer: StrParam = "adam"
+
+
+class BlockSpace(_Strict):
+    # auto: MLP blocks on vectors, conv blocks on images
+    type: Literal["auto", "mlp", "conv"] = "auto"
+    norm: StrParam = "none"
+    activation: StrParam = "relu"
+    dropout: FloatParam = 0.0
+
+
+class TowerSpace(_Strict):
+    depth: IntParam = 1
+    width: IntParam = 16
+
+
+class StemSpace(_Strict):
+    # width of each categorical column's embedding; None: a rule of thumb per column
+    embedding_dim: IntParam | None = None
+
+
+class ObjectivesSpace(_Strict):
+    # per task: its first metric ("primary") or every metric it declares ("all")
+    metrics: Literal["primary", "all"] = "primary"
+
+
+class SearchSpace(_Strict):
+    description: str = ""
+    training: TrainingSpace = Field(default_factory=TrainingSpace)
+    block: BlockSpace = Field(default_factory=BlockSpace)
+    tower: TowerSpace = Field(default_factory=TowerSpace)
+    stem: StemSpace = Field(default_factory=StemSpace)
+    families: dict[str, Any]
+    loss_weighting: dict[str, Any] = Field(default_factory=lambda: {"static": {}})
+    objectives: ObjectivesSpace = Field(default_factory=ObjectivesSpace)
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("name at least one architecture family")
+        parsed = {}
+        for name, section in value.items():
+            family = _registered(get_family, name, "families")
+            parsed[name] = _nested(family.space_model(), section or {}, f"families.{name}")
+        return parsed
+
+    @field_validator("loss_weighting")
+    @classmethod
+    def _weighting(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("name at least one loss-weighting method")
+        parsed = {}
+        for name, section in value.items():
+            method = _registered(get_method, name, "loss_weighting")
+            parsed[name] = _nested(method.space_model, section or {}, f"loss_weighting.{name}")
+        return parsed
+
+    # -- sampling ---------------------------------------------------------------------
+    def sample(self, trial: Any, task_names: Sequence[str], *, seed: int = 0, epochs: int | None = None) -> dict[str, Any]:
+        """One candidate, suggested through ``trial``: {architecture, training, loss_weighting}."""
+        family_name = _choose(trial, "family", list(self.families))
+        family = get_family(family_name)
+        architecture: dict[str, Any] = {"family": family_name}
+        architecture.update(family.sample(trial, self.families[family_name], task_names))
+        block = {
+            "norm": suggest(trial, "block.norm", self.block.norm),
+            "activation": suggest(trial, "block.activation", self.block.activation),
+            "dropout": suggest(trial, "block.dropout", self.block.dropout),
+        }
+        if self.block.type != "auto":
+            block["type"] = self.block.type
+        architecture["block"] = block
+        tower_depth = suggest(trial, "tower.depth", self.tower.depth)
+        tower_width = suggest(trial, "tower.width", self.tower.width) if tower_depth else 0
+        architecture["tower"] = {"widths": [tower_width] * tower_depth}
+        stem = {}
+        if self.stem.embedding_dim is not None:
+            stem["embedding_dim"] = suggest(trial, "stem.embedding_dim", self.stem.embedding_dim)
+        architecture["stem"] = stem
+        training = {
+            "epochs": epochs if epochs is not None else suggest(trial, "training.epochs", self.training.epochs),
+            "learning_rate": suggest(trial, "training.learning_rate", self.training.learning_rate),
+            "batch_size": suggest(trial, "training.batch_size", self.training.batch_size),
+            "weight_decay": suggest(trial, "training.weight_decay", self.training.weight_decay),
+            "optimizer": suggest(trial, "training.optimizer", self.training.optimizer),
+            "seed": seed,
+        }
+        method_name = _choose(trial, "loss_weighting", list(self.loss_weighting))
+        method = get_method(method_name)
+        weighting = {"method": method_name}
+        weighting.update(method.sample(trial, self.loss_weighting[method_name], task_names))
+        return {"architecture": architecture, "training": training, "loss_weighting": weighting}
+
+    def to_data(self) -> dict[str, Any]:
+        """The validated space as JSON data (stored on the study)."""
+        data = self.model_dump(mode="json")
+        data["families"] = {k: v.model_dump(mode="json") for k, v in self.families.items()}
+        data["loss_weighting"] = {k: v.model_dump(mode="json") for k, v in self.loss_weighting.items()}
+        return data
+
+
+def _registered(lookup: Any, name: str, section: str) -> Any:
+    try:
+        return lookup(name)
+    except UserError as error:
+        raise _NestedError(f"key {section}.{name}: {error}") from None
+
+
+def _choose(trial: Any, name: str, options: list[str]) -> str:
+    return options[0] if len(options) == 1 else trial.suggest_categorical(name, options)
+
+
+class _NestedError(ValueError):
+    pass
+
+
+def _nested(model: type[BaseModel], section: Any, where: str) -> BaseModel:
+    try:
+        return model.model_validate(section)
+    except ValidationError as error:
+        raise _NestedError(_describe(error, prefix=where)) from None
+
+
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    """The first problem of a pydantic error as 'key a.b.c: message'."""
+    problems: dict[str, list[dict[str, Any]]] = {}
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"] if not _is_union_tag(p)]
+        problems.setdefault(".".join(([prefix] if prefix else []) + loc), []).append(item)
+    for key, items in problems.items():
+        if any(item["type"] == "extra_forbidden" for item in items):
+            return f"key {key}: unknown key"
+    key, items = next(iter(problems.items()))
+    for item in items:
+        if item["type"] in ("value_error", "assertion_error"):
+            message = item["msg"].removeprefix("Value error, ")
+            if message.startswith("key "):
+                return message
+            return f"key {key}: {message}"
+    if len(items) > 1:
+        return f"key {key}: invalid value {items[0].get('input')!r} (expected a constant of the right type, {{low, high}} or {{choices: [...]}})"
+    return f"key {key}: {items[0]['msg']} (got {items[0].get('input')!r})"
+
+
+def _is_union_tag(part: Any) -> bool:
+    text = str(part)
+    return text in ("int", "float", "str", "bool", "none") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict["))
+
+
+def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:
+    """Read and validate a space file; ``None`` is ``search_spaces/default.yaml``.
+
+    A bare name (``experts``) is looked up in the bundled ``search_spaces/`` folder.
+    """
+    resolved = resolve_space_path(path)
+    try:
+        text = resolved.read_text()
+    except OSError as error:
+        raise UserError(f"space file {resolved}: cannot read it ({error.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"space file {resolved}: not valid YAML{where}") from None
+    return parse_space(raw, str(resolved))
+
+
+def parse_space(raw: Any, source: str = "space") -> SearchSpace:
+    if not isinstance(raw, dict):
+        raise UserError(f"space file {source}: expected a mapping of sections at the top level")
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(f"space file {source}: {_describe(error)}") from None
+    except UserError as error:
+        raise UserError(f"space file {source}: {error}") from None
+
+
+def resolve_space_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        return SPACES_DIR / "default.yaml"
+    candidate = Path(path)
+    if not candidate.exists() and candidate.suffix == "" and (SPACES_DIR / f"{candidate}.yaml").exists():
+        return SPACES_DIR / f"{candidate}.yaml"
+    if not candidate.exists():
+        raise UserError(f"space file {candidate}: no such file")
+    return candidate

@@ -1,0 +1,177 @@
+"""Tasks: what is predicted, how it is scored and which way is better.
+
+A task is plain data (name, kind, number of classes, metrics). Its loss and metrics work on
+whole tensors at once, and skip rows whose label is missing (NaN), so that partially
+labelled data sets train each task on the rows that have its label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtl_search.errors import UserError
+
+KINDS = ("binary", "multiclass", "regression")
+
+# metric name -> (direction, kinds it applies to)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "auc": ("maximize", ("binary",)),
+    "accuracy": ("maximize", ("binary", "multiclass")),
+    "logloss": ("minimize", ("binary", "multiclass")),
+    "mse": ("minimize", ("regression",)),
+    "rmse": ("minimize", ("regression",)),
+    "mae": ("minimize", ("regression",)),
+}
+DEFAULT_METRICS = {"binary": ("auc",), "multiclass": ("accuracy",), "regression": ("mse",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One prediction target.
+
+    ``metrics`` lists the metrics computed on held-out data; each becomes one objective of
+    the search unless the search is told otherwise. ``given`` names a task this one is
+    conditional on (entire-space modelling, ESMM style); None for ordinary tasks.
+    """
+
+    name: str
+    kind: str
+    n_classes: int = 0
+    metrics: tuple[str, ...] = ()
+    given: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
+            raise UserError(f"task name {self.name!r}: use letters, digits, '_', '-' or '.'")
+        if self.kind not in KINDS:
+            raise UserError(f"task {self.name!r}: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+        if self.kind == "multiclass" and self.n_classes < 2:
+            raise UserError(f"task {self.name!r}: a multiclass task needs at least 2 classes, got {self.n_classes}")
+        if self.kind == "binary":
+            object.__setattr__(self, "n_classes", 2)
+        if not self.metrics:
+            object.__setattr__(self, "metrics", DEFAULT_METRICS[self.kind])
+        for metric in self.metrics:
+            if metric not in METRICS:
+                raise UserError(f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+            if self.kind not in METRICS[metric][1]:
+                raise UserError(f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task")
+
+    @property
+    def output_size(self) -> int:
+        """Width of the model output for this task (logits for classification)."""
+        return self.n_classes if self.kind == "multiclass" else 1
+
+    def direction(self, metric: str) -> str:
+        return METRICS[metric][0]
+
+    # -- loss -------------------------------------------------------------------------
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the rows that carry a label (target not NaN).
+
+        Returns 0 (with a graph) when a batch holds no labelled row for this task.
+        """
+        mask = ~torch.isnan(target)
+        if not bool(mask.all()):
+            if not bool(mask.any()):
+                return output.sum() * 0.0
+            output, target = output[mask], target[mask]
+        if self.kind == "binary":
+            return F.binary_cross_entropy_with_logits(output.reshape(-1), target)
+        if self.kind == "multiclass":
+            return F.cross_entropy(output, target.long())
+        return F.mse_loss(output.reshape(-1), target)
+
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Model output turned into what a user reads: P(y=1), class probabilities or the value."""
+        if self.kind == "binary":
+            return torch.sigmoid(output.reshape(-1))
+        if self.kind == "multiclass":
+            return torch.softmax(output, dim=-1)
+        return output.reshape(-1)
+
+    # -- metrics ----------------------------------------------------------------------
+    def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """Every metric of the task on the labelled rows of ``output``/``target``."""
+        mask = ~torch.isnan(target)
+        output, target = output[mask].detach().float().cpu(), target[mask].cpu()
+        return {metric: _metric(metric, self, output, target) for metric in self.metrics}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"metrics": list(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Task":
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            n_classes=int(data.get("n_classes", 0)),
+            metrics=tuple(data.get("metrics", ())),
+            given=data.get("given"),
+        )
+
+
+def _metric(metric: str, task: Task, output: torch.Tensor, target: torch.Tensor) -> float:
+    if target.numel() == 0:
+        return math.nan
+    if metric == "auc":
+        from sklearn.metrics import roc_auc_score
+
+        y = target.numpy()
+        if np.unique(y).size < 2:
+            return math.nan
+        return float(roc_auc_score(y, output.reshape(-1).numpy()))
+    if metric == "accuracy":
+        if task.kind == "binary":
+            predicted = (output.reshape(-1) > 0).float()
+        else:
+            predicted = output.argmax(dim=-1).float()
+        return float((predicted == target).float().mean())
+    if metric == "logloss":
+        if task.kind == "binary":
+            return float(F.binary_cross_entropy_with_logits(output.reshape(-1), target))
+        return float(F.cross_entropy(output, target.long()))
+    error = output.reshape(-1) - target
+    if metric == "mse":
+        return float((error**2).mean())
+    if metric == "rmse":
+        return float((error**2).mean().sqrt())
+    if metric == "mae":
+        return float(error.abs().mean())
+    raise KeyError(metric)
+
+
+def parse_task_declaration(text: str) -> Task:
+    """Parse ``name:kind[:option=value...]`` as given to ``--task``.
+
+    Options: ``classes=N`` (multiclass), ``metrics=auc+logloss``, ``given=other_task``.
+    """
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0]:
+        raise UserError(f"--task {text!r}: expected NAME:KIND, for example income:binary")
+    name, kind, options = parts[0], parts[1], parts[2:]
+    kwargs: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep:
+            raise UserError(f"--task {text!r}: option {option!r} is not KEY=VALUE")
+        if key == "classes":
+            try:
+                kwargs["n_classes"] = int(value)
+            except ValueError:
+                raise UserError(f"--task {text!r}: classes={value!r} is not a whole number") from None
+        elif key == "metrics":
+            kwargs["metrics"] = tuple(m for m in value.split("+") if m)
+        elif key == "given":
+            kwargs["given"] = value
+        else:
+            raise UserError(f"--task {text!r}: unknown option {key!r} (known: classes, metrics, given)")
+    if kind == "multiclass" and "n_classes" not in kwargs:
+        kwargs["n_classes"] = 2  # refined from the data by loaders that see the labels
+    return Task(name=name, kind=kind, **kwargs)

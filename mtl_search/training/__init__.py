@@ -1,0 +1,13 @@
+"""Training and evaluating one candidate."""
+
+from mtl_search.training.trainer import (
+    DEFAULT_TRAINING,
+    TrainResult,
+    count_parameters,
+    evaluate,
+    predict,
+    resolve_device,
+    train_candidate,
+)
+
+__all__ = ["DEFAULT_TRAINING", "TrainResult", "count_parameters", "evaluate", "predict", "resolve_device", "train_candidate"]

@@ -1,0 +1,198 @@
+"""Training one candidate network.
+
+The loop is deliberately plain: the splits live on the device as tensors, each epoch
+shuffles them once and walks contiguous slices, and nothing per sample runs in Python.
+Validation metrics are computed after every epoch on the validation split; the test split
+is scored once at the end and is never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from mtl_search.architectures import MultiTaskModel, build_model
+from mtl_search.data.base import MultiTaskData, Split
+from mtl_search.errors import TrialDiverged, UserError
+from mtl_search.weighting import make_weighting
+
+EVAL_CHUNK = 8192
+
+DEFAULT_TRAINING = {
+    "epochs": 10,
+    "learning_rate": 1e-3,
+    "batch_size": 256,
+    "weight_decay": 0.0,
+    "optimizer": "adam",
+    "seed": 0,
+}
+
+# epoch callback: (epoch index, validation metrics {task: {metric: value}}) -> None;
+# it may raise (for example optuna.TrialPruned) to stop training.
+EpochCallback = Callable[[int, dict[str, dict[str, float]]], None]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    history: list[dict[str, Any]]
+    validation: dict[str, dict[str, float]]
+    test: dict[str, dict[str, float]]
+    n_params: int
+    wall_time: float
+    sharing: dict[str, Any]
+    weighting: dict[str, Any]
+    model: MultiTaskModel = dataclasses.field(repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything but the model, as JSON data."""
+        return {
+            "history": self.history,
+            "validation": self.validation,
+            "test": self.test,
+            "n_params": self.n_params,
+            "wall_time": self.wall_time,
+            "sharing": self.sharing,
+            "weighting": self.weighting,
+        }
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``None``/"auto": the GPU when one is present, else the CPU."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1, mps, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r}: no CUDA device is available on this machine")
+    return device
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def make_optimizer(name: str, parameters: list[nn.Parameter], learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=learning_rate, weight_decay=weight_decay, momentum=0.9)
+    raise UserError(f"training.optimizer {name!r}: expected adam, adamw or sgd")
+
+
+def train_candidate(
+    data: MultiTaskData,
+    candidate: dict[str, Any],
+    *,
+    device: torch.device | str | None = None,
+    on_epoch: EpochCallback | None = None,
+    stem: nn.Module | None = None,
+    train_split: Split | None = None,
+) -> TrainResult:
+    """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite loss.
+
+    ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
+    batch_size, weight_decay, optimizer, seed) and ``loss_weighting``. ``train_split``
+    replaces the training rows (used to retrain on train + validation for export).
+    """
+    config = DEFAULT_TRAINING | dict(candidate.get("training", {}))
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    torch.manual_seed(int(config["seed"]))
+    model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
+    task_names = data.task_names
+    weighting = make_weighting(candidate.get("loss_weighting"), task_names).to(device)
+    model.keep_representations = weighting.needs_representations
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(config["optimizer"], trainable + weighting.parameters(), float(config["learning_rate"]), float(config["weight_decay"]))
+
+    train = (train_split or data.train).to(device)
+    validation = data.validation.to(device)
+    tasks = {task.name: task for task in data.tasks}
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    batch_size = int(config["batch_size"])
+    n_rows = len(train)
+    history: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    for epoch in range(int(config["epochs"])):
+        epoch_started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_rows, generator=generator).to(device)
+        shuffled = train.rows(order)
+        loss_sums = torch.zeros(len(task_names), device=device)
+        batches = 0
+        for start in range(0, n_rows, batch_size):
+            stop = min(start + batch_size, n_rows)
+            if stop - start < 2 and batches:
+                break  # a lone last row would break batch normalisation and teaches little
+            inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
+            outputs = model(inputs)
+            losses = {name: tasks[name].loss(outputs[name], shuffled.targets[name][start:stop]) for name in task_names}
+            optimizer.zero_grad(set_to_none=True)
+            weighting.backward(losses, model, model.regularization())
+            optimizer.step()
+            loss_sums += torch.stack([losses[name].detach() for name in task_names])
+            batches += 1
+        epoch_losses = (loss_sums / max(batches, 1)).tolist()
+        if not all(math.isfinite(v) for v in epoch_losses):
+            bad = [name for name, v in zip(task_names, epoch_losses) if not math.isfinite(v)]
+            raise TrialDiverged(f"non-finite training loss in epoch {epoch + 1} for task(s) {', '.join(bad)}")
+        train_losses = dict(zip(task_names, epoch_losses))
+        weighting.end_epoch(train_losses)
+        scores = evaluate(model, data, validation)
+        history.append({
+            "epoch": epoch + 1,
+            "train_loss": train_losses,
+            "validation": scores,
+            "weights": weighting.weights(),
+            "seconds": time.perf_counter() - epoch_started,
+        })
+        if on_epoch is not None:
+            on_epoch(epoch, scores)
+
+    test_scores = evaluate(model, data, data.test.to(device))
+    return TrainResult(
+        history=history,
+        validation=history[-1]["validation"] if history else evaluate(model, data, validation),
+        test=test_scores,
+        n_params=count_parameters(model),
+        wall_time=time.perf_counter() - started,
+        sharing=model.sharing_report(),
+        weighting=weighting.describe(),
+        model=model,
+    )
+
+
+@torch.inference_mode()
+def predict(model: MultiTaskModel, split: Split) -> dict[str, torch.Tensor]:
+    """Raw outputs for every row of ``split``, in chunks so that large splits fit in memory."""
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in model.task_names}
+    n_rows = len(split)
+    for start in range(0, n_rows, EVAL_CHUNK):
+        outputs = model({k: v[start : start + EVAL_CHUNK] for k, v in split.inputs.items()})
+        for name, output in outputs.items():
+            chunks[name].append(output)
+    model.train(was_training)
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+def evaluate(model: MultiTaskModel, data: MultiTaskData, split: Split) -> dict[str, dict[str, float]]:
+    """Every task's metrics and mean loss on ``split`` (labelled rows only)."""
+    outputs = predict(model, split)
+    scores = {}
+    for task in data.tasks:
+        target = split.targets[task.name]
+        metrics = task.evaluate(outputs[task.name], target)
+        metrics["loss"] = float(task.loss(outputs[task.name], target))
+        scores[task.name] = metrics
+    return scores

@@ -1,0 +1,73 @@
+"""Loss-weighting methods; each is an object with one job (see :class:`LossWeighting`).
+
+A candidate's weighting is plain JSON data, ``{"method": "static", "weights": {...}}`` or
+``{"method": "uncertainty"}``..., turned into an object by :func:`make_weighting`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Sequence
+
+import dataclasses
+
+from mtl_search.errors import UserError
+from mtl_search.weighting.base import LossWeighting
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered method: how to build it, its section of a space file, how to sample it.
+
+    ``space_model`` is a pydantic model (extra keys forbidden) of the method's section under
+    ``loss_weighting:`` in a space file; ``sample(trial, section, task_names)`` returns the
+    keyword arguments of ``constructor`` (JSON data), suggesting values through ``trial``
+    with parameter names prefixed ``<method>.``.
+    """
+
+    name: str
+    constructor: Callable[..., LossWeighting]
+    space_model: type
+    sample: Callable[[Any, Any, Sequence[str]], dict[str, Any]]
+
+
+_METHODS: dict[str, Method] = {}
+_METHOD_MODULES = ("static", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda")
+
+
+def register_method(method: Method) -> Method:
+    _METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    _load_methods()
+    if name not in _METHODS:
+        raise UserError(f"loss weighting {name!r} is not known (known: {', '.join(sorted(_METHODS))})")
+    return _METHODS[name]
+
+
+def _load_methods() -> None:
+    for module in _METHOD_MODULES:
+        try:
+            importlib.import_module(f"mtl_search.weighting.{module}")
+        except ModuleNotFoundError as error:
+            if error.name != f"mtl_search.weighting.{module}":
+                raise
+
+
+def method_names() -> list[str]:
+    _load_methods()
+    return sorted(_METHODS)
+
+
+def make_weighting(config: dict[str, Any] | None, task_names: Sequence[str]) -> LossWeighting:
+    config = dict(config or {"method": "static"})
+    method = get_method(config.pop("method", "static"))
+    try:
+        return method.constructor(task_names, **config)
+    except TypeError as error:
+        raise UserError(f"loss weighting {method.name!r}: {error}") from None
+
+
+__all__ = ["LossWeighting", "Method", "get_method", "make_weighting", "method_names", "register_method"]
