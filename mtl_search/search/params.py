@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, model_validator
 
 
 class _Strict(BaseModel):
@@ -81,10 +81,26 @@ class BoolChoice(_Strict):
         return self
 
 
-IntParam = Union[int, IntRange, IntChoice]
-FloatParam = Union[float, FloatRange, FloatChoice]
-StrParam = Union[str, StrChoice]
-BoolParam = Union[bool, BoolChoice]
+def _shape(value: Any) -> str:
+    """Which form a value takes, so that errors speak of that form only."""
+    if isinstance(value, dict):
+        return "choice" if "choices" in value else "range"
+    if isinstance(value, BaseModel):
+        return "choice" if hasattr(value, "choices") else "range"
+    return "constant"
+
+
+def _param(constant: type, range_model: type | None, choice_model: type) -> Any:
+    members = [Annotated[constant, Tag("constant")], Annotated[choice_model, Tag("choice")]]
+    if range_model is not None:
+        members.append(Annotated[range_model, Tag("range")])
+    return Annotated[Union[tuple(members)], Discriminator(_shape)]
+
+
+IntParam = _param(int, IntRange, IntChoice)
+FloatParam = _param(float, FloatRange, FloatChoice)
+StrParam = _param(str, None, StrChoice)
+BoolParam = _param(bool, None, BoolChoice)
 
 
 def suggest(trial: Any, name: str, param: Any) -> Any:

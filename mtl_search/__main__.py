@@ -1,0 +1,3 @@
+from mtl_search.cli import run
+
+run()

@@ -1,0 +1,122 @@
+"""The walking skeleton end to end: run a search, continue it, read its front."""
+
+import csv
+import io
+import json
+
+import optuna
+import pytest
+
+from tests.helpers import assert_one_line_error
+
+QUICK = ("--data-option", "rows=300", "--data-option", "dim=8", "--epochs", "2", "--quiet")
+
+
+def test_three_trial_search_gives_trials_and_a_front(cli, storage_url):
+    result = cli("run", "--trials", "3", "--storage", storage_url, "--study-name", "s", *QUICK)
+    assert result.code == 0, result
+    assert "Pareto front of s" in result.out
+    study = optuna.load_study(study_name="s", storage=storage_url)
+    assert len(study.trials) == 3
+    assert study.metric_names == ["task1/mse", "task2/mse"]
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    assert study.best_trials
+    trial = study.best_trials[0]
+    assert trial.user_attrs["candidate"]["architecture"]["family"] == "tree"
+    assert len(trial.user_attrs["history"]) == 2
+    assert set(trial.user_attrs["test"]) == {"task1", "task2"}
+    assert study.user_attrs["mtl_search"]["data"]["source"] == "synthetic"
+
+
+def test_running_again_with_the_same_name_adds_trials(cli, storage_url):
+    assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "again", *QUICK).code == 0
+    assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "again", *QUICK).code == 0
+    study = optuna.load_study(study_name="again", storage=storage_url)
+    assert len(study.trials) == 4
+    assert len(optuna.get_all_study_names(storage_url)) == 1
+
+
+def test_continuing_with_other_data_is_refused(cli, storage_url):
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK).code == 0
+    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK, "--data-option", "correlation=0.9")
+    assert_one_line_error(result, "study 'd' was made with other data")
+
+
+def test_same_seed_same_study_results(cli, tmp_path):
+    values = []
+    for name in ("one", "two"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        assert cli("run", "--trials", "2", "--storage", url, "--study-name", "s", "--seed", "3", *QUICK).code == 0
+        values.append([t.values for t in optuna.load_study(study_name="s", storage=url).trials])
+    assert values[0] == values[1]
+
+
+@pytest.fixture
+def finished_study(cli, storage_url):
+    assert cli("run", "--trials", "4", "--storage", storage_url, "--study-name", "f", *QUICK).code == 0
+    return storage_url
+
+
+def test_pareto_formats(cli, finished_study, tmp_path):
+    study = optuna.load_study(study_name="f", storage=finished_study)
+    front = sorted(t.number for t in study.best_trials)
+
+    as_json = json.loads(cli("pareto", "f", "--storage", finished_study, "--format", "json").out)
+    assert [row["number"] for row in as_json] == front
+    for row in as_json:
+        assert set(row["values"]) == {"task1/mse", "task2/mse"}
+        assert row["architecture"]["family"] == "tree"
+        assert "params" in row
+
+    rows = list(csv.DictReader(io.StringIO(cli("pareto", "f", "--storage", finished_study, "--format", "csv").out)))
+    assert [int(r["number"]) for r in rows] == front
+
+    table = cli("pareto", "f", "--storage", finished_study)
+    assert table.code == 0 and "tree" in table.out
+
+    html = tmp_path / "front.html"
+    assert cli("pareto", "f", "--storage", finished_study, "--html", str(html)).code == 0
+    text = html.read_text()
+    assert "Pareto front" in text and "plotly" in text.lower()
+
+
+def test_studies_lists_counts_and_front_size(cli, finished_study):
+    result = cli("studies", "--storage", finished_study)
+    assert result.code == 0
+    assert "f" in result.out and "4" in result.out
+
+
+def test_bad_space_file_is_one_line(cli, storage_url, tmp_path):
+    for text, key in (
+        ("families: {tree: {}}\nbogus: 1\n", "key bogus: unknown key"),
+        ("families: {tree: {depth: deep}}\n", "key families.tree.depth"),
+        ("families: {tree: {width: {low: 9, high: 3}}}\n", "empty range"),
+    ):
+        space = tmp_path / "bad.yaml"
+        space.write_text(text)
+        assert_one_line_error(cli("run", "--space", str(space), "--storage", storage_url, *QUICK), str(space), key)
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqlite:/:/x", "postgresql://u:p@host:notaport/db", "nosuchdb://x"])
+def test_malformed_storage_url_is_one_line(cli, url):
+    assert_one_line_error(cli("run", "--storage", url, *QUICK), "--storage")
+    assert_one_line_error(cli("studies", "--storage", url), "--storage")
+
+
+def test_unknown_study_is_one_line(cli, finished_study):
+    assert_one_line_error(cli("pareto", "nope", "--storage", finished_study), "study 'nope' not found")
+
+
+def test_usage_errors_are_one_line(cli):
+    assert_one_line_error(cli("run", "--trials", "zero"), "--trials")
+    assert_one_line_error(cli("run", "--sampler", "bogus"), "--sampler")
+    assert_one_line_error(cli("run", "--data-option", "noequals"), "--data-option")
+
+
+def test_real_console_script_help_and_errors(cli_process, tmp_path):
+    assert cli_process("--help").code == 0
+    for command in ("run", "studies", "pareto"):
+        result = cli_process(command, "--help")
+        assert result.code == 0 and "usage: mtl-search " + command in result.out
+    bad = cli_process("run", "--storage", "bogus url", "--quiet")
+    assert_one_line_error(bad, "--storage")

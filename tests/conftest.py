@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny seeded data, a temporary SQLite storage, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtl_search.data.synthetic import make_synthetic
+from tests.helpers import CliResult
+from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests are small; one thread each keeps them fast and reproducible on 2 cores.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_synthetic():
+    """400 rows, 10 features, two regression tasks with correlation 0.5."""
+    return make_synthetic(dim=10, rows=400, correlation=0.5, seed=0)
+
+
+@pytest.fixture
+def tiny_synthetic3():
+    """Three tasks, 300 rows."""
+    return make_synthetic(dim=10, rows=300, tasks=3, correlation=0.5, seed=1)
+
+
+@pytest.fixture
+def storage_url(tmp_path):
+    """A fresh SQLite database file in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``mtl-search ARGS`` in this process; returns code, stdout and stderr."""
+    from mtl_search.cli import main
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse exits on --help and usage errors
+            code = exit.code if isinstance(exit.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def cli_process(tmp_path):
+    """Run the real ``mtl-search`` console script in a subprocess (cwd: a temporary folder)."""
+
+    def run(*args: str, timeout: float = 300, cwd: Path | None = None, env: dict | None = None) -> CliResult:
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+        full_env.update(env or {})
+        process = subprocess.run(
+            [sys.executable, "-m", "mtl_search", *args],
+            cwd=cwd or tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env,
+        )
+        return CliResult(process.returncode, process.stdout, process.stderr)
+
+    return run

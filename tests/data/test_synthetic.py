@@ -1,0 +1,48 @@
+"""The MMoE paper's synthetic benchmark."""
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_search.data import load_data
+from mtl_search.data.synthetic import make_synthetic
+from mtl_search.errors import UserError
+
+
+def label_correlation(data):
+    a, b = data.train.targets["task1"].numpy(), data.train.targets["task2"].numpy()
+    return np.corrcoef(a, b)[0, 1]
+
+
+def test_label_correlation_rises_with_p():
+    correlations = [label_correlation(make_synthetic(dim=20, rows=3000, correlation=p, seed=3)) for p in (0.0, 0.3, 0.6, 0.9)]
+    assert all(lo < hi for lo, hi in zip(correlations, correlations[1:])), correlations
+    assert abs(correlations[0]) < 0.1 and correlations[-1] > 0.8
+
+
+def test_same_seed_same_data_and_fixed_split():
+    first, second = make_synthetic(dim=10, rows=200, seed=5), make_synthetic(dim=10, rows=200, seed=5)
+    for split in ("train", "validation", "test"):
+        assert torch.equal(getattr(first, split).inputs["x"], getattr(second, split).inputs["x"])
+        assert torch.equal(getattr(first, split).targets["task2"], getattr(second, split).targets["task2"])
+    assert len(first.train) + len(first.validation) + len(first.test) == 200
+    assert not torch.equal(first.train.inputs["x"], make_synthetic(dim=10, rows=200, seed=6).train.inputs["x"])
+
+
+def test_more_than_two_tasks_share_a_common_direction():
+    data = make_synthetic(dim=20, rows=2000, tasks=4, correlation=0.9, seed=0)
+    assert data.task_names == ["task1", "task2", "task3", "task4"]
+    y = np.stack([data.train.targets[n].numpy() for n in data.task_names])
+    off_diagonal = np.corrcoef(y)[~np.eye(4, dtype=bool)]
+    assert off_diagonal.min() > 0.6  # cosine p^2 = 0.81 between weight vectors
+
+
+def test_options_from_the_command_line_are_typed_and_checked():
+    data = load_data("synthetic", {"rows": "100", "dim": "8", "correlation": "0.2"})
+    assert data.input_schema == {"kind": "vector", "size": 8}
+    with pytest.raises(UserError, match="unknown option"):
+        load_data("synthetic", {"colour": "red"})
+    with pytest.raises(UserError, match="correlation"):
+        load_data("synthetic", {"correlation": "high"})
+    with pytest.raises(UserError, match="correlation"):
+        load_data("synthetic", {"correlation": "1.5"})

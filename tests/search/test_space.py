@@ -1,0 +1,61 @@
+"""Search-space files: bundled spaces load, bad ones are rejected naming the key."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mtl_search.errors import UserError
+from mtl_search.search.space import SPACES_DIR, load_space
+
+SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPACE_FILES, ids=lambda p: p.name)
+def test_every_bundled_space_loads_and_samples_a_buildable_candidate(path, tiny_synthetic3):
+    from mtl_search.architectures import build_model
+
+    space = load_space(path)
+    study = optuna.create_study(directions=["minimize"] * 3, sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        candidate = space.sample(trial, tiny_synthetic3.task_names)
+        build_model(candidate["architecture"], tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
+        study.tell(trial, [0.0, 0.0, 0.0])
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("families: {tree: {}}\ntraining: {epochs: 3, colour: red}\n", "key training.colour: unknown key"),
+        ("families: {tree: {depth: three}}\n", "key families.tree.depth: Input should be a valid integer"),
+        ("families: {tree: {depth: {low: 4, high: 2}}}\n", "key families.tree.depth: empty range"),
+        ("families: {tree: {width: {choices: []}}}\n", "key families.tree.width: empty choices"),
+        ("families: {}\n", "key families"),
+        ("families: {treee: {}}\n", "key families.treee"),
+        ("families: [tree\n", "not valid YAML at line"),
+        ("- just\n- a list\n", "mapping of sections"),
+    ],
+)
+def test_bad_space_files_name_the_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as error:
+        load_space(path)
+    assert str(error.value).startswith(f"space file {path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_missing_space_file_is_named(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_space(tmp_path / "nope.yaml")
+
+
+def test_bundled_space_by_short_name():
+    assert load_space("default").families.keys() == load_space(SPACES_DIR / "default.yaml").families.keys()
