@@ -72,13 +72,15 @@ class Task:
         return METRICS[metric][0]
 
     # -- loss -------------------------------------------------------------------------
-    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, target: torch.Tensor, *, all_labelled: bool = False) -> torch.Tensor:
         """Mean loss over the rows that carry a label (target not NaN).
 
         Returns 0 (with a graph) when a batch holds no labelled row for this task.
+        ``all_labelled=True`` skips the check (the trainer knows when a split has no gap,
+        and the check costs a device synchronisation per batch on a GPU).
         """
-        mask = ~torch.isnan(target)
-        if not bool(mask.all()):
+        mask = None if all_labelled else ~torch.isnan(target)
+        if mask is not None and not bool(mask.all()):
             if not bool(mask.any()):
                 return output.sum() * 0.0
             output, target = output[mask], target[mask]

@@ -69,3 +69,26 @@ def cli_process(tmp_path):
         return CliResult(process.returncode, process.stdout, process.stderr)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_study(tmp_path_factory):
+    """A finished search shared by the report, dashboard and export tests (treat it as read-only).
+
+    Three random-sampler trials of two epochs on tiny synthetic data, in a SQLite file with
+    the trial artifacts beside it. Returns (storage URL, study name, data).
+    """
+    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.space import parse_space
+
+    folder = tmp_path_factory.mktemp("trained-study")
+    url = f"sqlite:///{folder / 'studies.db'}"
+    data = make_synthetic(dim=8, rows=300, correlation=0.5, seed=0)
+    space = parse_space({
+        "training": {"epochs": 2, "batch_size": 64},
+        "tower": {"depth": 1, "width": 8},
+        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}, "grouping": "partitions"}},
+        "loss_weighting": {"static": {"weights": "simplex"}},
+    })
+    run_search(data, space, SearchSettings(study_name="tiny", storage=url, sampler="random", seed=0, n_trials=3))
+    return url, "tiny", data

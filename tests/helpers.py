@@ -19,3 +19,18 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.err
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def require_chromium() -> str:
+    """The chromium executable; skips the test without one, fails when CI requires services."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("MTL_SEARCH_REQUIRE_SERVICES") == "1":
+        pytest.fail("chromium is not installed but MTL_SEARCH_REQUIRE_SERVICES=1 (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium)")

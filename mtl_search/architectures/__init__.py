@@ -21,6 +21,8 @@ from torch import nn
 
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
 from mtl_search.architectures.blocks import BlockFactory, CustomStem, build_stem
+from mtl_search.architectures.conditional import validate_conditions
+from mtl_search.architectures.relationship import prior_from_spec, summarize_relationship, validate_relationship
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -55,13 +57,15 @@ def family_names() -> list[str]:
     return sorted(_FAMILIES)
 
 
-COMMON_KEYS = ("family", "block", "tower", "stem")
+COMMON_KEYS = ("family", "block", "tower", "stem", "relationship")
 
 
 def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
     if not isinstance(spec, dict) or "family" not in spec:
         raise UserError("architecture spec: expected an object with a 'family' key")
     get_family(spec["family"]).validate(spec, task_names)
+    if spec.get("relationship") is not None:
+        validate_relationship(spec["relationship"])
 
 
 def build_model(
@@ -77,6 +81,7 @@ def build_model(
     """
     task_names = [task.name for task in tasks]
     validate_spec(spec, task_names)
+    validate_conditions(tasks)
     family = get_family(spec["family"])
     stem_module = stem if stem is not None else build_stem(input_schema, spec.get("stem"))
     in_shape = tuple(stem_module.out_shape)
@@ -84,7 +89,9 @@ def build_model(
     body = family.build(spec, in_shape, task_names, blocks)
     tower = spec.get("tower", {})
     towers = make_towers(body, tasks, tower.get("widths", []), spec.get("block", {}).get("activation", "relu"))
-    return MultiTaskModel(stem_module, body, towers, spec)
+    body.attach_heads(towers, tasks)
+    relationship = prior_from_spec(spec.get("relationship"), towers, task_names)
+    return MultiTaskModel(stem_module, body, towers, spec, relationship=relationship)
 
 
 def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
@@ -94,7 +101,16 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
     text = f"{spec['family']} {family.summary(spec, task_names)}"
     if tower:
         text += " tower=" + "x".join(str(w) for w in tower)
+    if (spec.get("relationship") or {}).get("weight"):
+        text += f" rel={spec['relationship']['weight']:.2g}"
     return text
+
+
+def summarize_learned(sharing: dict[str, Any]) -> str:
+    """What a trained model learned that its spec does not say (e.g. task correlations), or ''."""
+    if sharing.get("relationship"):
+        return summarize_relationship(sharing["relationship"])
+    return ""
 
 
 def spec_to_json(spec: dict[str, Any]) -> str:
@@ -113,5 +129,8 @@ def spec_from_json(text: str) -> dict[str, Any]:
 
 __all__ = [
     "Body", "BlockFactory", "CustomStem", "Family", "MultiTaskModel", "build_model", "build_stem",
-    "family_names", "get_family", "register_family", "spec_from_json", "spec_to_json", "summarize", "validate_spec",
+    "family_names", "get_family", "register_family", "spec_from_json", "spec_to_json", "summarize", "summarize_learned",
+    "validate_spec",
 ]
+
+from mtl_search.architectures import sequence  # noqa: E402,F401  (registers the "sequence" stem)

@@ -25,6 +25,15 @@ class Body(nn.Module):
     """
 
     out_shapes: dict[str, Shape]
+    # True for a body that runs the towers itself (it feeds predictions to the layers above,
+    # as the hierarchy family does): forward then returns (representations, outputs).
+    computes_outputs = False
+
+    def attach_heads(self, heads: dict[str, nn.Module], tasks: Sequence[Task]) -> None:
+        """Called once the towers exist; a body with ``computes_outputs`` keeps them here."""
+
+    def end_epoch(self) -> None:
+        """Called by the trainer after every epoch (e.g. to refresh a snapshot of weights)."""
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters that more than one task's loss reaches (what PCGrad/GradNorm treat as shared)."""
@@ -42,13 +51,22 @@ class Body(nn.Module):
 class MultiTaskModel(nn.Module):
     """stem -> body -> one tower per task; ``forward`` returns {task name: output}."""
 
-    def __init__(self, stem: nn.Module, body: Body, towers: dict[str, nn.Module], spec: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        stem: nn.Module,
+        body: Body,
+        towers: dict[str, nn.Module],
+        spec: dict[str, Any],
+        relationship: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.stem = stem
         self.body = body
         self.towers = nn.ModuleDict(towers)
         self.task_names = list(towers)
         self.spec = spec
+        # optional prior over the towers' weights (TaskRelationshipPrior), see relationship.py
+        self.relationship = relationship
         # The last input of the towers, kept by forward() when asked, for methods that
         # work on the shared representation (MGDA-UB).
         self.keep_representations = False
@@ -56,20 +74,37 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         features = self.stem(inputs)
-        representations = self.body(features)
+        if self.body.computes_outputs:
+            representations, outputs = self.body(features)
+        else:
+            representations = self.body(features)
+            outputs = {name: self.towers[name](representations[name]) for name in self.task_names}
         if self.keep_representations:
             self.representations = representations
-        return {name: self.towers[name](representations[name]) for name in self.task_names}
+        return outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:
         stem = [p for p in self.stem.parameters() if p.requires_grad]
         return stem + [p for p in self.body.shared_parameters() if p.requires_grad]
 
     def regularization(self) -> torch.Tensor | None:
-        return self.body.regularization()
+        terms = [self.body.regularization()]
+        if self.relationship is not None:
+            terms.append(self.relationship.penalty())
+        terms = [term for term in terms if term is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def end_epoch(self) -> None:
+        """The trainer calls this after every epoch: closed-form updates between gradient steps."""
+        self.body.end_epoch()
+        if self.relationship is not None:
+            self.relationship.reestimate()
 
     def sharing_report(self) -> dict[str, Any]:
-        return self.body.sharing_report()
+        report = dict(self.body.sharing_report())
+        if self.relationship is not None:
+            report["relationship"] = self.relationship.report()
+        return report
 
 
 class Family(Protocol):

@@ -43,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_front(study: optuna.Study) -> None:
+    from mtl_search.cli.search_summary import objective_cells, print_search_summary
     from mtl_search.search.front import front_rows
     from mtl_search.search.study import study_objectives
 
@@ -50,12 +51,18 @@ def print_front(study: optuna.Study) -> None:
     rows = front_rows(study)
     if not rows:
         print(f"study {study.study_name}: no completed trial yet, so no front")
+        print_search_summary(study)
         return
     names = [o.name for o in objectives]
     arrows = [f"{n} {'↑' if o.direction == 'maximize' else '↓'}" for n, o in zip(names, objectives)]
-    table_rows = [[row["number"], *[row["values"][n] for n in names], row["n_params"], row["summary"]] for row in rows]
+    table_rows = [[row["number"], *objective_cells(row, objectives), row["n_params"], _with_learned(row)] for row in rows]
     print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
                      ["trial", *arrows, "params", "architecture"], table_rows)
+    print_search_summary(study)
+
+
+def _with_learned(row: dict) -> str:
+    return row["summary"] + (f" | {row['learned']}" if row.get("learned") else "")
 
 
 def front_json(study: optuna.Study) -> str:

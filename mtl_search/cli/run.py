@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import sys
+from typing import Any
 
 import optuna
 
@@ -22,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="NAME", default=None, help="data source: synthetic (default), census, multidigits, table, ...")
     data.add_argument("--data-option", metavar="KEY=VALUE", action="append", default=[], help="option of the data source, repeatable (e.g. correlation=0.5)")
-    data.add_argument("--data-file", metavar="PATH", default=None, help="input file of the data source (CSV/Parquet for your own table)")
+    data.add_argument("--data-file", metavar="PATH", default=None, help="input file of the data source (CSV/Parquet for your own table, or its YAML description; see docs/data.md)")
     data.add_argument("--task", metavar="NAME:KIND", action="append", default=[], help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)")
     search = parser.add_argument_group("search")
     search.add_argument("--space", metavar="PATH", default=None, help="search-space YAML file or bundled name (default: search_spaces/default.yaml)")
@@ -31,10 +34,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--epochs", metavar="N", type=_positive_int, default=None, help="training epochs of every trial (overrides the space)")
     search.add_argument("--study-name", metavar="NAME", default=None, help="study to create or continue (default: <data>-<space>)")
     add_storage_option(search)
+    search.add_argument("--artifacts", metavar="DIR", default=None,
+                        help="where each trial's spec and weights go (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
     search.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default: tpe)")
     search.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the sampler and of training (default: 0)")
     search.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
+    efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/search.md)")
+    efficiency.add_argument("--objective", metavar="COST", action="append", choices=("params", "latency"), default=[],
+                            help="add a cost objective (minimised), repeatable: params, latency (ms per batch on --device)")
+    efficiency.add_argument("--max-params", metavar="N", type=_positive_int, default=None,
+                            help="hard limit on trainable parameters: bigger candidates are not trained and never enter the front")
+    efficiency.add_argument("--max-latency-ms", metavar="X", type=_positive_float, default=None,
+                            help="hard limit on the forward time of one batch in milliseconds (on --device)")
+    efficiency.add_argument("--no-prune", action="store_true", help="train every trial to the end (no Pareto-aware pruning)")
+    efficiency.add_argument("--prune-warmup", metavar="EPOCHS", type=_non_negative_int, default=None,
+                            help="epochs before a trial may be pruned (default: the space's pruning.warmup_epochs, else 2)")
+    efficiency.add_argument("--prune-min-trials", metavar="N", type=_positive_int, default=None,
+                            help="completed trials needed before pruning starts (default: the space's, else 5)")
+    efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
+                            help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
+    parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
+    parallel.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+                          help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
+    parallel.add_argument("--grace-period", metavar="SECONDS", type=_positive_int, default=None,
+                          help="a running trial without heartbeat this long (its worker died) is failed and retried "
+                          "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
     parser.set_defaults(handler=main)
 
 
@@ -45,6 +70,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 
@@ -60,15 +95,41 @@ def _positive_float(text: str) -> float:
 
 def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.pareto import print_front
+
+    data, space, settings, storage = _prepare(args)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    progress = None if args.quiet else _Progress(args.trials)
+    status = 0
+    try:
+        if progress:
+            progress.start(f"study {settings.study_name} on {settings.device}" + (f", {args.workers} workers" if args.workers > 1 else ""))
+        if args.workers > 1:
+            study, status = _run_workers(args, data, space, settings, storage, progress)
+        else:
+            study = _search(args, data, space, settings, storage, callbacks=[progress.on_trial] if progress else [])
+    finally:
+        if progress:
+            progress.stop()
+    print_front(study)
+    return status
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:
+    """Data, space, settings and storage from the flags, every one checked (UserError if bad)."""
     from mtl_search.data import load_data
-    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.costs import with_cost_options
+    from mtl_search.search.pruning import with_pruning_options
+    from mtl_search.search.runner import SearchSettings
     from mtl_search.search.space import load_space, resolve_space_path
     from mtl_search.search.storage import open_storage
     from mtl_search.training import resolve_device
 
-    storage = open_storage(args.storage)  # fail fast on a bad URL, before any data is read
+    # fail fast on a bad URL, before any data is read
+    storage = open_storage(args.storage, grace_seconds=args.grace_period)
     space_path = resolve_space_path(args.space)
     space = load_space(space_path)
+    space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
+    space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials)
     options = parse_key_values(args.data_option, "--data-option")
     data = load_data(args.data, options, args.data_file, args.task)
     device = resolve_device(args.device)
@@ -77,22 +138,52 @@ def main(args: argparse.Namespace) -> int:
     settings = SearchSettings(
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
+        artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy,
     )
+    return data, space, settings, storage
+
+
+def _search(args: argparse.Namespace, data: Any, space: Any, settings: Any, storage: optuna.storages.BaseStorage,
+            *, callbacks: list, budget: Any = None) -> optuna.Study:
+    """``run_search`` with everything the flags ask for; each worker process runs this too."""
+    from mtl_search.search.runner import run_search
+
+    return run_search(data, space, settings, callbacks=callbacks, storage=storage, budget=budget)
+
+
+def search_in_worker(args: argparse.Namespace, *, worker_index: int, budget: Any, callbacks: list) -> None:
+    """Entry point of a ``--workers`` process: load everything itself, then run its share."""
+    import dataclasses
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    callbacks = []
-    progress = None
-    if not args.quiet:
-        progress = _Progress(args.trials)
-        callbacks.append(progress.on_trial)
-    try:
-        if progress:
-            progress.start(f"study {study_name} on {device}")
-        study = run_search(data, space, settings, callbacks=callbacks, storage=storage)
-    finally:
-        if progress:
-            progress.stop()
-    print_front(study)
-    return 0
+    data, space, settings, storage = _prepare(args)
+    # The parent has created and, if asked, affinity-seeded the study: workers only search it.
+    settings = dataclasses.replace(settings, worker_index=worker_index, seed_strategy="none")
+    _search(args, data, space, settings, storage, callbacks=callbacks, budget=budget)
+
+
+def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any, storage: optuna.storages.BaseStorage,
+                 progress: "_Progress | None") -> tuple[optuna.Study, int]:
+    """Create or check (and seed) the study here, one clear error and no race; then let the workers search it."""
+    from mtl_search.search.workers import EXIT_INTERRUPTED, LocalBudget, WorkerPool
+
+    study = _search(args, data, space, settings, storage, callbacks=[], budget=LocalBudget(0))
+    pool = WorkerPool(args.workers, args.trials, search_in_worker, (args,))
+    codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
+    if EXIT_INTERRUPTED in codes:
+        raise KeyboardInterrupt
+    if any(code != 0 for code in codes):
+        failed = ", ".join(f"{process.name} ({_describe_exit(code)})" for process, code in zip(pool.processes, codes) if code != 0)
+        print(f"mtl-search run: warning: worker(s) ended early: {failed}; a trial they left running is "
+              f"failed and retried after the grace period (see docs/parallel.md)", file=sys.stderr)
+        return study, 2 if 2 in codes else 1
+    return study, 0
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
 
 
 def _check_study_name(name: str) -> None:

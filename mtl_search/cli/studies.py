@@ -18,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mtl_search.search.storage import open_storage
+    from mtl_search.search.costs import count_infeasible
     from mtl_search.search.study import pareto_trials
 
     storage = open_storage(args.storage, heartbeat=False, create=False)
@@ -29,11 +30,11 @@ def main(args: argparse.Namespace) -> int:
         front = len(pareto_trials(study)) if len(study.directions) > 1 else (1 if states[optuna.trial.TrialState.COMPLETE] else 0)
         rows.append([
             summary.study_name, len(trials), states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.PRUNED],
-            states[optuna.trial.TrialState.FAIL], states[optuna.trial.TrialState.RUNNING], front,
+            states[optuna.trial.TrialState.FAIL], states[optuna.trial.TrialState.RUNNING], count_infeasible(trials), front,
             ", ".join(study.metric_names or []),
         ])
     if not rows:
         print("no studies yet (mtl-search run creates one)")
         return 0
-    print_rows_table("studies", ["study", "trials", "complete", "pruned", "failed", "running", "front", "objectives"], rows)
+    print_rows_table("studies", ["study", "trials", "complete", "pruned", "failed", "running", "infeasible", "front", "objectives"], rows)
     return 0

@@ -6,6 +6,7 @@ from typing import Any
 
 import optuna
 
+from mtl_search.architectures import summarize_learned
 from mtl_search.search.study import pareto_trials, study_objectives
 
 
@@ -26,9 +27,19 @@ def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> di
         "loss_weighting": candidate.get("loss_weighting", {}),
         "test": trial.user_attrs.get("test", {}),
         "sharing": trial.user_attrs.get("sharing", {}),
+        "costs": trial.user_attrs.get("costs", {}),
+        # what training learned beyond the spec (e.g. task correlations of the relationship prior)
+        "learned": summarize_learned(trial.user_attrs.get("sharing") or {}),
     }
 
 
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     names = [o.name for o in study_objectives(study)]
-    return [trial_row(trial, names) for trial in pareto_trials(study)]
+    from mtl_search.search.refine import refined_record
+
+    attrs = study.user_attrs
+    rows = [trial_row(trial, names) for trial in pareto_trials(study)]
+    for row in rows:
+        # mean and std over training seeds, when `mtl-search refine` ran (search/refine.py)
+        row["refined"] = refined_record(study, row["number"], attrs)
+    return rows

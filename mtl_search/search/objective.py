@@ -11,6 +11,7 @@ import torch
 from mtl_search.architectures import summarize
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import TrialDiverged, UserError
+from mtl_search.search.costs import CostMeter, timing_batch
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.study import Objective
 from mtl_search.training import TrainResult, train_candidate
@@ -40,6 +41,7 @@ class CandidateObjective:
         epoch_hooks: Sequence[EpochHook] = (),
         result_hooks: Sequence[ResultHook] = (),
         stem: torch.nn.Module | None = None,
+        cost_meter: CostMeter | None = None,
     ) -> None:
         self.data = data
         self.space = space
@@ -50,6 +52,8 @@ class CandidateObjective:
         self.epoch_hooks = list(epoch_hooks)
         self.result_hooks = list(result_hooks)
         self.stem = stem
+        # Costs are measured before training, so an over-limit candidate is never trained.
+        self.cost_meter = cost_meter or CostMeter()
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         candidate = self.space.sample(trial, self.data.task_names, seed=self.seed, epochs=self.epochs)
@@ -58,6 +62,7 @@ class CandidateObjective:
     def train_and_record(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> list[float]:
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("summary", describe_candidate(candidate, self.data.task_names))
+        costs = self.measure_costs(trial, candidate)
         history: list[dict[str, Any]] = []
 
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]]) -> None:
@@ -71,6 +76,7 @@ class CandidateObjective:
             if history:
                 trial.set_user_attr("validation", history[-1])
                 trial.set_user_attr("history", [{"epoch": i + 1, "validation": s} for i, s in enumerate(history)])
+                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(history[-1], costs))))
             raise
         except (UserError, KeyboardInterrupt):
             raise
@@ -85,13 +91,41 @@ class CandidateObjective:
             trial.set_user_attr(key, value)
         for hook in self.result_hooks:
             hook(trial, candidate, result)
-        values = [result.validation[o.task][o.metric] for o in self.objectives]
+        values = self.values(result.validation, costs)
         if not all(math.isfinite(v) for v in values):
             bad = [o.name for o, v in zip(self.objectives, values) if not math.isfinite(v)]
             reason = f"validation metric(s) not finite: {', '.join(bad)}"
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(reason)
         return values
+
+    def values(self, validation: dict[str, dict[str, float]], costs: dict[str, float]) -> list[float]:
+        """The objective vector: task metrics from ``validation``, costs from ``costs``."""
+        return [costs[o.metric] if o.kind == "cost" else validation[o.task][o.metric] for o in self.objectives]
+
+    def measure_costs(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> dict[str, float]:
+        """Measure the untrained network's costs, record them and the constraints on the trial.
+
+        Raises :class:`optuna.TrialPruned` (with ``prune_reason``) when a hard limit is
+        exceeded: the constraint values stay on the trial, so samplers still learn from it.
+        """
+        if not self.cost_meter.active:
+            return {}
+        from mtl_search.architectures import build_model
+        from mtl_search.training import resolve_device
+
+        device = self.device if isinstance(self.device, torch.device) else resolve_device(self.device)
+        model = build_model(candidate["architecture"], self.data.input_schema, self.data.tasks, stem=self.stem).to(device)
+        costs = self.cost_meter.measure(model, timing_batch(self.data.validation, self.cost_meter.batch_size, device))
+        del model
+        trial.set_user_attr("costs", costs)
+        for key, value in self.cost_meter.constraints(costs).items():
+            trial.set_constraint(key, value)
+        violation = self.cost_meter.describe_violation(costs)
+        if violation is not None:
+            trial.set_user_attr("prune_reason", violation)
+            raise optuna.TrialPruned(violation)
+        return costs
 
 
 def describe_candidate(candidate: dict[str, Any], task_names: Sequence[str]) -> str:

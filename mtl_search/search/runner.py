@@ -13,6 +13,8 @@ from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHoo
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.storage import open_storage
 from mtl_search.search.study import create_or_continue, make_sampler, objectives_for
+from mtl_search.search import affinity, costs, hypervolume, pruning
+from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 
 
 @dataclasses.dataclass
@@ -25,6 +27,20 @@ class SearchSettings:
     timeout: float | None = None
     epochs: int | None = None
     device: str | None = None
+    # Trained weights and spec of every trial go to this artifact folder (None: beside the
+    # SQLite file, see search/artifacts.py); save_artifacts=False keeps none.
+    artifacts: str | None = None
+    save_artifacts: bool = True
+    # Heartbeat grace period in seconds before a silent trial is failed and retried
+    # (None: $MTL_SEARCH_GRACE_PERIOD, else 60; see search/storage.py).
+    grace_period: int | None = None
+    # Index of this worker process among those of one run; it offsets the sampler's seed so
+    # that parallel workers do not propose the same candidates (training keeps ``seed``).
+    worker_index: int = 0
+    # Pareto-aware pruning as the space's `pruning:` section says; False turns it off (--no-prune).
+    prune: bool = True
+    # "affinity": measure task affinity and enqueue grouping trees first (search/affinity.py).
+    seed_strategy: str = "none"
 
 
 def run_search(
@@ -38,29 +54,47 @@ def run_search(
     stem: torch.nn.Module | None = None,
     enqueue: Sequence[dict[str, Any]] = (),
     storage: optuna.storages.BaseStorage | None = None,
+    budget: Budget | None = None,
 ) -> optuna.Study:
     """Create or continue the study and run ``n_trials`` more trials (or until ``timeout``).
 
     ``enqueue`` holds parameter dictionaries to try first (e.g. from affinity seeding).
+    ``budget`` replaces ``n_trials`` when worker processes share one (see search/workers.py).
     """
-    objectives = objectives_for(data.tasks, space.objectives.metrics)
-    storage = storage or open_storage(settings.storage)
+    objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
+    storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
     study = create_or_continue(
         settings.study_name, settings.storage, data, objectives, space.to_data(),
-        make_sampler(settings.sampler, settings.seed), storage=storage,
+        make_sampler(settings.sampler, settings.seed + settings.worker_index), storage=storage,
     )
+    if settings.seed_strategy == "affinity":
+        affinity.seed_with_affinity(study, data, space, affinity.AffinitySettings(seed=settings.seed), device=settings.device)
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(
         data, space, objectives, seed=settings.seed, epochs=settings.epochs, device=settings.device,
-        epoch_hooks=epoch_hooks, result_hooks=result_hooks, stem=stem,
+        epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
+        cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(settings, storage)], stem=stem,
     )
-    study.optimize(
-        objective,
-        n_trials=settings.n_trials,
-        timeout=settings.timeout,
-        catch=(TrialFailed,),
-        callbacks=list(callbacks),
-        gc_after_trial=False,
+    optimize_study(
+        study, objective, budget or LocalBudget(settings.n_trials),
+        timeout=settings.timeout, catch=(TrialFailed,), callbacks=callbacks,
     )
+    hypervolume.store_hypervolume(study)  # for `pareto` and reports (search/hypervolume.py)
     return study
+
+
+def record_hooks(settings: SearchSettings, storage: optuna.storages.BaseStorage) -> list[ResultHook]:
+    """Hooks that keep what a trained trial leaves behind: its artifacts and a dashboard note."""
+    from mtl_search.dashboard.notes import note_architecture
+    from mtl_search.search.artifacts import ArtifactUploader, artifact_dir, open_artifact_store
+
+    hooks: list[ResultHook] = [note_architecture]
+    # A storage without a URL (in memory) gets artifacts only when a folder is named.
+    url = getattr(storage, "url", None)
+    directory = None
+    if settings.save_artifacts and (url is not None or settings.artifacts):
+        directory = artifact_dir(url, settings.artifacts)
+    if directory is not None:
+        hooks.append(ArtifactUploader(open_artifact_store(directory)))
+    return hooks

@@ -6,10 +6,12 @@ A space file has these sections (all optional but ``families``)::
     training:   {epochs, learning_rate, batch_size, weight_decay, optimizer}
     block:      {type, norm, activation, dropout}       # backbone blocks, every family
     tower:      {depth, width}                          # task towers
-    stem:       {embedding_dim}                         # tabular embeddings
+    stem:       {embedding_dim, sequence_encoder, sequence_width}  # embeddings, sequence encoder
+    relationship: {weight, ridge}                       # task-relationship prior on the towers
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
-    objectives: {...}                                   # extra objectives and limits
+    objectives: {metrics, extra, max_params, max_latency_ms}  # cost objectives and limits
+    pruning:    {enabled, warmup_epochs, min_completed_trials, margin, min_dominators}
 
 Each value is a constant, ``{low: .., high: .., log: true}`` or ``{choices: [..]}``.
 Loading validates everything and names the key at fault; :meth:`SearchSpace.sample`
@@ -61,11 +63,46 @@ class TowerSpace(_Strict):
 class StemSpace(_Strict):
     # width of each categorical column's embedding; None: a rule of thumb per column
     embedding_dim: IntParam | None = None
+    # sequence inputs (the "sequence" stem): gru, lstm or attention, and the encoder's width
+    sequence_encoder: StrParam | None = None
+    sequence_width: IntParam | None = None
+
+    @field_validator("sequence_encoder")
+    @classmethod
+    def _encoder(cls, value: Any) -> Any:
+        from mtl_search.architectures.sequence import ENCODERS
+
+        for name in [value] if isinstance(value, str) else getattr(value, "choices", []):
+            if name not in ENCODERS:
+                raise ValueError(f"{name!r} is not an encoder (expected {', '.join(ENCODERS)})")
+        return value
+
+
+class RelationshipSpace(_Strict):
+    # weight of the matrix-normal prior's trace term on the towers (0: off); ridge keeps the
+    # task covariance well conditioned (see mtl_search/architectures/relationship.py)
+    weight: FloatParam
+    ridge: FloatParam = 0.1
 
 
 class ObjectivesSpace(_Strict):
     # per task: its first metric ("primary") or every metric it declares ("all")
     metrics: Literal["primary", "all"] = "primary"
+    # costs that become objectives too (minimised); see mtl_search/search/costs.py
+    extra: list[Literal["params", "latency"]] = Field(default_factory=list)
+    # hard limits: a candidate over one is not trained and never enters the front
+    max_params: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, gt=0)
+
+
+class PruningSpace(_Strict):
+    """Pareto-aware pruning (mtl_search/search/pruning.py explains the rule)."""
+
+    enabled: bool = True
+    warmup_epochs: int = Field(default=2, ge=0)
+    min_completed_trials: int = Field(default=5, ge=1)
+    margin: float = Field(default=0.05, ge=0.0)
+    min_dominators: int = Field(default=2, ge=1)
 
 
 class SearchSpace(_Strict):
@@ -74,9 +111,12 @@ class SearchSpace(_Strict):
     block: BlockSpace = Field(default_factory=BlockSpace)
     tower: TowerSpace = Field(default_factory=TowerSpace)
     stem: StemSpace = Field(default_factory=StemSpace)
+    relationship: RelationshipSpace | None = None
     families: dict[str, Any]
-    loss_weighting: dict[str, Any] = Field(default_factory=lambda: {"static": {}})
+    # validate_default: the default too must become the method's section model, as sample() expects
+    loss_weighting: dict[str, Any] = Field(default_factory=lambda: {"static": {}}, validate_default=True)
     objectives: ObjectivesSpace = Field(default_factory=ObjectivesSpace)
+    pruning: PruningSpace = Field(default_factory=PruningSpace)
 
     @field_validator("families")
     @classmethod
@@ -121,7 +161,16 @@ class SearchSpace(_Strict):
         stem = {}
         if self.stem.embedding_dim is not None:
             stem["embedding_dim"] = suggest(trial, "stem.embedding_dim", self.stem.embedding_dim)
+        if self.stem.sequence_encoder is not None:
+            stem["sequence_encoder"] = suggest(trial, "stem.sequence_encoder", self.stem.sequence_encoder)
+        if self.stem.sequence_width is not None:
+            stem["sequence_width"] = suggest(trial, "stem.sequence_width", self.stem.sequence_width)
         architecture["stem"] = stem
+        if self.relationship is not None:
+            architecture["relationship"] = {
+                "weight": suggest(trial, "relationship.weight", self.relationship.weight),
+                "ridge": suggest(trial, "relationship.ridge", self.relationship.ridge),
+            }
         training = {
             "epochs": epochs if epochs is not None else suggest(trial, "training.epochs", self.training.epochs),
             "learning_rate": suggest(trial, "training.learning_rate", self.training.learning_rate),
@@ -189,7 +238,7 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
 
 def _is_union_tag(part: Any) -> bool:
     text = str(part)
-    return text in ("int", "float", "str", "bool", "none") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict["))
+    return text in ("int", "float", "str", "bool", "none", "constant", "range", "choice") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict[", "tagged-union["))
 
 
 def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:

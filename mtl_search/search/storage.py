@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -15,10 +16,16 @@ from mtl_search.errors import UserError
 DEFAULT_STORAGE_DIR = Path("studies")
 DEFAULT_DB_NAME = "mtl-search.db"
 # Seconds between heartbeats of a running trial; a trial silent for GRACE_PERIOD is failed
-# (and retried) by the next worker that looks, so a killed worker loses no trial for good.
+# (and retried) by the next worker that starts a trial, so a killed worker loses no trial for
+# good. ``--grace-period`` or $MTL_SEARCH_GRACE_PERIOD change the grace period; the interval
+# follows it (a third of it, at most 10 s) so that a live trial never looks stale.
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 60
+GRACE_PERIOD_ENV = "MTL_SEARCH_GRACE_PERIOD"
 SQLITE_TIMEOUT = 120
+# Workers starting at once on an empty server database all create Optuna's tables; the losers
+# of that race see an integrity error and simply try again.
+SCHEMA_ATTEMPTS = 5
 
 
 def default_storage_url() -> str:
@@ -29,13 +36,36 @@ def storage_url(url: str | None) -> str:
     return url or os.environ.get("MTL_SEARCH_STORAGE") or default_storage_url()
 
 
-def open_storage(url: str | None = None, *, heartbeat: bool = True, create: bool = True) -> optuna.storages.RDBStorage:
+def grace_period(seconds: int | None = None) -> int:
+    """The heartbeat grace period: ``seconds``, else $MTL_SEARCH_GRACE_PERIOD, else 60."""
+    if seconds is None:
+        text = os.environ.get(GRACE_PERIOD_ENV)
+        if not text:
+            return GRACE_PERIOD
+        try:
+            seconds = int(text)
+        except ValueError:
+            raise UserError(f"${GRACE_PERIOD_ENV} {text!r}: expected a whole number of seconds") from None
+    if seconds < 2:
+        raise UserError(f"grace period {seconds}: must be at least 2 seconds")
+    return seconds
+
+
+def heartbeat_interval(grace: int) -> int:
+    return max(1, min(HEARTBEAT_INTERVAL, grace // 3))
+
+
+def open_storage(
+    url: str | None = None, *, heartbeat: bool = True, create: bool = True, grace_seconds: int | None = None,
+) -> optuna.storages.RDBStorage:
     """An RDB storage for ``url`` (``None``: ``$MTL_SEARCH_STORAGE`` or the default SQLite file).
 
     A malformed URL, a missing driver or an unreachable server is a :class:`UserError`.
     With ``create=False`` a SQLite file that does not exist is an error rather than created.
+    ``grace_seconds`` is the heartbeat grace period (see :func:`grace_period`).
     """
     url = storage_url(url)
+    grace = grace_period(grace_seconds) if heartbeat else None
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
@@ -53,24 +83,57 @@ def open_storage(url: str | None = None, *, heartbeat: bool = True, create: bool
                 except OSError as error:
                     raise UserError(f"--storage {url!r}: cannot create {path.parent} ({error.strerror})") from None
         # Several workers write to one SQLite file: wait for the lock instead of failing.
+        # WAL journal (see below and docs/parallel.md): readers never block the writer.
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL if heartbeat else None,
-                grace_period=GRACE_PERIOD if heartbeat else None,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if heartbeat else None,
-            )
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval(grace) if grace else None,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if grace else None,
+                    )
+                if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                    _use_wal_journal(storage)
+                return storage
+            except sqlalchemy.exc.DatabaseError as error:
+                if not _lost_schema_race(error) or attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ModuleNotFoundError as error:
         raise UserError(f"--storage {_safe(url)}: the database driver {error.name!r} is not installed (pip install {error.name})") from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.NoSuchModuleError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0] if str(getattr(error, "orig", error)).strip() else type(error).__name__
         raise UserError(f"--storage {_safe(url)}: cannot open the database ({reason})") from None
+
+
+def _lost_schema_race(error: sqlalchemy.exc.DatabaseError) -> bool:
+    """Another process created Optuna's tables between our check and our CREATE TABLE."""
+    if isinstance(error, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)):
+        return True  # PostgreSQL: duplicate pg_type row or "relation already exists"
+    return "already exists" in str(getattr(error, "orig", error))  # SQLite
+
+
+def _use_wal_journal(storage: optuna.storages.RDBStorage) -> None:
+    """Switch the SQLite file to the WAL journal (once; the mode is stored in the file).
+
+    In the default rollback journal a reader (the dashboard, a worker looking for stale
+    trials) makes the writer wait, and a reader promoting itself to writer can be refused at
+    once with "database is locked" whatever the timeout. With WAL, reads never block the one
+    writer and writers queue on the busy timeout. Every later opener, optuna-dashboard
+    included, gets WAL from the file.
+    """
+    with storage.engine.connect() as connection:
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        if str(mode).lower() != "wal":
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
 
 def _safe(url: str) -> str:

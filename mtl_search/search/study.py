@@ -14,6 +14,7 @@ A study stores, besides Optuna's own records:
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from typing import Any, Sequence
 
@@ -31,21 +32,34 @@ SAMPLERS = ("tpe", "nsga2", "random")
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
+    """One thing the study optimises: a task's validation metric, or a cost of the network.
+
+    ``kind`` is ``"task"`` (``metric`` of task ``task``) or ``"cost"`` (``metric`` names a
+    cost from :mod:`mtl_search.search.costs`, ``task`` is empty).
+    """
+
     task: str
     metric: str
     direction: str
+    kind: str = "task"
 
     @property
     def name(self) -> str:
-        return f"{self.task}/{self.metric}"
+        return self.metric if self.kind == "cost" else f"{self.task}/{self.metric}"
 
 
-def objectives_for(tasks: Sequence[Task], metrics: str = "primary") -> list[Objective]:
-    """One objective per task metric (``primary``: each task's first metric)."""
+def objectives_for(tasks: Sequence[Task], metrics: str = "primary", costs: Sequence[str] = ()) -> list[Objective]:
+    """One objective per task metric (``primary``: each task's first metric), then the costs.
+
+    ``costs`` names extra objectives (``params``, ``latency``), always minimised.
+    """
+    from mtl_search.search.costs import cost_objective
+
     chosen = []
     for task in tasks:
         names = task.metrics if metrics == "all" else task.metrics[:1]
         chosen.extend(Objective(task.name, metric, task.direction(metric)) for metric in names)
+    chosen.extend(cost_objective(name) for name in costs)
     return chosen
 
 
@@ -91,26 +105,44 @@ def create_or_continue(
     *,
     storage: optuna.storages.BaseStorage | None = None,
 ) -> optuna.Study:
-    """Create the study, or continue it when it exists with the same data and objectives."""
+    """Create the study, or continue it when it exists with the same data and objectives.
+
+    Safe when several workers or machines start at once: creating a study is atomic in the
+    database (its name is unique), so exactly one caller creates it and writes the metadata;
+    the others load it, wait for that metadata and check it against their own search.
+    """
     storage = storage or open_storage(storage_url)
     directions = [o.direction for o in objectives]
-    existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in existing:
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions)
+    except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        stored = study.user_attrs.get(STUDY_ATTR)
-        if stored is None:
-            raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
-        if stored.get("data") != data.description:
-            raise UserError(f"study {name!r} was made with other data ({_describe_data(stored.get('data'))}); use the same data or another --study-name")
-        if [Objective(**o).name for o in stored.get("objectives", [])] != [o.name for o in objectives]:
-            raise UserError(f"study {name!r} has other objectives; use the same tasks and metrics or another --study-name")
+        _check_same_search(study, name, data, objectives)
         return study
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([o.name for o in objectives])
     study.set_user_attr(STUDY_ATTR, study_metadata(data, objectives, space))
     return study
+
+
+# How long a worker that lost the race to create a study waits for the winner's metadata.
+METADATA_WAIT = 15.0
+
+
+def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, objectives: Sequence[Objective]) -> None:
+    stored = study.user_attrs.get(STUDY_ATTR)
+    deadline = time.monotonic() + METADATA_WAIT
+    # A study without metadata and without trials is most likely being created right now.
+    while stored is None and not study.get_trials(deepcopy=False) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stored = study.user_attrs.get(STUDY_ATTR)
+    if stored is None:
+        raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
+    if stored.get("data") != data.description:
+        raise UserError(f"study {name!r} was made with other data ({_describe_data(stored.get('data'))}); use the same data or another --study-name")
+    if [Objective(**o).name for o in stored.get("objectives", [])] != [o.name for o in objectives]:
+        raise UserError(f"study {name!r} has other objectives; use the same tasks and metrics or another --study-name")
 
 
 def _describe_data(description: dict[str, Any] | None) -> str:

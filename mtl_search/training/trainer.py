@@ -8,6 +8,7 @@ is scored once at the end and is never used to choose anything.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from mtl_search.architectures import MultiTaskModel, build_model
+from mtl_search.architectures.conditional import evaluation_targets, joint_losses
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError
 from mtl_search.weighting import make_weighting
@@ -78,7 +80,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def make_optimizer(name: str, parameters: list[nn.Parameter], learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, Any]], learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
     if name == "adamw":
@@ -106,12 +108,20 @@ def train_candidate(
     config = DEFAULT_TRAINING | dict(candidate.get("training", {}))
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     torch.manual_seed(int(config["seed"]))
+    if stem is not None:
+        # Each candidate gets its own copy of the user's encoder: fine-tuning in one trial, or
+        # moving it to the device, must not change what the next trial (or the caller) holds.
+        stem = copy.deepcopy(stem)
     model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
     task_names = data.task_names
-    weighting = make_weighting(candidate.get("loss_weighting"), task_names).to(device)
+    weighting = make_weighting(candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}).to(device)
     model.keep_representations = weighting.needs_representations
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config["optimizer"], trainable + weighting.parameters(), float(config["learning_rate"]), float(config["weight_decay"]))
+    # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0
+    groups = [{"params": trainable}]
+    if weighting.parameters():  # an empty group would still cost Adam a pass per step
+        groups.append({"params": weighting.parameters(), "weight_decay": 0.0})
+    optimizer = make_optimizer(config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"]))
 
     train = (train_split or data.train).to(device)
     validation = data.validation.to(device)
@@ -119,6 +129,8 @@ def train_candidate(
     generator = torch.Generator().manual_seed(int(config["seed"]))
     batch_size = int(config["batch_size"])
     n_rows = len(train)
+    fully_labelled = {name: not bool(torch.isnan(train.targets[name]).any()) for name in task_names}
+    has_conditional = any(task.given is not None for task in data.tasks)
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -135,7 +147,9 @@ def train_candidate(
                 break  # a lone last row would break batch normalisation and teaches little
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
             outputs = model(inputs)
-            losses = {name: tasks[name].loss(outputs[name], shuffled.targets[name][start:stop]) for name in task_names}
+            losses = {name: tasks[name].loss(outputs[name], shuffled.targets[name][start:stop], all_labelled=fully_labelled[name]) for name in task_names}
+            if has_conditional:  # entire-space tasks learn from their joint probability on all rows
+                losses |= joint_losses(data.tasks, outputs, {name: shuffled.targets[name][start:stop] for name in task_names})
             optimizer.zero_grad(set_to_none=True)
             weighting.backward(losses, model, model.regularization())
             optimizer.step()
@@ -146,13 +160,15 @@ def train_candidate(
             bad = [name for name, v in zip(task_names, epoch_losses) if not math.isfinite(v)]
             raise TrialDiverged(f"non-finite training loss in epoch {epoch + 1} for task(s) {', '.join(bad)}")
         train_losses = dict(zip(task_names, epoch_losses))
+        used_weights = weighting.weights()  # read before end_epoch, which may set the next epoch's
         weighting.end_epoch(train_losses)
+        model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)
         scores = evaluate(model, data, validation)
         history.append({
             "epoch": epoch + 1,
             "train_loss": train_losses,
             "validation": scores,
-            "weights": weighting.weights(),
+            "weights": used_weights,
             "seconds": time.perf_counter() - epoch_started,
         })
         if on_epoch is not None:
@@ -189,10 +205,13 @@ def predict(model: MultiTaskModel, split: Split) -> dict[str, torch.Tensor]:
 def evaluate(model: MultiTaskModel, data: MultiTaskData, split: Split) -> dict[str, dict[str, float]]:
     """Every task's metrics and mean loss on ``split`` (labelled rows only)."""
     outputs = predict(model, split)
+    # a conditional task is scored where its condition holds, and its loss is the joint one
+    targets = evaluation_targets(data.tasks, split.targets)
+    joint = joint_losses(data.tasks, outputs, split.targets)
     scores = {}
     for task in data.tasks:
-        target = split.targets[task.name]
+        target = targets[task.name]
         metrics = task.evaluate(outputs[task.name], target)
-        metrics["loss"] = float(task.loss(outputs[task.name], target))
+        metrics["loss"] = float(joint[task.name]) if task.name in joint else float(task.loss(outputs[task.name], target))
         scores[task.name] = metrics
     return scores

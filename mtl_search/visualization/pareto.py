@@ -1,51 +1,86 @@
 """The Pareto front figure: a scatter for two objectives, a scatter matrix and parallel
-coordinates for more. Dominated trials are drawn faded behind the front."""
+coordinates for more. Dominated and pruned trials are drawn faded behind the front."""
 
 from __future__ import annotations
+
+import math
 
 import optuna
 import plotly.graph_objects as go
 
-from mtl_search.search.study import pareto_trials, study_objectives
+from mtl_search.search.study import Objective, pareto_trials, study_objectives
 
 FRONT_COLOUR = "#d62728"
 OTHER_COLOUR = "rgba(120,120,120,0.35)"
 PRUNED_COLOUR = "rgba(120,120,200,0.25)"
 
 
-def pareto_figure(study: optuna.Study) -> go.Figure:
+def trial_point(trial: optuna.trial.FrozenTrial, objectives: list[Objective]) -> list[float] | None:
+    """The trial's objective values; for a pruned trial, its last validation scores (or None)."""
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
+        return list(trial.values)
+    last = trial.user_attrs.get("validation") or {}
+    point = [last.get(o.task, {}).get(o.metric, math.nan) for o in objectives]
+    return point if all(isinstance(v, (int, float)) and math.isfinite(v) for v in point) else None
+
+
+def _hover(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    return [f"trial {t.number} ({t.state.name.lower()})<br>{t.user_attrs.get('summary', '')}" for t in trials]
+
+
+def _axis_label(objective: Objective) -> str:
+    return f"{objective.name} ({'higher' if objective.direction == 'maximize' else 'lower'} is better)"
+
+
+def _groups(study: optuna.Study) -> tuple[list[Objective], list[tuple[str, str, list[optuna.trial.FrozenTrial], list[list[float]]]]]:
+    """(objectives, [(label, colour, trials, points)]) for pruned, dominated and front trials."""
     objectives = study_objectives(study)
-    names = [o.name for o in objectives]
     front = pareto_trials(study)
     front_numbers = {t.number for t in front}
-    others = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.number not in front_numbers]
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    groups = []
+    for label, colour, keep in (
+        ("pruned (last validation)", PRUNED_COLOUR, lambda t: t.state == optuna.trial.TrialState.PRUNED),
+        ("dominated", OTHER_COLOUR, lambda t: t.state == optuna.trial.TrialState.COMPLETE and t.number not in front_numbers),
+        ("Pareto front", FRONT_COLOUR, lambda t: t.number in front_numbers),
+    ):
+        chosen, points = [], []
+        for trial in study.get_trials(deepcopy=False, states=states):
+            point = trial_point(trial, objectives) if keep(trial) else None
+            if point is not None:
+                chosen.append(trial)
+                points.append(point)
+        groups.append((label, colour, chosen, points))
+    return objectives, groups
 
-    def hover(trials):
-        return [f"trial {t.number}<br>{t.user_attrs.get('summary', '')}" for t in trials]
 
-    def labels(index):
-        o = objectives[index]
-        return f"{o.name} ({'higher' if o.direction == 'maximize' else 'lower'} is better)"
-
-    if len(names) == 2:
+def pareto_figure(study: optuna.Study) -> go.Figure:
+    objectives, groups = _groups(study)
+    n_front = len(groups[-1][2])
+    if len(objectives) == 2:
         figure = go.Figure()
-        for trials, colour, label in ((others, OTHER_COLOUR, "dominated"), (sorted(front, key=lambda t: t.values[0]), FRONT_COLOUR, "Pareto front")):
+        for label, colour, trials, points in groups:
+            is_front = label == "Pareto front"
+            if is_front:  # sorted so that the staircase line runs along the front
+                order = sorted(range(len(points)), key=lambda i: points[i][0])
+                trials, points = [trials[i] for i in order], [points[i] for i in order]
             figure.add_trace(go.Scatter(
-                x=[t.values[0] for t in trials], y=[t.values[1] for t in trials],
-                mode="markers+lines" if label == "Pareto front" else "markers",
-                line={"shape": "hv", "dash": "dot"} if label == "Pareto front" else None,
-                marker={"color": colour, "size": 10 if label == "Pareto front" else 7},
-                name=label, text=hover(trials), hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+                x=[p[0] for p in points], y=[p[1] for p in points],
+                mode="markers+lines" if is_front else "markers",
+                line={"shape": "hv", "dash": "dot"} if is_front else None,
+                marker={"color": colour, "size": 10 if is_front else 7},
+                name=label, text=_hover(trials), hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
             ))
-        figure.update_layout(xaxis_title=labels(0), yaxis_title=labels(1))
+        figure.update_layout(xaxis_title=_axis_label(objectives[0]), yaxis_title=_axis_label(objectives[1]))
     else:
-        everything = front + others
-        figure = go.Figure(go.Splom(
-            dimensions=[{"label": n, "values": [t.values[i] for t in everything]} for i, n in enumerate(names)],
-            marker={"color": [FRONT_COLOUR if t.number in front_numbers else OTHER_COLOUR for t in everything], "size": 7},
-            text=hover(everything), diagonal_visible=False, showupperhalf=False,
-        ))
-    figure.update_layout(title=f"Study {study.study_name}: Pareto front ({len(front)} trials)", template="plotly_white")
+        figure = go.Figure()
+        for label, colour, trials, points in groups:
+            figure.add_trace(go.Splom(
+                dimensions=[{"label": o.name, "values": [p[i] for p in points]} for i, o in enumerate(objectives)],
+                marker={"color": colour, "size": 8 if label == "Pareto front" else 6},
+                name=label, text=_hover(trials), diagonal_visible=False, showupperhalf=False,
+            ))
+    figure.update_layout(title=f"Study {study.study_name}: Pareto front ({n_front} trials)", template="plotly_white")
     return figure
 
 
@@ -53,7 +88,10 @@ def parallel_coordinates_figure(study: optuna.Study) -> go.Figure:
     """One line per front trial across every objective (for three or more tasks)."""
     objectives = study_objectives(study)
     front = pareto_trials(study)
-    return go.Figure(go.Parcoords(
-        line={"color": list(range(len(front))), "colorscale": "Viridis"},
-        dimensions=[{"label": o.name, "values": [t.values[i] for t in front]} for i, o in enumerate(objectives)],
+    figure = go.Figure(go.Parcoords(
+        line={"color": [t.number for t in front], "colorscale": "Viridis", "showscale": True,
+              "colorbar": {"title": "trial"}},
+        dimensions=[{"label": _axis_label(o), "values": [t.values[i] for t in front]} for i, o in enumerate(objectives)],
     ))
+    figure.update_layout(title="Pareto front: parallel coordinates (colour = trial number)", template="plotly_white")
+    return figure

@@ -7,7 +7,7 @@ A candidate's weighting is plain JSON data, ``{"method": "static", "weights": {.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import dataclasses
 
@@ -22,13 +22,16 @@ class Method:
     ``space_model`` is a pydantic model (extra keys forbidden) of the method's section under
     ``loss_weighting:`` in a space file; ``sample(trial, section, task_names)`` returns the
     keyword arguments of ``constructor`` (JSON data), suggesting values through ``trial``
-    with parameter names prefixed ``<method>.``.
+    with parameter names prefixed ``<method>.``. ``needs_task_kinds``: the constructor also
+    takes ``task_kinds`` ({task: "binary" | "multiclass" | "regression"}), which
+    :func:`make_weighting` passes (uncertainty weighting uses a different form per kind).
     """
 
     name: str
     constructor: Callable[..., LossWeighting]
     space_model: type
     sample: Callable[[Any, Any, Sequence[str]], dict[str, Any]]
+    needs_task_kinds: bool = False
 
 
 _METHODS: dict[str, Method] = {}
@@ -61,9 +64,19 @@ def method_names() -> list[str]:
     return sorted(_METHODS)
 
 
-def make_weighting(config: dict[str, Any] | None, task_names: Sequence[str]) -> LossWeighting:
+def make_weighting(
+    config: dict[str, Any] | None,
+    task_names: Sequence[str],
+    task_kinds: Mapping[str, str] | None = None,
+) -> LossWeighting:
+    """The weighting object a candidate's ``loss_weighting`` describes.
+
+    ``task_kinds`` maps each task to its kind; tasks left out count as regression.
+    """
     config = dict(config or {"method": "static"})
     method = get_method(config.pop("method", "static"))
+    if method.needs_task_kinds:
+        config["task_kinds"] = {name: (task_kinds or {}).get(name, "regression") for name in task_names}
     try:
         return method.constructor(task_names, **config)
     except TypeError as error:

@@ -43,7 +43,11 @@ class LossWeighting:
         """Called after every epoch with the mean training loss per task."""
 
     def weights(self) -> dict[str, float]:
-        """The weights currently applied per task, recorded with the trial each epoch."""
+        """The weights applied per task in the current epoch, recorded with the trial each epoch.
+
+        The trainer reads them before :meth:`end_epoch`; methods whose weights change every
+        batch report their mean over the epoch's batches.
+        """
         return {}
 
     def describe(self) -> dict[str, Any]:
@@ -51,8 +55,73 @@ class LossWeighting:
         return {"method": self.name}
 
 
+class EpochMean:
+    """Mean of per-batch weight vectors over one epoch, summed on the device.
+
+    Keeping the sum as a tensor avoids a device-to-host copy every batch; the mean is read
+    once per epoch.
+    """
+
+    def __init__(self, task_names: Sequence[str]) -> None:
+        self.task_names = list(task_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self._sum: torch.Tensor | None = None
+        self._count = 0
+
+    def add(self, weights: torch.Tensor) -> None:
+        weights = weights.detach()
+        self._sum = weights.clone() if self._sum is None else self._sum + weights
+        self._count += 1
+
+    def mean(self) -> dict[str, float] | None:
+        """The mean weight per task, or None when no batch was added since the last reset."""
+        if self._sum is None:
+            return None
+        return dict(zip(self.task_names, (self._sum / self._count).tolist()))
+
+
+def task_gradients(losses: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Row t: the gradient of ``losses[t]`` w.r.t. all of ``inputs``, flattened into one vector.
+
+    The graph is kept for the full backward that follows. An input a loss does not reach
+    gets a zero gradient (a task outside a tree group does not reach that group's block).
+    """
+    rows = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, list(inputs), retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1) for g, x in zip(grads, inputs)]))
+    return torch.stack(rows)
+
+
+def add_to_grad(parameters: Sequence[nn.Parameter], flat: torch.Tensor) -> None:
+    """Add a flat vector laid out as in :func:`task_gradients` to the parameters' ``.grad``."""
+    offset = 0
+    for parameter in parameters:
+        part = flat[offset : offset + parameter.numel()].view_as(parameter)
+        offset += parameter.numel()
+        if parameter.grad is None:
+            parameter.grad = part.clone()
+        else:
+            parameter.grad.add_(part)
+
+
+def smallest_value(param: Any) -> float:
+    """The smallest value a space-file number (constant, range or choices) can take."""
+    if hasattr(param, "low"):
+        return param.low
+    if hasattr(param, "choices"):
+        return min(param.choices)
+    return param
+
+
 def combine(losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Tensor], extra: torch.Tensor | None) -> torch.Tensor:
-    total = sum(weights[name] * loss for name, loss in losses.items())
+    # A weight of exactly 1 adds no multiply node: this runs every batch.
+    terms = [loss if isinstance(weights[name], float) and weights[name] == 1.0 else weights[name] * loss for name, loss in losses.items()]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
     if extra is not None:
         total = total + extra
     return total

@@ -1,0 +1,144 @@
+"""Cross-stitch networks (Misra et al., CVPR 2016).
+
+One column of blocks per task. After the layers that carry a cross-stitch unit, task t's
+next input is a learned linear combination of every column's output at that layer:
+``h'_t = sum_s alpha[t, s] * h_s``. Alpha starts near the identity (``alpha_self`` on the
+diagonal, the rest of each row spread evenly over the other tasks), so training starts from
+nearly separate networks and learns how much to share. The combination is taken over whole
+outputs, so it works on vectors and on feature maps.
+
+Spec keys: ``widths`` (one per layer), ``units`` (0-based indices of the layers followed by
+a unit) and ``alpha_self``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from mtl_search.architectures.base import Body
+from mtl_search.architectures.blocks import BlockFactory, Shape
+from mtl_search.errors import UserError
+from mtl_search.search.params import FloatParam, IntParam, suggest
+
+
+def near_identity(size: int, self_weight: float) -> torch.Tensor:
+    """A (size x size) matrix with ``self_weight`` on the diagonal and rows summing to 1."""
+    if size == 1:
+        return torch.ones(1, 1)
+    other = (1.0 - self_weight) / (size - 1)
+    return torch.full((size, size), other) + torch.eye(size) * (self_weight - other)
+
+
+def combine_columns(alpha: torch.Tensor, columns: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """[sum_s alpha[t, s] * columns[s] for each t]; columns share one shape (N, ...)."""
+    mixed = torch.einsum("ts,sn...->tn...", alpha, torch.stack(list(columns)))
+    return list(mixed.unbind(0))
+
+
+class CrossStitchSpace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: IntParam = 2
+    width: IntParam = 64
+    # every_layer: a unit after each layer but the last; searched: a yes/no per layer
+    units: Literal["every_layer", "searched"] = "searched"
+    alpha_self: FloatParam = 0.9
+
+
+class CrossStitchBody(Body):
+    def __init__(self, widths: Sequence[int], units: Sequence[int], alpha_self: float, in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> None:
+        super().__init__()
+        self.task_names = list(task_names)
+        self.columns = nn.ModuleList()
+        shape = in_shape
+        for width in widths:
+            made = [blocks.block(shape, width) for _ in self.task_names]
+            self.columns.append(nn.ModuleList(block for block, _ in made))
+            shape = made[0][1]
+        self.units = sorted(units)
+        # alphas[str(layer)]: the unit after that layer
+        self.alphas = nn.ParameterDict({
+            str(layer): nn.Parameter(near_identity(len(self.task_names), alpha_self)) for layer in self.units
+        })
+        self.out_shapes = {task: shape for task in self.task_names}
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = [features] * len(self.task_names)
+        for layer, blocks in enumerate(self.columns):
+            hidden = [block(h) for block, h in zip(blocks, hidden)]
+            if str(layer) in self.alphas:
+                hidden = combine_columns(self.alphas[str(layer)], hidden)
+        return dict(zip(self.task_names, hidden))
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        # Every column up to the last unit reaches every task through that unit, and so do
+        # the units; layers after the last unit belong to their own task.
+        if not self.units:
+            return []
+        last = self.units[-1]
+        return [p for layer in self.columns[: last + 1] for p in layer.parameters()] + list(self.alphas.values())
+
+    def sharing_report(self) -> dict[str, Any]:
+        return {"alpha": {f"after_layer_{layer}": rounded_matrix(self.alphas[str(layer)]) for layer in self.units}}
+
+
+def rounded_matrix(matrix: torch.Tensor, digits: int = 3) -> list[list[float]]:
+    return [[round(v, digits) for v in row] for row in matrix.detach().cpu().tolist()]
+
+
+class CrossStitchFamily:
+    name = "cross_stitch"
+
+    def space_model(self) -> type:
+        return CrossStitchSpace
+
+    def sample(self, trial: Any, section: CrossStitchSpace, task_names: Sequence[str]) -> dict[str, Any]:
+        depth = suggest(trial, "cross_stitch.depth", section.depth)
+        if depth < 1:
+            raise UserError(f"cross_stitch.depth: must be at least 1, got {depth}")
+        width = suggest(trial, "cross_stitch.width", section.width)
+        if section.units == "every_layer":
+            units = list(range(depth - 1))
+        else:
+            # a unit after the last layer would mix the towers' inputs, which is a choice too
+            units = [layer for layer in range(depth) if trial.suggest_categorical(f"cross_stitch.unit_{layer}", [True, False])]
+        return {"widths": [width] * depth, "units": units, "alpha_self": suggest(trial, "cross_stitch.alpha_self", section.alpha_self)}
+
+    def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
+        validate_columns(spec, "cross_stitch")
+        units = spec.get("units")
+        depth = len(spec["widths"])
+        if not isinstance(units, list) or any(not isinstance(u, int) or isinstance(u, bool) or not 0 <= u < depth for u in units) or len(set(units)) != len(units):
+            raise UserError(f"cross_stitch spec: units must list distinct layer indices in 0..{depth - 1}, got {units!r}")
+        check_fraction(spec.get("alpha_self"), "alpha_self", "cross_stitch")
+
+    def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
+        return CrossStitchBody(spec["widths"], spec["units"], spec["alpha_self"], in_shape, task_names, blocks)
+
+    def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
+        widths = spec["widths"]
+        size = f"{len(widths)} layers w={'/'.join(str(w) for w in widths) if len(set(widths)) > 1 else widths[0]}"
+        if not spec["units"]:
+            return f"no units (separate columns), {size}"
+        units = ",".join(str(u + 1) for u in sorted(spec["units"]))
+        return f"units after layers {units} of {size} a={spec['alpha_self']:.2f}"
+
+
+def validate_columns(spec: dict[str, Any], family: str) -> None:
+    widths = spec.get("widths")
+    if not isinstance(widths, list) or not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+        raise UserError(f"{family} spec: widths must be a non-empty list of positive whole numbers, got {widths!r}")
+
+
+def check_fraction(value: Any, name: str, family: str) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise UserError(f"{family} spec: {name} must be a number in [0, 1], got {value!r}")
+
+
+from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
+
+register_family(CrossStitchFamily())

@@ -1,0 +1,37 @@
+"""``mtl-search affinity``: the task affinities measured for affinity seeding."""
+
+from __future__ import annotations
+
+import argparse
+
+from mtl_search.cli.common import add_storage_option, dump_json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "affinity", help="show the task affinity matrix of a study (from --seed-strategy affinity)",
+        description="Show the pairwise task affinities a study measured when it was seeded with --seed-strategy affinity "
+        "(share of training rows that are easy for both tasks or hard for both, after a short fully shared training), "
+        "and the order in which the seeded trees split the tasks.",
+    )
+    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
+    add_storage_option(parser)
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtl_search.cli.search_summary import print_affinity
+    from mtl_search.errors import UserError
+    from mtl_search.search.affinity import AFFINITY_ATTR
+    from mtl_search.search.study import load_existing
+
+    study = load_existing(args.study, args.storage)
+    record = study.user_attrs.get(AFFINITY_ATTR)
+    if record is None:
+        raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity when creating it)")
+    if args.format == "json":
+        print(dump_json(record))
+    else:
+        print_affinity(record, title=f"task affinity of {study.study_name} ({record['method']})")
+    return 0

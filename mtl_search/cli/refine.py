@@ -1,0 +1,61 @@
+"""``mtl-search refine``: retrain the front with more seeds, to see which wins are real."""
+
+from __future__ import annotations
+
+import argparse
+
+from mtl_search.cli.common import add_storage_option, dump_json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "refine", help="retrain the Pareto front with more seeds and record mean ± std",
+        description="Retrain every trial of the study's Pareto front with K more training seeds (the same candidate, "
+        "training.seed changed) on the study's own data, and record per task the mean and standard deviation of the "
+        "validation and test metrics. `pareto` then shows mean ± std. The front is still chosen on validation; test is "
+        "only reported.",
+    )
+    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
+    add_storage_option(parser)
+    parser.add_argument("--seeds", metavar="K", type=_positive_int, default=3, help="extra training seeds per front trial (default: 3)")
+    parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    parser.set_defaults(handler=main)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtl_search.cli.pareto import print_front
+    from mtl_search.errors import UserError
+    from mtl_search.export.bundle import reload_data
+    from mtl_search.search.hypervolume import store_hypervolume
+    from mtl_search.search.refine import refine_front
+    from mtl_search.search.study import STUDY_ATTR, load_existing, pareto_trials
+    from mtl_search.training import resolve_device
+
+    study = load_existing(args.study, args.storage)
+    device = resolve_device(args.device)
+    if not pareto_trials(study):
+        raise UserError(f"study {args.study!r}: no completed trial yet, so no front to refine")
+    data = reload_data(study.user_attrs.get(STUDY_ATTR, {}))
+
+    def progress(number: int, record: dict) -> None:
+        if args.format == "table":
+            print(f"trial {number}: retrained with seeds {record['seeds'][1:]}")
+
+    records = refine_front(study, data, args.seeds, device=device, on_trial=progress)
+    store_hypervolume(study)
+    if args.format == "json":
+        print(dump_json({str(number): record for number, record in records.items()}))
+    else:
+        print_front(study)
+    return 0

@@ -1,0 +1,42 @@
+"""``mtl-search report``: one self-contained HTML page about a study."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtl_search.cli.common import add_storage_option
+from mtl_search.errors import UserError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write an HTML report of a study (front, families, architectures, training)",
+        description="Write one self-contained HTML file: the Pareto front, hypervolume over trials, the best value "
+        "per family, the architecture of each front trial, loss weights and training curves, and the data and space "
+        "that were searched. The figures are also attached to the study for optuna-dashboard.",
+    )
+    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
+    parser.add_argument("--out", metavar="PATH", default="report.html", help="HTML file to write (default: report.html)")
+    add_storage_option(parser)
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mtl_search.dashboard.figures import attach_figures
+    from mtl_search.search.study import load_existing
+    from mtl_search.visualization.report import report_html
+
+    study = load_existing(args.study, args.storage)
+    page = report_html(study)
+    target = Path(args.out)
+    if target.is_dir():
+        raise UserError(f"--out {args.out}: is a folder; give a file name such as report.html")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"--out {args.out}: cannot write ({error.strerror})") from None
+    attach_figures(study)
+    print(f"wrote {target} ({len(page) // 1024} KiB)")
+    return 0

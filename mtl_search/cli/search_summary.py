@@ -1,0 +1,71 @@
+"""What `pareto` prints under the front: how the search spent its trials, the hypervolume and
+the task affinities (helpers, not a command)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import optuna
+
+from mtl_search.cli.common import format_value, print_rows_table
+
+# hypervolume history points shown on one line
+HISTORY_POINTS = 6
+
+
+def objective_cells(row: dict[str, Any], objectives: Sequence[Any]) -> list[str]:
+    """One cell per objective: the value, or "mean ± std (n seeds)" when the trial was refined."""
+    refined = (row.get("refined") or {}).get("validation", {})
+    cells = []
+    for objective in objectives:
+        stats = refined.get(objective.task, {}).get(objective.metric) if objective.kind == "task" else None
+        if stats:
+            cells.append(f"{stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})")
+        else:
+            cells.append(format_value(row["values"][objective.name]))
+    return cells
+
+
+def print_search_summary(study: optuna.Study) -> None:
+    for line in search_summary_lines(study):
+        print(line)
+    affinity = study.user_attrs.get("affinity")
+    if affinity:
+        print_affinity(affinity, title=f"task affinity (easy/hard agreement; {affinity.get('seeded', 0)} seeded trees)")
+
+
+def search_summary_lines(study: optuna.Study) -> list[str]:
+    """Trials by outcome (pruned, infeasible) and the normalised hypervolume with its history."""
+    from mtl_search.search.costs import count_infeasible
+    from mtl_search.search.hypervolume import REFERENCE, hypervolume_history
+
+    trials = study.get_trials(deepcopy=False)
+    states = optuna.trial.TrialState
+    pruned = [t for t in trials if t.state == states.PRUNED]
+    infeasible = count_infeasible(trials)
+    saved = [t for t in pruned if t.user_attrs.get("prune_reason", "").startswith("dominated")]
+    lines = [
+        f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete, {len(pruned)} pruned "
+        f"({len(saved)} dominated early), {infeasible} infeasible (over a hard limit), "
+        f"{sum(t.state == states.FAIL for t in trials)} failed"
+    ]
+    history = hypervolume_history(study)
+    if history:
+        step = max(1, len(history) // HISTORY_POINTS)
+        shown = history[step - 1 :: step]
+        if shown[-1] is not history[-1]:
+            shown.append(history[-1])
+        trail = ", ".join(f"#{h['trial']}: {h['hypervolume']:.4g}" for h in shown)
+        lines.append(
+            f"hypervolume: {history[-1]['hypervolume']:.4g} (objectives min-max normalised over complete feasible trials, "
+            f"reference {REFERENCE} each, max {REFERENCE ** len(study.directions):.4g}); by trial: {trail}"
+        )
+    return lines
+
+
+def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
+    tasks = record["tasks"]
+    rows = [[task, *[f"{v:.3f}" for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
+    print_rows_table(title, ["task", *tasks], rows)
+    if record.get("chain"):
+        print("grouping order: " + " -> ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record["chain"]))

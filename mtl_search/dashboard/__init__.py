@@ -1,0 +1,1 @@
+"""optuna-dashboard for mtl-search studies: notes on trials, figures on studies, the server."""

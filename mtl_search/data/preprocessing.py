@@ -1,0 +1,191 @@
+"""Turning raw table rows into model inputs, with state fitted on the train split only.
+
+The state is plain JSON data (stored on the study as ``preprocessing``), so that an exported
+model can take the same raw rows later through :func:`apply_preprocessing`::
+
+    {"kind": "table", "encoding": "embedding",
+     "numeric": [{"column": "age", "mean": 34.5, "std": 22.3, "median": 33.0, "missing_indicator": false}],
+     "categorical": [{"column": "education", "categories": ["10th grade", ...]}],
+     "dropped": [{"column": "notes", "reason": "empty"}],
+     "targets": {"income": {"column": "income", "kind": "binary", "classes": [0, 1]}}}
+
+Numeric columns: missing values become the train median, then ``(x - mean) / std`` with the
+train mean and standard deviation; a column that had missing values in train also gets a 0/1
+"was missing" column after the numeric block. Categorical columns: code 0 means missing *or*
+not seen in train, codes 1.. are the train categories in sorted order. Values are compared as
+trimmed text, with whole-number floats written as integers, so ``6``, ``6.0``, ``"6"`` and
+``" 6"`` are one category. ``encoding``: ``embedding`` gives the inputs ``numeric`` (float)
+and ``categorical`` (int64 codes) for a learned embedding per column; ``onehot`` gives one
+dense float input ``x``: the numeric block followed by a one-hot block per categorical column.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mtl_search.errors import UserError
+
+ENCODINGS = ("embedding", "onehot")
+
+
+class DataWarning(UserWarning):
+    """Something in the data was changed to make it usable (for example an empty column dropped)."""
+
+
+# -- values as category keys -------------------------------------------------------------
+
+
+def category_keys(series: pd.Series) -> pd.Series:
+    """Each value as trimmed text (object dtype), missing values as None.
+
+    Whole-number floats lose their ``.0`` (a column of ints with gaps is read as floats),
+    so the same category is one key whatever dtype the rows arrive in.
+    """
+    missing = series.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(series):
+        text = series.astype(object).map(lambda v: str(bool(v)) if v is not None and v is not pd.NA else None)
+    elif pd.api.types.is_float_dtype(series):
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        whole = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2**53)
+        text = pd.Series(
+            np.where(whole, np.char.mod("%d", np.where(whole, values, 0).astype(np.int64)), values.astype(str)),
+            index=series.index, dtype=object,
+        )
+    elif pd.api.types.is_object_dtype(series):
+        text = series.map(_key, na_action="ignore").astype(object)  # mixed types: one value at a time
+    else:
+        text = series.astype(str).str.strip().astype(object)
+    text[missing] = None
+    return text
+
+
+def _key(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def encode_categories(series: pd.Series, categories: Sequence[str]) -> np.ndarray:
+    """Codes: 0 for missing or unseen values, 1 + position in ``categories`` otherwise."""
+    codes = pd.Index(list(categories), dtype=object).get_indexer(category_keys(series))
+    return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
+
+
+def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
+    """The column as float64 with NaN for missing; text raises a UserError naming the value."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float).to_numpy()
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
+    if bool(bad.any()):
+        example = series[bad].iloc[0]
+        raise UserError(f"{where}: column {column!r} is numeric but holds text (e.g. {example!r})")
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+# -- fitting -----------------------------------------------------------------------------
+
+
+def fit_preprocessing(
+    train_rows: pd.DataFrame,
+    numeric_columns: Sequence[str],
+    categorical_columns: Sequence[str],
+    *,
+    encoding: str = "embedding",
+    where: str = "data",
+) -> dict[str, Any]:
+    """Fit the feature state on the train rows (see the module docstring for its layout)."""
+    if encoding not in ENCODINGS:
+        raise UserError(f"--data-option encoding={encoding}: expected one of {', '.join(ENCODINGS)}")
+    numeric = []
+    for column in numeric_columns:
+        values = numeric_values(train_rows[column], column, where)
+        present = values[~np.isnan(values)]
+        if present.size == 0:
+            median = mean = 0.0
+            std = 1.0
+        else:
+            median = float(np.median(present))
+            filled = np.where(np.isnan(values), median, values)
+            mean = float(filled.mean())
+            std = float(filled.std())
+            if not math.isfinite(std) or std < 1e-12:
+                std = 1.0  # a constant column stays constant (0) instead of dividing by zero
+        numeric.append({
+            "column": column, "mean": mean, "std": std, "median": median,
+            "missing_indicator": bool(np.isnan(values).any()),
+        })
+    categorical = []
+    for column in categorical_columns:
+        keys = category_keys(train_rows[column]).dropna()
+        categorical.append({"column": column, "categories": sorted(set(keys.tolist()))})
+    return {"kind": "table", "encoding": encoding, "numeric": numeric, "categorical": categorical, "dropped": [], "targets": {}}
+
+
+def input_schema(preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """The stem's input schema for data preprocessed with this state."""
+    n_numeric = numeric_width(preprocessing)
+    cardinalities = [len(entry["categories"]) + 1 for entry in preprocessing["categorical"]]
+    if preprocessing["encoding"] == "onehot":
+        return {"kind": "vector", "size": n_numeric + sum(cardinalities), "key": "x"}
+    return {"kind": "tabular", "numeric": n_numeric, "categorical": cardinalities}
+
+
+def numeric_width(preprocessing: dict[str, Any]) -> int:
+    entries = preprocessing["numeric"]
+    return len(entries) + sum(1 for entry in entries if entry["missing_indicator"])
+
+
+# -- applying ----------------------------------------------------------------------------
+
+
+def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame) -> dict[str, torch.Tensor]:
+    """Model inputs for raw rows (a DataFrame with the original feature columns).
+
+    Extra columns are ignored; a missing feature column or text in a numeric column raises
+    :class:`UserError` naming it. Works on any number of rows, one included.
+    """
+    if preprocessing.get("kind") != "table":
+        raise UserError(f"preprocessing of kind {preprocessing.get('kind')!r} does not take table rows")
+    needed = [e["column"] for e in preprocessing["numeric"]] + [e["column"] for e in preprocessing["categorical"]]
+    absent = [column for column in needed if column not in raw_rows.columns]
+    if absent:
+        raise UserError(f"rows: feature column {absent[0]!r} is missing ({len(absent)} missing in all)")
+    n_rows = len(raw_rows)
+    numeric_parts, indicators = [], []
+    for entry in preprocessing["numeric"]:
+        values = numeric_values(raw_rows[entry["column"]], entry["column"], "rows")
+        missing = np.isnan(values)
+        numeric_parts.append((np.where(missing, entry["median"], values) - entry["mean"]) / entry["std"])
+        if entry["missing_indicator"]:
+            indicators.append(missing.astype(np.float64))
+    columns = numeric_parts + indicators
+    numeric = np.stack(columns, axis=1) if columns else np.zeros((n_rows, 0))
+    codes = [encode_categories(raw_rows[e["column"]], e["categories"]) for e in preprocessing["categorical"]]
+    numeric_tensor = torch.tensor(numeric, dtype=torch.float32)
+    if preprocessing["encoding"] == "onehot":
+        blocks = [numeric_tensor]
+        for code, entry in zip(codes, preprocessing["categorical"]):
+            blocks.append(torch.nn.functional.one_hot(torch.from_numpy(code), len(entry["categories"]) + 1).float())
+        return {"x": torch.cat(blocks, dim=1)}
+    inputs: dict[str, torch.Tensor] = {}
+    if numeric.shape[1]:
+        inputs["numeric"] = numeric_tensor
+    if codes:
+        inputs["categorical"] = torch.from_numpy(np.stack(codes, axis=1))
+    return inputs
+
+
+# -- warnings ----------------------------------------------------------------------------
+
+
+def warn_data(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)

@@ -1,0 +1,393 @@
+"""The user's own table: a CSV or Parquet file, tasks declared with ``--task`` or a YAML file.
+
+``mtl-search run --data-file customers.csv --task churn:binary --task spend:regression``
+reads the table, predicts each declared column from the others, and splits the rows at
+random (seeded) into train, validation and test. A description file says more::
+
+    file: customers.parquet          # relative to this file; or give --data-file
+    tasks:
+      - {name: churn, kind: binary, column: churned, positive: "yes"}
+      - {name: segment, kind: multiclass}
+      - {name: spend, kind: regression, metrics: [mae, rmse]}
+    features: [age, plan, region, zip]   # default: every column that is not a target or ignored
+    ignore: [customer_id]
+    categorical: [zip]                   # override the detection
+    numeric: [score]
+    options: {encoding: onehot, seed: 1} # any --data-option; the command line wins
+
+Detection: text and boolean columns are categorical, and so are whole-number columns with
+at most ``max_int_categories`` distinct values; other numeric columns are numeric. How
+features are encoded and missing values filled: see :mod:`mtl_search.data.preprocessing`.
+A feature column with no value at all is dropped with a :class:`DataWarning`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mtl_search.data import register_source
+from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
+from mtl_search.data.preprocessing import (
+    apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
+)
+from mtl_search.errors import UserError
+from mtl_search.tasks import Task, parse_task_declaration
+
+DEFAULTS = {
+    "description": "",  # path of a YAML description file
+    "encoding": "embedding",  # or onehot
+    "rows": 0,  # 0: every row; else a seeded random sample of this many rows
+    "seed": 0,
+    "validation_fraction": 0.2,
+    "test_fraction": 0.2,
+    "features": "",  # comma-separated column lists, as in the description file
+    "ignore": "",
+    "numeric": "",
+    "categorical": "",
+    "max_int_categories": 10,
+}
+DESCRIPTION_SUFFIXES = (".yaml", ".yml")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetColumn:
+    """A task and the column that holds its labels.
+
+    ``positive``: for a binary task, the value that means 1 (default: the larger of the two
+    values, numerically or alphabetically). ``declared_classes``: whether the user gave the
+    number of classes of a multiclass task (else it is read from the data).
+    """
+
+    task: Task
+    column: str
+    positive: Any = None
+    declared_classes: bool = False
+
+
+# -- reading files -----------------------------------------------------------------------
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV (any compression pandas infers from the name) or Parquet file as a DataFrame."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--data-file {path}: no such file")
+    if path.is_dir():
+        raise UserError(f"--data-file {path}: is a folder, expected a CSV or Parquet file")
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types for a damaged file
+            raise UserError(f"--data-file {path}: not a readable Parquet file ({_first_line(error)})") from None
+    else:
+        separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+        try:
+            frame = pd.read_csv(path, sep=separator)
+        except pd.errors.EmptyDataError:
+            raise UserError(f"--data-file {path}: the file is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+            raise UserError(f"--data-file {path}: not a readable CSV file ({_first_line(error)})") from None
+    if len(frame) == 0:
+        raise UserError(f"--data-file {path}: the table has no rows")
+    frame.columns = [str(column) for column in frame.columns]
+    return frame
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] or type(error).__name__
+
+
+class _TaskEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str
+    column: str | None = None
+    classes: int | None = None
+    metrics: list[str] = []
+    positive: str | int | float | bool | None = None
+    given: str | None = None
+
+
+class TableDescription(BaseModel):
+    """A YAML description file (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = None
+    tasks: list[_TaskEntry] = []
+    features: list[str] | None = None
+    ignore: list[str] = []
+    numeric: list[str] = []
+    categorical: list[str] = []
+    options: dict[str, Any] = {}
+
+
+def read_description(path: str | Path) -> TableDescription:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"description file {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        raise UserError(f"description file {path}: not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"description file {path}: expected a mapping (file, tasks, features, ...)")
+    try:
+        description = TableDescription.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"description file {path}: key {key}: {first['msg']}") from None
+    if description.file is not None and not Path(description.file).is_absolute():
+        description.file = str(path.parent / description.file)  # relative to the description
+    return description
+
+
+# -- targets -----------------------------------------------------------------------------
+
+
+def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[torch.Tensor, Task, dict[str, Any]]:
+    """Labels as floats (class index or value, NaN = missing), the task refined, the label state."""
+    task, column = target.task, target.column
+    if task.kind == "regression":
+        try:
+            values = numeric_values(series, column, where)
+        except UserError:
+            example = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].iloc[0]
+            raise UserError(f"{where}: task {task.name!r}: regression target column {column!r} holds text (e.g. {example!r})") from None
+        return torch.tensor(values, dtype=torch.float32), task, {"column": column, "kind": "regression"}
+    keys = category_keys(series)
+    classes = _sorted_classes(series, keys)
+    if task.kind == "binary":
+        if len(classes) != 2:
+            shown = ", ".join(repr(c) for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
+            raise UserError(f"{where}: task {task.name!r}: a binary target needs exactly two values, column {column!r} has {len(classes)} ({shown})")
+        if target.positive is not None:
+            positive = category_keys(pd.Series([target.positive])).iloc[0]
+            if positive not in classes:
+                raise UserError(f"{where}: task {task.name!r}: positive={target.positive!r} is not a value of column {column!r} ({', '.join(classes)})")
+            classes = [c for c in classes if c != positive] + [positive]
+    else:
+        if len(classes) < 2:
+            shown = repr(classes[0]) if classes else "no labels"
+            raise UserError(f"{where}: task {task.name!r}: a multiclass target needs at least two classes, column {column!r} has one ({shown})")
+        if target.declared_classes and len(classes) > task.n_classes:
+            raise UserError(f"{where}: task {task.name!r}: declared classes={task.n_classes} but column {column!r} has {len(classes)} distinct values")
+        n_classes = max(len(classes), task.n_classes if target.declared_classes else 0)
+        task = dataclasses.replace(task, n_classes=n_classes)
+    index = {key: position for position, key in enumerate(classes)}
+    labels = np.array([np.nan if key is None else index[key] for key in keys], dtype=np.float32)
+    return torch.from_numpy(labels), task, {"column": column, "kind": task.kind, "classes": classes}
+
+
+def _sorted_classes(series: pd.Series, keys: pd.Series) -> list[str]:
+    distinct = list(dict.fromkeys(keys.dropna().tolist()))
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return sorted(distinct, key=float)  # 2 before 10
+    return sorted(distinct)
+
+
+# -- the table as MultiTaskData ----------------------------------------------------------
+
+
+def make_table_data(
+    frame: pd.DataFrame,
+    targets: Sequence[TargetColumn],
+    *,
+    name: str = "table",
+    where: str = "table",
+    features: Sequence[str] | None = None,
+    ignore: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    encoding: str = "embedding",
+    rows: int = 0,
+    seed: int = 0,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    max_int_categories: int = 10,
+    description: dict[str, Any] | None = None,
+) -> MultiTaskData:
+    """Split, encode and preprocess a DataFrame; every check names ``where`` and the column.
+
+    The rows are split at random with ``seed``; feature preprocessing is fitted on the train
+    rows only. Class lists of classification targets come from every labelled row.
+    """
+    if not targets:
+        raise UserError(f"{where}: no task declared; use --task NAME:KIND (e.g. --task churn:binary) or a description file")
+    if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
+        raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
+    if rows < 0:
+        raise UserError(f"--data-option rows={rows}: must be 0 (every row) or positive")
+    _check_columns(frame, [t.column for t in targets], where, "task column")
+    _check_columns(frame, list(numeric) + list(categorical) + list(features or []), where, "declared column")
+    both = set(numeric) & set(categorical)
+    if both:
+        raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")
+    if rows and rows < len(frame):
+        frame = frame.sample(n=rows, random_state=seed)
+    frame = frame.reset_index(drop=True)
+
+    target_columns = {t.column for t in targets}
+    if features is None:
+        features = [c for c in frame.columns if c not in target_columns and c not in set(ignore)]
+    features = [c for c in features if c not in target_columns]
+    for column in numeric:
+        numeric_values(frame[column], column, where)  # declared numeric: text is an error here
+    dropped = []
+    kept = []
+    for column in features:
+        if _is_empty(frame[column]):
+            warn_data(f"{where}: feature column {column!r} has no values; dropped")
+            dropped.append({"column": column, "reason": "empty"})
+        else:
+            kept.append(column)
+    if not kept:
+        raise UserError(f"{where}: no feature column left (all are targets, ignored or empty)")
+    numeric_columns, categorical_columns = [], []
+    for column in kept:
+        if column in numeric:
+            numeric_columns.append(column)
+        elif column in categorical or _looks_categorical(frame[column], max_int_categories):
+            categorical_columns.append(column)
+        else:
+            numeric_columns.append(column)
+
+    n_rows = len(frame)
+    if n_rows < 3:
+        raise UserError(f"{where}: need at least 3 rows to split into train, validation and test, got {n_rows}")
+    train_index, validation_index, test_index = split_indices(
+        n_rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed,
+    )
+    target_tensors, tasks, target_state = {}, [], {}
+    for target in targets:
+        labels, task, state = encode_target(target, frame[target.column], where)
+        for split_name, index in (("train", train_index), ("validation", validation_index)):
+            if not bool((~torch.isnan(labels[index])).any()):
+                raise UserError(f"{where}: task {task.name!r}: column {target.column!r} has no labelled row in the {split_name} split")
+        target_tensors[task.name] = labels
+        tasks.append(task)
+        target_state[task.name] = state
+
+    train_rows = frame.iloc[train_index.numpy()]
+    preprocessing = fit_preprocessing(train_rows, numeric_columns, categorical_columns, encoding=encoding, where=where)
+    for entry in preprocessing["categorical"]:
+        if len(entry["categories"]) > max(100, len(train_rows) // 2):
+            warn_data(f"{where}: categorical column {entry['column']!r} has {len(entry['categories'])} distinct values in train; "
+                      "if it is an identifier, ignore it")
+    preprocessing["dropped"] = dropped
+    preprocessing["targets"] = target_state
+    full = Split(inputs=apply_preprocessing(preprocessing, frame), targets=target_tensors)
+    return MultiTaskData(
+        name=name,
+        tasks=tasks,
+        train=full.rows(train_index),
+        validation=full.rows(validation_index),
+        test=full.rows(test_index),
+        input_schema=input_schema(preprocessing),
+        description=description or {"source": name},
+        preprocessing=preprocessing,
+    )
+
+
+def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str, what: str) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            known = ", ".join(list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
+            raise UserError(f"{where}: {what} {column!r} not found (columns: {known})")
+
+
+def _is_empty(series: pd.Series) -> bool:
+    if series.notna().any():
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            return False
+        return bool((series.dropna().astype(str).str.strip() == "").all())
+    return True
+
+
+def _looks_categorical(series: pd.Series, max_int_categories: int) -> bool:
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return True
+    values = series.dropna().to_numpy(dtype=np.float64)
+    whole = bool(np.all(np.floor(values) == values))
+    return whole and np.unique(values).size <= max_int_categories
+
+
+def _split_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+# -- the registered source ---------------------------------------------------------------
+
+
+def targets_from_declarations(declarations: Sequence[str]) -> list[TargetColumn]:
+    """``--task name:kind[:classes=N][:metrics=a+b]``: the column is the task's name."""
+    targets = []
+    for text in declarations:
+        task = parse_task_declaration(text)
+        declared = any(part.startswith("classes=") for part in text.split(":")[2:])
+        targets.append(TargetColumn(task=task, column=task.name, declared_classes=declared))
+    return targets
+
+
+def _targets_from_description(description: TableDescription) -> list[TargetColumn]:
+    targets = []
+    for entry in description.tasks:
+        task = Task(
+            name=entry.name, kind=entry.kind, n_classes=entry.classes or (2 if entry.kind == "multiclass" else 0),
+            metrics=tuple(entry.metrics), given=entry.given,
+        )
+        targets.append(TargetColumn(task=task, column=entry.column or entry.name, positive=entry.positive,
+                                    declared_classes=entry.classes is not None))
+    return targets
+
+
+@register_source("table")
+def load_table(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+    description_path = options.get("description") or None
+    if data_file and Path(data_file).suffix.lower() in DESCRIPTION_SUFFIXES:
+        description_path, data_file = data_file, None
+    description = read_description(description_path) if description_path else TableDescription()
+    merged = {key: str(value) for key, value in description.options.items()} | dict(options)
+    merged.pop("description", None)
+    settings = parse_options("table", merged, {k: v for k, v in DEFAULTS.items() if k != "description"})
+    table_path = data_file or description.file
+    if not table_path:
+        raise UserError("--data-file: give the CSV or Parquet file of your table (or 'file:' in the description file)")
+    frame = read_table(table_path)
+    targets = _targets_from_description(description) + targets_from_declarations(task_declarations)
+    names = [t.task.name for t in targets]
+    if len(set(names)) != len(names):
+        raise UserError(f"--task: task {sorted(n for n in names if names.count(n) > 1)[0]!r} is declared twice")
+    return make_table_data(
+        frame,
+        targets,
+        name=Path(table_path).stem.split(".")[0] or "table",
+        where=f"--data-file {table_path}",
+        features=description.features if description.features is not None else (_split_names(settings["features"]) or None),
+        ignore=description.ignore + _split_names(settings["ignore"]),
+        numeric=description.numeric + _split_names(settings["numeric"]),
+        categorical=description.categorical + _split_names(settings["categorical"]),
+        encoding=settings["encoding"],
+        rows=settings["rows"],
+        seed=settings["seed"],
+        validation_fraction=settings["validation_fraction"],
+        test_fraction=settings["test_fraction"],
+        max_int_categories=settings["max_int_categories"],
+        description={
+            "source": "table",
+            "file": str(Path(table_path).resolve()),
+            "description_file": str(Path(description_path).resolve()) if description_path else None,
+            "tasks": [t.task.to_dict() | {"column": t.column} for t in targets],
+            "options": settings,
+        },
+    )

@@ -1,0 +1,279 @@
+"""Writing one trial as a self-describing model folder.
+
+The folder holds the spec (``architecture.json``), everything needed to rebuild the network
+(``model.json``), the weights (``weights.safetensors``), a TorchScript module that plain
+PyTorch loads, ONNX where the exporter handles the structure, the input preprocessing, the
+metrics with the split each came from, and a README.md model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from torch import nn
+
+from mtl_search import __version__
+from mtl_search.errors import UserError
+from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
+from mtl_search.search.study import STUDY_ATTR
+
+SPEC_FILE = "architecture.json"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+ONNX_FILE = "model.onnx"
+PREPROCESSING_FILE = "preprocessing.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+WRITTEN = (SPEC_FILE, MODEL_FILE, WEIGHTS_FILE, TORCHSCRIPT_FILE, ONNX_FILE, PREPROCESSING_FILE, METRICS_FILE, CARD_FILE)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    directory: Path
+    trial: int
+    weights_source: str  # "artifact", "retrained (train)" or "retrained (train+validation)"
+    notes: list[str]
+
+
+def export_trial(
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    directory: str | os.PathLike[str],
+    *,
+    artifact_dir: Path | None,
+    retrain: bool = False,
+    force: bool = False,
+    device: str | None = None,
+) -> ExportResult:
+    """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files)."""
+    from mtl_search.architectures import build_model
+    from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights
+    from mtl_search.tasks import Task
+    from mtl_search.training import resolve_device, train_candidate
+
+    target = _prepare_directory(Path(directory), force)
+    meta = study.user_attrs.get(STUDY_ATTR)
+    if not meta:
+        raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
+    if trial.state != optuna.trial.TrialState.COMPLETE:
+        raise UserError(f"trial {trial.number} is {trial.state.name.lower()}; only completed trials can be exported")
+    tasks = [Task.from_dict(t) for t in meta["tasks"]]
+    candidate = trial.user_attrs["candidate"]
+    notes: list[str] = []
+    metrics: list[dict[str, Any]] = []
+    model = None
+    data = None
+    if not retrain and artifact_dir is not None and artifact_dir.is_dir():
+        model = build_model(candidate["architecture"], meta["input_schema"], tasks)
+        try:
+            found = download_weights(study, trial, open_artifact_store(artifact_dir, create=False), model)
+        except RuntimeError as error:  # the stored tensors do not fit the rebuilt network
+            raise UserError(f"trial {trial.number}: its stored weights do not fit the architecture rebuilt from its spec "
+                            f"(was it trained with a custom stem?): {str(error).splitlines()[0]}") from None
+        if not found:
+            model = None
+    if model is not None:
+        weights_source = "artifact"
+        for split in ("validation", "test"):
+            metrics.append({"split": split, "model": "these weights", "values": trial.user_attrs.get(split, {})})
+    else:
+        if not retrain:
+            notes.append(f"No stored weights for trial {trial.number} in {artifact_dir}: the architecture was retrained "
+                         "with the trial's settings on the train split.")
+        data = reload_data(meta)
+        train_split = concat_splits(data.train, data.validation) if retrain else None
+        result = train_candidate(data, candidate, device=resolve_device(device), train_split=train_split)
+        model = result.model
+        weights_source = "retrained (train+validation)" if retrain else "retrained (train)"
+        if retrain:
+            metrics.append({"split": "validation", "model": f"trial {trial.number} as searched (these weights trained on this split too)",
+                            "values": trial.user_attrs.get("validation", {})})
+        else:
+            metrics.append({"split": "validation", "model": "these weights", "values": result.validation})
+        metrics.append({"split": "test", "model": "these weights", "values": result.test})
+    model = model.cpu().eval()
+    if data is None and meta["input_schema"].get("kind") not in ("vector", "image", "tabular"):
+        data = reload_data(meta)
+    example = example_inputs(meta["input_schema"], data)
+
+    spec = candidate["architecture"]
+    (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    save_weights(model, target / WEIGHTS_FILE)
+    preprocessing = meta.get("preprocessing") or {}
+    if preprocessing:
+        (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
+    written_torchscript = _write_torchscript(model, example, target / TORCHSCRIPT_FILE, notes)
+    written_onnx = _write_onnx(model, example, target / ONNX_FILE, notes)
+    description = {
+        "format": FORMAT,
+        "mtl_search_version": __version__,
+        "study": study.study_name,
+        "trial": trial.number,
+        "architecture": spec,
+        "input_schema": meta["input_schema"],
+        "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
+                   for name, tensor in example.items()},
+        "tasks": [t.to_dict() for t in tasks],
+        "outputs": [t.name for t in tasks],
+        "weights": WEIGHTS_FILE,
+        "weights_source": weights_source,
+        "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
+        "onnx": ONNX_FILE if written_onnx else None,
+        "preprocessing": PREPROCESSING_FILE if preprocessing else None,
+        "training": candidate.get("training", {}),
+        "loss_weighting": candidate.get("loss_weighting", {}),
+        "data": meta.get("data", {}),
+    }
+    (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
+    objectives = meta.get("objectives", [])
+    (target / METRICS_FILE).write_text(json.dumps({"objectives": objectives, "metrics": metrics}, indent=2) + "\n")
+    from mtl_search.export.model_card import model_card
+
+    record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
+              "n_params": trial.user_attrs.get("n_params")}
+    (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing))
+    return ExportResult(target, trial.number, weights_source, notes)
+
+
+def _prepare_directory(directory: Path, force: bool) -> Path:
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--out {directory}: is a file; give a folder")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not force:
+            raise UserError(f"--out {directory}: folder is not empty (use --force to overwrite the exported files)")
+        for name in WRITTEN:  # stale files of an earlier export must not survive (e.g. an ONNX file)
+            path = directory / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {directory}: cannot create it ({error.strerror})") from None
+    return directory
+
+
+def reload_data(meta: dict[str, Any]) -> Any:
+    """The study's data again, from its stored description (source, options, file)."""
+    from mtl_search.data import load_data
+
+    described = meta.get("data") or {}
+    source = described.get("source")
+    if not source:
+        raise UserError("the study records no data source, so its data cannot be reloaded for retraining")
+    options = dict(described.get("options") or {})
+    declarations: list[str] = []
+    if described.get("description_file"):
+        options["description"] = described["description_file"]
+    elif source == "table":
+        declarations = [_declaration(t) for t in described.get("tasks", [])]
+    data = load_data(source, options, described.get("file"), declarations)
+    if data.description != described:
+        raise UserError(f"the data of source {source!r} changed since the search (its description differs); cannot retrain on it")
+    return data
+
+
+def _declaration(task: dict[str, Any]) -> str:
+    text = f"{task.get('column', task['name'])}:{task['kind']}"
+    if task["kind"] == "multiclass":
+        text += f":classes={task['n_classes']}"
+    if task.get("metrics"):
+        text += ":metrics=" + "+".join(task["metrics"])
+    if task.get("given"):
+        text += f":given={task['given']}"
+    return text
+
+
+def concat_splits(first: Any, second: Any) -> Any:
+    from mtl_search.data.base import Split
+
+    return Split(
+        inputs={k: torch.cat([first.inputs[k], second.inputs[k]]) for k in first.inputs},
+        targets={k: torch.cat([first.targets[k], second.targets[k]]) for k in first.targets},
+    )
+
+
+def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str, torch.Tensor]:
+    """A small batch of inputs of the right names, shapes and types (for tracing and ONNX)."""
+    generator = torch.Generator().manual_seed(0)
+    kind = schema.get("kind")
+    if kind == "vector":
+        return {schema.get("key", "x"): torch.randn(rows, int(schema["size"]), generator=generator)}
+    if kind == "image":
+        return {schema.get("key", "image"): torch.randn(rows, *[int(s) for s in schema["shape"]], generator=generator)}
+    if kind == "tabular":
+        inputs = {}
+        if int(schema["numeric"]):
+            inputs["numeric"] = torch.randn(rows, int(schema["numeric"]), generator=generator)
+        if schema["categorical"]:
+            inputs["categorical"] = torch.stack(
+                [torch.randint(0, int(c), (rows,), generator=generator) for c in schema["categorical"]], dim=1)
+        return inputs
+    # other input kinds (sequences, ...): the first rows of the real data
+    return {k: v[:rows] for k, v in data.test.inputs.items()}
+
+
+def _write_torchscript(model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]) -> bool:
+    """Trace the model; check the traced module on another batch size against the eager one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, example_inputs=(example,), strict=False, check_trace=False)
+        check = {k: torch.cat([v, v[:1]]) for k, v in example.items()}  # batch size the trace did not see
+        with torch.no_grad():
+            expected, got = model(check), traced(check)
+        if set(expected) != set(got) or not all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected):
+            raise RuntimeError("the traced module disagrees with the model on a new batch size")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch suggests torch.export, which plain loaders lack
+            torch.jit.save(traced, str(path))
+        return True
+    except Exception as error:  # a family whose forward does not trace: say so, keep the rest
+        notes.append(f"TorchScript not written: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        return False
+
+
+class _Positional(nn.Module):
+    """The model with positional tensor inputs and a tuple of outputs, as ONNX graphs have."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], output_names: list[str]) -> None:
+        super().__init__()
+        self.model, self.input_names, self.output_names = model, input_names, output_names
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(dict(zip(self.input_names, tensors)))
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def _write_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]) -> bool:
+    try:
+        import onnx
+    except ImportError:
+        notes.append("ONNX not written: the onnx package is not installed (pip install 'mtl-search[onnx]').")
+        return False
+    input_names = list(example)
+    output_names = list(model.task_names)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter: it needs no extra packages and handles these graphs.
+            torch.onnx.export(
+                _Positional(model, input_names, output_names), tuple(example[n] for n in input_names), str(path),
+                dynamo=False, input_names=input_names, output_names=output_names,
+                dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
+            )
+        onnx.checker.check_model(onnx.load(str(path)))
+        return True
+    except Exception as error:
+        if path.exists():
+            path.unlink()
+        notes.append(f"ONNX not written: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        return False

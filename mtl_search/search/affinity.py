@@ -1,0 +1,289 @@
+"""Task affinity and affinity-seeded task-grouping trees (fully-adaptive branching).
+
+After Lu et al., "Fully-adaptive Feature Sharing in Multi-Task Networks", CVPR 2017: a
+short, fully shared network is trained; two tasks are affine when the same samples are easy
+(or hard) for both. Here a sample is *hard* for a task when its loss is above that task's
+median loss, and
+
+    affinity(i, j) = P(sample is easy for both or hard for both)
+
+over the training rows labelled for both tasks (1 on the diagonal, about 0.5 for unrelated
+tasks). From the matrix, tasks are split top-down, one split at a time, into a chain of
+ever finer partitions (all tasks together ... every task alone): each step splits the group
+whose tasks agree least, into the two halves that agree most. Trees are then grown from
+the chain the way the paper widens a network from the top: the newest split first appears
+at the last depth and moves one depth lower per tree, so the seeded trees run from fully
+shared to fully separate, one structural step apart. They are enqueued as the study's
+first trials, so the sampler starts from a spread of sensible sharing structures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+
+from mtl_search.data.base import MultiTaskData
+from mtl_search.errors import UserError
+from mtl_search.search.params import FloatChoice, FloatRange, IntChoice, IntRange
+from mtl_search.tasks import Task
+
+Partition = list[list[str]]
+AFFINITY_ATTR = "affinity"
+SEED_STRATEGIES = ("none", "affinity")
+# Groups up to this size are split by trying every two-way split; larger ones greedily.
+EXHAUSTIVE_SPLIT_LIMIT = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class AffinitySettings:
+    """The short shared network that measures affinity, and how many trees to seed.
+
+    ``max_rows`` caps the training rows the easy/hard statistics are taken on;
+    ``max_seeds`` caps the trees enqueued (fully shared and fully separate always stay).
+    """
+
+    depth: int = 2
+    width: int = 64
+    epochs: int = 3
+    learning_rate: float = 3e-3
+    batch_size: int = 256
+    seed: int = 0
+    max_rows: int = 4096
+    max_seeds: int = 8
+
+
+def per_sample_losses(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The task's loss per row (NaN where the row has no label for the task)."""
+    losses = torch.full(target.shape, math.nan, dtype=torch.float32, device=target.device)
+    mask = ~torch.isnan(target)
+    if not bool(mask.any()):
+        return losses
+    out, y = output[mask], target[mask]
+    if task.kind == "binary":
+        values = F.binary_cross_entropy_with_logits(out.reshape(-1), y, reduction="none")
+    elif task.kind == "multiclass":
+        values = F.cross_entropy(out, y.long(), reduction="none")
+    else:
+        values = (out.reshape(-1) - y) ** 2
+    losses[mask] = values.float()
+    return losses
+
+
+def easy_hard_affinity(losses: np.ndarray) -> np.ndarray:
+    """Affinity matrix from per-sample losses of shape (rows, tasks); NaN = unlabelled.
+
+    Hard = loss above the task's median; entry (i, j) is the share of rows labelled for
+    both on which the two tasks agree (both easy or both hard).
+    """
+    losses = np.asarray(losses, dtype=float)
+    n_tasks = losses.shape[1]
+    labelled = ~np.isnan(losses)
+    hard = np.zeros_like(losses, dtype=bool)
+    for t in range(n_tasks):
+        if labelled[:, t].any():
+            hard[:, t] = losses[:, t] > np.median(losses[labelled[:, t], t])
+    matrix = np.eye(n_tasks)
+    for i, j in itertools.combinations(range(n_tasks), 2):
+        both = labelled[:, i] & labelled[:, j]
+        value = float(np.mean(hard[both, i] == hard[both, j])) if both.any() else 0.5
+        matrix[i, j] = matrix[j, i] = value
+    return matrix
+
+
+@dataclasses.dataclass
+class TaskAffinity:
+    tasks: list[str]
+    matrix: np.ndarray
+
+    def pair(self, a: str, b: str) -> float:
+        return float(self.matrix[self.tasks.index(a), self.tasks.index(b)])
+
+    def to_data(self, settings: AffinitySettings | None = None) -> dict[str, Any]:
+        return {
+            "method": "lu2017 easy/hard agreement (hard = loss above the task's median)",
+            "tasks": self.tasks,
+            "matrix": [[round(float(v), 4) for v in row] for row in self.matrix],
+            "settings": dataclasses.asdict(settings) if settings else None,
+        }
+
+
+def measure_affinity(data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None) -> TaskAffinity:
+    """Train a short fully shared network and measure pairwise task affinity on training rows."""
+    from mtl_search.training import predict, resolve_device, train_candidate
+
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    tasks = data.task_names
+    candidate = {
+        "architecture": {"family": "tree", "widths": [settings.width] * settings.depth, "groups": [[list(tasks)]] * settings.depth,
+                         "block": {}, "tower": {"widths": []}, "stem": {}},
+        "training": {"epochs": settings.epochs, "learning_rate": settings.learning_rate, "batch_size": settings.batch_size, "seed": settings.seed},
+        "loss_weighting": {"method": "static"},
+    }
+    result = train_candidate(data, candidate, device=device)
+    rows = data.train.rows(torch.arange(min(len(data.train), settings.max_rows))).to(device)
+    outputs = predict(result.model, rows)
+    losses = torch.stack([per_sample_losses(task, outputs[task.name], rows.targets[task.name]) for task in data.tasks], dim=1)
+    return TaskAffinity(tasks, easy_hard_affinity(losses.cpu().numpy()))
+
+
+# -- from affinities to trees ------------------------------------------------------------
+def _within(group: Sequence[int], matrix: np.ndarray) -> tuple[float, int]:
+    """(sum of pairwise affinities, number of pairs) inside a group."""
+    pairs = list(itertools.combinations(group, 2))
+    return sum(matrix[i, j] for i, j in pairs), len(pairs)
+
+
+def _mean_within(group: Sequence[int], matrix: np.ndarray) -> float:
+    total, count = _within(group, matrix)
+    return total / count if count else 1.0
+
+
+def best_split(group: Sequence[int], matrix: np.ndarray) -> tuple[list[int], list[int]]:
+    """The two-way split of ``group`` whose within-half pairs agree most on average."""
+    group = list(group)
+    if len(group) <= EXHAUSTIVE_SPLIT_LIMIT:
+        best, best_score = None, -math.inf
+        first, rest = group[0], group[1:]
+        # the first task stays in half A, so each split is tried once
+        for size in range(0, len(rest)):
+            for others in itertools.combinations(rest, size):
+                a = [first, *others]
+                b = [t for t in rest if t not in others]
+                sa, ca = _within(a, matrix)
+                sb, cb = _within(b, matrix)
+                score = (sa + sb) / (ca + cb) if ca + cb else 0.0
+                if score > best_score + 1e-12:
+                    best, best_score = (a, b), score
+        return best  # type: ignore[return-value]
+    # greedy for large groups: the least affine pair seeds the halves, the rest join the closer one
+    i, j = min(itertools.combinations(group, 2), key=lambda p: matrix[p[0], p[1]])
+    a, b = [i], [j]
+    for t in group:
+        if t not in (i, j):
+            (a if np.mean(matrix[t, a]) >= np.mean(matrix[t, b]) else b).append(t)
+    return sorted(a), sorted(b)
+
+
+def partition_chain(affinity: TaskAffinity) -> list[Partition]:
+    """Ever finer partitions, from all tasks together to every task alone, one split a step."""
+    tasks, matrix = affinity.tasks, affinity.matrix
+    groups = [list(range(len(tasks)))]
+    chain = [groups]
+    while any(len(g) > 1 for g in groups):
+        splittable = [g for g in groups if len(g) > 1]
+        worst = min(splittable, key=lambda g: _mean_within(g, matrix))
+        a, b = best_split(worst, matrix)
+        groups = [h for g in groups for h in ((a, b) if g is worst else (g,))]
+        groups = sorted((sorted(g) for g in groups), key=lambda g: g[0])
+        chain.append(groups)
+    return [[[tasks[i] for i in g] for g in partition] for partition in chain]
+
+
+def seed_trees(chain: Sequence[Partition], depth: int, max_trees: int | None = None) -> list[list[Partition]]:
+    """Trees of ``depth`` levels from the chain: each new split enters at the last depth and
+    moves one depth lower per tree. First: fully shared; last: the chain's finest partition
+    at every depth. ``max_trees`` keeps that many, evenly spread, ends included."""
+    trees = [[list(chain[0])] * depth]
+    for k in range(1, len(chain)):
+        for split_depth in range(depth - 1, -1, -1):
+            trees.append([chain[k - 1] if d < split_depth else chain[k] for d in range(depth)])
+    if max_trees is not None and len(trees) > max_trees:
+        keep = sorted({round(i * (len(trees) - 1) / (max_trees - 1)) for i in range(max_trees)}) if max_trees > 1 else [0]
+        trees = [trees[i] for i in keep]
+    return [[[list(g) for g in level] for level in tree] for tree in trees]
+
+
+def tree_params(groups: Sequence[Partition], task_names: Sequence[str]) -> dict[str, int]:
+    """The ``tree.group_{d}_{task}`` labels that make ``sample_groups`` build ``groups``.
+
+    A task's label is the index of the first task of its group: it lies in 0..i as the
+    encoding requires, and differs between the groups that split one parent group.
+    """
+    index = {t: i for i, t in enumerate(task_names)}
+    params = {}
+    for d, partition in enumerate(groups):
+        for group in partition:
+            label = min(index[t] for t in group)
+            for task in group:
+                if index[task] > 0:
+                    params[f"tree.group_{d}_{task}"] = label
+    return params
+
+
+def _middle(param: Any) -> Any:
+    """A representative value of a searched parameter (the median choice, the range's middle)."""
+    if isinstance(param, (IntChoice, FloatChoice)):
+        values = sorted(param.choices)
+        return values[(len(values) - 1) // 2]
+    if isinstance(param, IntRange):
+        middle = math.sqrt(param.low * param.high) if param.log else (param.low + param.high) / 2
+        return param.low + param.step * int(round((middle - param.low) / param.step))
+    if isinstance(param, FloatRange):
+        return math.sqrt(param.low * param.high) if param.log else (param.low + param.high) / 2
+    return param
+
+
+def _largest(param: Any) -> int:
+    if isinstance(param, IntChoice):
+        return max(param.choices)
+    if isinstance(param, IntRange):
+        return param.low + param.step * ((param.high - param.low) // param.step)
+    return int(param)
+
+
+def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition], max_trees: int | None = None) -> list[dict[str, Any]]:
+    """Parameter dictionaries (for ``study.enqueue_trial``) of the seeded trees in ``space``.
+
+    Uses the tree family's largest allowed depth (the most room to branch) and its middle
+    width; every other parameter is left to the sampler.
+    """
+    if "tree" not in space.families:
+        raise UserError("--seed-strategy affinity: the space has no tree family (families.tree) to seed")
+    section = space.families["tree"]
+    if section.grouping != "partitions":
+        raise UserError(f"--seed-strategy affinity: needs families.tree.grouping: partitions, the space has {section.grouping!r}")
+    depth = _largest(section.depth)
+    width = _middle(section.width)
+    fixed: dict[str, Any] = {}
+    if len(space.families) > 1:
+        fixed["family"] = "tree"
+    if isinstance(section.depth, (IntRange, IntChoice)) and not (isinstance(section.depth, IntChoice) and len(section.depth.choices) == 1):
+        fixed["tree.depth"] = depth
+    if section.per_depth_width:
+        if isinstance(section.width, (IntRange, IntChoice)):
+            fixed.update({f"tree.width_{d}": width for d in range(depth)})
+    elif isinstance(section.width, (IntRange, IntChoice)):
+        fixed["tree.width"] = width
+    return [fixed | tree_params(tree, task_names) for tree in seed_trees(chain, depth, max_trees)]
+
+
+def seed_with_affinity(
+    study: optuna.Study,
+    data: MultiTaskData,
+    space: Any,
+    settings: AffinitySettings = AffinitySettings(),
+    *,
+    device: torch.device | str | None = None,
+) -> list[dict[str, Any]]:
+    """Measure affinity, store it on the study (``affinity``) and enqueue the seeded trees.
+
+    Returns the enqueued parameter dictionaries. Done once per study: a study that already
+    has trials or an affinity is left alone (its seeds were enqueued when it was new).
+    """
+    if study.get_trials(deepcopy=False) or AFFINITY_ATTR in study.user_attrs:
+        return []
+    affinity = measure_affinity(data, settings, device=device)
+    chain = partition_chain(affinity)
+    seeds = seed_params(space, data.task_names, chain, settings.max_seeds)
+    record = affinity.to_data(settings) | {"chain": chain, "seeded": len(seeds)}
+    study.set_user_attr(AFFINITY_ATTR, record)
+    for params in seeds:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return seeds

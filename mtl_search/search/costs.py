@@ -1,0 +1,163 @@
+"""What a candidate network costs to run: extra objectives and hard limits.
+
+Two costs are known: ``params`` (trainable parameters) and ``latency`` (milliseconds per
+forward pass of one fixed batch on the search's device: the median of several timed passes
+after a few warm-up passes, so one slow pass on a busy machine does not decide it). Either
+can become an objective (minimised), and either can carry a hard limit.
+
+Costs depend only on the architecture, so they are measured on the untrained network
+*before* training. A candidate over a limit is therefore never trained: the trial records
+its costs, gets its constraint values (``trial.set_constraint``) and is pruned with a
+``prune_reason``. Samplers read the constraints (Optuna 5 samplers use
+``trial.constraints`` directly, TPE and NSGA-II alike), so they learn to avoid the region;
+``study.best_trials`` ignores infeasible trials, so they never enter the front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Mapping, Sequence
+
+import optuna
+import torch
+
+from mtl_search.errors import UserError
+
+# cost name (as given to --objective / objectives.extra) -> objective name in the study
+COST_NAMES = {"params": "params", "latency": "latency_ms"}
+
+
+def cost_objective(name: str) -> Any:
+    """The study objective for a cost name (``params`` or ``latency``)."""
+    from mtl_search.search.study import Objective
+
+    if name not in COST_NAMES:
+        raise UserError(f"--objective {name!r}: expected one of {', '.join(COST_NAMES)}")
+    return Objective(task="", metric=COST_NAMES[name], direction="minimize", kind="cost")
+
+
+@dataclasses.dataclass(frozen=True)
+class CostMeter:
+    """Measures a network's costs and checks them against the limits.
+
+    ``objectives``: the cost names that are objectives; ``max_params`` and ``max_latency_ms``:
+    hard limits (None: no limit). Latency is only measured when it is an objective or
+    limited, as timing takes a few forward passes. ``batch_size`` rows of the validation split
+    form the timed batch; ``warmup_passes`` untimed passes come first (allocator, caches) and
+    the median of ``timed_passes`` is kept.
+    """
+
+    objectives: tuple[str, ...] = ()
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    batch_size: int = 256
+    warmup_passes: int = 3
+    timed_passes: int = 11
+
+    def __post_init__(self) -> None:
+        for name in self.objectives:
+            cost_objective(name)  # validates the name
+        if self.max_params is not None and self.max_params < 1:
+            raise UserError(f"--max-params {self.max_params}: must be at least 1")
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise UserError(f"--max-latency-ms {self.max_latency_ms}: must be positive")
+
+    @classmethod
+    def from_space(cls, objectives: Any) -> "CostMeter":
+        """The meter a space's ``objectives:`` section asks for."""
+        return cls(objectives=tuple(objectives.extra), max_params=objectives.max_params, max_latency_ms=objectives.max_latency_ms)
+
+    @property
+    def measures_latency(self) -> bool:
+        return "latency" in self.objectives or self.max_latency_ms is not None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.objectives) or self.max_params is not None or self.max_latency_ms is not None
+
+    def measure(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """``{"params": n, "latency_ms": x}`` (latency only when needed) for ``model`` on ``batch``."""
+        costs: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters() if p.requires_grad))}
+        if self.measures_latency:
+            costs["latency_ms"] = forward_latency_ms(model, batch, warmup_passes=self.warmup_passes, timed_passes=self.timed_passes)
+        return costs
+
+    def constraints(self, costs: Mapping[str, float]) -> dict[str, float]:
+        """Constraint values for ``trial.set_constraint``: > 0 means over the limit.
+
+        Relative excess (``value / limit - 1``) so that violations of different limits are
+        comparable when a sampler ranks infeasible trials by their summed violation.
+        """
+        values = {}
+        if self.max_params is not None:
+            values["max_params"] = costs["params"] / self.max_params - 1.0
+        if self.max_latency_ms is not None:
+            values["max_latency_ms"] = costs["latency_ms"] / self.max_latency_ms - 1.0
+        return values
+
+    def objective_values(self, costs: Mapping[str, float]) -> dict[str, float]:
+        """The costs under their objective names."""
+        return {COST_NAMES[name]: costs[COST_NAMES[name]] for name in self.objectives}
+
+    def describe_violation(self, costs: Mapping[str, float]) -> str | None:
+        """One line naming each limit the costs exceed, or None when within every limit."""
+        parts = []
+        if self.max_params is not None and costs["params"] > self.max_params:
+            parts.append(f"{int(costs['params'])} parameters > --max-params {self.max_params}")
+        if self.max_latency_ms is not None and costs["latency_ms"] > self.max_latency_ms:
+            parts.append(f"latency {costs['latency_ms']:.3g} ms > --max-latency-ms {self.max_latency_ms:g}")
+        return "over limit: " + "; ".join(parts) if parts else None
+
+
+def with_cost_options(space: Any, *, objectives: Sequence[str] = (), max_params: int | None = None, max_latency_ms: float | None = None) -> Any:
+    """A copy of ``space`` with command-line cost options added to its ``objectives:`` section.
+
+    ``objectives`` are added to the space's ``extra`` list (in order, without repeats); a
+    limit given here replaces the space's.
+    """
+    section = space.objectives
+    extra = list(section.extra) + [name for name in objectives if name not in section.extra]
+    for name in extra:
+        cost_objective(name)
+    update: dict[str, Any] = {"extra": list(dict.fromkeys(extra))}
+    if max_params is not None:
+        update["max_params"] = max_params
+    if max_latency_ms is not None:
+        update["max_latency_ms"] = max_latency_ms
+    return space.model_copy(update={"objectives": section.model_copy(update=update)})
+
+
+@torch.inference_mode()
+def forward_latency_ms(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, warmup_passes: int = 3, timed_passes: int = 11) -> float:
+    """Median wall time in milliseconds of one forward pass of ``batch`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(iter(batch.values())).device
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup_passes):
+        model(batch)
+    synchronize()
+    times = []
+    for _ in range(timed_passes):
+        started = time.perf_counter()
+        model(batch)
+        synchronize()  # CUDA runs asynchronously: wait for the pass to end before reading the clock
+        times.append((time.perf_counter() - started) * 1000.0)
+    model.train(was_training)
+    return statistics.median(times)
+
+
+def timing_batch(split: Any, batch_size: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """The first ``batch_size`` rows of ``split`` (a fixed batch, so every trial is timed alike)."""
+    return {name: tensor[:batch_size].to(device) for name, tensor in split.inputs.items()}
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """True when every constraint value is <= 0 (a trial without constraints is feasible)."""
+    return all(value <= 0.0 for value in trial.constraints.values())
+
+
+def count_infeasible(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
+    return sum(1 for trial in trials if not is_feasible(trial))

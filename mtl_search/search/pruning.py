@@ -1,0 +1,159 @@
+"""Pareto-aware pruning: stop a trial whose learning curve is already dominated.
+
+Optuna's pruners compare one intermediate value per step and multi-objective studies have
+no ``trial.report``, so this pruner is an epoch hook of :class:`CandidateObjective` instead.
+
+Rule, after each epoch ``e`` (counted from 1) of a running trial:
+
+1. nothing happens during the first ``warmup_epochs`` epochs (early curves cross often),
+   nor at the trial's last epoch (stopping then saves nothing);
+2. the references are the COMPLETE, feasible trials whose ``history`` reaches epoch ``e``;
+   with fewer than ``min_completed_trials`` of them, nothing happens;
+3. a reference *dominates with margin* when, at the same epoch ``e``, it is better than the
+   running trial on every objective by at least ``margin`` times the running trial's value
+   (relative, so one setting fits losses, AUCs and costs); cost objectives (known before
+   training) are compared the same way, so a small-but-slower-learning network is not
+   stopped by a large one;
+4. the trial is pruned when at least ``min_dominators`` references dominate it.
+
+Comparing epoch ``e`` with epoch ``e`` (not with the references' final values) asks "is it
+behind trials that had the same amount of training?", which is fair to slow starters. The
+pruned trial keeps its history, its last validation values and a ``prune_reason``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import optuna
+
+from mtl_search.search.costs import is_feasible
+from mtl_search.search.study import Objective
+
+Vector = tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningSettings:
+    """When and how hard to prune; see the module docstring for the rule."""
+
+    enabled: bool = True
+    warmup_epochs: int = 2
+    min_completed_trials: int = 5
+    margin: float = 0.05
+    min_dominators: int = 2
+
+
+def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int | None = None, min_completed_trials: int | None = None) -> Any:
+    """A copy of ``space`` with command-line pruning options applied to its ``pruning:`` section."""
+    update: dict[str, Any] = {}
+    if not enabled:
+        update["enabled"] = False
+    if warmup_epochs is not None:
+        update["warmup_epochs"] = warmup_epochs
+    if min_completed_trials is not None:
+        update["min_completed_trials"] = min_completed_trials
+    return space.model_copy(update={"pruning": space.pruning.model_copy(update=update)}) if update else space
+
+
+def pruning_hooks(space: Any, objectives: Sequence[Objective], enabled: bool = True) -> list[DominatedTrialPruner]:
+    """The epoch hooks a space's ``pruning:`` section asks for (none when disabled)."""
+    section = space.pruning
+    if not (enabled and section.enabled):
+        return []
+    settings = PruningSettings(
+        enabled=True, warmup_epochs=section.warmup_epochs, min_completed_trials=section.min_completed_trials,
+        margin=section.margin, min_dominators=section.min_dominators,
+    )
+    return [DominatedTrialPruner(objectives, settings)]
+
+
+def dominates_with_margin(better: Vector, worse: Vector, margin: float) -> bool:
+    """True when ``better`` beats ``worse`` on every (minimised) objective by ``margin * |worse|``.
+
+    With ``margin`` 0 this is weak dominance plus at least one strict improvement. A NaN
+    anywhere means "cannot tell", which never prunes.
+    """
+    if len(better) != len(worse) or any(math.isnan(v) for v in (*better, *worse)):
+        return False
+    if not all(b + margin * abs(w) <= w for b, w in zip(better, worse)):
+        return False
+    return any(b < w for b, w in zip(better, worse))
+
+
+def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mapping[str, float]], costs: Mapping[str, float]) -> Vector | None:
+    """The objectives at one epoch as a vector to minimise (maximised values negated).
+
+    ``scores`` are validation metrics ``{task: {metric: value}}``, ``costs`` the trial's
+    measured costs; None when a value is missing.
+    """
+    vector = []
+    for objective in objectives:
+        if objective.kind == "cost":
+            value = costs.get(objective.metric)
+        else:
+            value = scores.get(objective.task, {}).get(objective.metric)
+        if value is None:
+            return None
+        vector.append(-float(value) if objective.direction == "maximize" else float(value))
+    return tuple(vector)
+
+
+class DominatedTrialPruner:
+    """An epoch hook that raises :class:`optuna.TrialPruned` for dominated learning curves.
+
+    Completed trials never change, so their per-epoch vectors are read from storage once
+    and cached by trial number; each check only parses trials that finished since the last.
+    """
+
+    def __init__(self, objectives: Sequence[Objective], settings: PruningSettings = PruningSettings()) -> None:
+        self.objectives = list(objectives)
+        self.settings = settings
+        # trial number -> {epoch: vector}; None for trials that cannot serve as references
+        self._curves: dict[int, dict[int, Vector] | None] = {}
+
+    def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]]) -> None:
+        reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores)
+        if reason is not None:
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+
+    def check(self, study: optuna.Study, user_attrs: Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]]) -> str | None:
+        """The reason to prune at 1-based ``epoch``, or None to go on."""
+        settings = self.settings
+        if not settings.enabled or epoch <= settings.warmup_epochs:
+            return None
+        total_epochs = user_attrs.get("candidate", {}).get("training", {}).get("epochs")
+        if total_epochs is not None and epoch >= int(total_epochs):
+            return None
+        current = minimised_vector(self.objectives, scores, user_attrs.get("costs", {}))
+        if current is None:
+            return None
+        references = self.references(study, epoch)
+        if len(references) < settings.min_completed_trials:
+            return None
+        dominators = [number for number, vector in references if dominates_with_margin(vector, current, settings.margin)]
+        if len(dominators) < settings.min_dominators:
+            return None
+        shown = ", ".join(str(n) for n in dominators[:5]) + (", ..." if len(dominators) > 5 else "")
+        return f"dominated at epoch {epoch} by trial(s) {shown} (margin {settings.margin:g})"
+
+    def references(self, study: optuna.Study, epoch: int) -> list[tuple[int, Vector]]:
+        """(trial number, vector at ``epoch``) of every complete, feasible trial that reached it."""
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            if trial.number not in self._curves:
+                self._curves[trial.number] = self._curve(trial)
+        return [(number, curve[epoch]) for number, curve in sorted(self._curves.items()) if curve and epoch in curve]
+
+    def _curve(self, trial: optuna.trial.FrozenTrial) -> dict[int, Vector] | None:
+        if not is_feasible(trial):
+            return None
+        costs = trial.user_attrs.get("costs", {})
+        curve = {}
+        for entry in trial.user_attrs.get("history", []):
+            vector = minimised_vector(self.objectives, entry.get("validation", {}), costs)
+            if vector is not None:
+                curve[int(entry["epoch"])] = vector
+        return curve

@@ -1,0 +1,100 @@
+"""Honest fronts: retrain the front's trials with more seeds and record mean and spread.
+
+One training run is one draw: a trial can sit on the front because its seed was lucky.
+:func:`refine_front` retrains each front trial's exact candidate (from its ``candidate``
+user attribute) with ``seeds`` further training seeds and records, per task and metric, the
+mean, the standard deviation (sample, ddof=1) and the number of runs, on validation and on
+test, the original run included.
+
+The front itself is not re-chosen: selection stays with the validation metrics of the search
+and the test numbers are only reported. Optuna does not let finished trials change, so the
+record lives on the study, one user attribute per trial (``refined:<trial number>``); read
+it with :func:`refined_record`.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from typing import Any, Callable, Sequence
+
+import optuna
+import torch
+
+from mtl_search.data.base import MultiTaskData
+from mtl_search.search.study import pareto_trials
+
+REFINED_PREFIX = "refined:"
+
+
+def refined_record(study: optuna.Study, number: int, user_attrs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The refinement of trial ``number`` (None when it was not refined)."""
+    attrs = user_attrs if user_attrs is not None else study.user_attrs
+    return attrs.get(f"{REFINED_PREFIX}{number}")
+
+
+def summarise_runs(runs: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{task: {metric: {mean, std, n}}}`` over runs of ``{task: {metric: value}}``."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for task, metrics in runs[0].items():
+        for metric in metrics:
+            values = [run[task][metric] for run in runs if metric in run.get(task, {})]
+            summary.setdefault(task, {})[metric] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
+    return summary
+
+
+def refine_trial(
+    trial: optuna.trial.FrozenTrial,
+    data: MultiTaskData,
+    seeds: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    stem: torch.nn.Module | None = None,
+) -> dict[str, Any]:
+    """Retrain the trial's candidate with each of ``seeds``; the record of all runs."""
+    from mtl_search.training import train_candidate
+
+    candidate = trial.user_attrs["candidate"]
+    original_seed = int(candidate.get("training", {}).get("seed", 0))
+    validation_runs = [trial.user_attrs["validation"]]
+    test_runs = [trial.user_attrs.get("test", {})]
+    for seed in seeds:
+        variant = copy.deepcopy(candidate)
+        variant.setdefault("training", {})["seed"] = int(seed)
+        result = train_candidate(data, variant, device=device, stem=stem)
+        validation_runs.append(result.validation)
+        test_runs.append(result.test)
+    return {
+        "seeds": [original_seed, *[int(s) for s in seeds]],
+        "validation": summarise_runs(validation_runs),
+        "test": summarise_runs(test_runs) if all(test_runs) else {},
+    }
+
+
+def refine_front(
+    study: optuna.Study,
+    data: MultiTaskData,
+    seeds: int,
+    *,
+    device: torch.device | str | None = None,
+    stem: torch.nn.Module | None = None,
+    on_trial: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Refine every front trial with ``seeds`` more training seeds; store and return the records.
+
+    The extra seeds follow the trial's own (seed + 1 ... seed + ``seeds``), so refining
+    again with more seeds repeats the first runs rather than drawing new ones.
+    """
+    records = {}
+    for trial in pareto_trials(study):
+        base = int(trial.user_attrs.get("candidate", {}).get("training", {}).get("seed", 0))
+        record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem)
+        study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
+        records[trial.number] = record
+        if on_trial is not None:
+            on_trial(trial.number, record)
+    return records

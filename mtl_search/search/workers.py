@@ -1,0 +1,240 @@
+"""Running trials: the optimisation loop, its Ctrl-C handling, and worker processes.
+
+One loop serves every case. It claims a trial from a :class:`TrialBudget` before each
+``study.optimize(n_trials=1)``, so the budget is exact however many processes share it, and
+Optuna still fails stale trials (those of killed workers, via heartbeats) before each trial.
+
+Ctrl-C never leaves a trial RUNNING: while a trial trains, the first SIGINT becomes
+``KeyboardInterrupt`` and the trial is stored as FAIL with ``fail_reason`` "interrupted";
+anywhere else (sampling, saving a result) the loop finishes that step and stops before the
+next trial. A second Ctrl-C is ignored so that it cannot break this bookkeeping.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+import optuna
+
+from mtl_search.errors import UserError
+
+INTERRUPTED = "interrupted"
+Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+class Budget(Protocol):
+    def claim(self) -> bool:
+        """Take one trial from the budget; False when none is left."""
+
+
+class LocalBudget:
+    """``n_trials`` trials for this process alone (``None``: until the timeout)."""
+
+    def __init__(self, n_trials: int | None) -> None:
+        self.left = n_trials
+
+    def claim(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+class TrialBudget:
+    """``n_trials`` trials shared by the worker processes of one run (a counter in shared memory)."""
+
+    def __init__(self, n_trials: int, context: Any = None) -> None:
+        context = context or multiprocessing.get_context("spawn")
+        self._left = context.Value("i", n_trials)
+
+    def claim(self) -> bool:
+        with self._left.get_lock():
+            if self._left.value <= 0:
+                return False
+            self._left.value -= 1
+            return True
+
+    @property
+    def left(self) -> int:
+        return self._left.value
+
+
+class _Interrupts:
+    """SIGINT handling for :func:`optimize_study` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.armed = False  # True while a trial's objective runs
+        self._previous: Any = None
+
+    def __enter__(self) -> "_Interrupts":
+        # Handlers can only be installed from the main thread; elsewhere Ctrl-C is Python's default.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        if self.armed:
+            raise KeyboardInterrupt
+
+
+class _InterruptibleObjective:
+    def __init__(self, objective: Callable[[optuna.trial.Trial], Any], interrupts: _Interrupts) -> None:
+        self.objective = objective
+        self.interrupts = interrupts
+
+    def __call__(self, trial: optuna.trial.Trial) -> Any:
+        try:
+            self.interrupts.armed = True
+            if self.interrupts.requested:
+                raise KeyboardInterrupt
+            return self.objective(trial)
+        except KeyboardInterrupt:
+            self.interrupts.armed = False
+            trial.set_user_attr("fail_reason", INTERRUPTED)
+            raise  # Optuna stores the trial as FAIL and re-raises
+        finally:
+            self.interrupts.armed = False
+
+
+def optimize_study(
+    study: optuna.Study,
+    objective: Callable[[optuna.trial.Trial], Any],
+    budget: Budget,
+    *,
+    timeout: float | None = None,
+    catch: tuple[type[Exception], ...] = (),
+    callbacks: Sequence[Callback] = (),
+) -> None:
+    """Run trials while the budget lasts and ``timeout`` seconds have not passed.
+
+    Raises ``KeyboardInterrupt`` after a Ctrl-C, once the study is consistent.
+    """
+    started = time.monotonic()
+    with _Interrupts() as interrupts:
+        wrapped = _InterruptibleObjective(objective, interrupts)
+        while True:
+            if interrupts.requested:
+                raise KeyboardInterrupt
+            if timeout is not None and time.monotonic() - started >= timeout:
+                return
+            if not budget.claim():
+                return
+            study.optimize(wrapped, n_trials=1, catch=catch, callbacks=list(callbacks), gc_after_trial=False)
+
+
+# --- worker processes --------------------------------------------------------------------
+
+# Exit status of a worker: as the CLI's (0 done, 2 bad input, 130 interrupted), 1 otherwise.
+EXIT_INTERRUPTED = 130
+
+
+def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``n_workers`` processes so that together they fill the cores once."""
+    return max(1, (cores or usable_cores()) // n_workers)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (honours taskset and container CPU sets, unlike cpu_count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class WorkerPool:
+    """``n_workers`` spawned processes that each call ``target(*args, worker_index=, budget=, callbacks=)``.
+
+    ``target`` loads its own data and space and runs :func:`optimize_study` with the shared
+    ``budget``; every finished trial comes back to this process through a queue (for the
+    progress bar). Spawned, not forked: a fork of a process holding torch threads or open
+    database connections is unsafe.
+    """
+
+    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = ()) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.budget = TrialBudget(n_trials, self.context)
+        self.finished: Any = self.context.Queue()
+        threads = threads_per_worker(n_workers)
+        self.processes = [
+            self.context.Process(
+                target=_worker_main, args=(target, args, index, self.budget, self.finished, threads),
+                name=f"mtl-search-worker-{index + 1}",
+            )
+            for index in range(n_workers)
+        ]
+
+    def run(self, on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> list[int]:
+        """Start the workers, report finished trials until all exit; their exit codes.
+
+        On Ctrl-C here, the workers are interrupted too (they record their running trials
+        as interrupted) and waited for; then ``KeyboardInterrupt`` is raised.
+        """
+        for process in self.processes:
+            process.start()
+        try:
+            self._wait(on_trial)
+        except KeyboardInterrupt:
+            self.interrupt()
+            self._wait(on_trial)
+            raise
+        return [process.exitcode for process in self.processes]
+
+    def interrupt(self) -> None:
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                try:
+                    os.kill(process.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+
+    def _wait(self, on_trial: Callable[[optuna.trial.FrozenTrial], None] | None) -> None:
+        while True:
+            alive = any(process.is_alive() for process in self.processes)
+            try:
+                trial = self.finished.get(timeout=0.5)
+            except queue.Empty:
+                if not alive:
+                    break
+                continue
+            if on_trial is not None:
+                on_trial(trial)
+        for process in self.processes:
+            process.join()
+
+
+def _worker_main(target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    # Ctrl-C reaches the whole process group; optimize_study decides what it interrupts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.put(trial)
+
+    try:
+        target(*args, worker_index=index, budget=budget, callbacks=[report])
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except UserError as error:
+        print(f"mtl-search worker {multiprocessing.current_process().name}: error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    finally:
+        finished.close()
+        finished.join_thread()  # everything reported reaches the parent before we exit

@@ -1,0 +1,184 @@
+"""The study report: one self-contained HTML page (plotly's JavaScript inlined once).
+
+Sections: the front as a table and a figure, hypervolume over trials, the best value per
+family, the architecture of each front trial, loss-weight trajectories and validation
+curves of the front, and the data and space that were searched.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+import plotly.offline
+import yaml
+
+from mtl_search import __version__
+from mtl_search.search.study import STUDY_ATTR, pareto_trials, study_objectives, study_tasks
+from mtl_search.visualization.architecture import sharing_figures, sharing_text, tree_figure
+from mtl_search.visualization.families import family_figure
+from mtl_search.visualization.pareto import parallel_coordinates_figure, pareto_figure
+from mtl_search.visualization.progress import hypervolume_figure
+from mtl_search.visualization.training import has_loss_weights, loss_weights_figure, validation_curves_figure
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f5f5f5; } .note { color: #666; } .figures > div { display: inline-block; vertical-align: top; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+"""
+
+
+def main_figures(study: optuna.Study) -> dict[str, go.Figure]:
+    """The study-level figures by a stable id (also what the dashboard shows)."""
+    objectives = study_objectives(study)
+    front = pareto_trials(study)
+    task_names = [t.name for t in study_tasks(study)] or list(dict.fromkeys(o.task for o in objectives))
+    figures = {"pareto-front": pareto_figure(study)}
+    if len(objectives) > 2:
+        figures["pareto-parallel-coordinates"] = parallel_coordinates_figure(study)
+    hypervolume = hypervolume_figure(study) if len(objectives) > 1 else None
+    if hypervolume is not None:
+        figures["hypervolume"] = hypervolume
+    figures["best-per-family"] = family_figure(study)
+    if has_loss_weights(front):
+        figures["loss-weights"] = loss_weights_figure(front, task_names)
+    figures["validation-curves"] = validation_curves_figure(front, objectives)
+    return figures
+
+
+def report_html(study: optuna.Study) -> str:
+    objectives = study_objectives(study)
+    front = pareto_trials(study)
+    meta = study.user_attrs.get(STUDY_ATTR, {})
+    task_names = [t.name for t in study_tasks(study)] or list(dict.fromkeys(o.task for o in objectives))
+    figures = main_figures(study)
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): sum(1 for t in trials if t.state == state) for state in optuna.trial.TrialState}
+    page = _Page()
+    page.add(f"<h1>Study {_e(study.study_name)}</h1>")
+    page.add(f"<p class='note'>{len(trials)} trials: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+             + f". Objectives (validation split): {_e(', '.join(o.name + (' ↑' if o.direction == 'maximize' else ' ↓') for o in objectives))}."
+             + f" Made by mtl-search {__version__}.</p>")
+
+    page.add("<h2>Pareto front</h2>")
+    page.add(_front_table(front, objectives))
+    page.figure(figures["pareto-front"], "pareto-front")
+    if "pareto-parallel-coordinates" in figures:
+        page.figure(figures["pareto-parallel-coordinates"], "pareto-parallel-coordinates")
+
+    page.add("<h2>Hypervolume over trials</h2>")
+    if "hypervolume" in figures:
+        page.figure(figures["hypervolume"], "hypervolume")
+    else:
+        page.add("<p class='note'>Not available: this installation has no hypervolume module, or the study has one objective.</p>")
+
+    page.add("<h2>Families compared</h2>")
+    page.figure(figures["best-per-family"], "best-per-family")
+
+    page.add("<h2>Architectures on the front</h2>")
+    if not front:
+        page.add("<p class='note'>No completed trial yet.</p>")
+    for trial in front:
+        spec = trial.user_attrs.get("candidate", {}).get("architecture", {})
+        sharing = trial.user_attrs.get("sharing") or {}
+        page.add(f"<h3>Trial {trial.number}: {_e(trial.user_attrs.get('summary', ''))}</h3>")
+        page.add("<div class='figures'>")
+        tree = tree_figure(spec, task_names, title=f"Trial {trial.number}: task-grouping tree")
+        if tree is not None:
+            page.figure(tree, f"trial-{trial.number}-tree")
+        for index, figure in enumerate(sharing_figures(sharing, task_names)):
+            figure.update_layout(title_text=f"Trial {trial.number}: {figure.layout.title.text}")
+            page.figure(figure, f"trial-{trial.number}-sharing-{index}")
+        page.add("</div>")
+        texts = sharing_text(sharing)
+        if texts:
+            page.add("<ul>" + "".join(f"<li>learned {_e(k)}: {_e(v)}</li>" for k, v in texts.items()) + "</ul>")
+        page.add(f"<details><summary>spec</summary><pre>{_e(json.dumps(spec, indent=2, sort_keys=True))}</pre></details>")
+
+    page.add("<h2>Loss weights</h2>")
+    if "loss-weights" in figures:
+        page.figure(figures["loss-weights"], "loss-weights")
+    else:
+        page.add("<p class='note'>No loss weights were recorded for the front's trials.</p>")
+
+    page.add("<h2>Training curves</h2>")
+    page.figure(figures["validation-curves"], "validation-curves")
+
+    page.add("<h2>Data and search space</h2>")
+    page.add(_data_section(meta))
+    return page.render(f"{study.study_name}: mtl-search report")
+
+
+class _Page:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def figure(self, figure: go.Figure, div_id: str) -> None:
+        self.parts.append(figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                         config={"displaylogo": False, "responsive": True}))
+
+    def render(self, title: str) -> str:
+        return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+                f"<title>{_e(title)}</title><style>{STYLE}</style>"
+                f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head>\n<body>\n"
+                + "\n".join(self.parts) + "\n</body></html>\n")
+
+
+def _front_table(front: list[optuna.trial.FrozenTrial], objectives: list[Any]) -> str:
+    if not front:
+        return "<p class='note'>No completed trial yet, so no front.</p>"
+    head = "".join(f"<th>{_e(o.name)} (validation)</th>" for o in objectives) + "".join(f"<th>{_e(o.name)} (test)</th>" for o in objectives)
+    rows = []
+    for trial in front:
+        test = trial.user_attrs.get("test", {})
+        cells = "".join(f"<td>{v:.4g}</td>" for v in trial.values)
+        cells += "".join(f"<td>{_number(test.get(o.task, {}).get(o.metric))}</td>" for o in objectives)
+        rows.append(f"<tr><td>{trial.number}</td>{cells}<td>{_number(trial.user_attrs.get('n_params'))}</td>"
+                    f"<td>{_e(trial.user_attrs.get('summary', ''))}</td></tr>")
+    return f"<table><tr><th>trial</th>{head}<th>parameters</th><th>architecture</th></tr>{''.join(rows)}</table>"
+
+
+def _data_section(meta: dict[str, Any]) -> str:
+    if not meta:
+        return "<p class='note'>This study was not made by mtl-search: no data or space is recorded.</p>"
+    data = meta.get("data") or {}
+    options = data.get("options") or {}
+    parts = [f"<p>Data source <b>{_e(data.get('source', 'unknown'))}</b>"
+             + (f", file {_e(data['file'])}" if data.get("file") else "") + "</p>"]
+    if options:
+        parts.append("<table><tr><th>option</th><th>value</th></tr>"
+                     + "".join(f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>" for k, v in options.items()) + "</table>")
+    tasks = meta.get("tasks") or []
+    if tasks:
+        parts.append("<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th></tr>"
+                     + "".join(f"<tr><td>{_e(t['name'])}</td><td>{_e(t['kind'])}</td><td>{t.get('n_classes') or ''}</td>"
+                               f"<td>{_e(', '.join(t.get('metrics', [])))}</td></tr>" for t in tasks) + "</table>")
+    parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.get('input_schema'), indent=2))}</pre>")
+    if meta.get("space"):
+        parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta['space'], sort_keys=False))}</pre>")
+    if meta.get("preprocessing"):
+        parts.append("<details><summary>preprocessing (fitted on the train split)</summary>"
+                     f"<pre>{_e(json.dumps(meta['preprocessing'], indent=2))}</pre></details>")
+    return "\n".join(parts)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _e(str(value))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,66 @@
+"""Per-epoch records of trials: validation curves and loss-weight trajectories."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import optuna
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mtl_search.search.study import Objective
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def _colour(index: int) -> str:
+    palette = plotly.colors.qualitative.Plotly
+    return palette[index % len(palette)]
+
+
+def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objectives: Sequence[Objective]) -> go.Figure:
+    """One panel per objective; one line per trial: the validation metric after every epoch."""
+    figure = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
+    for t_index, trial in enumerate(trials):
+        history = trial.user_attrs.get("history") or []
+        for o_index, objective in enumerate(objectives):
+            epochs, values = [], []
+            for i, record in enumerate(history):
+                value = record.get("validation", {}).get(objective.task, {}).get(objective.metric)
+                if value is not None:
+                    epochs.append(record.get("epoch", i + 1))
+                    values.append(value)
+            figure.add_trace(go.Scatter(
+                x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}", legendgroup=str(trial.number),
+                showlegend=o_index == 0, line={"color": _colour(t_index)},
+            ), row=1, col=o_index + 1)
+    figure.update_xaxes(title_text="epoch")
+    figure.update_layout(title="Validation metrics per epoch (Pareto-front trials)", template="plotly_white", height=380)
+    return figure
+
+
+def loss_weights_figure(trials: Sequence[optuna.trial.FrozenTrial], task_names: Sequence[str]) -> go.Figure:
+    """The loss weight of each task after every epoch; colour = trial, dash = task."""
+    figure = go.Figure()
+    for t_index, trial in enumerate(trials):
+        history = trial.user_attrs.get("history") or []
+        for k_index, task in enumerate(task_names):
+            epochs, values = [], []
+            for i, record in enumerate(history):
+                value = (record.get("weights") or {}).get(task)
+                if isinstance(value, (int, float)):
+                    epochs.append(record.get("epoch", i + 1))
+                    values.append(value)
+            if values:
+                figure.add_trace(go.Scatter(
+                    x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}: {task}",
+                    line={"color": _colour(t_index), "dash": DASHES[k_index % len(DASHES)]},
+                ))
+    figure.update_layout(title="Loss weights per epoch (colour: trial, dash: task)", xaxis_title="epoch",
+                         yaxis_title="weight", template="plotly_white", height=380)
+    return figure
+
+
+def has_loss_weights(trials: Sequence[optuna.trial.FrozenTrial]) -> bool:
+    return any((record.get("weights") or {}) for t in trials for record in (t.user_attrs.get("history") or []))

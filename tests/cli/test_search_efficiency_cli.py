@@ -1,0 +1,47 @@
+"""The command line of costs, pruning, affinity seeding and refinement."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import assert_one_line_error
+
+TINY = ["--data-option", "rows=300", "--data-option", "dim=10", "--epochs", "1", "--quiet"]
+
+
+@pytest.mark.slow
+def test_run_with_cost_objective_limit_and_seeding_then_pareto_and_affinity(cli, storage_url, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps table headers to the terminal width
+    result = cli("run", *TINY, "--trials", "3", "--storage", storage_url, "--study-name", "costly",
+                 "--objective", "params", "--max-params", "14000", "--no-prune", "--seed-strategy", "affinity")
+    assert result.code == 0, result
+    assert "params ↓" in result.out and "hypervolume:" in result.out and "infeasible" in result.out
+    assert "task affinity" in result.out
+
+    from mtl_search.search.study import load_existing
+
+    study = load_existing("costly", storage_url)
+    stored = study.user_attrs["mtl_search"]
+    assert stored["space"]["pruning"]["enabled"] is False
+    assert stored["space"]["objectives"]["max_params"] == 14000
+    assert study.metric_names[-1] == "params"
+
+    shown = cli("affinity", "costly", "--storage", storage_url)
+    assert shown.code == 0 and "task1" in shown.out and "grouping order" in shown.out
+    studies = cli("studies", "--storage", storage_url)
+    assert "infeasible" in studies.out
+
+
+def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
+    assert_one_line_error(cli("run", "--objective", "flops", "--storage", storage_url), "--objective")
+    assert_one_line_error(cli("run", "--max-params", "0", "--storage", storage_url), "--max-params")
+    assert_one_line_error(cli("run", "--prune-warmup", "-1", "--storage", storage_url), "--prune-warmup")
+    assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
+
+
+def test_affinity_and_refine_name_what_is_missing(cli, storage_url):
+    result = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain")
+    assert result.code == 0, result
+    assert_one_line_error(cli("affinity", "plain", "--storage", storage_url), "'plain'", "--seed-strategy affinity")
+    assert_one_line_error(cli("refine", "nowhere", "--storage", storage_url), "'nowhere'")
+    assert_one_line_error(cli("refine", "plain", "--seeds", "0", "--storage", storage_url), "--seeds")

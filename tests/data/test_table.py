@@ -1,0 +1,196 @@
+"""The user's own table: reading, detection, targets, description files, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mtl_search.data import load_data
+from mtl_search.data.base import split_indices
+from mtl_search.data.preprocessing import DataWarning
+from mtl_search.errors import UserError
+from tests.helpers import assert_one_line_error
+
+TASKS = ["churn:binary", "segment:multiclass", "spend:regression"]
+
+
+def load(path, tasks=TASKS, **options):
+    return load_data(None, {k: str(v) for k, v in options.items()}, str(path), tasks)
+
+
+def test_csv_with_declared_tasks(customers_csv):
+    data = load(customers_csv, ignore="customer_id")
+    assert data.name == "customers"
+    assert [t.name for t in data.tasks] == ["churn", "segment", "spend"]
+    assert [t.kind for t in data.tasks] == ["binary", "multiclass", "regression"]
+    assert data.task("segment").n_classes == 3
+    assert (len(data.train), len(data.validation), len(data.test)) == (180, 60, 60)
+    prep = data.preprocessing
+    # text, small-int and boolean columns are categorical; the rest numeric; targets are no features
+    assert [e["column"] for e in prep["categorical"]] == ["city", "plan", "premium"]
+    assert [e["column"] for e in prep["numeric"]] == ["age", "score"]
+    assert prep["targets"]["churn"]["classes"] == ["no", "yes"]  # 1 = "yes"
+    assert prep["targets"]["segment"]["classes"] == ["a", "b", "c"]
+    # age has gaps, so it gets a missing indicator: 2 numeric + 1 indicator column
+    assert data.input_schema == {"kind": "tabular", "numeric": 3, "categorical": [4, 4, 3]}
+    assert data.train.inputs["numeric"].shape == (180, 3)
+    assert data.train.inputs["categorical"].dtype == torch.int64
+    json.dumps(prep)  # stored on the study as JSON
+
+
+def test_labels_follow_the_rows(customers, customers_csv):
+    data = load(customers_csv, ignore="customer_id")
+    train, _, _ = split_indices(len(customers), (0.6, 0.2, 0.2), 0)
+    rows = customers.iloc[train.numpy()]
+    assert data.train.targets["churn"].tolist() == (rows["churn"] == "yes").astype(float).tolist()
+    assert data.train.targets["segment"].tolist() == (rows["plan"] - 1).astype(float).tolist()
+    spend = data.train.targets["spend"].numpy()
+    assert np.array_equal(np.isnan(spend), rows["spend"].isna().to_numpy())  # missing labels stay NaN
+    assert np.allclose(spend[~np.isnan(spend)], rows["spend"].dropna(), atol=1e-5)
+
+
+def test_onehot_encoding_gives_one_dense_vector(customers_csv):
+    data = load(customers_csv, ignore="customer_id", encoding="onehot")
+    assert data.input_schema == {"kind": "vector", "size": 3 + 4 + 4 + 3, "key": "x"}
+    x = data.train.inputs["x"]
+    assert torch.equal(x[:, 3:].sum(dim=1), torch.full((len(x),), 3.0))  # one hot per categorical column
+
+
+def test_parquet_and_description_file(tmp_path, customers):
+    customers.rename(columns={"churn": "churned"}).to_parquet(tmp_path / "customers.parquet")
+    (tmp_path / "desc.yaml").write_text(
+        "file: customers.parquet\n"
+        "tasks:\n"
+        "  - {name: churn, kind: binary, column: churned, positive: 'no'}\n"
+        "  - {name: spend, kind: regression, metrics: [mae, rmse]}\n"
+        "ignore: [customer_id, segment]\n"
+        "numeric: [plan]\n"
+        "options: {seed: 3}\n"
+    )
+    data = load_data(None, {}, str(tmp_path / "desc.yaml"), [])
+    assert data.task("spend").metrics == ("mae", "rmse")
+    assert data.preprocessing["targets"]["churn"]["classes"] == ["yes", "no"]  # positive: "no"
+    assert "plan" in [e["column"] for e in data.preprocessing["numeric"]]  # declared, not detected
+    assert data.description["options"]["seed"] == 3
+    # the same file through --data-option description=
+    again = load_data(None, {"description": str(tmp_path / "desc.yaml")}, str(tmp_path / "customers.parquet"), [])
+    assert torch.equal(again.train.targets["churn"], data.train.targets["churn"])
+
+
+def test_split_and_subsample_are_seeded(customers_csv):
+    first = load(customers_csv, rows=100, seed=1)
+    second = load(customers_csv, rows=100, seed=1)
+    other = load(customers_csv, rows=100, seed=2)
+    assert len(first.train) + len(first.validation) + len(first.test) == 100
+    assert torch.equal(first.train.inputs["numeric"], second.train.inputs["numeric"])
+    assert not torch.equal(first.train.targets["spend"].nan_to_num(), other.train.targets["spend"].nan_to_num())
+
+
+def test_empty_feature_column_is_dropped_with_a_warning(tmp_path, customers):
+    customers["notes"] = np.nan
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.warns(DataWarning, match="'notes' has no values"):
+        data = load(tmp_path / "t.csv")
+    assert data.preprocessing["dropped"] == [{"column": "notes", "reason": "empty"}]
+    assert "notes" not in [e["column"] for e in data.preprocessing["numeric"] + data.preprocessing["categorical"]]
+
+
+def test_multiclass_integer_labels_sort_numerically(tmp_path, customers):
+    customers["level"] = np.where(customers["plan"] == 3, 10, customers["plan"])
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    data = load(tmp_path / "t.csv", tasks=["level:multiclass:classes=5"])
+    assert data.preprocessing["targets"]["level"]["classes"] == ["1", "2", "10"]
+    assert data.task("level").n_classes == 5  # declared classes are kept when the data shows fewer
+
+
+# -- bad input: one clean line each ------------------------------------------------------
+
+
+@pytest.fixture
+def run_table(cli, storage_url):
+    def run(path, *extra):
+        return cli("run", "--data-file", str(path), "--storage", storage_url, "--trials", "1", "--quiet", *extra)
+
+    return run
+
+
+def test_missing_file(run_table, tmp_path):
+    assert_one_line_error(run_table(tmp_path / "nope.csv", "--task", "y:binary"), "nope.csv", "no such file")
+
+
+def test_malformed_csv(run_table, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b,y\n1,2,0\n3,4,1,9,9\n")
+    assert_one_line_error(run_table(path, "--task", "y:binary"), "bad.csv", "not a readable CSV file")
+
+
+def test_unreadable_parquet(run_table, tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"this is not parquet at all")
+    assert_one_line_error(run_table(path, "--task", "y:binary"), "bad.parquet", "not a readable Parquet file")
+
+
+def test_task_column_absent(run_table, customers_csv):
+    assert_one_line_error(run_table(customers_csv, "--task", "income:binary"), "customers.csv", "'income' not found")
+
+
+def test_unknown_task_kind(run_table, customers_csv):
+    assert_one_line_error(run_table(customers_csv, "--task", "churn:ordinal"), "churn", "unknown kind 'ordinal'")
+
+
+def test_multiclass_target_with_one_class(run_table, tmp_path, customers):
+    customers["segment"] = "a"
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "segment:multiclass"), "t.csv", "'segment'", "at least two classes")
+
+
+def test_binary_target_with_three_values(run_table, customers_csv):
+    assert_one_line_error(run_table(customers_csv, "--task", "segment:binary"), "customers.csv", "'segment'", "exactly two values", "has 3")
+
+
+def test_regression_target_holding_text(run_table, customers_csv):
+    assert_one_line_error(run_table(customers_csv, "--task", "city:regression"), "customers.csv", "'city'", "holds text")
+
+
+def test_task_without_labels_in_train(run_table, tmp_path, customers):
+    _, _, test = split_indices(len(customers), (0.6, 0.2, 0.2), 0)
+    only_test = pd.Series(np.nan, index=customers.index)
+    only_test.iloc[test.numpy()] = customers["score"].iloc[test.numpy()]
+    customers["late"] = only_test  # labelled in the test rows only
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "late:regression"), "'late'", "no labelled row in the train split")
+
+
+def test_column_declared_numeric_holding_text(run_table, customers_csv):
+    result = run_table(customers_csv, "--task", "churn:binary", "--data-option", "numeric=age,city")
+    assert_one_line_error(result, "customers.csv", "'city'", "numeric but holds text", "Lyon")
+
+
+def test_no_task_declared(run_table, customers_csv):
+    assert_one_line_error(run_table(customers_csv), "no task declared", "--task")
+
+
+def test_bad_description_key(tmp_path, customers_csv):
+    (tmp_path / "d.yaml").write_text("tasks: [{name: churn, kind: binary}]\nfeaturez: [age]\n")
+    with pytest.raises(UserError, match=r"d.yaml: key featurez"):
+        load_data(None, {"description": str(tmp_path / "d.yaml")}, str(customers_csv), [])
+
+
+def test_raw_rows_with_unseen_and_missing_values(customers_csv):
+    from mtl_search.data.preprocessing import apply_preprocessing
+
+    data = load(customers_csv, ignore="customer_id")
+    rows = pd.DataFrame({"age": [None, 40.0], "city": ["Paris", " Oslo "], "plan": ["2", 3.0],
+                         "premium": [True, False], "score": [0.0, 1.0], "unused": [1, 2]})
+    inputs = apply_preprocessing(data.preprocessing, rows)
+    age = data.preprocessing["numeric"][0]
+    assert math.isclose(float(inputs["numeric"][0, 0]), (age["median"] - age["mean"]) / age["std"], rel_tol=1e-5)
+    assert inputs["numeric"][:, 2].tolist() == [1.0, 0.0]  # the age-was-missing indicator
+    city = data.preprocessing["categorical"][0]["categories"]
+    assert inputs["categorical"][:, 0].tolist() == [0, city.index("Oslo") + 1]  # unseen -> 0; spaces trimmed
+    assert inputs["categorical"][:, 1].tolist() == [2, 3]  # "2" and 3.0 are the categories 2 and 3

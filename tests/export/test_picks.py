@@ -1,0 +1,74 @@
+"""Which trial each --pick rule chooses, on a study built by hand so the answer is known."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import pytest
+
+from mtl_search.errors import UserError
+from mtl_search.export import find_trial, pick_trial
+from mtl_search.search.study import STUDY_ATTR
+from tests.helpers import assert_one_line_error
+
+OBJECTIVES = [
+    {"task": "ctr", "metric": "auc", "direction": "maximize"},
+    {"task": "price", "metric": "mse", "direction": "minimize"},
+]
+
+
+def constructed_study(storage: str | None = None) -> optuna.Study:
+    """Front (ctr auc up, price mse down): 0 = (0.90, 4.0), 1 = (0.80, 2.0), 2 = (0.60, 1.0);
+    3 is dominated by 1, 4 failed, 5 pruned."""
+    study = optuna.create_study(study_name="hand-made", storage=storage, directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["ctr/auc", "price/mse"])
+    study.set_user_attr(STUDY_ATTR, {"objectives": OBJECTIVES, "tasks": [], "input_schema": {"kind": "vector", "size": 3}})
+    for values in ((0.90, 4.0), (0.80, 2.0), (0.60, 1.0), (0.70, 3.0)):
+        study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={"summary": "tree"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "diverged"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    return study
+
+
+@pytest.mark.parametrize("rule, expected", [
+    # normalised over the front: 0 -> (1, 0), 1 -> (2/3, 2/3), 2 -> (0, 1); 1 is nearest to (1, 1)
+    ("knee", 1),
+    ("best:ctr", 0),
+    ("best:price", 2),
+    ("weights:ctr=1,price=0", 0),
+    ("weights:ctr=1,price=1", 1),  # sums 1, 4/3, 1
+    ("weights:ctr=1,price=3", 2),  # sums 1, 8/3, 3
+    ("weights:price/mse=1", 2),  # an objective named in full
+])
+def test_each_rule_picks_the_expected_front_trial(rule, expected):
+    assert pick_trial(constructed_study(), rule).number == expected
+
+
+@pytest.mark.parametrize("rule, fragment", [
+    ("best:nope", "no task 'nope'"),
+    ("weights:ctr=-1", "weight >= 0"),
+    ("weights:ctr=0", "positive weight"),
+    ("middle", "expected knee"),
+])
+def test_bad_rules_name_the_problem(rule, fragment):
+    with pytest.raises(UserError, match=fragment):
+        pick_trial(constructed_study(), rule)
+
+
+def test_failed_and_pruned_trials_are_refused():
+    study = constructed_study()
+    assert find_trial(study, 3).number == 3  # dominated but complete: fine
+    with pytest.raises(UserError, match="trial is fail.*diverged.*only completed"):
+        find_trial(study, 4)
+    with pytest.raises(UserError, match="trial is pruned"):
+        find_trial(study, 5)
+
+
+def test_export_cli_refuses_a_pruned_trial_with_one_line(cli, storage_url, tmp_path):
+    constructed_study(storage_url)
+    result = cli("export", "hand-made", "--trial", "5", "--storage", storage_url, "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "--trial 5", "pruned")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,98 @@
+"""Task affinity (easy/hard agreement) and the grouping trees seeded from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from mtl_search.architectures import build_model
+from mtl_search.architectures.tree import validate_tree
+from mtl_search.errors import UserError
+from mtl_search.search.affinity import (
+    AffinitySettings, TaskAffinity, easy_hard_affinity, partition_chain, seed_params, seed_trees, seed_with_affinity,
+)
+from mtl_search.search.runner import SearchSettings, run_search
+from mtl_search.search.space import parse_space
+
+NAN = float("nan")
+
+
+def test_affinity_counts_rows_where_tasks_agree():
+    losses = np.array([
+        # a     b     c (= a reversed)  d (half labelled)
+        [0.1, 0.2, 0.9, 0.1],
+        [0.2, 0.1, 0.8, NAN],
+        [0.8, 0.9, 0.2, 0.9],
+        [0.9, 0.8, 0.1, NAN],
+    ])
+    matrix = easy_hard_affinity(losses)
+    assert np.allclose(np.diag(matrix), 1.0)
+    assert matrix[0, 1] == 1.0  # same rows easy, same rows hard
+    assert matrix[0, 2] == 0.0  # always opposite
+    # d: rows 0 (easy) and 2 (hard) are labelled; a agrees on both
+    assert matrix[0, 3] == 1.0 and matrix[2, 3] == 0.0
+    assert np.allclose(matrix, matrix.T)
+
+
+def block_affinity() -> TaskAffinity:
+    # {a, b} and {c, d} are affine pairs; c-d less so than a-b
+    m = np.array([[1, .9, .5, .5], [.9, 1, .5, .5], [.5, .5, 1, .7], [.5, .5, .7, 1]], dtype=float)
+    return TaskAffinity(["a", "b", "c", "d"], m)
+
+
+def test_chain_splits_the_least_coherent_group_first():
+    chain = partition_chain(block_affinity())
+    assert chain == [
+        [["a", "b", "c", "d"]],
+        [["a", "b"], ["c", "d"]],
+        [["a", "b"], ["c"], ["d"]],  # c-d agree less than a-b, so they part first
+        [["a"], ["b"], ["c"], ["d"]],
+    ]
+
+
+def test_trees_run_from_shared_to_separate_and_are_valid():
+    chain = partition_chain(block_affinity())
+    trees = seed_trees(chain, depth=2)
+    assert len(trees) == 1 + 2 * 3
+    assert trees[0] == [[["a", "b", "c", "d"]]] * 2
+    assert trees[1] == [[["a", "b", "c", "d"]], [["a", "b"], ["c", "d"]]]  # a new split enters at the top
+    assert trees[-1] == [[["a"], ["b"], ["c"], ["d"]]] * 2
+    for tree in trees:
+        validate_tree([8, 8], tree, ["a", "b", "c", "d"])
+    capped = seed_trees(chain, depth=2, max_trees=3)
+    assert capped[0] == trees[0] and capped[-1] == trees[-1] and len(capped) == 3
+
+
+def test_space_without_partitions_cannot_be_seeded():
+    fixed = parse_space({"families": {"tree": {"grouping": "branch_points"}}, "loss_weighting": {"static": {}}})
+    with pytest.raises(UserError, match="grouping: partitions"):
+        seed_params(fixed, ["a", "b"], [[["a", "b"]]])
+
+
+def test_seeded_trees_are_the_first_trials_and_build(tiny_synthetic3, storage_url):
+    space = parse_space({
+        "training": {"epochs": 1, "batch_size": 128},
+        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
+        "loss_weighting": {"static": {}},
+    })
+    settings = SearchSettings("seeded", storage=storage_url, n_trials=1, save_artifacts=False)
+    study = run_search(tiny_synthetic3, space, settings)  # creates the study; one ordinary trial
+    assert seed_with_affinity(study, tiny_synthetic3, space) == []  # a study with trials is not re-seeded
+
+    settings = SearchSettings("fresh", storage=storage_url, n_trials=0, save_artifacts=False, seed_strategy="affinity")
+    study = run_search(tiny_synthetic3, space, settings)
+    record = study.user_attrs["affinity"]
+    assert record["tasks"] == tiny_synthetic3.task_names and len(record["matrix"]) == 3
+    expected = seed_trees(record["chain"], depth=2)
+    assert record["seeded"] == len(expected) == 5
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.number for t in waiting] == list(range(len(expected)))
+
+    settings = SearchSettings("fresh", storage=storage_url, n_trials=len(expected), save_artifacts=False)
+    study = run_search(tiny_synthetic3, space, settings)
+    for trial, groups in zip(sorted(study.trials, key=lambda t: t.number), expected):
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        architecture = trial.user_attrs["candidate"]["architecture"]
+        assert architecture["groups"] == groups and architecture["widths"] == [16, 16]
+        build_model(architecture, tiny_synthetic3.input_schema, tiny_synthetic3.tasks)

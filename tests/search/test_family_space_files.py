@@ -1,0 +1,47 @@
+"""The bundled space files for the sharing-structure families: they load, sample and run."""
+
+import optuna
+import pytest
+
+from mtl_search.architectures import build_model
+from mtl_search.search.space import SPACES_DIR, load_space
+from mtl_search.tasks import Task
+
+FAMILY_FILES = {"branching": {"tree"}, "experts": {"mmoe", "ple"}, "soft_sharing": {"cross_stitch", "sluice"}}
+
+
+def test_default_space_offers_every_sharing_family():
+    assert {"tree", "mmoe", "ple", "cross_stitch", "sluice"} <= set(load_space("default").families)
+
+
+@pytest.mark.parametrize("name", ["default", *FAMILY_FILES])
+def test_sampled_candidates_build_and_run(name):
+    import torch
+
+    space = load_space(name)
+    tasks = [Task(name=f"task{i + 1}", kind="regression") for i in range(3)]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        spec = space.sample(trial, [t.name for t in tasks])["architecture"]
+        model = build_model(spec, {"kind": "vector", "size": 10}, tasks)
+        assert set(model({"x": torch.randn(4, 10)})) == {t.name for t in tasks}
+        seen.add(spec["family"])
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    if name in FAMILY_FILES:
+        assert seen == FAMILY_FILES[name]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(FAMILY_FILES))
+def test_cli_run_completes_with_each_family_file(cli, storage_url, name):
+    result = cli("run", "--space", str(SPACES_DIR / f"{name}.yaml"), "--trials", "3", "--epochs", "2",
+                 "--storage", storage_url, "--data-option", "rows=600", "--quiet")
+    assert result.code == 0, result
+    study = optuna.load_study(study_name=f"synthetic-{name}", storage=storage_url)
+    trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(trials) == 3
+    for trial in trials:
+        assert trial.user_attrs["summary"].split()[0] in FAMILY_FILES[name]
+        assert len(trial.user_attrs["history"]) == 2

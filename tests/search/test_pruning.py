@@ -1,0 +1,183 @@
+"""Pareto-aware pruning on constructed learning curves (real SQLite studies, no training)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import optuna
+import pytest
+
+from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin
+from mtl_search.search.study import Objective
+
+OBJECTIVES = [Objective("a", "mse", "minimize"), Objective("b", "auc", "maximize")]
+EPOCHS = 10
+
+
+def scores(mse: float, auc: float) -> dict:
+    return {"a": {"mse": mse, "loss": mse}, "b": {"auc": auc, "loss": 1 - auc}}
+
+
+def curve(final_mse: float, final_auc: float, epochs: int = EPOCHS) -> list[dict]:
+    """A learning curve that improves linearly to the final values."""
+    return [{"epoch": e, "validation": scores(final_mse + 0.1 * (epochs - e), final_auc - 0.02 * (epochs - e))} for e in range(1, epochs + 1)]
+
+
+def make_study(storage: optuna.storages.BaseStorage | None, finals: list[tuple[float, float]], constraints: list[dict] | None = None) -> optuna.Study:
+    study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+    for i, (mse, auc) in enumerate(finals):
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[mse, auc],
+            user_attrs={"history": curve(mse, auc)},
+            system_attrs={f"constraints:{k}": v for k, v in (constraints[i] if constraints else {}).items()},
+        )
+        study.add_trial(trial)
+    return study
+
+
+def running_trial(study: optuna.Study, epochs: int = EPOCHS) -> optuna.trial.Trial:
+    trial = study.ask()
+    trial.set_user_attr("candidate", {"training": {"epochs": epochs}})
+    return trial
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory):
+    """One SQLite file for the module (creating the schema takes seconds); a study per test."""
+    return optuna.storages.RDBStorage(f"sqlite:///{tmp_path_factory.mktemp('pruning') / 'studies.db'}")
+
+
+SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1)
+FINALS = [(0.5, 0.90), (0.6, 0.88), (0.7, 0.85)]
+
+
+def test_a_clearly_dominated_trial_is_pruned_and_says_why(storage):
+    study = make_study(storage, FINALS)
+    trial = running_trial(study)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    # epoch index 4 = 5th epoch; the references were at mse 0.5+0.5=1.0, auc 0.9-0.1=0.8 then
+    with pytest.raises(optuna.TrialPruned):
+        pruner(trial, 4, scores(2.0, 0.6))
+    reason = study.trials[trial.number].user_attrs["prune_reason"]
+    assert reason.startswith("dominated at epoch 5 by trial(s) 0, 1, 2")
+
+
+def test_a_trial_better_on_one_objective_is_never_pruned(storage):
+    study = make_study(storage, FINALS)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    trial = running_trial(study)
+    for epoch in range(EPOCHS):
+        e = epoch + 1
+        best_mse = min(m + 0.1 * (EPOCHS - e) for m, _ in FINALS)
+        # far worse auc, but mse better than every reference at the same epoch
+        pruner(trial, epoch, scores(best_mse - 0.01, 0.1))
+
+
+def test_within_the_margin_is_not_dominated(storage):
+    study = make_study(storage, FINALS)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    trial = running_trial(study)
+    e = 5  # the best reference at epoch 5: mse 1.0, auc 0.80
+    pruner(trial, e - 1, scores(1.0 * 1.01, 0.80 * 0.99))  # worse, but by less than 2 %
+    with pytest.raises(optuna.TrialPruned):
+        pruner(trial, e - 1, scores(1.0 * 1.05, 0.80 * 0.95))
+
+
+def test_no_pruning_during_warmup_at_the_last_epoch_or_with_few_references(storage):
+    hopeless = scores(9.0, 0.0)
+    study = make_study(storage, FINALS)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    trial = running_trial(study)
+    for epoch in (0, 1, EPOCHS - 1):  # warm-up epochs 1-2, and the last epoch
+        pruner(trial, epoch, hopeless)
+    few = make_study(storage, FINALS[:2])
+    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(few), 4, hopeless)
+    off = DominatedTrialPruner(OBJECTIVES, PruningSettings(enabled=False))
+    off(running_trial(study), 4, hopeless)
+
+
+def test_infeasible_trials_are_no_references(storage):
+    study = make_study(storage, FINALS, constraints=[{"max_params": 0.5}] * 3)
+    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, scores(9.0, 0.0))
+
+
+def test_min_dominators_counts_distinct_references(storage):
+    study = make_study(storage, FINALS)
+    # at epoch 5 only trial 0 (mse 1.0, auc .80) beats (1.08, .77) by the margin
+    one_beats = scores(1.08, 0.77)
+    strict = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, min_dominators=2))
+    strict(running_trial(study), 4, one_beats)
+    with pytest.raises(optuna.TrialPruned):
+        DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, one_beats)
+
+
+def test_pruning_only_ever_happens_to_dominated_vectors():
+    rng = np.random.default_rng(0)
+    finals = [(float(m), float(a)) for m, a in zip(rng.uniform(0.2, 1.0, 6), rng.uniform(0.6, 0.95, 6))]
+    study = make_study(None, finals)  # in memory: 144 checks, each reads the study
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    trial = running_trial(study)
+    references = [(m + 0.1 * 5, a - 0.02 * 5) for m, a in finals]  # the curves at epoch 5
+    pruned = kept = 0
+    for mse, auc in itertools.product(np.linspace(0.2, 2.0, 12), np.linspace(0.3, 0.95, 12)):
+        reason = pruner.check(study, trial.user_attrs, 5, scores(float(mse), float(auc)))
+        if reason is not None:
+            assert any(rm < mse and ra > auc for rm, ra in references), (mse, auc)
+            pruned += 1
+        else:
+            kept += 1
+    assert pruned > 20 and kept > 20
+
+
+def test_dominates_with_margin_edge_cases():
+    assert dominates_with_margin((1.0, 1.0), (2.0, 2.0), 0.0)
+    assert not dominates_with_margin((1.0, 1.0), (1.0, 1.0), 0.0)  # equal is not better
+    assert not dominates_with_margin((1.0, float("nan")), (2.0, 2.0), 0.0)
+    assert not dominates_with_margin((1.0, 1.99), (2.0, 2.0), 0.01)
+
+
+def test_cost_objectives_protect_smaller_networks(storage):
+    objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
+    study = optuna.create_study(storage=storage, directions=["minimize", "minimize"])
+    for mse in (0.5, 0.6, 0.7):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[mse, 10000.0],
+            user_attrs={"history": [{"epoch": e, "validation": {"a": {"mse": mse}}} for e in range(1, 11)], "costs": {"params": 10000.0}},
+        ))
+    pruner = DominatedTrialPruner(objectives, SETTINGS)
+    small = running_trial(study)
+    small.set_user_attr("costs", {"params": 500.0})
+    pruner(small, 4, {"a": {"mse": 5.0}})  # much worse, but 20x smaller: stays
+    large = running_trial(study)
+    large.set_user_attr("costs", {"params": 20000.0})
+    with pytest.raises(optuna.TrialPruned):
+        pruner(large, 4, {"a": {"mse": 5.0}})
+
+
+def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthetic, storage):
+    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.space import parse_space
+    from mtl_search.search.study import pareto_trials
+
+    space = parse_space({
+        "training": {"epochs": 4, "batch_size": 128},
+        "families": {"tree": {"depth": 1, "width": 8}},
+        "loss_weighting": {"static": {}},
+        "pruning": {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.02, "min_dominators": 1},
+    })
+    settings = SearchSettings("behind-perfect", n_trials=0, save_artifacts=False)
+    study = run_search(tiny_synthetic, space, settings, storage=storage)
+    perfect = [{"epoch": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
+    study = run_search(tiny_synthetic, space, SearchSettings("behind-perfect", n_trials=2, save_artifacts=False), storage=storage)
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert len(pruned) == 2
+    for trial in pruned:
+        assert trial.user_attrs["prune_reason"] == "dominated at epoch 2 by trial(s) 0 (margin 0.02)"
+        assert [h["epoch"] for h in trial.user_attrs["history"]] == [1, 2]
+        assert trial.user_attrs["last_values"]["task1/mse"] == trial.user_attrs["validation"]["task1"]["mse"] > 0
+    assert [t.number for t in pareto_trials(study)] == [0]
+    # the same search without pruning trains to the end
+    off = run_search(tiny_synthetic, space, SearchSettings("not-pruned", n_trials=1, save_artifacts=False, prune=False), storage=storage)
+    assert off.trials[0].state == optuna.trial.TrialState.COMPLETE

@@ -1,0 +1,134 @@
+"""``mtl-search run --workers N`` on SQLite: exact budget, no lock errors, faults lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import optuna
+import pytest
+
+from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study, threads_per_worker
+from tests.search.parallel_helpers import (
+    FINISHED, RAN_TO_END, run_args, start_cli, states, trials, wait_for, worker_pids, write_space,
+)
+
+
+def test_local_budget_is_exact_and_none_means_unlimited():
+    budget = LocalBudget(2)
+    assert [budget.claim() for _ in range(3)] == [True, True, False]
+    assert all(LocalBudget(None).claim() for _ in range(100))
+
+
+def test_shared_budget_is_exact_across_processes():
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    budget = TrialBudget(25, context)
+    counts = context.Array("i", 2)
+    workers = [context.Process(target=_claim_until_empty, args=(budget, counts, i)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sum(counts[:]) == 25
+    assert budget.left == 0
+
+
+def _claim_until_empty(budget, counts, index):
+    while budget.claim():
+        counts[index] += 1
+
+
+def test_threads_per_worker_share_the_cores():
+    assert threads_per_worker(2, cores=2) == 1
+    assert threads_per_worker(4, cores=2) == 1
+    assert threads_per_worker(2, cores=16) == 8
+    assert threads_per_worker(1, cores=16) == 16
+
+
+def test_optimize_study_runs_exactly_the_budget_and_respects_the_timeout():
+    study = optuna.create_study()
+    optimize_study(study, lambda trial: trial.suggest_float("x", 0, 1), LocalBudget(5))
+    assert len(study.trials) == 5
+    optimize_study(study, lambda trial: time.sleep(0.05) or 0.0, LocalBudget(None), timeout=0.2)
+    assert 5 < len(study.trials) < 15
+
+
+@pytest.mark.slow
+def test_four_workers_share_one_sqlite_study_without_lock_errors(tmp_path):
+    space = write_space(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    process = start_cli(run_args(space, storage, "four", 16, "--workers", "4"), tmp_path)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "locked" not in err and "Traceback" not in err
+    assert "Pareto front of four" in out
+    found = trials(storage, "four")
+    assert len(found) == 16  # the budget is exact across workers
+    assert all(t.state in RAN_TO_END for t in found), states(storage, "four")
+    # Each worker samples with its own seed: no two random candidates coincide.
+    assert len({tuple(sorted(t.params.items())) for t in found}) == 16
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_trial(tmp_path):
+    space = write_space(tmp_path, epochs=6)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = run_args(space, storage, "kill", 8, "--workers", "2", "--grace-period", "2")
+    process = start_cli(args, tmp_path)
+    # Kill one worker while both are in the middle of a trial.
+    wait_for(lambda: _exists(tmp_path / "studies.db") and states(storage, "kill")["RUNNING"] == 2
+             and len(worker_pids(process.pid)) == 2)
+    victim = worker_pids(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    assert "killed by SIGKILL" in err and "Traceback" not in err
+    # A later run (after the grace period) fails the stale trial if no survivor did yet, and
+    # retries it before anything else.
+    time.sleep(2.5)
+    later = start_cli(run_args(space, storage, "kill", 1, "--grace-period", "2"), tmp_path)
+    assert later.wait(timeout=300) == 0, later.stderr.read()
+
+    found = trials(storage, "kill")
+    assert all(t.state in FINISHED for t in found), states(storage, "kill")
+    failed = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1  # the killed worker's trial
+    retries = [t for t in found if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retries) == 1
+    assert retries[0].state in RAN_TO_END
+    assert retries[0].params == failed[0].params
+    # 8 + 1 trials were started; every one but the killed ran to its end.
+    assert len(found) == 9
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    space = write_space(tmp_path, epochs=6)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    process = start_cli(run_args(space, storage, "stop", 50, "--workers", "2"), tmp_path)
+    wait_for(lambda: _exists(tmp_path / "studies.db") and states(storage, "stop")["COMPLETE"] >= 2
+             and states(storage, "stop")["RUNNING"] >= 1)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+
+    found = trials(storage, "stop")
+    assert all(t.state in FINISHED for t in found), states(storage, "stop")
+    interrupted = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
+    assert interrupted and all(t.user_attrs.get("fail_reason") == "interrupted" for t in interrupted)
+    completed = {t.number: t.values for t in found if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(completed) >= 2 and len(found) < 50
+
+    resumed = start_cli(run_args(space, storage, "stop", 2), tmp_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    after = trials(storage, "stop")
+    assert len(after) == len(found) + 2
+    assert {t.number: t.values for t in after if t.number in completed} == completed
+
+
+def _exists(path) -> bool:
+    return path.exists()

@@ -1,0 +1,187 @@
+"""The HTML report: its content, its figures for any family, and how it renders in Chromium."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import warnings
+import zlib
+
+import optuna
+import plotly.offline
+import pytest
+
+from mtl_search.search.study import STUDY_ATTR
+from mtl_search.visualization.architecture import architecture_markdown, sharing_tables
+from mtl_search.visualization.report import main_figures, report_html
+from tests.helpers import require_chromium
+
+TASKS = ["a", "b", "c"]
+
+
+def three_task_study() -> optuna.Study:
+    """Hand-made records of three families, one pruned trial, and per-epoch history."""
+    study = optuna.create_study(study_name="three <tasks>", directions=["minimize"] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{t}/mse" for t in TASKS])
+    study.set_user_attr(STUDY_ATTR, {
+        "data": {"source": "synthetic", "options": {"rows": 50}},
+        "tasks": [{"name": t, "kind": "regression", "n_classes": 0, "metrics": ["mse"], "given": None} for t in TASKS],
+        "input_schema": {"kind": "vector", "size": 4},
+        "objectives": [{"task": t, "metric": "mse", "direction": "minimize"} for t in TASKS],
+        "space": {"families": {"tree": {}, "mmoe": {}}},
+        "preprocessing": {},
+    })
+    records = [
+        ("tree", {"groups": [[["a", "b", "c"]], [["a", "b"], ["c"]]], "widths": [8, 8]}, {"tree": "0:{a,b,c} 1:{a,b}{c}"}, (1.0, 2.0, 3.0)),
+        ("mmoe", {"experts": 2}, {"gates": {t: {"e0": 0.25, "e1": 0.75} for t in TASKS}}, (2.0, 1.0, 3.0)),
+        ("cross_stitch", {"widths": [8]}, {"alpha": {"after_layer_0": [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.2, 0.8]]}}, (3.0, 3.0, 1.0)),
+        ("tree", {"groups": [[["a"], ["b"], ["c"]]], "widths": [8]}, {}, (4.0, 4.0, 4.0)),  # dominated
+    ]
+    for family, spec, sharing, values in records:
+        history = [{"epoch": e, "validation": {t: {"mse": v + 1 - e} for t, v in zip(TASKS, values)},
+                    "weights": {t: 1.0 + 0.1 * e for t in TASKS}} for e in (1, 2)]
+        study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={
+            "candidate": {"architecture": {"family": family, **spec}}, "summary": f"{family} <summary>",
+            "sharing": sharing, "history": history, "test": {t: {"mse": 9.0} for t in TASKS}, "n_params": 100}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={
+        "validation": {t: {"mse": 5.0} for t in TASKS}}))
+    return study
+
+
+def test_three_task_report_has_every_section_and_draws_each_family():
+    study = three_task_study()
+    figures = main_figures(study)
+    assert set(figures) >= {"pareto-front", "pareto-parallel-coordinates", "best-per-family", "loss-weights", "validation-curves"}
+    splom_names = [trace.name for trace in figures["pareto-front"].data]
+    assert splom_names == ["pruned (last validation)", "dominated", "Pareto front"]
+    assert [len(trace.dimensions[0].values) for trace in figures["pareto-front"].data] == [1, 1, 3]
+    family_bars = figures["best-per-family"].data[0]
+    assert list(family_bars.x) == ["cross_stitch", "mmoe", "tree"] and list(family_bars.y) == [3.0, 2.0, 1.0]
+
+    page = report_html(study)
+    assert page.count(plotly.offline.get_plotlyjs()[:300]) == 1  # plotly.js inlined exactly once
+    assert "<script src=" not in page  # nothing fetched from the network
+    for heading in ("Pareto front", "Hypervolume over trials", "Families compared", "Architectures on the front",
+                    "Loss weights", "Training curves", "Data and search space"):
+        assert f"<h2>{heading}</h2>" in page
+    for div in ("trial-0-tree", "trial-1-sharing-0", "trial-2-sharing-0"):
+        assert f'id="{div}"' in page
+    assert "three &lt;tasks&gt;" in page and "<tasks>" not in page  # user text is escaped
+    assert "trial-3-tree" not in page  # dominated trials are not drawn
+
+
+def test_sharing_reports_become_labelled_tables():
+    gates = sharing_tables({"gates": {"L0.a": {"a.0": 0.5, "shared0": 0.5}, "L0.shared": {"shared0": 1.0}}}, TASKS)
+    assert gates[0][:3] == ("gates", ["L0.a", "L0.shared"], ["a.0", "shared0"])
+    assert gates[0][3][1][0] != gates[0][3][1][0]  # a gate without that expert: NaN, not 0
+    sluice = sharing_tables({"subspaces": 2, "alpha": [[[1.0, 0.0], [0.0, 1.0]]], "beta": {"a": [0.5, 0.5]}}, ["a", "b"])
+    assert [(title, rows) for title, rows, _, _ in sluice] == [("alpha[0]", ["a", "b"]), ("beta", ["a"])]
+    text = architecture_markdown({"candidate": {"architecture": {"family": "mmoe"}}, "sharing": {"gates": {"a": {"e0": 1.0}}}}, ["a"])
+    assert "Learned `gates`" in text and "| a | 1.000 |" in text
+
+
+def test_report_cli_writes_the_page_and_attaches_figures_for_the_dashboard(cli, trained_study, tmp_path):
+    url, name, _ = trained_study
+    result = cli("report", name, "--storage", url, "--out", str(tmp_path / "r.html"))
+    assert result.code == 0, result
+    page = (tmp_path / "r.html").read_text()
+    assert 'id="hypervolume"' in page and 'id="pareto-front"' in page
+    study = optuna.load_study(study_name=name, storage=url)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any(key.startswith("dashboard:plot_data:mtl-search:pareto-front:") for key in attrs)
+
+
+def test_report_of_unknown_study_is_a_one_line_error(cli, trained_study, tmp_path):
+    from tests.helpers import assert_one_line_error
+
+    url, _, _ = trained_study
+    assert_one_line_error(cli("report", "nope", "--storage", url, "--out", str(tmp_path / "r.html")), "study 'nope' not found")
+
+
+# -- in a real browser -------------------------------------------------------------------
+
+
+def open_in_chromium(chromium: str, page: str, folder) -> tuple[str, str, bytes]:
+    """(rendered DOM, browser log, screenshot PNG) of the page opened headless, offline."""
+    (folder / "page.html").write_text(page)
+    process = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={folder / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1280,1600",
+         "--force-device-scale-factor=0.5",  # a half-size screenshot: the same layout, a quarter of the pixels to decode
+         "--enable-unsafe-swiftshader",  # software WebGL for scatter matrices, without deprecation messages
+         "--virtual-time-budget=5000", f"--screenshot={folder / 'shot.png'}", "--dump-dom", (folder / "page.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    return process.stdout, process.stderr, (folder / "shot.png").read_bytes()
+
+
+def console_errors(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "CONSOLE" in line and re.search(r"Uncaught|Error|error", line)]
+
+
+def png_pixels(data: bytes) -> list[bytes]:
+    """The rows of an 8-bit RGB(A) non-interlaced PNG, unfiltered (enough for screenshots)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat, header = 8, b"", None
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        position += 12 + length
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and colour in (2, 6) and interlace == 0
+    size = 3 if colour == 2 else 4
+    raw, stride, rows, previous = zlib.decompress(idat), width * size, [], bytearray(width * size)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            left = line[x - size] if x >= size else 0
+            up, corner = previous[x], previous[x - size] if x >= size else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 255
+            elif kind == 2:
+                line[x] = (line[x] + up) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                nearest = min((abs(p - left), 0, left), (abs(p - up), 1, up), (abs(p - corner), 2, corner))[2]
+                line[x] = (line[x] + nearest) & 255
+        rows.append(bytes(line))
+        previous = line
+    return rows
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["trained, two tasks", "hand-made, three tasks"])
+def test_report_renders_in_chromium_without_console_errors(which, trained_study, tmp_path):
+    chromium = require_chromium()
+    url, name, _ = trained_study
+    study = optuna.load_study(study_name=name, storage=url) if which.startswith("trained") else three_task_study()
+    page = report_html(study)
+    dom, log, screenshot = open_in_chromium(chromium, page, tmp_path)
+    assert console_errors(log) == [], log
+    # plotly marks each figure it drew; every figure of the page was drawn
+    divs = re.findall(r'<div id="([\w-]+)" class="plotly-graph-div', page)
+    drawn = set(re.findall(r'<div id="([\w-]+)" class="plotly-graph-div js-plotly-plot"', dom))
+    assert divs and set(divs) == drawn
+    rows = png_pixels(screenshot)
+    step = len(rows[0]) // 640  # bytes per pixel
+    colours = {row[i:i + 3] for row in rows for i in range(0, len(row), step)}
+    assert len(colours) > 20  # text, markers and lines, not a blank page
+    assert any(r > 180 and g < 90 and b < 90 for r, g, b in colours)  # the front's red markers
+
+
+@pytest.mark.browser
+def test_the_console_check_catches_a_broken_page(tmp_path):
+    chromium = require_chromium()
+    _, log, _ = open_in_chromium(chromium, "<html><body><script>throw new Error('boom')</script></body></html>", tmp_path)
+    assert any("boom" in line for line in console_errors(log))

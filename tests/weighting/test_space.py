@@ -1,0 +1,47 @@
+"""The weighting sections of space files: bundled files load, samples build, bad values are named."""
+
+import optuna
+import pytest
+
+from mtl_search.errors import UserError
+from mtl_search.search.space import load_space, parse_space
+from mtl_search.weighting import make_weighting, method_names
+
+
+def test_loss_weights_space_searches_every_method():
+    assert sorted(load_space("loss_weights").loss_weighting) == method_names()
+
+
+def test_default_space_searches_the_cheap_methods():
+    # gradient-based methods cost 1.3-2.3x per epoch (docs/loss_weighting.md); the default keeps run time short
+    assert sorted(load_space("default").loss_weighting) == ["dwa", "static", "uncertainty"]
+
+
+def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
+    space = load_space("loss_weights")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(40):
+        trial = study.ask()
+        weighting = space.sample(trial, ["task1", "task2"])["loss_weighting"]
+        seen.setdefault(weighting["method"], weighting)
+        make_weighting(weighting, ["task1", "task2"])  # every sample builds
+        study.tell(trial, 0.0)
+    assert sorted(seen) == method_names()
+    assert 0.0 <= seen["gradnorm"]["alpha"] <= 3.0
+    assert 0.5 <= seen["dwa"]["temperature"] <= 5.0
+    assert seen["mgda"]["normalization"] in ("none", "l2", "loss")
+    assert -1.0 <= seen["uncertainty"]["initial_log_variance"] <= 1.0
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"dwa": {"temperature": {"low": 0.0, "high": 2.0}}}, "loss_weighting.dwa.temperature"),
+    ({"gradnorm": {"alpha": -1.0}}, "loss_weighting.gradnorm.alpha"),
+    ({"mgda": {"normalization": {"choices": ["l2", "max"]}}}, "loss_weighting.mgda.normalization"),
+    ({"pcgrad": {"seed": 3}}, "loss_weighting.pcgrad.seed"),
+    ({"softmax": {}}, "loss_weighting.softmax"),
+])
+def test_a_bad_weighting_value_names_its_key(section, key):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")) as error:
+        parse_space({"families": {"tree": {}}, "loss_weighting": section})
+    assert "\n" not in str(error.value)
