@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_search.cli.common import add_storage_option, dump_json
+from mtl_search.cli.common import add_storage_option, dump_json, whole_number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,20 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
     add_storage_option(parser)
-    parser.add_argument("--seeds", metavar="K", type=_positive_int, default=3, help="extra training seeds per front trial (default: 3)")
+    parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3, help="extra training seeds per front trial (default: 3)")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.set_defaults(handler=main)
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from mtl_search.cli.common import add_storage_option, parse_key_values
+from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.study import SAMPLERS
 
@@ -29,9 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--task", metavar="NAME:KIND", action="append", default=[], help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)")
     search = parser.add_argument_group("search")
     search.add_argument("--space", metavar="PATH", default=None, help="search-space YAML file or bundled name (default: search_spaces/default.yaml)")
-    search.add_argument("--trials", metavar="N", type=_positive_int, default=20, help="number of trials to add (default: 20)")
-    search.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=None, help="stop starting trials after this many seconds")
-    search.add_argument("--epochs", metavar="N", type=_positive_int, default=None, help="training epochs of every trial (overrides the space)")
+    search.add_argument("--trials", metavar="N", type=whole_number(1), default=20, help="number of trials to add (default: 20)")
+    search.add_argument("--timeout", metavar="SECONDS", type=positive_float, default=None, help="stop starting trials after this many seconds")
+    search.add_argument("--epochs", metavar="N", type=whole_number(1), default=None, help="training epochs of every trial (overrides the space)")
     search.add_argument("--study-name", metavar="NAME", default=None, help="study to create or continue (default: <data>-<space>)")
     add_storage_option(search)
     search.add_argument("--artifacts", metavar="DIR", default=None,
@@ -43,54 +43,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/search.md)")
     efficiency.add_argument("--objective", metavar="COST", action="append", choices=("params", "latency"), default=[],
                             help="add a cost objective (minimised), repeatable: params, latency (ms per batch on --device)")
-    efficiency.add_argument("--max-params", metavar="N", type=_positive_int, default=None,
+    efficiency.add_argument("--max-params", metavar="N", type=whole_number(1), default=None,
                             help="hard limit on trainable parameters: bigger candidates are not trained and never enter the front")
-    efficiency.add_argument("--max-latency-ms", metavar="X", type=_positive_float, default=None,
+    efficiency.add_argument("--max-latency-ms", metavar="X", type=positive_float, default=None,
                             help="hard limit on the forward time of one batch in milliseconds (on --device)")
     efficiency.add_argument("--no-prune", action="store_true", help="train every trial to the end (no Pareto-aware pruning)")
-    efficiency.add_argument("--prune-warmup", metavar="EPOCHS", type=_non_negative_int, default=None,
+    efficiency.add_argument("--prune-warmup", metavar="EPOCHS", type=whole_number(0), default=None,
                             help="epochs before a trial may be pruned (default: the space's pruning.warmup_epochs, else 2)")
-    efficiency.add_argument("--prune-min-trials", metavar="N", type=_positive_int, default=None,
+    efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
-    parallel.add_argument("--workers", metavar="N", type=_positive_int, default=1,
+    parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
                           help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
-    parallel.add_argument("--grace-period", metavar="SECONDS", type=_positive_int, default=None,
+    parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(1), default=None,
                           help="a running trial without heartbeat this long (its worker died) is failed and retried "
                           "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
     parser.set_defaults(handler=main)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
 
 
 def main(args: argparse.Namespace) -> int:
