@@ -27,7 +27,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, flat_size
 from mtl_search.errors import UserError
-from mtl_search.search.params import IntParam, suggest
+from mtl_search.search.params import IntParam, suggest, suggest_at_least
 
 
 class Gate(nn.Module):
@@ -156,9 +156,7 @@ class MMoEFamily:
         return MMoESpace
 
     def sample(self, trial: Any, section: MMoESpace, task_names: Sequence[str]) -> dict[str, Any]:
-        experts = suggest(trial, "mmoe.experts", section.experts)
-        if experts < 1:
-            raise UserError(f"mmoe.experts: must be at least 1, got {experts}")
+        experts = suggest_at_least(trial, "mmoe.experts", section.experts, 1)
         return {
             "experts": experts,
             "expert_widths": _widths(trial, "mmoe.expert", section.expert_depth, section.expert_width, 1),

@@ -28,7 +28,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import BoolParam, FloatParam, IntParam, suggest
+from mtl_search.search.params import BoolParam, FloatParam, IntParam, suggest, suggest_at_least
 from mtl_search.tasks import Task
 
 
@@ -175,9 +175,7 @@ class HierarchyFamily:
         return HierarchySpace
 
     def sample(self, trial: Any, section: HierarchySpace, task_names: Sequence[str]) -> dict[str, Any]:
-        depth = suggest(trial, "hierarchy.depth", section.depth)
-        if depth < 1:
-            raise UserError(f"hierarchy.depth: must be at least 1, got {depth}")
+        depth = suggest_at_least(trial, "hierarchy.depth", section.depth, 1)
         width = suggest(trial, "hierarchy.width", section.width)
         return {
             "widths": [width] * depth,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import IntParam, suggest
+from mtl_search.search.params import IntParam, suggest, suggest_at_least
 
 Partition = list[list[str]]
 
@@ -139,9 +139,7 @@ class TreeFamily:
         return TreeSpace
 
     def sample(self, trial: Any, section: TreeSpace, task_names: Sequence[str]) -> dict[str, Any]:
-        depth = suggest(trial, "tree.depth", section.depth)
-        if depth < 1:
-            raise UserError(f"tree.depth: must be at least 1, got {depth}")
+        depth = suggest_at_least(trial, "tree.depth", section.depth, 1)
         if section.per_depth_width:
             widths = [suggest(trial, f"tree.width_{d}", section.width) for d in range(depth)]
         else:

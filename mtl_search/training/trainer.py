@@ -119,8 +119,9 @@ def train_candidate(
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0
     groups = [{"params": trainable}]
-    if weighting.parameters():  # an empty group would still cost Adam a pass per step
-        groups.append({"params": weighting.parameters(), "weight_decay": 0.0})
+    weighting_parameters = weighting.parameters()
+    if weighting_parameters:  # an empty group would still cost Adam a pass per step
+        groups.append({"params": weighting_parameters, "weight_decay": 0.0})
     optimizer = make_optimizer(config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"]))
 
     train = (train_split or data.train).to(device)
@@ -130,7 +131,8 @@ def train_candidate(
     batch_size = int(config["batch_size"])
     n_rows = len(train)
     fully_labelled = {name: not bool(torch.isnan(train.targets[name]).any()) for name in task_names}
-    has_conditional = any(task.given is not None for task in data.tasks)
+    ordinary = [task.name for task in data.tasks if task.given is None]
+    has_conditional = len(ordinary) < len(task_names)
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -147,9 +149,11 @@ def train_candidate(
                 break  # a lone last row would break batch normalisation and teaches little
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
             outputs = model(inputs)
-            losses = {name: tasks[name].loss(outputs[name], shuffled.targets[name][start:stop], all_labelled=fully_labelled[name]) for name in task_names}
+            targets = {name: shuffled.targets[name][start:stop] for name in task_names}
+            losses = {name: tasks[name].loss(outputs[name], targets[name], all_labelled=fully_labelled[name]) for name in ordinary}
             if has_conditional:  # entire-space tasks learn from their joint probability on all rows
-                losses |= joint_losses(data.tasks, outputs, {name: shuffled.targets[name][start:stop] for name in task_names})
+                losses |= joint_losses(data.tasks, outputs, targets)
+                losses = {name: losses[name] for name in task_names}  # task order, as weightings expect
             optimizer.zero_grad(set_to_none=True)
             weighting.backward(losses, model, model.regularization())
             optimizer.step()
