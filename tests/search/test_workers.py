@@ -7,6 +7,7 @@ import signal
 import time
 
 import optuna
+import sqlalchemy
 import pytest
 
 from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study, threads_per_worker
@@ -72,14 +73,23 @@ def test_four_workers_share_one_sqlite_study_without_lock_errors(tmp_path):
     assert len({tuple(sorted(t.params.items())) for t in found}) == 16
 
 
+def _training(storage: str, name: str) -> int:
+    """Running trials that have sampled their candidate (and so are training)."""
+    try:
+        return sum(1 for t in trials(storage, name) if t.state == optuna.trial.TrialState.RUNNING and "candidate" in t.user_attrs)
+    except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet, or tables being created
+        return 0
+
+
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_trial(tmp_path):
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     args = run_args(space, storage, "kill", 8, "--workers", "2", "--grace-period", "2")
     process = start_cli(args, tmp_path)
-    # Kill one worker while both are in the middle of a trial.
-    wait_for(lambda: _exists(tmp_path / "studies.db") and states(storage, "kill")["RUNNING"] == 2
+    # Kill one worker while both are in the middle of a trial: sampled (its candidate stored)
+    # and training, so that the retry can be checked against the killed trial's parameters.
+    wait_for(lambda: _exists(tmp_path / "studies.db") and _training(storage, "kill") == 2
              and len(worker_pids(process.pid)) == 2)
     victim = worker_pids(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
