@@ -1,7 +1,9 @@
 """Helpers shared by the issue-9 benchmark scripts: machine description and result files.
 
 Every script writes ``benchmarks/results/<name>.json`` with the date, the machine (CPU
-count, torch version, threads), the settings and the exact command that produced it.
+count, torch version, threads), the settings and the exact command that produced it. A
+``--quick`` run writes ``benchmarks/results/quick/<name>.json`` instead, so a smoke run never
+replaces the figures of a full run.
 """
 
 from __future__ import annotations
@@ -36,9 +38,15 @@ def command() -> str:
     return " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])
 
 
+def result_path(name: str, quick: bool = False) -> Path:
+    """Where a run's JSON goes: ``results/<name>.json``, or ``results/quick/<name>.json``."""
+    path = (RESULTS / "quick" if quick else RESULTS) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_result(name: str, settings: dict[str, Any], results: Any, **extra: Any) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = result_path(name, bool(settings.get("quick")))
     record = {
         "benchmark": name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

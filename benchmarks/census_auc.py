@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _record import result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -52,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: 10 (2 with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per model (default: 3, 1 with --quick)")
     parser.add_argument("--device", default=None, help="torch device (default: GPU when present)")
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "census_auc.json"))
+    parser.add_argument("--output", default=None, help="JSON file to write (default: benchmarks/results/[quick/]census_auc.json)")
     args = parser.parse_args(argv)
+    args.output = args.output or str(result_path("census_auc", args.quick))
     epochs = args.epochs or (2 if args.quick else 10)
     seeds = args.seeds or (1 if args.quick else 3)
     rows = 6000 if args.quick else 0

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from _record import result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -151,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-file", default=str(REPO.parent / "shared" / "data" / "census-income.test.gz"),
                         help="UCI census-income file for census group 1 (skipped when missing)")
     parser.add_argument("--device", default=None, help="torch device (default: GPU when present)")
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "classic_structures.json"))
+    parser.add_argument("--output", default=None, help="JSON file to write (default: benchmarks/results/[quick/]classic_structures.json)")
     args = parser.parse_args(argv)
+    args.output = args.output or str(result_path("classic_structures", args.quick))
     seeds = args.seeds or (1 if args.quick else 3)
     epochs = args.epochs or (3 if args.quick else 10)
     small = args.quick or args.small

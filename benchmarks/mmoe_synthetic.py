@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _record import result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 import torch
 
 from mtl_search.data.synthetic import make_synthetic
 from mtl_search.training import train_candidate
 
-RESULTS = Path(__file__).resolve().parent / "results" / "mmoe_synthetic.json"
 
 
 def architectures(experts: int, expert_width: int, bottom_width: int, tower_width: int, task_names: list[str]) -> dict[str, dict[str, Any]]:
@@ -114,8 +115,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]mmoe_synthetic.json)")
     args = parser.parse_args()
+    args.output = args.output or result_path("mmoe_synthetic", args.quick)
     if args.quick:
         args.seeds, args.rows, args.epochs = 2, 3000, 5
     torch.set_num_threads(args.threads)

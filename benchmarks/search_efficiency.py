@@ -2,13 +2,18 @@
 
 For each seed, three studies of the bundled default space (``search_spaces/default.yaml``:
 task-grouping trees, searched widths, learning rate, batch size, tower width and static
-weights; multivariate TPE) on the synthetic MMoE data with three tasks:
+weights; multivariate TPE) on the synthetic MMoE data (three tasks by default; ``--groups 2``
+splits the tasks into two groups of related tasks that are orthogonal to each other, the
+unequal relatedness that affinity seeding is meant to find):
 
 - **baseline**: ``--trials`` trials, no pruning, no seeding;
-- **pruned**: the same with Pareto-aware pruning at its defaults (warm-up 2 epochs, 5
-  completed trials, margin 2 %, 1 dominator);
+- **pruned**: the same with Pareto-aware pruning at the space's defaults (warm-up 2 epochs,
+  5 completed trials, margin 5 %, 2 dominators; ``--prune-margin``/``--prune-dominators``
+  override);
 - **affinity**: no pruning, ``--seed-strategy affinity`` (the seeded trees are the first
   trials; the affinity training counts in its wall time), ``--early`` trials.
+- **startup10** (only when named in ``--variants``): the baseline with Optuna's default of 10
+  random start-up trials instead of mtl-search's budget-scaled start-up.
 
 Hypervolume (HV) uses one normalisation per seed, shared by its three studies, objectives
 turned into "minimise", reference 1.1 per objective (``mtl_search.search.hypervolume``), in two
@@ -23,6 +28,7 @@ time; affinity has a higher HV than the baseline after the first ``--early`` tri
 Usage::
 
     python benchmarks/search_efficiency.py [--seeds 3] [--trials 30] [--early 20] [--epochs 8] [--rows 2000]
+    python benchmarks/search_efficiency.py --variants baseline affinity --tasks 4 --groups 2 --correlation 0.9
     python benchmarks/search_efficiency.py --quick
 """
 
@@ -48,11 +54,13 @@ from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
 VARIANTS = {
-    # name: (prune, seed strategy, trials key)
-    "baseline": (False, "none", "trials"),
-    "pruned": (True, "none", "trials"),
-    "affinity": (False, "affinity", "early"),
+    # name: (prune, seed strategy, trials key, TPE start-up trials (None: --startup-trials / mtl-search's))
+    "baseline": (False, "none", "trials", None),
+    "pruned": (True, "none", "trials", None),
+    "affinity": (False, "affinity", "early", None),
+    "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
 }
+DEFAULT_VARIANTS = ["baseline", "pruned", "affinity"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=2000, help="synthetic rows (default: 2000)")
     parser.add_argument("--dim", type=int, default=20, help="synthetic input width (default: 20)")
     parser.add_argument("--tasks", type=int, default=3, help="synthetic tasks (default: 3)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument("--correlation", type=float, default=0.5, help="synthetic p within a group of tasks (default: 0.5)")
+    parser.add_argument("--groups", type=int, default=1, help="synthetic groups of related tasks (default: 1, all equally related)")
+    parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
+                        help="variants to run (default: baseline pruned affinity)")
     parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.02)")
     parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 1)")
     parser.add_argument("--name", default="search_efficiency", help="results file benchmarks/results/NAME.json (default: search_efficiency)")
@@ -79,15 +91,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path) -> tuple[optuna.Study, float, float]:
     """The study, its wall seconds and its CPU seconds (this process; on a shared machine CPU
     time follows the work done, wall time also the neighbours' load)."""
-    prune, strategy, budget = VARIANTS[name]
-    data = make_synthetic(dim=args.dim, rows=args.rows, tasks=args.tasks, correlation=0.5, seed=max(seed, 0))
+    prune, strategy, budget, startup = VARIANTS[name]
+    data = make_synthetic(dim=args.dim, rows=args.rows, tasks=args.tasks, correlation=args.correlation, groups=args.groups, seed=max(seed, 0))
     space = load_space("default")
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators)) if v is not None}
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
         n_trials=getattr(args, budget), epochs=args.epochs, device="cpu", save_artifacts=False,
-        prune=prune, seed_strategy=strategy,
+        prune=prune, seed_strategy=strategy, startup_trials=args.startup_trials if startup is None else startup,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     study = run_search(data, space, settings)
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows, args)
     print_table(summary, args)
     settings = {k: v for k, v in vars(args).items()} | {"space": "search_spaces/default.yaml", "sampler": "tpe",
-                                                       "correlation": 0.5, "torch_threads": 1, "storage": "SQLite file"}
+                                                       "torch_threads": 1, "storage": "SQLite file"}
     write_result(args.name, settings, {"runs": rows, "summary": summary})
     return 0
 
@@ -161,7 +173,8 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
 
 def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     early = f"hv_after_{args.early}"
-    print(f"\nsearch efficiency: {args.seeds} seeds, synthetic {args.tasks} tasks x {args.rows} rows, {args.epochs} epochs, "
+    print(f"\nsearch efficiency: {args.seeds} seeds, synthetic {args.tasks} tasks in {args.groups} group(s), p={args.correlation}, "
+          f"{args.rows} rows, {args.epochs} epochs, "
           f"default space, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
     print("HV: all trials' range (HV-all) and the combined front's ideal-nadir box (HV-front, more discriminating)")
     print(f"{'variant':10s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "

@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _record import result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 import torch
 
 from mtl_search.data.synthetic import make_synthetic
 from mtl_search.training import resolve_device, train_candidate
 
-RESULTS = Path(__file__).resolve().parent / "results" / "weighting_cost.json"
 
 # (label, loss_weighting config); "mgda (parameters)" is exact MGDA, for comparison with MGDA-UB
 METHODS: list[tuple[str, dict[str, Any]]] = [
@@ -124,8 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, steadier on a shared machine)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default=None, help="cpu: process CPU time (default on the CPU), wall: elapsed time (default on a GPU)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file to write (default: {RESULTS})")
+    parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]weighting_cost.json)")
     args = parser.parse_args(argv)
+    args.output = args.output or result_path("weighting_cost", args.quick)
     if args.clock is None:
         args.clock = "cpu" if args.device == "cpu" else "wall"
     if args.quick:

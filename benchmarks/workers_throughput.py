@@ -25,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 import optuna
 
-RESULTS = Path(__file__).resolve().parent / "results" / "workers_throughput.json"
 SPACE = """\
 training:
   epochs: {epochs}
@@ -72,8 +73,9 @@ def measure(workers: int, trials: int, epochs: int, rows: int, folder: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 trials per setting instead of 24")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default: {RESULTS})")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]workers_throughput.json)")
     args = parser.parse_args()
+    args.out = args.out or result_path("workers_throughput", args.quick)
     trials, epochs, rows = (8, 4, 3000) if args.quick else (24, 6, 4000)
 
     load_before = os.getloadavg()

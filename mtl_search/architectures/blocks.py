@@ -104,21 +104,21 @@ class Flatten(nn.Module):
         return h.mean(dim=(2, 3)) if h.dim() == 4 else h
 
 
-class Tower(nn.Module):
-    """A task's head: flatten, a small MLP, then the output layer."""
+class Tower(nn.Sequential):
+    """A task's head: flatten (feature maps only), a small MLP, then the output layer.
+
+    A Sequential itself rather than a module wrapping one: the towers run on every batch, and
+    each needless module call is measurable in the training overhead (benchmarks/).
+    """
 
     def __init__(self, in_shape: Shape, widths: Sequence[int], output_size: int, activation: str = "relu") -> None:
-        super().__init__()
-        layers: list[nn.Module] = [Flatten()]
+        layers: list[nn.Module] = [Flatten()] if len(in_shape) > 1 else []
         features = flat_size(in_shape)
         for width in widths:
             layers += [nn.Linear(features, width), ACTIVATIONS[activation]()]
             features = width
         layers.append(nn.Linear(features, output_size))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h)
+        super().__init__(*layers)
 
 
 # -- input stems -------------------------------------------------------------------------

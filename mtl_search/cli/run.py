@@ -37,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--artifacts", metavar="DIR", default=None,
                         help="where each trial's spec and weights go (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
     search.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default: tpe)")
+    search.add_argument("--startup-trials", metavar="N", type=whole_number(1), default=None,
+                        help="random trials before TPE models the results (default: a quarter of --trials, 3 to 10)")
     search.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the sampler and of training (default: 0)")
     search.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -112,6 +114,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
         artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy,
+        startup_trials=args.startup_trials,
     )
     return data, space, settings, storage
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import UserError

@@ -5,6 +5,11 @@ Task k's label is ``w_k.x + sum_i sin(alpha_i * w_k.x + beta_i) + noise`` with
 weight vectors has cosine ``p^2`` and each has cosine ``p`` with the common direction
 ``u_0``. For two tasks this is exactly the paper's ``w1 = c u1``, ``w2 = c (p u1 + sqrt(1-p^2) u2)``
 up to the choice of basis (task 1 is taken as the common direction, so the pair has cosine p).
+
+``groups=G`` (G > 1) makes task relatedness unequal, the case fully-adaptive branching is
+for: the tasks are split into G contiguous groups, group g has its own common direction
+``u_g``, so tasks in one group have cosine ``p^2`` and tasks in different groups are
+orthogonal.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ DEFAULTS = {
     "rows": 12000,
     "tasks": 2,
     "correlation": 0.5,
+    "groups": 1,
     "scale": 1.0,  # c
     "sines": 10,  # m
     "alpha": [],  # empty: drawn from N(0, 0.01), as in the paper
@@ -41,6 +47,7 @@ def make_synthetic(
     rows: int = 12000,
     tasks: int = 2,
     correlation: float = 0.5,
+    groups: int = 1,
     scale: float = 1.0,
     sines: int = 10,
     alpha: list[float] | None = None,
@@ -55,20 +62,24 @@ def make_synthetic(
         raise UserError(f"--data-option correlation={correlation}: must lie in [-1, 1]")
     if tasks < 2:
         raise UserError(f"--data-option tasks={tasks}: need at least 2 tasks")
-    if dim < tasks + 1 and tasks > 2 or dim < 2:
-        raise UserError(f"--data-option dim={dim}: must exceed the number of tasks")
+    if not 1 <= groups <= tasks:
+        raise UserError(f"--data-option groups={groups}: must lie between 1 and the number of tasks ({tasks})")
+    if dim < tasks + groups and tasks > 2 or dim < 2:
+        raise UserError(f"--data-option dim={dim}: must be at least tasks + groups ({tasks + groups})")
     if rows < 10:
         raise UserError(f"--data-option rows={rows}: need at least 10 rows")
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
-    if tasks == 2:
+    if tasks == 2 and groups == 1:
         # The paper's construction: w1 = c u1, w2 = c (p u1 + sqrt(1-p^2) u2).
         weights = [scale * basis[:, 0], scale * (correlation * basis[:, 0] + math.sqrt(1 - correlation**2) * basis[:, 1])]
     else:
-        common = basis[:, 0]
-        weights = [scale * (correlation * common + math.sqrt(1 - correlation**2) * basis[:, k + 1]) for k in range(tasks)]
+        # task k belongs to group g (contiguous blocks); directions 0..G-1 are the groups' common
+        # directions, G.. the tasks' own, so tasks of different groups are orthogonal
+        group_of = np.repeat(np.arange(groups), [len(block) for block in np.array_split(np.arange(tasks), groups)])
+        weights = [scale * (correlation * basis[:, group_of[k]] + math.sqrt(1 - correlation**2) * basis[:, groups + k]) for k in range(tasks)]
     alpha_values = np.asarray(alpha if alpha else rng.normal(0.0, 0.1, sines), dtype=np.float64)
     beta_values = np.asarray(beta if beta else rng.normal(0.0, 0.1, sines), dtype=np.float64)
     if alpha_values.shape != beta_values.shape:
@@ -92,7 +103,7 @@ def make_synthetic(
         test=full.rows(test),
         input_schema={"kind": "vector", "size": dim},
         description={"source": "synthetic", "options": {
-            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "scale": scale,
+            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "groups": groups, "scale": scale,
             "sines": sines, "alpha": list(alpha or []), "beta": list(beta or []), "noise": noise, "seed": seed,
             "validation_fraction": validation_fraction, "test_fraction": test_fraction}},
     )

@@ -30,6 +30,8 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if number not in trials:
         raise UserError(f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})")
     trial = trials[number]
+    if trial.user_attrs.get("repeat_of") in trials:  # a repeat was never trained: its original was
+        trial = trials[trial.user_attrs["repeat_of"]]
     if trial.state != optuna.trial.TrialState.COMPLETE:
         reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason")
         raise UserError(f"--trial {number}: the trial is {trial.state.name.lower()}{f' ({reason})' if reason else ''}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, Sequence
 
@@ -57,7 +58,32 @@ class CandidateObjective:
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         candidate = self.space.sample(trial, self.data.task_names, seed=self.seed, epochs=self.epochs)
+        earlier = find_same_candidate(trial.study, candidate)
+        if earlier is not None:
+            return self.repeat(trial, candidate, earlier)
         return self.train_and_record(trial, candidate)
+
+    def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
+        """The sampler proposed a candidate the study already trained: training is seeded, so
+        training it again would give the same result. Take the earlier trial's outcome instead.
+
+        The repeat has no ``history``, so it is never a second pruning reference, and the
+        front lists only the original (``repeat_of`` names it; export follows it).
+        """
+        trial.set_user_attr("repeat_of", earlier.number)
+        trial.set_user_attr("candidate", candidate)
+        trial.set_user_attr("summary", earlier.user_attrs.get("summary") or describe_candidate(candidate, self.data.task_names))
+        for key in REPEATED_RECORDS:
+            if key in earlier.user_attrs:
+                trial.set_user_attr(key, earlier.user_attrs[key])
+        for key, value in (earlier.constraints or {}).items():
+            trial.set_constraint(key, value)
+        if earlier.state == optuna.trial.TrialState.PRUNED:
+            # later references only add dominators, so the candidate would be pruned again
+            reason = f"same candidate as trial {earlier.number}, which was pruned ({earlier.user_attrs.get('prune_reason', 'no reason recorded')})"
+            trial.set_user_attr("prune_reason", reason)
+            raise optuna.TrialPruned(reason)
+        return list(earlier.values)
 
     def train_and_record(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> list[float]:
         trial.set_user_attr("candidate", candidate)
@@ -126,6 +152,25 @@ class CandidateObjective:
             trial.set_user_attr("prune_reason", violation)
             raise optuna.TrialPruned(violation)
         return costs
+
+
+# What a repeat copies from the earlier trial: the outcome, not the per-epoch history.
+REPEATED_RECORDS = ("validation", "test", "n_params", "sharing", "weighting", "costs", "last_values")
+
+
+def candidate_key(candidate: dict[str, Any]) -> str:
+    """Equal for equal candidates, whether fresh from the sampler or read back from storage."""
+    return json.dumps(candidate, sort_keys=True, default=str)
+
+
+def find_same_candidate(study: optuna.Study, candidate: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """The earliest completed or pruned trial of ``study`` that trained exactly ``candidate``."""
+    key = candidate_key(candidate)
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for trial in study.get_trials(deepcopy=False, states=finished):
+        if trial.user_attrs.get("repeat_of") is None and "candidate" in trial.user_attrs and candidate_key(trial.user_attrs["candidate"]) == key:
+            return trial
+    return None
 
 
 def describe_candidate(candidate: dict[str, Any], task_names: Sequence[str]) -> str:

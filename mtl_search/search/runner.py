@@ -41,6 +41,8 @@ class SearchSettings:
     prune: bool = True
     # "affinity": measure task affinity and enqueue grouping trees first (search/affinity.py).
     seed_strategy: str = "none"
+    # TPE's random start-up trials (None: scaled to n_trials, see search/study.py).
+    startup_trials: int | None = None
 
 
 def run_search(
@@ -65,7 +67,9 @@ def run_search(
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
     study = create_or_continue(
         settings.study_name, settings.storage, data, objectives, space.to_data(),
-        make_sampler(settings.sampler, settings.seed + settings.worker_index), storage=storage,
+        make_sampler(settings.sampler, settings.seed + settings.worker_index, n_trials=settings.n_trials,
+                     n_startup_trials=settings.startup_trials),
+        storage=storage,
     )
     if settings.seed_strategy == "affinity":
         affinity.seed_with_affinity(study, data, space, affinity.AffinitySettings(seed=settings.seed), device=settings.device)

@@ -14,6 +14,7 @@ A study stores, besides Optuna's own records:
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from typing import Any, Sequence
@@ -63,19 +64,34 @@ def objectives_for(tasks: Sequence[Task], metrics: str = "primary", costs: Seque
     return chosen
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler by name, seeded.
+# TPE's random start-up trials: Optuna's default of 10, but at most a quarter of a small
+# budget (at least 3), so that a 7-trial search is not a random search.
+MAX_STARTUP_TRIALS = 10
+MIN_STARTUP_TRIALS = 3
+
+
+def startup_trials(n_trials: int | None) -> int:
+    """Random trials before TPE models the results, for a run of ``n_trials`` (None: unbounded)."""
+    if n_trials is None:
+        return MAX_STARTUP_TRIALS
+    return min(MAX_STARTUP_TRIALS, max(MIN_STARTUP_TRIALS, math.ceil(n_trials / 4)))
+
+
+def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_startup_trials: int | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler by name, seeded, for a run of ``n_trials`` trials.
 
     ``tpe`` (default): multivariate TPE with grouped conditional parameters, which handles
     the family choice and each family's own parameters well from a few dozen trials on, and
-    with the constant liar so that parallel workers do not propose the same candidate.
+    with the constant liar so that parallel workers do not propose the same candidate. Its
+    random start-up trials are ``n_startup_trials``, by default :func:`startup_trials`.
     ``nsga2``: NSGA-II with a small population (16) suited to budgets of tens of trials.
     ``random``: the baseline.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                              n_startup_trials=startup_trials(n_trials) if n_startup_trials is None else n_startup_trials)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
         if name == "random":
@@ -176,5 +192,9 @@ def study_tasks(study: optuna.Study) -> list[Task]:
 
 
 def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The non-dominated COMPLETE, feasible trials (Optuna's own front), by trial number."""
-    return sorted(study.best_trials, key=lambda t: t.number)
+    """The non-dominated COMPLETE, feasible trials (Optuna's own front), by trial number.
+
+    A repeat of an earlier trial's candidate (user attribute ``repeat_of``, see
+    search/objective.py) has the same values as that trial; only the original is listed.
+    """
+    return sorted((t for t in study.best_trials if t.user_attrs.get("repeat_of") is None), key=lambda t: t.number)

@@ -56,7 +56,7 @@ def test_upper_task_depends_on_lower_prediction_only_when_fed():
     for model, expect_gradient in ((fed, True), (not_fed, False)):
         model.zero_grad()
         model(inputs_for(VECTOR))["task3"].sum().backward()
-        reached = model.towers["task1"].net[-1].weight.grad
+        reached = model.towers["task1"][-1].weight.grad
         assert (reached is not None and reached.abs().sum() > 0) == expect_gradient
     assert not_fed.body.blocks[1][0].in_features == 8
 

@@ -38,6 +38,7 @@ ROWS = [
     ("run", ["--trials", "0"], ["--trials", "'0'"]),
     ("run", ["--trials", "-3"], ["--trials"]),
     ("run", ["--trials", "many"], ["--trials", "'many'"]),
+    ("run", ["--startup-trials", "0"], ["--startup-trials", "'0'"]),
     ("run", ["--workers", "0"], ["--workers"]),
     ("run", ["--grace-period", "1", "--storage", "sqlite:///{tmp}/g.db"], ["grace period", "at least 2"]),
     ("run", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),

@@ -37,6 +37,20 @@ def test_more_than_two_tasks_share_a_common_direction():
     assert off_diagonal.min() > 0.6  # cosine p^2 = 0.81 between weight vectors
 
 
+def test_groups_relate_tasks_within_a_group_only():
+    data = load_data("synthetic", {"dim": "20", "rows": "3000", "tasks": "4", "groups": "2", "correlation": "0.9"})
+    y = np.corrcoef(np.stack([data.train.targets[n].numpy() for n in data.task_names]))
+    assert y[0, 1] > 0.6 and y[2, 3] > 0.6  # same group: cosine p^2 = 0.81
+    assert abs(y[0, 2]) < 0.1 and abs(y[1, 3]) < 0.1 and abs(y[0, 3]) < 0.1  # different groups: orthogonal
+
+
+def test_one_group_is_the_original_construction():
+    grouped, plain = make_synthetic(dim=12, rows=300, tasks=3, groups=1, seed=2), make_synthetic(dim=12, rows=300, tasks=3, seed=2)
+    assert torch.equal(grouped.train.targets["task3"], plain.train.targets["task3"])
+    with pytest.raises(UserError, match="groups=5"):
+        make_synthetic(dim=12, rows=300, tasks=3, groups=5)
+
+
 def test_options_from_the_command_line_are_typed_and_checked():
     data = load_data("synthetic", {"rows": "100", "dim": "8", "correlation": "0.2"})
     assert data.input_schema == {"kind": "vector", "size": 8}

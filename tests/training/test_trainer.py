@@ -1,6 +1,5 @@
 """Training one candidate: it learns, it is reproducible, and it stops on divergence."""
 
-import math
 
 import pytest
 
