@@ -77,8 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                         help="variants to run (default: baseline pruned affinity)")
-    parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.02)")
-    parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 1)")
+    parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.05)")
+    parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
     parser.add_argument("--name", default="search_efficiency", help="results file benchmarks/results/NAME.json (default: search_efficiency)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 12 trials, 6 early, 4 epochs, 1500 rows")
     args = parser.parse_args(argv)

@@ -120,6 +120,14 @@ class Tower(nn.Sequential):
         layers.append(nn.Linear(features, output_size))
         super().__init__(*layers)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # Weights saved before towers became Sequentials name the layers "net.<i>", Flatten always at 0.
+        shift = 0 if isinstance(self[0], Flatten) else 1
+        for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
+            index, rest = key[len(prefix) + len("net."):].split(".", 1)
+            state_dict[f"{prefix}{int(index) - shift}.{rest}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 # -- input stems -------------------------------------------------------------------------
 

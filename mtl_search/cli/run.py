@@ -99,6 +99,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     from mtl_search.search.storage import open_storage
     from mtl_search.training import resolve_device
 
+    if args.startup_trials is not None and args.sampler != "tpe":
+        raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
     storage = open_storage(args.storage, grace_seconds=args.grace_period)
     space_path = resolve_space_path(args.space)

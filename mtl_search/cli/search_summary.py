@@ -44,8 +44,11 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     pruned = [t for t in trials if t.state == states.PRUNED]
     infeasible = count_infeasible(trials)
     saved = [t for t in pruned if t.user_attrs.get("prune_reason", "").startswith("dominated")]
+    repeats = sum(t.state == states.COMPLETE and t.user_attrs.get("repeat_of") is not None for t in trials)
     lines = [
-        f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete, {len(pruned)} pruned "
+        f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete"
+        + (f" ({repeats} repeated an earlier candidate and were not trained again)" if repeats else "")
+        + f", {len(pruned)} pruned "
         f"({len(saved)} dominated early), {infeasible} infeasible (over a hard limit), "
         f"{sum(t.state == states.FAIL for t in trials)} failed"
     ]

@@ -64,8 +64,9 @@ def make_synthetic(
         raise UserError(f"--data-option tasks={tasks}: need at least 2 tasks")
     if not 1 <= groups <= tasks:
         raise UserError(f"--data-option groups={groups}: must lie between 1 and the number of tasks ({tasks})")
-    if dim < tasks + groups and tasks > 2 or dim < 2:
-        raise UserError(f"--data-option dim={dim}: must be at least tasks + groups ({tasks + groups})")
+    needed = 2 if tasks == 2 and groups == 1 else tasks + groups  # one direction per group and per task
+    if dim < needed:
+        raise UserError(f"--data-option dim={dim}: must be at least {needed} for tasks={tasks}, groups={groups}")
     if rows < 10:
         raise UserError(f"--data-option rows={rows}: need at least 10 rows")
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
@@ -103,9 +104,11 @@ def make_synthetic(
         test=full.rows(test),
         input_schema={"kind": "vector", "size": dim},
         description={"source": "synthetic", "options": {
-            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "groups": groups, "scale": scale,
+            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "scale": scale,
             "sines": sines, "alpha": list(alpha or []), "beta": list(beta or []), "noise": noise, "seed": seed,
-            "validation_fraction": validation_fraction, "test_fraction": test_fraction}},
+            "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+            # recorded only when used, so studies made before the option existed still match
+            | ({"groups": groups} if groups != 1 else {})},
     )
 
 

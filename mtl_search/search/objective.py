@@ -64,26 +64,22 @@ class CandidateObjective:
         return self.train_and_record(trial, candidate)
 
     def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
-        """The sampler proposed a candidate the study already trained: training is seeded, so
-        training it again would give the same result. Take the earlier trial's outcome instead.
+        """The sampler proposed a candidate the study already trained to the end: training is
+        seeded, so training it again would give the same result. Take the earlier metrics.
 
-        The repeat has no ``history``, so it is never a second pruning reference, and the
-        front lists only the original (``repeat_of`` names it; export follows it).
+        Costs and hard limits are measured again (limits may have changed since, and
+        measuring is cheap). The repeat has no ``history``, so it is never a second pruning
+        reference, and the front lists only the original (``repeat_of`` names it; export
+        follows it).
         """
         trial.set_user_attr("repeat_of", earlier.number)
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("summary", earlier.user_attrs.get("summary") or describe_candidate(candidate, self.data.task_names))
+        costs = self.measure_costs(trial, candidate)
         for key in REPEATED_RECORDS:
             if key in earlier.user_attrs:
                 trial.set_user_attr(key, earlier.user_attrs[key])
-        for key, value in (earlier.constraints or {}).items():
-            trial.set_constraint(key, value)
-        if earlier.state == optuna.trial.TrialState.PRUNED:
-            # later references only add dominators, so the candidate would be pruned again
-            reason = f"same candidate as trial {earlier.number}, which was pruned ({earlier.user_attrs.get('prune_reason', 'no reason recorded')})"
-            trial.set_user_attr("prune_reason", reason)
-            raise optuna.TrialPruned(reason)
-        return list(earlier.values)
+        return self.values(earlier.user_attrs["validation"], costs)
 
     def train_and_record(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> list[float]:
         trial.set_user_attr("candidate", candidate)
@@ -155,7 +151,7 @@ class CandidateObjective:
 
 
 # What a repeat copies from the earlier trial: the outcome, not the per-epoch history.
-REPEATED_RECORDS = ("validation", "test", "n_params", "sharing", "weighting", "costs", "last_values")
+REPEATED_RECORDS = ("validation", "test", "n_params", "sharing", "weighting")
 
 
 def candidate_key(candidate: dict[str, Any]) -> str:
@@ -164,11 +160,16 @@ def candidate_key(candidate: dict[str, Any]) -> str:
 
 
 def find_same_candidate(study: optuna.Study, candidate: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The earliest completed or pruned trial of ``study`` that trained exactly ``candidate``."""
+    """The earliest trial of ``study`` that trained exactly ``candidate`` to the end.
+
+    Only COMPLETE trials count: a pruned candidate is trained again, because the pruning
+    settings may have changed (and the pruner stops it again cheaply if not); a failure may
+    have come from the machine rather than the candidate.
+    """
     key = candidate_key(candidate)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    for trial in study.get_trials(deepcopy=False, states=finished):
-        if trial.user_attrs.get("repeat_of") is None and "candidate" in trial.user_attrs and candidate_key(trial.user_attrs["candidate"]) == key:
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        if attrs.get("repeat_of") is None and "validation" in attrs and "candidate" in attrs and candidate_key(attrs["candidate"]) == key:
             return trial
     return None
 

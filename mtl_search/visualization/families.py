@@ -38,9 +38,11 @@ def family_figure(study: optuna.Study) -> go.Figure:
                                 text=[f"{v:.4g}" for v in values], textposition="auto"), row=1, col=index + 1)
     counts = {f: 0 for f in families}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.user_attrs.get("repeat_of") is not None:
+            continue  # not trained: it repeats an earlier trial's candidate
         family = trial.user_attrs.get("candidate", {}).get("architecture", {}).get("family", "unknown")
         counts[family] = counts.get(family, 0) + 1
     trials_text = ", ".join(f"{f}: {counts[f]}" for f in families) or "none"
-    figure.update_layout(title=f"Best validation value per family (completed trials: {trials_text})",
+    figure.update_layout(title=f"Best validation value per family (trained to the end: {trials_text})",
                          template="plotly_white", height=380)
     return figure

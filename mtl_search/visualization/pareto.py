@@ -41,7 +41,9 @@ def _groups(study: optuna.Study) -> tuple[list[Objective], list[tuple[str, str, 
     groups = []
     for label, colour, keep in (
         ("pruned (last validation)", PRUNED_COLOUR, lambda t: t.state == optuna.trial.TrialState.PRUNED),
-        ("dominated", OTHER_COLOUR, lambda t: t.state == optuna.trial.TrialState.COMPLETE and t.number not in front_numbers),
+        # a repeat (search/objective.py) sits exactly on its original's point
+        ("dominated", OTHER_COLOUR, lambda t: t.state == optuna.trial.TrialState.COMPLETE and t.number not in front_numbers
+         and t.user_attrs.get("repeat_of") is None),
         ("Pareto front", FRONT_COLOUR, lambda t: t.number in front_numbers),
     ):
         chosen, points = [], []

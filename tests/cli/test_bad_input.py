@@ -39,6 +39,7 @@ ROWS = [
     ("run", ["--trials", "-3"], ["--trials"]),
     ("run", ["--trials", "many"], ["--trials", "'many'"]),
     ("run", ["--startup-trials", "0"], ["--startup-trials", "'0'"]),
+    ("run", ["--startup-trials", "4", "--sampler", "random"], ["--startup-trials", "--sampler random"]),
     ("run", ["--workers", "0"], ["--workers"]),
     ("run", ["--grace-period", "1", "--storage", "sqlite:///{tmp}/g.db"], ["grace period", "at least 2"]),
     ("run", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import optuna
-import pytest
 
-from mtl_search.errors import UserError
 from mtl_search.export.picks import find_trial
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
@@ -49,7 +47,8 @@ def test_a_repeated_candidate_takes_the_earlier_outcome_without_training(tiny_sy
     assert find_trial(study, repeat.number).number == repeat.user_attrs["repeat_of"]
 
 
-def test_a_candidate_that_was_pruned_is_pruned_again_with_the_reason(tiny_synthetic, storage_url):
+def test_a_candidate_pruned_before_is_trained_again(tiny_synthetic, storage_url):
+    # the pruning settings may have changed since; the pruner stops it again if they did not
     candidate = search(tiny_synthetic, storage_url, "first", 1).trials[0].user_attrs["candidate"]
     study = search(tiny_synthetic, storage_url, "second", 0)
     study.add_trial(optuna.trial.create_trial(
@@ -60,10 +59,19 @@ def test_a_candidate_that_was_pruned_is_pruned_again_with_the_reason(tiny_synthe
     ))
     # the same seed and sampler propose the same first candidate again
     study = search(tiny_synthetic, storage_url, "second", 1)
+    again = study.trials[1]
+    assert again.user_attrs["candidate"] == candidate
+    assert again.state == optuna.trial.TrialState.COMPLETE
+    assert "repeat_of" not in again.user_attrs and len(again.user_attrs["history"]) == 2
+
+
+def test_a_repeat_is_held_to_the_limits_of_its_own_run(tiny_synthetic, storage_url):
+    study = search(tiny_synthetic, storage_url, "limits", 1)
+    n_params = study.trials[0].user_attrs["n_params"]
+    limited = parse_space(TWO_CANDIDATES | {"objectives": {"max_params": n_params - 1}})
+    settings = SearchSettings(study_name="limits", storage=storage_url, sampler="random", seed=0, n_trials=1, save_artifacts=False)
+    study = run_search(tiny_synthetic, limited, settings)
     repeat = study.trials[1]
-    assert repeat.state == optuna.trial.TrialState.PRUNED
     assert repeat.user_attrs["repeat_of"] == 0
-    assert "same candidate as trial 0" in repeat.user_attrs["prune_reason"] and "epoch 1" in repeat.user_attrs["prune_reason"]
-    assert "history" not in repeat.user_attrs
-    with pytest.raises(UserError, match="pruned"):
-        find_trial(study, 1)
+    assert repeat.state == optuna.trial.TrialState.PRUNED and "params" in repeat.user_attrs["prune_reason"]
+    assert repeat.constraints and max(repeat.constraints.values()) > 0
