@@ -11,9 +11,11 @@ Rule, after each epoch ``e`` (counted from 1) of a running trial:
    with fewer than ``min_completed_trials`` of them, nothing happens;
 3. a reference *dominates with margin* when, at the same epoch ``e``, it is better than the
    running trial on every objective by at least ``margin`` times the running trial's value
-   (relative, so one setting fits losses, AUCs and costs); cost objectives (known before
-   training) are compared the same way, so a small-but-slower-learning network is not
-   stopped by a large one;
+   (relative, so one setting fits losses and costs). Maximised metrics (AUC, accuracy, all
+   at most 1) are compared as their distance to 1, the error, so the margin is relative to
+   the error: a relative margin on an AUC of 0.94 itself would ask for 0.047 more AUC and
+   never prune. Cost objectives (known before training) are compared the same way, so a
+   small-but-slower-learning network is not stopped by a large one;
 4. the trial is pruned when at least ``min_dominators`` references dominate it.
 
 Comparing epoch ``e`` with epoch ``e`` (not with the references' final values) asks "is it
@@ -84,7 +86,7 @@ def dominates_with_margin(better: Vector, worse: Vector, margin: float) -> bool:
 
 
 def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mapping[str, float]], costs: Mapping[str, float]) -> Vector | None:
-    """The objectives at one epoch as a vector to minimise (maximised values negated).
+    """The objectives at one epoch as a vector to minimise (maximised values as 1 - value).
 
     ``scores`` are validation metrics ``{task: {metric: value}}``, ``costs`` the trial's
     measured costs; None when a value is missing.
@@ -97,7 +99,8 @@ def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mappi
             value = scores.get(objective.task, {}).get(objective.metric)
         if value is None:
             return None
-        vector.append(-float(value) if objective.direction == "maximize" else float(value))
+        # every maximised metric (AUC, accuracy) is at most 1: its error 1 - value is minimised
+        vector.append(1.0 - float(value) if objective.direction == "maximize" else float(value))
     return tuple(vector)
 
 

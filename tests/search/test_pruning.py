@@ -181,3 +181,15 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     # the same search without pruning trains to the end
     off = run_search(tiny_synthetic, space, SearchSettings("not-pruned", n_trials=1, save_artifacts=False, prune=False), storage=storage)
     assert off.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_the_margin_on_an_auc_is_relative_to_its_error(storage):
+    # references at epoch 5: mse 1.0 and AUC 0.95 - 0.02 * 5 = 0.85 at best (error 0.15)
+    study = make_study(storage, [(0.5, 0.95), (0.5, 0.95), (0.5, 0.95)])
+    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.05, min_dominators=2))
+    # AUC 0.84 has error 0.16: 0.15 is at least 5 % less, so the trial is behind on both
+    # objectives. A margin of 5 % of the AUC itself (0.042) would never have pruned it.
+    with pytest.raises(optuna.TrialPruned, match="margin 0.05"):
+        pruner(running_trial(study), 4, scores(1.2, 0.84))
+    # error 0.155: less than 5 % behind on AUC, so not dominated with the margin
+    pruner(running_trial(study), 4, scores(1.2, 0.845))
