@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                         help="variants to run (default: baseline pruned affinity)")
     parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.05)")
+    parser.add_argument("--prune-warmup", type=int, default=None, help="epochs never pruned (default: the space's, 2)")
     parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
     parser.add_argument("--name", default="search_efficiency", help="results file benchmarks/results/NAME.json (default: search_efficiency)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 12 trials, 6 early, 4 epochs, 1500 rows")
@@ -94,7 +95,8 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path) ->
     prune, strategy, budget, startup = VARIANTS[name]
     data = make_synthetic(dim=args.dim, rows=args.rows, tasks=args.tasks, correlation=args.correlation, groups=args.groups, seed=max(seed, 0))
     space = load_space("default")
-    pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators)) if v is not None}
+    pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
+                                 ("warmup_epochs", args.prune_warmup)) if v is not None}
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
