@@ -14,6 +14,10 @@ unequal relatedness that affinity seeding is meant to find):
   trials; the affinity training counts in its wall time), ``--early`` trials.
 - **startup10** (only when named in ``--variants``): the baseline with Optuna's default of 10
   random start-up trials instead of mtl-search's budget-scaled start-up.
+- **pruned_half_time** and **half_time** (only when named): a time budget instead of a trial
+  budget. No new trial starts after half the baseline's wall time of the same seed, with and
+  without pruning; the unpruned one is the control that tells pruning's share apart from an
+  early-saturating front.
 
 Hypervolume (HV) uses one normalisation per seed, shared by its three studies, objectives
 turned into "minimise", reference 1.1 per objective (``mtl_search.search.hypervolume``), in two
@@ -59,6 +63,9 @@ VARIANTS = {
     "pruned": (True, "none", "trials", None),
     "affinity": (False, "affinity", "early", None),
     "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
+    # a time budget instead of a trial budget: half the baseline's wall time, as many trials as fit
+    "pruned_half_time": (True, "none", "half_time", None),
+    "half_time": (False, "none", "half_time", None),  # the control: the same time, no pruning
 }
 DEFAULT_VARIANTS = ["baseline", "pruned", "affinity"]
 
@@ -89,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path) -> tuple[optuna.Study, float, float]:
+def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, timeout: float | None = None) -> tuple[optuna.Study, float, float]:
     """The study, its wall seconds and its CPU seconds (this process; on a shared machine CPU
     time follows the work done, wall time also the neighbours' load)."""
     prune, strategy, budget, startup = VARIANTS[name]
@@ -100,7 +107,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path) ->
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
-        n_trials=getattr(args, budget), epochs=args.epochs, device="cpu", save_artifacts=False,
+        n_trials=None if budget == "half_time" else getattr(args, budget), timeout=timeout, epochs=args.epochs, device="cpu", save_artifacts=False,
         prune=prune, seed_strategy=strategy, startup_trials=args.startup_trials if startup is None else startup,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -126,11 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         # untimed warm-up: imports, torch kernels and SQLAlchemy are paid once, not by the first variant
         run_variant("baseline", -1, argparse.Namespace(**(vars(args) | {"trials": 1, "epochs": 1})), Path(tmp))
         names = list(args.variants)
+        timed = [name for name in names if VARIANTS[name][2] == "half_time"]
+        if timed and "baseline" not in names:
+            raise SystemExit(f"--variants {' '.join(timed)}: these need the baseline variant, whose wall time they halve")
+        plain = [name for name in names if name not in timed]
         for seed in range(args.seeds):
             studies, times, cpu = {}, {}, {}
             # interleaved, and in a rotated order per seed, so machine-load drift hits every variant
-            for name in names[seed % len(names):] + names[: seed % len(names)]:
+            for name in plain[seed % len(plain):] + plain[: seed % len(plain)]:
                 studies[name], times[name], cpu[name] = run_variant(name, seed, args, Path(tmp))
+            for name in timed:  # no new trial starts after half the baseline's wall time
+                studies[name], times[name], cpu[name] = run_variant(name, seed, args, Path(tmp), timeout=0.5 * times["baseline"])
             studies = {name: studies[name] for name in names}
             bounds = objective_bounds(list(studies.values()))
             nadir_bounds = front_bounds(list(studies.values()))
