@@ -116,6 +116,14 @@ def smallest_value(param: Any) -> float:
     return param
 
 
+def check_smallest(param: Any, minimum: float, *, strict: bool) -> Any:
+    """A space validator's check: ``param`` never goes below ``minimum`` (nor reaches it, if ``strict``)."""
+    low = smallest_value(param)
+    if low < minimum or (strict and low == minimum):
+        raise ValueError(f"must be positive, got {low}" if strict and minimum == 0 else f"must be at least {minimum:g}, got {low}")
+    return param
+
+
 def combine(losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Tensor], extra: torch.Tensor | None) -> torch.Tensor:
     # A weight of exactly 1 adds no multiply node: this runs every batch.
     terms = [loss if isinstance(weights[name], float) and weights[name] == 1.0 else weights[name] * loss for name, loss in losses.items()]

@@ -23,7 +23,7 @@ from torch import nn
 from mtl_search.errors import UserError
 from mtl_search.search.params import FloatParam, suggest
 from mtl_search.weighting import Method, register_method
-from mtl_search.weighting.base import LossWeighting, combine, smallest_value
+from mtl_search.weighting.base import LossWeighting, check_smallest, combine
 
 # a task whose loss was exactly 0 two epochs ago has no ratio; this keeps it finite
 _TINY_LOSS = 1e-12
@@ -75,9 +75,7 @@ class DWASpace(BaseModel):
     @field_validator("temperature")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if smallest_value(value) <= 0:
-            raise ValueError(f"must be positive, got {smallest_value(value)}")
-        return value
+        return check_smallest(value, 0, strict=True)
 
 
 def sample_dwa(trial: Any, section: DWASpace, task_names: Sequence[str]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from torch import nn
 from mtl_search.errors import UserError
 from mtl_search.search.params import FloatParam, FloatRange, suggest
 from mtl_search.weighting import Method, register_method
-from mtl_search.weighting.base import EpochMean, LossWeighting, smallest_value
+from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest
 
 # floor for the first losses and the weights: a weight of exactly 0 could never come back
 _TINY = 1e-8
@@ -127,16 +127,12 @@ class GradNormSpace(BaseModel):
     @field_validator("alpha")
     @classmethod
     def _not_negative(cls, value: Any) -> Any:
-        if smallest_value(value) < 0:
-            raise ValueError(f"must be at least 0, got {smallest_value(value)}")
-        return value
+        return check_smallest(value, 0, strict=False)
 
     @field_validator("weight_learning_rate")
     @classmethod
     def _positive(cls, value: Any) -> Any:
-        if smallest_value(value) <= 0:
-            raise ValueError(f"must be positive, got {smallest_value(value)}")
-        return value
+        return check_smallest(value, 0, strict=True)
 
 
 def sample_gradnorm(trial: Any, section: GradNormSpace, task_names: Sequence[str]) -> dict[str, Any]:
