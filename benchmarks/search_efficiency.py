@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
-from mtl_search.search.hypervolume import front_bounds, hypervolume_history, objective_bounds  # noqa: E402
+from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -120,6 +120,12 @@ def hv_at(history: list[dict[str, Any]], n_trials: int) -> float:
     return history[min(n_trials, len(history)) - 1]["hypervolume"] if history else 0.0
 
 
+def error_values(study: optuna.Study) -> list[list[float]]:
+    """The scored trials' objectives as positive values to minimise (1 - value when maximised)."""
+    flips = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    return [[1.0 - v if flip else v for v, flip in zip(t.values, flips)] for t in scored_trials(study)]
+
+
 def epochs_trained(study: optuna.Study) -> int:
     return sum(len(t.user_attrs.get("history", [])) for t in study.trials)
 
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                     "hv_final": hv_at(history, len(history)), f"hv_after_{args.early}": hv_at(history, args.early),
                     "hv_front_final": hv_at(tight, len(tight)), f"hv_front_after_{args.early}": hv_at(tight, args.early),
                     "pruned": states.count(optuna.trial.TrialState.PRUNED), "epochs_trained": epochs_trained(study),
+                    # how far the baseline's front is from this variant's points (0: covered; see epsilon_indicator)
+                    "epsilon_vs_baseline": epsilon_indicator(error_values(studies["baseline"]), error_values(study)) if "baseline" in studies else None,
                 })
                 print(f"seed {seed} {name:9s} {rows[-1]}", flush=True)
     summary = summarise(rows, args)
@@ -176,7 +184,8 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
             values = [r[key] for r in mine]
             return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
-        summary[name] = {key: stats(key) for key in ("wall_s", "cpu_s", "hv_final", early, "hv_front_final", f"hv_front_after_{args.early}", "pruned", "epochs_trained", "trials")}
+        keys = ["wall_s", "cpu_s", "hv_final", early, "hv_front_final", f"hv_front_after_{args.early}", "pruned", "epochs_trained", "trials"]
+        summary[name] = {key: stats(key) for key in keys + (["epsilon_vs_baseline"] if mine[0]["epsilon_vs_baseline"] is not None else [])}
     if not {"baseline", "pruned"} <= set(summary):
         return summary
     base_time = summary["baseline"]["wall_s"]["mean"]
@@ -193,12 +202,13 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
           f"default space, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
     print("HV: all trials' range (HV-all) and the combined front's ideal-nadir box (HV-front, more discriminating)")
     print(f"{'variant':10s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
-          f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s}")
+          f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s}")
     for name, s in summary.items():
         def cell(key: str, fmt: str) -> str:
             return f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"
         print(f"{name:10s} {s['trials']['mean']:7.0f} {cell('wall_s', '6.1f'):>14s} {cell('cpu_s', '6.1f'):>14s} {cell('hv_final', '.3f'):>16s} "
-              f"{cell(early, '.3f'):>16s} {cell('hv_front_final', '.3f'):>16s} {cell(f'hv_front_after_{args.early}', '.3f'):>16s} {s['pruned']['mean']:7.1f} {s['epochs_trained']['mean']:8.0f}")
+              f"{cell(early, '.3f'):>16s} {cell('hv_front_final', '.3f'):>16s} {cell(f'hv_front_after_{args.early}', '.3f'):>16s} {s['pruned']['mean']:7.1f} {s['epochs_trained']['mean']:8.0f} "
+              + (f"{100 * s['epsilon_vs_baseline']['mean']:7.1f} ± {100 * s['epsilon_vs_baseline']['std']:4.1f}" if "epsilon_vs_baseline" in s else ""))
     if "time_ratio_vs_baseline" not in summary.get("pruned", {}):
         return
     pruned = summary["pruned"]

@@ -38,6 +38,27 @@ def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Seque
     return _volume(_non_dominated(pts), ref)
 
 
+def epsilon_indicator(front: Sequence[Sequence[float]] | np.ndarray, approximation: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Multiplicative epsilon indicator: the smallest ``e`` such that every non-dominated
+    point of ``front`` has a point of ``approximation`` at most ``1 + e`` times as large
+    on every objective (Zitzler et al., 2003).
+
+    Both are minimised and must be positive (losses, errors 1 - AUC, costs). 0 means the
+    approximation covers the front; 0.05 means its worst-covered point is 5 % away. It
+    answers "what did a cheaper search (for example a pruned one) lose?" in the units of
+    the objectives, where a hypervolume difference depends on the normalisation box.
+    """
+    reference, other = np.asarray(front, dtype=float), np.asarray(approximation, dtype=float)
+    if len(reference) == 0:
+        return 0.0
+    if len(other) == 0:
+        return float("inf")
+    if np.any(reference <= 0) or np.any(other <= 0):
+        raise ValueError("the multiplicative epsilon indicator needs positive values to minimise")
+    ratios = np.max(other[None, :, :] / _non_dominated(reference)[:, None, :], axis=2)  # (front point, other point)
+    return float(np.max(np.min(ratios, axis=1)) - 1.0)
+
+
 def _non_dominated(points: np.ndarray) -> np.ndarray:
     points = np.unique(points, axis=0)
     dominated = np.array([np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1)) for p in points], dtype=bool)

@@ -11,7 +11,7 @@ A space file has these sections (all optional but ``families``)::
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
     objectives: {metrics, extra, max_params, max_latency_ms}  # cost objectives and limits
-    pruning:    {enabled, warmup_epochs, min_completed_trials, margin, min_dominators}
+    pruning:    {enabled, warmup_epochs, min_completed_trials, margin, min_dominators, min_dominator_fraction}
 
 Each value is a constant, ``{low: .., high: .., log: true}`` or ``{choices: [..]}``.
 Loading validates everything and names the key at fault; :meth:`SearchSpace.sample`
@@ -103,6 +103,7 @@ class PruningSpace(_Strict):
     min_completed_trials: int = Field(default=5, ge=1)
     margin: float = Field(default=0.05, ge=0.0)
     min_dominators: int = Field(default=2, ge=1)
+    min_dominator_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class SearchSpace(_Strict):

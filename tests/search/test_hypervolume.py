@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from mtl_search.search.hypervolume import front_bounds, front_hypervolume, hypervolume, hypervolume_history, objective_bounds, store_hypervolume
+from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, front_hypervolume, hypervolume, hypervolume_history, objective_bounds, store_hypervolume
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 
@@ -68,3 +68,16 @@ def test_front_bounds_ignore_dominated_outliers():
         study.add_trial(optuna.trial.create_trial(state=COMPLETE, values=values))
     assert objective_bounds([study]) == ([1.0, -0.9], [50.0, -0.1])
     assert front_bounds([study]) == ([1.0, -0.9], [2.0, -0.5])
+
+
+def test_epsilon_indicator_by_hand():
+    front = [(1.0, 4.0), (2.0, 2.0), (4.0, 1.0), (5.0, 5.0)]  # (5, 5) is dominated: ignored
+    # (1, 4) is covered by (1.1, 4) within 10 %, (2, 2) by (2.5, 2) within 25 %, (4, 1) exactly
+    approximation = [(1.1, 4.0), (2.5, 2.0), (4.0, 1.0)]
+    assert epsilon_indicator(front, approximation) == pytest.approx(0.25)
+    assert epsilon_indicator(front, front) == 0.0
+    # a strictly better approximation gives a negative value; an empty one covers nothing
+    assert epsilon_indicator(front, [(0.5, 0.5)]) == pytest.approx(-0.5)
+    assert epsilon_indicator(front, []) == float("inf")
+    with pytest.raises(ValueError, match="positive"):
+        epsilon_indicator([(-1.0, 1.0)], [(1.0, 1.0)])

@@ -48,7 +48,8 @@ def storage(tmp_path_factory):
     return optuna.storages.RDBStorage(f"sqlite:///{tmp_path_factory.mktemp('pruning') / 'studies.db'}")
 
 
-SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1)
+# count-only settings (no fraction of the references needed) keep these constructed cases small
+SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=0.0)
 FINALS = [(0.5, 0.90), (0.6, 0.88), (0.7, 0.85)]
 
 
@@ -60,7 +61,7 @@ def test_a_clearly_dominated_trial_is_pruned_and_says_why(storage):
     with pytest.raises(optuna.TrialPruned):
         pruner(trial, 4, scores(2.0, 0.6))
     reason = study.trials[trial.number].user_attrs["prune_reason"]
-    assert reason.startswith("dominated at epoch 5 by trial(s) 0, 1, 2")
+    assert reason.startswith("dominated at epoch 5 by 3 of 3 completed trials (0, 1, 2;")
 
 
 def test_a_trial_better_on_one_objective_is_never_pruned(storage):
@@ -110,6 +111,20 @@ def test_min_dominators_counts_distinct_references(storage):
     strict(running_trial(study), 4, one_beats)
     with pytest.raises(optuna.TrialPruned):
         DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, one_beats)
+
+
+@pytest.mark.parametrize(("fraction", "pruned"), [(0.5, True), (0.75, False)])
+def test_the_fraction_of_references_that_must_dominate(storage, fraction, pruned):
+    # at epoch 5 the references are (1.0, .80), (1.1, .78), (1.2, .75), (3.5, .20): two of
+    # the four beat (1.15, .76) by the 2 % margin, so half of them do, three quarters do not
+    study = make_study(storage, FINALS + [(3.0, 0.30)])
+    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=fraction))
+    trial = running_trial(study)
+    if pruned:
+        with pytest.raises(optuna.TrialPruned, match="by 2 of 4 completed trials"):
+            pruner(trial, 4, scores(1.15, 0.76))
+    else:
+        pruner(trial, 4, scores(1.15, 0.76))
 
 
 def test_pruning_only_ever_happens_to_dominated_vectors():
@@ -174,7 +189,7 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == 2
     for trial in pruned:
-        assert trial.user_attrs["prune_reason"] == "dominated at epoch 2 by trial(s) 0 (margin 0.02)"
+        assert trial.user_attrs["prune_reason"] == "dominated at epoch 2 by 1 of 1 completed trials (0; margin 0.02)"
         assert [h["epoch"] for h in trial.user_attrs["history"]] == [1, 2]
         assert trial.user_attrs["last_values"]["task1/mse"] == trial.user_attrs["validation"]["task1"]["mse"] > 0
     assert [t.number for t in pareto_trials(study)] == [0]
@@ -193,3 +208,21 @@ def test_the_margin_on_an_auc_is_relative_to_its_error(storage):
         pruner(running_trial(study), 4, scores(1.2, 0.84))
     # error 0.155: less than 5 % behind on AUC, so not dominated with the margin
     pruner(running_trial(study), 4, scores(1.2, 0.845))
+
+
+def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage):
+    study = make_study(storage, FINALS[:2])  # two references: fewer than min_completed_trials
+    hopeless = scores(9.0, 0.0)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=3600)
+    trial = running_trial(study)
+    pruner(trial, 3, hopeless)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
+    pruner(trial, 4, hopeless)  # the same trial within the refresh time: the third reference is not read yet
+    with pytest.raises(optuna.TrialPruned):
+        pruner(running_trial(study), 4, hopeless)  # the next trial reads storage again
+    always = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=0)
+    late = running_trial(make_study(storage, FINALS[:2]))
+    always(late, 3, hopeless)
+    late.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
+    with pytest.raises(optuna.TrialPruned):
+        always(late, 4, hopeless)

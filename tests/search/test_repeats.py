@@ -55,7 +55,7 @@ def test_a_candidate_pruned_before_is_trained_again(tiny_synthetic, storage_url)
         state=optuna.trial.TrialState.PRUNED,
         params={"training.learning_rate": candidate["training"]["learning_rate"]},
         distributions={"training.learning_rate": optuna.distributions.CategoricalDistribution([1.0e-3, 3.0e-3])},
-        user_attrs={"candidate": candidate, "prune_reason": "dominated at epoch 1 by trial(s) 7, 8 (margin 0.05)"},
+        user_attrs={"candidate": candidate, "prune_reason": "dominated at epoch 1 by 2 of 3 completed trials (7, 8; margin 0.05)"},
     ))
     # the same seed and sampler propose the same first candidate again
     study = search(tiny_synthetic, storage_url, "second", 1)

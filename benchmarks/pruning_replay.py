@@ -1,0 +1,169 @@
+"""Replay pruning settings on complete, unpruned studies: epochs saved against front lost.
+
+A live pruned search and an unpruned one sample different trials after the first pruning,
+so their fronts differ by sampler noise as well as by pruning. Replaying removes that
+noise: the trials of an unpruned study are taken in trial order, and for each setting the
+shipped rule (``mtl_search.search.pruning.dominators_to_prune``) decides after every epoch
+whether the trial would have been stopped, with the trials kept so far as its references.
+Kept trials form the replayed front; the unpruned study's front is the truth.
+
+Reported per setting (per seed and over seeds): the share of epochs trained, and the
+**epsilon indicator** of the replayed front against the true one: the smallest e such that
+every true front point has a kept point at most (1 + e) times as large on every minimised
+objective. 0 means nothing on the front was lost; 0.05 means the worst-lost trade-off is
+5 % away from what remains.
+
+Studies: ``--generate`` trains unpruned studies of ``benchmarks/search_efficiency.py``'s
+baseline (default space, synthetic data, TPE) into ``--folder``; ``--storage URL`` (one or
+more) replays studies you already have, for example your own ``studies/*.db`` run with
+``--no-prune``, to choose pruning settings for your data.
+
+Usage::
+
+    python benchmarks/pruning_replay.py --generate --rows 2000 --epochs 16 --trials 60
+    python benchmarks/pruning_replay.py --storage sqlite:///studies/mine.db
+    python benchmarks/pruning_replay.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import write_result  # noqa: E402
+
+from mtl_search.search.hypervolume import epsilon_indicator  # noqa: E402
+from mtl_search.search.pruning import PruningSettings, dominators_to_prune, minimised_vector  # noqa: E402
+from mtl_search.search.study import study_objectives  # noqa: E402
+
+Curve = list[tuple[float, ...]]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--storage", nargs="+", default=[], help="SQLAlchemy URL(s) of unpruned studies to replay (every study in each)")
+    parser.add_argument("--generate", action="store_true", help="train unpruned baseline studies first (search_efficiency.py's baseline)")
+    parser.add_argument("--folder", type=Path, default=None, help="where --generate keeps its SQLite files (default: a temporary folder)")
+    parser.add_argument("--seeds", type=int, default=3, help="--generate: studies (default: 3)")
+    parser.add_argument("--trials", type=int, default=60, help="--generate: trials per study (default: 60)")
+    parser.add_argument("--epochs", type=int, default=16, help="--generate: epochs per trial (default: 16)")
+    parser.add_argument("--rows", type=int, default=2000, help="--generate: synthetic rows (default: 2000)")
+    parser.add_argument("--name", default="pruning_replay", help="results file benchmarks/results/NAME.json (default: pruning_replay)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: generate 2 studies of 16 trials x 6 epochs on 1500 rows")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.generate, args.seeds, args.trials, args.epochs, args.rows = True, 2, 16, 6, 1500
+    if not (args.generate or args.storage):
+        parser.error("give --storage URL(s) of unpruned studies, or --generate")
+    return args
+
+
+def settings_grid() -> list[PruningSettings]:
+    """The shipped default first, then the count-only rule it replaced, then a spread."""
+    default = PruningSettings()
+    grid = [default, PruningSettings(min_dominator_fraction=0.0)]
+    for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75)):
+        candidate = PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction)
+        if candidate not in grid:
+            grid.append(candidate)
+    return grid
+
+
+def label(settings: PruningSettings) -> str:
+    return (f"warmup {settings.warmup_epochs}, margin {settings.margin:g}, "
+            f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
+
+
+def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
+    """(trial number, minimised vector per epoch) of the complete trials with a full history."""
+    objectives = study_objectives(study)
+    curves = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        history = trial.user_attrs.get("history")
+        if not history or trial.user_attrs.get("repeat_of") is not None:
+            continue
+        costs = trial.user_attrs.get("costs", {})
+        vectors = [minimised_vector(objectives, entry.get("validation", {}), costs) for entry in history]
+        if all(v is not None for v in vectors):
+            curves.append((trial.number, vectors))
+    return curves
+
+
+def replay(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> tuple[list[tuple[float, ...]], int]:
+    """The final vectors of the trials the rule keeps, and the epochs it trains."""
+    kept: list[tuple[int, Curve]] = []
+    epochs = 0
+    for number, curve in curves:
+        total = len(curve)
+        stopped_at = None
+        for epoch in range(1, total + 1):
+            references = [(n, c[epoch - 1]) for n, c in kept if len(c) >= epoch]
+            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is not None:
+                stopped_at = epoch
+                break
+        if stopped_at is None:
+            kept.append((number, curve))
+            epochs += total
+        else:
+            epochs += stopped_at
+    return [curve[-1] for _, curve in kept], epochs
+
+
+def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optuna.Study]]:
+    studies = []
+    if args.generate:
+        import torch
+
+        import search_efficiency
+
+        torch.set_num_threads(1)
+        options = search_efficiency.parse_args(["--trials", str(args.trials), "--epochs", str(args.epochs), "--rows", str(args.rows)])
+        for seed in range(args.seeds):
+            study, wall, _ = search_efficiency.run_variant("baseline", seed, options, folder)
+            print(f"generated seed {seed}: {args.trials} trials x {args.epochs} epochs on {args.rows} rows in {wall:.0f} s", flush=True)
+            studies.append((f"baseline-{seed}", study))
+    for url in args.storage:
+        for summary in optuna.get_all_study_summaries(url):
+            studies.append((f"{url} {summary.study_name}", optuna.load_study(study_name=summary.study_name, storage=url)))
+    return studies
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        studies = [(name, study_curves(study)) for name, study in load_studies(args, folder)]
+    studies = [(name, curves) for name, curves in studies if curves]
+    if not studies:
+        raise SystemExit("no complete trials with a per-epoch history to replay")
+    rows: list[dict[str, Any]] = []
+    print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c in studies)} complete trials)")
+    print(f"{'setting':58s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
+    for settings in settings_grid():
+        shares, epsilons = [], []
+        for _, curves in studies:
+            kept, epochs = replay(curves, settings)
+            shares.append(epochs / sum(len(c) for _, c in curves))
+            epsilons.append(epsilon_indicator(np.array([c[-1] for _, c in curves]), np.array(kept)))
+        rows.append({"settings": dataclasses.asdict(settings), "label": label(settings), "epoch_share": shares, "epsilon": epsilons,
+                     "epoch_share_mean": statistics.fmean(shares), "epsilon_max": max(epsilons)})
+        per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
+        print(f"{label(settings):58s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
+    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _ in studies], "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
