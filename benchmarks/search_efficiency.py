@@ -25,8 +25,11 @@ boxes: **HV-all** min-max scales over every complete trial (the study-level defi
 very bad trial pushes every front near the maximum), **HV-front** scales between the ideal
 and the nadir of the three studies' combined front (``front_bounds``), which keeps
 differences between good fronts visible. Reported per variant: wall time of
-``run_search``, final HV, HV after the first ``--early`` trials, trials pruned and epochs
-trained. Targets: pruned reaches the baseline's final HV within noise in at most half the
+``run_search``, final HV, HV after the first ``--early`` trials, trials pruned, epochs
+trained, the epsilon indicator both ways against the baseline of the same seed ("eps vs
+base": how far the baseline's front is from this variant's points; "base eps vs it": the
+reverse; ``mtl_search.search.hypervolume.epsilon_indicator``), and per variant the seeds
+on which it beat the baseline (paired, since seeds differ more than variants). Targets: pruned reaches the baseline's final HV within noise in at most half the
 time; affinity has a higher HV than the baseline after the first ``--early`` trials.
 
 Usage::
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                     "pruned": states.count(optuna.trial.TrialState.PRUNED), "epochs_trained": epochs_trained(study),
                     # how far the baseline's front is from this variant's points (0: covered; see epsilon_indicator)
                     "epsilon_vs_baseline": epsilon_indicator(error_values(studies["baseline"]), error_values(study)) if "baseline" in studies else None,
+                    # and the other way: how far this variant's front is from the baseline's points
+                    "baseline_epsilon_vs_this": epsilon_indicator(error_values(study), error_values(studies["baseline"])) if "baseline" in studies else None,
                 })
                 print(f"seed {seed} {name:9s} {rows[-1]}", flush=True)
     summary = summarise(rows, args)
@@ -185,7 +190,16 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
             return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
         keys = ["wall_s", "cpu_s", "hv_final", early, "hv_front_final", f"hv_front_after_{args.early}", "pruned", "epochs_trained", "trials"]
-        summary[name] = {key: stats(key) for key in keys + (["epsilon_vs_baseline"] if mine[0]["epsilon_vs_baseline"] is not None else [])}
+        summary[name] = {key: stats(key) for key in keys + (["epsilon_vs_baseline", "baseline_epsilon_vs_this"] if mine[0]["epsilon_vs_baseline"] is not None else [])}
+    by_seed = {(r["variant"], r["seed"]): r for r in rows}
+    for name in args.variants:
+        if name != "baseline" and "baseline" in args.variants:
+            # paired by seed: HV differences between seeds are larger than between variants
+            seeds = sorted({r["seed"] for r in rows})
+            summary[name]["seeds_above_baseline"] = {
+                key: sum(by_seed[(name, s)][key] > by_seed[("baseline", s)][key] for s in seeds)
+                for key in (early, f"hv_front_after_{args.early}", "hv_front_final")
+            }
     if not {"baseline", "pruned"} <= set(summary):
         return summary
     base_time = summary["baseline"]["wall_s"]["mean"]
@@ -202,13 +216,18 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
           f"default space, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
     print("HV: all trials' range (HV-all) and the combined front's ideal-nadir box (HV-front, more discriminating)")
     print(f"{'variant':10s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
-          f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s}")
+          f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s} {'base eps vs it %':>17s}")
     for name, s in summary.items():
         def cell(key: str, fmt: str) -> str:
             return f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"
         print(f"{name:10s} {s['trials']['mean']:7.0f} {cell('wall_s', '6.1f'):>14s} {cell('cpu_s', '6.1f'):>14s} {cell('hv_final', '.3f'):>16s} "
               f"{cell(early, '.3f'):>16s} {cell('hv_front_final', '.3f'):>16s} {cell(f'hv_front_after_{args.early}', '.3f'):>16s} {s['pruned']['mean']:7.1f} {s['epochs_trained']['mean']:8.0f} "
-              + (f"{100 * s['epsilon_vs_baseline']['mean']:7.1f} ± {100 * s['epsilon_vs_baseline']['std']:4.1f}" if "epsilon_vs_baseline" in s else ""))
+              + (f"{100 * s['epsilon_vs_baseline']['mean']:7.1f} ± {100 * s['epsilon_vs_baseline']['std']:4.1f} "
+                 f"{100 * s['baseline_epsilon_vs_this']['mean']:9.1f} ± {100 * s['baseline_epsilon_vs_this']['std']:4.1f}" if "epsilon_vs_baseline" in s else ""))
+    for name, s in summary.items():
+        if "seeds_above_baseline" in s:
+            wins = ", ".join(f"{key} {count}/{args.seeds}" for key, count in s["seeds_above_baseline"].items())
+            print(f"{name}: seeds above the baseline (paired): {wins}")
     if "time_ratio_vs_baseline" not in summary.get("pruned", {}):
         return
     pruned = summary["pruned"]

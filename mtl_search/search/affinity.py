@@ -10,11 +10,22 @@ median loss, and
 over the training rows labelled for both tasks (1 on the diagonal, about 0.5 for unrelated
 tasks). From the matrix, tasks are split top-down, one split at a time, into a chain of
 ever finer partitions (all tasks together ... every task alone): each step splits the group
-whose tasks agree least, into the two halves that agree most. Trees are then grown from
-the chain the way the paper widens a network from the top: the newest split first appears
-at the last depth and moves one depth lower per tree, so the seeded trees run from fully
-shared to fully separate, one structural step apart. They are enqueued as the study's
-first trials, so the sampler starts from a spread of sensible sharing structures.
+whose tasks agree least, into the two halves that agree most. The chain is the range of
+budgets, from fully shared to fully separate, and the seeded trees come from it in one of
+two shapes (``AffinitySettings.tree_shape``):
+
+- ``"uniform"`` (default): one partition of the chain at every depth (fully shared, the
+  affinity's first split, fully separate, then the chain's other steps up to
+  ``max_seeds``). Only the family and the grouping are fixed; depth and widths are left
+  to the sampler, so the seeds do not all sit at one network size.
+- ``"grown"``: trees grown the way the paper widens a network from the top, at the
+  space's largest depth and middle width: the newest split first appears at the last
+  depth and moves one depth lower per tree, one structural step apart.
+
+They are enqueued as the study's first trials, so the sampler starts from sensible sharing
+structures. The default is the cheaper, measured one: on grouped synthetic tasks, eight
+grown trees took 40 % of a 20-trial budget to one family at one size and lowered the
+front's hypervolume on every one of 5 seeds, where three uniform trees did not (docs/search.md).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from mtl_search.tasks import Task
 Partition = list[list[str]]
 AFFINITY_ATTR = "affinity"
 SEED_STRATEGIES = ("none", "affinity")
+TREE_SHAPES = ("uniform", "grown")
 # Groups up to this size are split by trying every two-way split; larger ones greedily.
 EXHAUSTIVE_SPLIT_LIMIT = 12
 
@@ -46,7 +58,8 @@ class AffinitySettings:
     """The short shared network that measures affinity, and how many trees to seed.
 
     ``max_rows`` caps the training rows the easy/hard statistics are taken on;
-    ``max_seeds`` caps the trees enqueued (fully shared and fully separate always stay).
+    ``max_seeds`` caps the trees enqueued (fully shared and fully separate always stay);
+    ``tree_shape`` is "uniform" or "grown" (module docstring).
     """
 
     depth: int = 2
@@ -56,7 +69,14 @@ class AffinitySettings:
     batch_size: int = 256
     seed: int = 0
     max_rows: int = 4096
-    max_seeds: int = 8
+    max_seeds: int = 3
+    tree_shape: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.tree_shape not in TREE_SHAPES:
+            raise UserError(f"affinity tree_shape {self.tree_shape!r}: expected one of {', '.join(TREE_SHAPES)}")
+        if self.max_seeds < 2:
+            raise UserError(f"affinity max_seeds {self.max_seeds}: at least 2 (fully shared and fully separate)")
 
 
 def per_sample_losses(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -200,6 +220,14 @@ def seed_trees(chain: Sequence[Partition], depth: int, max_trees: int | None = N
     return [[[list(g) for g in level] for level in tree] for tree in trees]
 
 
+def uniform_trees(chain: Sequence[Partition], depth: int, max_trees: int | None = None) -> list[list[Partition]]:
+    """One partition of the chain at every depth: fully shared, fully separate, then the
+    chain's splits in order (the first split, the affinity's strongest statement, first)."""
+    order = [0, len(chain) - 1] + list(range(1, len(chain) - 1))
+    picked = sorted(dict.fromkeys(order[: max_trees or len(order)]))
+    return [[[list(g) for g in chain[k]] for _ in range(depth)] for k in picked]
+
+
 def tree_params(groups: Sequence[Partition], task_names: Sequence[str]) -> dict[str, int]:
     """The ``tree.group_{d}_{task}`` labels that make ``sample_groups`` build ``groups``.
 
@@ -238,11 +266,13 @@ def _largest(param: Any) -> int:
     return int(param)
 
 
-def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition], max_trees: int | None = None) -> list[dict[str, Any]]:
+def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition], max_trees: int | None = None, shape: str = "uniform") -> list[dict[str, Any]]:
     """Parameter dictionaries (for ``study.enqueue_trial``) of the seeded trees in ``space``.
 
-    Uses the tree family's largest allowed depth (the most room to branch) and its middle
-    width; every other parameter is left to the sampler.
+    ``shape`` "uniform": the grouping labels for every depth up to the family's largest, so
+    any depth the sampler picks builds the same partition throughout; depth and widths are
+    the sampler's. "grown": trees at the largest depth and the middle width, both fixed.
+    Every other parameter is left to the sampler.
     """
     if "tree" not in space.families:
         raise UserError("--seed-strategy affinity: the space has no tree family (families.tree) to seed")
@@ -250,10 +280,12 @@ def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition
     if section.grouping != "partitions":
         raise UserError(f"--seed-strategy affinity: needs families.tree.grouping: partitions, the space has {section.grouping!r}")
     depth = _largest(section.depth)
-    width = _middle(section.width)
     fixed: dict[str, Any] = {}
     if len(space.families) > 1:
         fixed["family"] = "tree"
+    if shape == "uniform":
+        return [fixed | tree_params(tree, task_names) for tree in uniform_trees(chain, depth, max_trees)]
+    width = _middle(section.width)
     if isinstance(section.depth, (IntRange, IntChoice)) and not (isinstance(section.depth, IntChoice) and len(section.depth.choices) == 1):
         fixed["tree.depth"] = depth
     if section.per_depth_width:
@@ -281,7 +313,7 @@ def seed_with_affinity(
         return []
     affinity = measure_affinity(data, settings, device=device)
     chain = partition_chain(affinity)
-    seeds = seed_params(space, data.task_names, chain, settings.max_seeds)
+    seeds = seed_params(space, data.task_names, chain, settings.max_seeds, settings.tree_shape)
     record = affinity.to_data(settings) | {"chain": chain, "seeded": len(seeds)}
     study.set_user_attr(AFFINITY_ATTR, record)
     for params in seeds:

@@ -10,7 +10,7 @@ from mtl_search.architectures import build_model
 from mtl_search.architectures.tree import validate_tree
 from mtl_search.errors import UserError
 from mtl_search.search.affinity import (
-    AffinitySettings, TaskAffinity, easy_hard_affinity, partition_chain, seed_params, seed_trees, seed_with_affinity,
+    AffinitySettings, TaskAffinity, easy_hard_affinity, partition_chain, seed_params, seed_trees, seed_with_affinity, uniform_trees,
 )
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
@@ -64,6 +64,25 @@ def test_trees_run_from_shared_to_separate_and_are_valid():
     assert capped[0] == trees[0] and capped[-1] == trees[-1] and len(capped) == 3
 
 
+def test_uniform_trees_keep_one_partition_at_every_depth():
+    chain = partition_chain(block_affinity())
+    trees = uniform_trees(chain, depth=3, max_trees=3)
+    # fully shared, the affinity's first split, fully separate: each the same at every depth
+    assert trees == [[chain[0]] * 3, [chain[1]] * 3, [chain[-1]] * 3]
+    assert uniform_trees(chain, depth=1) == [[p] for p in chain]
+    two_tasks = [[["a", "b"]], [["a"], ["b"]]]
+    assert uniform_trees(two_tasks, depth=2, max_trees=3) == [[two_tasks[0]] * 2, [two_tasks[1]] * 2]
+    for tree in trees:
+        validate_tree([8, 8, 8], tree, ["a", "b", "c", "d"])
+
+
+def test_bad_affinity_settings_are_refused():
+    with pytest.raises(UserError, match="tree_shape 'bushy'"):
+        AffinitySettings(tree_shape="bushy")
+    with pytest.raises(UserError, match="max_seeds 1"):
+        AffinitySettings(max_seeds=1)
+
+
 def test_space_without_partitions_cannot_be_seeded():
     fixed = parse_space({"families": {"tree": {"grouping": "branch_points"}}, "loss_weighting": {"static": {}}})
     with pytest.raises(UserError, match="grouping: partitions"):
@@ -80,19 +99,36 @@ def test_seeded_trees_are_the_first_trials_and_build(tiny_synthetic3, storage_ur
     study = run_search(tiny_synthetic3, space, settings)  # creates the study; one ordinary trial
     assert seed_with_affinity(study, tiny_synthetic3, space) == []  # a study with trials is not re-seeded
 
+    # the default: uniform trees (shared, first split, separate); depth and widths sampled
     settings = SearchSettings("fresh", storage=storage_url, n_trials=0, save_artifacts=False, seed_strategy="affinity")
     study = run_search(tiny_synthetic3, space, settings)
     record = study.user_attrs["affinity"]
     assert record["tasks"] == tiny_synthetic3.task_names and len(record["matrix"]) == 3
-    expected = seed_trees(record["chain"], depth=2)
-    assert record["seeded"] == len(expected) == 5
+    chain = record["chain"]
+    assert record["seeded"] == len(chain) == 3  # 3 tasks: shared, one split, separate
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.number for t in waiting] == list(range(len(expected)))
+    assert [t.number for t in waiting] == [0, 1, 2]
 
-    settings = SearchSettings("fresh", storage=storage_url, n_trials=len(expected), save_artifacts=False)
-    study = run_search(tiny_synthetic3, space, settings)
-    for trial, groups in zip(sorted(study.trials, key=lambda t: t.number), expected):
+    study = run_search(tiny_synthetic3, space, SearchSettings("fresh", storage=storage_url, n_trials=3, save_artifacts=False))
+    for trial, partition in zip(sorted(study.trials, key=lambda t: t.number), chain):
         assert trial.state == optuna.trial.TrialState.COMPLETE
+        architecture = trial.user_attrs["candidate"]["architecture"]
+        assert architecture["groups"] == [partition] * len(architecture["groups"])  # whatever depth was sampled
+        build_model(architecture, tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
+
+
+def test_grown_trees_fix_the_largest_depth_and_the_middle_width(tiny_synthetic3, storage_url):
+    space = parse_space({
+        "training": {"epochs": 1, "batch_size": 128},
+        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
+        "loss_weighting": {"static": {}},
+    })
+    study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=0, save_artifacts=False))
+    seeds = seed_with_affinity(study, tiny_synthetic3, space, AffinitySettings(tree_shape="grown", max_seeds=8))
+    expected = seed_trees(study.user_attrs["affinity"]["chain"], depth=2)
+    assert len(seeds) == len(expected) == 5
+    study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=len(expected), save_artifacts=False))
+    for trial, groups in zip(sorted(study.trials, key=lambda t: t.number), expected):
         architecture = trial.user_attrs["candidate"]["architecture"]
         assert architecture["groups"] == groups and architecture["widths"] == [16, 16]
         build_model(architecture, tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
