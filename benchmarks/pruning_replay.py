@@ -42,6 +42,7 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
+from mtl_search.search.costs import is_feasible  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator  # noqa: E402
 from mtl_search.search.pruning import PruningSettings, dominators_to_prune, minimised_vector  # noqa: E402
 from mtl_search.search.study import study_objectives  # noqa: E402
@@ -87,10 +88,13 @@ def label(settings: PruningSettings) -> str:
 def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
     """(trial number, minimised vector per epoch) of the complete trials with a full history."""
     objectives = study_objectives(study)
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
+        print(f"warning: study {study.study_name!r} has pruned trials; its front is not the unpruned truth the replay compares with", flush=True)
     curves = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         history = trial.user_attrs.get("history")
-        if not history or trial.user_attrs.get("repeat_of") is not None:
+        # as the live pruner: repeats and infeasible trials (over a hard limit) are no references
+        if not history or trial.user_attrs.get("repeat_of") is not None or not is_feasible(trial):
             continue
         costs = trial.user_attrs.get("costs", {})
         vectors = [minimised_vector(objectives, entry.get("validation", {}), costs) for entry in history]

@@ -8,10 +8,12 @@ unequal relatedness that affinity seeding is meant to find):
 
 - **baseline**: ``--trials`` trials, no pruning, no seeding;
 - **pruned**: the same with Pareto-aware pruning at the space's defaults (warm-up 2 epochs,
-  5 completed trials, margin 5 %, 2 dominators; ``--prune-margin``/``--prune-dominators``
-  override);
+  5 completed trials, margin 5 %, at least 2 dominators and half of the references;
+  ``--prune-margin``/``--prune-dominators``/``--prune-fraction`` override);
 - **affinity**: no pruning, ``--seed-strategy affinity`` (the seeded trees are the first
   trials; the affinity training counts in its wall time), ``--early`` trials.
+- **affinity_grown** (only when named): the same with ``--seed-trees grown``, the paper's
+  grown trees at one size (the default before 2026-11-21).
 - **startup10** (only when named in ``--variants``): the baseline with Optuna's default of 10
   random start-up trials instead of mtl-search's budget-scaled start-up.
 - **pruned_half_time** and **half_time** (only when named): a time budget instead of a trial
@@ -65,6 +67,7 @@ VARIANTS = {
     "baseline": (False, "none", "trials", None),
     "pruned": (True, "none", "trials", None),
     "affinity": (False, "affinity", "early", None),
+    "affinity_grown": (False, "affinity_grown", "early", None),
     "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
     # a time budget instead of a trial budget: half the baseline's wall time, as many trials as fit
     "pruned_half_time": (True, "none", "half_time", None),
@@ -90,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.05)")
     parser.add_argument("--prune-warmup", type=int, default=None, help="epochs never pruned (default: the space's, 2)")
     parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
+    parser.add_argument("--prune-fraction", type=float, default=None,
+                        help="share of the references that must dominate (default: the space's, 0.5; 0 is the count-only rule)")
     parser.add_argument("--name", default="search_efficiency", help="results file benchmarks/results/NAME.json (default: search_efficiency)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 12 trials, 6 early, 4 epochs, 1500 rows")
     args = parser.parse_args(argv)
@@ -106,12 +111,13 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     data = make_synthetic(dim=args.dim, rows=args.rows, tasks=args.tasks, correlation=args.correlation, groups=args.groups, seed=max(seed, 0))
     space = load_space("default")
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
-                                 ("warmup_epochs", args.prune_warmup)) if v is not None}
+                                 ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction)) if v is not None}
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
         n_trials=None if budget == "half_time" else getattr(args, budget), timeout=timeout, epochs=args.epochs, device="cpu", save_artifacts=False,
-        prune=prune, seed_strategy=strategy, startup_trials=args.startup_trials if startup is None else startup,
+        prune=prune, seed_strategy="affinity" if strategy.startswith("affinity") else strategy,
+        seed_trees="grown" if strategy == "affinity_grown" else "uniform", startup_trials=args.startup_trials if startup is None else startup,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     study = run_search(data, space, settings)

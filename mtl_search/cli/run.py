@@ -56,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
+    efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,
+                            help="with --seed-strategy affinity: uniform = 3 trees, one grouping at every depth, size left to the sampler (default); "
+                                 "grown = the paper's top-down grown trees (up to 8) at the largest depth and middle width")
     parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
     parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
                           help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
@@ -99,6 +102,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     from mtl_search.search.storage import open_storage
     from mtl_search.training import resolve_device
 
+    if args.seed_trees is not None and args.seed_strategy != "affinity":
+        raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
     if args.startup_trials is not None and args.sampler != "tpe":
         raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
@@ -115,7 +120,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     settings = SearchSettings(
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
-        artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy,
+        artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
         startup_trials=args.startup_trials,
     )
     return data, space, settings, storage

@@ -16,16 +16,17 @@ two shapes (``AffinitySettings.tree_shape``):
 
 - ``"uniform"`` (default): one partition of the chain at every depth (fully shared, the
   affinity's first split, fully separate, then the chain's other steps up to
-  ``max_seeds``). Only the family and the grouping are fixed; depth and widths are left
+  ``max_seeds``, default 3). Only the family and the grouping are fixed; depth and widths are left
   to the sampler, so the seeds do not all sit at one network size.
 - ``"grown"``: trees grown the way the paper widens a network from the top, at the
   space's largest depth and middle width: the newest split first appears at the last
-  depth and moves one depth lower per tree, one structural step apart.
+  depth and moves one depth lower per tree, one structural step apart (at most 8 by
+  default). ``run --seed-trees grown`` asks for them.
 
 They are enqueued as the study's first trials, so the sampler starts from sensible sharing
 structures. The default is the cheaper, measured one: on grouped synthetic tasks, eight
-grown trees took 40 % of a 20-trial budget to one family at one size and lowered the
-front's hypervolume on every one of 5 seeds, where three uniform trees did not (docs/search.md).
+grown trees took 40 % of a 20-trial budget to one family at one size and lowered HV-all on
+4 of 5 seeds; three uniform trees are level with the unseeded sampler (docs/search.md).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from mtl_search.tasks import Task
 Partition = list[list[str]]
 AFFINITY_ATTR = "affinity"
 SEED_STRATEGIES = ("none", "affinity")
-TREE_SHAPES = ("uniform", "grown")
+# tree shape -> trees seeded unless max_seeds says otherwise
+TREE_SHAPES = {"uniform": 3, "grown": 8}
 # Groups up to this size are split by trying every two-way split; larger ones greedily.
 EXHAUSTIVE_SPLIT_LIMIT = 12
 
@@ -69,14 +71,18 @@ class AffinitySettings:
     batch_size: int = 256
     seed: int = 0
     max_rows: int = 4096
-    max_seeds: int = 3
+    max_seeds: int | None = None  # None: the shape's own (TREE_SHAPES)
     tree_shape: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.tree_shape not in TREE_SHAPES:
             raise UserError(f"affinity tree_shape {self.tree_shape!r}: expected one of {', '.join(TREE_SHAPES)}")
-        if self.max_seeds < 2:
+        if self.max_seeds is not None and self.max_seeds < 2:
             raise UserError(f"affinity max_seeds {self.max_seeds}: at least 2 (fully shared and fully separate)")
+
+    @property
+    def seeds_cap(self) -> int:
+        return self.max_seeds if self.max_seeds is not None else TREE_SHAPES[self.tree_shape]
 
 
 def per_sample_losses(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -313,7 +319,7 @@ def seed_with_affinity(
         return []
     affinity = measure_affinity(data, settings, device=device)
     chain = partition_chain(affinity)
-    seeds = seed_params(space, data.task_names, chain, settings.max_seeds, settings.tree_shape)
+    seeds = seed_params(space, data.task_names, chain, settings.seeds_cap, settings.tree_shape)
     record = affinity.to_data(settings) | {"chain": chain, "seeded": len(seeds)}
     study.set_user_attr(AFFINITY_ATTR, record)
     for params in seeds:

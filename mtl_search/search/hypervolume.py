@@ -43,7 +43,8 @@ def epsilon_indicator(front: Sequence[Sequence[float]] | np.ndarray, approximati
     point of ``front`` has a point of ``approximation`` at most ``1 + e`` times as large
     on every objective (Zitzler et al., 2003).
 
-    Both are minimised and must be positive (losses, errors 1 - AUC, costs). 0 means the
+    Both are minimised and must be positive (losses, errors 1 - AUC, costs; a value of
+    exactly 0, such as a perfect AUC, raises ValueError). 0 means the
     approximation covers the front; 0.05 means its worst-covered point is 5 % away. It
     answers "what did a cheaper search (for example a pruned one) lose?" in the units of
     the objectives, where a hypervolume difference depends on the normalisation box.

@@ -137,9 +137,11 @@ class DominatedTrialPruner:
 
     Completed trials never change, so their per-epoch vectors are read from storage once
     and cached by trial number. Storage is asked for newly finished trials at most every
-    ``refresh_seconds`` while one trial runs: in a single process nothing finishes meanwhile,
-    and with several workers a reference that finished seconds ago only makes the rule a
-    little more lenient. (A query costs a few milliseconds, as much as a small epoch.)
+    ``refresh_seconds`` while one trial runs: in a single process nothing finishes meanwhile;
+    with several workers a reference that finished in the last seconds is missed until the
+    next read, which can tip a close call either way (one dominator fewer, or one reference
+    fewer to make up the fraction). A query costs a few milliseconds, as much as a small
+    epoch. The caches belong to one study: a check on another study starts them afresh.
     """
 
     def __init__(self, objectives: Sequence[Objective], settings: PruningSettings = PruningSettings(), *, refresh_seconds: float = 10.0) -> None:
@@ -149,6 +151,7 @@ class DominatedTrialPruner:
         # trial number -> {epoch: vector}; None for trials that cannot serve as references
         self._curves: dict[int, dict[int, Vector] | None] = {}
         self._last_read: tuple[int, float] | None = None  # (running trial's number, when)
+        self._study_name: str | None = None
 
     def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]]) -> None:
         reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores, trial_number=trial.number)
@@ -180,6 +183,8 @@ class DominatedTrialPruner:
 
         ``running`` is the number of the trial being checked (None: always read storage).
         """
+        if study.study_name != self._study_name:  # trial numbers are per study
+            self._curves, self._last_read, self._study_name = {}, None, study.study_name
         now = time.monotonic()
         fresh = running is not None and self._last_read is not None and self._last_read[0] == running and now - self._last_read[1] < self.refresh_seconds
         if not fresh:

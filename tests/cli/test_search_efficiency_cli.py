@@ -37,6 +37,19 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--max-params", "0", "--storage", storage_url), "--max-params")
     assert_one_line_error(cli("run", "--prune-warmup", "-1", "--storage", storage_url), "--prune-warmup")
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
+    assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
+    assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
+
+
+def test_grown_seed_trees_from_the_command_line(cli, storage_url):
+    result = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "grown", "--no-prune",
+                 "--seed-strategy", "affinity", "--seed-trees", "grown")
+    assert result.code == 0, result
+    from mtl_search.search.study import load_existing
+
+    record = load_existing("grown", storage_url).user_attrs["affinity"]
+    # the default space's trees go 3 deep: 1 + 3 x (2 tasks - 1) = 4 grown trees (uniform would seed 2)
+    assert record["settings"]["tree_shape"] == "grown" and record["seeded"] == 4
 
 
 def test_affinity_and_refine_name_what_is_missing(cli, storage_url):

@@ -124,7 +124,7 @@ def test_grown_trees_fix_the_largest_depth_and_the_middle_width(tiny_synthetic3,
         "loss_weighting": {"static": {}},
     })
     study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=0, save_artifacts=False))
-    seeds = seed_with_affinity(study, tiny_synthetic3, space, AffinitySettings(tree_shape="grown", max_seeds=8))
+    seeds = seed_with_affinity(study, tiny_synthetic3, space, AffinitySettings(tree_shape="grown"))
     expected = seed_trees(study.user_attrs["affinity"]["chain"], depth=2)
     assert len(seeds) == len(expected) == 5
     study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=len(expected), save_artifacts=False))
