@@ -2,10 +2,11 @@
 
 A live pruned search and an unpruned one sample different trials after the first pruning,
 so their fronts differ by sampler noise as well as by pruning. Replaying removes that
-noise: the trials of an unpruned study are taken in trial order, and for each setting the
-shipped rule (``mtl_search.search.pruning.dominators_to_prune``) decides after every epoch
-whether the trial would have been stopped, with the trials kept so far as its references.
-Kept trials form the replayed front; the unpruned study's front is the truth.
+noise (``mtl_search.search.pruning_replay``, also behind ``mtl-search pruning STUDY``):
+the trials of an unpruned study are taken in trial order, and for each setting the
+shipped rule decides after every epoch whether the trial would have been stopped, with the
+trials kept so far as its references. Kept trials form the replayed front; the unpruned
+study's front is the truth. This script runs a wider grid over several studies at once.
 
 Reported per setting (per seed and over seeds): the share of epochs trained, and the
 **epsilon indicator** of the replayed front against the true one: the smallest e such that
@@ -34,20 +35,15 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
-from mtl_search.search.costs import is_feasible  # noqa: E402
-from mtl_search.search.hypervolume import epsilon_indicator  # noqa: E402
-from mtl_search.search.pruning import PruningSettings, dominators_to_prune, minimised_vector  # noqa: E402
-from mtl_search.search.study import study_objectives  # noqa: E402
-
-Curve = list[tuple[float, ...]]
+from mtl_search.search.pruning import PruningSettings  # noqa: E402
+from mtl_search.search.pruning_replay import replay_settings, study_curves  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,44 +81,6 @@ def label(settings: PruningSettings) -> str:
             f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
 
 
-def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
-    """(trial number, minimised vector per epoch) of the complete trials with a full history."""
-    objectives = study_objectives(study)
-    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
-        print(f"warning: study {study.study_name!r} has pruned trials; its front is not the unpruned truth the replay compares with", flush=True)
-    curves = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        history = trial.user_attrs.get("history")
-        # as the live pruner: repeats and infeasible trials (over a hard limit) are no references
-        if not history or trial.user_attrs.get("repeat_of") is not None or not is_feasible(trial):
-            continue
-        costs = trial.user_attrs.get("costs", {})
-        vectors = [minimised_vector(objectives, entry.get("validation", {}), costs) for entry in history]
-        if all(v is not None for v in vectors):
-            curves.append((trial.number, vectors))
-    return curves
-
-
-def replay(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> tuple[list[tuple[float, ...]], int]:
-    """The final vectors of the trials the rule keeps, and the epochs it trains."""
-    kept: list[tuple[int, Curve]] = []
-    epochs = 0
-    for number, curve in curves:
-        total = len(curve)
-        stopped_at = None
-        for epoch in range(1, total + 1):
-            references = [(n, c[epoch - 1]) for n, c in kept if len(c) >= epoch]
-            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is not None:
-                stopped_at = epoch
-                break
-        if stopped_at is None:
-            kept.append((number, curve))
-            epochs += total
-        else:
-            epochs += stopped_at
-    return [curve[-1] for _, curve in kept], epochs
-
-
 def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optuna.Study]]:
     studies = []
     if args.generate:
@@ -138,7 +96,10 @@ def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optu
             studies.append((f"baseline-{seed}", study))
     for url in args.storage:
         for summary in optuna.get_all_study_summaries(url):
-            studies.append((f"{url} {summary.study_name}", optuna.load_study(study_name=summary.study_name, storage=url)))
+            study = optuna.load_study(study_name=summary.study_name, storage=url)
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
+                print(f"warning: study {summary.study_name!r} has pruned trials; its front is not the unpruned truth", flush=True)
+            studies.append((f"{url} {summary.study_name}", study))
     return studies
 
 
@@ -156,12 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c in studies)} complete trials)")
     print(f"{'setting':58s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
     for settings in settings_grid():
-        shares, epsilons = [], []
-        for _, curves in studies:
-            kept, epochs = replay(curves, settings)
-            shares.append(epochs / sum(len(c) for _, c in curves))
-            epsilons.append(epsilon_indicator(np.array([c[-1] for _, c in curves]), np.array(kept)))
+        results = [replay_settings(curves, settings) for _, curves in studies]
+        shares, epsilons = [r.epoch_share for r in results], [r.epsilon for r in results]
         rows.append({"settings": dataclasses.asdict(settings), "label": label(settings), "epoch_share": shares, "epsilon": epsilons,
+                     "front_stopped": [r.front_stopped for r in results],
                      "epoch_share_mean": statistics.fmean(shares), "epsilon_max": max(epsilons)})
         per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
         print(f"{label(settings):58s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")

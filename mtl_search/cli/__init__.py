@@ -15,7 +15,7 @@ from typing import Sequence
 from mtl_search import __version__
 from mtl_search.errors import UserError
 
-COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity")
+COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity", "pruning")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_search.cli.common import add_storage_option, dump_json
+from mtl_search.cli.common import add_study_arguments, dump_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,9 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(share of training rows that are easy for both tasks or hard for both, after a short fully shared training), "
         "and the order in which the seeded trees split the tasks.",
     )
-    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
-    add_storage_option(parser)
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)
 
 

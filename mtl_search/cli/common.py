@@ -20,6 +20,14 @@ def add_storage_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_study_arguments(parser: argparse.ArgumentParser, formats: tuple[str, ...] = ()) -> None:
+    """STUDY and --storage, and with ``formats`` an output --format (the first is the default)."""
+    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
+    add_storage_option(parser)
+    if formats:
+        parser.add_argument("--format", choices=formats, default=formats[0], help=f"output format (default: {formats[0]})")
+
+
 def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
     result = {}
     for pair in pairs or []:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from mtl_search.cli.common import add_storage_option, dump_json, print_rows_table
+from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table
 from mtl_search.errors import UserError
 
 
@@ -18,9 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pareto", help="show the Pareto front of a study",
                                    description="Show the non-dominated trials of a study: trial number, validation value "
                                    "of every objective and a one-line architecture summary.")
-    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
-    add_storage_option(parser)
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
+    add_study_arguments(parser, formats=("table", "json", "csv"))
     parser.add_argument("--html", metavar="PATH", default=None, help="also write an interactive plotly figure of the front")
     parser.set_defaults(handler=main)
 

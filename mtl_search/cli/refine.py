@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_search.cli.common import add_storage_option, dump_json, whole_number
+from mtl_search.cli.common import add_study_arguments, dump_json, whole_number
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,11 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "validation and test metrics. `pareto` then shows mean ± std. The front is still chosen on validation; test is "
         "only reported.",
     )
-    parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
-    add_storage_option(parser)
+    add_study_arguments(parser, formats=("table", "json"))
     parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3, help="extra training seeds per front trial (default: 3)")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     parser.set_defaults(handler=main)
 
 

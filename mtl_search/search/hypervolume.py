@@ -35,7 +35,7 @@ def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Seque
     pts = pts[np.all(pts < ref, axis=1)]
     if len(pts) == 0:
         return 0.0
-    return _volume(_non_dominated(pts), ref)
+    return _volume(non_dominated(pts), ref)
 
 
 def epsilon_indicator(front: Sequence[Sequence[float]] | np.ndarray, approximation: Sequence[Sequence[float]] | np.ndarray) -> float:
@@ -56,11 +56,12 @@ def epsilon_indicator(front: Sequence[Sequence[float]] | np.ndarray, approximati
         return float("inf")
     if np.any(reference <= 0) or np.any(other <= 0):
         raise ValueError("the multiplicative epsilon indicator needs positive values to minimise")
-    ratios = np.max(other[None, :, :] / _non_dominated(reference)[:, None, :], axis=2)  # (front point, other point)
+    ratios = np.max(other[None, :, :] / non_dominated(reference)[:, None, :], axis=2)  # (front point, other point)
     return float(np.max(np.min(ratios, axis=1)) - 1.0)
 
 
-def _non_dominated(points: np.ndarray) -> np.ndarray:
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """The distinct rows of ``points`` (minimised) that no other row dominates."""
     points = np.unique(points, axis=0)
     dominated = np.array([np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1)) for p in points], dtype=bool)
     return points[~dominated]
@@ -86,7 +87,7 @@ def _volume(points: np.ndarray, ref: np.ndarray) -> float:
         upper = order[i + 1, -1] if i + 1 < len(order) else ref[-1]
         height = upper - order[i, -1]
         if height > 0:
-            volume += height * _volume(_non_dominated(order[: i + 1, :-1]), ref[:-1])
+            volume += height * _volume(non_dominated(order[: i + 1, :-1]), ref[:-1])
     return float(volume)
 
 
@@ -125,7 +126,7 @@ def front_bounds(studies: Sequence[optuna.Study]) -> tuple[list[float], list[flo
     values = np.vstack([minimised_values(s, scored_trials(s)) for s in studies])
     if len(values) == 0:
         raise ValueError("no complete, feasible trial to take bounds from")
-    front = _non_dominated(values)
+    front = non_dominated(values)
     return front.min(axis=0).tolist(), front.max(axis=0).tolist()
 
 
@@ -157,7 +158,7 @@ def hypervolume_history(study: optuna.Study, bounds: tuple[Sequence[float], Sequ
             point = points[row_of[trial.number]]
             # a point weakly dominated by the front so far changes nothing: skip the recount
             if not np.any(np.all(front <= point, axis=1)):
-                front = _non_dominated(np.vstack([front, point]))
+                front = non_dominated(np.vstack([front, point]))
                 last = hypervolume(front, reference)
         history.append({"trial": trial.number, "hypervolume": last})
     return history

@@ -58,3 +58,24 @@ def test_affinity_and_refine_name_what_is_missing(cli, storage_url):
     assert_one_line_error(cli("affinity", "plain", "--storage", storage_url), "'plain'", "--seed-strategy affinity")
     assert_one_line_error(cli("refine", "nowhere", "--storage", storage_url), "'nowhere'")
     assert_one_line_error(cli("refine", "plain", "--seeds", "0", "--storage", storage_url), "--seeds")
+
+
+def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich wraps table headers to the terminal width
+    result = cli("run", *TINY, "--epochs", "3", "--trials", "7", "--no-prune", "--storage", storage_url, "--study-name", "unpruned")
+    assert result.code == 0, result
+    table = cli("pruning", "unpruned", "--storage", storage_url)
+    assert table.code == 0, table
+    assert "study's" in table.out and "front trials stopped" in table.out and "note:" not in table.out
+    import json
+
+    data = json.loads(cli("pruning", "unpruned", "--storage", storage_url, "--format", "json").out)
+    assert data["trials_replayed"] == 7 and len(data["results"]) == 8
+    # the study ran with --no-prune, but its stored default rule is what the first row replays
+    assert data["results"][0]["settings"]["min_dominator_fraction"] == 0.5
+    assert all(0 < r["epoch_share"] <= 1 for r in data["results"])
+
+
+def test_pruning_needs_enough_complete_trials(cli, storage_url):
+    assert cli("run", *TINY, "--trials", "2", "--storage", storage_url, "--study-name", "short").code == 0
+    assert_one_line_error(cli("pruning", "short", "--storage", storage_url), "'short'", "min_completed_trials")

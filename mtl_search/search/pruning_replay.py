@@ -1,0 +1,109 @@
+"""Replay pruning settings on a finished, unpruned study: epochs saved against front lost.
+
+A live pruned search and an unpruned one sample different trials after the first pruning,
+so their fronts differ by sampler noise as well as by pruning. A replay has no such noise:
+the study's complete trials are taken in trial order, and for each setting the shipped rule
+(:func:`mtl_search.search.pruning.dominators_to_prune`) decides after every recorded epoch
+whether the trial would have been stopped, with the trials kept so far as its references.
+The kept trials form the replayed front; the study's own front is the truth.
+
+What it reports per setting: the share of epochs that would have been trained, the trials
+of the true front that would have been stopped, and the epsilon indicator of the replayed
+front against the true one (:func:`mtl_search.search.hypervolume.epsilon_indicator`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import optuna
+
+from mtl_search.search.costs import is_feasible
+from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
+from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, minimised_vector
+from mtl_search.search.study import study_objectives
+
+Curve = list[Vector]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayResult:
+    settings: PruningSettings
+    epoch_share: float  # epochs the setting trains / epochs the study trained
+    front_stopped: int  # trials of the true front the setting would have stopped
+    epsilon: float  # of the kept front against the true one (NaN when values are not positive)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"settings": dataclasses.asdict(self.settings), "epoch_share": self.epoch_share,
+                "front_stopped": self.front_stopped, "epsilon": self.epsilon}
+
+
+def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
+    """(trial number, minimised objective vector per epoch) of the complete trials that can
+    be replayed: feasible, not repeats, with a full per-epoch history (as the live pruner)."""
+    objectives = study_objectives(study)
+    curves = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        history = trial.user_attrs.get("history")
+        if not history or trial.user_attrs.get("repeat_of") is not None or not is_feasible(trial):
+            continue
+        costs = trial.user_attrs.get("costs", {})
+        vectors = [minimised_vector(objectives, entry.get("validation", {}), costs) for entry in history]
+        if all(v is not None for v in vectors):
+            curves.append((trial.number, vectors))
+    return sorted(curves)
+
+
+def replay(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> tuple[list[int], int]:
+    """The numbers of the trials ``settings`` keeps, and the epochs it trains."""
+    kept: list[tuple[int, Curve]] = []
+    epochs = 0
+    for number, curve in curves:
+        total = len(curve)
+        stopped_at = None
+        for epoch in range(1, total + 1):
+            references = [(n, c[epoch - 1]) for n, c in kept if len(c) >= epoch]
+            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is not None:
+                stopped_at = epoch
+                break
+        if stopped_at is None:
+            kept.append((number, curve))
+            epochs += total
+        else:
+            epochs += stopped_at
+    return [number for number, _ in kept], epochs
+
+
+def replay_settings(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> ReplayResult:
+    finals = {number: curve[-1] for number, curve in curves}
+    all_points = np.array(list(finals.values()))
+    front = {tuple(p) for p in non_dominated(all_points)}
+    kept, epochs = replay(curves, settings)
+    front_stopped = sum(1 for number, point in finals.items() if tuple(point) in front and number not in set(kept))
+    try:
+        epsilon = epsilon_indicator(all_points, np.array([finals[n] for n in kept]))
+    except ValueError:
+        epsilon = math.nan
+    return ReplayResult(settings, epochs / sum(len(c) for _, c in curves), front_stopped, epsilon)
+
+
+def settings_grid(base: PruningSettings) -> list[PruningSettings]:
+    """``base`` first, then its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied."""
+    grid = [base]
+    for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75)):
+        candidate = dataclasses.replace(base, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction)
+        if candidate not in grid:
+            grid.append(candidate)
+    return grid
+
+
+def stored_settings(study: optuna.Study) -> PruningSettings:
+    """The pruning settings stored with the study's space (the defaults when absent),
+    switched on: a study run with ``--no-prune`` is the one worth replaying."""
+    section = (study.user_attrs.get("mtl_search", {}).get("space") or {}).get("pruning") or {}
+    fields = {f.name for f in dataclasses.fields(PruningSettings)}
+    return PruningSettings(**({k: v for k, v in section.items() if k in fields} | {"enabled": True}))

@@ -1,0 +1,59 @@
+"""Replaying pruning settings on recorded learning curves (mtl_search.search.pruning_replay)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from mtl_search.search.pruning import PruningSettings
+from mtl_search.search.pruning_replay import replay, replay_settings, settings_grid, stored_settings
+
+EPOCHS = 6
+
+
+def flat(value: tuple[float, float]) -> list[tuple[float, float]]:
+    return [value] * EPOCHS
+
+
+# Two fast starters that plateau at (1, 1), four that plateau at (2, 0.5), and a late bloomer
+# that is behind the fast two for most of its training and ends best on both objectives.
+LATE_BLOOMER = [(3.0, 3.0), (2.0, 2.0), (1.5, 1.5), (1.5, 1.5), (1.5, 1.5), (0.5, 0.5)]
+CURVES = [(0, flat((1.0, 1.0))), (1, flat((1.0, 1.0))), *[(n, flat((2.0, 0.5))) for n in range(2, 6)], (6, LATE_BLOOMER)]
+
+
+def test_a_count_only_rule_stops_the_late_bloomer_and_the_replay_says_what_it_cost():
+    count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0)
+    kept, epochs = replay(CURVES, count_only)
+    assert kept == [0, 1, 2, 3, 4, 5] and epochs == 6 * EPOCHS + 3  # stopped after epoch 3
+    result = replay_settings(CURVES, count_only)
+    assert result.front_stopped == 1  # the bloomer alone is the true front
+    assert result.epoch_share == pytest.approx(39 / 42)
+    # the closest kept point, (1, 1), is twice the bloomer's (0.5, 0.5)
+    assert result.epsilon == pytest.approx(1.0)
+
+
+def test_half_of_the_references_keeps_it():
+    # two of six references dominate it: fewer than half, so the default rule lets it finish
+    result = replay_settings(CURVES, PruningSettings())
+    assert (result.front_stopped, result.epoch_share, result.epsilon) == (0, 1.0, 0.0)
+
+
+def test_the_grid_starts_with_the_given_settings_and_has_no_duplicates():
+    base = PruningSettings(warmup_epochs=3, margin=0.1)
+    grid = settings_grid(base)
+    assert grid[0] == base and len(grid) == len(set(grid)) == 9
+    assert all(s.margin == 0.1 for s in grid)
+
+
+def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
+    study = optuna.create_study(directions=["minimize"])
+    assert stored_settings(study) == PruningSettings()
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"enabled": False, "warmup_epochs": 1, "margin": 0.02}}})
+    assert stored_settings(study) == PruningSettings(warmup_epochs=1, margin=0.02)
+
+
+def test_non_positive_values_give_no_epsilon():
+    curves = [(n, [(0.0, 1.0 + n)] * 3) for n in range(3)]
+    assert math.isnan(replay_settings(curves, PruningSettings()).epsilon)
