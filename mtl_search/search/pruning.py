@@ -25,7 +25,7 @@ the median stopping rule (Golovin et al., "Google Vizier", KDD 2017) with Pareto
 in place of "worse than the median": stop a trial that at least half of the completed
 trials had beaten on every objective after the same number of epochs. The fraction is
 what keeps late bloomers: learning curves cross (a low learning rate starts slowly and
-often ends best), and replaying complete studies (``benchmarks/pruning_replay.py``) showed
+often ends best), and replaying complete studies (``search/pruning_replay.py``) showed
 that a fixed count of two dominators stopped front trials that at least half of the
 references did not beat. The pruned trial keeps its history, its last validation values
 and a ``prune_reason``.
@@ -132,6 +132,20 @@ def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mappi
     return tuple(vector)
 
 
+def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial) -> dict[int, Vector] | None:
+    """A finished trial's recorded history as {1-based epoch: minimised vector}; None for an
+    infeasible trial (over a hard limit), which is never a reference."""
+    if not is_feasible(trial):
+        return None
+    costs = trial.user_attrs.get("costs", {})
+    curve = {}
+    for entry in trial.user_attrs.get("history", []):
+        vector = minimised_vector(objectives, entry.get("validation", {}), costs)
+        if vector is not None:
+            curve[int(entry["epoch"])] = vector
+    return curve
+
+
 class DominatedTrialPruner:
     """An epoch hook that raises :class:`optuna.TrialPruned` for dominated learning curves.
 
@@ -190,17 +204,7 @@ class DominatedTrialPruner:
         if not fresh:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
-                    self._curves[trial.number] = self._curve(trial)
+                    self._curves[trial.number] = learning_curve(self.objectives, trial)
             self._last_read = (running, now) if running is not None else None
         return [(number, curve[epoch]) for number, curve in sorted(self._curves.items()) if curve and epoch in curve]
 
-    def _curve(self, trial: optuna.trial.FrozenTrial) -> dict[int, Vector] | None:
-        if not is_feasible(trial):
-            return None
-        costs = trial.user_attrs.get("costs", {})
-        curve = {}
-        for entry in trial.user_attrs.get("history", []):
-            vector = minimised_vector(self.objectives, entry.get("validation", {}), costs)
-            if vector is not None:
-                curve[int(entry["epoch"])] = vector
-        return curve

@@ -22,9 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import optuna
 
-from mtl_search.search.costs import is_feasible
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
-from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, minimised_vector
+from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, learning_curve
 from mtl_search.search.study import study_objectives
 
 Curve = list[Vector]
@@ -48,13 +47,11 @@ def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
     objectives = study_objectives(study)
     curves = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        history = trial.user_attrs.get("history")
-        if not history or trial.user_attrs.get("repeat_of") is not None or not is_feasible(trial):
+        if trial.user_attrs.get("repeat_of") is not None:
             continue
-        costs = trial.user_attrs.get("costs", {})
-        vectors = [minimised_vector(objectives, entry.get("validation", {}), costs) for entry in history]
-        if all(v is not None for v in vectors):
-            curves.append((trial.number, vectors))
+        curve = learning_curve(objectives, trial)
+        if curve and sorted(curve) == list(range(1, len(curve) + 1)):  # every epoch, in order
+            curves.append((trial.number, [curve[epoch] for epoch in sorted(curve)]))
     return sorted(curves)
 
 
