@@ -72,14 +72,17 @@ def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int
 
 def pruning_hooks(space: Any, objectives: Sequence[Objective], enabled: bool = True) -> list[DominatedTrialPruner]:
     """The epoch hooks a space's ``pruning:`` section asks for (none when disabled)."""
-    section = space.pruning
-    if not (enabled and section.enabled):
+    if not (enabled and space.pruning.enabled):
         return []
-    settings = PruningSettings(
+    return [DominatedTrialPruner(objectives, settings_from_section(space.pruning))]
+
+
+def settings_from_section(section: Any) -> PruningSettings:
+    """The rule a space's ``pruning:`` section (a validated ``PruningSpace``) describes, switched on."""
+    return PruningSettings(
         enabled=True, warmup_epochs=section.warmup_epochs, min_completed_trials=section.min_completed_trials,
         margin=section.margin, min_dominators=section.min_dominators, min_dominator_fraction=section.min_dominator_fraction,
     )
-    return [DominatedTrialPruner(objectives, settings)]
 
 
 def dominates_with_margin(better: Vector, worse: Vector, margin: float) -> bool:

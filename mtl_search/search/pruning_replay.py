@@ -23,7 +23,8 @@ import numpy as np
 import optuna
 
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
-from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, learning_curve
+from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, learning_curve, settings_from_section
+from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
 
 Curve = list[Vector]
@@ -80,7 +81,8 @@ def replay_settings(curves: Sequence[tuple[int, Curve]], settings: PruningSettin
     all_points = np.array(list(finals.values()))
     front = {tuple(p) for p in non_dominated(all_points)}
     kept, epochs = replay(curves, settings)
-    front_stopped = sum(1 for number, point in finals.items() if tuple(point) in front and number not in set(kept))
+    stopped = set(finals) - set(kept)
+    front_stopped = sum(1 for number in stopped if tuple(finals[number]) in front)
     try:
         epsilon = epsilon_indicator(all_points, np.array([finals[n] for n in kept]))
     except ValueError:
@@ -102,5 +104,4 @@ def stored_settings(study: optuna.Study) -> PruningSettings:
     """The pruning settings stored with the study's space (the defaults when absent),
     switched on: a study run with ``--no-prune`` is the one worth replaying."""
     section = (study.user_attrs.get("mtl_search", {}).get("space") or {}).get("pruning") or {}
-    fields = {f.name for f in dataclasses.fields(PruningSettings)}
-    return PruningSettings(**({k: v for k, v in section.items() if k in fields} | {"enabled": True}))
+    return settings_from_section(PruningSpace.model_validate(section))
