@@ -46,16 +46,21 @@ from mtl_search.search.pruning import PruningSettings  # noqa: E402
 from mtl_search.search.pruning_replay import replay_settings, study_curves  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--storage", nargs="+", default=[], help="SQLAlchemy URL(s) of unpruned studies to replay (every study in each)")
+def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True) -> argparse.Namespace:
+    """The studies to read (``--storage`` or ``--generate``); shared with checkpoint_policy.py."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--storage", nargs="+", default=[], help="SQLAlchemy URL(s) of unpruned studies to use (every study in each)")
     parser.add_argument("--generate", action="store_true", help="train unpruned baseline studies first (search_efficiency.py's baseline)")
     parser.add_argument("--folder", type=Path, default=None, help="where --generate keeps its SQLite files (default: a temporary folder)")
     parser.add_argument("--seeds", type=int, default=3, help="--generate: studies (default: 3)")
     parser.add_argument("--trials", type=int, default=60, help="--generate: trials per study (default: 60)")
     parser.add_argument("--epochs", type=int, default=16, help="--generate: epochs per trial (default: 16)")
     parser.add_argument("--rows", type=int, default=2000, help="--generate: synthetic rows (default: 2000)")
-    parser.add_argument("--name", default="pruning_replay", help="results file benchmarks/results/NAME.json (default: pruning_replay)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default=None, help="--generate: training.checkpoint (default: the space's, best)")
+    if replay:
+        parser.add_argument("--rebuild-best", action="store_true",
+                            help="replay the curves the trials would have had keeping their best epoch (for studies run with checkpoint: last)")
+    parser.add_argument("--name", default=name, help=f"results file benchmarks/results/NAME.json (default: {name})")
     parser.add_argument("--quick", action="store_true", help="a smoke run: generate 2 studies of 16 trials x 6 epochs on 1500 rows")
     args = parser.parse_args(argv)
     if args.quick:
@@ -89,7 +94,8 @@ def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optu
         import search_efficiency
 
         torch.set_num_threads(1)
-        options = search_efficiency.parse_args(["--trials", str(args.trials), "--epochs", str(args.epochs), "--rows", str(args.rows)])
+        options = search_efficiency.parse_args(["--trials", str(args.trials), "--epochs", str(args.epochs), "--rows", str(args.rows)]
+                                               + (["--checkpoint", args.checkpoint] if args.checkpoint else []))
         for seed in range(args.seeds):
             study, wall, _ = search_efficiency.run_variant("baseline", seed, options, folder)
             print(f"generated seed {seed}: {args.trials} trials x {args.epochs} epochs on {args.rows} rows in {wall:.0f} s", flush=True)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        studies = [(name, study_curves(study)) for name, study in load_studies(args, folder)]
+        studies = [(name, study_curves(study, rebuild_best=args.rebuild_best)) for name, study in load_studies(args, folder)]
     studies = [(name, curves) for name, curves in studies if curves]
     if not studies:
         raise SystemExit("no complete trials with a per-epoch history to replay")

@@ -14,6 +14,8 @@ unequal relatedness that affinity seeding is meant to find):
   trials; the affinity training counts in its wall time), ``--early`` trials.
 - **affinity_grown** (only when named): the same with ``--seed-trees grown``, the paper's
   grown trees at one size (the default before 2026-11-21).
+- **affinity_lookahead** (only when named): the default seeding with TAG's lookahead affinity
+  (``--affinity-measure lookahead``) instead of the easy/hard agreement.
 - **startup10** (only when named in ``--variants``): the baseline with Optuna's default of 10
   random start-up trials instead of mtl-search's budget-scaled start-up.
 - **pruned_half_time** and **half_time** (only when named): a time budget instead of a trial
@@ -44,6 +46,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import statistics
 import sys
 import tempfile
@@ -68,6 +72,7 @@ VARIANTS = {
     "pruned": (True, "none", "trials", None),
     "affinity": (False, "affinity", "early", None),
     "affinity_grown": (False, "affinity_grown", "early", None),
+    "affinity_lookahead": (False, "affinity_lookahead", "early", None),
     "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
     # a time budget instead of a trial budget: half the baseline's wall time, as many trials as fit
     "pruned_half_time": (True, "none", "half_time", None),
@@ -87,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=3, help="synthetic tasks (default: 3)")
     parser.add_argument("--correlation", type=float, default=0.5, help="synthetic p within a group of tasks (default: 0.5)")
     parser.add_argument("--groups", type=int, default=1, help="synthetic groups of related tasks (default: 1, all equally related)")
+    parser.add_argument("--data-json", metavar="JSON", type=json.loads, default={},
+                        help="more make_synthetic options as a JSON object, e.g. '{\"noise\": 1.0, \"sines\": 5}'")
     parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                         help="variants to run (default: baseline pruned affinity)")
@@ -95,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
     parser.add_argument("--prune-fraction", type=float, default=None,
                         help="share of the references that must dominate (default: the space's, 0.5; 0 is the count-only rule)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                        help="training.checkpoint of every variant (default: the space's, best)")
+    parser.add_argument("--keep", metavar="FOLDER", default=None,
+                        help="keep the studies' SQLite files in FOLDER (to replay the unpruned ones with pruning_replay.py --storage)")
     parser.add_argument("--name", default="search_efficiency", help="results file benchmarks/results/NAME.json (default: search_efficiency)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 12 trials, 6 early, 4 epochs, 1500 rows")
     args = parser.parse_args(argv)
@@ -108,16 +119,20 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     """The study, its wall seconds and its CPU seconds (this process; on a shared machine CPU
     time follows the work done, wall time also the neighbours' load)."""
     prune, strategy, budget, startup = VARIANTS[name]
-    data = make_synthetic(dim=args.dim, rows=args.rows, tasks=args.tasks, correlation=args.correlation, groups=args.groups, seed=max(seed, 0))
+    data = make_synthetic(**({"dim": args.dim, "rows": args.rows, "tasks": args.tasks, "correlation": args.correlation, "groups": args.groups}
+                             | args.data_json | {"seed": max(seed, 0)}))
     space = load_space("default")
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
                                  ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction)) if v is not None}
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
+    if args.checkpoint:
+        space = space.model_copy(update={"training": space.training.model_copy(update={"checkpoint": args.checkpoint})})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
         n_trials=None if budget == "half_time" else getattr(args, budget), timeout=timeout, epochs=args.epochs, device="cpu", save_artifacts=False,
         prune=prune, seed_strategy="affinity" if strategy.startswith("affinity") else strategy,
-        seed_trees="grown" if strategy == "affinity_grown" else "uniform", startup_trials=args.startup_trials if startup is None else startup,
+        seed_trees="grown" if strategy == "affinity_grown" else "uniform",
+        affinity_measure="lookahead" if strategy == "affinity_lookahead" else "easy_hard", startup_trials=args.startup_trials if startup is None else startup,
     )
     started, cpu_started = time.perf_counter(), time.process_time()
     study = run_search(data, space, settings)
@@ -144,9 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        keep = Path(args.keep)
+        if keep.exists() and any(keep.iterdir()):
+            # run_search would continue the studies there and mix old trials into the figures
+            raise SystemExit(f"--keep {keep}: the folder is not empty")
+        keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as warm_up, contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as tmp:
         # untimed warm-up: imports, torch kernels and SQLAlchemy are paid once, not by the first variant
-        run_variant("baseline", -1, argparse.Namespace(**(vars(args) | {"trials": 1, "epochs": 1})), Path(tmp))
+        run_variant("baseline", -1, argparse.Namespace(**(vars(args) | {"trials": 1, "epochs": 1})), Path(warm_up))
         names = list(args.variants)
         timed = [name for name in names if VARIANTS[name][2] == "half_time"]
         if timed and "baseline" not in names:

@@ -20,9 +20,13 @@ handling, no history records, no hooks. Repeats are interleaved (ours, bare, our
 so that load drift on a shared machine hits both sides alike; medians are reported, of
 process CPU time by default (``--clock wall`` for elapsed time; both are recorded).
 
+``--checkpoint best`` measures mtl-search with the search's default ``training.checkpoint: best``
+(a copy of the weights after every improving epoch, put back at the end) against the same
+bare loop.
+
 Usage::
 
-    python benchmarks/training_overhead.py [--rows 12000] [--epochs 10] [--batch 256] [--repeats 5] [--threads 1]
+    python benchmarks/training_overhead.py [--rows 12000] [--epochs 10] [--batch 256] [--repeats 5] [--threads 1] [--checkpoint best]
     python benchmarks/training_overhead.py --profile   # cProfile of train_candidate, top entries
 """
 
@@ -51,6 +55,9 @@ TOWER = 16
 EVAL_CHUNK = 8192
 
 
+CHECKPOINT = {"policy": "last"}  # --checkpoint; "last" is what the bare loop does
+
+
 def candidate(width: int, depth: int, epochs: int, batch: int, seed: int) -> dict:
     return {
         "architecture": {
@@ -60,7 +67,8 @@ def candidate(width: int, depth: int, epochs: int, batch: int, seed: int) -> dic
             "block": {"norm": "none", "activation": "relu", "dropout": 0.0},
             "tower": {"widths": [TOWER]},
         },
-        "training": {"epochs": epochs, "learning_rate": 1e-3, "batch_size": batch, "optimizer": "adam", "seed": seed},
+        "training": {"epochs": epochs, "learning_rate": 1e-3, "batch_size": batch, "optimizer": "adam", "seed": seed,
+                     "checkpoint": CHECKPOINT["policy"]},
         "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in TASKS}},
     }
 
@@ -160,8 +168,12 @@ def main() -> None:
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: process CPU time (default; steadier on a shared machine with --threads 1), wall: elapsed time")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one train_candidate run")
+    parser.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                        help="mtl-search's training.checkpoint: last (default; what the bare loop does) or best (the search's "
+                             "default: it also copies the weights whenever an epoch improves; final metrics may then differ)")
     parser.add_argument("--quick", action="store_true", help="rows 3000, epochs 3, repeats 3")
     args = parser.parse_args()
+    CHECKPOINT["policy"] = args.checkpoint
     if args.quick:
         args.rows, args.epochs, args.repeats = 3000, 3, 3
     torch.set_num_threads(args.threads)
@@ -201,7 +213,7 @@ def main() -> None:
         text = profile(data, args)
         print("\ncProfile of train_candidate (sorted by own time):\n" + text)
         results["profile_top"] = text.splitlines()[:60]
-    write_result("training_overhead", settings, results)
+    write_result("training_overhead" if args.checkpoint == "last" else "training_overhead_best", settings, results)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def epoch_seconds(data, weighting: dict[str, Any], args: argparse.Namespace, dev
     }
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     ticks = []
-    train_candidate(data, candidate, device=device, on_epoch=lambda epoch, scores: ticks.append(clock()))
+    train_candidate(data, candidate, device=device, on_epoch=lambda epoch, scores, record: ticks.append(clock()))
     return statistics.median(later - earlier for earlier, later in zip(ticks, ticks[1:]))
 
 

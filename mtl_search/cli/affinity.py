@@ -31,5 +31,5 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(dump_json(record))
     else:
-        print_affinity(record, title=f"task affinity of {study.study_name} ({record['method']})")
+        print_affinity(record, title=f"task affinity of {study.study_name}")
     return 0

@@ -53,10 +53,15 @@ def print_front(study: optuna.Study) -> None:
         return
     names = [o.name for o in objectives]
     arrows = [f"{n} {'↑' if o.direction == 'maximize' else '↓'}" for n, o in zip(names, objectives)]
-    table_rows = [[row["number"], *objective_cells(row, objectives), row["n_params"], _with_learned(row)] for row in rows]
+    table_rows = [[row["number"], *objective_cells(row, objectives), row["n_params"], _kept(row), _with_learned(row)] for row in rows]
     print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
-                     ["trial", *arrows, "params", "architecture"], table_rows)
+                     ["trial", *arrows, "params", "epoch", "architecture"], table_rows)
     print_search_summary(study)
+
+
+def _kept(row: dict) -> str:
+    """The epoch whose weights the trial returns, of the epochs it trained ("-" before training.checkpoint)."""
+    return f"{row['kept_epoch']}/{row['training'].get('epochs', '?')}" if row.get("kept_epoch") else "-"
 
 
 def _with_learned(row: dict) -> str:
@@ -76,9 +81,10 @@ def front_csv(study: optuna.Study) -> str:
     names = [o.name for o in study_objectives(study)]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", *names, "family", "n_params", "summary", "architecture"])
+    writer.writerow(["number", *names, "family", "n_params", "kept_epoch", "summary", "architecture"])
     for row in front_rows(study):
-        writer.writerow([row["number"], *[row["values"][n] for n in names], row["family"], row["n_params"], row["summary"], json.dumps(row["architecture"], sort_keys=True)])
+        writer.writerow([row["number"], *[row["values"][n] for n in names], row["family"], row["n_params"], row["kept_epoch"], row["summary"],
+                         json.dumps(row["architecture"], sort_keys=True)])
     return buffer.getvalue()
 
 

@@ -59,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,
                             help="with --seed-strategy affinity: uniform = 3 trees, one grouping at every depth, size left to the sampler (default); "
                                  "grown = the paper's top-down grown trees (up to 8) at the largest depth and middle width")
+    efficiency.add_argument("--affinity-measure", choices=("easy-hard", "lookahead"), default=None,
+                            help="with --seed-strategy affinity: easy-hard = the paper's agreement on which rows are hard (default); "
+                                 "lookahead = TAG's, how much a gradient step on one task lowers another's loss")
     parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
     parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
                           help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
@@ -104,6 +107,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
 
     if args.seed_trees is not None and args.seed_strategy != "affinity":
         raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
+    if args.affinity_measure is not None and args.seed_strategy != "affinity":
+        raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity measures affinity")
     if args.startup_trials is not None and args.sampler != "tpe":
         raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
@@ -121,6 +126,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
         artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
+        affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
         startup_trials=args.startup_trials,
     )
     return data, space, settings, storage

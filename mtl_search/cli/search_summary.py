@@ -31,7 +31,7 @@ def print_search_summary(study: optuna.Study) -> None:
         print(line)
     affinity = study.user_attrs.get("affinity")
     if affinity:
-        print_affinity(affinity, title=f"task affinity (easy/hard agreement; {affinity.get('seeded', 0)} seeded trees)")
+        print_affinity(affinity, title=f"task affinity ({affinity.get('seeded', 0)} seeded trees)")
 
 
 def search_summary_lines(study: optuna.Study) -> list[str]:
@@ -68,7 +68,10 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
 
 def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
     tasks = record["tasks"]
-    rows = [[task, *[f"{v:.3f}" for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
+    # lookahead values are small shares of a loss, of either sign: scientific notation keeps them apart
+    style = ".3f" if record.get("measure", "easy_hard") == "easy_hard" else ".2e"
+    rows = [[task, *[format(v, style) for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
     print_rows_table(title, ["task", *tasks], rows)
+    print(f"measure: {record['method']}")
     if record.get("chain"):
         print("grouping order: " + " -> ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record["chain"]))

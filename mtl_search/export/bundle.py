@@ -70,6 +70,7 @@ def export_trial(
     metrics: list[dict[str, Any]] = []
     model = None
     data = None
+    trained = candidate  # the settings the exported weights were trained with
     if not retrain and artifact_dir is not None and artifact_dir.is_dir():
         model = build_model(candidate["architecture"], meta["input_schema"], tasks)
         try:
@@ -89,7 +90,13 @@ def export_trial(
                          "with the trial's settings on the train split.")
         data = reload_data(meta)
         train_split = concat_splits(data.train, data.validation) if retrain else None
-        result = train_candidate(data, candidate, device=resolve_device(device), train_split=train_split)
+        if retrain and trial.user_attrs.get("kept_epoch"):
+            # validation rows are training rows now, so they cannot choose an epoch: train
+            # as long as the search's kept epoch and keep the last
+            kept = int(trial.user_attrs["kept_epoch"])
+            trained = candidate | {"training": dict(candidate.get("training", {})) | {"epochs": kept, "checkpoint": "last"}}
+            notes.append(f"Retrained for {kept} epoch(s): the epoch whose weights trial {trial.number} kept.")
+        result = train_candidate(data, trained, device=resolve_device(device), train_split=train_split)
         model = result.model
         weights_source = "retrained (train+validation)" if retrain else "retrained (train)"
         if retrain:
@@ -127,7 +134,7 @@ def export_trial(
         "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
         "onnx": ONNX_FILE if written_onnx else None,
         "preprocessing": PREPROCESSING_FILE if preprocessing else None,
-        "training": candidate.get("training", {}),
+        "training": trained.get("training", {}),
         "loss_weighting": candidate.get("loss_weighting", {}),
         "data": meta.get("data", {}),
     }

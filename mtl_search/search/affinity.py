@@ -8,7 +8,8 @@ median loss, and
     affinity(i, j) = P(sample is easy for both or hard for both)
 
 over the training rows labelled for both tasks (1 on the diagonal, about 0.5 for unrelated
-tasks). From the matrix, tasks are split top-down, one split at a time, into a chain of
+tasks). ``measure="lookahead"`` uses TAG's gradient lookahead instead (``lookahead_affinity``).
+From the matrix, tasks are split top-down, one split at a time, into a chain of
 ever finer partitions (all tasks together ... every task alone): each step splits the group
 whose tasks agree least, into the two halves that agree most. The chain is the range of
 budgets, from fully shared to fully separate, and the seeded trees come from it in one of
@@ -41,7 +42,7 @@ import optuna
 import torch
 import torch.nn.functional as F
 
-from mtl_search.data.base import MultiTaskData
+from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import UserError
 from mtl_search.search.params import FloatChoice, FloatRange, IntChoice, IntRange
 from mtl_search.tasks import Task
@@ -51,6 +52,12 @@ AFFINITY_ATTR = "affinity"
 SEED_STRATEGIES = ("none", "affinity")
 # tree shape -> trees seeded unless max_seeds says otherwise
 TREE_SHAPES = {"uniform": 3, "grown": 8}
+# how affinity is measured: the paper's easy/hard agreement, or TAG's gradient lookahead
+AFFINITY_MEASURES = ("easy_hard", "lookahead")
+METHOD_NAMES = {
+    "easy_hard": "lu2017 easy/hard agreement (hard = loss above the task's median)",
+    "lookahead": "tag lookahead (1 - loss after a step on the other task's gradient / loss before)",
+}
 # Groups up to this size are split by trying every two-way split; larger ones greedily.
 EXHAUSTIVE_SPLIT_LIMIT = 12
 
@@ -61,7 +68,8 @@ class AffinitySettings:
 
     ``max_rows`` caps the training rows the easy/hard statistics are taken on;
     ``max_seeds`` caps the trees enqueued (fully shared and fully separate always stay);
-    ``tree_shape`` is "uniform" or "grown" (module docstring).
+    ``tree_shape`` is "uniform" or "grown" (module docstring); ``measure`` is "easy_hard"
+    (Lu et al.) or "lookahead" (TAG, Fifty et al.; the step is ``learning_rate``).
     """
 
     depth: int = 2
@@ -73,8 +81,11 @@ class AffinitySettings:
     max_rows: int = 4096
     max_seeds: int | None = None  # None: the shape's own (TREE_SHAPES)
     tree_shape: str = "uniform"
+    measure: str = "easy_hard"
 
     def __post_init__(self) -> None:
+        if self.measure not in AFFINITY_MEASURES:
+            raise UserError(f"affinity measure {self.measure!r}: expected one of {', '.join(AFFINITY_MEASURES)}")
         if self.tree_shape not in TREE_SHAPES:
             raise UserError(f"affinity tree_shape {self.tree_shape!r}: expected one of {', '.join(TREE_SHAPES)}")
         if self.max_seeds is not None and self.max_seeds < 2:
@@ -123,25 +134,89 @@ def easy_hard_affinity(losses: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def lookahead_affinity(model: Any, tasks: Sequence[Task], rows: Split, *, step: float, batch_size: int) -> np.ndarray:
+    """TAG's inter-task affinity (Fifty et al., NeurIPS 2021), directed: entry (i, j) is
+    ``1 - L_j(shared - step * grad_shared L_i) / L_j(shared)``, the share of task j's loss
+    that one plain gradient step on task i alone removes (negative: the step hurts j),
+    averaged over the batches of ``rows``.
+
+    TAG accumulates it at every training step; here it is taken on the short network once
+    trained, which keeps the training loop untouched. Only the shared parameters
+    (``model.shared_parameters()``) move; dropout is off (eval mode) so that before and
+    after see the same network.
+    """
+    from mtl_search.training.trainer import training_losses
+
+    shared = model.shared_parameters()
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    shared_names = [name_of[id(p)] for p in shared]
+    n_tasks = len(tasks)
+    sums, counts = np.zeros((n_tasks, n_tasks)), np.zeros((n_tasks, n_tasks))
+    was_training = model.training
+    model.eval()
+    def double(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # one step changes a loss by as little as 1e-5 of itself, near float32's resolution of a
+        # mean: the losses are taken in float64 so that the change is not lost to rounding
+        return {name: output.double() for name, output in outputs.items()}
+
+    for start in range(0, len(rows), batch_size):
+        inputs = {k: v[start : start + batch_size] for k, v in rows.inputs.items()}
+        targets = {k: v[start : start + batch_size].double() for k, v in rows.targets.items()}
+        losses = training_losses(tasks, double(model(inputs)), targets)
+        before = torch.stack([losses[task.name] for task in tasks]).detach()
+        for i, task in enumerate(tasks):
+            if not float(before[i]) > 0:  # no labelled row of task i in this batch
+                continue
+            grads = torch.autograd.grad(losses[task.name], shared, retain_graph=True, allow_unused=True)
+            moved = {name: p - step * g for name, p, g in zip(shared_names, shared, grads) if g is not None}
+            with torch.no_grad():
+                after = training_losses(tasks, double(torch.func.functional_call(model, moved, (inputs,))), targets)
+            after_values = torch.stack([after[t.name] for t in tasks])
+            valid = (before > 0) & torch.isfinite(after_values)
+            ratio = torch.where(valid, 1 - after_values / before.clamp_min(1e-30), torch.zeros_like(before))
+            sums[i] += ratio.cpu().numpy()
+            counts[i] += valid.cpu().numpy()
+    model.train(was_training)
+    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+
+
+def symmetric(directed: np.ndarray) -> np.ndarray:
+    """(Z + Z^T) / 2 off the diagonal, as TAG groups tasks; the diagonal keeps each task's self-affinity."""
+    matrix = (directed + directed.T) / 2
+    np.fill_diagonal(matrix, np.diag(directed))
+    return matrix
+
+
 @dataclasses.dataclass
 class TaskAffinity:
     tasks: list[str]
     matrix: np.ndarray
+    measure: str = "easy_hard"
+    directed: np.ndarray | None = None  # lookahead: entry (i, j) is task i's step's effect on task j
 
     def pair(self, a: str, b: str) -> float:
         return float(self.matrix[self.tasks.index(a), self.tasks.index(b)])
 
     def to_data(self, settings: AffinitySettings | None = None) -> dict[str, Any]:
-        return {
-            "method": "lu2017 easy/hard agreement (hard = loss above the task's median)",
+        # lookahead values can be tiny (a step removes a small share of a loss): keep significant digits
+        def stored(v: float) -> float:
+            return round(float(v), 4) if self.measure == "easy_hard" else float(f"{v:.4g}")
+
+        record = {
+            "method": METHOD_NAMES[self.measure],
+            "measure": self.measure,
             "tasks": self.tasks,
-            "matrix": [[round(float(v), 4) for v in row] for row in self.matrix],
+            "matrix": [[stored(v) for v in row] for row in self.matrix],
             "settings": dataclasses.asdict(settings) if settings else None,
         }
+        if self.directed is not None:
+            record["directed"] = [[stored(v) for v in row] for row in self.directed]
+        return record
 
 
 def measure_affinity(data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None) -> TaskAffinity:
-    """Train a short fully shared network and measure pairwise task affinity on training rows."""
+    """Train a short fully shared network and measure pairwise task affinity on training rows
+    (``settings.measure``: easy/hard agreement or TAG's lookahead)."""
     from mtl_search.training import predict, resolve_device, train_candidate
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -154,6 +229,9 @@ def measure_affinity(data: MultiTaskData, settings: AffinitySettings = AffinityS
     }
     result = train_candidate(data, candidate, device=device)
     rows = data.train.rows(torch.arange(min(len(data.train), settings.max_rows))).to(device)
+    if settings.measure == "lookahead":
+        directed = lookahead_affinity(result.model, data.tasks, rows, step=settings.learning_rate, batch_size=settings.batch_size)
+        return TaskAffinity(tasks, symmetric(directed), "lookahead", directed)
     outputs = predict(result.model, rows)
     losses = torch.stack([per_sample_losses(task, outputs[task.name], rows.targets[task.name]) for task in data.tasks], dim=1)
     return TaskAffinity(tasks, easy_hard_affinity(losses.cpu().numpy()))

@@ -24,6 +24,8 @@ def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> di
         "params": trial.params,
         "architecture": architecture,
         "training": candidate.get("training", {}),
+        # the epoch whose weights the trial returns (training.checkpoint); None before the option
+        "kept_epoch": trial.user_attrs.get("kept_epoch"),
         "loss_weighting": candidate.get("loss_weighting", {}),
         "test": trial.user_attrs.get("test", {}),
         "sharing": trial.user_attrs.get("sharing", {}),

@@ -85,20 +85,23 @@ class CandidateObjective:
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("summary", describe_candidate(candidate, self.data.task_names))
         costs = self.measure_costs(trial, candidate)
-        history: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
+        kept: list[dict[str, dict[str, float]]] = []  # the validation of the weights kept after each epoch
 
-        def on_epoch(epoch: int, scores: dict[str, dict[str, float]]) -> None:
-            history.append(scores)
+        def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
+            history.append(record)
+            kept.append(scores)
             for hook in self.epoch_hooks:
                 hook(trial, epoch, scores)
 
         try:
             result = train_candidate(self.data, candidate, device=self.device, on_epoch=on_epoch, stem=self.stem)
         except optuna.TrialPruned:
-            if history:
-                trial.set_user_attr("validation", history[-1])
-                trial.set_user_attr("history", [{"epoch": i + 1, "validation": s} for i, s in enumerate(history)])
-                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(history[-1], costs))))
+            if history:  # recorded like a complete trial, up to the epoch it was stopped at
+                trial.set_user_attr("validation", kept[-1])
+                trial.set_user_attr("kept_epoch", history[-1]["kept_epoch"])
+                trial.set_user_attr("history", history)
+                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(kept[-1], costs))))
             raise
         except (UserError, KeyboardInterrupt):
             raise
@@ -151,11 +154,18 @@ class CandidateObjective:
 
 
 # What a repeat copies from the earlier trial: the outcome, not the per-epoch history.
-REPEATED_RECORDS = ("validation", "test", "n_params", "sharing", "weighting")
+REPEATED_RECORDS = ("validation", "kept_epoch", "test", "n_params", "sharing", "weighting")
 
 
 def candidate_key(candidate: dict[str, Any]) -> str:
-    """Equal for equal candidates, whether fresh from the sampler or read back from storage."""
+    """Equal for equal candidates, whether fresh from the sampler or read back from storage.
+
+    ``training.checkpoint: last`` is the trainer's default, so it is left out: a candidate
+    stored before the option existed equals the same candidate with ``last`` written out.
+    """
+    training = candidate.get("training", {})
+    if training.get("checkpoint") == "last":
+        candidate = candidate | {"training": {k: v for k, v in training.items() if k != "checkpoint"}}
     return json.dumps(candidate, sort_keys=True, default=str)
 
 

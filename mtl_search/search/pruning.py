@@ -135,15 +135,20 @@ def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mappi
     return tuple(vector)
 
 
-def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial) -> dict[int, Vector] | None:
-    """A finished trial's recorded history as {1-based epoch: minimised vector}; None for an
-    infeasible trial (over a hard limit), which is never a reference."""
+def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial, history: Sequence[Mapping[str, Any]] | None = None) -> dict[int, Vector] | None:
+    """A finished trial's recorded history as {1-based epoch: minimised vector of the weights
+    kept at that epoch}; None for an infeasible trial (over a hard limit), which is never a
+    reference. ``history`` replaces the trial's recorded one (a replay's what-if)."""
     if not is_feasible(trial):
         return None
     costs = trial.user_attrs.get("costs", {})
+    history = trial.user_attrs.get("history", []) if history is None else history
+    by_epoch = {int(entry["epoch"]): entry for entry in history}
     curve = {}
-    for entry in trial.user_attrs.get("history", []):
-        vector = minimised_vector(objectives, entry.get("validation", {}), costs)
+    for entry in history:
+        # with training.checkpoint "best" a trial stopped at this epoch returns the kept epoch's values
+        kept = by_epoch.get(int(entry.get("kept_epoch", entry["epoch"])), entry)
+        vector = minimised_vector(objectives, kept.get("validation", {}), costs)
         if vector is not None:
             curve[int(entry["epoch"])] = vector
     return curve

@@ -42,15 +42,32 @@ class ReplayResult:
                 "front_stopped": self.front_stopped, "epsilon": self.epsilon}
 
 
-def study_curves(study: optuna.Study) -> list[tuple[int, Curve]]:
+def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A recorded history as if the trial had kept its best epoch (``training.checkpoint:
+    best``): each epoch's ``kept_epoch`` is the best-scoring epoch so far."""
+    from mtl_search.training.trainer import checkpoint_score
+
+    rebuilt, kept, kept_score = [], 0, math.inf
+    for entry in history:
+        score = checkpoint_score(entry.get("validation", {}))
+        if not kept or score < kept_score or score == kept_score == math.inf:
+            kept, kept_score = int(entry["epoch"]), score
+        rebuilt.append(dict(entry) | {"kept_epoch": kept})
+    return rebuilt
+
+
+def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[tuple[int, Curve]]:
     """(trial number, minimised objective vector per epoch) of the complete trials that can
-    be replayed: feasible, not repeats, with a full per-epoch history (as the live pruner)."""
+    be replayed: feasible, not repeats, with a full per-epoch history (as the live pruner).
+    ``rebuild_best``: the curves the trials would have had keeping their best epoch (from
+    each epoch's own validation, so it works on studies run with ``checkpoint: last``)."""
     objectives = study_objectives(study)
     curves = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if trial.user_attrs.get("repeat_of") is not None:
             continue
-        curve = learning_curve(objectives, trial)
+        history = with_best_kept(trial.user_attrs.get("history", [])) if rebuild_best else None
+        curve = learning_curve(objectives, trial, history)
         if curve and sorted(curve) == list(range(1, len(curve) + 1)):  # every epoch, in order
             curves.append((trial.number, [curve[epoch] for epoch in sorted(curve)]))
     return sorted(curves)

@@ -43,6 +43,8 @@ class SearchSettings:
     seed_strategy: str = "none"
     # the shape of the seeded trees: "uniform" or "grown" (search/affinity.py)
     seed_trees: str = "uniform"
+    # how the affinity is measured: "easy_hard" (Lu et al.) or "lookahead" (TAG)
+    affinity_measure: str = "easy_hard"
     # TPE's random start-up trials (None: scaled to n_trials, see search/study.py).
     startup_trials: int | None = None
 
@@ -74,7 +76,7 @@ def run_search(
         storage=storage,
     )
     if settings.seed_strategy == "affinity":
-        affinity.seed_with_affinity(study, data, space, affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees), device=settings.device)
+        affinity.seed_with_affinity(study, data, space, affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure), device=settings.device)
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(

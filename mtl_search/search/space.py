@@ -45,6 +45,9 @@ class TrainingSpace(_Strict):
     batch_size: IntParam = 256
     weight_decay: FloatParam = 0.0
     optimizer: StrParam = "adam"
+    # which weights a trial returns: the epoch with the lowest geometric mean of its tasks'
+    # validation losses ("best"), or the last epoch's ("last"); a policy, not searched
+    checkpoint: Literal["best", "last"] = "best"
 
 
 class BlockSpace(_Strict):
@@ -179,6 +182,7 @@ class SearchSpace(_Strict):
             "weight_decay": suggest(trial, "training.weight_decay", self.training.weight_decay),
             "optimizer": suggest(trial, "training.optimizer", self.training.optimizer),
             "seed": seed,
+            "checkpoint": self.training.checkpoint,
         }
         method_name = _choose(trial, "loss_weighting", list(self.loss_weighting))
         method = get_method(method_name)

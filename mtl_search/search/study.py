@@ -133,7 +133,7 @@ def create_or_continue(
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-        _check_same_search(study, name, data, objectives)
+        _check_same_search(study, name, data, objectives, space)
         return study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -146,7 +146,7 @@ def create_or_continue(
 METADATA_WAIT = 15.0
 
 
-def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, objectives: Sequence[Objective]) -> None:
+def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None = None) -> None:
     stored = study.user_attrs.get(STUDY_ATTR)
     deadline = time.monotonic() + METADATA_WAIT
     # A study without metadata and without trials is most likely being created right now.
@@ -159,6 +159,14 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         raise UserError(f"study {name!r} was made with other data ({_describe_data(stored.get('data'))}); use the same data or another --study-name")
     if [Objective(**o).name for o in stored.get("objectives", [])] != [o.name for o in objectives]:
         raise UserError(f"study {name!r} has other objectives; use the same tasks and metrics or another --study-name")
+    if space is not None and stored.get("space") is not None:
+        # a front mixing last-epoch and best-epoch values would compare unlike things; studies
+        # from before the option kept the last epoch
+        before = (stored["space"].get("training") or {}).get("checkpoint", "last")
+        now = (space.get("training") or {}).get("checkpoint", "last")
+        if before != now:
+            raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
+                            f"set training.checkpoint: {before} in the space file, or use another --study-name")
 
 
 def _describe_data(description: dict[str, Any] | None) -> str:

@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from mtl_search.architectures import MultiTaskModel, build_model
 from mtl_search.architectures.conditional import evaluation_targets, joint_losses
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError
+from mtl_search.tasks import Task
 from mtl_search.weighting import make_weighting
 
 EVAL_CHUNK = 8192
@@ -32,22 +33,28 @@ DEFAULT_TRAINING = {
     "weight_decay": 0.0,
     "optimizer": "adam",
     "seed": 0,
+    # "last": the weights after the last epoch (how candidates stored before the option
+    # existed were trained); the search space's default is "best" (``checkpoint_score``)
+    "checkpoint": "last",
 }
+CHECKPOINTS = ("best", "last")
 
-# epoch callback: (epoch index, validation metrics {task: {metric: value}}) -> None;
-# it may raise (for example optuna.TrialPruned) to stop training.
-EpochCallback = Callable[[int, dict[str, dict[str, float]]], None]
+# epoch callback: (epoch index, validation metrics {task: {metric: value}} of the weights
+# kept so far, the epoch's history record) -> None; it may raise (for example
+# optuna.TrialPruned) to stop training.
+EpochCallback = Callable[[int, dict[str, dict[str, float]], dict[str, Any]], None]
 
 
 @dataclasses.dataclass
 class TrainResult:
     history: list[dict[str, Any]]
-    validation: dict[str, dict[str, float]]
+    validation: dict[str, dict[str, float]]  # of the kept epoch
+    kept_epoch: int  # the epoch whose weights the model holds (training.checkpoint)
     test: dict[str, dict[str, float]]
     n_params: int
     wall_time: float
     sharing: dict[str, Any]
-    weighting: dict[str, Any]
+    weighting: dict[str, Any]  # the weighting's state after the last epoch
     model: MultiTaskModel = dataclasses.field(repr=False)
 
     def to_record(self) -> dict[str, Any]:
@@ -55,12 +62,26 @@ class TrainResult:
         return {
             "history": self.history,
             "validation": self.validation,
+            "kept_epoch": self.kept_epoch,
             "test": self.test,
             "n_params": self.n_params,
             "wall_time": self.wall_time,
             "sharing": self.sharing,
             "weighting": self.weighting,
         }
+
+
+def checkpoint_score(scores: dict[str, dict[str, float]]) -> float:
+    """Lower is better: the sum of the log validation losses of the tasks (the log of their
+    geometric mean). It is blind to each task's loss scale, and an epoch better on every task
+    always scores lower, so the kept epoch is never dominated by another epoch of the trial."""
+    total = 0.0
+    for metrics in scores.values():
+        loss = metrics.get("loss", math.nan)
+        if not math.isfinite(loss):
+            return math.inf
+        total += math.log(max(loss, 1e-12))
+    return total
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -90,6 +111,23 @@ def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, An
     raise UserError(f"training.optimizer {name!r}: expected adam, adamw or sgd")
 
 
+def training_losses(
+    tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], fully_labelled: dict[str, bool] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every task's training loss on one batch, in task order (as weightings expect).
+
+    Entire-space (conditional) tasks learn from their joint probability on all rows.
+    ``fully_labelled[name]`` True skips the task's missing-label check.
+    """
+    fully_labelled = fully_labelled or {}
+    losses = {task.name: task.loss(outputs[task.name], targets[task.name], all_labelled=fully_labelled.get(task.name, False))
+              for task in tasks if task.given is None}
+    if len(losses) < len(tasks):
+        losses |= joint_losses(tasks, outputs, targets)
+        losses = {task.name: losses[task.name] for task in tasks}
+    return losses
+
+
 def train_candidate(
     data: MultiTaskData,
     candidate: dict[str, Any],
@@ -102,10 +140,15 @@ def train_candidate(
     """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite loss.
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
-    batch_size, weight_decay, optimizer, seed) and ``loss_weighting``. ``train_split``
+    batch_size, weight_decay, optimizer, seed, checkpoint) and ``loss_weighting``. With
+    ``checkpoint: best`` the returned model holds the weights of the epoch with the best
+    :func:`checkpoint_score`, and ``validation``/``test`` are that epoch's. ``train_split``
     replaces the training rows (used to retrain on train + validation for export).
     """
     config = DEFAULT_TRAINING | dict(candidate.get("training", {}))
+    if config["checkpoint"] not in CHECKPOINTS:
+        raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
+    keep_best = config["checkpoint"] == "best"
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     torch.manual_seed(int(config["seed"]))
     if stem is not None:
@@ -126,14 +169,13 @@ def train_candidate(
 
     train = (train_split or data.train).to(device)
     validation = data.validation.to(device)
-    tasks = {task.name: task for task in data.tasks}
     generator = torch.Generator().manual_seed(int(config["seed"]))
     batch_size = int(config["batch_size"])
     n_rows = len(train)
     fully_labelled = {name: not bool(torch.isnan(train.targets[name]).any()) for name in task_names}
-    ordinary = [task.name for task in data.tasks if task.given is None]
-    has_conditional = len(ordinary) < len(task_names)
     history: list[dict[str, Any]] = []
+    # the weights a trial returns: the last epoch's, or the best-scoring epoch's (a copy)
+    kept_epoch, kept_scores, kept_score, kept_state = 0, None, math.inf, None
     started = time.perf_counter()
 
     for epoch in range(int(config["epochs"])):
@@ -150,10 +192,7 @@ def train_candidate(
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
             outputs = model(inputs)
             targets = {name: shuffled.targets[name][start:stop] for name in task_names}
-            losses = {name: tasks[name].loss(outputs[name], targets[name], all_labelled=fully_labelled[name]) for name in ordinary}
-            if has_conditional:  # entire-space tasks learn from their joint probability on all rows
-                losses |= joint_losses(data.tasks, outputs, targets)
-                losses = {name: losses[name] for name in task_names}  # task order, as weightings expect
+            losses = training_losses(data.tasks, outputs, targets, fully_labelled)
             optimizer.zero_grad(set_to_none=True)
             weighting.backward(losses, model, model.regularization())
             optimizer.step()
@@ -168,20 +207,30 @@ def train_candidate(
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)
         scores = evaluate(model, data, validation)
+        score = checkpoint_score(scores) if keep_best else -float(epoch)  # "last": every epoch replaces the one before
+        # an epoch with no finite score replaces one that had none either: with nothing to choose, the last
+        if kept_scores is None or score < kept_score or (score == kept_score == math.inf):
+            kept_epoch, kept_scores, kept_score = epoch + 1, scores, score
+            if keep_best:
+                kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append({
             "epoch": epoch + 1,
             "train_loss": train_losses,
             "validation": scores,
             "weights": used_weights,
             "seconds": time.perf_counter() - epoch_started,
+            "kept_epoch": kept_epoch,
         })
         if on_epoch is not None:
-            on_epoch(epoch, scores)
+            on_epoch(epoch, kept_scores, history[-1])  # kept_scores: what the trial would return if it stopped now
 
+    if kept_state is not None and kept_epoch != len(history):
+        model.load_state_dict(kept_state)
     test_scores = evaluate(model, data, data.test.to(device))
     return TrainResult(
         history=history,
-        validation=history[-1]["validation"] if history else evaluate(model, data, validation),
+        validation=kept_scores if kept_scores is not None else evaluate(model, data, validation),
+        kept_epoch=kept_epoch,
         test=test_scores,
         n_params=count_parameters(model),
         wall_time=time.perf_counter() - started,

@@ -44,6 +44,34 @@ def test_continuing_with_other_data_is_refused(cli, storage_url):
     assert_one_line_error(result, "study 'd' was made with other data")
 
 
+def test_continuing_with_another_checkpoint_policy_is_refused(cli, storage_url, tmp_path):
+    """A front of last-epoch values must not fill up with best-epoch ones (studies made before
+    training.checkpoint existed kept the last epoch)."""
+    last = tmp_path / "last.yaml"
+    last.write_text("training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    best = tmp_path / "best.yaml"
+    best.write_text(last.read_text().replace("checkpoint: last", "checkpoint: best"))
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "c", *QUICK, "--space", str(last)).code == 0
+    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "c", *QUICK, "--space", str(best))
+    assert_one_line_error(result, "study 'c'", "last epoch", "training.checkpoint: last")
+    study = optuna.load_study(study_name="c", storage=storage_url)
+    assert len(study.trials) == 1 and study.trials[0].user_attrs["kept_epoch"] == 2  # --epochs 2, the last kept
+
+
+def test_a_study_from_before_training_checkpoint_continues_only_with_last(cli, storage_url, tmp_path):
+    last = tmp_path / "last.yaml"
+    last.write_text("training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code == 0
+    # what a study made before the option stored: a space without training.checkpoint
+    study = optuna.load_study(study_name="old", storage=storage_url)
+    meta = study.user_attrs["mtl_search"]
+    del meta["space"]["training"]["checkpoint"]
+    study.set_user_attr("mtl_search", meta)
+    assert_one_line_error(cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK),
+                          "study 'old'", "last epoch", "training.checkpoint: last")
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code == 0
+
+
 def test_same_seed_same_study_results(cli, tmp_path):
     values = []
     for name in ("one", "two"):
@@ -72,9 +100,12 @@ def test_pareto_formats(cli, finished_study, tmp_path):
 
     rows = list(csv.DictReader(io.StringIO(cli("pareto", "f", "--storage", finished_study, "--format", "csv").out)))
     assert [int(r["number"]) for r in rows] == front
+    # the epoch whose weights each trial returns (the default space keeps the best of --epochs 2)
+    assert [int(r["kept_epoch"]) for r in rows] == [study.trials[n].user_attrs["kept_epoch"] for n in front]
+    assert all(1 <= int(r["kept_epoch"]) <= 2 for r in rows) and all(row["kept_epoch"] for row in as_json)
 
     table = cli("pareto", "f", "--storage", finished_study)
-    assert table.code == 0 and "Pareto front of f" in table.out
+    assert table.code == 0 and "Pareto front of f" in table.out and "epoch" in table.out
 
     html = tmp_path / "front.html"
     assert cli("pareto", "f", "--storage", finished_study, "--html", str(html)).code == 0

@@ -39,6 +39,8 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
     assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
+    assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead", "--seed-strategy affinity")
+    assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--affinity-measure", "psychic", "--storage", storage_url), "--affinity-measure")
 
 
 def test_grown_seed_trees_from_the_command_line(cli, storage_url):
@@ -50,6 +52,20 @@ def test_grown_seed_trees_from_the_command_line(cli, storage_url):
     record = load_existing("grown", storage_url).user_attrs["affinity"]
     # the default space's trees go 3 deep: 1 + 3 x (2 tasks - 1) = 4 grown trees (uniform would seed 2)
     assert record["settings"]["tree_shape"] == "grown" and record["seeded"] == 4
+
+
+def test_lookahead_affinity_from_the_command_line(cli, storage_url, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    result = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "tag", "--no-prune",
+                 "--seed-strategy", "affinity", "--affinity-measure", "lookahead")
+    assert result.code == 0, result
+    from mtl_search.search.study import load_existing
+
+    record = load_existing("tag", storage_url).user_attrs["affinity"]
+    assert record["measure"] == "lookahead" and record["settings"]["measure"] == "lookahead"
+    assert len(record["directed"]) == 2 and record["seeded"] == 2
+    shown = cli("affinity", "tag", "--storage", storage_url)
+    assert shown.code == 0 and "tag lookahead" in shown.out and "e-0" in shown.out
 
 
 def test_affinity_and_refine_name_what_is_missing(cli, storage_url):

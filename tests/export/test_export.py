@@ -133,4 +133,7 @@ def test_retraining_when_no_weights_are_stored_reproduces_the_trial(cli, trained
     assert result.code == 0, result
     description = json.loads((tmp_path / "b" / "model.json").read_text())
     assert description["weights_source"] == "retrained (train+validation)"
+    # validation rows are training rows now: it trains as long as the epoch the search kept
+    assert f"Retrained for {trial.user_attrs['kept_epoch']} epoch(s)" in (tmp_path / "b" / "README.md").read_text()
+    assert description["training"]["epochs"] == trial.user_attrs["kept_epoch"] and description["training"]["checkpoint"] == "last"
     assert mtl_search.load(tmp_path / "b") is not None

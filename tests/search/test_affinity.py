@@ -1,17 +1,22 @@
-"""Task affinity (easy/hard agreement) and the grouping trees seeded from it."""
+"""Task affinity (easy/hard agreement, TAG lookahead) and the grouping trees seeded from it."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import optuna
 import pytest
+import torch
 
 from mtl_search.architectures import build_model
 from mtl_search.architectures.tree import validate_tree
 from mtl_search.errors import UserError
 from mtl_search.search.affinity import (
-    AffinitySettings, TaskAffinity, easy_hard_affinity, partition_chain, seed_params, seed_trees, seed_with_affinity, uniform_trees,
+    AffinitySettings, TaskAffinity, easy_hard_affinity, lookahead_affinity, measure_affinity, partition_chain, seed_params, seed_trees,
+    seed_with_affinity, uniform_trees,
 )
+from mtl_search.data.synthetic import make_synthetic
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
 
@@ -33,6 +38,57 @@ def test_affinity_counts_rows_where_tasks_agree():
     # d: rows 0 (easy) and 2 (hard) are labelled; a agrees on both
     assert matrix[0, 3] == 1.0 and matrix[2, 3] == 0.0
     assert np.allclose(matrix, matrix.T)
+
+
+def test_lookahead_is_the_share_of_loss_one_step_on_another_task_removes(tiny_synthetic3):
+    data = tiny_synthetic3
+    torch.manual_seed(0)
+    architecture = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "block": {}, "tower": {"widths": []}, "stem": {}}
+    model = build_model(architecture, data.input_schema, data.tasks)
+    rows = data.train.rows(torch.arange(64))
+    untouched = copy.deepcopy(model.state_dict())
+    directed = lookahead_affinity(model, data.tasks, rows, step=0.05, batch_size=64)  # one batch
+    assert all(torch.equal(untouched[k], v) for k, v in model.state_dict().items())  # measuring moves nothing
+
+    # by hand: step the shared layer of a copy on task1's gradient alone, compare every task's loss
+    def losses(net):
+        outputs = net(rows.inputs)
+        return [torch.nn.functional.mse_loss(outputs[t].reshape(-1), rows.targets[t]) for t in data.task_names]
+    before = losses(model)
+    stepped = copy.deepcopy(model)
+    shared = stepped.shared_parameters()
+    grads = torch.autograd.grad(losses(stepped)[0], shared)
+    with torch.no_grad():
+        for p, g in zip(shared, grads):
+            p -= 0.05 * g
+        after = losses(stepped)
+    expected = [1 - float(a) / float(b.detach()) for a, b in zip(after, before)]
+    assert directed[0] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+    assert directed[0, 0] > 0  # a step on a task's own gradient lowers its own loss
+
+
+@pytest.mark.parametrize("measure", ["easy_hard", "lookahead"])
+def test_both_measures_split_the_generators_groups_first(measure):
+    # four tasks in two groups of related tasks, orthogonal to each other
+    data = make_synthetic(dim=20, rows=600, tasks=4, groups=2, correlation=0.9, seed=0)
+    affinity = measure_affinity(data, AffinitySettings(measure=measure))
+    assert partition_chain(affinity)[1] == [["task1", "task2"], ["task3", "task4"]]
+    record = affinity.to_data()
+    assert record["measure"] == measure and ("directed" in record) == (measure == "lookahead")
+
+
+def test_lookahead_handles_conditional_tasks_and_missing_labels():
+    from mtl_search.data.sequences import make_sequences
+
+    data = make_sequences(rows=300, max_length=6, seed=0)  # an entire-space task, a sequence stem
+    assert any(task.given is not None for task in data.tasks)
+    affinity = measure_affinity(data, AffinitySettings(measure="lookahead", epochs=1, width=16))
+    assert np.isfinite(affinity.matrix).all() and np.allclose(affinity.matrix, affinity.matrix.T)
+    assert (np.diag(affinity.directed) > 0).all()  # each task's own step lowers its own loss
+    # even the smallest value is stored with its significant digits, not rounded towards 0
+    record = affinity.to_data()
+    i, j = np.unravel_index(np.argmin(np.abs(affinity.directed)), affinity.directed.shape)
+    assert record["directed"][i][j] == pytest.approx(affinity.directed[i, j], rel=1e-3)
 
 
 def block_affinity() -> TaskAffinity:
@@ -81,6 +137,8 @@ def test_bad_affinity_settings_are_refused():
         AffinitySettings(tree_shape="bushy")
     with pytest.raises(UserError, match="max_seeds 1"):
         AffinitySettings(max_seeds=1)
+    with pytest.raises(UserError, match="measure 'gradients'"):
+        AffinitySettings(measure="gradients")
 
 
 def test_space_without_partitions_cannot_be_seeded():

@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin
+from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve
 from mtl_search.search.study import Objective
 
 OBJECTIVES = [Objective("a", "mse", "minimize"), Objective("b", "auc", "maximize")]
@@ -190,7 +190,13 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     assert len(pruned) == 2
     for trial in pruned:
         assert trial.user_attrs["prune_reason"] == "dominated at epoch 2 by 1 of 1 completed trials (0; margin 0.02)"
-        assert [h["epoch"] for h in trial.user_attrs["history"]] == [1, 2]
+        history = trial.user_attrs["history"]
+        assert [h["epoch"] for h in history] == [1, 2]
+        # recorded like a complete trial: each epoch's own values and the epoch kept so far
+        assert all({"validation", "train_loss", "kept_epoch"} <= set(h) for h in history)
+        kept = trial.user_attrs["kept_epoch"]
+        assert kept == history[-1]["kept_epoch"] in (1, 2)
+        assert trial.user_attrs["validation"] == history[kept - 1]["validation"]
         assert trial.user_attrs["last_values"]["task1/mse"] == trial.user_attrs["validation"]["task1"]["mse"] > 0
     assert [t.number for t in pareto_trials(study)] == [0]
     # the same search without pruning trains to the end
@@ -226,3 +232,17 @@ def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage
     late.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
     with pytest.raises(optuna.TrialPruned):
         always(late, 4, hopeless)
+
+
+def test_references_are_compared_at_the_weights_they_kept():
+    # a reference that overfits after epoch 3 and kept epoch 3's weights (training.checkpoint best):
+    # at later epochs it stands where it would have stopped, not where its last weights drifted
+    values = [0.9, 0.6, 0.3, 0.5, 0.8]
+    history = [{"epoch": e, "validation": scores(v, 0.9), "kept_epoch": min(e, 3)} for e, v in enumerate(values, 1)]
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.3, 0.9], user_attrs={"history": history})
+    curve_of = learning_curve(OBJECTIVES, trial)
+    assert [curve_of[e][0] for e in range(1, 6)] == pytest.approx([0.9, 0.6, 0.3, 0.3, 0.3])
+    # without kept_epoch (studies from before the option) the epoch's own values are used
+    plain = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8, 0.9],
+                                      user_attrs={"history": [{k: v for k, v in h.items() if k != "kept_epoch"} for h in history]})
+    assert [learning_curve(OBJECTIVES, plain)[e][0] for e in range(1, 6)] == pytest.approx(values)

@@ -57,3 +57,20 @@ def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
 def test_non_positive_values_give_no_epsilon():
     curves = [(n, [(0.0, 1.0 + n)] * 3) for n in range(3)]
     assert math.isnan(replay_settings(curves, PruningSettings()).epsilon)
+
+
+def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path):
+    from mtl_search.search.pruning_replay import study_curves, with_best_kept
+    import dataclasses
+
+    from mtl_search.search.study import Objective
+
+    # a trial run with checkpoint: last that overfits after epoch 2
+    losses = [0.9, 0.4, 0.6, 0.8]
+    history = [{"epoch": e, "validation": {"a": {"mse": v, "loss": v}}} for e, v in enumerate(losses, 1)]
+    assert [h["kept_epoch"] for h in with_best_kept(history)] == [1, 2, 2, 2]
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize"])
+    study.set_user_attr("mtl_search", {"objectives": [dataclasses.asdict(Objective("a", "mse", "minimize"))]})
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8], user_attrs={"history": history}))
+    assert [v[0] for v in study_curves(study)[0][1]] == losses  # as recorded
+    assert [v[0] for v in study_curves(study, rebuild_best=True)[0][1]] == [0.9, 0.4, 0.4, 0.4]

@@ -75,3 +75,11 @@ def test_a_repeat_is_held_to_the_limits_of_its_own_run(tiny_synthetic, storage_u
     assert repeat.user_attrs["repeat_of"] == 0
     assert repeat.state == optuna.trial.TrialState.PRUNED and "params" in repeat.user_attrs["prune_reason"]
     assert repeat.constraints and max(repeat.constraints.values()) > 0
+
+
+def test_a_candidate_from_before_training_checkpoint_equals_it_with_last_written_out():
+    from mtl_search.search.objective import candidate_key
+
+    old = {"architecture": {"family": "tree"}, "training": {"epochs": 2, "seed": 0}}
+    assert candidate_key(old) == candidate_key(old | {"training": old["training"] | {"checkpoint": "last"}})
+    assert candidate_key(old) != candidate_key(old | {"training": old["training"] | {"checkpoint": "best"}})

@@ -1,10 +1,12 @@
-"""Training one candidate: it learns, it is reproducible, and it stops on divergence."""
+"""Training one candidate: it learns, it is reproducible, it keeps its best epoch, and it stops on divergence."""
 
+import math
 
 import pytest
 
 from mtl_search.errors import TrialDiverged
-from mtl_search.training import train_candidate
+from mtl_search.training import evaluate, train_candidate
+from mtl_search.training.trainer import checkpoint_score
 
 SPEC = {"family": "tree", "widths": [16, 16], "groups": [[["task1", "task2"]], [["task1"], ["task2"]]], "tower": {"widths": [8]}}
 
@@ -52,3 +54,46 @@ def test_static_weights_scale_the_task_losses(tiny_synthetic):
 def test_a_diverging_candidate_stops_with_a_reason(tiny_synthetic):
     with pytest.raises(TrialDiverged, match="non-finite training loss in epoch 1"):
         train_candidate(tiny_synthetic, candidate(learning_rate=1e12, optimizer="sgd"))
+
+
+def test_checkpoint_score_is_scale_free_and_respects_dominance():
+    def scores(a, b):
+        return {"task1": {"loss": a}, "task2": {"loss": b}}
+    assert checkpoint_score(scores(0.5, 2.0)) == pytest.approx(math.log(0.5) + math.log(2.0))
+    # halving one task's loss counts as much whatever that task's scale
+    assert checkpoint_score(scores(0.5, 200.0)) - checkpoint_score(scores(1.0, 200.0)) == pytest.approx(
+        checkpoint_score(scores(0.5, 2.0)) - checkpoint_score(scores(1.0, 2.0)))
+    assert checkpoint_score(scores(0.4, 1.9)) < checkpoint_score(scores(0.5, 2.0))  # better on both: lower
+    assert checkpoint_score(scores(math.nan, 1.0)) == math.inf  # never kept over a finite epoch
+
+
+def test_best_checkpoint_returns_the_best_epochs_weights_and_metrics(tiny_synthetic):
+    # a wide network at a high learning rate on 180 training rows overfits: later epochs get worse
+    overfitting = candidate(epochs=12, learning_rate=3e-2, batch_size=16)
+    best = train_candidate(tiny_synthetic, overfitting | {"training": overfitting["training"] | {"checkpoint": "best"}})
+    last = train_candidate(tiny_synthetic, overfitting)  # the trainer's default: the last epoch
+    assert last.kept_epoch == 12 and last.validation == last.history[-1]["validation"]
+    assert [h["validation"] for h in best.history] == [h["validation"] for h in last.history]  # same run
+    chosen = min(range(12), key=lambda e: checkpoint_score(best.history[e]["validation"]))
+    assert best.kept_epoch == chosen + 1 < 12
+    assert best.validation == best.history[chosen]["validation"]
+    assert [h["kept_epoch"] for h in best.history][-1] == best.kept_epoch
+    # the returned model holds that epoch's weights: evaluating it gives that epoch's metrics
+    again = evaluate(best.model, tiny_synthetic, tiny_synthetic.validation)
+    for task in ("task1", "task2"):
+        assert again[task]["mse"] == pytest.approx(best.validation[task]["mse"], rel=1e-5)
+    assert checkpoint_score(best.validation) < checkpoint_score(last.validation)
+
+
+def test_the_epoch_callback_sees_the_kept_weights_metrics(tiny_synthetic):
+    seen = []
+    overfitting = candidate(epochs=12, learning_rate=3e-2, batch_size=16, checkpoint="best")
+    result = train_candidate(tiny_synthetic, overfitting, on_epoch=lambda epoch, scores, record: seen.append(scores))
+    assert seen == [result.history[h["kept_epoch"] - 1]["validation"] for h in result.history]
+
+
+def test_an_unknown_checkpoint_is_refused(tiny_synthetic):
+    from mtl_search.errors import UserError
+
+    with pytest.raises(UserError, match="training.checkpoint 'middle'"):
+        train_candidate(tiny_synthetic, candidate(checkpoint="middle"))
