@@ -150,6 +150,12 @@ def error_values(study: optuna.Study) -> list[list[float]]:
     return [[1.0 - v if flip else v for v, flip in zip(t.values, flips)] for t in scored_trials(study)]
 
 
+def first_split(study: optuna.Study) -> list[list[str]] | None:
+    """The grouping affinity seeding split the tasks into first (None without seeding)."""
+    chain = (study.user_attrs.get("affinity") or {}).get("chain") or []
+    return chain[1] if len(chain) > 1 else None
+
+
 def epochs_trained(study: optuna.Study) -> int:
     return sum(len(t.user_attrs.get("history", [])) for t in study.trials)
 
@@ -196,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                     "epsilon_vs_baseline": epsilon_indicator(error_values(studies["baseline"]), error_values(study)) if "baseline" in studies else None,
                     # and the other way: how far this variant's front is from the baseline's points
                     "baseline_epsilon_vs_this": epsilon_indicator(error_values(study), error_values(studies["baseline"])) if "baseline" in studies else None,
+                    # affinity seeding: the grouping it split first (the generator's groups, when it finds them)
+                    "first_split": first_split(study),
                 })
                 print(f"seed {seed} {name:9s} {rows[-1]}", flush=True)
     summary = summarise(rows, args)

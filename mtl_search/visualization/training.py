@@ -20,10 +20,12 @@ def _colour(index: int) -> str:
 
 
 def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objectives: Sequence[Objective]) -> go.Figure:
-    """One panel per objective; one line per trial: the validation metric after every epoch."""
+    """One panel per objective; one line per trial: the validation metric after every epoch,
+    and a star on the epoch whose weights the trial returns (``kept_epoch``), when recorded."""
     figure = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
     for t_index, trial in enumerate(trials):
         history = trial.user_attrs.get("history") or []
+        kept = trial.user_attrs.get("kept_epoch")
         for o_index, objective in enumerate(objectives):
             epochs, values = [], []
             for i, record in enumerate(history):
@@ -35,8 +37,14 @@ def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objecti
                 x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}", legendgroup=str(trial.number),
                 showlegend=o_index == 0, line={"color": _colour(t_index)},
             ), row=1, col=o_index + 1)
+            if kept in epochs:
+                figure.add_trace(go.Scatter(
+                    x=[kept], y=[values[epochs.index(kept)]], mode="markers", name=f"trial {trial.number}: kept epoch {kept}",
+                    legendgroup=str(trial.number), showlegend=False, marker={"symbol": "star", "size": 13, "color": _colour(t_index)},
+                ), row=1, col=o_index + 1)
     figure.update_xaxes(title_text="epoch")
-    figure.update_layout(title="Validation metrics per epoch (Pareto-front trials)", template="plotly_white", height=380)
+    figure.update_layout(title="Validation metrics per epoch (Pareto-front trials; star: the epoch whose weights each returns)",
+                         template="plotly_white", height=380)
     return figure
 
 

@@ -43,9 +43,11 @@ def three_task_study() -> optuna.Study:
     for family, spec, sharing, values in records:
         history = [{"epoch": e, "validation": {t: {"mse": v + 1 - e} for t, v in zip(TASKS, values)},
                     "weights": {t: 1.0 + 0.1 * e for t in TASKS}} for e in (1, 2)]
+        # the first trial kept its first epoch (training.checkpoint best); the others predate the record
+        kept = {"kept_epoch": 1} if family == "tree" and values[0] == 1.0 else {}
         study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={
             "candidate": {"architecture": {"family": family, **spec}}, "summary": f"{family} <summary>",
-            "sharing": sharing, "history": history, "test": {t: {"mse": 9.0} for t in TASKS}, "n_params": 100}))
+            "sharing": sharing, "history": history, "test": {t: {"mse": 9.0} for t in TASKS}, "n_params": 100} | kept))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={
         "validation": {t: {"mse": 5.0} for t in TASKS}}))
     return study
@@ -58,6 +60,10 @@ def test_three_task_report_has_every_section_and_draws_each_family():
     splom_names = [trace.name for trace in figures["pareto-front"].data]
     assert splom_names == ["pruned (last validation)", "dominated", "Pareto front"]
     assert [len(trace.dimensions[0].values) for trace in figures["pareto-front"].data] == [1, 1, 3]
+    stars = [trace for trace in figures["validation-curves"].data if trace.mode == "markers"]
+    # one star per objective panel, on trial 0's kept epoch 1, at that epoch's value (1.0 + 1 - 1 for task a)
+    assert [trace.name for trace in stars] == ["trial 0: kept epoch 1"] * 3 and all(list(t.x) == [1] for t in stars)
+    assert [list(t.y) for t in stars] == [[1.0], [2.0], [3.0]]
     family_bars = figures["best-per-family"].data[0]
     assert list(family_bars.x) == ["cross_stitch", "mmoe", "tree"] and list(family_bars.y) == [3.0, 2.0, 1.0]
 
