@@ -154,6 +154,7 @@ def lookahead_affinity(model: Any, tasks: Sequence[Task], rows: Split, *, step: 
     sums, counts = np.zeros((n_tasks, n_tasks)), np.zeros((n_tasks, n_tasks))
     was_training = model.training
     model.eval()
+
     def double(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # one step changes a loss by as little as 1e-5 of itself, near float32's resolution of a
         # mean: the losses are taken in float64 so that the change is not lost to rounding

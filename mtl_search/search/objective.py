@@ -86,11 +86,9 @@ class CandidateObjective:
         trial.set_user_attr("summary", describe_candidate(candidate, self.data.task_names))
         costs = self.measure_costs(trial, candidate)
         history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
-        kept: list[dict[str, dict[str, float]]] = []  # the validation of the weights kept after each epoch
 
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
             history.append(record)
-            kept.append(scores)
             for hook in self.epoch_hooks:
                 hook(trial, epoch, scores)
 
@@ -98,10 +96,12 @@ class CandidateObjective:
             result = train_candidate(self.data, candidate, device=self.device, on_epoch=on_epoch, stem=self.stem)
         except optuna.TrialPruned:
             if history:  # recorded like a complete trial, up to the epoch it was stopped at
-                trial.set_user_attr("validation", kept[-1])
-                trial.set_user_attr("kept_epoch", history[-1]["kept_epoch"])
+                kept_epoch = history[-1]["kept_epoch"]
+                validation = history[kept_epoch - 1]["validation"]
+                trial.set_user_attr("validation", validation)
+                trial.set_user_attr("kept_epoch", kept_epoch)
                 trial.set_user_attr("history", history)
-                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(kept[-1], costs))))
+                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(validation, costs))))
             raise
         except (UserError, KeyboardInterrupt):
             raise

@@ -45,12 +45,12 @@ class ReplayResult:
 def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """A recorded history as if the trial had kept its best epoch (``training.checkpoint:
     best``): each epoch's ``kept_epoch`` is the best-scoring epoch so far."""
-    from mtl_search.training.trainer import checkpoint_score
+    from mtl_search.training.trainer import checkpoint_score, replaces_kept
 
     rebuilt, kept, kept_score = [], 0, math.inf
     for entry in history:
         score = checkpoint_score(entry.get("validation", {}))
-        if not kept or score < kept_score or score == kept_score == math.inf:
+        if not kept or replaces_kept(score, kept_score):
             kept, kept_score = int(entry["epoch"]), score
         rebuilt.append(dict(entry) | {"kept_epoch": kept})
     return rebuilt

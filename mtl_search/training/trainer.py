@@ -111,6 +111,12 @@ def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, An
     raise UserError(f"training.optimizer {name!r}: expected adam, adamw or sgd")
 
 
+def replaces_kept(score: float, kept_score: float) -> bool:
+    """Whether an epoch scoring ``score`` replaces the kept one. An epoch with no finite score
+    replaces one that had none either: with nothing to choose from, the latest is kept."""
+    return score < kept_score or score == kept_score == math.inf
+
+
 def training_losses(
     tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], fully_labelled: dict[str, bool] | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -208,8 +214,7 @@ def train_candidate(
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)
         scores = evaluate(model, data, validation)
         score = checkpoint_score(scores) if keep_best else -float(epoch)  # "last": every epoch replaces the one before
-        # an epoch with no finite score replaces one that had none either: with nothing to choose, the last
-        if kept_scores is None or score < kept_score or (score == kept_score == math.inf):
+        if kept_scores is None or replaces_kept(score, kept_score):
             kept_epoch, kept_scores, kept_score = epoch + 1, scores, score
             if keep_best:
                 kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -6,7 +6,7 @@ import pytest
 
 from mtl_search.errors import TrialDiverged
 from mtl_search.training import evaluate, train_candidate
-from mtl_search.training.trainer import checkpoint_score
+from mtl_search.training.trainer import checkpoint_score, replaces_kept
 
 SPEC = {"family": "tree", "widths": [16, 16], "groups": [[["task1", "task2"]], [["task1"], ["task2"]]], "tower": {"widths": [8]}}
 
@@ -65,6 +65,8 @@ def test_checkpoint_score_is_scale_free_and_respects_dominance():
         checkpoint_score(scores(0.5, 2.0)) - checkpoint_score(scores(1.0, 2.0)))
     assert checkpoint_score(scores(0.4, 1.9)) < checkpoint_score(scores(0.5, 2.0))  # better on both: lower
     assert checkpoint_score(scores(math.nan, 1.0)) == math.inf  # never kept over a finite epoch
+    assert replaces_kept(0.5, 1.0) and not replaces_kept(1.0, 1.0) and not replaces_kept(math.inf, 1.0)
+    assert replaces_kept(math.inf, math.inf)  # with no finite epoch at all, the latest is kept
 
 
 def test_best_checkpoint_returns_the_best_epochs_weights_and_metrics(tiny_synthetic):
