@@ -101,7 +101,6 @@ def compare(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv, name="checkpoint_policy", description=__doc__, replay=False)
-    device = "cpu"  # where the generated studies trained; a retrain elsewhere would not repeat them exactly
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     torch.set_num_threads(1)
     rows = []
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for name, study in load_studies(args, folder):
-            row = {"study": name} | compare(trial_results(study, device))
+            row = {"study": name} | compare(trial_results(study))
             rows.append(row)
             print(f"{name}: test HV last {row['test_hv']['last']:.3f}, best {row['test_hv']['best']:.3f}; "
                   f"epsilon best misses last {100 * row['epsilon_best_misses_last']:.1f} %, last misses best {100 * row['epsilon_last_misses_best']:.1f} %; "

@@ -10,9 +10,10 @@ from mtl_search.cli.common import add_study_arguments, dump_json
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "affinity", help="show the task affinity matrix of a study (from --seed-strategy affinity)",
-        description="Show the pairwise task affinities a study measured when it was seeded with --seed-strategy affinity "
-        "(share of training rows that are easy for both tasks or hard for both, after a short fully shared training), "
-        "and the order in which the seeded trees split the tasks.",
+        description="Show the pairwise task affinities a study measured, after a short fully shared training, when it was "
+        "seeded with --seed-strategy affinity (easy-hard: share of training rows easy for both tasks or hard for both; "
+        "lookahead: share of one task's loss a gradient step on the other removes), and the order in which the seeded "
+        "trees split the tasks.",
     )
     add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)

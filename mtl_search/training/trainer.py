@@ -213,10 +213,12 @@ def train_candidate(
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)
         scores = evaluate(model, data, validation)
-        score = checkpoint_score(scores) if keep_best else -float(epoch)  # "last": every epoch replaces the one before
-        if kept_scores is None or replaces_kept(score, kept_score):
-            kept_epoch, kept_scores, kept_score = epoch + 1, scores, score
-            if keep_best:
+        if not keep_best:
+            kept_epoch, kept_scores = epoch + 1, scores
+        else:
+            score = checkpoint_score(scores)
+            if kept_scores is None or replaces_kept(score, kept_score):
+                kept_epoch, kept_scores, kept_score = epoch + 1, scores, score
                 kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history.append({
             "epoch": epoch + 1,
