@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -47,6 +48,19 @@ def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "mtl_search", *args], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def study_created(path: Path, study: str) -> bool:
+    """Whether the run has created ``study`` in the SQLite file at ``path``, read without
+    writing: opening an Optuna storage on a file whose schema is still being created would
+    race the run for the schema's version row and can fail either side."""
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as connection:
+            return connection.execute("SELECT 1 FROM studies WHERE study_name = ?", (study,)).fetchone() is not None
+    except sqlite3.OperationalError:  # tables not there yet, or the file is locked for a moment
+        return False
 
 
 def trials(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:

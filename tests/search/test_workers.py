@@ -12,7 +12,7 @@ import pytest
 
 from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study, threads_per_worker
 from tests.search.parallel_helpers import (
-    FINISHED, RAN_TO_END, run_args, start_cli, states, trials, wait_for, worker_pids, write_space,
+    FINISHED, RAN_TO_END, run_args, start_cli, states, study_created, trials, wait_for, worker_pids, write_space,
 )
 
 
@@ -89,7 +89,7 @@ def test_a_killed_worker_loses_no_trial(tmp_path):
     process = start_cli(args, tmp_path)
     # Kill one worker while both are in the middle of a trial: sampled (its candidate stored)
     # and training, so that the retry can be checked against the killed trial's parameters.
-    wait_for(lambda: _exists(tmp_path / "studies.db") and _training(storage, "kill") == 2
+    wait_for(lambda: study_created(tmp_path / "studies.db", "kill") and _training(storage, "kill") == 2
              and len(worker_pids(process.pid)) == 2)
     victim = worker_pids(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
@@ -119,7 +119,7 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     process = start_cli(run_args(space, storage, "stop", 50, "--workers", "2"), tmp_path)
-    wait_for(lambda: _exists(tmp_path / "studies.db") and states(storage, "stop")["COMPLETE"] >= 2
+    wait_for(lambda: study_created(tmp_path / "studies.db", "stop") and states(storage, "stop")["COMPLETE"] >= 2
              and states(storage, "stop")["RUNNING"] >= 1)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     out, err = process.communicate(timeout=120)
@@ -138,7 +138,3 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     after = trials(storage, "stop")
     assert len(after) == len(found) + 2
     assert {t.number: t.values for t in after if t.number in completed} == completed
-
-
-def _exists(path) -> bool:
-    return path.exists()
