@@ -16,6 +16,9 @@ unequal relatedness that affinity seeding is meant to find):
   grown trees at one size (the default before 2026-11-21).
 - **affinity_lookahead** (only when named): the default seeding with TAG's lookahead affinity
   (``--affinity-measure lookahead``) instead of the easy/hard agreement.
+- **affinity_chain** (only when named): the default seeding, and the tree family searched
+  with ``grouping: affinity``: every tree is cut from the measured affinity chain, the
+  sampler only chooses how far along it each depth goes.
 - **startup10** (only when named in ``--variants``): the baseline with Optuna's default of 10
   random start-up trials instead of mtl-search's budget-scaled start-up.
 - **pruned_half_time** and **half_time** (only when named): a time budget instead of a trial
@@ -73,6 +76,7 @@ VARIANTS = {
     "affinity": (False, "affinity", "early", None),
     "affinity_grown": (False, "affinity_grown", "early", None),
     "affinity_lookahead": (False, "affinity_lookahead", "early", None),
+    "affinity_chain": (False, "affinity_chain", "early", None),  # also families.tree.grouping: affinity
     "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
     # a time budget instead of a trial budget: half the baseline's wall time, as many trials as fit
     "pruned_half_time": (True, "none", "half_time", None),
@@ -127,6 +131,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     if args.checkpoint:
         space = space.model_copy(update={"training": space.training.model_copy(update={"checkpoint": args.checkpoint})})
+    if strategy == "affinity_chain":
+        tree = space.families["tree"].model_copy(update={"grouping": "affinity"})
+        space = space.model_copy(update={"families": {**space.families, "tree": tree}})
     settings = SearchSettings(
         study_name=f"{name}-{seed}", storage=f"sqlite:///{folder / f'{name}-{seed}.db'}", seed=max(seed, 0),
         n_trials=None if budget == "half_time" else getattr(args, budget), timeout=timeout, epochs=args.epochs, device="cpu", save_artifacts=False,

@@ -34,8 +34,12 @@ class TreeSpace(BaseModel):
     per_depth_width: bool = False
     # partitions: any tree (per depth, each task picks a group label within its parent group);
     # branch_points: each task leaves the trunk at a searched depth;
+    # affinity: only trees cut from ``chain`` (per depth, how far along it to go);
     # shared / separate: the two fixed extremes
-    grouping: Literal["partitions", "branch_points", "shared", "separate"] = "partitions"
+    grouping: Literal["partitions", "branch_points", "affinity", "shared", "separate"] = "partitions"
+    # grouping "affinity": ever finer partitions of the tasks, each splitting groups of the one
+    # before. None: the search measures task affinity and uses its chain (search/affinity.py).
+    chain: list[Partition] | None = None
 
 
 class TreeBody(Body):
@@ -102,20 +106,30 @@ def canonical_partition(labels: dict[str, Any], task_names: Sequence[str]) -> Pa
     return list(groups.values())
 
 
+def validate_chain(chain: Sequence[Partition], task_names: Sequence[str]) -> None:
+    """A grouping chain must be partitions of exactly these tasks, each splitting groups of the one before."""
+    if not chain:
+        raise UserError("families.tree.chain: empty; give at least one partition of the tasks")
+    _check_nested_partitions(chain, task_names, "families.tree.chain", "entry")
+
+
 def validate_tree(widths: Sequence[int], groups: Sequence[Partition], task_names: Sequence[str]) -> None:
     if len(widths) != len(groups):
         raise UserError(f"tree spec: {len(widths)} widths but {len(groups)} partitions")
     if any(not isinstance(w, int) or w < 1 for w in widths):
         raise UserError(f"tree spec: widths must be positive whole numbers, got {list(widths)}")
-    previous = None
-    for depth, partition in enumerate(groups):
+    _check_nested_partitions(groups, task_names, "tree spec", "depth")
+
+
+def _check_nested_partitions(partitions: Sequence[Partition], task_names: Sequence[str], where: str, unit: str) -> None:
+    """Each partition covers every task once and only splits groups of the one before it
+    (errors name ``where`` and the partition as ``unit`` and its index)."""
+    for index, partition in enumerate(partitions):
         members = [task for group in partition for task in group]
         if sorted(members) != sorted(task_names) or any(not group for group in partition):
-            raise UserError(f"tree spec: depth {depth} groups {partition} must cover each task {list(task_names)} exactly once")
-        if previous is not None:
-            for group in partition:
-                _parent_index(previous, group)
-        previous = partition
+            raise UserError(f"{where}: {unit} {index} groups {partition} must cover each task {list(task_names)} exactly once")
+        if index and any(not any(set(group) <= set(parent) for parent in partitions[index - 1]) for group in partition):
+            raise UserError(f"{where}: {unit} {index} groups {partition}: a group does not lie inside one group of {unit} {index - 1}")
 
 
 def format_tree(groups: Sequence[Partition], task_names: Sequence[str]) -> str:
@@ -144,7 +158,7 @@ class TreeFamily:
             widths = [suggest(trial, f"tree.width_{d}", section.width) for d in range(depth)]
         else:
             widths = [suggest(trial, "tree.width", section.width)] * depth
-        return {"widths": widths, "groups": sample_groups(trial, section.grouping, depth, task_names)}
+        return {"widths": widths, "groups": sample_groups(trial, section.grouping, depth, task_names, section.chain)}
 
     def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
         validate_tree(spec["widths"], spec["groups"], task_names)
@@ -160,15 +174,26 @@ def _runs(widths: Sequence[int]) -> list[int]:
     return [w for i, w in enumerate(widths) if i == 0 or widths[i - 1] != w] if len(set(widths)) == 1 else list(widths)
 
 
-def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[str]) -> list[Partition]:
+def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[str], chain: Sequence[Partition] | None = None) -> list[Partition]:
     """Suggest a task-grouping tree of ``depth`` levels.
 
     ``partitions`` reaches every tree: at each depth, task number i picks a label in
     0..i (a restricted-growth labelling, so each set partition has few encodings, and the
     first task needs no parameter); tasks share a block when they shared the parent block
-    and picked the same label.
+    and picked the same label. ``affinity`` reaches only the trees cut from ``chain``: at
+    each depth a position ``tree.split_{d}`` along it, and the partition there is the one at
+    the furthest position chosen so far (so groups only split as depth grows).
     """
     tasks = list(task_names)
+    if grouping == "affinity":
+        if not chain:
+            raise UserError("families.tree.grouping affinity: no chain of groupings; run_search measures one "
+                            "from task affinity, or give families.tree.chain")
+        groups, furthest = [], 0
+        for d in range(depth):
+            furthest = max(furthest, trial.suggest_int(f"tree.split_{d}", 0, len(chain) - 1))
+            groups.append([list(g) for g in chain[furthest]])
+        return groups
     if grouping == "shared":
         return [[tasks] for _ in range(depth)]
     if grouping == "separate":

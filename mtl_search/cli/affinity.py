@@ -9,11 +9,11 @@ from mtl_search.cli.common import add_study_arguments, dump_json
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "affinity", help="show the task affinity matrix of a study (from --seed-strategy affinity)",
+        "affinity", help="show the task affinity matrix of a study (from --seed-strategy affinity or grouping: affinity)",
         description="Show the pairwise task affinities a study measured, after a short fully shared training, when it was "
-        "seeded with --seed-strategy affinity (easy-hard: share of training rows easy for both tasks or hard for both; "
-        "lookahead: share of one task's loss a gradient step on the other removes), and the order in which the seeded "
-        "trees split the tasks.",
+        "seeded with --seed-strategy affinity or its space has families.tree.grouping affinity (easy-hard: share of "
+        "training rows easy for both tasks or hard for both; lookahead: share of one task's loss a gradient step on "
+        "the other removes), and the order in which the trees cut from it split the tasks.",
     )
     add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)
@@ -28,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     study = load_existing(args.study, args.storage)
     record = study.user_attrs.get(AFFINITY_ATTR)
     if record is None:
-        raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity when creating it)")
+        raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity, or a space with families.tree.grouping affinity, when creating it)")
     if args.format == "json":
         print(dump_json(record))
     else:

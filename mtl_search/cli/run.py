@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="with --seed-strategy affinity: uniform = 3 trees, one grouping at every depth, size left to the sampler (default); "
                                  "grown = the paper's top-down grown trees (up to 8) at the largest depth and middle width")
     efficiency.add_argument("--affinity-measure", choices=("easy-hard", "lookahead"), default=None,
-                            help="with --seed-strategy affinity: easy-hard = the paper's agreement on which rows are hard (default); "
+                            help="with --seed-strategy affinity or families.tree.grouping affinity: easy-hard = the paper's agreement on which rows are hard (default); "
                                  "lookahead = TAG's, how much a gradient step on one task lowers another's loss")
     parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
     parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
@@ -107,8 +107,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
 
     if args.seed_trees is not None and args.seed_strategy != "affinity":
         raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
-    if args.affinity_measure is not None and args.seed_strategy != "affinity":
-        raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity measures affinity")
     if args.startup_trials is not None and args.sampler != "tpe":
         raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
@@ -117,6 +115,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
     space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials)
+    tree = space.families.get("tree")
+    if args.affinity_measure is not None and args.seed_strategy != "affinity" and not (tree and tree.grouping == "affinity" and tree.chain is None):
+        raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
+                        f"families.tree.grouping affinity and no chain of its own, measures affinity")
     options = parse_key_values(args.data_option, "--data-option")
     data = load_data(args.data, options, args.data_file, args.task)
     device = resolve_device(args.device)

@@ -33,6 +33,7 @@ grown trees took 40 % of a 20-trial budget to one family at one size and lowered
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import Any, Sequence
@@ -351,25 +352,38 @@ def _largest(param: Any) -> int:
     return int(param)
 
 
+def chain_params(tree: Sequence[Partition], chain: Sequence[Partition]) -> dict[str, int]:
+    """The ``tree.split_{d}`` positions that make grouping "affinity" build ``tree`` from ``chain``."""
+    return {f"tree.split_{d}": chain.index(partition) for d, partition in enumerate(tree)}
+
+
 def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition], max_trees: int | None = None, shape: str = "uniform") -> list[dict[str, Any]]:
     """Parameter dictionaries (for ``study.enqueue_trial``) of the seeded trees in ``space``.
 
     ``shape`` "uniform": the grouping labels for every depth up to the family's largest, so
     any depth the sampler picks builds the same partition throughout; depth and widths are
     the sampler's. "grown": trees at the largest depth and the middle width, both fixed.
-    Every other parameter is left to the sampler.
+    Every other parameter is left to the sampler. With ``grouping: affinity`` the trees are
+    cut from the space's own chain (``families.tree.chain``), as that grouping samples them.
     """
     if "tree" not in space.families:
         raise UserError("--seed-strategy affinity: the space has no tree family (families.tree) to seed")
     section = space.families["tree"]
-    if section.grouping != "partitions":
-        raise UserError(f"--seed-strategy affinity: needs families.tree.grouping: partitions, the space has {section.grouping!r}")
+    if section.grouping not in ("partitions", "affinity"):
+        raise UserError(f"--seed-strategy affinity: needs families.tree.grouping partitions or affinity, the space has {section.grouping!r}")
+    if section.grouping == "affinity":
+        if section.chain is None:
+            raise UserError("--seed-strategy affinity: families.tree.grouping affinity has no chain yet (with_affinity_chain gives it one)")
+        chain = section.chain
+        encode = functools.partial(chain_params, chain=chain)
+    else:
+        encode = functools.partial(tree_params, task_names=task_names)
     depth = _largest(section.depth)
     fixed: dict[str, Any] = {}
     if len(space.families) > 1:
         fixed["family"] = "tree"
     if shape == "uniform":
-        return [fixed | tree_params(tree, task_names) for tree in uniform_trees(chain, depth, max_trees)]
+        return [fixed | encode(tree) for tree in uniform_trees(chain, depth, max_trees)]
     width = _middle(section.width)
     if isinstance(section.depth, (IntRange, IntChoice)) and not (isinstance(section.depth, IntChoice) and len(section.depth.choices) == 1):
         fixed["tree.depth"] = depth
@@ -378,7 +392,39 @@ def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition
             fixed.update({f"tree.width_{d}": width for d in range(depth)})
     elif isinstance(section.width, (IntRange, IntChoice)):
         fixed["tree.width"] = width
-    return [fixed | tree_params(tree, task_names) for tree in seed_trees(chain, depth, max_trees)]
+    return [fixed | encode(tree) for tree in seed_trees(chain, depth, max_trees)]
+
+
+def study_affinity(
+    study: optuna.Study, data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """The study's affinity record (user attribute ``affinity``: matrix, chain, ...), measured
+    and stored on first use; a continued study keeps the one it was measured with."""
+    record = study.user_attrs.get(AFFINITY_ATTR)
+    if record is None:
+        affinity = measure_affinity(data, settings, device=device)
+        record = affinity.to_data(settings) | {"chain": partition_chain(affinity)}
+        study.set_user_attr(AFFINITY_ATTR, record)
+    return record
+
+
+def with_affinity_chain(
+    study: optuna.Study, data: MultiTaskData, space: Any, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None,
+) -> Any:
+    """``space`` ready to sample: a tree family with ``grouping: affinity`` and no chain of its
+    own gets the study's measured one (``study_affinity``); any chain is checked against the tasks."""
+    from mtl_search.architectures.tree import validate_chain
+
+    section = space.families.get("tree")
+    if section is None or section.grouping != "affinity":
+        return space
+    if section.chain is not None:
+        validate_chain(section.chain, data.task_names)
+        return space
+    chain = study_affinity(study, data, settings, device=device)["chain"]
+    validate_chain(chain, data.task_names)
+    tree = section.model_copy(update={"chain": chain})
+    return space.model_copy(update={"families": {**space.families, "tree": tree}})
 
 
 def seed_with_affinity(
@@ -389,18 +435,18 @@ def seed_with_affinity(
     *,
     device: torch.device | str | None = None,
 ) -> list[dict[str, Any]]:
-    """Measure affinity, store it on the study (``affinity``) and enqueue the seeded trees.
+    """Measure affinity (``study_affinity``) and enqueue the seeded trees.
 
     Returns the enqueued parameter dictionaries. Done once per study: a study that already
-    has trials or an affinity is left alone (its seeds were enqueued when it was new).
+    has trials, or whose affinity record counts its seeds, is left alone (its seeds were
+    enqueued when it was new). A space with ``grouping: affinity`` must have its chain
+    (``with_affinity_chain``) first.
     """
-    if study.get_trials(deepcopy=False) or AFFINITY_ATTR in study.user_attrs:
+    if study.get_trials(deepcopy=False) or "seeded" in study.user_attrs.get(AFFINITY_ATTR, {}):
         return []
-    affinity = measure_affinity(data, settings, device=device)
-    chain = partition_chain(affinity)
-    seeds = seed_params(space, data.task_names, chain, settings.seeds_cap, settings.tree_shape)
-    record = affinity.to_data(settings) | {"chain": chain, "seeded": len(seeds)}
-    study.set_user_attr(AFFINITY_ATTR, record)
+    record = study_affinity(study, data, settings, device=device)
+    seeds = seed_params(space, data.task_names, record["chain"], settings.seeds_cap, settings.tree_shape)
+    study.set_user_attr(AFFINITY_ATTR, record | {"seeded": len(seeds)})
     for params in seeds:
         study.enqueue_trial(params, skip_if_exists=True)
     return seeds

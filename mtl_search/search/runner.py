@@ -40,6 +40,7 @@ class SearchSettings:
     # Pareto-aware pruning as the space's `pruning:` section says; False turns it off (--no-prune).
     prune: bool = True
     # "affinity": measure task affinity and enqueue grouping trees first (search/affinity.py).
+    # (A space whose tree family has ``grouping: affinity`` measures it whatever this says.)
     seed_strategy: str = "none"
     # the shape of the seeded trees: "uniform" or "grown" (search/affinity.py)
     seed_trees: str = "uniform"
@@ -75,8 +76,11 @@ def run_search(
                      n_startup_trials=settings.startup_trials),
         storage=storage,
     )
+    affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
+    # grouping "affinity" samples trees from the study's measured chain (measured here, once)
+    space = affinity.with_affinity_chain(study, data, space, affinity_settings, device=settings.device)
     if settings.seed_strategy == "affinity":
-        affinity.seed_with_affinity(study, data, space, affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure), device=settings.device)
+        affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device)
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(

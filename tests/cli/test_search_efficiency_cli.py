@@ -39,7 +39,8 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
     assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
-    assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead", "--seed-strategy affinity")
+    assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead",
+                          "--seed-strategy affinity", "families.tree.grouping affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--affinity-measure", "psychic", "--storage", storage_url), "--affinity-measure")
 
 
@@ -66,6 +67,28 @@ def test_lookahead_affinity_from_the_command_line(cli, storage_url, monkeypatch)
     assert len(record["directed"]) == 2 and record["seeded"] == 2
     shown = cli("affinity", "tag", "--storage", storage_url)
     assert shown.code == 0 and "tag lookahead" in shown.out and "e-0" in shown.out
+
+
+def test_a_space_that_searches_along_the_affinity_chain(cli, storage_url, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "250")
+    branching = (Path(__file__).parents[2] / "search_spaces" / "branching.yaml").read_text()
+    space = tmp_path / "chain.yaml"
+    space.write_text(branching.replace("grouping: partitions", "grouping: affinity"))
+    result = cli("run", *TINY, "--data-option", "tasks=3", "--trials", "3", "--storage", storage_url, "--study-name", "chain",
+                 "--space", str(space), "--no-prune", "--affinity-measure", "lookahead")
+    assert result.code == 0, result
+    from mtl_search.search.study import load_existing
+
+    study = load_existing("chain", storage_url)
+    record = study.user_attrs["affinity"]
+    assert record["measure"] == "lookahead" and "seeded" not in record
+    assert {p for t in study.trials for p in t.params if p.startswith("tree.")} >= {"tree.depth", "tree.split_0"}
+    for trial in study.trials:
+        assert all(partition in record["chain"] for partition in trial.user_attrs["candidate"]["architecture"]["groups"])
+    shown = cli("affinity", "chain", "--storage", storage_url)
+    assert shown.code == 0 and "grouping order" in shown.out
 
 
 def test_affinity_and_refine_name_what_is_missing(cli, storage_url):

@@ -143,7 +143,7 @@ def test_bad_affinity_settings_are_refused():
 
 def test_space_without_partitions_cannot_be_seeded():
     fixed = parse_space({"families": {"tree": {"grouping": "branch_points"}}, "loss_weighting": {"static": {}}})
-    with pytest.raises(UserError, match="grouping: partitions"):
+    with pytest.raises(UserError, match="grouping partitions or affinity"):
         seed_params(fixed, ["a", "b"], [[["a", "b"]]])
 
 
@@ -190,3 +190,58 @@ def test_grown_trees_fix_the_largest_depth_and_the_middle_width(tiny_synthetic3,
         architecture = trial.user_attrs["candidate"]["architecture"]
         assert architecture["groups"] == groups and architecture["widths"] == [16, 16]
         build_model(architecture, tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
+
+def affinity_grouping_space(chain=None):
+    tree = {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}, "grouping": "affinity"}
+    return parse_space({"training": {"epochs": 1, "batch_size": 128},
+                        "families": {"tree": tree | ({"chain": chain} if chain else {})}, "loss_weighting": {"static": {}}})
+
+
+def walks_along(groups, chain):
+    """True when each depth's partition is on the chain, never earlier than the depth above's."""
+    positions = [chain.index(partition) for partition in groups]
+    return positions == sorted(positions)
+
+
+def test_affinity_grouping_searches_only_trees_cut_from_the_measured_chain(tiny_synthetic3, storage_url):
+    space = affinity_grouping_space()
+    settings = SearchSettings("chain", storage=storage_url, n_trials=6, save_artifacts=False, seed_strategy="affinity")
+    study = run_search(tiny_synthetic3, space, settings)
+    record = study.user_attrs["affinity"]
+    chain = record["chain"]
+    assert record["seeded"] == 3 and len(chain) == 3
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # the seeds come first: shared, the first split, separate, each at every sampled depth
+    for trial, position in zip(trials, [0, 1, 2]):
+        groups = trial.user_attrs["candidate"]["architecture"]["groups"]
+        assert groups == [chain[position]] * len(groups)
+    for trial in trials:
+        assert walks_along(trial.user_attrs["candidate"]["architecture"]["groups"], chain)
+
+    # a continued study keeps its chain: nothing is measured again, even with another measure asked for
+    more = SearchSettings("chain", storage=storage_url, n_trials=2, save_artifacts=False, affinity_measure="lookahead")
+    study = run_search(tiny_synthetic3, space, more)
+    assert study.user_attrs["affinity"] == record
+    assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], chain) for t in study.trials[6:])
+
+
+def test_affinity_grouping_measures_the_chain_without_seeding(tiny_synthetic3, storage_url):
+    study = run_search(tiny_synthetic3, affinity_grouping_space(), SearchSettings("unseeded", storage=storage_url, n_trials=2, save_artifacts=False))
+    record = study.user_attrs["affinity"]
+    assert "seeded" not in record and len(record["chain"]) == 3
+    assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], record["chain"]) for t in study.trials)
+
+
+def test_a_chain_given_in_the_space_is_checked_and_used_as_is(tiny_synthetic3, storage_url):
+    names = tiny_synthetic3.task_names
+    chain = [[list(names)], [[names[0]], names[1:]]]
+    study = run_search(tiny_synthetic3, affinity_grouping_space(chain), SearchSettings("given", storage=storage_url, n_trials=3, save_artifacts=False))
+    assert "affinity" not in study.user_attrs  # nothing measured
+    assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], chain) for t in study.trials)
+
+    crossing = [[list(names)], [[names[0], names[1]], [names[2]]], [[names[0], names[2]], [names[1]]]]
+    with pytest.raises(UserError, match=r"families.tree.chain: entry 2 .* does not lie inside one group of entry 1"):
+        run_search(tiny_synthetic3, affinity_grouping_space(crossing), SearchSettings("crossing", storage=storage_url, n_trials=1, save_artifacts=False))
+    with pytest.raises(UserError, match=r"families.tree.chain: entry 0 .* must cover each task"):
+        run_search(tiny_synthetic3, affinity_grouping_space([[["nope"]]]), SearchSettings("unknown", storage=storage_url, n_trials=1, save_artifacts=False))

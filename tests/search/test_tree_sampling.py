@@ -80,3 +80,27 @@ def test_branch_point_grouping_is_per_task_branching():
     params = {"tree.depth": 3, "tree.width": 4, "tree.branch_a": 0, "tree.branch_b": 2, "tree.branch_c": 3}
     spec = family.sample(optuna.trial.FixedTrial(params), TreeSpace(depth=3, width=4, grouping="branch_points"), ["a", "b", "c"])
     assert spec["groups"] == [[["a"], ["b", "c"]], [["a"], ["b", "c"]], [["a"], ["b"], ["c"]]]
+
+
+CHAIN = [[["a", "b", "c", "d"]], [["a", "b"], ["c", "d"]], [["a", "b"], ["c"], ["d"]], [["a"], ["b"], ["c"], ["d"]]]
+
+
+def test_affinity_grouping_reaches_exactly_the_nested_trees_cut_from_its_chain():
+    tasks, depth = ["a", "b", "c", "d"], 3
+    family, section = TreeFamily(), TreeSpace(depth=depth, width=4, grouping="affinity", chain=CHAIN)
+    reached = set()
+    for positions in itertools.product(range(len(CHAIN)), repeat=depth):
+        params = {f"tree.split_{d}": k for d, k in enumerate(positions)} | {"tree.depth": depth, "tree.width": 4}
+        groups = family.sample(optuna.trial.FixedTrial(params), section, tasks)["groups"]
+        family.validate({"widths": [4] * depth, "groups": groups}, tasks)  # groups only split as depth grows
+        reached.add(canonical(groups, tasks))
+    # every non-decreasing walk along the chain, and nothing else
+    expected = {canonical([CHAIN[k] for k in walk], tasks) for walk in itertools.combinations_with_replacement(range(len(CHAIN)), depth)}
+    assert reached == expected and len(expected) == 20
+
+
+def test_affinity_grouping_without_a_chain_is_a_clear_error():
+    from mtl_search.errors import UserError
+
+    with pytest.raises(UserError, match="no chain of groupings"):
+        TreeFamily().sample(optuna.trial.FixedTrial({"tree.split_0": 0}), TreeSpace(depth=1, width=4, grouping="affinity"), ["a", "b"])
