@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
-from mtl_search.search.pruning_replay import replay_settings, study_curves  # noqa: E402
+from mtl_search.search.pruning_replay import has_steps, replay_settings, study_curves  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True) -> argparse.Namespace:
@@ -70,19 +70,22 @@ def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", d
     return args
 
 
-def settings_grid() -> list[PruningSettings]:
-    """The shipped default first, then the count-only rule it replaced, then a spread."""
-    default = PruningSettings()
-    grid = [default, PruningSettings(min_dominator_fraction=0.0)]
-    for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75)):
-        candidate = PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction)
-        if candidate not in grid:
-            grid.append(candidate)
+def settings_grid(budgets: tuple[str, ...] = ("epochs",)) -> list[PruningSettings]:
+    """The shipped default first, then the count-only rule it replaced, then a spread; each
+    in every budget (steps only when every replayed trial recorded its steps)."""
+    grid = []
+    for budget in budgets:
+        for candidate in [PruningSettings(budget=budget), PruningSettings(min_dominator_fraction=0.0, budget=budget)] + [
+            PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction, budget=budget)
+            for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75))
+        ]:
+            if candidate not in grid:
+                grid.append(candidate)
     return grid
 
 
 def label(settings: PruningSettings) -> str:
-    return (f"warmup {settings.warmup_epochs}, margin {settings.margin:g}, "
+    return (f"{settings.budget}, warmup {settings.warmup_epochs}, margin {settings.margin:g}, "
             f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
 
 
@@ -121,15 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no complete trials with a per-epoch history to replay")
     rows: list[dict[str, Any]] = []
     print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c in studies)} complete trials)")
-    print(f"{'setting':58s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
-    for settings in settings_grid():
+    print(f"{'setting':66s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
+    # steps are recorded since 2026-11-21; older studies replay the epoch budget only
+    with_steps = all(has_steps(curves) for _, curves in studies)
+    for settings in settings_grid(("epochs", "steps") if with_steps else ("epochs",)):
         results = [replay_settings(curves, settings) for _, curves in studies]
         shares, epsilons = [r.epoch_share for r in results], [r.epsilon for r in results]
         rows.append({"settings": dataclasses.asdict(settings), "label": label(settings), "epoch_share": shares, "epsilon": epsilons,
                      "front_stopped": [r.front_stopped for r in results],
                      "epoch_share_mean": statistics.fmean(shares), "epsilon_max": max(epsilons)})
         per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
-        print(f"{label(settings):58s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
+        print(f"{label(settings):66s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
     write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _ in studies], "rows": rows})
     return 0
 

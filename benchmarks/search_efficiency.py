@@ -1,6 +1,6 @@
 """Does the search spend compute well? Pruning and affinity seeding at a fixed trial budget (issue 6).
 
-For each seed, three studies of the bundled default space (``search_spaces/default.yaml``:
+For each seed, three studies of the bundled default space (``search_spaces/default.yaml``, or ``--space``:
 task-grouping trees, searched widths, learning rate, batch size, tower width and static
 weights; multivariate TPE) on the synthetic MMoE data (three tasks by default; ``--groups 2``
 splits the tasks into two groups of related tasks that are orthogonal to each other, the
@@ -8,8 +8,12 @@ unequal relatedness that affinity seeding is meant to find):
 
 - **baseline**: ``--trials`` trials, no pruning, no seeding;
 - **pruned**: the same with Pareto-aware pruning at the space's defaults (warm-up 2 epochs,
-  5 completed trials, margin 5 %, at least 2 dominators and half of the references;
+  5 completed trials, margin 5 %, at least 2 dominators and half of the references, after
+  equal optimiser steps;
   ``--prune-margin``/``--prune-dominators``/``--prune-fraction`` override);
+- **pruned_epochs** (only when named): the same rule with ``pruning.budget: epochs``, trials
+  compared after equal epochs instead of equal optimiser steps (the default before
+  2026-11-21; results files of that day call the two ``pruned`` and ``pruned_steps``);
 - **affinity**: no pruning, ``--seed-strategy affinity`` (the seeded trees are the first
   trials; the affinity training counts in its wall time), ``--early`` trials.
 - **affinity_grown** (only when named): the same with ``--seed-trees grown``, the paper's
@@ -73,6 +77,7 @@ VARIANTS = {
     # name: (prune, seed strategy, trials key, TPE start-up trials (None: --startup-trials / mtl-search's))
     "baseline": (False, "none", "trials", None),
     "pruned": (True, "none", "trials", None),
+    "pruned_epochs": (True, "none", "trials", None),  # also pruning.budget: epochs
     "affinity": (False, "affinity", "early", None),
     "affinity_grown": (False, "affinity_grown", "early", None),
     "affinity_lookahead": (False, "affinity_lookahead", "early", None),
@@ -98,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, default=1, help="synthetic groups of related tasks (default: 1, all equally related)")
     parser.add_argument("--data-json", metavar="JSON", type=json.loads, default={},
                         help="more make_synthetic options as a JSON object, e.g. '{\"noise\": 1.0, \"sines\": 5}'")
+    parser.add_argument("--space", default="default", help="bundled space name or YAML path every variant searches (default: default)")
     parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
                         help="variants to run (default: baseline pruned affinity)")
@@ -125,9 +131,11 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     prune, strategy, budget, startup = VARIANTS[name]
     data = make_synthetic(**({"dim": args.dim, "rows": args.rows, "tasks": args.tasks, "correlation": args.correlation, "groups": args.groups}
                              | args.data_json | {"seed": max(seed, 0)}))
-    space = load_space("default")
+    space = load_space(args.space)
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
                                  ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction)) if v is not None}
+    if name == "pruned_epochs":
+        pruning["budget"] = "epochs"
     space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
     if args.checkpoint:
         space = space.model_copy(update={"training": space.training.model_copy(update={"checkpoint": args.checkpoint})})
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"seed {seed} {name:9s} {rows[-1]}", flush=True)
     summary = summarise(rows, args)
     print_table(summary, args)
-    settings = {k: v for k, v in vars(args).items()} | {"space": "search_spaces/default.yaml", "sampler": "tpe",
+    settings = {k: v for k, v in vars(args).items()} | {"sampler": "tpe",
                                                        "torch_threads": 1, "storage": "SQLite file"}
     write_result(args.name, settings, {"runs": rows, "summary": summary})
     return 0
@@ -255,7 +263,7 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
     early = f"hv_after_{args.early}"
     print(f"\nsearch efficiency: {args.seeds} seeds, synthetic {args.tasks} tasks in {args.groups} group(s), p={args.correlation}, "
           f"{args.rows} rows, {args.epochs} epochs, "
-          f"default space, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
+          f"space {args.space}, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
     print("HV: all trials' range (HV-all) and the combined front's ideal-nadir box (HV-front, more discriminating)")
     print(f"{'variant':10s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
           f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s} {'base eps vs it %':>17s}")

@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     import optuna
 
     from mtl_search.errors import UserError
-    from mtl_search.search.pruning_replay import replay_settings, settings_grid, stored_settings, study_curves
+    from mtl_search.search.pruning_replay import has_steps, replay_settings, settings_grid, stored_settings, study_curves
     from mtl_search.search.study import load_existing
 
     study = load_existing(args.study, args.storage)
@@ -35,20 +35,21 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"study {args.study!r}: {len(curves)} complete trial(s) with a per-epoch history; the replay needs "
                         f"more than min_completed_trials ({base.min_completed_trials}); run more trials, ideally with --no-prune")
     pruned = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
-    results = [replay_settings(curves, settings) for settings in settings_grid(base)]
+    budgets = ("epochs", "steps") if has_steps(curves) else ("epochs",)
+    results = [replay_settings(curves, settings) for settings in settings_grid(base, budgets) if settings.budget in budgets]
     if args.format == "json":
         print(dump_json({"study": study.study_name, "trials_replayed": len(curves), "pruned_in_study": pruned,
                          "results": [r.to_data() for r in results]}))
         return 0
     rows = []
-    for i, r in enumerate(results):
+    for r in results:
         s = r.settings
         rows.append([
-            "study's" if i == 0 else "", s.warmup_epochs, f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
+            "study's" if s == base else "", s.budget, s.warmup_epochs, f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
             f"{r.epoch_share:.2f}", r.front_stopped, "-" if math.isnan(r.epsilon) else f"{100 * r.epsilon:.1f} %",
         ])
     print_rows_table(f"pruning replayed on {study.study_name} ({len(curves)} complete trials)",
-                     ["", "warm-up", "margin", "dominators", "fraction", "epochs trained", "front trials stopped", "epsilon"], rows)
+                     ["", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "front trials stopped", "epsilon"], rows)
     if pruned:
         print(f"note: {pruned} trial(s) of this study were pruned, so its front is not the unpruned truth; "
               "replay a study run with --no-prune to choose settings")

@@ -54,6 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="epochs before a trial may be pruned (default: the space's pruning.warmup_epochs, else 2)")
     efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
+    efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
+                            help="compare trials after equal epochs or equal optimiser steps (default: the space's pruning.budget, else epochs)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,
@@ -114,7 +116,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     space_path = resolve_space_path(args.space)
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
-    space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials)
+    space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,
+                                budget=args.prune_budget)
     tree = space.families.get("tree")
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not (tree and tree.grouping == "affinity" and tree.chain is None):
         raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "

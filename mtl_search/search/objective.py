@@ -24,7 +24,8 @@ class TrialFailed(Exception):
 
 # Called after each epoch with (trial, epoch index, validation scores); may raise
 # optuna.TrialPruned. Pruners and progress displays plug in here.
-EpochHook = Callable[[optuna.trial.Trial, int, dict[str, dict[str, float]]], None]
+# (trial, 0-based epoch, validation scores of the weights kept so far, the epoch's history record)
+EpochHook = Callable[[optuna.trial.Trial, int, dict[str, dict[str, float]], dict[str, Any]], None]
 # Called after a trial trained, with (trial, candidate, result): artifact upload, extra objectives.
 ResultHook = Callable[[optuna.trial.Trial, dict[str, Any], TrainResult], None]
 
@@ -90,7 +91,7 @@ class CandidateObjective:
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
             history.append(record)
             for hook in self.epoch_hooks:
-                hook(trial, epoch, scores)
+                hook(trial, epoch, scores, record)
 
         try:
             result = train_candidate(self.data, candidate, device=self.device, on_epoch=on_epoch, stem=self.stem)

@@ -3,13 +3,14 @@
 Optuna's pruners compare one intermediate value per step and multi-objective studies have
 no ``trial.report``, so this pruner is an epoch hook of :class:`CandidateObjective` instead.
 
-Rule, after each epoch ``e`` (counted from 1) of a running trial:
+Rule, after each epoch ``e`` (counted from 1) of a running trial (``s`` optimiser steps so far):
 
 1. nothing happens during the first ``warmup_epochs`` epochs (early curves cross often),
    nor at the trial's last epoch (stopping then saves nothing);
-2. the references are the COMPLETE, feasible trials whose ``history`` reaches epoch ``e``;
-   with fewer than ``min_completed_trials`` of them, nothing happens;
-3. a reference *dominates with margin* when, at the same epoch ``e``, it is better than the
+2. the references are the COMPLETE, feasible trials that had an epoch ending within ``s``
+   steps (``budget: epochs``: that reach epoch ``e``), each with the values it had kept
+   then; with fewer than ``min_completed_trials`` of them, nothing happens;
+3. a reference *dominates with margin* when, after that much training, it is better than the
    running trial on every objective by at least ``margin`` times the running trial's value
    (relative, so one setting fits losses and costs). Maximised metrics (AUC, accuracy, all
    at most 1) are compared as their distance to 1, the error, so the margin is relative to
@@ -19,11 +20,19 @@ Rule, after each epoch ``e`` (counted from 1) of a running trial:
 4. the trial is pruned when at least ``min_dominators`` references, and at least
    ``min_dominator_fraction`` of all references, dominate it.
 
-Comparing epoch ``e`` with epoch ``e`` (not with the references' final values) asks "is it
-behind trials that had the same amount of training?". With the fraction at 0.5 this is
-the median stopping rule (Golovin et al., "Google Vizier", KDD 2017) with Pareto dominance
-in place of "worse than the median": stop a trial that at least half of the completed
-trials had beaten on every objective after the same number of epochs. The fraction is
+Comparing at equal training (not with the references' final values) asks "is it behind
+trials that had the same amount of training?". Training is counted in optimiser steps
+(``budget: steps``, the default): a reference counts with the values it had kept at its
+last epoch that ended within the running trial's steps so far. ``budget: epochs`` compares
+epoch ``e`` with epoch ``e``, but an epoch of batch 256 is half the steps of an epoch of
+batch 128, and that rule stopped large-batch trials three times as often as small-batch
+ones; the sampler then avoided them (docs/search.md). A reference whose history has no step
+counts (recorded before 2026-11-21) does not count under ``steps``.
+
+With the fraction at 0.5 this is the median stopping rule (Golovin et al., "Google Vizier",
+KDD 2017) with Pareto dominance in place of "worse than the median": stop a trial that at
+least half of the completed trials had beaten on every objective after the same amount of
+training. The fraction is
 what keeps late bloomers: learning curves cross (a low learning rate starts slowly and
 often ends best), and replaying complete studies (``search/pruning_replay.py``) showed
 that a fixed count of two dominators stopped front trials that at least half of the
@@ -40,10 +49,12 @@ from typing import Any, Mapping, Sequence
 
 import optuna
 
+from mtl_search.errors import UserError
 from mtl_search.search.costs import is_feasible
 from mtl_search.search.study import Objective
 
 Vector = tuple[float, ...]
+BUDGETS = ("epochs", "steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +67,19 @@ class PruningSettings:
     margin: float = 0.05
     min_dominators: int = 2
     min_dominator_fraction: float = 0.5
+    budget: str = "steps"  # "steps" or "epochs": how "the same amount of training" is counted
+
+    def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise UserError(f"pruning budget {self.budget!r}: expected one of {', '.join(BUDGETS)}")
 
 
-def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int | None = None, min_completed_trials: int | None = None) -> Any:
+def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int | None = None, min_completed_trials: int | None = None,
+                         budget: str | None = None) -> Any:
     """A copy of ``space`` with command-line pruning options applied to its ``pruning:`` section."""
     update: dict[str, Any] = {}
+    if budget is not None:
+        update["budget"] = budget
     if not enabled:
         update["enabled"] = False
     if warmup_epochs is not None:
@@ -82,6 +101,7 @@ def settings_from_section(section: Any) -> PruningSettings:
     return PruningSettings(
         enabled=True, warmup_epochs=section.warmup_epochs, min_completed_trials=section.min_completed_trials,
         margin=section.margin, min_dominators=section.min_dominators, min_dominator_fraction=section.min_dominator_fraction,
+        budget=section.budget,
     )
 
 
@@ -154,6 +174,26 @@ def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTr
     return curve
 
 
+def cumulative_steps(history: Sequence[Mapping[str, Any]]) -> dict[int, int] | None:
+    """{1-based epoch: optimiser steps at its end} of a recorded history; None when the
+    history predates step counts (such a trial is no reference for ``budget: steps``)."""
+    if not history or any("steps" not in entry for entry in history):
+        return None
+    return {int(entry["epoch"]): int(entry["steps"]) for entry in history}
+
+
+def vector_at_budget(curve: Mapping[int, Vector], steps: Mapping[int, int] | None, epoch: int, at_steps: int | None, budget: str) -> Vector | None:
+    """A reference's vector after as much training as a running trial at ``epoch`` (whose
+    steps so far are ``at_steps``): the same epoch, or with ``budget`` "steps" its last epoch
+    that ended within ``at_steps``. None when it has no such epoch."""
+    if budget == "epochs":
+        return curve.get(epoch)
+    if steps is None or at_steps is None:
+        return None
+    within = [e for e in curve if steps.get(e, at_steps + 1) <= at_steps]
+    return curve[max(within)] if within else None
+
+
 class DominatedTrialPruner:
     """An epoch hook that raises :class:`optuna.TrialPruned` for dominated learning curves.
 
@@ -170,20 +210,22 @@ class DominatedTrialPruner:
         self.objectives = list(objectives)
         self.settings = settings
         self.refresh_seconds = refresh_seconds
-        # trial number -> {epoch: vector}; None for trials that cannot serve as references
-        self._curves: dict[int, dict[int, Vector] | None] = {}
+        # trial number -> ({epoch: vector}, {epoch: steps} or None); None for trials that cannot serve as references
+        self._curves: dict[int, tuple[dict[int, Vector], dict[int, int] | None] | None] = {}
         self._last_read: tuple[int, float] | None = None  # (running trial's number, when)
         self._study_name: str | None = None
 
-    def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]]) -> None:
-        reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores, trial_number=trial.number)
+    def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
+        reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores, trial_number=trial.number, steps=record.get("steps"))
         if reason is not None:
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
 
-    def check(self, study: optuna.Study, user_attrs: Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]], *, trial_number: int | None = None) -> str | None:
+    def check(self, study: optuna.Study, user_attrs: Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]], *,
+              trial_number: int | None = None, steps: int | None = None) -> str | None:
         """The reason to prune at 1-based ``epoch``, or None to go on (``trial_number``: the
-        running trial's, which lets consecutive checks of one trial share a storage read)."""
+        running trial's, which lets consecutive checks of one trial share a storage read;
+        ``steps``: its optimiser steps so far, for ``budget: steps``)."""
         settings = self.settings
         if not settings.enabled or epoch <= settings.warmup_epochs:
             return None  # before reading storage: the cheap exits first
@@ -193,15 +235,17 @@ class DominatedTrialPruner:
         current = minimised_vector(self.objectives, scores, user_attrs.get("costs", {}))
         if current is None:
             return None
-        references = self.references(study, epoch, running=trial_number)
+        references = self.references(study, epoch, running=trial_number, steps=steps)
         dominators = dominators_to_prune(current, references, epoch, None if total_epochs is None else int(total_epochs), settings)
         if dominators is None:
             return None
         shown = ", ".join(str(n) for n in dominators[:5]) + (", ..." if len(dominators) > 5 else "")
-        return f"dominated at epoch {epoch} by {len(dominators)} of {len(references)} completed trials ({shown}; margin {settings.margin:g})"
+        at = f"epoch {epoch}" if settings.budget == "epochs" else f"epoch {epoch} ({steps} steps)"
+        return f"dominated at {at} by {len(dominators)} of {len(references)} completed trials ({shown}; margin {settings.margin:g})"
 
-    def references(self, study: optuna.Study, epoch: int, running: int | None = None) -> list[tuple[int, Vector]]:
-        """(trial number, vector at ``epoch``) of every complete, feasible trial that reached it.
+    def references(self, study: optuna.Study, epoch: int, running: int | None = None, steps: int | None = None) -> list[tuple[int, Vector]]:
+        """(trial number, vector after as much training) of every complete, feasible trial
+        that had as much (``vector_at_budget``; ``steps``: the running trial's so far).
 
         ``running`` is the number of the trial being checked (None: always read storage).
         """
@@ -212,7 +256,13 @@ class DominatedTrialPruner:
         if not fresh:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
-                    self._curves[trial.number] = learning_curve(self.objectives, trial)
+                    curve = learning_curve(self.objectives, trial)
+                    self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(trial.user_attrs.get("history", [])))
             self._last_read = (running, now) if running is not None else None
-        return [(number, curve[epoch]) for number, curve in sorted(self._curves.items()) if curve and epoch in curve]
+        references = []
+        for number, entry in sorted(self._curves.items()):
+            vector = vector_at_budget(entry[0], entry[1], epoch, steps, self.settings.budget) if entry else None
+            if vector is not None:
+                references.append((number, vector))
+        return references
 

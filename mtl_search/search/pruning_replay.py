@@ -23,11 +23,15 @@ import numpy as np
 import optuna
 
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
-from mtl_search.search.pruning import PruningSettings, Vector, dominators_to_prune, learning_curve, settings_from_section
+from mtl_search.search.pruning import (
+    PruningSettings, Vector, cumulative_steps, dominators_to_prune, learning_curve, settings_from_section, vector_at_budget,
+)
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
 
 Curve = list[Vector]
+# (trial number, minimised vector per epoch) or (..., optimiser steps at the end of each epoch or None)
+TrialCurve = tuple[int, Curve] | tuple[int, Curve, list[int] | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +60,10 @@ def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rebuilt
 
 
-def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[tuple[int, Curve]]:
-    """(trial number, minimised objective vector per epoch) of the complete trials that can
-    be replayed: feasible, not repeats, with a full per-epoch history (as the live pruner).
+def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[TrialCurve]:
+    """(trial number, minimised objective vector per epoch, steps per epoch or None) of the
+    complete trials that can be replayed: feasible, not repeats, with a full per-epoch
+    history (as the live pruner).
     ``rebuild_best``: the curves the trials would have had keeping their best epoch (from
     each epoch's own validation, so it works on studies run with ``checkpoint: last``)."""
     objectives = study_objectives(study)
@@ -66,35 +71,37 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[tup
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if trial.user_attrs.get("repeat_of") is not None:
             continue
-        history = with_best_kept(trial.user_attrs.get("history", [])) if rebuild_best else None
-        curve = learning_curve(objectives, trial, history)
+        recorded = trial.user_attrs.get("history", [])
+        curve = learning_curve(objectives, trial, with_best_kept(recorded) if rebuild_best else None)
         if curve and sorted(curve) == list(range(1, len(curve) + 1)):  # every epoch, in order
-            curves.append((trial.number, [curve[epoch] for epoch in sorted(curve)]))
+            steps = cumulative_steps(recorded)
+            curves.append((trial.number, [curve[epoch] for epoch in sorted(curve)], None if steps is None else [steps[e] for e in sorted(curve)]))
     return sorted(curves)
 
 
-def replay(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> tuple[list[int], int]:
+def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[list[int], int]:
     """The numbers of the trials ``settings`` keeps, and the epochs it trains."""
-    kept: list[tuple[int, Curve]] = []
+    kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     epochs = 0
-    for number, curve in curves:
+    for number, curve, steps in ((*entry, None)[:3] for entry in curves):
         total = len(curve)
         stopped_at = None
         for epoch in range(1, total + 1):
-            references = [(n, c[epoch - 1]) for n, c in kept if len(c) >= epoch]
+            at_steps = steps[epoch - 1] if steps else None
+            references = [(n, v) for n, c, s in kept if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None]
             if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is not None:
                 stopped_at = epoch
                 break
         if stopped_at is None:
-            kept.append((number, curve))
+            kept.append((number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1))))
             epochs += total
         else:
             epochs += stopped_at
-    return [number for number, _ in kept], epochs
+    return [number for number, _, _ in kept], epochs
 
 
-def replay_settings(curves: Sequence[tuple[int, Curve]], settings: PruningSettings) -> ReplayResult:
-    finals = {number: curve[-1] for number, curve in curves}
+def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings) -> ReplayResult:
+    finals = {entry[0]: entry[1][-1] for entry in curves}
     all_points = np.array(list(finals.values()))
     front = {tuple(p) for p in non_dominated(all_points)}
     kept, epochs = replay(curves, settings)
@@ -104,21 +111,30 @@ def replay_settings(curves: Sequence[tuple[int, Curve]], settings: PruningSettin
         epsilon = epsilon_indicator(all_points, np.array([finals[n] for n in kept]))
     except ValueError:
         epsilon = math.nan
-    return ReplayResult(settings, epochs / sum(len(c) for _, c in curves), front_stopped, epsilon)
+    return ReplayResult(settings, epochs / sum(len(entry[1]) for entry in curves), front_stopped, epsilon)
 
 
-def settings_grid(base: PruningSettings) -> list[PruningSettings]:
-    """``base`` first, then its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied."""
+def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[PruningSettings]:
+    """``base`` first, then its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied, in
+    its budget and in each of ``budgets``."""
     grid = [base]
-    for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75)):
-        candidate = dataclasses.replace(base, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction)
-        if candidate not in grid:
-            grid.append(candidate)
+    for budget in dict.fromkeys([base.budget, *budgets]):
+        for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75)):
+            candidate = dataclasses.replace(base, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction, budget=budget)
+            if candidate not in grid:
+                grid.append(candidate)
     return grid
+
+
+def has_steps(curves: Sequence[TrialCurve]) -> bool:
+    """Whether every curve has its optimiser steps (recorded since 2026-11-21): only then can
+    the ``steps`` budget be replayed."""
+    return bool(curves) and all(len(entry) > 2 and entry[2] is not None for entry in curves)
 
 
 def stored_settings(study: optuna.Study) -> PruningSettings:
     """The pruning settings stored with the study's space (the defaults when absent),
     switched on: a study run with ``--no-prune`` is the one worth replaying."""
     section = (study.user_attrs.get("mtl_search", {}).get("space") or {}).get("pruning") or {}
-    return settings_from_section(PruningSpace.model_validate(section))
+    # a space stored before pruning.budget existed was pruned at equal epochs
+    return settings_from_section(PruningSpace.model_validate({"budget": "epochs"} | section))

@@ -107,6 +107,9 @@ class PruningSpace(_Strict):
     margin: float = Field(default=0.05, ge=0.0)
     min_dominators: int = Field(default=2, ge=1)
     min_dominator_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    # how "the same amount of training" is counted: optimiser steps, or epochs (the rule
+    # before 2026-11-21, which penalised large batches; docs/search.md)
+    budget: Literal["epochs", "steps"] = "steps"
 
 
 class SearchSpace(_Strict):

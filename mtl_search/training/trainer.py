@@ -198,6 +198,7 @@ def train_candidate(
     history: list[dict[str, Any]] = []
     # the weights a trial returns: the last epoch's, or the best-scoring epoch's (a copy)
     kept_epoch, kept_scores, kept_score, kept_state = 0, None, math.inf, None
+    steps = 0  # optimiser steps so far: the amount of training, whatever the batch size
     started = time.perf_counter()
 
     for epoch in range(int(config["epochs"])):
@@ -220,6 +221,7 @@ def train_candidate(
             optimizer.step()
             loss_sums += torch.stack([losses[name].detach() for name in task_names])
             batches += 1
+        steps += batches
         epoch_losses = (loss_sums / max(batches, 1)).tolist()
         if not all(math.isfinite(v) for v in epoch_losses):
             bad = [name for name, v in zip(task_names, epoch_losses) if not math.isfinite(v)]
@@ -242,6 +244,7 @@ def train_candidate(
             "validation": scores,
             "weights": used_weights,
             "seconds": time.perf_counter() - epoch_started,
+            "steps": steps,
             "kept_epoch": kept_epoch,
         })
         if on_epoch is not None:

@@ -37,6 +37,7 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--max-params", "0", "--storage", storage_url), "--max-params")
     assert_one_line_error(cli("run", "--prune-warmup", "-1", "--storage", storage_url), "--prune-warmup")
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
+    assert_one_line_error(cli("run", "--prune-budget", "seconds", "--storage", storage_url), "--prune-budget")
     assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
     assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead",
@@ -109,10 +110,22 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
     import json
 
     data = json.loads(cli("pruning", "unpruned", "--storage", storage_url, "--format", "json").out)
-    assert data["trials_replayed"] == 7 and len(data["results"]) == 8
+    # 8 settings, each counting training in epochs and in optimiser steps (recorded by the trainer)
+    assert data["trials_replayed"] == 7 and len(data["results"]) == 16
+    assert [r["settings"]["budget"] for r in data["results"]].count("steps") == 8
     # the study ran with --no-prune, but its stored default rule is what the first row replays
     assert data["results"][0]["settings"]["min_dominator_fraction"] == 0.5
     assert all(0 < r["epoch_share"] <= 1 for r in data["results"])
+
+
+def test_prune_budget_from_the_command_line_is_stored_with_the_space(cli, storage_url):
+    result = cli("run", *TINY, "--trials", "2", "--prune-budget", "steps", "--storage", storage_url, "--study-name", "steps")
+    assert result.code == 0, result
+    from mtl_search.search.study import load_existing
+
+    study = load_existing("steps", storage_url)
+    assert study.user_attrs["mtl_search"]["space"]["pruning"]["budget"] == "steps"
+    assert all(entry["steps"] > 0 for trial in study.trials for entry in trial.user_attrs["history"])
 
 
 def test_pruning_needs_enough_complete_trials(cli, storage_url):

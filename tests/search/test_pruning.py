@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import optuna
 import pytest
 
-from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve
+from mtl_search.errors import UserError
+from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve, vector_at_budget
 from mtl_search.search.study import Objective
 
 OBJECTIVES = [Objective("a", "mse", "minimize"), Objective("b", "auc", "maximize")]
@@ -19,17 +21,19 @@ def scores(mse: float, auc: float) -> dict:
     return {"a": {"mse": mse, "loss": mse}, "b": {"auc": auc, "loss": 1 - auc}}
 
 
-def curve(final_mse: float, final_auc: float, epochs: int = EPOCHS) -> list[dict]:
-    """A learning curve that improves linearly to the final values."""
-    return [{"epoch": e, "validation": scores(final_mse + 0.1 * (epochs - e), final_auc - 0.02 * (epochs - e))} for e in range(1, epochs + 1)]
+def curve(final_mse: float, final_auc: float, epochs: int = EPOCHS, steps_per_epoch: int | None = None) -> list[dict]:
+    """A learning curve that improves linearly to the final values (with optimiser steps when given)."""
+    return [{"epoch": e, "validation": scores(final_mse + 0.1 * (epochs - e), final_auc - 0.02 * (epochs - e))}
+            | ({"steps": e * steps_per_epoch} if steps_per_epoch else {}) for e in range(1, epochs + 1)]
 
 
-def make_study(storage: optuna.storages.BaseStorage | None, finals: list[tuple[float, float]], constraints: list[dict] | None = None) -> optuna.Study:
+def make_study(storage: optuna.storages.BaseStorage | None, finals: list[tuple[float, float]], constraints: list[dict] | None = None,
+               steps_per_epoch: int | None = None) -> optuna.Study:
     study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
     for i, (mse, auc) in enumerate(finals):
         trial = optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE, values=[mse, auc],
-            user_attrs={"history": curve(mse, auc)},
+            user_attrs={"history": curve(mse, auc, steps_per_epoch=steps_per_epoch)},
             system_attrs={f"constraints:{k}": v for k, v in (constraints[i] if constraints else {}).items()},
         )
         study.add_trial(trial)
@@ -48,8 +52,9 @@ def storage(tmp_path_factory):
     return optuna.storages.RDBStorage(f"sqlite:///{tmp_path_factory.mktemp('pruning') / 'studies.db'}")
 
 
-# count-only settings (no fraction of the references needed) keep these constructed cases small
-SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=0.0)
+# count-only settings (no fraction of the references needed) keep these constructed cases small;
+# their curves count epochs (the steps budget has tests of its own below)
+SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=0.0, budget="epochs")
 FINALS = [(0.5, 0.90), (0.6, 0.88), (0.7, 0.85)]
 
 
@@ -59,7 +64,7 @@ def test_a_clearly_dominated_trial_is_pruned_and_says_why(storage):
     pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
     # epoch index 4 = 5th epoch; the references were at mse 0.5+0.5=1.0, auc 0.9-0.1=0.8 then
     with pytest.raises(optuna.TrialPruned):
-        pruner(trial, 4, scores(2.0, 0.6))
+        pruner(trial, 4, scores(2.0, 0.6), {})
     reason = study.trials[trial.number].user_attrs["prune_reason"]
     assert reason.startswith("dominated at epoch 5 by 3 of 3 completed trials (0, 1, 2;")
 
@@ -72,7 +77,7 @@ def test_a_trial_better_on_one_objective_is_never_pruned(storage):
         e = epoch + 1
         best_mse = min(m + 0.1 * (EPOCHS - e) for m, _ in FINALS)
         # far worse auc, but mse better than every reference at the same epoch
-        pruner(trial, epoch, scores(best_mse - 0.01, 0.1))
+        pruner(trial, epoch, scores(best_mse - 0.01, 0.1), {})
 
 
 def test_within_the_margin_is_not_dominated(storage):
@@ -80,9 +85,9 @@ def test_within_the_margin_is_not_dominated(storage):
     pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
     trial = running_trial(study)
     e = 5  # the best reference at epoch 5: mse 1.0, auc 0.80
-    pruner(trial, e - 1, scores(1.0 * 1.01, 0.80 * 0.99))  # worse, but by less than 2 %
+    pruner(trial, e - 1, scores(1.0 * 1.01, 0.80 * 0.99), {})  # worse, but by less than 2 %
     with pytest.raises(optuna.TrialPruned):
-        pruner(trial, e - 1, scores(1.0 * 1.05, 0.80 * 0.95))
+        pruner(trial, e - 1, scores(1.0 * 1.05, 0.80 * 0.95), {})
 
 
 def test_no_pruning_during_warmup_at_the_last_epoch_or_with_few_references(storage):
@@ -91,26 +96,26 @@ def test_no_pruning_during_warmup_at_the_last_epoch_or_with_few_references(stora
     pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
     trial = running_trial(study)
     for epoch in (0, 1, EPOCHS - 1):  # warm-up epochs 1-2, and the last epoch
-        pruner(trial, epoch, hopeless)
+        pruner(trial, epoch, hopeless, {})
     few = make_study(storage, FINALS[:2])
-    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(few), 4, hopeless)
+    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(few), 4, hopeless, {})
     off = DominatedTrialPruner(OBJECTIVES, PruningSettings(enabled=False))
-    off(running_trial(study), 4, hopeless)
+    off(running_trial(study), 4, hopeless, {})
 
 
 def test_infeasible_trials_are_no_references(storage):
     study = make_study(storage, FINALS, constraints=[{"max_params": 0.5}] * 3)
-    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, scores(9.0, 0.0))
+    DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, scores(9.0, 0.0), {})
 
 
 def test_min_dominators_counts_distinct_references(storage):
     study = make_study(storage, FINALS)
     # at epoch 5 only trial 0 (mse 1.0, auc .80) beats (1.08, .77) by the margin
     one_beats = scores(1.08, 0.77)
-    strict = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, min_dominators=2))
-    strict(running_trial(study), 4, one_beats)
+    strict = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, min_dominators=2, budget="epochs"))
+    strict(running_trial(study), 4, one_beats, {})
     with pytest.raises(optuna.TrialPruned):
-        DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, one_beats)
+        DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, one_beats, {})
 
 
 @pytest.mark.parametrize(("fraction", "pruned"), [(0.5, True), (0.75, False)])
@@ -118,13 +123,14 @@ def test_the_fraction_of_references_that_must_dominate(storage, fraction, pruned
     # at epoch 5 the references are (1.0, .80), (1.1, .78), (1.2, .75), (3.5, .20): two of
     # the four beat (1.15, .76) by the 2 % margin, so half of them do, three quarters do not
     study = make_study(storage, FINALS + [(3.0, 0.30)])
-    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=fraction))
+    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1,
+                                                               min_dominator_fraction=fraction, budget="epochs"))
     trial = running_trial(study)
     if pruned:
         with pytest.raises(optuna.TrialPruned, match="by 2 of 4 completed trials"):
-            pruner(trial, 4, scores(1.15, 0.76))
+            pruner(trial, 4, scores(1.15, 0.76), {})
     else:
-        pruner(trial, 4, scores(1.15, 0.76))
+        pruner(trial, 4, scores(1.15, 0.76), {})
 
 
 def test_pruning_only_ever_happens_to_dominated_vectors():
@@ -163,11 +169,11 @@ def test_cost_objectives_protect_smaller_networks(storage):
     pruner = DominatedTrialPruner(objectives, SETTINGS)
     small = running_trial(study)
     small.set_user_attr("costs", {"params": 500.0})
-    pruner(small, 4, {"a": {"mse": 5.0}})  # much worse, but 20x smaller: stays
+    pruner(small, 4, {"a": {"mse": 5.0}}, {})  # much worse, but 20x smaller: stays
     large = running_trial(study)
     large.set_user_attr("costs", {"params": 20000.0})
     with pytest.raises(optuna.TrialPruned):
-        pruner(large, 4, {"a": {"mse": 5.0}})
+        pruner(large, 4, {"a": {"mse": 5.0}}, {})
 
 
 def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthetic, storage):
@@ -183,14 +189,16 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     })
     settings = SearchSettings("behind-perfect", n_trials=0, save_artifacts=False)
     study = run_search(tiny_synthetic, space, settings, storage=storage)
-    perfect = [{"epoch": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
+    # one optimiser step per epoch: by any running trial's second epoch it had all four behind it
+    perfect = [{"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
     study = run_search(tiny_synthetic, space, SearchSettings("behind-perfect", n_trials=2, save_artifacts=False), storage=storage)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == 2
     for trial in pruned:
-        assert trial.user_attrs["prune_reason"] == "dominated at epoch 2 by 1 of 1 completed trials (0; margin 0.02)"
         history = trial.user_attrs["history"]
+        steps = history[-1]["steps"]
+        assert trial.user_attrs["prune_reason"] == f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02)"
         assert [h["epoch"] for h in history] == [1, 2]
         # recorded like a complete trial: each epoch's own values and the epoch kept so far
         assert all({"validation", "train_loss", "kept_epoch"} <= set(h) for h in history)
@@ -207,13 +215,13 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
 def test_the_margin_on_an_auc_is_relative_to_its_error(storage):
     # references at epoch 5: mse 1.0 and AUC 0.95 - 0.02 * 5 = 0.85 at best (error 0.15)
     study = make_study(storage, [(0.5, 0.95), (0.5, 0.95), (0.5, 0.95)])
-    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.05, min_dominators=2))
+    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.05, min_dominators=2, budget="epochs"))
     # AUC 0.84 has error 0.16: 0.15 is at least 5 % less, so the trial is behind on both
     # objectives. A margin of 5 % of the AUC itself (0.042) would never have pruned it.
     with pytest.raises(optuna.TrialPruned, match="margin 0.05"):
-        pruner(running_trial(study), 4, scores(1.2, 0.84))
+        pruner(running_trial(study), 4, scores(1.2, 0.84), {})
     # error 0.155: less than 5 % behind on AUC, so not dominated with the margin
-    pruner(running_trial(study), 4, scores(1.2, 0.845))
+    pruner(running_trial(study), 4, scores(1.2, 0.845), {})
 
 
 def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage):
@@ -221,17 +229,17 @@ def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage
     hopeless = scores(9.0, 0.0)
     pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=3600)
     trial = running_trial(study)
-    pruner(trial, 3, hopeless)
+    pruner(trial, 3, hopeless, {})
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
-    pruner(trial, 4, hopeless)  # the same trial within the refresh time: the third reference is not read yet
+    pruner(trial, 4, hopeless, {})  # the same trial within the refresh time: the third reference is not read yet
     with pytest.raises(optuna.TrialPruned):
-        pruner(running_trial(study), 4, hopeless)  # the next trial reads storage again
+        pruner(running_trial(study), 4, hopeless, {})  # the next trial reads storage again
     always = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=0)
     late = running_trial(make_study(storage, FINALS[:2]))
-    always(late, 3, hopeless)
+    always(late, 3, hopeless, {})
     late.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
     with pytest.raises(optuna.TrialPruned):
-        always(late, 4, hopeless)
+        always(late, 4, hopeless, {})
 
 
 def test_references_are_compared_at_the_weights_they_kept():
@@ -246,3 +254,36 @@ def test_references_are_compared_at_the_weights_they_kept():
     plain = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8, 0.9],
                                       user_attrs={"history": [{k: v for k, v in h.items() if k != "kept_epoch"} for h in history]})
     assert [learning_curve(OBJECTIVES, plain)[e][0] for e in range(1, 6)] == pytest.approx(values)
+
+
+def test_a_reference_counts_with_what_it_had_after_as_many_steps():
+    curve_ = {1: (3.0,), 2: (2.0,), 3: (1.0,)}
+    steps = {1: 10, 2: 20, 3: 30}
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=25, budget="steps") == (2.0,)  # its epoch 2 ended within 25 steps
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=100, budget="steps") == (1.0,)  # all of it, with fewer steps
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=5, budget="steps") is None  # not one epoch within 5 steps
+    assert vector_at_budget(curve_, None, epoch=2, at_steps=25, budget="steps") is None  # recorded before step counts
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=25, budget="epochs") == (2.0,)
+    with pytest.raises(UserError, match="budget 'seconds'"):
+        PruningSettings(budget="seconds")
+
+
+def test_the_steps_budget_spares_a_trial_that_is_behind_only_in_epochs(storage):
+    # references: 10 steps per epoch (a small batch); the running trial: 5 (twice the batch)
+    study = make_study(storage, FINALS, steps_per_epoch=10)
+    by_epochs = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    by_steps = DominatedTrialPruner(OBJECTIVES, dataclasses.replace(SETTINGS, budget="steps"))
+    # at its 6th epoch (30 steps) it has what the references had at their 3rd (30 steps), not their 6th
+    behind_in_epochs = scores(0.6 + 0.1 * 6, 0.88 - 0.02 * 6)
+    trial = running_trial(study)
+    with pytest.raises(optuna.TrialPruned, match="dominated at epoch 6 by"):
+        by_epochs(trial, 5, behind_in_epochs, {"steps": 30})
+    by_steps(running_trial(study), 5, behind_in_epochs, {"steps": 30})  # level with them at 30 steps: goes on
+    with pytest.raises(optuna.TrialPruned, match=r"dominated at epoch 6 \(30 steps\) by"):
+        by_steps(running_trial(study), 5, scores(3.0, 0.3), {"steps": 30})  # behind at equal steps too
+
+
+def test_references_without_step_counts_do_not_count_for_the_steps_budget(storage):
+    study = make_study(storage, FINALS)  # histories recorded before step counts
+    by_steps = DominatedTrialPruner(OBJECTIVES, dataclasses.replace(SETTINGS, budget="steps"))
+    by_steps(running_trial(study), 5, scores(3.0, 0.3), {"steps": 30})  # no references: never pruned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
@@ -24,7 +25,7 @@ CURVES = [(0, flat((1.0, 1.0))), (1, flat((1.0, 1.0))), *[(n, flat((2.0, 0.5))) 
 
 
 def test_a_count_only_rule_stops_the_late_bloomer_and_the_replay_says_what_it_cost():
-    count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0)
+    count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0, budget="epochs")  # CURVES count epochs
     kept, epochs = replay(CURVES, count_only)
     assert kept == [0, 1, 2, 3, 4, 5] and epochs == 6 * EPOCHS + 3  # stopped after epoch 3
     result = replay_settings(CURVES, count_only)
@@ -34,9 +35,22 @@ def test_a_count_only_rule_stops_the_late_bloomer_and_the_replay_says_what_it_co
     assert result.epsilon == pytest.approx(1.0)
 
 
+def test_the_steps_budget_replays_references_at_equal_steps():
+    # six references improve by 0.5 per epoch at 2 optimiser steps per epoch (a small batch);
+    # the last trial improves by 0.3 per epoch at 1 step per epoch (twice the batch)
+    references = [(n, [(4 - 0.5 * e,) * 2 for e in range(1, EPOCHS + 1)], [2 * e for e in range(1, EPOCHS + 1)]) for n in range(6)]
+    large_batch = (6, [(4 - 0.3 * e,) * 2 for e in range(1, EPOCHS + 1)], list(range(1, EPOCHS + 1)))
+    count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0, budget="epochs")
+    # at equal epochs it is behind from epoch 3 (3.1 against 2.5) and is stopped there
+    assert replay(references + [large_batch], count_only) == (list(range(6)), 6 * EPOCHS + 3)
+    # at equal steps it is ahead: at its epoch 3 (3 steps) the references had 1 epoch (3.5)
+    by_steps = dataclasses.replace(count_only, budget="steps")
+    assert replay(references + [large_batch], by_steps) == (list(range(7)), 7 * EPOCHS)
+
+
 def test_half_of_the_references_keeps_it():
     # two of six references dominate it: fewer than half, so the default rule lets it finish
-    result = replay_settings(CURVES, PruningSettings())
+    result = replay_settings(CURVES, PruningSettings(budget="epochs"))
     assert (result.front_stopped, result.epoch_share, result.epsilon) == (0, 1.0, 0.0)
 
 
@@ -49,9 +63,12 @@ def test_the_grid_starts_with_the_given_settings_and_has_no_duplicates():
 
 def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
     study = optuna.create_study(directions=["minimize"])
-    assert stored_settings(study) == PruningSettings()
+    # a space stored before pruning.budget existed was pruned at equal epochs
+    assert stored_settings(study) == PruningSettings(budget="epochs")
     study.set_user_attr("mtl_search", {"space": {"pruning": {"enabled": False, "warmup_epochs": 1, "margin": 0.02}}})
-    assert stored_settings(study) == PruningSettings(warmup_epochs=1, margin=0.02)
+    assert stored_settings(study) == PruningSettings(warmup_epochs=1, margin=0.02, budget="epochs")
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"warmup_epochs": 1, "budget": "steps"}}})
+    assert stored_settings(study) == PruningSettings(warmup_epochs=1)
 
 
 def test_non_positive_values_give_no_epsilon():

@@ -31,6 +31,9 @@ def test_result_has_per_epoch_validation_and_final_test_metrics(tiny_synthetic):
     assert result.n_params == sum(p.numel() for p in result.model.parameters())
     assert result.wall_time > 0
     assert result.history[0]["weights"] == {"task1": 1.0, "task2": 1.0}
+    # optimiser steps so far: the batches of every epoch up to this one
+    per_epoch = math.ceil(len(tiny_synthetic.train) / 64)
+    assert [h["steps"] for h in result.history] == [per_epoch, 2 * per_epoch]
 
 
 def test_same_seed_gives_the_same_metrics(tiny_synthetic):
