@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
@@ -40,6 +40,12 @@ class TreeSpace(BaseModel):
     # grouping "affinity": ever finer partitions of the tasks, each splitting groups of the one
     # before. None: the search measures task affinity and uses its chain (search/affinity.py).
     chain: list[Partition] | None = None
+
+    @model_validator(mode="after")
+    def _chain_needs_affinity_grouping(self) -> "TreeSpace":
+        if self.chain is not None and self.grouping != "affinity":
+            raise ValueError(f"chain is only used with grouping: affinity (this section has grouping: {self.grouping})")
+        return self
 
 
 class TreeBody(Body):

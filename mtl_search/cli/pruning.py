@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table
 
@@ -36,6 +37,9 @@ def main(args: argparse.Namespace) -> int:
                         f"more than min_completed_trials ({base.min_completed_trials}); run more trials, ideally with --no-prune")
     pruned = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
     budgets = ("epochs", "steps") if has_steps(curves) else ("epochs",)
+    if base.budget not in budgets:
+        print(f"note: study {args.study!r} prunes after equal steps, but some of its trials have no step counts "
+              "(recorded before 2026-11-21); only the epochs budget is replayed", file=sys.stderr)
     results = [replay_settings(curves, settings) for settings in settings_grid(base, budgets) if settings.budget in budgets]
     if args.format == "json":
         print(dump_json({"study": study.study_name, "trials_replayed": len(curves), "pruned_in_study": pruned,

@@ -55,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
     efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
-                            help="compare trials after equal epochs or equal optimiser steps (default: the space's pruning.budget, else epochs)")
+                            help="compare trials after equal optimiser steps or equal epochs (default: the space's pruning.budget, else steps; "
+                                 "a study stored before the option keeps epochs)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,

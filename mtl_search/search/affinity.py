@@ -403,8 +403,10 @@ def study_affinity(
     record = study.user_attrs.get(AFFINITY_ATTR)
     if record is None:
         affinity = measure_affinity(data, settings, device=device)
-        record = affinity.to_data(settings) | {"chain": partition_chain(affinity)}
-        study.set_user_attr(AFFINITY_ATTR, record)
+        study.set_user_attr(AFFINITY_ATTR, affinity.to_data(settings) | {"chain": partition_chain(affinity)})
+        # read back: of machines that created one study at once, the last writer's record is
+        # the one every later reader (and a restart) gets
+        record = study.user_attrs[AFFINITY_ATTR]
     return record
 
 
@@ -412,19 +414,31 @@ def with_affinity_chain(
     study: optuna.Study, data: MultiTaskData, space: Any, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None,
 ) -> Any:
     """``space`` ready to sample: a tree family with ``grouping: affinity`` and no chain of its
-    own gets the study's measured one (``study_affinity``); any chain is checked against the tasks."""
+    own gets the study's measured one (``study_affinity``). A chain the space gives is
+    checked by ``check_given_chain`` before the study is created."""
     from mtl_search.architectures.tree import validate_chain
 
     section = space.families.get("tree")
-    if section is None or section.grouping != "affinity":
-        return space
-    if section.chain is not None:
-        validate_chain(section.chain, data.task_names)
+    if section is None or section.grouping != "affinity" or section.chain is not None:
         return space
     chain = study_affinity(study, data, settings, device=device)["chain"]
     validate_chain(chain, data.task_names)
     tree = section.model_copy(update={"chain": chain})
     return space.model_copy(update={"families": {**space.families, "tree": tree}})
+
+
+def has_given_chain(space: Any) -> bool:
+    """Whether the space's tree family searches along a chain written in the space itself."""
+    section = space.families.get("tree")
+    return section is not None and section.grouping == "affinity" and section.chain is not None
+
+
+def check_given_chain(space: Any, task_names: Sequence[str]) -> None:
+    """A chain written in the space must fit these tasks (a one-line UserError if not)."""
+    from mtl_search.architectures.tree import validate_chain
+
+    if has_given_chain(space):
+        validate_chain(space.families["tree"].chain, task_names)
 
 
 def seed_with_affinity(
@@ -434,19 +448,27 @@ def seed_with_affinity(
     settings: AffinitySettings = AffinitySettings(),
     *,
     device: torch.device | str | None = None,
+    measure: bool = True,
 ) -> list[dict[str, Any]]:
     """Measure affinity (``study_affinity``) and enqueue the seeded trees.
 
     Returns the enqueued parameter dictionaries. Done once per study: a study that already
     has trials, or whose affinity record counts its seeds, is left alone (its seeds were
     enqueued when it was new). A space with ``grouping: affinity`` must have its chain
-    (``with_affinity_chain``) first.
+    (``with_affinity_chain``) first. ``measure`` False (the space wrote its own chain):
+    the seeds are positions on that chain and nothing is measured.
     """
     if study.get_trials(deepcopy=False) or "seeded" in study.user_attrs.get(AFFINITY_ATTR, {}):
         return []
+    if not measure:
+        return _enqueue(study, seed_params(space, data.task_names, space.families["tree"].chain, settings.seeds_cap, settings.tree_shape))
     record = study_affinity(study, data, settings, device=device)
     seeds = seed_params(space, data.task_names, record["chain"], settings.seeds_cap, settings.tree_shape)
     study.set_user_attr(AFFINITY_ATTR, record | {"seeded": len(seeds)})
+    return _enqueue(study, seeds)
+
+
+def _enqueue(study: optuna.Study, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for params in seeds:
         study.enqueue_trial(params, skip_if_exists=True)
     return seeds

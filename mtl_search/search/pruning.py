@@ -89,6 +89,16 @@ def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int
     return space.model_copy(update={"pruning": space.pruning.model_copy(update=update)}) if update else space
 
 
+def with_study_budget(space: Any, study: optuna.Study) -> Any:
+    """``space``, pruning at equal epochs when it continues a study stored before
+    ``pruning.budget`` existed (its trials have no step counts to compare), unless the space
+    file or the command line names a budget."""
+    stored = (study.user_attrs.get("mtl_search") or {}).get("space")
+    if stored is None or "budget" in space.pruning.model_fields_set or "budget" in (stored.get("pruning") or {}):
+        return space
+    return space.model_copy(update={"pruning": space.pruning.model_copy(update={"budget": "epochs"})})
+
+
 def pruning_hooks(space: Any, objectives: Sequence[Objective], enabled: bool = True) -> list[DominatedTrialPruner]:
     """The epoch hooks a space's ``pruning:`` section asks for (none when disabled)."""
     if not (enabled and space.pruning.enabled):

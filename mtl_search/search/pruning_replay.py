@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import optuna
 
+from mtl_search.errors import UserError
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
 from mtl_search.search.pruning import (
     PruningSettings, Vector, cumulative_steps, dominators_to_prune, learning_curve, settings_from_section, vector_at_budget,
@@ -81,6 +82,8 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[Tri
 
 def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[list[int], int]:
     """The numbers of the trials ``settings`` keeps, and the epochs it trains."""
+    if settings.budget == "steps" and curves and not has_steps(curves):
+        raise UserError("pruning budget steps: some trials have no step counts (recorded since 2026-11-21); replay them with budget epochs")
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     epochs = 0
     for number, curve, steps in ((*entry, None)[:3] for entry in curves):

@@ -69,6 +69,7 @@ def run_search(
     ``budget`` replaces ``n_trials`` when worker processes share one (see search/workers.py).
     """
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
+    affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
     study = create_or_continue(
         settings.study_name, settings.storage, data, objectives, space.to_data(),
@@ -76,11 +77,13 @@ def run_search(
                      n_startup_trials=settings.startup_trials),
         storage=storage,
     )
+    space = pruning.with_study_budget(space, study)
     affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
-    # grouping "affinity" samples trees from the study's measured chain (measured here, once)
+    # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
+    given_chain = affinity.has_given_chain(space)
     space = affinity.with_affinity_chain(study, data, space, affinity_settings, device=settings.device)
     if settings.seed_strategy == "affinity":
-        affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device)
+        affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device, measure=not given_chain)
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(

@@ -167,6 +167,12 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         if before != now:
             raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
                             f"set training.checkpoint: {before} in the space file, or use another --study-name")
+        # tree.split_{d} are positions along the chain: another chain would change what they mean
+        chain_before = ((stored["space"].get("families") or {}).get("tree") or {}).get("chain")
+        chain_now = ((space.get("families") or {}).get("tree") or {}).get("chain")
+        if chain_before is not None and chain_now is not None and chain_before != chain_now:
+            raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
+                            f"or another --study-name")
 
 
 def _describe_data(description: dict[str, Any] | None) -> str:

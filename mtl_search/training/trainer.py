@@ -115,16 +115,27 @@ def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, An
     kernel updates them all at once, the same algorithm in a different order of float
     operations. On the small networks a search trains, that loop was a quarter of a trial's
     time (``benchmarks/training_overhead.py`` measures both). A torch or a device without the
-    kernel (torch < 2.4 on CPU, or an encoder with unusual parameters) gets the default.
+    kernel gets the default: torch < 2.4 on CPU, or parameters that are not real floating point
+    tensors on a CPU or CUDA device (PyTorch would only refuse those at the first step).
     """
     if name not in OPTIMIZERS:
         raise UserError(f"training.optimizer {name!r}: expected adam, adamw or sgd")
     optimizer_class, options = OPTIMIZERS[name]
     options = options | {"lr": learning_rate, "weight_decay": weight_decay}
-    try:
-        return optimizer_class(parameters, fused=True, **options)
-    except (RuntimeError, TypeError):  # no fused kernel for these parameters, or none in this torch
-        return optimizer_class(parameters, **options)
+    if all(_fusable(p) for p in _flat_parameters(parameters)):
+        try:
+            return optimizer_class(parameters, fused=True, **options)
+        except (RuntimeError, TypeError):  # no fused kernel in this torch
+            pass
+    return optimizer_class(parameters, **options)
+
+
+def _flat_parameters(parameters: list[nn.Parameter] | list[dict[str, Any]]) -> list[torch.Tensor]:
+    return [p for item in parameters for p in (item["params"] if isinstance(item, dict) else [item])]
+
+
+def _fusable(parameter: torch.Tensor) -> bool:
+    return parameter.is_floating_point() and parameter.device.type in ("cpu", "cuda") and not parameter.is_sparse
 
 
 def replaces_kept(score: float, kept_score: float) -> bool:

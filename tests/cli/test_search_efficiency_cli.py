@@ -119,12 +119,12 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
 
 
 def test_prune_budget_from_the_command_line_is_stored_with_the_space(cli, storage_url):
-    result = cli("run", *TINY, "--trials", "2", "--prune-budget", "steps", "--storage", storage_url, "--study-name", "steps")
+    result = cli("run", *TINY, "--trials", "2", "--prune-budget", "epochs", "--storage", storage_url, "--study-name", "steps")
     assert result.code == 0, result
     from mtl_search.search.study import load_existing
 
     study = load_existing("steps", storage_url)
-    assert study.user_attrs["mtl_search"]["space"]["pruning"]["budget"] == "steps"
+    assert study.user_attrs["mtl_search"]["space"]["pruning"]["budget"] == "epochs"  # not the default, steps
     assert all(entry["steps"] > 0 for trial in study.trials for entry in trial.user_attrs["history"])
 
 

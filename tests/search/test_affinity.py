@@ -236,12 +236,24 @@ def test_affinity_grouping_measures_the_chain_without_seeding(tiny_synthetic3, s
 def test_a_chain_given_in_the_space_is_checked_and_used_as_is(tiny_synthetic3, storage_url):
     names = tiny_synthetic3.task_names
     chain = [[list(names)], [[names[0]], names[1:]]]
-    study = run_search(tiny_synthetic3, affinity_grouping_space(chain), SearchSettings("given", storage=storage_url, n_trials=3, save_artifacts=False))
-    assert "affinity" not in study.user_attrs  # nothing measured
+    settings = SearchSettings("given", storage=storage_url, n_trials=3, save_artifacts=False, seed_strategy="affinity")
+    study = run_search(tiny_synthetic3, affinity_grouping_space(chain), settings)
+    assert "affinity" not in study.user_attrs  # nothing measured, also when seeding: the seeds are its positions
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.params["tree.split_0"] for t in trials[:2]] == [0, 1]
     assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], chain) for t in study.trials)
+    other = [[list(names)], [names[:2], [names[2]]]]
+    with pytest.raises(UserError, match="searched along another families.tree.chain"):
+        run_search(tiny_synthetic3, affinity_grouping_space(other), SearchSettings("given", storage=storage_url, n_trials=1, save_artifacts=False))
 
     crossing = [[list(names)], [[names[0], names[1]], [names[2]]], [[names[0], names[2]], [names[1]]]]
     with pytest.raises(UserError, match=r"families.tree.chain: entry 2 .* does not lie inside one group of entry 1"):
         run_search(tiny_synthetic3, affinity_grouping_space(crossing), SearchSettings("crossing", storage=storage_url, n_trials=1, save_artifacts=False))
     with pytest.raises(UserError, match=r"families.tree.chain: entry 0 .* must cover each task"):
         run_search(tiny_synthetic3, affinity_grouping_space([[["nope"]]]), SearchSettings("unknown", storage=storage_url, n_trials=1, save_artifacts=False))
+    assert {s.study_name for s in optuna.get_all_study_summaries(storage_url)} == {"given"}  # refused before a study was stored
+
+
+def test_a_chain_needs_the_affinity_grouping():
+    with pytest.raises(UserError, match="key families.tree: chain is only used with grouping: affinity"):
+        parse_space({"families": {"tree": {"chain": [[["a", "b"]]]}}, "loss_weighting": {"static": {}}})

@@ -287,3 +287,17 @@ def test_references_without_step_counts_do_not_count_for_the_steps_budget(storag
     study = make_study(storage, FINALS)  # histories recorded before step counts
     by_steps = DominatedTrialPruner(OBJECTIVES, dataclasses.replace(SETTINGS, budget="steps"))
     by_steps(running_trial(study), 5, scores(3.0, 0.3), {"steps": 30})  # no references: never pruned
+
+
+def test_a_study_stored_before_the_budget_option_keeps_pruning_at_equal_epochs():
+    from mtl_search.search.pruning import with_study_budget
+    from mtl_search.search.space import parse_space
+
+    study = optuna.create_study()
+    space = parse_space({"families": {"tree": {}}, "loss_weighting": {"static": {}}})
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"warmup_epochs": 2}}})  # no budget key
+    assert with_study_budget(space, study).pruning.budget == "epochs"
+    named = parse_space({"families": {"tree": {}}, "loss_weighting": {"static": {}}, "pruning": {"budget": "steps"}})
+    assert with_study_budget(named, study).pruning.budget == "steps"  # the space file names it: as written
+    study.set_user_attr("mtl_search", {"space": space.to_data()})  # stored with the option: the default
+    assert with_study_budget(space, study).pruning.budget == "steps"

@@ -8,6 +8,7 @@ import math
 import optuna
 import pytest
 
+from mtl_search.errors import UserError
 from mtl_search.search.pruning import PruningSettings
 from mtl_search.search.pruning_replay import replay, replay_settings, settings_grid, stored_settings
 
@@ -73,7 +74,12 @@ def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
 
 def test_non_positive_values_give_no_epsilon():
     curves = [(n, [(0.0, 1.0 + n)] * 3) for n in range(3)]
-    assert math.isnan(replay_settings(curves, PruningSettings()).epsilon)
+    assert math.isnan(replay_settings(curves, PruningSettings(budget="epochs")).epsilon)
+
+
+def test_replaying_the_steps_budget_needs_step_counts():
+    with pytest.raises(UserError, match="pruning budget steps: some trials have no step counts"):
+        replay(CURVES, PruningSettings())
 
 
 def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path):

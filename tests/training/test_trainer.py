@@ -102,3 +102,18 @@ def test_an_unknown_checkpoint_is_refused(tiny_synthetic):
 
     with pytest.raises(UserError, match="training.checkpoint 'middle'"):
         train_candidate(tiny_synthetic, candidate(checkpoint="middle"))
+
+
+def test_the_optimiser_uses_the_fused_kernel_where_the_parameters_allow_it():
+    import torch
+
+    from mtl_search.training.trainer import make_optimizer
+
+    real = [torch.nn.Parameter(torch.randn(3))]
+    assert make_optimizer("adam", [{"params": real}], 1e-3, 0.0).defaults["fused"]
+    # PyTorch would refuse complex parameters only at the first step: they get the default kernel
+    complex_ = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    optimizer = make_optimizer("adamw", [complex_], 1e-3, 0.0)
+    assert not optimizer.defaults["fused"]
+    complex_.grad = torch.ones(3, dtype=torch.complex64)
+    optimizer.step()
