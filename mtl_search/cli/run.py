@@ -101,6 +101,7 @@ def main(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:
     """Data, space, settings and storage from the flags, every one checked (UserError if bad)."""
     from mtl_search.data import load_data
+    from mtl_search.search.affinity import measures_chain
     from mtl_search.search.costs import with_cost_options
     from mtl_search.search.pruning import with_pruning_options
     from mtl_search.search.runner import SearchSettings
@@ -119,8 +120,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
     space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,
                                 budget=args.prune_budget)
-    tree = space.families.get("tree")
-    if args.affinity_measure is not None and args.seed_strategy != "affinity" and not (tree and tree.grouping == "affinity" and tree.chain is None):
+    if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
         raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
                         f"families.tree.grouping affinity and no chain of its own, measures affinity")
     options = parse_key_values(args.data_option, "--data-option")

@@ -418,13 +418,19 @@ def with_affinity_chain(
     checked by ``check_given_chain`` before the study is created."""
     from mtl_search.architectures.tree import validate_chain
 
-    section = space.families.get("tree")
-    if section is None or section.grouping != "affinity" or section.chain is not None:
+    if not measures_chain(space):
         return space
+    section = space.families["tree"]
     chain = study_affinity(study, data, settings, device=device)["chain"]
     validate_chain(chain, data.task_names)
     tree = section.model_copy(update={"chain": chain})
     return space.model_copy(update={"families": {**space.families, "tree": tree}})
+
+
+def measures_chain(space: Any) -> bool:
+    """Whether the space's tree family searches along a chain measured from task affinity."""
+    section = space.families.get("tree")
+    return section is not None and section.grouping == "affinity" and section.chain is None
 
 
 def has_given_chain(space: Any) -> bool:
