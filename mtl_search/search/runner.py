@@ -11,7 +11,7 @@ import torch
 from mtl_search.data.base import MultiTaskData
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
 from mtl_search.search.space import SearchSpace
-from mtl_search.search.storage import open_storage
+from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import create_or_continue, make_sampler, objectives_for
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
@@ -71,10 +71,13 @@ def run_search(
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
     affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
+    budget = budget or LocalBudget(settings.n_trials)
+    # other processes run trials meanwhile: this run's workers, or other machines on a server
+    shared = getattr(budget, "shared", True) or is_database_server(storage)
     study = create_or_continue(
         settings.study_name, settings.storage, data, objectives, space.to_data(),
         make_sampler(settings.sampler, settings.seed + settings.worker_index, n_trials=settings.n_trials,
-                     n_startup_trials=settings.startup_trials),
+                     n_startup_trials=settings.startup_trials, shared=shared),
         storage=storage,
     )
     space = pruning.with_study_budget(space, study)
@@ -92,7 +95,7 @@ def run_search(
         cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(settings, storage)], stem=stem,
     )
     optimize_study(
-        study, objective, budget or LocalBudget(settings.n_trials),
+        study, objective, budget,
         timeout=settings.timeout, catch=(TrialFailed,), callbacks=callbacks,
     )
     hypervolume.store_hypervolume(study)  # for `pareto` and reports (search/hypervolume.py)

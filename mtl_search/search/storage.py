@@ -36,6 +36,13 @@ def storage_url(url: str | None) -> str:
     return url or os.environ.get("MTL_SEARCH_STORAGE") or default_storage_url()
 
 
+def is_database_server(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` is a database server (PostgreSQL, MySQL), which other machines may
+    share; a SQLite file or an in-memory storage is one machine's."""
+    url = getattr(storage, "url", None)
+    return url is not None and make_url(url).get_backend_name() != "sqlite"
+
+
 def grace_period(seconds: int | None = None) -> int:
     """The heartbeat grace period: ``seconds``, else $MTL_SEARCH_GRACE_PERIOD, else 60."""
     if seconds is None:

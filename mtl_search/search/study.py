@@ -77,20 +77,25 @@ def startup_trials(n_trials: int | None) -> int:
     return min(MAX_STARTUP_TRIALS, max(MIN_STARTUP_TRIALS, math.ceil(n_trials / 4)))
 
 
-def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_startup_trials: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_startup_trials: int | None = None,
+                 shared: bool = True) -> optuna.samplers.BaseSampler:
     """The sampler by name, seeded, for a run of ``n_trials`` trials.
 
     ``tpe`` (default): multivariate TPE with grouped conditional parameters, which handles
-    the family choice and each family's own parameters well from a few dozen trials on, and
-    with the constant liar so that parallel workers do not propose the same candidate. Its
+    the family choice and each family's own parameters well from a few dozen trials on. Its
     random start-up trials are ``n_startup_trials``, by default :func:`startup_trials`.
+    ``shared``: other processes may run trials of the study meanwhile. TPE then uses the
+    constant liar, which counts their running trials as poor so that workers do not propose
+    one candidate. It costs a storage read per parameter group (16 % of the wall time of a
+    60-trial, 4-epoch search on 2,000 rows; benchmarks/trial_overhead.py), and alone it
+    changes no candidate, so a single process on its own study goes without.
     ``nsga2``: NSGA-II with a small population (16) suited to budgets of tens of trials.
     ``random``: the baseline.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=shared,
                                               n_startup_trials=startup_trials(n_trials) if n_startup_trials is None else n_startup_trials)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)

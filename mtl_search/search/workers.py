@@ -30,12 +30,17 @@ Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
 class Budget(Protocol):
+    # whether other processes take trials from this budget too (they then run concurrently)
+    shared: bool
+
     def claim(self) -> bool:
         """Take one trial from the budget; False when none is left."""
 
 
 class LocalBudget:
     """``n_trials`` trials for this process alone (``None``: until the timeout)."""
+
+    shared = False
 
     def __init__(self, n_trials: int | None) -> None:
         self.left = n_trials
@@ -51,6 +56,8 @@ class LocalBudget:
 
 class TrialBudget:
     """``n_trials`` trials shared by the worker processes of one run (a counter in shared memory)."""
+
+    shared = True
 
     def __init__(self, n_trials: int, context: Any = None) -> None:
         context = context or multiprocessing.get_context("spawn")

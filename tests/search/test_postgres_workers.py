@@ -35,3 +35,9 @@ def test_three_processes_join_one_study_and_account_for_every_trial(postgres_url
                 "--storage", postgres_url, "--study-name", "shared", "--quiet")
     assert_one_line_error(other, "study 'shared'", "other data")
     assert len(study.get_trials(deepcopy=False)) == 9
+
+
+def test_a_postgres_storage_counts_as_shared_by_other_machines(postgres_url):
+    from mtl_search.search.storage import is_database_server, open_storage
+
+    assert is_database_server(open_storage(postgres_url, heartbeat=False))

@@ -1,8 +1,13 @@
 """Samplers and study set-up (mtl_search/search/study.py)."""
 
+import optuna
 import pytest
 
+from mtl_search.search.runner import SearchSettings, run_search
+from mtl_search.search.space import parse_space
+from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import make_sampler, startup_trials
+from mtl_search.search.workers import LocalBudget, TrialBudget
 
 
 @pytest.mark.parametrize(("n_trials", "expected"), [(1, 3), (7, 3), (12, 3), (13, 4), (20, 5), (40, 10), (500, 10), (None, 10)])
@@ -16,3 +21,34 @@ def test_tpe_models_results_after_the_scaled_start_up_unless_told():
     assert make_sampler("tpe", 0, n_trials=7, n_startup_trials=6)._n_startup_trials == 6
     assert make_sampler("tpe", 0)._n_startup_trials == 10
 
+
+
+def test_tpe_uses_the_constant_liar_only_when_others_may_run_trials_meanwhile():
+    assert make_sampler("tpe", 0)._constant_liar is True
+    assert make_sampler("tpe", 0, shared=False)._constant_liar is False
+
+
+SMALL_SPACE = {
+    "training": {"epochs": 1, "batch_size": 128, "learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}},
+    "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}}, "mmoe": {"experts": {"low": 2, "high": 3}, "expert_width": 8}},
+    "loss_weighting": {"static": {}, "uncertainty": {}},
+}
+
+
+def test_a_process_alone_proposes_what_it_would_with_the_constant_liar(tiny_synthetic, tmp_path):
+    # alone, the only running trial is the one being sampled, which the liar leaves out: going
+    # without it saves a storage read per parameter group and changes no candidate
+    def proposed(budget, name):
+        settings = SearchSettings(study_name=name, storage=f"sqlite:///{tmp_path / name}.db", sampler="tpe", seed=0,
+                                  n_trials=8, epochs=1, startup_trials=3, save_artifacts=False)
+        study = run_search(tiny_synthetic, parse_space(SMALL_SPACE), settings, budget=budget)
+        return [trial.params for trial in study.get_trials(deepcopy=False)]
+
+    alone = proposed(LocalBudget(8), "alone")
+    assert len(alone) == 8 and len({str(p) for p in alone}) > 3  # TPE modelled results after its start-up
+    assert alone == proposed(TrialBudget(8), "shared")
+
+
+def test_only_a_database_server_is_shared_by_other_machines(tmp_path):
+    assert not is_database_server(open_storage(f"sqlite:///{tmp_path / 'one.db'}", heartbeat=False))
+    assert not is_database_server(optuna.storages.InMemoryStorage())
