@@ -8,12 +8,13 @@ those parts are a large share of the search. This script runs the same in-proces
 - ``alone``: one process on its own study, as ``mtl-search run`` without ``--workers`` on
   SQLite. TPE goes without the constant liar (``make_sampler(shared=False)``);
 - ``shared``: the same, with the trial budget of ``--workers`` runs, so TPE uses the constant
-  liar, which reads the study's running trials from storage for every parameter group.
+  liar, which reads the study's trials (finished and running) from storage again for every
+  parameter group; that cost grows with the study.
 
 In one process the only running trial is the one being sampled, which the liar leaves out,
 so both propose the same candidates: the script checks that, then reports the wall time of
 each. One more run of each under cProfile splits the time into sampling, training,
-recording and the rest (cProfile slows Python-heavy parts more than torch kernels, so read
+recording (every ``set_user_attr``, wherever called) and the rest (cProfile slows Python-heavy parts more than torch kernels, so read
 the split as shares, not as seconds to expect).
 
     python benchmarks/trial_overhead.py                  # 60 trials x 4 epochs, 3 repeats

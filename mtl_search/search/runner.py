@@ -67,6 +67,9 @@ def run_search(
 
     ``enqueue`` holds parameter dictionaries to try first (e.g. from affinity seeding).
     ``budget`` replaces ``n_trials`` when worker processes share one (see search/workers.py).
+    TPE counts other processes' running trials (the constant liar) when the budget is shared
+    or the storage is a database server; processes that call this on one SQLite file with
+    their own budgets do not see each other's running trials.
     """
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
     affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored

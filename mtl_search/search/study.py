@@ -86,9 +86,11 @@ def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_
     random start-up trials are ``n_startup_trials``, by default :func:`startup_trials`.
     ``shared``: other processes may run trials of the study meanwhile. TPE then uses the
     constant liar, which counts their running trials as poor so that workers do not propose
-    one candidate. It costs a storage read per parameter group (16 % of the wall time of a
-    60-trial, 4-epoch search on 2,000 rows; benchmarks/trial_overhead.py), and alone it
-    changes no candidate, so a single process on its own study goes without.
+    one candidate. It reads the study's trials from storage again for every parameter group
+    (16 % of the wall time of a 60-trial, 4-epoch search on 2,000 rows; more in larger
+    studies; benchmarks/trial_overhead.py). Alone, the only running trial is the one being
+    sampled, which the liar leaves out, so a single process on its own study goes without
+    (a trial a killed process left RUNNING is then ignored until it is failed and retried).
     ``nsga2``: NSGA-II with a small population (16) suited to budgets of tens of trials.
     ``random``: the baseline.
     """

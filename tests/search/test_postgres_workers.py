@@ -37,7 +37,12 @@ def test_three_processes_join_one_study_and_account_for_every_trial(postgres_url
     assert len(study.get_trials(deepcopy=False)) == 9
 
 
-def test_a_postgres_storage_counts_as_shared_by_other_machines(postgres_url):
+def test_a_search_on_postgres_samples_with_the_constant_liar(postgres_url, tiny_synthetic):
+    # other machines may run trials of the study meanwhile: the sampler counts them
     from mtl_search.search.storage import is_database_server, open_storage
+    from mtl_search.search.workers import LocalBudget
+    from tests.search.test_study import run_small_search
 
     assert is_database_server(open_storage(postgres_url, heartbeat=False))
+    study = run_small_search(tiny_synthetic, postgres_url, "liar", LocalBudget(0), 0)
+    assert study.sampler._constant_liar is True

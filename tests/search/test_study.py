@@ -35,18 +35,21 @@ SMALL_SPACE = {
 }
 
 
-def test_a_process_alone_proposes_what_it_would_with_the_constant_liar(tiny_synthetic, tmp_path):
-    # alone, the only running trial is the one being sampled, which the liar leaves out: going
-    # without it saves a storage read per parameter group and changes no candidate
-    def proposed(budget, name):
-        settings = SearchSettings(study_name=name, storage=f"sqlite:///{tmp_path / name}.db", sampler="tpe", seed=0,
-                                  n_trials=8, epochs=1, startup_trials=3, save_artifacts=False)
-        study = run_search(tiny_synthetic, parse_space(SMALL_SPACE), settings, budget=budget)
-        return [trial.params for trial in study.get_trials(deepcopy=False)]
+def run_small_search(data, storage, name, budget, n_trials):
+    settings = SearchSettings(study_name=name, storage=storage, sampler="tpe", seed=0,
+                              n_trials=n_trials, epochs=1, startup_trials=3, save_artifacts=False)
+    return run_search(data, parse_space(SMALL_SPACE), settings, budget=budget)
 
-    alone = proposed(LocalBudget(8), "alone")
-    assert len(alone) == 8 and len({str(p) for p in alone}) > 3  # TPE modelled results after its start-up
-    assert alone == proposed(TrialBudget(8), "shared")
+
+def test_a_process_alone_samples_without_the_constant_liar_and_workers_with_it(tiny_synthetic, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    alone = run_small_search(tiny_synthetic, storage, "alone", LocalBudget(8), 8)
+    shared = run_small_search(tiny_synthetic, storage, "shared", TrialBudget(8), 8)  # the budget of --workers
+    assert alone.sampler._constant_liar is False and shared.sampler._constant_liar is True
+    # alone, the only running trial is the one being sampled, which the liar leaves out:
+    # going without it saves storage reads and changes no candidate
+    proposed = [[trial.params for trial in study.get_trials(deepcopy=False)] for study in (alone, shared)]
+    assert len(proposed[0]) == 8 and proposed[0] == proposed[1]
 
 
 def test_only_a_database_server_is_shared_by_other_machines(tmp_path):
