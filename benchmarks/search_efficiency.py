@@ -14,6 +14,10 @@ unequal relatedness that affinity seeding is meant to find):
 - **pruned_epochs** (only when named): the same rule with ``pruning.budget: epochs``, trials
   compared after equal epochs instead of equal optimiser steps (the default before
   2026-11-21; results files of that day call the two ``pruned`` and ``pruned_steps``);
+- **pruned_projected** (only when named): pruning with ``pruning.rule: projected`` (one
+  dominator at the same budget, no margin, and the trial's own learning curve projected to
+  its last epoch still dominated by a completed trial's final values); the
+  ``--prune-*`` options override its defaults too.
 - **affinity**: no pruning, ``--seed-strategy affinity`` (the seeded trees are the first
   trials; the affinity training counts in its wall time), ``--early`` trials.
 - **affinity_grown** (only when named): the same with ``--seed-trees grown``, the paper's
@@ -70,6 +74,7 @@ from _record import write_result  # noqa: E402
 
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
+from mtl_search.search.pruning import with_pruning_section  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -78,6 +83,7 @@ VARIANTS = {
     "baseline": (False, "none", "trials", None),
     "pruned": (True, "none", "trials", None),
     "pruned_epochs": (True, "none", "trials", None),  # also pruning.budget: epochs
+    "pruned_projected": (True, "none", "trials", None),  # also pruning.rule: projected
     "affinity": (False, "affinity", "early", None),
     "affinity_grown": (False, "affinity_grown", "early", None),
     "affinity_lookahead": (False, "affinity_lookahead", "early", None),
@@ -136,7 +142,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
                                  ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction)) if v is not None}
     if name == "pruned_epochs":
         pruning["budget"] = "epochs"
-    space = space.model_copy(update={"pruning": space.pruning.model_copy(update=pruning)})
+    if name == "pruned_projected":
+        pruning["rule"] = "projected"
+    space = with_pruning_section(space, **pruning)  # rule "projected" brings its defaults for what is not overridden
     if args.checkpoint:
         space = space.model_copy(update={"training": space.training.model_copy(update={"checkpoint": args.checkpoint})})
     if strategy == "affinity_chain":
@@ -250,12 +258,13 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
                 key: sum(by_seed[(name, s)][key] > by_seed[("baseline", s)][key] for s in seeds)
                 for key in (early, f"hv_front_after_{args.early}", "hv_front_final")
             }
-    if not {"baseline", "pruned"} <= set(summary):
+    if "baseline" not in summary:
         return summary
-    base_time = summary["baseline"]["wall_s"]["mean"]
-    summary["pruned"]["time_ratio_vs_baseline"] = summary["pruned"]["wall_s"]["mean"] / base_time
-    summary["pruned"]["cpu_ratio_vs_baseline"] = summary["pruned"]["cpu_s"]["mean"] / summary["baseline"]["cpu_s"]["mean"]
-    summary["pruned"]["epoch_ratio_vs_baseline"] = summary["pruned"]["epochs_trained"]["mean"] / summary["baseline"]["epochs_trained"]["mean"]
+    base = summary["baseline"]
+    for name in (n for n in summary if n.startswith("pruned")):
+        summary[name]["time_ratio_vs_baseline"] = summary[name]["wall_s"]["mean"] / base["wall_s"]["mean"]
+        summary[name]["cpu_ratio_vs_baseline"] = summary[name]["cpu_s"]["mean"] / base["cpu_s"]["mean"]
+        summary[name]["epoch_ratio_vs_baseline"] = summary[name]["epochs_trained"]["mean"] / base["epochs_trained"]["mean"]
     return summary
 
 
@@ -265,12 +274,12 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
           f"{args.rows} rows, {args.epochs} epochs, "
           f"space {args.space}, TPE; HV normalised per seed over all variants (reference 1.1 each, max {1.1 ** args.tasks:.3f})")
     print("HV: all trials' range (HV-all) and the combined front's ideal-nadir box (HV-front, more discriminating)")
-    print(f"{'variant':10s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
+    print(f"{'variant':16s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
           f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s} {'base eps vs it %':>17s}")
     for name, s in summary.items():
         def cell(key: str, fmt: str) -> str:
             return f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"
-        print(f"{name:10s} {s['trials']['mean']:7.0f} {cell('wall_s', '6.1f'):>14s} {cell('cpu_s', '6.1f'):>14s} {cell('hv_final', '.3f'):>16s} "
+        print(f"{name:16s} {s['trials']['mean']:7.0f} {cell('wall_s', '6.1f'):>14s} {cell('cpu_s', '6.1f'):>14s} {cell('hv_final', '.3f'):>16s} "
               f"{cell(early, '.3f'):>16s} {cell('hv_front_final', '.3f'):>16s} {cell(f'hv_front_after_{args.early}', '.3f'):>16s} {s['pruned']['mean']:7.1f} {s['epochs_trained']['mean']:8.0f} "
               + (f"{100 * s['epsilon_vs_baseline']['mean']:7.1f} ± {100 * s['epsilon_vs_baseline']['std']:4.1f} "
                  f"{100 * s['baseline_epsilon_vs_this']['mean']:9.1f} ± {100 * s['baseline_epsilon_vs_this']['std']:4.1f}" if "epsilon_vs_baseline" in s else ""))
@@ -278,11 +287,10 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
         if "seeds_above_baseline" in s:
             wins = ", ".join(f"{key} {count}/{args.seeds}" for key, count in s["seeds_above_baseline"].items())
             print(f"{name}: seeds above the baseline (paired): {wins}")
-    if "time_ratio_vs_baseline" not in summary.get("pruned", {}):
-        return
-    pruned = summary["pruned"]
-    print(f"pruned / baseline: wall time {pruned['time_ratio_vs_baseline']:.2f}, CPU time {pruned['cpu_ratio_vs_baseline']:.2f}, "
-          f"epochs trained {pruned['epoch_ratio_vs_baseline']:.2f}")
+    for name, s in summary.items():
+        if "time_ratio_vs_baseline" in s:
+            print(f"{name} / baseline: wall time {s['time_ratio_vs_baseline']:.2f}, CPU time {s['cpu_ratio_vs_baseline']:.2f}, "
+                  f"epochs trained {s['epoch_ratio_vs_baseline']:.2f}")
 
 
 if __name__ == "__main__":

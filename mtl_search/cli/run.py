@@ -57,6 +57,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
                             help="compare trials after equal optimiser steps or equal epochs (default: the space's pruning.budget, else steps; "
                                  "a study stored before the option keeps epochs)")
+    efficiency.add_argument("--prune-rule", choices=("median", "projected"), default=None,  # pruning.RULES, without importing torch for --help
+                            help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
+                                 "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
+                                 "trial's final values (default: the space's pruning.rule, else median)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,
@@ -119,7 +123,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
     space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,
-                                budget=args.prune_budget)
+                                budget=args.prune_budget, rule=args.prune_rule)
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
         raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
                         f"families.tree.grouping affinity and no chain of its own, measures affinity")

@@ -29,7 +29,19 @@ batch 128, and that rule stopped large-batch trials three times as often as smal
 ones; the sampler then avoided them (docs/search.md). A reference whose history has no step
 counts (recorded before 2026-11-21) does not count under ``steps``.
 
-With the fraction at 0.5 this is the median stopping rule (Golovin et al., "Google Vizier",
+``rule: projected`` adds a second question, asked only of a trial the first one would
+prune: where does the trial's *own* learning curve point? Per objective, a power law
+(log value linear in log epoch) is fitted to its epochs from ``e // 2`` (at least 1) to
+``e`` and followed to its last epoch; the trial is pruned only if that projected vector is
+dominated with margin by the final values of a completed trial. A slow learner that is
+behind but still falling steeply projects past the references and keeps training; a
+trial that has flattened out projects to about where it is. Because the projection keeps
+the late bloomers, this rule's first question defaults to one dominator, no fraction and
+no margin (``PROJECTED_RULE_DEFAULTS`` in ``search/space.py``). Replayed on 17 unpruned
+studies in six sets it stopped fewer front trials than ``median`` in every set, and trained
+between 0.04 less and 0.14 more of the epochs (docs/search.md).
+
+With the fraction at 0.5 the first question is the median stopping rule (Golovin et al., "Google Vizier",
 KDD 2017) with Pareto dominance in place of "worse than the median": stop a trial that at
 least half of the completed trials had beaten on every objective after the same amount of
 training. The fraction is
@@ -51,10 +63,12 @@ import optuna
 
 from mtl_search.errors import UserError
 from mtl_search.search.costs import is_feasible
+from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
 from mtl_search.search.study import Objective
 
 Vector = tuple[float, ...]
 BUDGETS = ("epochs", "steps")
+RULES = ("median", "projected")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,25 +82,34 @@ class PruningSettings:
     min_dominators: int = 2
     min_dominator_fraction: float = 0.5
     budget: str = "steps"  # "steps" or "epochs": how "the same amount of training" is counted
+    rule: str = "median"  # "projected": also project the trial's own curve to its last epoch
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
             raise UserError(f"pruning budget {self.budget!r}: expected one of {', '.join(BUDGETS)}")
+        if self.rule not in RULES:
+            raise UserError(f"pruning rule {self.rule!r}: expected one of {', '.join(RULES)}")
+
+    @classmethod
+    def projected(cls, **changes: Any) -> "PruningSettings":
+        """The projected rule with its own defaults for the same-budget test (as a space's
+        ``pruning: {rule: projected}``), then ``changes``."""
+        return cls(**({"rule": "projected"} | dict(PROJECTED_RULE_DEFAULTS) | changes))
 
 
 def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int | None = None, min_completed_trials: int | None = None,
-                         budget: str | None = None) -> Any:
+                         budget: str | None = None, rule: str | None = None) -> Any:
     """A copy of ``space`` with command-line pruning options applied to its ``pruning:`` section."""
-    update: dict[str, Any] = {}
-    if budget is not None:
-        update["budget"] = budget
-    if not enabled:
-        update["enabled"] = False
-    if warmup_epochs is not None:
-        update["warmup_epochs"] = warmup_epochs
-    if min_completed_trials is not None:
-        update["min_completed_trials"] = min_completed_trials
-    return space.model_copy(update={"pruning": space.pruning.model_copy(update=update)}) if update else space
+    update: dict[str, Any] = {"budget": budget, "rule": rule, "warmup_epochs": warmup_epochs, "min_completed_trials": min_completed_trials}
+    update = {key: value for key, value in update.items() if value is not None} | ({} if enabled else {"enabled": False})
+    return with_pruning_section(space, **update) if update else space
+
+
+def with_pruning_section(space: Any, **changes: Any) -> Any:
+    """A copy of ``space`` with ``changes`` to its ``pruning:`` section, validated again: a
+    changed ``rule`` brings its own defaults for whatever the section did not set."""
+    section = type(space.pruning).model_validate(space.pruning.model_dump(exclude_unset=True) | changes)
+    return space.model_copy(update={"pruning": section})
 
 
 def with_study_budget(space: Any, study: optuna.Study) -> Any:
@@ -111,7 +134,7 @@ def settings_from_section(section: Any) -> PruningSettings:
     return PruningSettings(
         enabled=True, warmup_epochs=section.warmup_epochs, min_completed_trials=section.min_completed_trials,
         margin=section.margin, min_dominators=section.min_dominators, min_dominator_fraction=section.min_dominator_fraction,
-        budget=section.budget,
+        budget=section.budget, rule=section.rule,
     )
 
 
@@ -144,6 +167,54 @@ def dominators_to_prune(current: Vector, references: Sequence[tuple[int, Vector]
     dominators = [number for number, vector in references if dominates_with_margin(vector, current, settings.margin)]
     needed = max(settings.min_dominators, math.ceil(settings.min_dominator_fraction * len(references) - 1e-9))
     return dominators if len(dominators) >= needed else None
+
+
+def projected_final(curve: Sequence[Vector], total_epochs: int) -> Vector | None:
+    """Where a learning curve (the minimised vector after each epoch so far, epoch 1 first)
+    points at ``total_epochs``.
+
+    Per objective, log value is fitted linearly against log epoch (a power law) over epochs
+    ``e // 2`` (at least 1) to ``e``, the later half or so, and the fit's slope is followed
+    from the last value. A rising or flat fit, a value of 0 (nothing left to gain) or a
+    single epoch projects no gain. None when a value is negative or not finite: a power law
+    cannot describe it, and the projected rule then never prunes.
+    """
+    epoch = len(curve)
+    if epoch == 0:
+        raise ValueError("an empty learning curve has nothing to project")
+    first = max(1, epoch // 2)  # 1-based; at least two epochs from epoch 2 on
+    window = range(first, epoch + 1)
+    log_epochs = [math.log(e) for e in window]
+    mean_log_epoch = sum(log_epochs) / len(log_epochs)
+    spread = sum((x - mean_log_epoch) ** 2 for x in log_epochs)
+    ahead = math.log(total_epochs) - math.log(epoch)
+    projected = []
+    for k, last in enumerate(curve[-1]):
+        values = [curve[e - 1][k] for e in window]
+        if not all(v >= 0 and math.isfinite(v) for v in values):
+            return None
+        if spread == 0 or ahead <= 0 or min(values) == 0:
+            projected.append(last)
+            continue
+        logs = [math.log(v) for v in values]
+        mean_log = sum(logs) / len(logs)
+        slope = sum((x - mean_log_epoch) * (y - mean_log) for x, y in zip(log_epochs, logs)) / spread
+        projected.append(last * math.exp(min(slope, 0.0) * ahead))
+    return tuple(projected)
+
+
+def projection_dominators(curve: Sequence[Vector], total_epochs: int | None, finals: Sequence[tuple[int, Vector]], margin: float) -> list[int]:
+    """The completed trials whose final vectors dominate (with ``margin``) where ``curve``
+    points at its last epoch; none when its last epoch is unknown or it cannot be projected."""
+    projected = None if total_epochs is None or not curve else projected_final(curve, total_epochs)
+    if projected is None:
+        return []
+    return [number for number, final in finals if dominates_with_margin(final, projected, margin)]
+
+
+def shown_numbers(numbers: Sequence[int], limit: int = 5) -> str:
+    """Trial numbers for a prune reason: the first ``limit``, then "..."."""
+    return ", ".join(str(n) for n in numbers[:limit]) + (", ..." if len(numbers) > limit else "")
 
 
 def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mapping[str, float]], costs: Mapping[str, float]) -> Vector | None:
@@ -224,6 +295,8 @@ class DominatedTrialPruner:
         self._curves: dict[int, tuple[dict[int, Vector], dict[int, int] | None] | None] = {}
         self._last_read: tuple[int, float] | None = None  # (running trial's number, when)
         self._study_name: str | None = None
+        # ((study name, trial number), {epoch: vector}): the running trial's curve, for rule "projected"
+        self._running: tuple[tuple[str, int] | None, dict[int, Vector]] = (None, {})
 
     def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
         reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores, trial_number=trial.number, steps=record.get("steps"))
@@ -234,24 +307,46 @@ class DominatedTrialPruner:
     def check(self, study: optuna.Study, user_attrs: Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]], *,
               trial_number: int | None = None, steps: int | None = None) -> str | None:
         """The reason to prune at 1-based ``epoch``, or None to go on (``trial_number``: the
-        running trial's, which lets consecutive checks of one trial share a storage read;
+        running trial's, which lets consecutive checks of one trial share a storage read and,
+        for rule "projected", builds its learning curve: without it that rule never prunes;
         ``steps``: its optimiser steps so far, for ``budget: steps``)."""
         settings = self.settings
-        if not settings.enabled or epoch <= settings.warmup_epochs:
-            return None  # before reading storage: the cheap exits first
-        total_epochs = user_attrs.get("candidate", {}).get("training", {}).get("epochs")
-        if total_epochs is not None and epoch >= int(total_epochs):
+        if not settings.enabled:
             return None
         current = minimised_vector(self.objectives, scores, user_attrs.get("costs", {}))
-        if current is None:
+        curve = self._record(None if trial_number is None else (study.study_name, trial_number), epoch, current)
+        if epoch <= settings.warmup_epochs:
+            return None  # before reading storage: the cheap exits first
+        total_epochs = user_attrs.get("candidate", {}).get("training", {}).get("epochs")
+        total_epochs = None if total_epochs is None else int(total_epochs)
+        if current is None or (total_epochs is not None and epoch >= total_epochs):
             return None
         references = self.references(study, epoch, running=trial_number, steps=steps)
-        dominators = dominators_to_prune(current, references, epoch, None if total_epochs is None else int(total_epochs), settings)
+        dominators = dominators_to_prune(current, references, epoch, total_epochs, settings)
         if dominators is None:
             return None
-        shown = ", ".join(str(n) for n in dominators[:5]) + (", ..." if len(dominators) > 5 else "")
         at = f"epoch {epoch}" if settings.budget == "epochs" else f"epoch {epoch} ({steps} steps)"
-        return f"dominated at {at} by {len(dominators)} of {len(references)} completed trials ({shown}; margin {settings.margin:g})"
+        reason = f"dominated at {at} by {len(dominators)} of {len(references)} completed trials ({shown_numbers(dominators)}; margin {settings.margin:g})"
+        if settings.rule == "projected":
+            finals = [(number, entry[0][max(entry[0])]) for number, entry in sorted(self._curves.items()) if entry and entry[0]]
+            beyond = projection_dominators(curve, total_epochs, finals, settings.margin)
+            if not beyond:
+                return None
+            reason += f"; projected to epoch {total_epochs}, still dominated by the final values of {len(beyond)} ({shown_numbers(beyond)})"
+        return reason
+
+    def _record(self, trial: tuple[str, int] | None, epoch: int, vector: Vector | None) -> list[Vector]:
+        """The running trial's learning curve up to ``epoch`` (empty when an epoch is missing,
+        which the projection reads as "cannot tell" and never prunes)."""
+        known, by_epoch = self._running
+        if known != trial or trial is None:
+            by_epoch = {}
+            self._running = (trial, by_epoch)
+        if vector is not None:
+            by_epoch[epoch] = vector
+        if any(e not in by_epoch for e in range(1, epoch + 1)):
+            return []
+        return [by_epoch[e] for e in range(1, epoch + 1)]
 
     def references(self, study: optuna.Study, epoch: int, running: int | None = None, steps: int | None = None) -> list[tuple[int, Vector]]:
         """(trial number, vector after as much training) of every complete, feasible trial

@@ -25,7 +25,8 @@ import optuna
 from mtl_search.errors import UserError
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
 from mtl_search.search.pruning import (
-    PruningSettings, Vector, cumulative_steps, dominators_to_prune, learning_curve, settings_from_section, vector_at_budget,
+    PruningSettings, Vector, cumulative_steps, dominators_to_prune, learning_curve, projection_dominators, settings_from_section,
+    vector_at_budget,
 )
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
@@ -92,9 +93,12 @@ def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[lis
         for epoch in range(1, total + 1):
             at_steps = steps[epoch - 1] if steps else None
             references = [(n, v) for n, c, s in kept if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None]
-            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is not None:
-                stopped_at = epoch
-                break
+            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is None:
+                continue
+            if settings.rule == "projected" and not projection_dominators(curve[:epoch], total, [(n, c[len(c)]) for n, c, _ in kept], settings.margin):
+                continue
+            stopped_at = epoch
+            break
         if stopped_at is None:
             kept.append((number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1))))
             epochs += total
@@ -117,15 +121,20 @@ def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings) -> 
     return ReplayResult(settings, epochs / sum(len(entry[1]) for entry in curves), front_stopped, epsilon)
 
 
-def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[PruningSettings]:
-    """``base`` first, then its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied, in
-    its budget and in each of ``budgets``."""
+def settings_grid(base: PruningSettings, budgets: Sequence[str] = (), epochs: int | None = None) -> list[PruningSettings]:
+    """``base`` first, then, in its budget and in each of ``budgets``: the median rule with
+    its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied, and the projected rule with
+    its defaults and warm-up 2, 3 and an eighth of ``epochs`` (the trials' length, when
+    known; the warm-up that kept long trials in docs/search.md)."""
+    median = base if base.rule == "median" else PruningSettings(warmup_epochs=base.warmup_epochs, min_completed_trials=base.min_completed_trials)
+    projected = PruningSettings.projected(min_completed_trials=base.min_completed_trials)
     grid = [base]
     for budget in dict.fromkeys([base.budget, *budgets]):
-        for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75)):
-            candidate = dataclasses.replace(base, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction, budget=budget)
-            if candidate not in grid:
-                grid.append(candidate)
+        candidates = [dataclasses.replace(median, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction, budget=budget)
+                      for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75))]
+        warmups = sorted({2, 3, max(2, (epochs or 0) // 8)})
+        candidates += [dataclasses.replace(projected, warmup_epochs=warmup, budget=budget) for warmup in warmups]
+        grid += [candidate for candidate in candidates if candidate not in grid]
     return grid
 
 

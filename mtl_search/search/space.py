@@ -11,7 +11,7 @@ A space file has these sections (all optional but ``families``)::
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
     objectives: {metrics, extra, max_params, max_latency_ms}  # cost objectives and limits
-    pruning:    {enabled, warmup_epochs, min_completed_trials, margin, min_dominators, min_dominator_fraction}
+    pruning:    {enabled, rule, warmup_epochs, min_completed_trials, margin, min_dominators, min_dominator_fraction, budget}
 
 Each value is a constant, ``{low: .., high: .., log: true}`` or ``{choices: [..]}``.
 Loading validates everything and names the key at fault; :meth:`SearchSpace.sample`
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from types import MappingProxyType
+from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtl_search.architectures import get_family
 from mtl_search.errors import UserError
@@ -98,10 +99,18 @@ class ObjectivesSpace(_Strict):
     max_latency_ms: float | None = Field(default=None, gt=0)
 
 
+# what rule "projected" changes unless the section sets it: a loose same-budget test, since
+# the projection is what keeps the late bloomers (docs/search.md, "The projected rule")
+PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType({"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0})
+
+
 class PruningSpace(_Strict):
     """Pareto-aware pruning (mtl_search/search/pruning.py explains the rule)."""
 
     enabled: bool = True
+    # "median": behind half of the completed trials at the same budget; "projected": also
+    # behind a completed trial's final values after projecting its own learning curve
+    rule: Literal["median", "projected"] = "median"
     warmup_epochs: int = Field(default=2, ge=0)
     min_completed_trials: int = Field(default=5, ge=1)
     margin: float = Field(default=0.05, ge=0.0)
@@ -110,6 +119,16 @@ class PruningSpace(_Strict):
     # how "the same amount of training" is counted: optimiser steps, or epochs (the rule
     # before 2026-11-21, which penalised large batches; docs/search.md)
     budget: Literal["epochs", "steps"] = "steps"
+
+    @model_validator(mode="after")
+    def _rule_defaults(self) -> "PruningSpace":
+        # written past pydantic's bookkeeping, so that they stay "unset": switching the rule
+        # again (--prune-rule median) then brings back the median rule's own defaults
+        if self.rule == "projected":
+            for name, value in PROJECTED_RULE_DEFAULTS.items():
+                if name not in self.model_fields_set:
+                    self.__dict__[name] = value
+        return self
 
 
 class SearchSpace(_Strict):

@@ -38,6 +38,7 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--prune-warmup", "-1", "--storage", storage_url), "--prune-warmup")
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
     assert_one_line_error(cli("run", "--prune-budget", "seconds", "--storage", storage_url), "--prune-budget")
+    assert_one_line_error(cli("run", "--prune-rule", "mean", "--storage", storage_url), "--prune-rule")
     assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
     assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead",
@@ -110,9 +111,10 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
     import json
 
     data = json.loads(cli("pruning", "unpruned", "--storage", storage_url, "--format", "json").out)
-    # 8 settings, each counting training in epochs and in optimiser steps (recorded by the trainer)
-    assert data["trials_replayed"] == 7 and len(data["results"]) == 16
-    assert [r["settings"]["budget"] for r in data["results"]].count("steps") == 8
+    # 8 median and 2 projected settings, each counting training in epochs and in optimiser steps (recorded by the trainer)
+    assert data["trials_replayed"] == 7 and len(data["results"]) == 20
+    assert [r["settings"]["budget"] for r in data["results"]].count("steps") == 10
+    assert [r["settings"]["rule"] for r in data["results"]].count("projected") == 4
     # the study ran with --no-prune, but its stored default rule is what the first row replays
     assert data["results"][0]["settings"]["min_dominator_fraction"] == 0.5
     assert all(0 < r["epoch_share"] <= 1 for r in data["results"])
@@ -126,6 +128,16 @@ def test_prune_budget_from_the_command_line_is_stored_with_the_space(cli, storag
     study = load_existing("steps", storage_url)
     assert study.user_attrs["mtl_search"]["space"]["pruning"]["budget"] == "epochs"  # not the default, steps
     assert all(entry["steps"] > 0 for trial in study.trials for entry in trial.user_attrs["history"])
+
+
+def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli, storage_url):
+    # (a space file's own values staying is tested in tests/search/test_space.py)
+    from mtl_search.search.study import load_existing
+
+    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--storage", storage_url, "--study-name", "projected")
+    assert result.code == 0, result
+    stored = load_existing("projected", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
+    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"]) == ("projected", 0.0, 1, 0.0)
 
 
 def test_pruning_needs_enough_complete_trials(cli, storage_url):

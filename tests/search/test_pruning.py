@@ -10,7 +10,10 @@ import optuna
 import pytest
 
 from mtl_search.errors import UserError
-from mtl_search.search.pruning import DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve, vector_at_budget
+from mtl_search.search.pruning import (
+    DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve, minimised_vector, projected_final, vector_at_budget,
+)
+from mtl_search.search.pruning_replay import replay
 from mtl_search.search.study import Objective
 
 OBJECTIVES = [Objective("a", "mse", "minimize"), Objective("b", "auc", "maximize")]
@@ -61,12 +64,15 @@ FINALS = [(0.5, 0.90), (0.6, 0.88), (0.7, 0.85)]
 def test_a_clearly_dominated_trial_is_pruned_and_says_why(storage):
     study = make_study(storage, FINALS)
     trial = running_trial(study)
-    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
     # epoch index 4 = 5th epoch; the references were at mse 0.5+0.5=1.0, auc 0.9-0.1=0.8 then
-    with pytest.raises(optuna.TrialPruned):
-        pruner(trial, 4, scores(2.0, 0.6), {})
-    reason = study.trials[trial.number].user_attrs["prune_reason"]
+    reason = reason_when_pruned(DominatedTrialPruner(OBJECTIVES, SETTINGS), trial, 4, scores(2.0, 0.6))
     assert reason.startswith("dominated at epoch 5 by 3 of 3 completed trials (0, 1, 2;")
+
+
+def reason_when_pruned(pruner: DominatedTrialPruner, trial: optuna.trial.Trial, epoch: int, epoch_scores: dict) -> str:
+    with pytest.raises(optuna.TrialPruned):
+        pruner(trial, epoch, epoch_scores, {})
+    return trial.study.trials[trial.number].user_attrs["prune_reason"]
 
 
 def test_a_trial_better_on_one_objective_is_never_pruned(storage):
@@ -301,3 +307,82 @@ def test_a_study_stored_before_the_budget_option_keeps_pruning_at_equal_epochs()
     assert with_study_budget(named, study).pruning.budget == "steps"  # the space file names it: as written
     study.set_user_attr("mtl_search", {"space": space.to_data()})  # stored with the option: the default
     assert with_study_budget(space, study).pruning.budget == "steps"
+
+
+def test_a_power_law_curve_is_projected_to_its_last_epoch():
+    curve = [(2.0 * t ** -0.5, 3.0) for t in range(1, 9)]  # one objective falls, one is flat
+    assert projected_final(curve, 32) == pytest.approx((2.0 * 32 ** -0.5, 3.0))
+    # a rising curve, a value that is not positive or a single epoch projects no gain
+    assert projected_final([(1.0, 0.0), (2.0, 0.0)], 10) == (2.0, 0.0)
+    assert projected_final([(1.0, 1.0)], 10) == (1.0, 1.0)
+    # only the later epochs count: an early plunge followed by a plateau projects the plateau
+    assert projected_final([(9.0,), (9.0,), (1.0,), (1.0,), (1.0,), (1.0,)], 12) == (1.0,)
+    # a negative or NaN value cannot be a power law: no projection, so the rule never prunes
+    assert projected_final([(2.0, -1.0), (1.0, -2.0)], 10) is None
+    assert projected_final([(2.0, 1.0), (1.0, float("nan"))], 10) is None
+
+
+PROJECTED = dataclasses.replace(SETTINGS, rule="projected")
+
+
+def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(storage):
+    """The same projected rule in both places: random falling curves, each checked live
+    against the three references (after each epoch, as the objective does) and replayed."""
+    study = make_study(storage, FINALS)
+    references = [(n, [minimised_vector(OBJECTIVES, entry["validation"], {}) for entry in curve(*final)]) for n, final in enumerate(FINALS)]
+    rng = np.random.default_rng(0)
+    stopped_live = []
+    for n in range(40):
+        # falling to a floor, with 20 % noise from epoch to epoch, on both objectives
+        start, rate, floor = rng.uniform(1.0, 3.0), rng.uniform(0.0, 1.5), rng.uniform(0.4, 1.2)
+        mse = [(floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
+        error = [0.1 * (floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
+        values = [scores(m, 1 - e) for m, e in zip(mse, error)]
+        pruner, trial, stopped = DominatedTrialPruner(OBJECTIVES, PROJECTED), running_trial(study), None
+        for epoch, epoch_scores in enumerate(values):
+            try:
+                pruner(trial, epoch, epoch_scores, {})
+            except optuna.TrialPruned:
+                stopped = epoch + 1
+                break
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # pruned or not, never a reference
+        stopped_live.append(stopped)
+        running = [minimised_vector(OBJECTIVES, epoch_scores, {}) for epoch_scores in values]
+        kept, epochs = replay([*references, (99, running)], PROJECTED)
+        assert (99 in kept, epochs - 3 * EPOCHS) == (stopped is None, stopped or EPOCHS), n
+    # both outcomes occur, so the comparison means something
+    assert None in stopped_live and any(stopped_live)
+
+
+def steep(t: int) -> dict:
+    """Behind a reference at epochs 3 to 5 (all three at epoch 3), but falling as (t/5)^-1.5: at epoch 10 it
+    projects to MSE 0.37 and AUC error 0.074, ahead of every reference's final values."""
+    fall = (t / 5) ** -1.5
+    return scores(1.05 * fall, 1 - 0.21 * fall)
+
+
+def test_the_projected_rule_keeps_a_trial_that_is_behind_but_falling_fast(storage):
+    study = make_study(storage, FINALS)
+    trial = running_trial(study)
+    pruner = DominatedTrialPruner(OBJECTIVES, PROJECTED)
+    for epoch in range(9):
+        pruner(trial, epoch, steep(epoch + 1), {})
+    # the same values stop it at epoch 5 under the median rule (here: one dominator suffices)
+    with pytest.raises(optuna.TrialPruned, match="at epoch 5 by 1 of 3 completed trials"):
+        DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, steep(5), {})
+
+
+def test_the_projected_rule_stops_a_flat_trial_and_says_why(storage):
+    study = make_study(storage, FINALS)
+    trial = running_trial(study)
+    pruner = DominatedTrialPruner(OBJECTIVES, PROJECTED)
+    for epoch in range(4):  # not yet behind the references at epochs 3 and 4
+        pruner(trial, epoch, scores(1.05, 0.79), {})
+    reason = reason_when_pruned(pruner, trial, 4, scores(1.05, 0.79))
+    assert reason.endswith("projected to epoch 10, still dominated by the final values of 3 (0, 1, 2)")
+
+
+def test_the_projected_rule_never_prunes_without_the_whole_curve(storage):
+    # a pruner that did not see epochs 1 to 4 of this trial cannot project it
+    study = make_study(storage, FINALS)
+    DominatedTrialPruner(OBJECTIVES, PROJECTED)(running_trial(study), 4, scores(9.0, 0.0), {})

@@ -58,8 +58,27 @@ def test_half_of_the_references_keeps_it():
 def test_the_grid_starts_with_the_given_settings_and_has_no_duplicates():
     base = PruningSettings(warmup_epochs=3, margin=0.1)
     grid = settings_grid(base)
-    assert grid[0] == base and len(grid) == len(set(grid)) == 9
-    assert all(s.margin == 0.1 for s in grid)
+    assert grid[0] == base and len(grid) == len(set(grid)) == 11
+    assert all(s.margin == 0.1 for s in grid if s.rule == "median")
+    # the projected rule with its own defaults, at warm-up 2 and 3
+    assert [(s.warmup_epochs, s.margin, s.min_dominators, s.min_dominator_fraction) for s in grid if s.rule == "projected"] == [
+        (2, 0.0, 1, 0.0), (3, 0.0, 1, 0.0)]
+    # and an eighth of the trials' length, when that is longer
+    assert [s.warmup_epochs for s in settings_grid(base, epochs=64) if s.rule == "projected"] == [2, 3, 8]
+
+
+def test_the_projected_rule_keeps_a_steady_late_bloomer_and_stops_a_flat_trial():
+    # behind the two (1, 1) references at epochs 3 and 4, but falling along a power law
+    # (4 t^-0.9) that ends at (0.8, 0.8), ahead of every reference
+    bloomer = (6, [(4.0 * t ** -0.9,) * 2 for t in range(1, EPOCHS + 1)])
+    stuck = (7, flat((1.5, 1.5)))  # behind (1, 1) and going nowhere
+    curves = [*CURVES[:6], bloomer, stuck]
+    count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0, budget="epochs")
+    assert replay(curves, count_only) == ([0, 1, 2, 3, 4, 5], 6 * EPOCHS + 3 + 3)
+    projected = PruningSettings.projected(budget="epochs")
+    assert replay(curves, projected) == ([0, 1, 2, 3, 4, 5, 6], 7 * EPOCHS + 3)
+    result = replay_settings(curves, projected)
+    assert (result.front_stopped, result.epsilon) == (0, 0.0)
 
 
 def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():

@@ -41,6 +41,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("families: {treee: {}}\n", "key families.treee"),
         ("families: [tree\n", "not valid YAML at line"),
         ("- just\n- a list\n", "mapping of sections"),
+        ("families: {tree: {}}\npruning: {rule: mean}\n", "key pruning.rule: Input should be 'median' or 'projected'"),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):
@@ -59,3 +60,20 @@ def test_a_missing_space_file_is_named(tmp_path):
 
 def test_bundled_space_by_short_name():
     assert load_space("default").families.keys() == load_space(SPACES_DIR / "default.yaml").families.keys()
+
+
+def test_the_projected_pruning_rule_brings_its_defaults_unless_the_file_sets_them(tmp_path):
+    from mtl_search.search.pruning import settings_from_section, with_pruning_options
+
+    median = load_space(write(tmp_path, "families: {tree: {}}\n")).pruning
+    assert (median.rule, median.margin, median.min_dominators, median.min_dominator_fraction) == ("median", 0.05, 2, 0.5)
+    projected = load_space(write(tmp_path, "families: {tree: {}}\npruning: {rule: projected, min_dominators: 2}\n"))
+    assert (projected.pruning.margin, projected.pruning.min_dominators, projected.pruning.min_dominator_fraction) == (0.0, 2, 0.0)
+    assert settings_from_section(projected.pruning).rule == "projected"
+    # the command line's --prune-rule does the same to a space file that names no rule
+    with_margin = load_space(write(tmp_path, "families: {tree: {}}\npruning: {margin: 0.1}\n"))
+    switched = with_pruning_options(with_margin, rule="projected").pruning
+    assert (switched.rule, switched.margin, switched.min_dominators, switched.min_dominator_fraction) == ("projected", 0.1, 1, 0.0)
+    # and switching a projected space back to median brings back the median rule's defaults
+    back = with_pruning_options(projected, rule="median").pruning
+    assert (back.rule, back.margin, back.min_dominators, back.min_dominator_fraction) == ("median", 0.05, 2, 0.5)
