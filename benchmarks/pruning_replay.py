@@ -72,21 +72,22 @@ def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", d
 
 def settings_grid(budgets: tuple[str, ...] = ("epochs",)) -> list[PruningSettings]:
     """The shipped default first, then the count-only rule it replaced, then a spread of the
-    median rule, then the projected rule (warm-up 2 and 3); each in every budget (steps only
-    when every replayed trial recorded its steps)."""
+    median rule, then the projected rule (its defaults, and a fixed warm-up); each in every
+    budget (steps only when every replayed trial recorded its steps)."""
     grid = []
     for budget in budgets:
         for candidate in [PruningSettings(budget=budget), PruningSettings(min_dominator_fraction=0.0, budget=budget)] + [
             PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction, budget=budget)
             for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75))
-        ] + [PruningSettings.projected(warmup_epochs=warmup, budget=budget) for warmup in (2, 3)]:
+        ] + [PruningSettings.projected(budget=budget), PruningSettings.projected(warmup_fraction=0.0, budget=budget)]:
             if candidate not in grid:
                 grid.append(candidate)
     return grid
 
 
 def label(settings: PruningSettings) -> str:
-    return (f"{settings.rule}, {settings.budget}, warmup {settings.warmup_epochs}, margin {settings.margin:g}, "
+    warmup = f"{settings.warmup_epochs}" + (f" or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else "")
+    return (f"{settings.rule}, {settings.budget}, warmup {warmup}, margin {settings.margin:g}, "
             f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
 
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                      "front_stopped": [r.front_stopped for r in results],
                      "epoch_share_mean": statistics.fmean(shares), "epsilon_max": max(epsilons)})
         per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
-        print(f"{label(settings):76s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
+        print(f"{label(settings):92s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
     write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _ in studies], "rows": rows})
     return 0
 

@@ -40,8 +40,7 @@ def main(args: argparse.Namespace) -> int:
     if base.budget not in budgets:
         print(f"note: study {args.study!r} prunes after equal steps, but some of its trials have no step counts "
               "(recorded before 2026-11-21); only the epochs budget is replayed", file=sys.stderr)
-    epochs = max(len(entry[1]) for entry in curves)
-    results = [replay_settings(curves, settings) for settings in settings_grid(base, budgets, epochs) if settings.budget in budgets]
+    results = [replay_settings(curves, settings) for settings in settings_grid(base, budgets) if settings.budget in budgets]
     if args.format == "json":
         print(dump_json({"study": study.study_name, "trials_replayed": len(curves), "pruned_in_study": pruned,
                          "results": [r.to_data() for r in results]}))
@@ -49,8 +48,9 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for r in results:
         s = r.settings
+        warmup = f"{s.warmup_epochs} or {s.warmup_fraction:g} of epochs" if s.warmup_fraction else s.warmup_epochs
         rows.append([
-            "study's" if s == base else "", s.rule, s.budget, s.warmup_epochs, f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
+            "study's" if s == base else "", s.rule, s.budget, warmup, f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
             f"{r.epoch_share:.2f}", r.front_stopped, "-" if math.isnan(r.epsilon) else f"{100 * r.epsilon:.1f} %",
         ])
     print_rows_table(f"pruning replayed on {study.study_name} ({len(curves)} complete trials)",

@@ -60,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--prune-rule", choices=("median", "projected"), default=None,  # pruning.RULES, without importing torch for --help
                             help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
                                  "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
-                                 "trial's final values (default: the space's pruning.rule, else median)")
+                                 "trial's final values, never in the first eighth of its epochs (default: the space's pruning.rule, "
+                                 "else median)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,

@@ -121,19 +121,17 @@ def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings) -> 
     return ReplayResult(settings, epochs / sum(len(entry[1]) for entry in curves), front_stopped, epsilon)
 
 
-def settings_grid(base: PruningSettings, budgets: Sequence[str] = (), epochs: int | None = None) -> list[PruningSettings]:
+def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[PruningSettings]:
     """``base`` first, then, in its budget and in each of ``budgets``: the median rule with
     its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied, and the projected rule with
-    its defaults and warm-up 2, 3 and an eighth of ``epochs`` (the trials' length, when
-    known; the warm-up that kept long trials in docs/search.md)."""
+    its defaults and with a fixed warm-up of 2 epochs (``warmup_fraction: 0``)."""
     median = base if base.rule == "median" else PruningSettings(warmup_epochs=base.warmup_epochs, min_completed_trials=base.min_completed_trials)
     projected = PruningSettings.projected(min_completed_trials=base.min_completed_trials)
     grid = [base]
     for budget in dict.fromkeys([base.budget, *budgets]):
-        candidates = [dataclasses.replace(median, enabled=True, warmup_epochs=warmup, min_dominator_fraction=fraction, budget=budget)
-                      for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75))]
-        warmups = sorted({2, 3, max(2, (epochs or 0) // 8)})
-        candidates += [dataclasses.replace(projected, warmup_epochs=warmup, budget=budget) for warmup in warmups]
+        candidates = [dataclasses.replace(median, enabled=True, warmup_epochs=warmup, warmup_fraction=0.0, min_dominator_fraction=fraction,
+                                          budget=budget) for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75))]
+        candidates += [dataclasses.replace(projected, budget=budget), dataclasses.replace(projected, warmup_fraction=0.0, budget=budget)]
         grid += [candidate for candidate in candidates if candidate not in grid]
     return grid
 

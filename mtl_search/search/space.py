@@ -11,7 +11,8 @@ A space file has these sections (all optional but ``families``)::
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
     objectives: {metrics, extra, max_params, max_latency_ms}  # cost objectives and limits
-    pruning:    {enabled, rule, warmup_epochs, min_completed_trials, margin, min_dominators, min_dominator_fraction, budget}
+    pruning:    {enabled, rule, warmup_epochs, warmup_fraction, min_completed_trials, margin, min_dominators,
+                 min_dominator_fraction, budget}
 
 Each value is a constant, ``{low: .., high: .., log: true}`` or ``{choices: [..]}``.
 Loading validates everything and names the key at fault; :meth:`SearchSpace.sample`
@@ -101,7 +102,9 @@ class ObjectivesSpace(_Strict):
 
 # what rule "projected" changes unless the section sets it: a loose same-budget test, since
 # the projection is what keeps the late bloomers (docs/search.md, "The projected rule")
-PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType({"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0})
+# and a warm-up of an eighth of the trial's epochs, which kept slow starters live (same place)
+PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
+    {"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0, "warmup_fraction": 0.125})
 
 
 class PruningSpace(_Strict):
@@ -112,6 +115,8 @@ class PruningSpace(_Strict):
     # behind a completed trial's final values after projecting its own learning curve
     rule: Literal["median", "projected"] = "median"
     warmup_epochs: int = Field(default=2, ge=0)
+    # the warm-up is at least this share of the trial's planned epochs
+    warmup_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     min_completed_trials: int = Field(default=5, ge=1)
     margin: float = Field(default=0.05, ge=0.0)
     min_dominators: int = Field(default=2, ge=1)

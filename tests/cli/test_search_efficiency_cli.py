@@ -137,7 +137,8 @@ def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli,
     result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--storage", storage_url, "--study-name", "projected")
     assert result.code == 0, result
     stored = load_existing("projected", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
-    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"]) == ("projected", 0.0, 1, 0.0)
+    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
+        "projected", 0.0, 1, 0.0, 0.125)
 
 
 def test_pruning_needs_enough_complete_trials(cli, storage_url):

@@ -331,6 +331,7 @@ def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(s
     study = make_study(storage, FINALS)
     references = [(n, [minimised_vector(OBJECTIVES, entry["validation"], {}) for entry in curve(*final)]) for n, final in enumerate(FINALS)]
     rng = np.random.default_rng(0)
+    settings = dataclasses.replace(PROJECTED, warmup_fraction=0.3)  # a warm-up of 3 of the 10 epochs, in both places
     stopped_live = []
     for n in range(40):
         # falling to a floor, with 20 % noise from epoch to epoch, on both objectives
@@ -338,7 +339,7 @@ def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(s
         mse = [(floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
         error = [0.1 * (floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
         values = [scores(m, 1 - e) for m, e in zip(mse, error)]
-        pruner, trial, stopped = DominatedTrialPruner(OBJECTIVES, PROJECTED), running_trial(study), None
+        pruner, trial, stopped = DominatedTrialPruner(OBJECTIVES, settings), running_trial(study), None
         for epoch, epoch_scores in enumerate(values):
             try:
                 pruner(trial, epoch, epoch_scores, {})
@@ -348,7 +349,7 @@ def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(s
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # pruned or not, never a reference
         stopped_live.append(stopped)
         running = [minimised_vector(OBJECTIVES, epoch_scores, {}) for epoch_scores in values]
-        kept, epochs = replay([*references, (99, running)], PROJECTED)
+        kept, epochs = replay([*references, (99, running)], settings)
         assert (99 in kept, epochs - 3 * EPOCHS) == (stopped is None, stopped or EPOCHS), n
     # both outcomes occur, so the comparison means something
     assert None in stopped_live and any(stopped_live)
@@ -386,3 +387,18 @@ def test_the_projected_rule_never_prunes_without_the_whole_curve(storage):
     # a pruner that did not see epochs 1 to 4 of this trial cannot project it
     study = make_study(storage, FINALS)
     DominatedTrialPruner(OBJECTIVES, PROJECTED)(running_trial(study), 4, scores(9.0, 0.0), {})
+
+
+def test_the_warm_up_can_be_a_share_of_the_planned_epochs(storage):
+    study = make_study(storage, FINALS)
+    hopeless = scores(9.0, 0.0)
+    # 40 planned epochs and a share of 1/8: nothing is pruned before epoch 6
+    pruner = DominatedTrialPruner(OBJECTIVES, dataclasses.replace(SETTINGS, warmup_fraction=0.125))
+    trial = running_trial(study, epochs=40)
+    for epoch in range(5):
+        pruner(trial, epoch, hopeless, {})
+    with pytest.raises(optuna.TrialPruned, match="at epoch 6 by"):
+        pruner(trial, 5, hopeless, {})
+    # the epochs still count when the share is smaller
+    with pytest.raises(optuna.TrialPruned, match="at epoch 3 by"):
+        pruner(running_trial(study, epochs=8), 2, hopeless, {})

@@ -60,11 +60,9 @@ def test_the_grid_starts_with_the_given_settings_and_has_no_duplicates():
     grid = settings_grid(base)
     assert grid[0] == base and len(grid) == len(set(grid)) == 11
     assert all(s.margin == 0.1 for s in grid if s.rule == "median")
-    # the projected rule with its own defaults, at warm-up 2 and 3
-    assert [(s.warmup_epochs, s.margin, s.min_dominators, s.min_dominator_fraction) for s in grid if s.rule == "projected"] == [
-        (2, 0.0, 1, 0.0), (3, 0.0, 1, 0.0)]
-    # and an eighth of the trials' length, when that is longer
-    assert [s.warmup_epochs for s in settings_grid(base, epochs=64) if s.rule == "projected"] == [2, 3, 8]
+    # the projected rule with its own defaults, and with a fixed warm-up
+    assert [(s.warmup_epochs, s.warmup_fraction, s.margin, s.min_dominators, s.min_dominator_fraction) for s in grid if s.rule == "projected"] == [
+        (2, 0.125, 0.0, 1, 0.0), (2, 0.0, 0.0, 1, 0.0)]
 
 
 def test_the_projected_rule_keeps_a_steady_late_bloomer_and_stops_a_flat_trial():

@@ -66,9 +66,10 @@ def test_the_projected_pruning_rule_brings_its_defaults_unless_the_file_sets_the
     from mtl_search.search.pruning import settings_from_section, with_pruning_options
 
     median = load_space(write(tmp_path, "families: {tree: {}}\n")).pruning
-    assert (median.rule, median.margin, median.min_dominators, median.min_dominator_fraction) == ("median", 0.05, 2, 0.5)
+    assert (median.rule, median.margin, median.min_dominators, median.min_dominator_fraction, median.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
     projected = load_space(write(tmp_path, "families: {tree: {}}\npruning: {rule: projected, min_dominators: 2}\n"))
-    assert (projected.pruning.margin, projected.pruning.min_dominators, projected.pruning.min_dominator_fraction) == (0.0, 2, 0.0)
+    assert (projected.pruning.margin, projected.pruning.min_dominators, projected.pruning.min_dominator_fraction,
+            projected.pruning.warmup_fraction) == (0.0, 2, 0.0, 0.125)
     assert settings_from_section(projected.pruning).rule == "projected"
     # the command line's --prune-rule does the same to a space file that names no rule
     with_margin = load_space(write(tmp_path, "families: {tree: {}}\npruning: {margin: 0.1}\n"))
@@ -76,4 +77,4 @@ def test_the_projected_pruning_rule_brings_its_defaults_unless_the_file_sets_the
     assert (switched.rule, switched.margin, switched.min_dominators, switched.min_dominator_fraction) == ("projected", 0.1, 1, 0.0)
     # and switching a projected space back to median brings back the median rule's defaults
     back = with_pruning_options(projected, rule="median").pruning
-    assert (back.rule, back.margin, back.min_dominators, back.min_dominator_fraction) == ("median", 0.05, 2, 0.5)
+    assert (back.rule, back.margin, back.min_dominators, back.min_dominator_fraction, back.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
