@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no complete trials with a per-epoch history to replay")
     rows: list[dict[str, Any]] = []
     print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c in studies)} complete trials)")
-    print(f"{'setting':66s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
+    print(f"{'setting':92s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
     # steps are recorded since 2026-11-21; older studies replay the epoch budget only
     with_steps = all(has_steps(curves) for _, curves in studies)
     for settings in settings_grid(("epochs", "steps") if with_steps else ("epochs",)):

@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="variants to run (default: baseline pruned affinity)")
     parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.05)")
     parser.add_argument("--prune-warmup", type=int, default=None, help="epochs never pruned (default: the space's, 2)")
+    parser.add_argument("--prune-warmup-fraction", type=float, default=None,
+                        help="share of each trial's epochs never pruned, if more (default: the rule's, 0 for median, 0.125 for projected)")
     parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
     parser.add_argument("--prune-fraction", type=float, default=None,
                         help="share of the references that must dominate (default: the space's, 0.5; 0 is the count-only rule)")
@@ -139,7 +141,8 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
                              | args.data_json | {"seed": max(seed, 0)}))
     space = load_space(args.space)
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
-                                 ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction)) if v is not None}
+                                 ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction),
+                                 ("warmup_fraction", args.prune_warmup_fraction)) if v is not None}
     if name == "pruned_epochs":
         pruning["budget"] = "epochs"
     if name == "pruned_projected":

@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, whole_number
+from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.study import SAMPLERS
 
@@ -51,7 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="hard limit on the forward time of one batch in milliseconds (on --device)")
     efficiency.add_argument("--no-prune", action="store_true", help="train every trial to the end (no Pareto-aware pruning)")
     efficiency.add_argument("--prune-warmup", metavar="EPOCHS", type=whole_number(0), default=None,
-                            help="epochs before a trial may be pruned (default: the space's pruning.warmup_epochs, else 2)")
+                            help="epochs before a trial may be pruned, at least (default: the space's pruning.warmup_epochs, else 2)")
+    efficiency.add_argument("--prune-warmup-fraction", metavar="SHARE", type=share_below_one, default=None,
+                            help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
+                                 "else 0, or 0.125 with --prune-rule projected)")
     efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
     efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
@@ -124,7 +127,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
     space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,
-                                budget=args.prune_budget, rule=args.prune_rule)
+                                budget=args.prune_budget, rule=args.prune_rule, warmup_fraction=args.prune_warmup_fraction)
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
         raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
                         f"families.tree.grouping affinity and no chain of its own, measures affinity")

@@ -3,8 +3,9 @@
 A live pruned search and an unpruned one sample different trials after the first pruning,
 so their fronts differ by sampler noise as well as by pruning. A replay has no such noise:
 the study's complete trials are taken in trial order, and for each setting the shipped rule
-(:func:`mtl_search.search.pruning.dominators_to_prune`) decides after every recorded epoch
-whether the trial would have been stopped, with the trials kept so far as its references.
+(:func:`mtl_search.search.pruning.prune_verdict`, as in the live pruner) decides after every
+recorded epoch whether the trial would have been stopped, with the trials kept so far as
+its references.
 The kept trials form the replayed front; the study's own front is the truth.
 
 What it reports per setting: the share of epochs that would have been trained, the trials
@@ -25,8 +26,7 @@ import optuna
 from mtl_search.errors import UserError
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
 from mtl_search.search.pruning import (
-    PruningSettings, Vector, cumulative_steps, dominators_to_prune, learning_curve, projection_dominators, settings_from_section,
-    vector_at_budget,
+    PruningSettings, Vector, cumulative_steps, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
 )
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
@@ -87,18 +87,19 @@ def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[lis
         raise UserError("pruning budget steps: some trials have no step counts (recorded since 2026-11-21); replay them with budget epochs")
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     epochs = 0
+
+    def finals() -> list[tuple[int, Vector]]:
+        return [(n, c[len(c)]) for n, c, _ in kept]
+
     for number, curve, steps in ((*entry, None)[:3] for entry in curves):
         total = len(curve)
         stopped_at = None
         for epoch in range(1, total + 1):
             at_steps = steps[epoch - 1] if steps else None
             references = [(n, v) for n, c, s in kept if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None]
-            if dominators_to_prune(curve[epoch - 1], references, epoch, total, settings) is None:
-                continue
-            if settings.rule == "projected" and not projection_dominators(curve[:epoch], total, [(n, c[len(c)]) for n, c, _ in kept], settings.margin):
-                continue
-            stopped_at = epoch
-            break
+            if prune_verdict(curve[epoch - 1], curve[:epoch], references, finals, epoch, total, settings) is not None:
+                stopped_at = epoch
+                break
         if stopped_at is None:
             kept.append((number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1))))
             epochs += total
@@ -125,7 +126,7 @@ def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[Pr
     """``base`` first, then, in its budget and in each of ``budgets``: the median rule with
     its warm-up (1, 2) and fraction (0, 0.25, 0.5, 0.75) varied, and the projected rule with
     its defaults and with a fixed warm-up of 2 epochs (``warmup_fraction: 0``)."""
-    median = base if base.rule == "median" else PruningSettings(warmup_epochs=base.warmup_epochs, min_completed_trials=base.min_completed_trials)
+    median = base if base.rule == "median" else PruningSettings(min_completed_trials=base.min_completed_trials)
     projected = PruningSettings.projected(min_completed_trials=base.min_completed_trials)
     grid = [base]
     for budget in dict.fromkeys([base.budget, *budgets]):

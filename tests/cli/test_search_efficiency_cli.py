@@ -39,6 +39,7 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
     assert_one_line_error(cli("run", "--prune-budget", "seconds", "--storage", storage_url), "--prune-budget")
     assert_one_line_error(cli("run", "--prune-rule", "mean", "--storage", storage_url), "--prune-rule")
+    assert_one_line_error(cli("run", "--prune-warmup-fraction", "1", "--storage", storage_url), "--prune-warmup-fraction", "less than 1")
     assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
     assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
     assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead",
@@ -139,6 +140,11 @@ def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli,
     stored = load_existing("projected", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
     assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
         "projected", 0.0, 1, 0.0, 0.125)
+    # a fixed warm-up for the projected rule, from the command line
+    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--prune-warmup-fraction", "0", "--storage", storage_url,
+                 "--study-name", "projected-fixed")
+    assert result.code == 0, result
+    assert load_existing("projected-fixed", storage_url).user_attrs["mtl_search"]["space"]["pruning"]["warmup_fraction"] == 0.0
 
 
 def test_pruning_needs_enough_complete_trials(cli, storage_url):

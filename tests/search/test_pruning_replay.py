@@ -87,6 +87,9 @@ def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
     assert stored_settings(study) == PruningSettings(warmup_epochs=1, margin=0.02, budget="epochs")
     study.set_user_attr("mtl_search", {"space": {"pruning": {"warmup_epochs": 1, "budget": "steps"}}})
     assert stored_settings(study) == PruningSettings(warmup_epochs=1)
+    # a projected rule stored with the space replays with the rule's own defaults
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"rule": "projected"}}})
+    assert stored_settings(study) == PruningSettings.projected(budget="epochs")
 
 
 def test_non_positive_values_give_no_epsilon():
