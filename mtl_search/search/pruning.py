@@ -135,12 +135,9 @@ def pruning_hooks(space: Any, objectives: Sequence[Objective], enabled: bool = T
 
 
 def settings_from_section(section: Any) -> PruningSettings:
-    """The rule a space's ``pruning:`` section (a validated ``PruningSpace``) describes, switched on."""
-    return PruningSettings(
-        enabled=True, warmup_epochs=section.warmup_epochs, warmup_fraction=section.warmup_fraction, min_completed_trials=section.min_completed_trials,
-        margin=section.margin, min_dominators=section.min_dominators, min_dominator_fraction=section.min_dominator_fraction,
-        budget=section.budget, rule=section.rule,
-    )
+    """The rule a space's ``pruning:`` section (a validated ``PruningSpace``, whose fields are
+    this dataclass's) describes, switched on."""
+    return PruningSettings(**(section.model_dump() | {"enabled": True}))
 
 
 def dominates_with_margin(better: Vector, worse: Vector, margin: float) -> bool:

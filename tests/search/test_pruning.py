@@ -402,3 +402,10 @@ def test_the_warm_up_can_be_a_share_of_the_planned_epochs(storage):
     # the epochs still count when the share is smaller
     with pytest.raises(optuna.TrialPruned, match="at epoch 3 by"):
         pruner(running_trial(study, epochs=8), 2, hopeless, {})
+
+
+def test_a_space_section_and_the_settings_have_the_same_fields():
+    # settings_from_section passes the section's fields through by name
+    from mtl_search.search.space import PruningSpace
+
+    assert {f.name for f in dataclasses.fields(PruningSettings)} == set(PruningSpace.model_fields)
