@@ -8,11 +8,17 @@ shipped rule decides after every epoch whether the trial would have been stopped
 trials kept so far as its references. Kept trials form the replayed front; the unpruned
 study's front is the truth. This script runs a wider grid over several studies at once.
 
-Reported per setting (per seed and over seeds): the share of epochs trained, and the
-**epsilon indicator** of the replayed front against the true one: the smallest e such that
+Reported per setting (per seed and over seeds): the share of epochs trained, the share of
+the study's wall time left (the untrained epochs' recorded seconds taken off; sampling,
+storage and model building stay), and the **epsilon indicator** of the replayed front against the true one: the smallest e such that
 every true front point has a kept point at most (1 + e) times as large on every minimised
 objective. 0 means nothing on the front was lost; 0.05 means the worst-lost trade-off is
 5 % away from what remains.
+
+Then the **foresight floors**: what a pruner that knew where every trial will end would
+train, stopping after the warm-up each trial that ends dominated by a trial it let finish
+before. With the exact front kept, no rule that asks "are finished trials ahead?" can train
+less on these studies; the 5 % rows lose at most that much.
 
 Studies: ``--generate`` trains unpruned studies of ``benchmarks/search_efficiency.py``'s
 baseline (default space, synthetic data, TPE) into ``--folder``; ``--storage URL`` (one or
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import math
 import statistics
 import sys
 import tempfile
@@ -43,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
-from mtl_search.search.pruning_replay import has_steps, replay_settings, study_curves  # noqa: E402
+from mtl_search.search.pruning_replay import foresight_floor, has_steps, replay_settings, study_curves, study_timing  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True) -> argparse.Namespace:
@@ -120,25 +127,39 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        studies = [(name, study_curves(study, rebuild_best=args.rebuild_best)) for name, study in load_studies(args, folder)]
-    studies = [(name, curves) for name, curves in studies if curves]
+        studies = [(name, study_curves(study, rebuild_best=args.rebuild_best), study_timing(study)) for name, study in load_studies(args, folder)]
+    studies = [entry for entry in studies if entry[1]]
     if not studies:
         raise SystemExit("no complete trials with a per-epoch history to replay")
     rows: list[dict[str, Any]] = []
-    print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c in studies)} complete trials)")
-    print(f"{'setting':92s} {'epochs trained':>16s} {'epsilon, max (per study)':>30s}")
+    print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c, _ in studies)} complete trials)")
+    print(f"{'setting':92s} {'epochs trained':>16s} {'time':>6s} {'epsilon, max (per study)':>30s}")
     # steps are recorded since 2026-11-21; older studies replay the epoch budget only
-    with_steps = all(has_steps(curves) for _, curves in studies)
+    with_steps = all(has_steps(curves) for _, curves, _ in studies)
     for settings in settings_grid(("epochs", "steps") if with_steps else ("epochs",)):
-        results = [replay_settings(curves, settings) for _, curves in studies]
-        shares, epsilons = [r.epoch_share for r in results], [r.epsilon for r in results]
-        rows.append({"settings": dataclasses.asdict(settings), "label": label(settings), "epoch_share": shares, "epsilon": epsilons,
-                     "front_stopped": [r.front_stopped for r in results],
-                     "epoch_share_mean": statistics.fmean(shares), "epsilon_max": max(epsilons)})
-        per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
-        print(f"{label(settings):92s} {statistics.fmean(shares):16.2f} {100 * max(epsilons):8.1f} % ({per_study})")
-    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _ in studies], "rows": rows})
+        rows.append(summarise(label(settings), dataclasses.asdict(settings), [replay_settings(curves, settings, timing) for _, curves, timing in studies]))
+    floors: list[dict[str, Any]] = []
+    for warmup_epochs, warmup_fraction in ((1, 0.0), (2, 0.0), (2, 0.125)):
+        settings = PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction)
+        for tolerance in (0.0, 0.05):
+            name = f"floor: foresight, warmup {warmup_epochs}" + (f" or {warmup_fraction:g} of epochs" if warmup_fraction else "") + (
+                f", losing <= {100 * tolerance:g} %" if tolerance else "")
+            floors.append(summarise(name, {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
+                                    [foresight_floor(curves, settings, tolerance, timing) for _, curves, timing in studies]))
+    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _, _ in studies], "rows": rows, "floors": floors})
     return 0
+
+
+def summarise(name: str, settings: dict[str, Any], results: list[Any]) -> dict[str, Any]:
+    """One printed line and one results row for a setting (or floor) replayed on every study."""
+    shares, epsilons = [r.epoch_share for r in results], [r.epsilon for r in results]
+    times = [r.time_share for r in results]
+    time_mean = statistics.fmean(times)  # NaN when a study has no timings
+    per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
+    print(f"{name:92s} {statistics.fmean(shares):16.2f} {time_mean:6.2f} {100 * max(epsilons):8.1f} % ({per_study})", flush=True)
+    return {"settings": settings, "label": name, "epoch_share": shares, "time_share": [None if math.isnan(t) else t for t in times],
+            "epsilon": epsilons, "front_stopped": [r.front_stopped for r in results], "epoch_share_mean": statistics.fmean(shares),
+            "time_share_mean": None if math.isnan(time_mean) else time_mean, "epsilon_max": max(epsilons)}
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table
+
+if TYPE_CHECKING:
+    from mtl_search.search.pruning import PruningSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,19 +18,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pruning", help="replay pruning settings on a finished unpruned study: epochs saved against front lost",
         description="Replay Pareto-aware pruning settings on the recorded learning curves of a finished study, "
         "ideally one run with --no-prune: trial by trial, in order, as the search would have pruned. For each "
-        "setting, print the share of epochs it would have trained, how many trials of the study's front it "
-        "would have stopped, and the epsilon indicator of what remains (every front point is matched within "
-        "this factor on every objective). The first row is the study's own setting. See docs/search.md.",
+        "setting, print the share of epochs it would have trained, the share of the study's wall time that would "
+        "have been left (the untrained epochs' recorded seconds taken off), how many trials of the study's front "
+        "it would have stopped, and the epsilon indicator of what remains (every front point is matched within "
+        "this factor on every objective). The first row is the study's own setting. The last rows are floors: "
+        "what a pruner that knew where each trial will end would train with each warm-up, keeping the exact "
+        "front (the least any rule here can train on this study without losing a front point) or losing at "
+        "most 5 %%. See docs/search.md.",
     )
     add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)
+
+
+FLOOR_TOLERANCES = (0.0, 0.05)  # the exact front, and within 5 %, about the training-seed noise of the benchmark's fronts
 
 
 def main(args: argparse.Namespace) -> int:
     import optuna
 
     from mtl_search.errors import UserError
-    from mtl_search.search.pruning_replay import has_steps, replay_settings, settings_grid, stored_settings, study_curves
+    from mtl_search.search.pruning_replay import (
+        foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves, study_timing,
+    )
     from mtl_search.search.study import load_existing
 
     study = load_existing(args.study, args.storage)
@@ -35,27 +48,45 @@ def main(args: argparse.Namespace) -> int:
     if len(curves) <= base.min_completed_trials:
         raise UserError(f"study {args.study!r}: {len(curves)} complete trial(s) with a per-epoch history; the replay needs "
                         f"more than min_completed_trials ({base.min_completed_trials}); run more trials, ideally with --no-prune")
+    timing = study_timing(study)
     pruned = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
+    # trials recorded before 2026-11-21 have no step counts: only the epochs budget replays them
     budgets = ("epochs", "steps") if has_steps(curves) else ("epochs",)
     if base.budget not in budgets:
         print(f"note: study {args.study!r} prunes after equal steps, but some of its trials have no step counts "
               "(recorded before 2026-11-21); only the epochs budget is replayed", file=sys.stderr)
-    results = [replay_settings(curves, settings) for settings in settings_grid(base, budgets) if settings.budget in budgets]
+    grid = [settings for settings in settings_grid(base, budgets) if settings.budget in budgets]
+    results = [replay_settings(curves, settings, timing) for settings in grid]
+    floors = [foresight_floor(curves, settings, tolerance, timing) for settings in foresight_warmups(grid) for tolerance in FLOOR_TOLERANCES]
     if args.format == "json":
         print(dump_json({"study": study.study_name, "trials_replayed": len(curves), "pruned_in_study": pruned,
-                         "results": [r.to_data() for r in results]}))
+                         "results": [r.to_data() for r in results], "foresight": [f.to_data() for f in floors]}))
         return 0
     rows = []
     for r in results:
         s = r.settings
-        warmup = f"{s.warmup_epochs} or {s.warmup_fraction:g} of epochs" if s.warmup_fraction else s.warmup_epochs
         rows.append([
-            "study's" if s == base else "", s.rule, s.budget, warmup, f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
-            f"{r.epoch_share:.2f}", r.front_stopped, "-" if math.isnan(r.epsilon) else f"{100 * r.epsilon:.1f} %",
+            "study's" if s == base else "", s.rule, s.budget, warmup_label(s), f"{s.margin:g}", s.min_dominators, f"{s.min_dominator_fraction:g}",
+            f"{r.epoch_share:.2f}", share_label(r.time_share), r.front_stopped, epsilon_label(r.epsilon),
         ])
+    rows += [["floor", "foresight" + (f" {100 * f.tolerance:g} %" if f.tolerance else ""), "-", warmup_label(f.settings), "-", "-", "-",
+              f"{f.epoch_share:.2f}", share_label(f.time_share), f.front_stopped, epsilon_label(f.epsilon)] for f in floors]
     print_rows_table(f"pruning replayed on {study.study_name} ({len(curves)} complete trials)",
-                     ["", "rule", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "front trials stopped", "epsilon"], rows)
+                     ["", "rule", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "time", "front trials stopped", "epsilon"],
+                     rows)
     if pruned:
         print(f"note: {pruned} trial(s) of this study were pruned, so its front is not the unpruned truth; "
               "replay a study run with --no-prune to choose settings")
     return 0
+
+
+def warmup_label(settings: PruningSettings) -> str:
+    return f"{settings.warmup_epochs} or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else str(settings.warmup_epochs)
+
+
+def share_label(share: float) -> str:
+    return "-" if math.isnan(share) else f"{share:.2f}"
+
+
+def epsilon_label(epsilon: float) -> str:
+    return "-" if math.isnan(epsilon) else f"{100 * epsilon:.1f} %"

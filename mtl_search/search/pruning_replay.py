@@ -8,9 +8,17 @@ recorded epoch whether the trial would have been stopped, with the trials kept s
 its references.
 The kept trials form the replayed front; the study's own front is the truth.
 
-What it reports per setting: the share of epochs that would have been trained, the trials
-of the true front that would have been stopped, and the epsilon indicator of the replayed
-front against the true one (:func:`mtl_search.search.hypervolume.epsilon_indicator`).
+What it reports per setting: the share of epochs that would have been trained, the share
+of the study's wall time that would have been left (:class:`StudyTiming`: the untrained
+epochs' recorded seconds taken off, every other cost kept), the trials of the true front
+that would have been stopped, and the epsilon indicator of the replayed front against the
+true one (:func:`mtl_search.search.hypervolume.epsilon_indicator`).
+
+And a floor under every setting (:func:`foresight_epochs`): a pruner that knew where each
+trial will end must still train, in full, each trial that ends undominated by the trials
+before it. How much of a study that is says how much any rule of this kind could save on
+it without losing front points; with a tolerance, how much it could save losing at most
+that much.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -26,7 +34,8 @@ import optuna
 from mtl_search.errors import UserError
 from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
 from mtl_search.search.pruning import (
-    PruningSettings, Vector, cumulative_steps, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
+    PruningSettings, Vector, cumulative_steps, dominates_with_margin, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
+    warmup,
 )
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
@@ -42,10 +51,67 @@ class ReplayResult:
     epoch_share: float  # epochs the setting trains / epochs the study trained
     front_stopped: int  # trials of the true front the setting would have stopped
     epsilon: float  # of the kept front against the true one (NaN when values are not positive)
+    time_share: float = math.nan  # the study's wall time left (StudyTiming.share_after); NaN without timings
 
     def to_data(self) -> dict[str, Any]:
-        return {"settings": dataclasses.asdict(self.settings), "epoch_share": self.epoch_share,
+        return {"settings": dataclasses.asdict(self.settings), "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share),
                 "front_stopped": self.front_stopped, "epsilon": self.epsilon}
+
+
+@dataclasses.dataclass(frozen=True)
+class FloorResult:
+    """What a pruner with foresight (:func:`foresight_epochs`) trains with ``settings``' warm-up,
+    allowed to lose front points by up to ``tolerance``."""
+
+    settings: PruningSettings
+    tolerance: float
+    epoch_share: float
+    front_stopped: int
+    epsilon: float  # at most ``tolerance``
+    time_share: float = math.nan
+
+    def to_data(self) -> dict[str, Any]:
+        return {"warmup_epochs": self.settings.warmup_epochs, "warmup_fraction": self.settings.warmup_fraction, "tolerance": self.tolerance,
+                "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share), "front_stopped": self.front_stopped,
+                "epsilon": self.epsilon}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyTiming:
+    """Where a finished study's time went: its wall time, from the first trial's start to the
+    last trial's end, and each trial's seconds per epoch (training and validation)."""
+
+    total_seconds: float
+    epoch_seconds: dict[int, list[float]]
+
+    def share_after(self, trained: Mapping[int, int]) -> float:
+        """The share of the study's wall time left had trial ``n`` stopped after
+        ``trained[n]`` epochs: the epochs not trained are taken off, everything else
+        (sampling, storage, building models, the trials not replayed) stays. NaN when a
+        trial's epoch times are unknown."""
+        if any(number not in self.epoch_seconds for number in trained) or self.total_seconds <= 0:
+            return math.nan
+        saved = sum(sum(self.epoch_seconds[number][epochs:]) for number, epochs in trained.items())
+        return 1.0 - saved / self.total_seconds
+
+
+def none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def study_timing(study: optuna.Study) -> StudyTiming | None:
+    """The study's :class:`StudyTiming`, or None when a finished trial has no start or end
+    time. Trials whose history has no epoch times are left out (their replay time is NaN)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if not trials or any(t.datetime_start is None or t.datetime_complete is None for t in trials):
+        return None
+    total = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    epoch_seconds = {}
+    for trial in trials:
+        history = trial.user_attrs.get("history", [])
+        if history and all("seconds" in entry for entry in history):
+            epoch_seconds[trial.number] = [float(entry["seconds"]) for entry in sorted(history, key=lambda entry: int(entry["epoch"]))]
+    return StudyTiming(total, epoch_seconds)
 
 
 def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,45 +147,106 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[Tri
     return sorted(curves)
 
 
-def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[list[int], int]:
-    """The numbers of the trials ``settings`` keeps, and the epochs it trains."""
+def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> dict[int, int]:
+    """{trial number: epochs ``settings`` would have trained it}, trial by trial in order,
+    with the trials it let finish as the references. A trial is never stopped at its last
+    epoch, so the trials it keeps are those trained for their whole curve."""
     if settings.budget == "steps" and curves and not has_steps(curves):
         raise UserError("pruning budget steps: some trials have no step counts (recorded since 2026-11-21); replay them with budget epochs")
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
-    epochs = 0
+    trained: dict[int, int] = {}
 
     def finals() -> list[tuple[int, Vector]]:
         return [(n, c[len(c)]) for n, c, _ in kept]
 
     for number, curve, steps in ((*entry, None)[:3] for entry in curves):
         total = len(curve)
-        stopped_at = None
+        trained[number] = total
         for epoch in range(1, total + 1):
             at_steps = steps[epoch - 1] if steps else None
             references = [(n, v) for n, c, s in kept if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None]
             if prune_verdict(curve[epoch - 1], curve[:epoch], references, finals, epoch, total, settings) is not None:
-                stopped_at = epoch
+                trained[number] = epoch
                 break
-        if stopped_at is None:
+        if trained[number] == total:
             kept.append((number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1))))
-            epochs += total
-        else:
-            epochs += stopped_at
-    return [number for number, _, _ in kept], epochs
+    return trained
 
 
-def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings) -> ReplayResult:
+def replay(curves: Sequence[TrialCurve], settings: PruningSettings) -> tuple[list[int], int]:
+    """The numbers of the trials ``settings`` keeps, and the epochs it trains."""
+    trained = replay_epochs(curves, settings)
+    return kept_numbers(curves, trained), sum(trained.values())
+
+
+def kept_numbers(curves: Sequence[TrialCurve], trained: Mapping[int, int]) -> list[int]:
+    return [entry[0] for entry in curves if trained[entry[0]] == len(entry[1])]
+
+
+def outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None) -> tuple[float, float, int, float]:
+    """(share of epochs trained, share of wall time left, true front trials stopped, epsilon of
+    the kept front against the true one) when each trial trains ``trained[n]`` epochs."""
     finals = {entry[0]: entry[1][-1] for entry in curves}
     all_points = np.array(list(finals.values()))
     front = {tuple(p) for p in non_dominated(all_points)}
-    kept, epochs = replay(curves, settings)
-    stopped = set(finals) - set(kept)
-    front_stopped = sum(1 for number in stopped if tuple(finals[number]) in front)
+    kept = kept_numbers(curves, trained)
+    front_stopped = sum(1 for number in set(finals) - set(kept) if tuple(finals[number]) in front)
     try:
         epsilon = epsilon_indicator(all_points, np.array([finals[n] for n in kept]))
     except ValueError:
         epsilon = math.nan
-    return ReplayResult(settings, epochs / sum(len(entry[1]) for entry in curves), front_stopped, epsilon)
+    epoch_share = sum(trained.values()) / sum(len(entry[1]) for entry in curves)
+    return epoch_share, math.nan if timing is None else timing.share_after(trained), front_stopped, epsilon
+
+
+def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings, timing: StudyTiming | None = None) -> ReplayResult:
+    epoch_share, time_share, front_stopped, epsilon = outcome(curves, replay_epochs(curves, settings), timing)
+    return ReplayResult(settings, epoch_share, front_stopped, epsilon, time_share)
+
+
+def foresight_epochs(curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0) -> dict[int, int]:
+    """{trial number: epochs} that a pruner with foresight trains: it knows where every
+    trial will end, and with ``settings``' warm-up it stops, at the first epoch it may, each
+    trial whose final vector will be dominated by the final vector of a trial it let finish
+    before (with ``tolerance`` > 0: matched within a factor ``1 + tolerance`` on every
+    objective). Every other trial trains to its end.
+
+    With ``tolerance`` 0 it is a floor, and it stops no trial of the true front. Every rule
+    here asks whether finished trials are ahead of the running one, and a rule that stops a
+    trial only when a trial finished before it ends ahead (what such a rule means to do) must
+    let finish every trial that ends undominated by all the trials before it; this pruner
+    trains those and nothing more (a trial dominated by one it stopped is dominated by the
+    trial that stopped that one). ``min_completed_trials`` is not asked for, which keeps it a
+    floor for any count. A live search samples other trials once it prunes, so it bounds
+    the replay of a study, not a live run. With a tolerance it is the greedy pruner that
+    loses at most that much, a guide rather than a strict floor.
+    """
+    kept: list[Vector] = []
+    trained: dict[int, int] = {}
+    for entry in curves:
+        number, curve = entry[0], entry[1]
+        stop_at = warmup(settings, len(curve)) + 1
+        final = curve[-1]
+        if stop_at < len(curve) and any(dominates_with_margin(other, final, -tolerance) for other in kept):
+            trained[number] = stop_at
+        else:
+            kept.append(final)
+            trained[number] = len(curve)
+    return trained
+
+
+def foresight_floor(curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0, timing: StudyTiming | None = None) -> FloorResult:
+    epoch_share, time_share, front_stopped, epsilon = outcome(curves, foresight_epochs(curves, settings, tolerance), timing)
+    return FloorResult(settings, tolerance, epoch_share, front_stopped, epsilon, time_share)
+
+
+def foresight_warmups(grid: Sequence[PruningSettings]) -> list[PruningSettings]:
+    """The first setting of each distinct warm-up in ``grid``: the foresight floor depends
+    on nothing else."""
+    seen: dict[tuple[int, float], PruningSettings] = {}
+    for settings in grid:
+        seen.setdefault((settings.warmup_epochs, settings.warmup_fraction), settings)
+    return list(seen.values())
 
 
 def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[PruningSettings]:

@@ -119,6 +119,15 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
     # the study ran with --no-prune, but its stored default rule is what the first row replays
     assert data["results"][0]["settings"]["min_dominator_fraction"] == 0.5
     assert all(0 < r["epoch_share"] <= 1 for r in data["results"])
+    # the wall time left, from the study's recorded epoch times: stopping epochs never adds time
+    assert all(0 < r["time_share"] <= 1 for r in data["results"])
+    assert all((r["time_share"] < 1) == (r["epoch_share"] < 1) for r in data["results"])
+    # the foresight floors, for each distinct warm-up of the grid: keeping the exact front, and losing at most 5 %
+    floors = data["foresight"]
+    assert sorted({(f["warmup_epochs"], f["warmup_fraction"]) for f in floors}) == [(1, 0.0), (2, 0.0), (2, 0.125)]
+    assert all(f["front_stopped"] == 0 and f["epsilon"] == 0 for f in floors if f["tolerance"] == 0)
+    assert all(f["epsilon"] <= 0.05 + 1e-9 for f in floors)
+    assert "foresight" in table.out and "time" in table.out
 
 
 def test_prune_budget_from_the_command_line_is_stored_with_the_space(cli, storage_url):

@@ -117,3 +117,58 @@ def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8], user_attrs={"history": history}))
     assert [v[0] for v in study_curves(study)[0][1]] == losses  # as recorded
     assert [v[0] for v in study_curves(study, rebuild_best=True)[0][1]] == [0.9, 0.4, 0.4, 0.4]
+
+
+def test_the_foresight_floor_trains_in_full_only_the_trials_no_earlier_trial_ends_ahead_of():
+    from mtl_search.search.pruning_replay import foresight_epochs, foresight_floor
+
+    curves = [
+        (0, flat((1.0, 1.0))),
+        (1, flat((1.04, 1.04))),  # ends dominated by trial 0
+        (2, flat((0.98, 1.03))),  # not dominated: ahead of trial 0 on the first objective
+        (3, flat((0.9, 1.2))),  # dominated only by trial 4, which comes later: it must finish
+        (4, flat((0.8, 1.1))),
+    ]
+    warmup_two = PruningSettings(budget="epochs")  # stops at epoch 3, the first it may
+    assert foresight_epochs(curves, warmup_two) == {0: 6, 1: 3, 2: 6, 3: 6, 4: 6}
+    exact = foresight_floor(curves, warmup_two)
+    assert (exact.epoch_share, exact.front_stopped, exact.epsilon) == (pytest.approx(27 / 30), 0, 0.0)
+    # losing at most 5 %: trial 2 is within 5 % of trial 0 on both objectives, and is stopped too
+    assert foresight_epochs(curves, warmup_two, tolerance=0.05) == {0: 6, 1: 3, 2: 3, 3: 6, 4: 6}
+    loose = foresight_floor(curves, warmup_two, tolerance=0.05)
+    assert (loose.epoch_share, loose.front_stopped) == (pytest.approx(24 / 30), 1)
+    assert loose.epsilon == pytest.approx(1 / 0.98 - 1)  # trial 2's (0.98, 1.03) is matched by (1, 1)
+    # a longer warm-up stops later
+    assert foresight_epochs(curves, dataclasses.replace(warmup_two, warmup_fraction=0.5))[1] == 4
+
+
+def test_the_floor_keeps_exactly_the_trials_undominated_by_every_earlier_trial_on_random_curves():
+    import random
+
+    from mtl_search.search.pruning import dominates_with_margin
+    from mtl_search.search.pruning_replay import foresight_epochs
+
+    rng = random.Random(3)
+    curves = [(n, [(rng.uniform(0.1, 1), rng.uniform(0.1, 1), rng.uniform(0.1, 1)) for _ in range(EPOCHS)]) for n in range(60)]
+    trained = foresight_epochs(curves, PruningSettings(warmup_epochs=1, budget="epochs"))
+    finals = [curve[-1] for _, curve in curves]
+    records = {n for n in range(60) if not any(dominates_with_margin(finals[m], finals[n], 0.0) for m in range(n))}
+    assert {n for n, epochs in trained.items() if epochs == EPOCHS} == records
+    assert all(trained[n] == 2 for n in set(range(60)) - records)
+    assert 5 < len(records) < 55  # the check means something on these curves
+
+
+def test_time_left_takes_off_only_the_untrained_epochs_seconds():
+    from mtl_search.search.pruning_replay import StudyTiming
+
+    timing = StudyTiming(total_seconds=10.0, epoch_seconds={0: [1.0, 1.0, 1.0], 1: [2.0, 2.0, 2.0]})
+    # trial 1 stopped after its first epoch saves 4 s; sampling and storage (the other 1 s) stay
+    assert timing.share_after({0: 3, 1: 1}) == pytest.approx(0.6)
+    assert timing.share_after({0: 3, 1: 3}) == 1.0
+    assert math.isnan(timing.share_after({2: 1}))  # a trial without epoch times
+    # replayed: trial 1, behind trial 0 throughout, is stopped after epoch 2 (the first after a
+    # warm-up of 1), saving its last epoch's 2 s
+    curves = [(n, flat((1.0 + n, 1.0 + n))[:3]) for n in range(2)]
+    result = replay_settings(curves, PruningSettings(warmup_epochs=1, min_completed_trials=1, min_dominators=1, budget="epochs"), timing)
+    assert (result.epoch_share, result.time_share) == (pytest.approx(5 / 6), pytest.approx(0.8))
+    assert math.isnan(replay_settings(curves, PruningSettings(budget="epochs")).time_share)  # no timings given
