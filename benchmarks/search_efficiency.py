@@ -44,7 +44,11 @@ differences between good fronts visible. Reported per variant: wall time of
 trained, the epsilon indicator both ways against the baseline of the same seed ("eps vs
 base": how far the baseline's front is from this variant's points; "base eps vs it": the
 reverse; ``mtl_search.search.hypervolume.epsilon_indicator``), and per variant the seeds
-on which it beat the baseline (paired, since seeds differ more than variants). Targets: pruned reaches the baseline's final HV within noise in at most half the
+on which it beat the baseline (paired, since seeds differ more than variants). On each
+unpruned baseline study it also replays the **foresight floor**
+(``mtl_search.search.pruning_replay.foresight_floor``): the share of the study's wall time a
+pruner that knew where every trial will end would leave, keeping the exact front or losing
+at most 5 %; no pruning rule of this kind can leave less on those trials. Targets: pruned reaches the baseline's final HV within noise in at most half the
 time; affinity has a higher HV than the baseline after the first ``--early`` trials.
 
 Usage::
@@ -74,7 +78,8 @@ from _record import write_result  # noqa: E402
 
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
-from mtl_search.search.pruning import with_pruning_section  # noqa: E402
+from mtl_search.search.pruning import PruningSettings, with_pruning_section  # noqa: E402
+from mtl_search.search.pruning_replay import foresight_floor, study_curves, study_timing  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -182,6 +187,24 @@ def first_split(study: optuna.Study) -> list[list[str]] | None:
     return chain[1] if len(chain) > 1 else None
 
 
+# (label, warm-up epochs, warm-up share, tolerance): the median rule's warm-up and the projected rule's,
+# keeping the exact front and losing at most 5 %
+FLOORS = (("warmup 2", 2, 0.0, 0.0), ("warmup 2, losing <= 5 %", 2, 0.0, 0.05),
+          ("warmup an eighth", 2, 0.125, 0.0), ("warmup an eighth, losing <= 5 %", 2, 0.125, 0.05))
+
+
+def foresight_times(study: optuna.Study) -> dict[str, float] | None:
+    """{floor label: share of the study's wall time left} for a pruner that knew where every
+    trial will end (``mtl_search.search.pruning_replay.foresight_floor``), replayed on this
+    unpruned study: no rule that asks "are finished trials ahead?" can leave less while
+    keeping its exact front. None when the study cannot be replayed."""
+    curves, timing = study_curves(study), study_timing(study)
+    if not curves or timing is None:
+        return None
+    return {label: foresight_floor(curves, PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=share), tolerance, timing).time_share
+            for label, warmup_epochs, share, tolerance in FLOORS}
+
+
 def epochs_trained(study: optuna.Study) -> int:
     return sum(len(t.user_attrs.get("history", [])) for t in study.trials)
 
@@ -230,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                     "baseline_epsilon_vs_this": epsilon_indicator(error_values(study), error_values(studies["baseline"])) if "baseline" in studies else None,
                     # affinity seeding: the grouping it split first (the generator's groups, when it finds them)
                     "first_split": first_split(study),
+                    # on an unpruned study: the least time a pruner with foresight would leave (pruning_replay.foresight_floor)
+                    "foresight_time": foresight_times(study) if name == "baseline" else None,
                 })
                 print(f"seed {seed} {name:9s} {rows[-1]}", flush=True)
     summary = summarise(rows, args)
@@ -264,6 +289,9 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     if "baseline" not in summary:
         return summary
     base = summary["baseline"]
+    floors = [r["foresight_time"] for r in rows if r["variant"] == "baseline" and r["foresight_time"]]
+    if floors:
+        base["foresight_time"] = {label: statistics.fmean(f[label] for f in floors) for label, *_ in FLOORS}
     for name in (n for n in summary if n.startswith("pruned")):
         summary[name]["time_ratio_vs_baseline"] = summary[name]["wall_s"]["mean"] / base["wall_s"]["mean"]
         summary[name]["cpu_ratio_vs_baseline"] = summary[name]["cpu_s"]["mean"] / base["cpu_s"]["mean"]
@@ -290,6 +318,10 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
         if "seeds_above_baseline" in s:
             wins = ", ".join(f"{key} {count}/{args.seeds}" for key, count in s["seeds_above_baseline"].items())
             print(f"{name}: seeds above the baseline (paired): {wins}")
+    if "foresight_time" in summary.get("baseline", {}):
+        floors = summary["baseline"]["foresight_time"]
+        print("foresight floor, replayed on the unpruned studies (the least time a pruner that knew each trial's end would leave): "
+              + ", ".join(f"{label} {share:.2f}" for label, share in floors.items()))
     for name, s in summary.items():
         if "time_ratio_vs_baseline" in s:
             print(f"{name} / baseline: wall time {s['time_ratio_vs_baseline']:.2f}, CPU time {s['cpu_ratio_vs_baseline']:.2f}, "

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "pruning", help="replay pruning settings on a finished unpruned study: epochs saved against front lost",
+        "pruning", help="replay pruning settings on a finished unpruned study: epochs and time saved against front lost",
         description="Replay Pareto-aware pruning settings on the recorded learning curves of a finished study, "
         "ideally one run with --no-prune: trial by trial, in order, as the search would have pruned. For each "
         "setting, print the share of epochs it would have trained, the share of the study's wall time that would "
