@@ -9,16 +9,17 @@ trials kept so far as its references. Kept trials form the replayed front; the u
 study's front is the truth. This script runs a wider grid over several studies at once.
 
 Reported per setting (per seed and over seeds): the share of epochs trained, the share of
-the study's wall time left (the untrained epochs' recorded seconds taken off; sampling,
-storage and model building stay), and the **epsilon indicator** of the replayed front against the true one: the smallest e such that
-every true front point has a kept point at most (1 + e) times as large on every minimised
-objective. 0 means nothing on the front was lost; 0.05 means the worst-lost trade-off is
+the trials' time left (their durations, summed, less the untrained epochs' recorded
+seconds; sampling, storage and model building stay), and the **epsilon indicator** of the
+replayed front against the true one: the smallest e such that every true front point has a
+kept point at most (1 + e) times as large on every minimised objective. 0 means nothing on the front was lost; 0.05 means the worst-lost trade-off is
 5 % away from what remains.
 
 Then the **foresight floors**: what a pruner that knew where every trial will end would
 train, stopping after the warm-up each trial that ends dominated by a trial it let finish
-before. With the exact front kept, no rule that asks "are finished trials ahead?" can train
-less on these studies; the 5 % rows lose at most that much.
+before. With the exact front kept, no rule that stops a trial only when a finished trial
+ends ahead of it can train less on these studies; the 5 % rows lose at most that much. And
+what a trial costs besides its epochs, which no pruning saves.
 
 Studies: ``--generate`` trains unpruned studies of ``benchmarks/search_efficiency.py``'s
 baseline (default space, synthetic data, TPE) into ``--folder``; ``--storage URL`` (one or
@@ -50,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
-from mtl_search.search.pruning_replay import foresight_floor, has_steps, replay_settings, study_curves, study_timing  # noqa: E402
+from mtl_search.search.pruning_replay import (  # noqa: E402
+    FLOOR_TOLERANCES, FLOOR_WARMUPS, foresight_floor, has_steps, replay_settings, study_curves, study_timing,
+)
 
 
 def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True) -> argparse.Namespace:
@@ -139,14 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     for settings in settings_grid(("epochs", "steps") if with_steps else ("epochs",)):
         rows.append(summarise(label(settings), dataclasses.asdict(settings), [replay_settings(curves, settings, timing) for _, curves, timing in studies]))
     floors: list[dict[str, Any]] = []
-    for warmup_epochs, warmup_fraction in ((1, 0.0), (2, 0.0), (2, 0.125)):
+    for warmup_epochs, warmup_fraction in FLOOR_WARMUPS:
         settings = PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction)
-        for tolerance in (0.0, 0.05):
+        for tolerance in FLOOR_TOLERANCES:
             name = f"floor: foresight, warmup {warmup_epochs}" + (f" or {warmup_fraction:g} of epochs" if warmup_fraction else "") + (
                 f", losing <= {100 * tolerance:g} %" if tolerance else "")
             floors.append(summarise(name, {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
                                     [foresight_floor(curves, settings, tolerance, timing) for _, curves, timing in studies]))
-    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _, _ in studies], "rows": rows, "floors": floors})
+    costs = [{"fixed_seconds_per_trial": timing.fixed_seconds_per_trial, "seconds_per_epoch": timing.seconds_per_epoch}
+             for _, _, timing in studies if timing is not None]
+    if costs:
+        print("what a trial costs besides its epochs, per study: " + ", ".join(f"{c['fixed_seconds_per_trial']:.3f} s" for c in costs)
+              + "; an epoch: " + ", ".join(f"{c['seconds_per_epoch']:.4f} s" for c in costs))
+    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _, _ in studies], "rows": rows, "floors": floors, "costs": costs})
     return 0
 
 
@@ -155,11 +163,13 @@ def summarise(name: str, settings: dict[str, Any], results: list[Any]) -> dict[s
     shares, epsilons = [r.epoch_share for r in results], [r.epsilon for r in results]
     times = [r.time_share for r in results]
     time_mean = statistics.fmean(times)  # NaN when a study has no timings
+    known = [e for e in epsilons if not math.isnan(e)]
+    epsilon_max = max(known) if known else math.nan  # NaN: some values were not positive
     per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
-    print(f"{name:92s} {statistics.fmean(shares):16.2f} {time_mean:6.2f} {100 * max(epsilons):8.1f} % ({per_study})", flush=True)
+    print(f"{name:92s} {statistics.fmean(shares):16.2f} {time_mean:6.2f} {100 * epsilon_max:8.1f} % ({per_study})", flush=True)
     return {"settings": settings, "label": name, "epoch_share": shares, "time_share": [None if math.isnan(t) else t for t in times],
-            "epsilon": epsilons, "front_stopped": [r.front_stopped for r in results], "epoch_share_mean": statistics.fmean(shares),
-            "time_share_mean": None if math.isnan(time_mean) else time_mean, "epsilon_max": max(epsilons)}
+            "epsilon": [None if math.isnan(e) else e for e in epsilons], "front_stopped": [r.front_stopped for r in results], "epoch_share_mean": statistics.fmean(shares),
+            "time_share_mean": None if math.isnan(time_mean) else time_mean, "epsilon_max": None if math.isnan(epsilon_max) else epsilon_max}
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ base": how far the baseline's front is from this variant's points; "base eps vs 
 reverse; ``mtl_search.search.hypervolume.epsilon_indicator``), and per variant the seeds
 on which it beat the baseline (paired, since seeds differ more than variants). On each
 unpruned baseline study it also replays the **foresight floor**
-(``mtl_search.search.pruning_replay.foresight_floor``): the share of the study's wall time a
+(``mtl_search.search.pruning_replay.foresight_floor``): the share of the trials' time a
 pruner that knew where every trial will end would leave, keeping the exact front or losing
-at most 5 %; no pruning rule of this kind can leave less on those trials. Targets: pruned reaches the baseline's final HV within noise in at most half the
-time; affinity has a higher HV than the baseline after the first ``--early`` trials.
+at most 5 %; no rule that stops a trial only when a finished trial ends ahead of it can
+leave less on those trials. Targets: pruned reaches the baseline's final HV within noise in
+at most half the time; affinity has a higher HV than the baseline after the first ``--early`` trials.
 
 Usage::
 
@@ -63,6 +64,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -79,7 +81,7 @@ from _record import write_result  # noqa: E402
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
 from mtl_search.search.pruning import PruningSettings, with_pruning_section  # noqa: E402
-from mtl_search.search.pruning_replay import foresight_floor, study_curves, study_timing  # noqa: E402
+from mtl_search.search.pruning_replay import FLOOR_TOLERANCES, FLOOR_WARMUPS, foresight_floor, study_curves, study_timing  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -187,22 +189,27 @@ def first_split(study: optuna.Study) -> list[list[str]] | None:
     return chain[1] if len(chain) > 1 else None
 
 
-# (label, warm-up epochs, warm-up share, tolerance): the median rule's warm-up and the projected rule's,
-# keeping the exact front and losing at most 5 %
-FLOORS = (("warmup 2", 2, 0.0, 0.0), ("warmup 2, losing <= 5 %", 2, 0.0, 0.05),
-          ("warmup an eighth", 2, 0.125, 0.0), ("warmup an eighth, losing <= 5 %", 2, 0.125, 0.05))
+def floor_label(warmup_epochs: int, warmup_fraction: float, tolerance: float) -> str:
+    return (f"warmup {warmup_epochs}" + (f" or {warmup_fraction:g} of epochs" if warmup_fraction else "")
+            + (f", losing <= {100 * tolerance:g} %" if tolerance else ""))
 
 
-def foresight_times(study: optuna.Study) -> dict[str, float] | None:
-    """{floor label: share of the study's wall time left} for a pruner that knew where every
-    trial will end (``mtl_search.search.pruning_replay.foresight_floor``), replayed on this
-    unpruned study: no rule that asks "are finished trials ahead?" can leave less while
-    keeping its exact front. None when the study cannot be replayed."""
+FLOORS = [(warmup_epochs, warmup_fraction, tolerance) for warmup_epochs, warmup_fraction in FLOOR_WARMUPS if warmup_epochs == 2
+          for tolerance in FLOOR_TOLERANCES]  # the rules' own warm-ups
+
+
+def foresight_times(study: optuna.Study) -> dict[str, float | None] | None:
+    """{floor label: share of the trials' time left} for a pruner that knew where every trial
+    will end and stopped a trial only when a trial finished before it ends ahead
+    (``mtl_search.search.pruning_replay.foresight_floor``), replayed on this unpruned study:
+    no rule that asks that question can leave less while keeping the study's exact front.
+    None when the study cannot be replayed."""
     curves, timing = study_curves(study), study_timing(study)
     if not curves or timing is None:
         return None
-    return {label: foresight_floor(curves, PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=share), tolerance, timing).time_share
-            for label, warmup_epochs, share, tolerance in FLOORS}
+    shares = {floor_label(*floor): foresight_floor(curves, PruningSettings(warmup_epochs=floor[0], warmup_fraction=floor[1]), floor[2], timing).time_share
+              for floor in FLOORS}
+    return {label: None if math.isnan(share) else share for label, share in shares.items()}
 
 
 def epochs_trained(study: optuna.Study) -> int:
@@ -291,7 +298,8 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     base = summary["baseline"]
     floors = [r["foresight_time"] for r in rows if r["variant"] == "baseline" and r["foresight_time"]]
     if floors:
-        base["foresight_time"] = {label: statistics.fmean(f[label] for f in floors) for label, *_ in FLOORS}
+        labels = [floor_label(*floor) for floor in FLOORS]
+        base["foresight_time"] = {label: statistics.fmean(f[label] for f in floors) for label in labels if all(f[label] is not None for f in floors)}
     for name in (n for n in summary if n.startswith("pruned")):
         summary[name]["time_ratio_vs_baseline"] = summary[name]["wall_s"]["mean"] / base["wall_s"]["mean"]
         summary[name]["cpu_ratio_vs_baseline"] = summary[name]["cpu_s"]["mean"] / base["cpu_s"]["mean"]

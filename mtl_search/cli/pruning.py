@@ -18,19 +18,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pruning", help="replay pruning settings on a finished unpruned study: epochs and time saved against front lost",
         description="Replay Pareto-aware pruning settings on the recorded learning curves of a finished study, "
         "ideally one run with --no-prune: trial by trial, in order, as the search would have pruned. For each "
-        "setting, print the share of epochs it would have trained, the share of the study's wall time that would "
+        "setting, print the share of epochs it would have trained, the share of the trials' time that would "
         "have been left (the untrained epochs' recorded seconds taken off), how many trials of the study's front "
         "it would have stopped, and the epsilon indicator of what remains (every front point is matched within "
         "this factor on every objective). The first row is the study's own setting. The last rows are floors: "
-        "what a pruner that knew where each trial will end would train with each warm-up, keeping the exact "
-        "front (the least any rule here can train on this study without losing a front point) or losing at "
-        "most 5 %%. See docs/search.md.",
+        "what a pruner that knew where each trial will end, and stopped a trial only when a trial finished "
+        "before it ends ahead, would train with each warm-up, keeping the exact front (no rule that asks the "
+        "same question can train less on this study) or losing at most 5 %%. See docs/search.md.",
     )
     add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)
-
-
-FLOOR_TOLERANCES = (0.0, 0.05)  # the exact front, and within 5 %, about the training-seed noise of the benchmark's fronts
 
 
 def main(args: argparse.Namespace) -> int:
@@ -38,7 +35,8 @@ def main(args: argparse.Namespace) -> int:
 
     from mtl_search.errors import UserError
     from mtl_search.search.pruning_replay import (
-        foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves, study_timing,
+        FLOOR_TOLERANCES, foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves,
+        study_timing,
     )
     from mtl_search.search.study import load_existing
 

@@ -9,16 +9,18 @@ its references.
 The kept trials form the replayed front; the study's own front is the truth.
 
 What it reports per setting: the share of epochs that would have been trained, the share
-of the study's wall time that would have been left (:class:`StudyTiming`: the untrained
-epochs' recorded seconds taken off, every other cost kept), the trials of the true front
+of the trials' time that would have been left (:class:`StudyTiming`: the untrained epochs'
+recorded seconds taken off, every other cost kept), the trials of the true front
 that would have been stopped, and the epsilon indicator of the replayed front against the
 true one (:func:`mtl_search.search.hypervolume.epsilon_indicator`).
 
-And a floor under every setting (:func:`foresight_epochs`): a pruner that knew where each
-trial will end must still train, in full, each trial that ends undominated by the trials
+And a floor (:func:`foresight_epochs`): a pruner that knew where each trial will end, and
+stopped a trial only when a trial it let finish before ends ahead of it (the question every
+rule here asks), must still train in full each trial that ends undominated by the trials
 before it. How much of a study that is says how much any rule of this kind could save on
 it without losing front points; with a tolerance, how much it could save losing at most
-that much.
+that much. It bounds the replay of a study, not a live search, which samples other trials
+once it prunes.
 """
 
 from __future__ import annotations
@@ -45,17 +47,23 @@ Curve = list[Vector]
 TrialCurve = tuple[int, Curve] | tuple[int, Curve, list[int] | None]
 
 
+# The floors every replay reports: warm-ups (epochs, share of the trial's epochs) and
+# tolerances (0: the exact front; 0.05: about the training-seed noise of the benchmark's fronts)
+FLOOR_WARMUPS = ((1, 0.0), (2, 0.0), (2, 0.125))
+FLOOR_TOLERANCES = (0.0, 0.05)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReplayResult:
     settings: PruningSettings
     epoch_share: float  # epochs the setting trains / epochs the study trained
     front_stopped: int  # trials of the true front the setting would have stopped
     epsilon: float  # of the kept front against the true one (NaN when values are not positive)
-    time_share: float = math.nan  # the study's wall time left (StudyTiming.share_after); NaN without timings
+    time_share: float = math.nan  # of the trials' time left (StudyTiming.share_after); NaN without timings
 
     def to_data(self) -> dict[str, Any]:
         return {"settings": dataclasses.asdict(self.settings), "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share),
-                "front_stopped": self.front_stopped, "epsilon": self.epsilon}
+                "front_stopped": self.front_stopped, "epsilon": none_if_nan(self.epsilon)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,55 +71,72 @@ class FloorResult:
     """What a pruner with foresight (:func:`foresight_epochs`) trains with ``settings``' warm-up,
     allowed to lose front points by up to ``tolerance``."""
 
-    settings: PruningSettings
+    settings: PruningSettings  # only its warm-up matters
     tolerance: float
     epoch_share: float
     front_stopped: int
-    epsilon: float  # at most ``tolerance``
+    epsilon: float  # at most ``tolerance`` (NaN when values are not positive)
     time_share: float = math.nan
 
     def to_data(self) -> dict[str, Any]:
         return {"warmup_epochs": self.settings.warmup_epochs, "warmup_fraction": self.settings.warmup_fraction, "tolerance": self.tolerance,
                 "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share), "front_stopped": self.front_stopped,
-                "epsilon": self.epsilon}
+                "epsilon": none_if_nan(self.epsilon)}
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyTiming:
-    """Where a finished study's time went: its wall time, from the first trial's start to the
-    last trial's end, and each trial's seconds per epoch (training and validation)."""
+    """Where a finished study's time went: each finished trial's duration (start to end,
+    sampling, model building, training and recording; summed, so that parallel workers and
+    a study continued days later count what they ran) and each trial's seconds per epoch
+    (training and validation)."""
 
-    total_seconds: float
+    total_seconds: float  # the finished trials' durations, summed
     epoch_seconds: dict[int, list[float]]
+    trials: int = 0  # finished trials
 
-    def share_after(self, trained: Mapping[int, int]) -> float:
-        """The share of the study's wall time left had trial ``n`` stopped after
-        ``trained[n]`` epochs: the epochs not trained are taken off, everything else
-        (sampling, storage, building models, the trials not replayed) stays. NaN when a
-        trial's epoch times are unknown."""
+    def share_after(self, trained: Mapping[int, int], lengths: Mapping[int, int] | None = None) -> float:
+        """The share of the trials' time left had trial ``n`` stopped after ``trained[n]`` of
+        its ``lengths[n]`` replayed epochs (default: all its recorded epochs): those epochs'
+        seconds are taken off, everything else (sampling, storage, building models, the
+        trials not replayed) stays. NaN when a trial's epoch times are unknown."""
         if any(number not in self.epoch_seconds for number in trained) or self.total_seconds <= 0:
             return math.nan
-        saved = sum(sum(self.epoch_seconds[number][epochs:]) for number, epochs in trained.items())
+        lengths = lengths or {}
+        saved = sum(sum(self.epoch_seconds[number][epochs:lengths.get(number)]) for number, epochs in trained.items())
         return 1.0 - saved / self.total_seconds
+
+    @property
+    def fixed_seconds_per_trial(self) -> float:
+        """What a trial costs besides its epochs, on average: the part no pruning saves."""
+        return (self.total_seconds - sum(sum(seconds) for seconds in self.epoch_seconds.values())) / max(self.trials, 1)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        epochs = sum(len(seconds) for seconds in self.epoch_seconds.values())
+        return sum(sum(seconds) for seconds in self.epoch_seconds.values()) / epochs if epochs else math.nan
 
 
 def none_if_nan(value: float) -> float | None:
+    """JSON has no NaN: unknown values are written as null."""
     return None if math.isnan(value) else value
 
 
 def study_timing(study: optuna.Study) -> StudyTiming | None:
-    """The study's :class:`StudyTiming`, or None when a finished trial has no start or end
-    time. Trials whose history has no epoch times are left out (their replay time is NaN)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    if not trials or any(t.datetime_start is None or t.datetime_complete is None for t in trials):
+    """The study's :class:`StudyTiming`, or None when it has no finished trial with a start
+    and end time. A trial whose history lacks an epoch's seconds (or has a value that is not
+    a number) keeps its duration in the total but has no epoch times (its replay time is NaN)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_start and t.datetime_complete]
+    if not trials:
         return None
-    total = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    total = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
     epoch_seconds = {}
     for trial in trials:
-        history = trial.user_attrs.get("history", [])
-        if history and all("seconds" in entry for entry in history):
-            epoch_seconds[trial.number] = [float(entry["seconds"]) for entry in sorted(history, key=lambda entry: int(entry["epoch"]))]
-    return StudyTiming(total, epoch_seconds)
+        history = sorted(trial.user_attrs.get("history", []), key=lambda entry: int(entry.get("epoch", 0)))
+        seconds = [entry.get("seconds") for entry in history]
+        if seconds and all(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 for value in seconds):
+            epoch_seconds[trial.number] = [float(value) for value in seconds]
+    return StudyTiming(total, epoch_seconds, len(trials))
 
 
 def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -183,7 +208,7 @@ def kept_numbers(curves: Sequence[TrialCurve], trained: Mapping[int, int]) -> li
     return [entry[0] for entry in curves if trained[entry[0]] == len(entry[1])]
 
 
-def outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None) -> tuple[float, float, int, float]:
+def replay_outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None) -> tuple[float, float, int, float]:
     """(share of epochs trained, share of wall time left, true front trials stopped, epsilon of
     the kept front against the true one) when each trial trains ``trained[n]`` epochs."""
     finals = {entry[0]: entry[1][-1] for entry in curves}
@@ -196,11 +221,12 @@ def outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: St
     except ValueError:
         epsilon = math.nan
     epoch_share = sum(trained.values()) / sum(len(entry[1]) for entry in curves)
-    return epoch_share, math.nan if timing is None else timing.share_after(trained), front_stopped, epsilon
+    lengths = {entry[0]: len(entry[1]) for entry in curves}
+    return epoch_share, math.nan if timing is None else timing.share_after(trained, lengths), front_stopped, epsilon
 
 
 def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings, timing: StudyTiming | None = None) -> ReplayResult:
-    epoch_share, time_share, front_stopped, epsilon = outcome(curves, replay_epochs(curves, settings), timing)
+    epoch_share, time_share, front_stopped, epsilon = replay_outcome(curves, replay_epochs(curves, settings), timing)
     return ReplayResult(settings, epoch_share, front_stopped, epsilon, time_share)
 
 
@@ -211,15 +237,18 @@ def foresight_epochs(curves: Sequence[TrialCurve], settings: PruningSettings, to
     before (with ``tolerance`` > 0: matched within a factor ``1 + tolerance`` on every
     objective). Every other trial trains to its end.
 
-    With ``tolerance`` 0 it is a floor, and it stops no trial of the true front. Every rule
-    here asks whether finished trials are ahead of the running one, and a rule that stops a
-    trial only when a trial finished before it ends ahead (what such a rule means to do) must
-    let finish every trial that ends undominated by all the trials before it; this pruner
-    trains those and nothing more (a trial dominated by one it stopped is dominated by the
-    trial that stopped that one). ``min_completed_trials`` is not asked for, which keeps it a
-    floor for any count. A live search samples other trials once it prunes, so it bounds
-    the replay of a study, not a live run. With a tolerance it is the greedy pruner that
-    loses at most that much, a guide rather than a strict floor.
+    With ``tolerance`` 0 it stops no trial of the true front, and it is a floor for every
+    rule that stops a trial only when a trial finished before it ends ahead of it (what the
+    rules here mean to do): such a rule must let finish each trial that ends undominated by
+    all the trials before it, and this pruner trains those and nothing more (a trial
+    dominated by one it stopped is dominated by the trial that stopped that one). A rule
+    that stops a trial no earlier trial ends ahead of (one that a later trial beats, say)
+    may train less without losing the front, but it has guessed. ``min_completed_trials``
+    is not asked for, which keeps it a floor for any count; a trial whose warm-up reaches
+    its last epoch is never stopped, as by the rules. A live search samples other trials
+    once it prunes, so it bounds the replay of a study, not a live run. With a tolerance it
+    is the greedy pruner that loses at most that much (:func:`ahead_of`), a guide rather
+    than a strict floor.
     """
     kept: list[Vector] = []
     trained: dict[int, int] = {}
@@ -227,7 +256,7 @@ def foresight_epochs(curves: Sequence[TrialCurve], settings: PruningSettings, to
         number, curve = entry[0], entry[1]
         stop_at = warmup(settings, len(curve)) + 1
         final = curve[-1]
-        if stop_at < len(curve) and any(dominates_with_margin(other, final, -tolerance) for other in kept):
+        if stop_at < len(curve) and any(ahead_of(other, final, tolerance) for other in kept):
             trained[number] = stop_at
         else:
             kept.append(final)
@@ -235,8 +264,17 @@ def foresight_epochs(curves: Sequence[TrialCurve], settings: PruningSettings, to
     return trained
 
 
+def ahead_of(finished: Vector, final: Vector, tolerance: float) -> bool:
+    """Whether a finished trial's final vector makes a trial that ends at ``final`` needless:
+    it dominates it (``tolerance`` 0, the rules' own test), or matches it within a factor
+    ``1 + tolerance`` on every objective (equal or better values included)."""
+    if tolerance == 0:
+        return dominates_with_margin(finished, final, 0.0)
+    return len(finished) == len(final) and all(b <= w + tolerance * abs(w) for b, w in zip(finished, final))
+
+
 def foresight_floor(curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0, timing: StudyTiming | None = None) -> FloorResult:
-    epoch_share, time_share, front_stopped, epsilon = outcome(curves, foresight_epochs(curves, settings, tolerance), timing)
+    epoch_share, time_share, front_stopped, epsilon = replay_outcome(curves, foresight_epochs(curves, settings, tolerance), timing)
     return FloorResult(settings, tolerance, epoch_share, front_stopped, epsilon, time_share)
 
 

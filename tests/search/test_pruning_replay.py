@@ -172,3 +172,49 @@ def test_time_left_takes_off_only_the_untrained_epochs_seconds():
     result = replay_settings(curves, PruningSettings(warmup_epochs=1, min_completed_trials=1, min_dominators=1, budget="epochs"), timing)
     assert (result.epoch_share, result.time_share) == (pytest.approx(5 / 6), pytest.approx(0.8))
     assert math.isnan(replay_settings(curves, PruningSettings(budget="epochs")).time_share)  # no timings given
+
+
+def timed_trial(number: int, state: optuna.trial.TrialState, seconds: float, history: list[dict]) -> optuna.trial.FrozenTrial:
+    import datetime
+
+    start = datetime.datetime(2026, 12, 2, 12, 0, 0) + datetime.timedelta(hours=number)  # hours apart: gaps never count
+    return optuna.trial.FrozenTrial(
+        number=number, trial_id=number, state=state, value=None, values=[1.0] if state == optuna.trial.TrialState.COMPLETE else None,
+        datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds), params={}, distributions={},
+        user_attrs={"history": history}, system_attrs={}, intermediate_values={})
+
+
+def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in_order():
+    from mtl_search.search.pruning_replay import study_timing
+
+    study = optuna.create_study(directions=["minimize"])
+    assert study_timing(study) is None  # nothing finished
+    complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    study.add_trial(timed_trial(0, complete, 10.0, [{"epoch": 2, "seconds": 3.0}, {"epoch": 1, "seconds": 1.0}, {"epoch": 3, "seconds": 2.0}]))
+    study.add_trial(timed_trial(1, pruned, 4.0, [{"epoch": 1, "seconds": 1.5}]))
+    study.add_trial(timed_trial(2, complete, 5.0, [{"epoch": 1}]))  # recorded without times
+    study.add_trial(timed_trial(3, complete, 1.0, [{"epoch": 1, "seconds": None}]))  # a bad value: no times, no error
+    timing = study_timing(study)
+    # the four durations, not the span from the first start to the last end (hours)
+    assert timing.total_seconds == pytest.approx(20.0) and timing.trials == 4
+    assert timing.epoch_seconds == {0: [1.0, 3.0, 2.0], 1: [1.5]}
+    # what a trial costs besides its epochs: (20 - 7.5) / 4
+    assert timing.fixed_seconds_per_trial == pytest.approx(12.5 / 4) and timing.seconds_per_epoch == pytest.approx(7.5 / 4)
+    # trial 0 stopped after its first epoch saves its last two (3 + 2 s)
+    assert timing.share_after({0: 1}) == pytest.approx(0.75)
+    # ... or only the second when the replay had two of its epochs
+    assert timing.share_after({0: 1}, {0: 2}) == pytest.approx(1 - 3 / 20)
+    assert math.isnan(timing.share_after({2: 1}))
+
+
+def test_the_floor_never_stops_a_trial_whose_warm_up_reaches_its_end_and_its_tolerance_covers_equal_values():
+    from mtl_search.search.pruning_replay import ahead_of, foresight_epochs
+
+    curves = [(0, flat((1.0, 1.0))), (1, flat((2.0, 2.0))[:3]), (2, flat((1.0, 1.0))), (3, flat((0.99, 0.99)))]
+    warmup_two = PruningSettings(budget="epochs")
+    # trial 1 is dominated, but 3 epochs leave nothing past a warm-up of 2 to save
+    assert foresight_epochs(curves, warmup_two) == {0: 6, 1: 3, 2: 6, 3: 6}
+    # within 5 %: a trial equal to a finished one, or 1 % better, is matched and stopped
+    assert foresight_epochs(curves, warmup_two, tolerance=0.05) == {0: 6, 1: 3, 2: 3, 3: 3}
+    assert ahead_of((1.0, 1.0), (0.96, 1.0), 0.05) and not ahead_of((1.0, 1.0), (0.9, 1.0), 0.05)
+    assert not ahead_of((1.0, 1.0), (1.0, 1.0), 0.0)  # the exact floor asks for dominance, as the rules do
