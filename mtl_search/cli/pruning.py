@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     rows += [["floor", "foresight" + (f" {100 * f.tolerance:g} %" if f.tolerance else ""), "-", warmup_label(f.settings), "-", "-", "-",
               f"{f.epoch_share:.2f}", share_label(f.time_share), f.front_stopped, epsilon_label(f.epsilon)] for f in floors]
     print_rows_table(f"pruning replayed on {study.study_name} ({len(curves)} complete trials)",
-                     ["", "rule", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "time", "front trials stopped", "epsilon"],
+                     ["", "rule", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "time spent", "front trials stopped", "epsilon"],
                      rows)
     if pruned:
         print(f"note: {pruned} trial(s) of this study were pruned, so its front is not the unpruned truth; "
