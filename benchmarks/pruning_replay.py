@@ -12,8 +12,8 @@ Reported per setting (per seed and over seeds): the share of epochs trained, the
 the trials' time left (their durations, summed, less the untrained epochs' recorded
 seconds; sampling, storage and model building stay), and the **epsilon indicator** of the
 replayed front against the true one: the smallest e such that every true front point has a
-kept point at most (1 + e) times as large on every minimised objective. 0 means nothing on the front was lost; 0.05 means the worst-lost trade-off is
-5 % away from what remains.
+kept point at most (1 + e) times as large on every minimised objective. 0 means nothing on
+the front was lost; 0.05 means the worst-lost trade-off is 5 % away from what remains.
 
 Then the **foresight floors**: what a pruner that knew where every trial will end would
 train, stopping after the warm-up each trial that ends dominated by a trial it let finish
@@ -52,7 +52,7 @@ from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
 from mtl_search.search.pruning_replay import (  # noqa: E402
-    FLOOR_TOLERANCES, FLOOR_WARMUPS, foresight_floor, has_steps, replay_settings, study_curves, study_timing,
+    FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, has_steps, replay_settings, study_curves, study_timing, warmup_label,
 )
 
 
@@ -96,8 +96,7 @@ def settings_grid(budgets: tuple[str, ...] = ("epochs",)) -> list[PruningSetting
 
 
 def label(settings: PruningSettings) -> str:
-    warmup = f"{settings.warmup_epochs}" + (f" or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else "")
-    return (f"{settings.rule}, {settings.budget}, warmup {warmup}, margin {settings.margin:g}, "
+    return (f"{settings.rule}, {settings.budget}, warmup {warmup_label(settings)}, margin {settings.margin:g}, "
             f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
 
 
@@ -145,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     for warmup_epochs, warmup_fraction in FLOOR_WARMUPS:
         settings = PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction)
         for tolerance in FLOOR_TOLERANCES:
-            name = f"floor: foresight, warmup {warmup_epochs}" + (f" or {warmup_fraction:g} of epochs" if warmup_fraction else "") + (
-                f", losing <= {100 * tolerance:g} %" if tolerance else "")
-            floors.append(summarise(name, {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
+            floors.append(summarise(f"floor: foresight, {floor_label(settings, tolerance)}", {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
                                     [foresight_floor(curves, settings, tolerance, timing) for _, curves, timing in studies]))
     costs = [{"fixed_seconds_per_trial": timing.fixed_seconds_per_trial, "seconds_per_epoch": timing.seconds_per_epoch}
              for _, _, timing in studies if timing is not None]

@@ -81,7 +81,7 @@ from _record import write_result  # noqa: E402
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
 from mtl_search.search.pruning import PruningSettings, with_pruning_section  # noqa: E402
-from mtl_search.search.pruning_replay import FLOOR_TOLERANCES, FLOOR_WARMUPS, foresight_floor, study_curves, study_timing  # noqa: E402
+from mtl_search.search.pruning_replay import FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, study_curves, study_timing  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -189,13 +189,9 @@ def first_split(study: optuna.Study) -> list[list[str]] | None:
     return chain[1] if len(chain) > 1 else None
 
 
-def floor_label(warmup_epochs: int, warmup_fraction: float, tolerance: float) -> str:
-    return (f"warmup {warmup_epochs}" + (f" or {warmup_fraction:g} of epochs" if warmup_fraction else "")
-            + (f", losing <= {100 * tolerance:g} %" if tolerance else ""))
-
-
-FLOORS = [(warmup_epochs, warmup_fraction, tolerance) for warmup_epochs, warmup_fraction in FLOOR_WARMUPS if warmup_epochs == 2
-          for tolerance in FLOOR_TOLERANCES]  # the rules' own warm-ups
+# (warm-up settings, tolerance): the rules' own warm-ups (2 epochs, or an eighth of the epochs)
+FLOORS = [(PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction), tolerance)
+          for warmup_epochs, warmup_fraction in FLOOR_WARMUPS if warmup_epochs == 2 for tolerance in FLOOR_TOLERANCES]
 
 
 def foresight_times(study: optuna.Study) -> dict[str, float | None] | None:
@@ -207,8 +203,7 @@ def foresight_times(study: optuna.Study) -> dict[str, float | None] | None:
     curves, timing = study_curves(study), study_timing(study)
     if not curves or timing is None:
         return None
-    shares = {floor_label(*floor): foresight_floor(curves, PruningSettings(warmup_epochs=floor[0], warmup_fraction=floor[1]), floor[2], timing).time_share
-              for floor in FLOORS}
+    shares = {floor_label(settings, tolerance): foresight_floor(curves, settings, tolerance, timing).time_share for settings, tolerance in FLOORS}
     return {label: None if math.isnan(share) else share for label, share in shares.items()}
 
 
@@ -298,7 +293,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     base = summary["baseline"]
     floors = [r["foresight_time"] for r in rows if r["variant"] == "baseline" and r["foresight_time"]]
     if floors:
-        labels = [floor_label(*floor) for floor in FLOORS]
+        labels = [floor_label(settings, tolerance) for settings, tolerance in FLOORS]
         base["foresight_time"] = {label: statistics.fmean(f[label] for f in floors) for label in labels if all(f[label] is not None for f in floors)}
     for name in (n for n in summary if n.startswith("pruned")):
         summary[name]["time_ratio_vs_baseline"] = summary[name]["wall_s"]["mean"] / base["wall_s"]["mean"]

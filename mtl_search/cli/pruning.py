@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import TYPE_CHECKING
 
 from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table
-
-if TYPE_CHECKING:
-    from mtl_search.search.pruning import PruningSettings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from mtl_search.errors import UserError
     from mtl_search.search.pruning_replay import (
         FLOOR_TOLERANCES, foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves,
-        study_timing,
+        study_timing, warmup_label,
     )
     from mtl_search.search.study import load_existing
 
@@ -76,10 +72,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"note: {pruned} trial(s) of this study were pruned, so its front is not the unpruned truth; "
               "replay a study run with --no-prune to choose settings")
     return 0
-
-
-def warmup_label(settings: PruningSettings) -> str:
-    return f"{settings.warmup_epochs} or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else str(settings.warmup_epochs)
 
 
 def share_label(share: float) -> str:

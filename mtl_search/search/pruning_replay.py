@@ -209,7 +209,7 @@ def kept_numbers(curves: Sequence[TrialCurve], trained: Mapping[int, int]) -> li
 
 
 def replay_outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None) -> tuple[float, float, int, float]:
-    """(share of epochs trained, share of wall time left, true front trials stopped, epsilon of
+    """(share of epochs trained, share of the trials' time left, true front trials stopped, epsilon of
     the kept front against the true one) when each trial trains ``trained[n]`` epochs."""
     finals = {entry[0]: entry[1][-1] for entry in curves}
     all_points = np.array(list(finals.values()))
@@ -276,6 +276,16 @@ def ahead_of(finished: Vector, final: Vector, tolerance: float) -> bool:
 def foresight_floor(curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0, timing: StudyTiming | None = None) -> FloorResult:
     epoch_share, time_share, front_stopped, epsilon = replay_outcome(curves, foresight_epochs(curves, settings, tolerance), timing)
     return FloorResult(settings, tolerance, epoch_share, front_stopped, epsilon, time_share)
+
+
+def warmup_label(settings: PruningSettings) -> str:
+    """A setting's warm-up as the replay tables print it: "2", or "2 or 0.125 of epochs"."""
+    return f"{settings.warmup_epochs}" + (f" or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else "")
+
+
+def floor_label(settings: PruningSettings, tolerance: float) -> str:
+    """A foresight floor as the benchmarks name it: "warmup 2, losing <= 5 %"."""
+    return f"warmup {warmup_label(settings)}" + (f", losing <= {100 * tolerance:g} %" if tolerance else "")
 
 
 def foresight_warmups(grid: Sequence[PruningSettings]) -> list[PruningSettings]:
