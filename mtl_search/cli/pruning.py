@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "this factor on every objective). The first row is the study's own setting. The last rows are floors: "
         "what a pruner that knew where each trial will end, and stopped a trial only when a trial finished "
         "before it ends ahead, would train with each warm-up, keeping the exact front (no rule that asks the "
-        "same question can train less on this study) or losing at most 5 %%. See docs/search.md.",
+        "same question can train less on this study) or losing at most 5 %. See docs/search.md.",
     )
     add_study_arguments(parser, formats=("table", "json"))
     parser.set_defaults(handler=main)
