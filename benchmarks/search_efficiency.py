@@ -7,17 +7,17 @@ splits the tasks into two groups of related tasks that are orthogonal to each ot
 unequal relatedness that affinity seeding is meant to find):
 
 - **baseline**: ``--trials`` trials, no pruning, no seeding;
-- **pruned**: the same with Pareto-aware pruning at the space's defaults (warm-up 2 epochs,
-  5 completed trials, margin 5 %, at least 2 dominators and half of the references, after
-  equal optimiser steps;
+- **pruned**: the same with Pareto-aware pruning by the median rule (``pruning.rule:
+  median``, the default until 2026-12-02: warm-up 2 epochs, 5 completed trials, margin 5 %,
+  at least 2 dominators and half of the references, after equal optimiser steps;
   ``--prune-margin``/``--prune-dominators``/``--prune-fraction`` override);
 - **pruned_epochs** (only when named): the same rule with ``pruning.budget: epochs``, trials
   compared after equal epochs instead of equal optimiser steps (the default before
   2026-11-21; results files of that day call the two ``pruned`` and ``pruned_steps``);
-- **pruned_projected** (only when named): pruning with ``pruning.rule: projected`` (one
-  dominator at the same budget, no margin, and the trial's own learning curve projected to
-  its last epoch still dominated by a completed trial's final values); the
-  ``--prune-*`` options override its defaults too.
+- **pruned_projected**: pruning with ``pruning.rule: projected``, the default since
+  2026-12-02 (one dominator at the same budget, no margin, and the trial's own learning
+  curve projected to its last epoch still dominated by a completed trial's final values;
+  warm-up 2 epochs or an eighth of them); the ``--prune-*`` options override its defaults too.
 - **affinity**: no pruning, ``--seed-strategy affinity`` (the seeded trees are the first
   trials; the affinity training counts in its wall time), ``--early`` trials.
 - **affinity_grown** (only when named): the same with ``--seed-trees grown``, the paper's
@@ -88,8 +88,8 @@ from mtl_search.search.space import load_space  # noqa: E402
 VARIANTS = {
     # name: (prune, seed strategy, trials key, TPE start-up trials (None: --startup-trials / mtl-search's))
     "baseline": (False, "none", "trials", None),
-    "pruned": (True, "none", "trials", None),
-    "pruned_epochs": (True, "none", "trials", None),  # also pruning.budget: epochs
+    "pruned": (True, "none", "trials", None),  # pruning.rule: median
+    "pruned_epochs": (True, "none", "trials", None),  # median, and pruning.budget: epochs
     "pruned_projected": (True, "none", "trials", None),  # also pruning.rule: projected
     "affinity": (False, "affinity", "early", None),
     "affinity_grown": (False, "affinity_grown", "early", None),
@@ -97,10 +97,12 @@ VARIANTS = {
     "affinity_chain": (False, "affinity_chain", "early", None),  # also families.tree.grouping: affinity
     "startup10": (False, "none", "trials", 10),  # the baseline with Optuna's default TPE start-up
     # a time budget instead of a trial budget: half the baseline's wall time, as many trials as fit
-    "pruned_half_time": (True, "none", "half_time", None),
+    "pruned_half_time": (True, "none", "half_time", None),  # median
     "half_time": (False, "none", "half_time", None),  # the control: the same time, no pruning
 }
-DEFAULT_VARIANTS = ["baseline", "pruned", "affinity"]
+DEFAULT_VARIANTS = ["baseline", "pruned_projected", "affinity"]
+# the variants that measure the median rule, whatever the space's default
+MEDIAN_RULE_VARIANTS = ("pruned", "pruned_epochs", "pruned_half_time")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -119,14 +121,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--space", default="default", help="bundled space name or YAML path every variant searches (default: default)")
     parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
-                        help="variants to run (default: baseline pruned affinity)")
-    parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variant (default: the space's, 0.05)")
+                        help="variants to run (default: baseline pruned_projected affinity)")
+    parser.add_argument("--prune-margin", type=float, default=None, help="pruning margin of the pruned variants (default: the rule's, 0.05 for median, 0 for projected)")
     parser.add_argument("--prune-warmup", type=int, default=None, help="epochs never pruned (default: the space's, 2)")
     parser.add_argument("--prune-warmup-fraction", type=float, default=None,
                         help="share of each trial's epochs never pruned, if more (default: the rule's, 0 for median, 0.125 for projected)")
-    parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the space's, 2)")
+    parser.add_argument("--prune-dominators", type=int, default=None, help="dominators needed to prune (default: the rule's, 2 for median, 1 for projected)")
     parser.add_argument("--prune-fraction", type=float, default=None,
-                        help="share of the references that must dominate (default: the space's, 0.5; 0 is the count-only rule)")
+                        help="share of the references that must dominate (default: the rule's, 0.5 for median, 0 for projected; 0 with median is the count-only rule)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default=None,
                         help="training.checkpoint of every variant (default: the space's, best)")
     parser.add_argument("--keep", metavar="FOLDER", default=None,
@@ -150,11 +152,13 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
                                  ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction),
                                  ("warmup_fraction", args.prune_warmup_fraction)) if v is not None}
+    if name in MEDIAN_RULE_VARIANTS:
+        pruning["rule"] = "median"
     if name == "pruned_epochs":
         pruning["budget"] = "epochs"
     if name == "pruned_projected":
         pruning["rule"] = "projected"
-    space = with_pruning_section(space, **pruning)  # rule "projected" brings its defaults for what is not overridden
+    space = with_pruning_section(space, **pruning)  # a rule brings its own defaults for what is not overridden
     if args.checkpoint:
         space = space.model_copy(update={"training": space.training.model_copy(update={"checkpoint": args.checkpoint})})
     if strategy == "affinity_chain":

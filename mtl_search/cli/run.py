@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="epochs before a trial may be pruned, at least (default: the space's pruning.warmup_epochs, else 2)")
     efficiency.add_argument("--prune-warmup-fraction", metavar="SHARE", type=share_below_one, default=None,
                             help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
-                                 "else 0, or 0.125 with --prune-rule projected)")
+                                 "else 0.125 for rule projected, 0 for median)")
     efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
                             help="completed trials needed before pruning starts (default: the space's, else 5)")
     efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
@@ -64,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                             help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
                                  "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
                                  "trial's final values, never in the first eighth of its epochs (default: the space's pruning.rule, "
-                                 "else median)")
+                                 "else projected)")
     efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
                             help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
     efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,

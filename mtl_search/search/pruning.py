@@ -30,8 +30,8 @@ batch 128, and that rule stopped large-batch trials three times as often as smal
 ones; the sampler then avoided them (docs/search.md). A reference whose history has no step
 counts (recorded before 2026-11-21) does not count under ``steps``.
 
-``rule: projected`` adds a second question, asked only of a trial the first one would
-prune: where does the trial's *own* learning curve point? Per objective, a power law
+``rule: projected`` (the default since 2026-12-02; ``median`` before) adds a second question,
+asked only of a trial the first one would prune: where does the trial's *own* learning curve point? Per objective, a power law
 (log value linear in log epoch) is fitted to its epochs from ``e // 2`` (at least 1) to
 ``e`` and followed to its last epoch; the trial is pruned only if that projected vector is
 dominated with margin by the final values of a completed trial. A slow learner that is
@@ -76,7 +76,12 @@ RULES = ("median", "projected")
 
 @dataclasses.dataclass(frozen=True)
 class PruningSettings:
-    """When and how hard to prune; see the module docstring for the rule."""
+    """When and how hard to prune; see the module docstring for the rule.
+
+    ``PruningSettings()`` is the median rule with its defaults and ``PruningSettings.projected()``
+    the projected rule with its own; a space's ``pruning:`` section (``PruningSpace``) names the
+    rule and defaults to projected.
+    """
 
     enabled: bool = True
     warmup_epochs: int = 2

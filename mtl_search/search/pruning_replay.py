@@ -322,5 +322,6 @@ def stored_settings(study: optuna.Study) -> PruningSettings:
     """The pruning settings stored with the study's space (the defaults when absent),
     switched on: a study run with ``--no-prune`` is the one worth replaying."""
     section = (study.user_attrs.get("mtl_search", {}).get("space") or {}).get("pruning") or {}
-    # a space stored before pruning.budget existed was pruned at equal epochs
-    return settings_from_section(PruningSpace.model_validate({"budget": "epochs"} | section))
+    # a space stored before pruning.budget existed was pruned at equal epochs, and one stored
+    # before pruning.rule existed with the median rule (every stored space since names both)
+    return settings_from_section(PruningSpace.model_validate({"budget": "epochs", "rule": "median"} | section))

@@ -111,9 +111,13 @@ class PruningSpace(_Strict):
     """Pareto-aware pruning (mtl_search/search/pruning.py explains the rule)."""
 
     enabled: bool = True
-    # "median": behind half of the completed trials at the same budget; "projected": also
-    # behind a completed trial's final values after projecting its own learning curve
-    rule: Literal["median", "projected"] = "median"
+    # "projected" (the default since 2026-12-02): behind a completed trial at the same budget,
+    # and still behind one's final values after projecting its own learning curve; "median":
+    # behind half of the completed trials at the same budget (the default before: it lost
+    # the front of 64-epoch searches, docs/search.md "Which rule by default")
+    rule: Literal["median", "projected"] = "projected"
+    # the defaults below are the median rule's; rule "projected" replaces those the section
+    # does not set with PROJECTED_RULE_DEFAULTS (see _rule_defaults)
     warmup_epochs: int = Field(default=2, ge=0)
     # the warm-up is at least this share of the trial's planned epochs
     warmup_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)

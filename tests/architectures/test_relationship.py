@@ -63,7 +63,8 @@ def test_closed_form_sees_correlated_tasks_and_stays_well_conditioned():
     assert correlation > 0.5
     assert omega[0, 2] < 0
     eigenvalues = torch.linalg.eigvalsh(omega)
-    assert eigenvalues.max() / eigenvalues.min() <= 1 + 3 / 0.1
+    # the bound 1 + T / ridge is reached exactly by rank-one weights: allow rounding
+    assert eigenvalues.max() / eigenvalues.min() <= (1 + 3 / 0.1) * (1 + 1e-9)
     zero = closed_form_covariance(torch.zeros(5, 3), ridge=0.1)
     torch.testing.assert_close(zero, torch.eye(3).double() / 3)
 

@@ -116,8 +116,9 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
     assert data["trials_replayed"] == 7 and len(data["results"]) == 20
     assert [r["settings"]["budget"] for r in data["results"]].count("steps") == 10
     assert [r["settings"]["rule"] for r in data["results"]].count("projected") == 4
-    # the study ran with --no-prune, but its stored default rule is what the first row replays
-    assert data["results"][0]["settings"]["min_dominator_fraction"] == 0.5
+    # the study ran with --no-prune, but its stored default rule (projected, with its own defaults) is what the first row replays
+    first = data["results"][0]["settings"]
+    assert (first["rule"], first["min_dominator_fraction"], first["warmup_fraction"]) == ("projected", 0.0, 0.125)
     assert all(0 < r["epoch_share"] <= 1 for r in data["results"])
     # the wall time left, from the study's recorded epoch times: stopping epochs never adds time
     assert all(0 < r["time_share"] <= 1 for r in data["results"])

@@ -204,7 +204,9 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     for trial in pruned:
         history = trial.user_attrs["history"]
         steps = history[-1]["steps"]
-        assert trial.user_attrs["prune_reason"] == f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02)"
+        # the default rule, projected: behind the perfect trial now, and where its curve points too
+        assert trial.user_attrs["prune_reason"] == (f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02); "
+                                                    "projected to epoch 4, still dominated by the final values of 1 (0)")
         assert [h["epoch"] for h in history] == [1, 2]
         # recorded like a complete trial: each epoch's own values and the epoch kept so far
         assert all({"validation", "train_loss", "kept_epoch"} <= set(h) for h in history)

@@ -90,6 +90,14 @@ def test_stored_settings_come_from_the_study_or_default_and_are_switched_on():
     # a projected rule stored with the space replays with the rule's own defaults
     study.set_user_attr("mtl_search", {"space": {"pruning": {"rule": "projected"}}})
     assert stored_settings(study) == PruningSettings.projected(budget="epochs")
+    # a space stored before pruning.rule existed was pruned by the median rule; one stored now names
+    # every field, the default rule (projected) included
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"budget": "steps"}}})
+    assert stored_settings(study) == PruningSettings()
+    from mtl_search.search.space import parse_space
+
+    study.set_user_attr("mtl_search", {"space": parse_space({"families": {"tree": {}}}).to_data()})
+    assert stored_settings(study) == PruningSettings.projected()
 
 
 def test_non_positive_values_give_no_epsilon():

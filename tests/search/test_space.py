@@ -62,19 +62,24 @@ def test_bundled_space_by_short_name():
     assert load_space("default").families.keys() == load_space(SPACES_DIR / "default.yaml").families.keys()
 
 
-def test_the_projected_pruning_rule_brings_its_defaults_unless_the_file_sets_them(tmp_path):
+def test_each_pruning_rule_brings_its_defaults_unless_the_file_sets_them(tmp_path):
     from mtl_search.search.pruning import settings_from_section, with_pruning_options
 
-    median = load_space(write(tmp_path, "families: {tree: {}}\n")).pruning
+    # the default rule since 2026-12-02 is projected, with its own defaults
+    default = load_space(write(tmp_path, "families: {tree: {}}\n")).pruning
+    assert (default.rule, default.margin, default.min_dominators, default.min_dominator_fraction, default.warmup_fraction) == ("projected", 0.0, 1, 0.0, 0.125)
+    median = load_space(write(tmp_path, "families: {tree: {}}\npruning: {rule: median}\n")).pruning
     assert (median.rule, median.margin, median.min_dominators, median.min_dominator_fraction, median.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
     projected = load_space(write(tmp_path, "families: {tree: {}}\npruning: {rule: projected, min_dominators: 2}\n"))
     assert (projected.pruning.margin, projected.pruning.min_dominators, projected.pruning.min_dominator_fraction,
             projected.pruning.warmup_fraction) == (0.0, 2, 0.0, 0.125)
     assert settings_from_section(projected.pruning).rule == "projected"
-    # the command line's --prune-rule does the same to a space file that names no rule
+    # the command line's --prune-rule does the same to a space file: what the file sets stays
     with_margin = load_space(write(tmp_path, "families: {tree: {}}\npruning: {margin: 0.1}\n"))
-    switched = with_pruning_options(with_margin, rule="projected").pruning
-    assert (switched.rule, switched.margin, switched.min_dominators, switched.min_dominator_fraction) == ("projected", 0.1, 1, 0.0)
+    assert (with_margin.pruning.rule, with_margin.pruning.margin, with_margin.pruning.min_dominators) == ("projected", 0.1, 1)
+    switched = with_pruning_options(with_margin, rule="median")
+    assert (switched.pruning.rule, switched.pruning.margin, switched.pruning.min_dominators, switched.pruning.min_dominator_fraction) == ("median", 0.1, 2, 0.5)
+    assert with_pruning_options(switched, rule="projected").pruning == with_margin.pruning
     # and switching a projected space back to median brings back the median rule's defaults
     back = with_pruning_options(projected, rule="median").pruning
     assert (back.rule, back.margin, back.min_dominators, back.min_dominator_fraction, back.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
