@@ -81,8 +81,9 @@ def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", d
 
 
 def settings_grid(budgets: tuple[str, ...] = ("epochs",)) -> list[PruningSettings]:
-    """The shipped default first, then the count-only rule it replaced, then a spread of the
-    median rule, then the projected rule (its defaults, and a fixed warm-up); each in every
+    """The median rule at its defaults first (the default until 2026-12-02), then the
+    count-only rule it replaced, then a spread of the median rule, then the projected rule
+    (its defaults, the default since, and a fixed warm-up); each in every
     budget (steps only when every replayed trial recorded its steps)."""
     grid = []
     for budget in budgets:

@@ -49,7 +49,7 @@ unpruned baseline study it also replays the **foresight floor**
 (``mtl_search.search.pruning_replay.foresight_floor``): the share of the trials' time a
 pruner that knew where every trial will end would leave, keeping the exact front or losing
 at most 5 %; no rule that stops a trial only when a finished trial ends ahead of it can
-leave less on those trials. Targets: pruned reaches the baseline's final HV within noise in
+leave less on those trials. Targets: the pruned variants reach the baseline's final HV within noise in
 at most half the time; affinity has a higher HV than the baseline after the first ``--early`` trials.
 
 Usage::
@@ -108,7 +108,7 @@ MEDIAN_RULE_VARIANTS = ("pruned", "pruned_epochs", "pruned_half_time")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="independent repetitions (default: 3)")
-    parser.add_argument("--trials", type=int, default=30, help="trial budget of baseline and pruned (default: 30)")
+    parser.add_argument("--trials", type=int, default=30, help="trial budget of baseline and the pruned variants (default: 30)")
     parser.add_argument("--early", type=int, default=20, help="trials after which seeding is judged (default: 20)")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs per trial (default: 8, as the default space)")
     parser.add_argument("--rows", type=int, default=2000, help="synthetic rows (default: 2000)")

@@ -122,6 +122,25 @@ def with_pruning_section(space: Any, **changes: Any) -> Any:
     return space.model_copy(update={"pruning": section})
 
 
+def with_study_pruning(space: Any, study: optuna.Study) -> Any:
+    """``space`` as it prunes a study it continues: the study's rule (:func:`with_study_rule`),
+    then its budget (:func:`with_study_budget`)."""
+    return with_study_budget(with_study_rule(space, study), study)  # in this order: a new rule re-validates the section
+
+
+def with_study_rule(space: Any, study: optuna.Study) -> Any:
+    """``space``, pruning by the rule stored with the study it continues, unless the space
+    file or the command line names a rule: a study keeps its rule when the default changes
+    (median until 2026-12-02, projected since; a study stored before ``pruning.rule``
+    existed was pruned by the median rule). The rule brings its own defaults for the fields
+    the section does not set."""
+    stored = (study.user_attrs.get("mtl_search") or {}).get("space")
+    if stored is None or "rule" in space.pruning.model_fields_set:
+        return space
+    rule = (stored.get("pruning") or {}).get("rule", "median")
+    return space if rule == space.pruning.rule else with_pruning_section(space, rule=rule)
+
+
 def with_study_budget(space: Any, study: optuna.Study) -> Any:
     """``space``, pruning at equal epochs when it continues a study stored before
     ``pruning.budget`` existed (its trials have no step counts to compare), unless the space

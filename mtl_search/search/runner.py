@@ -83,7 +83,7 @@ def run_search(
                      n_startup_trials=settings.startup_trials, shared=shared),
         storage=storage,
     )
-    space = pruning.with_study_budget(space, study)
+    space = pruning.with_study_pruning(space, study)
     affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
     # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
     given_chain = affinity.has_given_chain(space)

@@ -145,11 +145,17 @@ def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli,
     # (a space file's own values staying is tested in tests/search/test_space.py)
     from mtl_search.search.study import load_existing
 
-    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--storage", storage_url, "--study-name", "projected")
+    result = cli("run", *TINY, "--trials", "2", "--storage", storage_url, "--study-name", "default-rule")
     assert result.code == 0, result
-    stored = load_existing("projected", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
+    stored = load_existing("default-rule", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
     assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
         "projected", 0.0, 1, 0.0, 0.125)
+    # the rule before 2026-12-02, with its own defaults
+    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "median", "--storage", storage_url, "--study-name", "median")
+    assert result.code == 0, result
+    stored = load_existing("median", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
+    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
+        "median", 0.05, 2, 0.5, 0.0)
     # a fixed warm-up for the projected rule, from the command line
     result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--prune-warmup-fraction", "0", "--storage", storage_url,
                  "--study-name", "projected-fixed")

@@ -182,7 +182,15 @@ def test_cost_objectives_protect_smaller_networks(storage):
         pruner(large, 4, {"a": {"mse": 5.0}}, {})
 
 
-def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthetic, storage):
+# the prune reason each rule gives here: the projected rule (the default) also names where the curve points
+PERFECT_TRIAL_REASONS = {
+    None: "; projected to epoch 4, still dominated by the final values of 1 (0)",
+    "median": "",
+}
+
+
+@pytest.mark.parametrize("rule", list(PERFECT_TRIAL_REASONS))
+def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthetic, storage, rule):
     from mtl_search.search.runner import SearchSettings, run_search
     from mtl_search.search.space import parse_space
     from mtl_search.search.study import pareto_trials
@@ -191,22 +199,22 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
         "training": {"epochs": 4, "batch_size": 128},
         "families": {"tree": {"depth": 1, "width": 8}},
         "loss_weighting": {"static": {}},
-        "pruning": {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.02, "min_dominators": 1},
+        "pruning": {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.02, "min_dominators": 1, "min_dominator_fraction": 0.0}
+        | ({"rule": rule} if rule else {}),
     })
-    settings = SearchSettings("behind-perfect", n_trials=0, save_artifacts=False)
+    settings = SearchSettings(f"behind-perfect-{rule}", n_trials=0, save_artifacts=False)
     study = run_search(tiny_synthetic, space, settings, storage=storage)
     # one optimiser step per epoch: by any running trial's second epoch it had all four behind it
     perfect = [{"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
-    study = run_search(tiny_synthetic, space, SearchSettings("behind-perfect", n_trials=2, save_artifacts=False), storage=storage)
+    study = run_search(tiny_synthetic, space, SearchSettings(f"behind-perfect-{rule}", n_trials=2, save_artifacts=False), storage=storage)
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == 2
     for trial in pruned:
         history = trial.user_attrs["history"]
         steps = history[-1]["steps"]
-        # the default rule, projected: behind the perfect trial now, and where its curve points too
-        assert trial.user_attrs["prune_reason"] == (f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02); "
-                                                    "projected to epoch 4, still dominated by the final values of 1 (0)")
+        assert trial.user_attrs["prune_reason"] == f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02)" + (
+            PERFECT_TRIAL_REASONS[rule])
         assert [h["epoch"] for h in history] == [1, 2]
         # recorded like a complete trial: each epoch's own values and the epoch kept so far
         assert all({"validation", "train_loss", "kept_epoch"} <= set(h) for h in history)
@@ -216,7 +224,7 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
         assert trial.user_attrs["last_values"]["task1/mse"] == trial.user_attrs["validation"]["task1"]["mse"] > 0
     assert [t.number for t in pareto_trials(study)] == [0]
     # the same search without pruning trains to the end
-    off = run_search(tiny_synthetic, space, SearchSettings("not-pruned", n_trials=1, save_artifacts=False, prune=False), storage=storage)
+    off = run_search(tiny_synthetic, space, SearchSettings(f"not-pruned-{rule}", n_trials=1, save_artifacts=False, prune=False), storage=storage)
     assert off.trials[0].state == optuna.trial.TrialState.COMPLETE
 
 
@@ -295,6 +303,44 @@ def test_references_without_step_counts_do_not_count_for_the_steps_budget(storag
     study = make_study(storage, FINALS)  # histories recorded before step counts
     by_steps = DominatedTrialPruner(OBJECTIVES, dataclasses.replace(SETTINGS, budget="steps"))
     by_steps(running_trial(study), 5, scores(3.0, 0.3), {"steps": 30})  # no references: never pruned
+
+
+def test_a_continued_study_keeps_its_rule_unless_the_space_or_command_line_names_one():
+    from mtl_search.search.pruning import with_pruning_options, with_study_pruning, with_study_rule
+    from mtl_search.search.space import parse_space
+
+    study = optuna.create_study()
+    space = parse_space({"families": {"tree": {}}, "loss_weighting": {"static": {}}})  # names no rule: the default, projected
+    assert with_study_rule(space, study) is space  # nothing stored: a new study
+    # a study stored with the median rule (every space stored since the option names its rule) stays on it, with its defaults
+    study.set_user_attr("mtl_search", {"space": parse_space({"families": {"tree": {}}, "pruning": {"rule": "median"}}).to_data()})
+    kept = with_study_rule(space, study).pruning
+    assert (kept.rule, kept.margin, kept.min_dominators, kept.min_dominator_fraction, kept.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
+    # what the space file sets stays; a rule named by the file or the command line wins
+    tuned = parse_space({"families": {"tree": {}}, "pruning": {"margin": 0.1}})
+    assert (with_study_rule(tuned, study).pruning.rule, with_study_rule(tuned, study).pruning.margin) == ("median", 0.1)
+    assert with_study_rule(with_pruning_options(space, rule="projected"), study).pruning.rule == "projected"
+    # a study stored before the rule and the budget existed: the median rule, at equal epochs
+    study.set_user_attr("mtl_search", {"space": {"pruning": {"warmup_epochs": 2}}})
+    old = with_study_pruning(space, study).pruning
+    assert (old.rule, old.budget, old.min_dominator_fraction) == ("median", "epochs", 0.5)
+    study.set_user_attr("mtl_search", {"space": space.to_data()})  # stored since: as the space says
+    assert with_study_pruning(space, study).pruning == space.pruning
+
+
+def test_a_search_continued_without_a_rule_prunes_by_the_study_s_rule(tiny_synthetic, storage):
+    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.space import parse_space
+
+    section = {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0}
+    base = {"training": {"epochs": 4, "batch_size": 128}, "families": {"tree": {"depth": 1, "width": 8}}, "loss_weighting": {"static": {}}}
+    study = run_search(tiny_synthetic, parse_space(base | {"pruning": section | {"rule": "median"}}), SearchSettings("kept-rule", n_trials=0, save_artifacts=False), storage=storage)
+    perfect = [{"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
+    # continued with a space that names no rule (the default would be projected)
+    study = run_search(tiny_synthetic, parse_space(base | {"pruning": section}), SearchSettings("kept-rule", n_trials=1, save_artifacts=False), storage=storage)
+    reason = study.trials[-1].user_attrs["prune_reason"]
+    assert reason.startswith("dominated at epoch 2") and "projected" not in reason
 
 
 def test_a_study_stored_before_the_budget_option_keeps_pruning_at_equal_epochs():

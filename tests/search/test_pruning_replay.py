@@ -50,7 +50,7 @@ def test_the_steps_budget_replays_references_at_equal_steps():
 
 
 def test_half_of_the_references_keeps_it():
-    # two of six references dominate it: fewer than half, so the default rule lets it finish
+    # two of six references dominate it: fewer than half, so the median rule at its defaults lets it finish
     result = replay_settings(CURVES, PruningSettings(budget="epochs"))
     assert (result.front_stopped, result.epoch_share, result.epsilon) == (0, 1.0, 0.0)
 
