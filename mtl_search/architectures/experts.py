@@ -27,7 +27,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, flat_size
 from mtl_search.errors import UserError
-from mtl_search.search.params import IntParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, IntParam, NonNegativeInt, suggest, suggest_at_least
 
 
 class Gate(nn.Module):
@@ -85,12 +85,12 @@ class GateMonitor:
 class MMoESpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    experts: IntParam = 4
+    experts: Count = 4
     expert_depth: IntParam = 1
-    expert_width: IntParam = 32
+    expert_width: Count = 32
     # 0: the experts read the stem's features directly
-    bottom_depth: IntParam = 0
-    bottom_width: IntParam = 64
+    bottom_depth: NonNegativeInt = 0
+    bottom_width: Count = 64
 
 
 class MMoEBody(Body):
@@ -185,11 +185,11 @@ class PLESpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # 1 level is CGC
-    levels: IntParam = 1
-    shared_experts: IntParam = 2
-    task_experts: IntParam = 1
+    levels: Count = 1
+    shared_experts: NonNegativeInt = 2
+    task_experts: NonNegativeInt = 1
     expert_depth: IntParam = 1
-    expert_width: IntParam = 32
+    expert_width: Count = 32
 
 
 class PLEBody(Body):

@@ -28,19 +28,19 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import BoolParam, FloatParam, IntParam, suggest, suggest_at_least
+from mtl_search.search.params import BoolParam, Count, IntParam, NonNegativeFloat, suggest, suggest_at_least
 from mtl_search.tasks import Task
 
 
 class HierarchySpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    depth: IntParam = 3
-    width: IntParam = 64
+    depth: Count = 3
+    width: Count = 64
     # constant, or {choices: [true, false]} to search it for each task
     feed_upward: BoolParam = True
     prediction_embedding: IntParam = 8
-    successive: FloatParam = 0.0
+    successive: NonNegativeFloat = 0.0
 
 
 class HierarchyBody(Body):

@@ -32,7 +32,7 @@ from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.architectures.cross_stitch import check_fraction, rounded_matrix, near_identity
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatParam, IntParam, StrParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, FloatParam, IntParam, NonNegativeFloat, StrParam, suggest, suggest_at_least
 
 BETA_INITS = ("last", "uniform")
 
@@ -42,9 +42,9 @@ class SluiceSpace(BaseModel):
 
     depth: IntParam = 2
     # rounded up to a multiple of the number of subspaces
-    width: IntParam = 64
-    subspaces: IntParam = 2
-    orthogonality_weight: FloatParam = 0.01
+    width: Count = 64
+    subspaces: Count = 2
+    orthogonality_weight: NonNegativeFloat = 0.01
     alpha_self: FloatParam = 0.9
     beta_init: StrParam = "last"
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import IntParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, suggest, suggest_at_least
 
 Partition = list[list[str]]
 
@@ -28,8 +28,8 @@ Partition = list[list[str]]
 class TreeSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    depth: IntParam = 2
-    width: IntParam = 64
+    depth: Count = 2
+    width: Count = 64
     # one width for every depth, or a separately searched width per depth
     per_depth_width: bool = False
     # partitions: any tree (per depth, each task picks a group label within its parent group);

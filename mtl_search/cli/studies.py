@@ -30,11 +30,13 @@ def main(args: argparse.Namespace) -> int:
         front = len(pareto_trials(study)) if len(study.directions) > 1 else (1 if states[optuna.trial.TrialState.COMPLETE] else 0)
         rows.append([
             summary.study_name, len(trials), states[optuna.trial.TrialState.COMPLETE], states[optuna.trial.TrialState.PRUNED],
-            states[optuna.trial.TrialState.FAIL], states[optuna.trial.TrialState.RUNNING], count_infeasible(trials), front,
+            states[optuna.trial.TrialState.FAIL], states[optuna.trial.TrialState.RUNNING], states[optuna.trial.TrialState.WAITING],
+            count_infeasible(trials), front,
             ", ".join(study.metric_names or []),
         ])
     if not rows:
         print("no studies yet (mtl-search run creates one)")
         return 0
-    print_rows_table("studies", ["study", "trials", "complete", "pruned", "failed", "running", "infeasible", "front", "objectives"], rows)
+    # waiting: enqueued and not started yet (affinity seeding's trees, the rest of an interrupted run's queue)
+    print_rows_table("studies", ["study", "trials", "complete", "pruned", "failed", "running", "waiting", "infeasible", "front", "objectives"], rows)
     return 0

@@ -82,7 +82,7 @@ def primary_index(objectives: list[Objective], task: str, rule: str) -> int:
     for index, objective in enumerate(objectives):
         if objective.task == task:
             return index
-    tasks = ", ".join(dict.fromkeys(o.task for o in objectives))
+    tasks = ", ".join(dict.fromkeys(o.task for o in objectives if o.task))  # cost objectives belong to no task
     raise UserError(f"--pick {rule}: no task {task!r} in this study (tasks: {tasks})")
 
 

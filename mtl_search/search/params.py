@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, model_validator
 
 
 class _Strict(BaseModel):
@@ -101,6 +101,39 @@ IntParam = _param(int, IntRange, IntChoice)
 FloatParam = _param(float, FloatRange, FloatChoice)
 StrParam = _param(str, None, StrChoice)
 BoolParam = _param(bool, None, BoolChoice)
+
+
+def extremes(param: Any) -> list[Any]:
+    """The values that decide whether every value ``param`` can take is in bounds: a
+    range's ends, every choice, or the constant."""
+    if isinstance(param, (IntRange, FloatRange)):
+        return [param.low, param.high]
+    if isinstance(param, (IntChoice, FloatChoice)):
+        return list(param.choices)
+    return [param]
+
+
+def _within(*, minimum: float | None = None, above: float | None = None, below: float | None = None) -> AfterValidator:
+    """A check, at load time, that every value a numeric parameter can take is in bounds:
+    a width of 0 or a negative learning rate would otherwise train (or fail) trial after trial."""
+    def check(param: Any) -> Any:
+        for value in extremes(param):
+            if minimum is not None and value < minimum:
+                raise ValueError(f"must be at least {minimum:g}, got {value:g}")
+            if above is not None and value <= above:
+                raise ValueError(f"must be more than {above:g}, got {value:g}")
+            if below is not None and value >= below:
+                raise ValueError(f"must be less than {below:g}, got {value:g}")
+        return param
+    return AfterValidator(check)
+
+
+# numeric parameters with bounds every value must keep (see _within)
+Count = Annotated[IntParam, _within(minimum=1)]  # widths, experts, epochs, batch sizes, depths that need a layer
+NonNegativeInt = Annotated[IntParam, _within(minimum=0)]  # depths where 0 means "none"
+PositiveFloat = Annotated[FloatParam, _within(above=0)]  # learning rates
+NonNegativeFloat = Annotated[FloatParam, _within(minimum=0)]  # weight decay, penalty weights
+Probability = Annotated[FloatParam, _within(minimum=0, below=1)]  # dropout
 
 
 def suggest(trial: Any, name: str, param: Any) -> Any:

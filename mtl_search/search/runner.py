@@ -71,6 +71,8 @@ def run_search(
     or the storage is a database server; processes that call this on one SQLite file with
     their own budgets do not see each other's running trials.
     """
+    if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
+        space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
     affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mtl_search.architectures import get_family
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatParam, FloatRange, IntParam, StrParam, suggest
+from mtl_search.search.params import Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam, suggest
 from mtl_search.weighting import get_method
 
 SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
@@ -42,10 +42,10 @@ class _Strict(BaseModel):
 
 
 class TrainingSpace(_Strict):
-    epochs: IntParam = 10
-    learning_rate: FloatParam = FloatRange(low=1e-3, high=1e-2, log=True)
-    batch_size: IntParam = 256
-    weight_decay: FloatParam = 0.0
+    epochs: Count = 10
+    learning_rate: PositiveFloat = FloatRange(low=1e-3, high=1e-2, log=True)
+    batch_size: Count = 256
+    weight_decay: NonNegativeFloat = 0.0
     optimizer: StrParam = "adam"
     # which weights a trial returns: the epoch with the lowest geometric mean of its tasks'
     # validation losses ("best"), or the last epoch's ("last"); a policy, not searched
@@ -57,20 +57,20 @@ class BlockSpace(_Strict):
     type: Literal["auto", "mlp", "conv"] = "auto"
     norm: StrParam = "none"
     activation: StrParam = "relu"
-    dropout: FloatParam = 0.0
+    dropout: Probability = 0.0
 
 
 class TowerSpace(_Strict):
-    depth: IntParam = 1
-    width: IntParam = 16
+    depth: NonNegativeInt = 1  # 0: a linear head
+    width: Count = 16
 
 
 class StemSpace(_Strict):
     # width of each categorical column's embedding; None: a rule of thumb per column
-    embedding_dim: IntParam | None = None
+    embedding_dim: Count | None = None
     # sequence inputs (the "sequence" stem): gru, lstm or attention, and the encoder's width
     sequence_encoder: StrParam | None = None
-    sequence_width: IntParam | None = None
+    sequence_width: Count | None = None
 
     @field_validator("sequence_encoder")
     @classmethod
@@ -86,8 +86,8 @@ class StemSpace(_Strict):
 class RelationshipSpace(_Strict):
     # weight of the matrix-normal prior's trace term on the towers (0: off); ridge keeps the
     # task covariance well conditioned (see mtl_search/architectures/relationship.py)
-    weight: FloatParam
-    ridge: FloatParam = 0.1
+    weight: NonNegativeFloat
+    ridge: PositiveFloat = 0.1
 
 
 class ObjectivesSpace(_Strict):

@@ -174,12 +174,32 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         if before != now:
             raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
                             f"set training.checkpoint: {before} in the space file, or use another --study-name")
+        # one front must not mix trials trained for different lengths either (unless the space searches the length)
+        now_epochs = (space.get("training") or {}).get("epochs")
+        trained = _trained_epochs(study)
+        if isinstance(now_epochs, int) and trained is not None and trained != now_epochs:
+            raise UserError(f"study {name!r} trained its trials for {trained} epochs and this run would train {now_epochs}; "
+                            f"pass --epochs {trained}, or use another --study-name")
         # tree.split_{d} are positions along the chain: another chain would change what they mean
         chain_before = ((stored["space"].get("families") or {}).get("tree") or {}).get("chain")
         chain_now = ((space.get("families") or {}).get("tree") or {}).get("chain")
         if chain_before is not None and chain_now is not None and chain_before != chain_now:
             raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
                             f"or another --study-name")
+
+
+def _trained_epochs(study: optuna.Study) -> int | None:
+    """The epochs the study's trials were planned to train, when that was one number (from
+    the first trial that recorded its candidate); None for a study without such a trial or
+    one whose space searched the number of epochs."""
+    stored = ((study.user_attrs.get(STUDY_ATTR) or {}).get("space") or {}).get("training") or {}
+    if "epochs" in stored and not isinstance(stored["epochs"], int):
+        return None  # searched: trials differ by design
+    for trial in study.get_trials(deepcopy=False):
+        epochs = ((trial.user_attrs.get("candidate") or {}).get("training") or {}).get("epochs")
+        if isinstance(epochs, int):
+            return epochs
+    return None
 
 
 def _describe_data(description: dict[str, Any] | None) -> str:
@@ -195,7 +215,8 @@ def load_existing(name: str, storage_url: str | None) -> optuna.Study:
     storage = open_storage(storage_url, heartbeat=False, create=False)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
-        known = ", ".join(sorted(names)[:10]) or "none"
+        shown = sorted(names)[:10]
+        known = (", ".join(shown) + (f", ... ({len(names)} in all; mtl-search studies lists them)" if len(names) > len(shown) else "")) or "none"
         raise UserError(f"study {name!r} not found in {storage.url if hasattr(storage, 'url') else 'the storage'} (studies there: {known})")
     return optuna.load_study(study_name=name, storage=storage)
 

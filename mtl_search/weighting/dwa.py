@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatParam, suggest
+from mtl_search.search.params import PositiveFloat, suggest
 from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import LossWeighting, check_smallest, combine
 
@@ -70,7 +70,7 @@ class DWASpace(BaseModel):
     """``temperature`` T: a constant (the paper uses 2), a range or choices."""
 
     model_config = ConfigDict(extra="forbid")
-    temperature: FloatParam = 2.0
+    temperature: PositiveFloat = 2.0
 
     @field_validator("temperature")
     @classmethod

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatParam, FloatRange, suggest
+from mtl_search.search.params import FloatRange, NonNegativeFloat, PositiveFloat, suggest
 from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest
 
@@ -121,8 +121,8 @@ class GradNormSpace(BaseModel):
     """``alpha`` (searched over [0, 3] unless given) and ``weight_learning_rate``."""
 
     model_config = ConfigDict(extra="forbid")
-    alpha: FloatParam = FloatRange(low=0.0, high=3.0)
-    weight_learning_rate: FloatParam = 0.025
+    alpha: NonNegativeFloat = FloatRange(low=0.0, high=3.0)
+    weight_learning_rate: PositiveFloat = 0.025
 
     @field_validator("alpha")
     @classmethod

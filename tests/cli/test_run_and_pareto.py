@@ -44,6 +44,18 @@ def test_continuing_with_other_data_is_refused(cli, storage_url):
     assert_one_line_error(result, "study 'd' was made with other data")
 
 
+def test_epochs_from_the_command_line_are_stored_and_kept_when_continuing(cli, storage_url):
+    """--epochs is what the trials train, so it is what the study stores (and its report
+    shows); a front must not mix trials trained for different lengths."""
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "e", *QUICK).code == 0  # --epochs 2
+    study = optuna.load_study(study_name="e", storage=storage_url)
+    assert study.user_attrs["mtl_search"]["space"]["training"]["epochs"] == 2
+    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "e", *QUICK, "--epochs", "3")
+    assert_one_line_error(result, "study 'e' trained its trials for 2 epochs and this run would train 3", "--epochs 2")
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "e", *QUICK).code == 0
+    assert len(optuna.load_study(study_name="e", storage=storage_url).trials) == 2
+
+
 def test_continuing_with_another_checkpoint_policy_is_refused(cli, storage_url, tmp_path):
     """A front of last-epoch values must not fill up with best-epoch ones (studies made before
     training.checkpoint existed kept the last epoch)."""
@@ -113,10 +125,33 @@ def test_pareto_formats(cli, finished_study, tmp_path):
     assert "Pareto front" in text and "plotly" in text.lower()
 
 
-def test_studies_lists_counts_and_front_size(cli, finished_study):
+def test_a_reader_that_goes_away_ends_the_output_quietly(finished_study):
+    # `mtl-search pareto f | head -1`: no traceback when head closes the pipe
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    writer = subprocess.run([sys.executable, "-m", "mtl_search", "pareto", "f", "--storage", finished_study],
+                            stdout=reader.stdin, stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "COLUMNS": "60"})
+    reader.stdin.close()
+    reader.wait()
+    assert "Traceback" not in writer.stderr and "BrokenPipeError" not in writer.stderr, writer.stderr
+    assert writer.returncode in (0, 141)
+
+
+def test_studies_lists_counts_and_front_size(cli, finished_study, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per row
+    study = optuna.load_study(study_name="f", storage=finished_study)
+    study.enqueue_trial({"family": "tree"})  # waiting, as affinity seeding's trees are before they run
     result = cli("studies", "--storage", finished_study)
     assert result.code == 0
-    assert "f" in result.out and "4" in result.out
+    header = next(line for line in result.out.splitlines() if "study" in line and "waiting" in line)
+    row = next(line for line in result.out.splitlines() if line.strip("│┃ ").startswith("f "))
+    cells = dict(zip([c.strip() for c in header.split("┃") if c.strip()], [c.strip() for c in row.split("│") if c.strip()]))
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert cells["trials"] == str(len(states)) and cells["waiting"] == "1"
+    assert cells["complete"] == str(states.count(optuna.trial.TrialState.COMPLETE))
+    assert cells["front"] == str(len(study.best_trials))
 
 
 def test_bad_space_file_is_one_line(cli, storage_url, tmp_path):

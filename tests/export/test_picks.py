@@ -58,6 +58,16 @@ def test_bad_rules_name_the_problem(rule, fragment):
         pick_trial(constructed_study(), rule)
 
 
+def test_an_unknown_task_lists_the_tasks_and_no_cost_objective():
+    from mtl_search.export.picks import primary_index
+    from mtl_search.search.study import Objective
+
+    objectives = [Objective(**o) for o in OBJECTIVES] + [Objective("", "params", "minimize", kind="cost")]
+    with pytest.raises(UserError) as error:
+        primary_index(objectives, "nope", "best:nope")
+    assert str(error.value).endswith("(tasks: ctr, price)")
+
+
 def test_failed_and_pruned_trials_are_refused():
     study = constructed_study()
     assert find_trial(study, 3).number == 3  # dominated but complete: fine

@@ -42,6 +42,15 @@ def write(tmp_path: Path, text: str) -> Path:
         ("families: [tree\n", "not valid YAML at line"),
         ("- just\n- a list\n", "mapping of sections"),
         ("families: {tree: {}}\npruning: {rule: mean}\n", "key pruning.rule: Input should be 'median' or 'projected'"),
+        # numbers out of bounds, caught before any trial trains (a batch of -5 or a learning rate of 0 "trained" untrained networks)
+        ("families: {tree: {}}\ntraining: {batch_size: -5}\n", "key training.batch_size: must be at least 1, got -5"),
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.0, high: 0.01}}\n", "key training.learning_rate: must be more than 0, got 0"),
+        ("families: {tree: {}}\ntraining: {epochs: 0}\n", "key training.epochs: must be at least 1, got 0"),
+        ("families: {tree: {}}\nblock: {dropout: {choices: [0.1, 1.5]}}\n", "key block.dropout: must be less than 1, got 1.5"),
+        ("families: {tree: {}}\ntower: {width: 0}\n", "key tower.width: must be at least 1, got 0"),
+        ("families: {mmoe: {experts: 0}}\n", "key families.mmoe.experts: must be at least 1, got 0"),
+        ("families: {ple: {expert_width: {low: 0, high: 8}}}\n", "key families.ple.expert_width: must be at least 1, got 0"),
+        ("families: {tree: {}}\nloss_weighting: {dwa: {temperature: 0}}\n", "key loss_weighting.dwa.temperature: must be more than 0, got 0"),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):

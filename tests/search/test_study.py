@@ -55,3 +55,17 @@ def test_a_process_alone_samples_without_the_constant_liar_and_workers_with_it(t
 def test_only_a_database_server_is_shared_by_other_machines(tmp_path):
     assert not is_database_server(open_storage(f"sqlite:///{tmp_path / 'one.db'}", heartbeat=False))
     assert not is_database_server(optuna.storages.InMemoryStorage())
+
+
+def test_an_unknown_study_lists_the_first_ten_and_says_there_are_more(tmp_path):
+    from mtl_search.errors import UserError
+    from mtl_search.search.study import load_existing
+
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    for index in range(12):
+        optuna.create_study(study_name=f"s{index:02d}", storage=url)
+    with pytest.raises(UserError) as error:
+        load_existing("nope", url)
+    message = str(error.value)
+    assert "s00, s01" in message and "s09" in message and "s10" not in message
+    assert message.endswith("... (12 in all; mtl-search studies lists them))")
