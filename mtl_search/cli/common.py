@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -38,8 +40,14 @@ def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return result
 
 
+# width of tables written to a pipe or a log file ($COLUMNS still wins): rich's 80 columns
+# folded study names and headers mid-word
+PIPED_WIDTH = 200
+
+
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(highlight=False, soft_wrap=False, width=PIPED_WIDTH if piped else None)
 
 
 def format_value(value: Any) -> str:
