@@ -53,9 +53,12 @@ def print_front(study: optuna.Study) -> None:
         return
     names = [o.name for o in objectives]
     arrows = [f"{n} {'↑' if o.direction == 'maximize' else '↓'}" for n, o in zip(names, objectives)]
-    table_rows = [[row["number"], *objective_cells(row, objectives), row["n_params"], _kept(row), _with_learned(row)] for row in rows]
+    # with parameter count as an objective, its column already shows it
+    params = [] if any(o.kind == "cost" and o.metric == "params" for o in objectives) else ["params"]
+    table_rows = [[row["number"], *objective_cells(row, objectives), *([row["n_params"]] if params else []), _kept(row), _with_learned(row)]
+                  for row in rows]
     print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
-                     ["trial", *arrows, "params", "epoch", "architecture"], table_rows)
+                     ["trial", *arrows, *params, "epoch", "architecture"], table_rows)
     print_search_summary(study)
 
 

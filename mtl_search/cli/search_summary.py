@@ -47,7 +47,7 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     repeats = sum(t.state == states.COMPLETE and t.user_attrs.get("repeat_of") is not None for t in trials)
     lines = [
         f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete"
-        + (f" ({repeats} repeated an earlier candidate and were not trained again)" if repeats else "")
+        + (f" ({repeats} repeated an earlier candidate and {'was' if repeats == 1 else 'were'} not trained again)" if repeats else "")
         + f", {len(pruned)} pruned "
         f"({len(saved)} dominated early), {infeasible} infeasible (over a hard limit), "
         f"{sum(t.state == states.FAIL for t in trials)} failed"

@@ -75,6 +75,9 @@ class MultiTaskData:
         raise KeyError(name)
 
 
+# how an option's expected value is named in errors ("a int" read badly)
+EXPECTED_VALUE = {int: "a whole number", float: "a number", list: "numbers separated by commas", tuple: "numbers separated by commas"}
+
 def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Typed ``--data-option`` values: each default's type decides how its string is read.
 
@@ -102,7 +105,7 @@ def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]
             else:
                 parsed[key] = raw
         except ValueError:
-            raise UserError(f"--data-option {key}={raw}: expected a {type(default).__name__}") from None
+            raise UserError(f"--data-option {key}={raw}: expected {EXPECTED_VALUE.get(type(default), type(default).__name__)}") from None
     return parsed
 
 

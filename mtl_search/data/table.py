@@ -230,6 +230,7 @@ def make_table_data(
         raise UserError(f"--data-option rows={rows}: must be 0 (every row) or positive")
     _check_columns(frame, [t.column for t in targets], where, "task column")
     _check_columns(frame, list(numeric) + list(categorical) + list(features or []), where, "declared column")
+    _check_columns(frame, list(ignore), where, "ignored column")  # a misspelt identifier would otherwise become a feature
     both = set(numeric) & set(categorical)
     if both:
         raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")

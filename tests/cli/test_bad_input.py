@@ -52,7 +52,7 @@ ROWS = [
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/bad_range.yaml"], ["depth"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data", "nowhere"], ["--data", "'nowhere'"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "colour=blue"], ["colour"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "rows=lots"], ["rows"]),
+    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "rows=lots"], ["rows=lots", "expected a whole number"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "novalue"], ["--data-option", "KEY=VALUE"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data", "table", "--data-file", "{tmp}/missing.csv", "--task", "y:binary"], ["missing.csv"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-file", "{tmp}/python_tag.yaml", "--task", "y:binary"], ["python_tag.yaml"]),

@@ -139,6 +139,12 @@ def test_task_column_absent(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv, "--task", "income:binary"), "customers.csv", "'income' not found")
 
 
+def test_an_ignored_column_must_exist(run_table, customers_csv):
+    # a misspelt identifier column would otherwise be kept as a feature
+    assert_one_line_error(run_table(customers_csv, "--task", "churn:binary", "--data-option", "ignore=nosuch"), "customers.csv",
+                          "ignored column 'nosuch' not found")
+
+
 def test_unknown_task_kind(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv, "--task", "churn:ordinal"), "churn", "unknown kind 'ordinal'")
 
