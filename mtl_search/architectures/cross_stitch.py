@@ -22,7 +22,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, FloatParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, Share, suggest, suggest_at_least
 
 
 def near_identity(size: int, self_weight: float) -> torch.Tensor:
@@ -46,7 +46,7 @@ class CrossStitchSpace(BaseModel):
     width: Count = 64
     # every_layer: a unit after each layer but the last; searched: a yes/no per layer
     units: Literal["every_layer", "searched"] = "searched"
-    alpha_self: FloatParam = 0.9
+    alpha_self: Share = 0.9
 
 
 class CrossStitchBody(Body):

@@ -21,13 +21,13 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, flat_size
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, IntParam, NonNegativeInt, suggest, suggest_at_least
+from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest, suggest_at_least
 
 
 class Gate(nn.Module):
@@ -86,7 +86,7 @@ class MMoESpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     experts: Count = 4
-    expert_depth: IntParam = 1
+    expert_depth: Count = 1
     expert_width: Count = 32
     # 0: the experts read the stem's features directly
     bottom_depth: NonNegativeInt = 0
@@ -188,8 +188,15 @@ class PLESpace(BaseModel):
     levels: Count = 1
     shared_experts: NonNegativeInt = 2
     task_experts: NonNegativeInt = 1
-    expert_depth: IntParam = 1
+    expert_depth: Count = 1
     expert_width: Count = 32
+
+    @model_validator(mode="after")
+    def _some_expert(self) -> "PLESpace":
+        # every task's gate needs at least one expert to mix, whatever the sampler draws
+        if min(extremes(self.shared_experts)) + min(extremes(self.task_experts)) < 1:
+            raise ValueError("shared_experts and task_experts can both be 0: a task would have no expert")
+        return self
 
 
 class PLEBody(Body):

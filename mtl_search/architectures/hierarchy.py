@@ -28,7 +28,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import BoolParam, Count, IntParam, NonNegativeFloat, suggest, suggest_at_least
+from mtl_search.search.params import BoolParam, Count, NonNegativeFloat, suggest, suggest_at_least
 from mtl_search.tasks import Task
 
 
@@ -39,7 +39,7 @@ class HierarchySpace(BaseModel):
     width: Count = 64
     # constant, or {choices: [true, false]} to search it for each task
     feed_upward: BoolParam = True
-    prediction_embedding: IntParam = 8
+    prediction_embedding: Count = 8
     successive: NonNegativeFloat = 0.0
 
 

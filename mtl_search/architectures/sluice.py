@@ -32,7 +32,7 @@ from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.architectures.cross_stitch import check_fraction, rounded_matrix, near_identity
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, FloatParam, IntParam, NonNegativeFloat, StrParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, suggest, suggest_at_least
 
 BETA_INITS = ("last", "uniform")
 
@@ -40,12 +40,12 @@ BETA_INITS = ("last", "uniform")
 class SluiceSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    depth: IntParam = 2
+    depth: Count = 2
     # rounded up to a multiple of the number of subspaces
     width: Count = 64
     subspaces: Count = 2
     orthogonality_weight: NonNegativeFloat = 0.01
-    alpha_self: FloatParam = 0.9
+    alpha_self: Share = 0.9
     beta_init: StrParam = "last"
 
 

@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, so that a reader gone by now is handled below, not at exit
+        return code
     except UserError as error:
         if args.debug:
             raise
@@ -62,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtl-search {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        if args.debug:
+            raise
         # the reader went away (`mtl-search pareto STUDY | head`): stop quietly, as Unix tools do;
         # stdout goes to /dev/null so that the interpreter's final flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

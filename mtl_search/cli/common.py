@@ -45,13 +45,20 @@ def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
 PIPED_WIDTH = 200
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError  # rich would exit with 1; the CLI ends quietly with 141 (cli/__init__.py)
+
+
 def console() -> Console:
     piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
-    return Console(highlight=False, soft_wrap=False, width=PIPED_WIDTH if piped else None)
+    return _Console(highlight=False, soft_wrap=False, width=PIPED_WIDTH if piped else None)
 
 
 def format_value(value: Any) -> str:
     if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1e4:  # a count stored as a float (the params objective): every digit
+            return str(int(value))
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
 

@@ -113,7 +113,7 @@ def extremes(param: Any) -> list[Any]:
     return [param]
 
 
-def _within(*, minimum: float | None = None, above: float | None = None, below: float | None = None) -> AfterValidator:
+def _within(*, minimum: float | None = None, above: float | None = None, below: float | None = None, maximum: float | None = None) -> AfterValidator:
     """A check, at load time, that every value a numeric parameter can take is in bounds:
     a width of 0 or a negative learning rate would otherwise train (or fail) trial after trial."""
     def check(param: Any) -> Any:
@@ -124,6 +124,8 @@ def _within(*, minimum: float | None = None, above: float | None = None, below: 
                 raise ValueError(f"must be more than {above:g}, got {value:g}")
             if below is not None and value >= below:
                 raise ValueError(f"must be less than {below:g}, got {value:g}")
+            if maximum is not None and value > maximum:
+                raise ValueError(f"must be at most {maximum:g}, got {value:g}")
         return param
     return AfterValidator(check)
 
@@ -134,6 +136,7 @@ NonNegativeInt = Annotated[IntParam, _within(minimum=0)]  # depths where 0 means
 PositiveFloat = Annotated[FloatParam, _within(above=0)]  # learning rates
 NonNegativeFloat = Annotated[FloatParam, _within(minimum=0)]  # weight decay, penalty weights
 Probability = Annotated[FloatParam, _within(minimum=0, below=1)]  # dropout
+Share = Annotated[FloatParam, _within(minimum=0, maximum=1)]  # mixing weights such as alpha_self
 
 
 def suggest(trial: Any, name: str, param: Any) -> Any:

@@ -175,11 +175,9 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
             raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
                             f"set training.checkpoint: {before} in the space file, or use another --study-name")
         # one front must not mix trials trained for different lengths either (unless the space searches the length)
-        now_epochs = (space.get("training") or {}).get("epochs")
-        trained = _trained_epochs(study)
-        if isinstance(now_epochs, int) and trained is not None and trained != now_epochs:
-            raise UserError(f"study {name!r} trained its trials for {trained} epochs and this run would train {now_epochs}; "
-                            f"pass --epochs {trained}, or use another --study-name")
+        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"), (stored["space"].get("training") or {}).get("epochs"))
+        if epochs_problem:
+            raise UserError(f"study {name!r} {epochs_problem}, or use another --study-name")
         # tree.split_{d} are positions along the chain: another chain would change what they mean
         chain_before = ((stored["space"].get("families") or {}).get("tree") or {}).get("chain")
         chain_now = ((space.get("families") or {}).get("tree") or {}).get("chain")
@@ -188,17 +186,22 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
                             f"or another --study-name")
 
 
-def _trained_epochs(study: optuna.Study) -> int | None:
-    """The epochs the study's trials were planned to train, when that was one number (from
-    the first trial that recorded its candidate); None for a study without such a trial or
-    one whose space searched the number of epochs."""
-    stored = ((study.user_attrs.get(STUDY_ATTR) or {}).get("space") or {}).get("training") or {}
-    if "epochs" in stored and not isinstance(stored["epochs"], int):
-        return None  # searched: trials differ by design
-    for trial in study.get_trials(deepcopy=False):
-        epochs = ((trial.user_attrs.get("candidate") or {}).get("training") or {}).get("epochs")
-        if isinstance(epochs, int):
-            return epochs
+def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
+    """What is wrong with continuing ``study`` with training epochs ``now`` (a number, or a
+    searched range or choice as stored), or None. The truth is what the trials trained (a
+    study made before ``--epochs`` was stored holds the space file's value); a study with
+    no trained trial yet is held to its stored number, so that two machines starting it
+    together agree."""
+    trained = sorted({epochs for trial in study.get_trials(deepcopy=False)
+                      if isinstance(epochs := ((trial.user_attrs.get("candidate") or {}).get("training") or {}).get("epochs"), int)})
+    if not trained:
+        trained = [stored] if isinstance(stored, int) else []
+    if len(trained) != 1:
+        return None  # nothing trained yet, or a study that searched the number of epochs
+    if isinstance(now, int) and now != trained[0]:
+        return f"trained its trials for {trained[0]} epochs and this run would train {now}; pass --epochs {trained[0]}"
+    if now is not None and not isinstance(now, int) and isinstance(stored, int):  # a constant study, continued with a searched length
+        return f"trained its trials for {trained[0]} epochs and this space searches training.epochs; pass --epochs {trained[0]}"
     return None
 
 

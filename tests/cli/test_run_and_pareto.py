@@ -56,6 +56,30 @@ def test_epochs_from_the_command_line_are_stored_and_kept_when_continuing(cli, s
     assert len(optuna.load_study(study_name="e", storage=storage_url).trials) == 2
 
 
+def test_a_continued_study_and_its_space_agree_on_searching_the_epochs(cli, storage_url, tmp_path):
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text("training: {epochs: 2}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    searched = tmp_path / "searched.yaml"
+    searched.write_text(fixed.read_text().replace("epochs: 2", "epochs: {choices: [1, 2]}"))
+    quick = [a for a in QUICK if a not in ("--epochs", "2")]  # the space files say
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(fixed)).code == 0
+    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(searched))
+    assert_one_line_error(result, "study 'fixed' trained its trials for 2 epochs and this space searches training.epochs")
+    # a study that searches its epochs goes on searching them
+    assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "searched", *quick, "--space", str(searched)).code == 0
+    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "searched", *quick, "--space", str(searched)).code == 0
+    # a study with no trained trial yet is held to its stored number (two machines starting it together agree)
+    from mtl_search.data.synthetic import make_synthetic
+    from mtl_search.errors import UserError
+    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.space import load_space
+
+    data, space = make_synthetic(rows=300, dim=8), load_space(fixed)
+    run_search(data, space, SearchSettings("empty", storage=storage_url, n_trials=0, save_artifacts=False))
+    with pytest.raises(UserError, match="study 'empty' trained its trials for 2 epochs and this run would train 3"):
+        run_search(data, space, SearchSettings("empty", storage=storage_url, n_trials=1, epochs=3, save_artifacts=False))
+
+
 def test_continuing_with_another_checkpoint_policy_is_refused(cli, storage_url, tmp_path):
     """A front of last-epoch values must not fill up with best-epoch ones (studies made before
     training.checkpoint existed kept the last epoch)."""
@@ -125,18 +149,24 @@ def test_pareto_formats(cli, finished_study, tmp_path):
     assert "Pareto front" in text and "plotly" in text.lower()
 
 
-def test_a_reader_that_goes_away_ends_the_output_quietly(finished_study):
-    # `mtl-search pareto f | head -1`: no traceback when head closes the pipe
+@pytest.mark.parametrize("output", [[], ["--format", "json"], ["--format", "csv"]])
+def test_a_reader_that_goes_away_ends_the_output_quietly(finished_study, output):
+    # `mtl-search pareto f | head -c 1`: no traceback or error when head closes the pipe, whether
+    # the table (rich) or plain prints hit it, buffered as in a normal shell
+    import os
     import subprocess
     import sys
 
-    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    writer = subprocess.run([sys.executable, "-m", "mtl_search", "pareto", "f", "--storage", finished_study],
-                            stdout=reader.stdin, stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "COLUMNS": "60"})
-    reader.stdin.close()
-    reader.wait()
-    assert "Traceback" not in writer.stderr and "BrokenPipeError" not in writer.stderr, writer.stderr
-    assert writer.returncode in (0, 141)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"COLUMNS": "60"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: every write fails
+    try:
+        writer = subprocess.run([sys.executable, "-m", "mtl_search", "pareto", "f", "--storage", finished_study, *output],
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        os.close(write_end)
+    assert writer.stderr == "", writer.stderr
+    assert writer.returncode == 141
 
 
 def test_studies_lists_counts_and_front_size(cli, finished_study, monkeypatch):

@@ -51,6 +51,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ("families: {mmoe: {experts: 0}}\n", "key families.mmoe.experts: must be at least 1, got 0"),
         ("families: {ple: {expert_width: {low: 0, high: 8}}}\n", "key families.ple.expert_width: must be at least 1, got 0"),
         ("families: {tree: {}}\nloss_weighting: {dwa: {temperature: 0}}\n", "key loss_weighting.dwa.temperature: must be more than 0, got 0"),
+        ("families: {mmoe: {expert_depth: {choices: [0, 1]}}}\n", "key families.mmoe.expert_depth: must be at least 1, got 0"),
+        ("families: {cross_stitch: {alpha_self: 1.2}}\n", "key families.cross_stitch.alpha_self: must be at most 1, got 1.2"),
+        ("families: {ple: {shared_experts: {low: 0, high: 2}, task_experts: 0}}\n", "key families.ple: shared_experts and task_experts can both be 0"),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):
