@@ -22,7 +22,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, Share, suggest, suggest_at_least
+from mtl_search.search.params import Count, Share, suggest
 
 
 def near_identity(size: int, self_weight: float) -> torch.Tensor:
@@ -97,7 +97,7 @@ class CrossStitchFamily:
         return CrossStitchSpace
 
     def sample(self, trial: Any, section: CrossStitchSpace, task_names: Sequence[str]) -> dict[str, Any]:
-        depth = suggest_at_least(trial, "cross_stitch.depth", section.depth, 1)
+        depth = suggest(trial, "cross_stitch.depth", section.depth)
         width = suggest(trial, "cross_stitch.width", section.width)
         if section.units == "every_layer":
             units = list(range(depth - 1))

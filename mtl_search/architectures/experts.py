@@ -27,7 +27,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, flat_size
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest, suggest_at_least
+from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest
 
 
 class Gate(nn.Module):
@@ -156,7 +156,7 @@ class MMoEFamily:
         return MMoESpace
 
     def sample(self, trial: Any, section: MMoESpace, task_names: Sequence[str]) -> dict[str, Any]:
-        experts = suggest_at_least(trial, "mmoe.experts", section.experts, 1)
+        experts = suggest(trial, "mmoe.experts", section.experts)
         return {
             "experts": experts,
             "expert_widths": _widths(trial, "mmoe.expert", section.expert_depth, section.expert_width, 1),

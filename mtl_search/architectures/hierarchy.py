@@ -28,7 +28,7 @@ from torch import nn
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import BoolParam, Count, NonNegativeFloat, suggest, suggest_at_least
+from mtl_search.search.params import BoolParam, Count, NonNegativeFloat, suggest
 from mtl_search.tasks import Task
 
 
@@ -175,7 +175,7 @@ class HierarchyFamily:
         return HierarchySpace
 
     def sample(self, trial: Any, section: HierarchySpace, task_names: Sequence[str]) -> dict[str, Any]:
-        depth = suggest_at_least(trial, "hierarchy.depth", section.depth, 1)
+        depth = suggest(trial, "hierarchy.depth", section.depth)
         width = suggest(trial, "hierarchy.width", section.width)
         return {
             "widths": [width] * depth,

@@ -32,7 +32,7 @@ from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.architectures.cross_stitch import check_fraction, rounded_matrix, near_identity
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, suggest, suggest_at_least
+from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, suggest
 
 BETA_INITS = ("last", "uniform")
 
@@ -170,7 +170,7 @@ class SluiceFamily:
         return SluiceSpace
 
     def sample(self, trial: Any, section: SluiceSpace, task_names: Sequence[str]) -> dict[str, Any]:
-        subspaces = suggest_at_least(trial, "sluice.subspaces", section.subspaces, 1)
+        subspaces = suggest(trial, "sluice.subspaces", section.subspaces)
         spec = {
             "depth": suggest(trial, "sluice.depth", section.depth),
             "width": round_up(suggest(trial, "sluice.width", section.width), subspaces),

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, suggest, suggest_at_least
+from mtl_search.search.params import Count, suggest
 
 Partition = list[list[str]]
 
@@ -159,7 +159,7 @@ class TreeFamily:
         return TreeSpace
 
     def sample(self, trial: Any, section: TreeSpace, task_names: Sequence[str]) -> dict[str, Any]:
-        depth = suggest_at_least(trial, "tree.depth", section.depth, 1)
+        depth = suggest(trial, "tree.depth", section.depth)
         if section.per_depth_width:
             widths = [suggest(trial, f"tree.width_{d}", section.width) for d in range(depth)]
         else:

@@ -78,6 +78,7 @@ class MultiTaskData:
 # how an option's expected value is named in errors ("a int" read badly)
 EXPECTED_VALUE = {int: "a whole number", float: "a number", list: "numbers separated by commas", tuple: "numbers separated by commas"}
 
+
 def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """Typed ``--data-option`` values: each default's type decides how its string is read.
 

@@ -152,16 +152,6 @@ def suggest(trial: Any, name: str, param: Any) -> Any:
     return param
 
 
-def suggest_at_least(trial: Any, name: str, param: Any, minimum: int) -> int:
-    """:func:`suggest` for a count that must reach ``minimum`` (a space may give 0 by mistake)."""
-    from mtl_search.errors import UserError
-
-    value = suggest(trial, name, param)
-    if value < minimum:
-        raise UserError(f"{name}: must be at least {minimum}, got {value}")
-    return value
-
-
 def grid_values(param: Any) -> list[Any]:
     """Every value a parameter can take when it is finite (for grid search); ranges of ints expand."""
     if isinstance(param, IntRange):

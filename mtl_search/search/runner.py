@@ -95,7 +95,7 @@ def run_search(
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(
-        data, space, objectives, seed=settings.seed, epochs=settings.epochs, device=settings.device,
+        data, space, objectives, seed=settings.seed, device=settings.device,
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
         cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(settings, storage)], stem=stem,
     )
