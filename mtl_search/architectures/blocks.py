@@ -213,10 +213,23 @@ def build_stem(schema: dict[str, Any], spec: dict[str, Any] | None = None) -> nn
 # Other stems (sequence encoders, ...) register here: kind -> builder(schema, spec) -> module
 _EXTRA_STEMS: dict[str, Any] = {}
 
+# The stem spec keys each kind's stem reads: a space that searches a key the data's stem
+# ignores would record parameters without effect (SearchSpace.check_stem refuses it).
+_STEM_SETTINGS: dict[str, tuple[str, ...]] = {"vector": (), "image": (), "tabular": ("embedding_dim",)}
 
-def register_stem(kind: str):
+
+def register_stem(kind: str, settings: Sequence[str] | None = None):
+    """Register a stem builder for inputs of ``kind``; ``settings``: the stem spec keys it reads."""
+
     def decorate(builder):
         _EXTRA_STEMS[kind] = builder
+        if settings is not None:
+            _STEM_SETTINGS[kind] = tuple(settings)
         return builder
 
     return decorate
+
+
+def stem_settings() -> dict[str, tuple[str, ...]]:
+    """Input kind -> the stem spec keys its stem reads (kinds registered without them are absent)."""
+    return dict(_STEM_SETTINGS)

@@ -111,7 +111,7 @@ class SequenceStem(nn.Module):
         return pooled
 
 
-@register_stem("sequence")
+@register_stem("sequence", settings=("embedding_dim", "sequence_encoder", "sequence_width"))
 def build_sequence_stem(schema: dict[str, Any], spec: dict[str, Any]) -> SequenceStem:
     width = spec.get("sequence_width", 32)
     embedding_dim = spec.get("embedding_dim") or 16

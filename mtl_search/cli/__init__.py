@@ -26,6 +26,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class CommandParser(OneLineParser):
+    """A command's parser: it rejects what it does not know itself.
+
+    Everything after the command name reaches the command's parser, so an unknown argument
+    there is the command's; argparse would hand it up and report it as the top level's.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="mtl-search",
@@ -33,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mtl-search {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"mtl_search.cli.{name}")

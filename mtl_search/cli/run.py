@@ -133,6 +133,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
                         f"families.tree.grouping affinity and no chain of its own, measures affinity")
     options = parse_key_values(args.data_option, "--data-option")
     data = load_data(args.data, options, args.data_file, args.task)
+    space.check_stem(data.input_schema, data.name)  # run_search checks too; here it fails before the progress bar
     device = resolve_device(args.device)
     study_name = args.study_name or f"{data.name}-{space_path.stem}"
     _check_study_name(study_name)

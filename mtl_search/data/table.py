@@ -64,13 +64,15 @@ class TargetColumn:
 
     ``positive``: for a binary task, the value that means 1 (default: the larger of the two
     values, numerically or alphabetically). ``declared_classes``: whether the user gave the
-    number of classes of a multiclass task (else it is read from the data).
+    number of classes of a multiclass task (else it is read from the data). ``named_by``:
+    where the column was named when that is not the table itself (a description file's key).
     """
 
     task: Task
     column: str
     positive: Any = None
     declared_classes: bool = False
+    named_by: str | None = None
 
 
 # -- reading files -----------------------------------------------------------------------
@@ -228,7 +230,8 @@ def make_table_data(
         raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
     if rows < 0:
         raise UserError(f"--data-option rows={rows}: must be 0 (every row) or positive")
-    _check_columns(frame, [t.column for t in targets], where, "task column")
+    for target in targets:
+        _check_columns(frame, [target.column], where, "task column", named_by=target.named_by)
     _check_columns(frame, list(numeric) + list(categorical) + list(features or []), where, "declared column")
     _check_columns(frame, list(ignore), where, "ignored column")  # a misspelt identifier would otherwise become a feature
     both = set(numeric) & set(categorical)
@@ -300,10 +303,12 @@ def make_table_data(
     )
 
 
-def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str, what: str) -> None:
+def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str, what: str, named_by: str | None = None) -> None:
     for column in columns:
         if column not in frame.columns:
             known = ", ".join(list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
+            if named_by:  # the fix belongs where the name was written; the table is still named
+                raise UserError(f"{named_by}: {what} {column!r} not found in {where} (columns: {known})")
             raise UserError(f"{where}: {what} {column!r} not found (columns: {known})")
 
 
@@ -340,15 +345,18 @@ def targets_from_declarations(declarations: Sequence[str]) -> list[TargetColumn]
     return targets
 
 
-def _targets_from_description(description: TableDescription) -> list[TargetColumn]:
+def _targets_from_description(description: TableDescription, path: str | Path | None) -> list[TargetColumn]:
     targets = []
-    for entry in description.tasks:
+    for number, entry in enumerate(description.tasks):
+        # the same key spelling as the file's validation errors; without column: the name is the column
+        key = f"tasks.{number}.{'column' if entry.column else 'name'}"
         task = Task(
             name=entry.name, kind=entry.kind, n_classes=entry.classes or (2 if entry.kind == "multiclass" else 0),
             metrics=tuple(entry.metrics), given=entry.given,
         )
         targets.append(TargetColumn(task=task, column=entry.column or entry.name, positive=entry.positive,
-                                    declared_classes=entry.classes is not None))
+                                    declared_classes=entry.classes is not None,
+                                    named_by=f"description file {path}: key {key}"))
     return targets
 
 
@@ -365,7 +373,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
     if not table_path:
         raise UserError("--data-file: give the CSV or Parquet file of your table (or 'file:' in the description file)")
     frame = read_table(table_path)
-    targets = _targets_from_description(description) + targets_from_declarations(task_declarations)
+    targets = _targets_from_description(description, description_path) + targets_from_declarations(task_declarations)
     names = [t.task.name for t in targets]
     if len(set(names)) != len(names):
         raise UserError(f"--task: task {sorted(n for n in names if names.count(n) > 1)[0]!r} is declared twice")

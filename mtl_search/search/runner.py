@@ -75,6 +75,8 @@ def run_search(
         space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
     affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored
+    if stem is None:  # a custom stem is the caller's own; the space's stem keys describe the built one
+        space.check_stem(data.input_schema, data.name)
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
     budget = budget or LocalBudget(settings.n_trials)
     # other processes run trials meanwhile: this run's workers, or other machines on a server

@@ -27,9 +27,10 @@ from types import MappingProxyType
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mtl_search.architectures import get_family
+from mtl_search.architectures.blocks import stem_settings
 from mtl_search.errors import UserError
 from mtl_search.search.params import Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam, suggest
 from mtl_search.weighting import get_method
@@ -152,6 +153,8 @@ class SearchSpace(_Strict):
     loss_weighting: dict[str, Any] = Field(default_factory=lambda: {"static": {}}, validate_default=True)
     objectives: ObjectivesSpace = Field(default_factory=ObjectivesSpace)
     pruning: PruningSpace = Field(default_factory=PruningSpace)
+    # the file the space came from, for errors found only once the data is known
+    _source: str = PrivateAttr(default="space")
 
     @field_validator("families")
     @classmethod
@@ -174,6 +177,24 @@ class SearchSpace(_Strict):
             method = _registered(get_method, name, "loss_weighting")
             parsed[name] = _nested(method.space_model, section or {}, f"loss_weighting.{name}")
         return parsed
+
+    def check_stem(self, input_schema: Mapping[str, Any], data_name: str) -> None:
+        """Every stem key the space sets must be read by the stem this data gets (UserError if not).
+
+        A key the stem ignores would still be sampled and stored on every trial, as if it
+        mattered; like a tree chain without affinity grouping, it is refused instead.
+        """
+        kind = input_schema.get("kind")
+        settings = stem_settings()
+        if kind not in settings:
+            return  # a stem registered without its settings: nothing to compare with
+        unread = [key for key in StemSpace.model_fields if getattr(self.stem, key) is not None and key not in settings[kind]]
+        if not unread:
+            return
+        readers = {key: [other for other, keys in settings.items() if key in keys] for key in unread}
+        key = min(unread, key=lambda name: len(readers[name]))  # the narrowest need says best what data the space is for
+        raise UserError(f"space file {self._source}: key stem.{key} needs {' or '.join(readers[key])} data, but data "
+                        f"{data_name!r} has {kind} inputs; use such data or a space without stem.{key}")
 
     # -- sampling ---------------------------------------------------------------------
     def sample(self, trial: Any, task_names: Sequence[str], *, seed: int = 0, epochs: int | None = None) -> dict[str, Any]:
@@ -300,11 +321,13 @@ def parse_space(raw: Any, source: str = "space") -> SearchSpace:
     if not isinstance(raw, dict):
         raise UserError(f"space file {source}: expected a mapping of sections at the top level")
     try:
-        return SearchSpace.model_validate(raw)
+        space = SearchSpace.model_validate(raw)
     except ValidationError as error:
         raise UserError(f"space file {source}: {_describe(error)}") from None
     except UserError as error:
         raise UserError(f"space file {source}: {error}") from None
+    space._source = source
+    return space
 
 
 def resolve_space_path(path: str | os.PathLike[str] | None) -> Path:

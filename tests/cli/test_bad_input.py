@@ -50,6 +50,8 @@ ROWS = [
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/unknown_key.yaml"], ["colour", "unknown key"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/not_a_mapping.yaml"], ["not_a_mapping.yaml"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/bad_range.yaml"], ["depth"]),
+    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "sequences"],
+     ["sequences.yaml: key stem.sequence_encoder needs sequence data, but data 'synthetic' has vector inputs"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data", "nowhere"], ["--data", "'nowhere'"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "colour=blue"], ["colour"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "rows=lots"], ["rows=lots", "expected a whole number"]),
@@ -85,6 +87,10 @@ for _command in STUDY_COMMANDS:
         (_command, ["s", "--storage", UNREACHABLE, *_extra], ["--storage", "cannot open"]),
         (_command, ["s", "--storage", "{nodb}", *_extra], ["--storage", "no database file"]),
     ]
+# An unknown flag after a command is that command's mistake, and the message names the command.
+for _command in COMMANDS:
+    _study = ["s"] if _command in STUDY_COMMANDS else []
+    ROWS.append((_command, [*_study, *NEEDS.get(_command, []), "--bogus"], [f"mtl-search {_command}: error: unrecognized arguments: --bogus"]))
 
 # The dashboard would serve (and block) if a check were missing: run it in a child process.
 IN_CHILD = {"dashboard"}

@@ -139,6 +139,18 @@ def test_task_column_absent(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv, "--task", "income:binary"), "customers.csv", "'income' not found")
 
 
+def test_task_column_absent_from_a_description_file_names_its_key(run_table, tmp_path, customers_csv):
+    # the misspelling is in the YAML, so the message points there and still names the table
+    (tmp_path / "d.yaml").write_text(
+        "tasks:\n  - {name: churn, kind: binary}\n  - {name: spend, kind: regression, column: spent}\n"
+        "  - {name: income, kind: binary}\n")
+    result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}")
+    assert_one_line_error(result, "d.yaml: key tasks.1.column: task column 'spent' not found in", "customers.csv")
+    (tmp_path / "d.yaml").write_text("tasks:\n  - {name: churn, kind: binary}\n  - {name: income, kind: binary}\n")
+    result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}")
+    assert_one_line_error(result, "d.yaml: key tasks.1.name: task column 'income' not found in", "customers.csv")
+
+
 def test_an_ignored_column_must_exist(run_table, customers_csv):
     # a misspelt identifier column would otherwise be kept as a feature
     assert_one_line_error(run_table(customers_csv, "--task", "churn:binary", "--data-option", "ignore=nosuch"), "customers.csv",

@@ -14,13 +14,17 @@ SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
 @pytest.mark.parametrize("path", SPACE_FILES, ids=lambda p: p.name)
 def test_every_bundled_space_loads_and_samples_a_buildable_candidate(path, tiny_synthetic3):
     from mtl_search.architectures import build_model
+    from mtl_search.data.sequences import make_sequences
 
     space = load_space(path)
+    # each space on data it is meant for (three tasks either way)
+    data = make_sequences(rows=200, max_length=6) if path.stem == "sequences" else tiny_synthetic3
+    space.check_stem(data.input_schema, data.name)
     study = optuna.create_study(directions=["minimize"] * 3, sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
         trial = study.ask()
-        candidate = space.sample(trial, tiny_synthetic3.task_names)
-        build_model(candidate["architecture"], tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
+        candidate = space.sample(trial, data.task_names)
+        build_model(candidate["architecture"], data.input_schema, data.tasks)
         study.tell(trial, [0.0, 0.0, 0.0])
 
 
@@ -63,6 +67,33 @@ def test_bad_space_files_name_the_key(tmp_path, text, message):
     assert str(error.value).startswith(f"space file {path}: ")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_stem_keys_the_data_s_stem_would_ignore_are_refused(tiny_synthetic3, tmp_path):
+    sequences = load_space("sequences")
+    with pytest.raises(UserError) as error:
+        sequences.check_stem(tiny_synthetic3.input_schema, tiny_synthetic3.name)
+    assert str(error.value) == (f"space file {SPACES_DIR / 'sequences.yaml'}: key stem.sequence_encoder needs sequence data, "
+                                "but data 'synthetic' has vector inputs; use such data or a space without stem.sequence_encoder")
+    tabular = {"kind": "tabular", "numeric": 2, "categorical": [3]}
+    with pytest.raises(UserError, match="key stem.sequence_encoder needs sequence data, but data 'customers' has tabular inputs"):
+        sequences.check_stem(tabular, "customers")
+    sequences.check_stem({"kind": "sequence", "vocabulary": 9, "max_length": 4, "numeric": 0}, "sequences")
+    # the embedding width is read by the tabular and the sequence stems, not by plain vectors
+    embedding = load_space(write(tmp_path, "families: {tree: {}}\nstem: {embedding_dim: 4}\n"))
+    embedding.check_stem(tabular, "customers")
+    with pytest.raises(UserError, match="key stem.embedding_dim needs tabular or sequence data, but data 'synthetic' has vector"):
+        embedding.check_stem(tiny_synthetic3.input_schema, tiny_synthetic3.name)
+    load_space("default").check_stem(tiny_synthetic3.input_schema, tiny_synthetic3.name)  # no stem keys: any data
+
+
+def test_run_search_refuses_a_space_that_does_not_fit_the_data_before_storing_a_study(tiny_synthetic, tmp_path):
+    from mtl_search.search.runner import SearchSettings, run_search
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    with pytest.raises(UserError, match="key stem.sequence_encoder needs sequence data"):
+        run_search(tiny_synthetic, load_space("sequences"), SearchSettings(study_name="s", storage=url, n_trials=1))
+    assert optuna.study.get_all_study_names(url) == []
 
 
 def test_a_missing_space_file_is_named(tmp_path):
