@@ -105,8 +105,10 @@ class HierarchyBody(Body):
                     representations[task] = h
                     outputs[task] = self._heads[task](h)
                     if task in self.embeddings:
-                        readout = self._readouts[task](outputs[task])
-                        fed.append(self.embeddings[task](readout.reshape(len(h), -1)))
+                        embedding = self.embeddings[task]
+                        # rows as -1: a batch size taken from len(h) would be frozen into a traced or ONNX graph
+                        readout = self._readouts[task](outputs[task]).reshape(-1, embedding.in_features)
+                        fed.append(embedding(readout))
             if d == len(self.blocks):
                 break
             if fed:

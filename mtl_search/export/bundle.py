@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 from mtl_search import __version__
 from mtl_search.errors import UserError
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
+from mtl_search.export.picks import refusal
 from mtl_search.search.study import STUDY_ATTR
 
 SPEC_FILE = "architecture.json"
@@ -54,16 +56,18 @@ def export_trial(
 ) -> ExportResult:
     """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files)."""
     from mtl_search.architectures import build_model
+    # the model card draws with plotly: imported here so that mtl_search.load stays light
+    from mtl_search.export.model_card import model_card, output_meaning, scoring
     from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights
     from mtl_search.tasks import Task
     from mtl_search.training import resolve_device, train_candidate
 
-    target = _prepare_directory(Path(directory), force)
     meta = study.user_attrs.get(STUDY_ATTR)
     if not meta:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
     if trial.state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(f"trial {trial.number} is {trial.state.name.lower()}; only completed trials can be exported")
+        raise UserError(refusal(trial, study.study_name))
+    target = _prepare_directory(Path(directory), force)  # after the refusals: --force must not empty a folder for nothing
     tasks = [Task.from_dict(t) for t in meta["tasks"]]
     candidate = trial.user_attrs["candidate"]
     notes: list[str] = []
@@ -111,6 +115,7 @@ def export_trial(
     example = example_inputs(meta["input_schema"], data)
 
     spec = candidate["architecture"]
+    task_dicts = [t.to_dict() for t in tasks]
     (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     save_weights(model, target / WEIGHTS_FILE)
     preprocessing = meta.get("preprocessing") or {}
@@ -127,8 +132,9 @@ def export_trial(
         "input_schema": meta["input_schema"],
         "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
                    for name, tensor in example.items()},
-        "tasks": [t.to_dict() for t in tasks],
+        "tasks": task_dicts,
         "outputs": [t.name for t in tasks],
+        "output_meaning": {t["name"]: output_meaning(t, task_dicts) for t in task_dicts},
         "weights": WEIGHTS_FILE,
         "weights_source": weights_source,
         "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
@@ -140,13 +146,37 @@ def export_trial(
     }
     (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
     objectives = meta.get("objectives", [])
-    (target / METRICS_FILE).write_text(json.dumps({"objectives": objectives, "metrics": metrics}, indent=2) + "\n")
-    from mtl_search.export.model_card import model_card
-
+    refined = _refined(study, trial, weights_source)
+    (target / METRICS_FILE).write_text(json.dumps({
+        "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, task_dicts) for t in task_dicts},
+        "refined": refined}, indent=2) + "\n")
     record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
               "n_params": trial.user_attrs.get("n_params")}
-    (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing))
+    (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing, refined))
     return ExportResult(target, trial.number, weights_source, notes)
+
+
+def _refined(study: optuna.Study, trial: optuna.trial.FrozenTrial, weights_source: str) -> dict[str, Any] | None:
+    """The trial's `mtl-search refine` record, labelled with how it relates to the exported weights (None if not refined)."""
+    from mtl_search.search.refine import refined_record
+
+    record = refined_record(study, trial.number)
+    if not record:
+        return None
+    seeds = record["seeds"]
+    exported = {
+        "artifact": f"The exported weights are the seed-{seeds[0]} run",
+        "retrained (train)": f"The exported weights are the seed-{seeds[0]} run, trained again",
+    }.get(weights_source, "The exported weights are not among these runs: they were trained on train + validation")
+    return {
+        "model": f"Trial {trial.number}'s architecture trained {len(seeds)} times on the train split with its settings and "
+                 f"training seeds {', '.join(map(str, seeds))} (seed {seeds[0]} is the search's run, the others "
+                 "`mtl-search refine`'s): mean ± sample standard deviation over the n runs",
+        "exported_weights": exported,
+        "seeds": seeds,
+        "validation": record.get("validation") or {},
+        "test": record.get("test") or {},
+    }
 
 
 def _prepare_directory(directory: Path, force: bool) -> Path:
@@ -228,23 +258,49 @@ def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str
     return {k: v[:rows] for k, v in data.test.inputs.items()}
 
 
+def _unseen_batch(example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The example with its first row once more: a batch size the trace and the ONNX export did not see."""
+    return {k: torch.cat([v, v[:1]]) for k, v in example.items()}
+
+
+# "RuntimeError: shape '[4, -1]' is invalid for input of size 5": the line of a wrapped error that names its cause
+_CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+
+
+def _error_line(error: BaseException) -> str:
+    """``Type: message`` of ``error`` in one line, for a note.
+
+    TorchScript's interpreter wraps an error in a header ("The following operation failed in
+    the TorchScript interpreter.") and a TorchScript traceback; the cause is its last line.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if any(line.startswith("Traceback") for line in lines):
+        causes = [line for line in lines if _CAUSE.match(line)]
+        if causes:
+            return causes[-1]
+    return f"{type(error).__name__}: {lines[0]}"
+
+
 def _write_torchscript(model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]) -> bool:
     """Trace the model; check the traced module on another batch size against the eager one."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(model, example_inputs=(example,), strict=False, check_trace=False)
-        check = {k: torch.cat([v, v[:1]]) for k, v in example.items()}  # batch size the trace did not see
+        check = _unseen_batch(example)
         with torch.no_grad():
             expected, got = model(check), traced(check)
         if set(expected) != set(got) or not all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected):
-            raise RuntimeError("the traced module disagrees with the model on a new batch size")
+            rows = len(next(iter(check.values())))
+            raise RuntimeError(f"the traced module disagrees with the model on a batch of {rows} rows (traced with {rows - 1})")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch suggests torch.export, which plain loaders lack
             torch.jit.save(traced, str(path))
         return True
     except Exception as error:  # a family whose forward does not trace: say so, keep the rest
-        notes.append(f"TorchScript not written: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        notes.append(f"TorchScript not written: {_error_line(error)}")
         return False
 
 
@@ -278,9 +334,35 @@ def _write_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, 
                 dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
             )
         onnx.checker.check_model(onnx.load(str(path)))
+        _check_onnx(model, example, path, output_names)
         return True
     except Exception as error:
         if path.exists():
             path.unlink()
-        notes.append(f"ONNX not written: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        notes.append(f"ONNX not written: {_error_line(error)}")
         return False
+
+
+def _check_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, output_names: list[str]) -> None:
+    """Run the written graph on a batch size the export did not see and compare it with the model.
+
+    A size the forward reads as a Python number is frozen into the graph while its inputs
+    still declare a dynamic batch; only running it shows that. onnx's reference evaluator
+    runs it: it comes with onnx, and a few rows are quick even in pure Python.
+    """
+    from onnx.reference import ReferenceEvaluator
+
+    check = _unseen_batch(example)
+    rows = len(next(iter(check.values())))
+    batch = f"a batch of {rows} rows (exported with {rows - 1})"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluator = ReferenceEvaluator(str(path))
+        try:
+            got = evaluator.run(None, {name: tensor.numpy() for name, tensor in check.items()})
+        except Exception as error:
+            raise RuntimeError(f"the graph fails on {batch}: {_error_line(error)}") from None
+    with torch.no_grad():
+        expected = model(check)
+    if not all(torch.allclose(torch.from_numpy(g), expected[name], rtol=1e-4, atol=1e-4) for g, name in zip(got, output_names)):
+        raise RuntimeError(f"the graph disagrees with the model on {batch}")

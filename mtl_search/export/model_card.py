@@ -8,14 +8,59 @@ from typing import Any
 from mtl_search.visualization.architecture import architecture_markdown
 
 OUTPUT_MEANING = {
-    "binary": "one logit per row; `torch.sigmoid(output)` is P(label = 1)",
     "multiclass": "one logit per class; `torch.softmax(output, -1)` gives the class probabilities",
     "regression": "the predicted value, one per row",
 }
 
 
+def condition_chain(task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
+    """The task's name, then the task it is given, and so on up the chain of conditions."""
+    by_name = {t["name"]: t for t in tasks}
+    chain = [task["name"]]
+    while by_name[chain[-1]].get("given"):
+        chain.append(by_name[chain[-1]]["given"])
+    return chain
+
+
+def probability(task: dict[str, Any]) -> str:
+    """What sigmoid of a binary task's output is: P(task = 1), or P(task = 1 | given = 1) for a conditional task."""
+    given = task.get("given")
+    return f"P({task['name']} = 1 | {given} = 1)" if given else f"P({task['name']} = 1)"
+
+
+def joint(task: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
+    """A conditional task's joint probability and the expression that computes it from the outputs.
+
+    The towers output the conditional logit and training multiplies the probabilities down the
+    chain (architectures/conditional.py), so the joint is that product here too.
+    """
+    chain = condition_chain(task, tasks)
+    return (f"P({' and '.join(f'{name} = 1' for name in chain)})",
+            " * ".join(f"torch.sigmoid(outputs[{name!r}])" for name in chain))
+
+
+def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
+    """One line on what a task's raw output is (plain text, for model.json)."""
+    if task["kind"] != "binary":
+        return OUTPUT_MEANING[task["kind"]].replace("`", "")
+    text = f"one logit per row; torch.sigmoid(output) is {probability(task)}"
+    if task.get("given"):
+        event, expression = joint(task, tasks)
+        text += f", conditional on {task['given']} (not P({task['name']} = 1)); the joint {event} is {expression}"
+    return text
+
+
+def scoring(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
+    """Which rows and which prediction a task's metrics come from (training.evaluate)."""
+    if not task.get("given"):
+        return f"computed over the rows of the split where {task['name']} is labelled"
+    conditions = " and ".join(f"{name} = 1" for name in condition_chain(task, tasks)[1:])
+    return (f"computed from {probability(task)} over the rows of the split where {conditions}; its loss is the "
+            f"joint (entire-space) loss of {joint(task, tasks)[0]} over every labelled row")
+
+
 def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], record: dict[str, Any],
-               notes: list[str], preprocessing: dict[str, Any]) -> str:
+               notes: list[str], preprocessing: dict[str, Any], refined: dict[str, Any] | None = None) -> str:
     tasks = description["tasks"]
     task_names = [t["name"] for t in tasks]
     lines = [
@@ -29,16 +74,24 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
         "| task | kind | classes | output |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {t['name']} | {t['kind']} | {t.get('n_classes') or ''} | {OUTPUT_MEANING[t['kind']]} |" for t in tasks]
+    lines += [f"| {t['name']} | {t['kind']} | {t.get('n_classes') or ''} | {_output_cell(t)} |" for t in tasks]
+    conditional = [t for t in tasks if t.get("given")]
+    for t in conditional:
+        event, expression = joint(t, tasks)
+        lines += ["", f"**{t['name']} is conditional on {t['given']}** (entire-space task, declared `given={t['given']}`): "
+                  f"`torch.sigmoid(outputs[{t['name']!r}])` is {probability(t)}, the probability of {t['name']} "
+                  f"for a row where {t['given']} happens, not P({t['name']} = 1). The joint {event} is `{expression}`."]
     lines += ["", "## Metrics", "", "| split | model | task | metric | value |", "|---|---|---|---|---|"]
     for entry in metrics:
         for task, values in (entry.get("values") or {}).items():
             for metric, value in values.items():
                 shown = f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
                 lines.append(f"| {entry['split']} | {entry['model']} | {task} | {metric} | {shown} |")
-    lines += ["", "The search chose among architectures by their validation metrics; the test split was never used "
-              "to choose anything. `metrics.json` has the same numbers.", "",
-              "## Structure", "", architecture_markdown(record, task_names), "",
+    lines += [""] + [f"{t['name']}: metrics {scoring(t, tasks)}." for t in conditional] + ([""] if conditional else [])
+    lines += ["The search chose among architectures by their validation metrics; the test split was never used "
+              "to choose anything. `metrics.json` has the same numbers.", ""]
+    lines += _refined_lines(refined)
+    lines += ["## Structure", "", architecture_markdown(record, task_names), "",
               "## Inputs", "", "| input | shape | dtype |", "|---|---|---|"]
     lines += [f"| `{name}` | {tuple(spec['shape'])} | {spec['dtype']} |" for name, spec in description["inputs"].items()]
     lines += [""]
@@ -98,3 +151,25 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _output_cell(task: dict[str, Any]) -> str:
+    if task["kind"] != "binary":
+        return OUTPUT_MEANING[task["kind"]]
+    # a bare | would end the table cell
+    cell = f"one logit per row; `torch.sigmoid(output)` is {probability(task)}".replace("|", "\\|")
+    return cell + (f", conditional on {task['given']}: see below" if task.get("given") else "")
+
+
+def _refined_lines(refined: dict[str, Any] | None) -> list[str]:
+    """The `mtl-search refine` record: mean ± std over training seeds, kept apart from the exported weights' numbers."""
+    if not refined:
+        return []
+    lines = ["### Over several training seeds (`mtl-search refine`)", "", refined["model"] + ". " + refined["exported_weights"] + ".", "",
+             "| split | task | metric | mean ± std | n |", "|---|---|---|---|---|"]
+    for split in ("validation", "test"):
+        for task, values in (refined.get(split) or {}).items():
+            for metric, stats in values.items():
+                # the format `mtl-search pareto` shows refined values in, so the two read alike
+                lines.append(f"| {split} | {task} | {metric} | {stats['mean']:.4g} ± {stats['std']:.2g} | {stats['n']} |")
+    return lines + ["", "`metrics.json` has these under `refined`.", ""]

@@ -33,10 +33,19 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if trial.user_attrs.get("repeat_of") in trials:  # a repeat was never trained: its original was
         trial = trials[trial.user_attrs["repeat_of"]]
     if trial.state != optuna.trial.TrialState.COMPLETE:
-        reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason")
-        raise UserError(f"--trial {number}: the trial is {trial.state.name.lower()}{f' ({reason})' if reason else ''}; "
-                        "only completed trials can be exported")
+        raise UserError(refusal(trial, study.study_name))
     return trial
+
+
+STATE_WORDS = {"FAIL": "failed", "PRUNED": "was pruned", "RUNNING": "is still running", "WAITING": "is waiting to run"}
+
+
+def refusal(trial: optuna.trial.FrozenTrial, study_name: str) -> str:
+    """One line: why a trial that did not complete cannot be exported, with its stored reason."""
+    reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason")
+    because = f" ({str(reason).strip().splitlines()[0]})" if reason and str(reason).strip() else ""
+    return (f"trial {trial.number} {STATE_WORDS.get(trial.state.name, 'is ' + trial.state.name.lower())}{because}; "
+            f"export a COMPLETE trial (see mtl-search pareto {study_name})")
 
 
 def pick_trial(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:

@@ -89,6 +89,23 @@ def test_runs_on_images_with_predictions_as_channels():
     assert all(o.shape == (3, 1) for o in outputs.values())
 
 
+@pytest.mark.parametrize("schema", [VECTOR, IMAGE], ids=["vector", "image"])
+def test_traced_model_runs_on_a_batch_size_it_was_not_traced_with(schema):
+    # every kind of fed prediction: binary and regression outputs are read as one value per row
+    torch.manual_seed(0)
+    tasks = [Task("task1", "binary"), Task("task2", "multiclass", n_classes=3), Task("task3", "regression")]
+    spec = hierarchy((1, 1, 2), widths=(8, 6))
+    if schema is IMAGE:
+        spec["block"] = dict(spec["block"], type="conv")
+    model = build_model(spec, schema, tasks).eval()
+    traced = torch.jit.trace(model, example_inputs=(inputs_for(schema, rows=4),), strict=False, check_trace=False)
+    unseen = inputs_for(schema, rows=7, seed=1)
+    with torch.no_grad():
+        expected, got = model(unseen), traced(unseen)
+    for task in ("task1", "task2", "task3"):
+        torch.testing.assert_close(got[task], expected[task])
+
+
 def test_successive_regularisation_anchors_lower_blocks_after_an_epoch():
     torch.manual_seed(0)
     model = build_model(hierarchy((1, 2, 3), successive=0.5), VECTOR, regression_tasks(3))

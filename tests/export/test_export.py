@@ -62,10 +62,12 @@ def test_export_writes_every_file_and_a_model_card(exported, trained_study):
     assert {p.name for p in exported.iterdir()} == {
         "architecture.json", "model.json", "weights.safetensors", "model.torchscript.pt", "model.onnx", "metrics.json", "README.md"}
     assert json.loads((exported / "architecture.json").read_text()) == trial.user_attrs["candidate"]["architecture"]
-    metrics = json.loads((exported / "metrics.json").read_text())["metrics"]
-    assert [(m["split"], m["values"]) for m in metrics] == [
+    written = json.loads((exported / "metrics.json").read_text())
+    assert [(m["split"], m["values"]) for m in written["metrics"]] == [
         ("validation", trial.user_attrs["validation"]), ("test", trial.user_attrs["test"])]
+    assert written["refined"] is None  # never refined: nothing to add, and the card says nothing of it
     card = (exported / "README.md").read_text()
+    assert "mtl-search refine" not in card
     for fragment in ("task1", "task2", "mse", "mtl_search.load", "torch.jit.load", "| validation |", "| test |", trial.user_attrs["summary"]):
         assert fragment in card
     import onnx

@@ -68,17 +68,33 @@ def test_an_unknown_task_lists_the_tasks_and_no_cost_objective():
     assert str(error.value).endswith("(tasks: ctr, price)")
 
 
-def test_failed_and_pruned_trials_are_refused():
+def test_failed_and_pruned_trials_are_refused_with_their_reason():
     study = constructed_study()
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA error\nat line 3"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"prune_reason": "params 9000 > 5000"}))
     assert find_trial(study, 3).number == 3  # dominated but complete: fine
-    with pytest.raises(UserError, match="trial is fail.*diverged.*only completed"):
-        find_trial(study, 4)
-    with pytest.raises(UserError, match="trial is pruned"):
-        find_trial(study, 5)
+    advice = "; export a COMPLETE trial (see mtl-search pareto hand-made)"
+    for number, message in ((4, "trial 4 failed (diverged)"), (5, "trial 5 was pruned"), (6, "trial 6 failed"),
+                            (7, "trial 7 failed (CUDA error)"), (8, "trial 8 was pruned (params 9000 > 5000)")):
+        with pytest.raises(UserError) as error:
+            find_trial(study, number)
+        assert str(error.value) == message + advice
 
 
-def test_export_cli_refuses_a_pruned_trial_with_one_line(cli, storage_url, tmp_path):
+def test_export_cli_refuses_failed_and_pruned_trials_with_one_line(cli, storage_url, tmp_path):
     constructed_study(storage_url)
+    result = cli("export", "hand-made", "--trial", "4", "--storage", storage_url, "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "trial 4 failed (diverged); export a COMPLETE trial (see mtl-search pareto hand-made)")
     result = cli("export", "hand-made", "--trial", "5", "--storage", storage_url, "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "--trial 5", "pruned")
+    assert_one_line_error(result, "trial 5 was pruned; export a COMPLETE trial")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_trial_refuses_a_failed_trial_in_the_same_words(tmp_path):
+    from mtl_search.export import export_trial
+
+    study = constructed_study()
+    with pytest.raises(UserError, match=r"^trial 4 failed \(diverged\); export a COMPLETE trial"):
+        export_trial(study, study.trials[4], tmp_path / "out", artifact_dir=None)
     assert not (tmp_path / "out").exists()

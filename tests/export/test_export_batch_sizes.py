@@ -1,0 +1,80 @@
+"""Exported TorchScript and ONNX graphs serve any batch size, and say why when they cannot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import mtl_search
+from mtl_search.data.synthetic import make_synthetic
+from mtl_search.export.bundle import _write_onnx, _write_torchscript
+
+
+@pytest.fixture(scope="module")
+def hierarchy_export(tmp_path_factory):
+    """A one-trial hierarchy study (task1's head at depth 1 feeding task2's at depth 2), exported by the CLI."""
+    from mtl_search.cli import main
+    from mtl_search.search.runner import SearchSettings, run_search
+    from mtl_search.search.space import parse_space
+
+    folder = tmp_path_factory.mktemp("hierarchy-export")
+    url = f"sqlite:///{folder / 'studies.db'}"
+    data = make_synthetic(dim=6, rows=200, correlation=0.5, seed=0)
+    space = parse_space({
+        "training": {"epochs": 1, "batch_size": 64},
+        "tower": {"depth": 1, "width": 4},
+        "families": {"hierarchy": {"depth": 2, "width": 8, "feed_upward": True, "prediction_embedding": 3}},
+    })
+    study = run_search(data, space, SearchSettings(study_name="h", storage=url, sampler="random", n_trials=1),
+                       enqueue=[{"hierarchy.head_task1": 1, "hierarchy.head_task2": 2}])
+    assert "task1@1^ task2@2" in study.trials[0].user_attrs["summary"]  # the fed prediction is in the graph
+    out = folder / "model"
+    assert main(["export", "h", "--trial", "0", "--storage", url, "--out", str(out)]) == 0
+    return out, data
+
+
+def test_hierarchy_exports_torchscript_and_onnx_that_run_on_a_new_batch_size(hierarchy_export):
+    from onnx.reference import ReferenceEvaluator
+
+    out, data = hierarchy_export
+    description = json.loads((out / "model.json").read_text())
+    assert description["torchscript"] and description["onnx"]
+    assert "not written" not in (out / "README.md").read_text()
+    inputs = {"x": data.test.inputs["x"][:7]}  # exported with 4 rows
+    with torch.no_grad():
+        expected = mtl_search.load(out)(inputs)
+        scripted = torch.jit.load(str(out / "model.torchscript.pt"))(inputs)
+    onnx_outputs = ReferenceEvaluator(str(out / "model.onnx")).run(None, {"x": inputs["x"].numpy()})
+    for task, from_onnx in zip(description["outputs"], onnx_outputs):
+        assert expected[task].shape == (7, 1)
+        torch.testing.assert_close(scripted[task], expected[task])
+        torch.testing.assert_close(torch.from_numpy(from_onnx), expected[task], rtol=1e-4, atol=1e-5)
+
+
+class FrozenBatch(nn.Module):
+    """Reads the batch size as a Python number, which tracing and ONNX export freeze into the graph."""
+
+    task_names = ["y"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = inputs["x"]
+        return {"y": self.linear(x).reshape(len(x), -1)}
+
+
+def test_a_graph_frozen_to_the_example_batch_is_not_written_and_the_note_names_the_cause(tmp_path):
+    torch.manual_seed(0)
+    model, example, notes = FrozenBatch(), {"x": torch.randn(4, 3)}, []
+    assert not _write_torchscript(model, example, tmp_path / "model.torchscript.pt", notes)
+    assert not _write_onnx(model, example, tmp_path / "model.onnx", notes)
+    assert not list(tmp_path.iterdir())  # nothing that only works on 4 rows is left behind
+    # the cause, not TorchScript's "The following operation failed in the TorchScript interpreter."
+    assert notes[0] == "TorchScript not written: RuntimeError: shape '[4, -1]' is invalid for input of size 5"
+    assert notes[1].startswith("ONNX not written: RuntimeError: the graph fails on a batch of 5 rows (exported with 4): ")
+    assert all("\n" not in note for note in notes)
