@@ -7,6 +7,8 @@ shows a traceback unless ``--debug`` is given.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserError(Exception):
     """Bad input: the message names the file, field or value at fault."""
@@ -16,3 +18,30 @@ class UserError(Exception):
 
 class TrialDiverged(Exception):
     """Training produced a non-finite loss; the trial fails with this reason."""
+
+
+def describe_validation_error(error: Any, prefix: str = "") -> str:
+    """The first problem of a pydantic ``ValidationError`` as 'key a.b.c: message', worded
+    alike for every file the user writes (space files, table descriptions)."""
+    problems: dict[str, list[dict[str, Any]]] = {}
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"] if not _is_union_tag(p)]
+        problems.setdefault(".".join(([prefix] if prefix else []) + loc), []).append(item)
+    for key, items in problems.items():
+        if any(item["type"] == "extra_forbidden" for item in items):
+            return f"key {key}: unknown key"
+    key, items = next(iter(problems.items()))
+    for item in items:
+        if item["type"] in ("value_error", "assertion_error"):
+            message = item["msg"].removeprefix("Value error, ")
+            if message.startswith("key "):
+                return message
+            return f"key {key}: {message}"
+    if len(items) > 1:
+        return f"key {key}: invalid value {items[0].get('input')!r} (expected a constant of the right type, {{low, high}} or {{choices: [...]}})"
+    return f"key {key}: {items[0]['msg']} (got {items[0].get('input')!r})"
+
+
+def _is_union_tag(part: Any) -> bool:
+    text = str(part)
+    return text in ("int", "float", "str", "bool", "none", "constant", "range", "choice") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict[", "tagged-union["))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,14 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
 DEFAULT_METRICS = {"binary": ("auc",), "multiclass": ("accuracy",), "regression": ("mse",)}
 
 
+class TaskError(UserError):
+    """A bad task field; ``field`` (name, kind, classes or metrics) lets a description file name its key."""
+
+    def __init__(self, message: str, field: str = "") -> None:  # a default keeps it picklable
+        super().__init__(message)
+        self.field = field
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """One prediction target.
@@ -48,20 +56,20 @@ class Task:
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
-            raise UserError(f"task name {self.name!r}: use letters, digits, '_', '-' or '.'")
+            raise TaskError(f"task name {self.name!r}: use letters, digits, '_', '-' or '.'", "name")
         if self.kind not in KINDS:
-            raise UserError(f"task {self.name!r}: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+            raise TaskError(f"task {self.name!r}: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})", "kind")
         if self.kind == "multiclass" and self.n_classes < 2:
-            raise UserError(f"task {self.name!r}: a multiclass task needs at least 2 classes, got {self.n_classes}")
+            raise TaskError(f"task {self.name!r}: a multiclass task needs at least 2 classes, got {self.n_classes}", "classes")
         if self.kind == "binary":
             object.__setattr__(self, "n_classes", 2)
         if not self.metrics:
             object.__setattr__(self, "metrics", DEFAULT_METRICS[self.kind])
         for metric in self.metrics:
             if metric not in METRICS:
-                raise UserError(f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})")
+                raise TaskError(f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})", "metrics")
             if self.kind not in METRICS[metric][1]:
-                raise UserError(f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task")
+                raise TaskError(f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task", "metrics")
 
     @property
     def output_size(self) -> int:
@@ -177,3 +185,22 @@ def parse_task_declaration(text: str) -> Task:
     if kind == "multiclass" and "n_classes" not in kwargs:
         kwargs["n_classes"] = 2  # refined from the data by loaders that see the labels
     return Task(name=name, kind=kind, **kwargs)
+
+
+def validate_conditions(tasks: Sequence[Task]) -> None:
+    """Every ``given`` names another binary task of the data, without cycles."""
+    by_name = {task.name: task for task in tasks}
+    for task in tasks:
+        if task.given is None:
+            continue
+        if task.given not in by_name:
+            raise UserError(f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})")
+        if task.kind != "binary" or by_name[task.given].kind != "binary":
+            raise UserError(f"task {task.name!r}: given={task.given} needs both tasks to be binary")
+        seen = {task.name}
+        current = by_name[task.given]
+        while current.given is not None:
+            if current.name in seen:
+                raise UserError(f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}")
+            seen.add(current.name)
+            current = by_name[current.given]

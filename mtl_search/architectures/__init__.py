@@ -21,7 +21,7 @@ from torch import nn
 
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
 from mtl_search.architectures.blocks import BlockFactory, CustomStem, build_stem
-from mtl_search.architectures.conditional import validate_conditions
+from mtl_search.tasks import validate_conditions
 from mtl_search.architectures.relationship import prior_from_spec, summarize_relationship, validate_relationship
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task

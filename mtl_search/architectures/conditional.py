@@ -26,27 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from mtl_search.errors import UserError
 from mtl_search.tasks import Task
-
-
-def validate_conditions(tasks: Sequence[Task]) -> None:
-    """Every ``given`` names another binary task of the data, without cycles."""
-    by_name = {task.name: task for task in tasks}
-    for task in tasks:
-        if task.given is None:
-            continue
-        if task.given not in by_name:
-            raise UserError(f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})")
-        if task.kind != "binary" or by_name[task.given].kind != "binary":
-            raise UserError(f"task {task.name!r}: given={task.given} needs both tasks to be binary")
-        seen = {task.name}
-        current = by_name[task.given]
-        while current.given is not None:
-            if current.name in seen:
-                raise UserError(f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}")
-            seen.add(current.name)
-            current = by_name[current.given]
 
 
 def _chain(task: Task, by_name: dict[str, Task]) -> list[Task]:

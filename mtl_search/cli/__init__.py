@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from mtl_search import __version__
@@ -66,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args.handler(args) or 0)
+        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+            _warnings_on_one_line(args.command)
+            code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, so that a reader gone by now is handled below, not at exit
         return code
     except UserError as error:
@@ -84,6 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to /dev/null so that the interpreter's final flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
+
+
+def _warnings_on_one_line(command: str) -> None:
+    """Data warnings (an identifier column, a text column with many values) as one line
+    each, like errors: Python's default adds the file, line and source of the warn() call."""
+    from mtl_search.data.preprocessing import DataWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' own signature)
+        if not issubclass(category, DataWarning):
+            return default(message, category, filename, lineno, file, line)
+        print(f"mtl-search {command}: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
 
 
 def run() -> None:

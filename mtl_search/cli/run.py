@@ -103,7 +103,16 @@ def main(args: argparse.Namespace) -> int:
         if progress:
             progress.stop()
     print_front(study)
+    _warn_of_trials_without_limits(study)
     return status
+
+
+def _warn_of_trials_without_limits(study: optuna.Study) -> None:
+    from mtl_search.search.costs import trained_without_limits
+
+    note = trained_without_limits(study)
+    if note:
+        print(f"mtl-search run: warning: study {study.study_name!r}: {note}", file=sys.stderr)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:

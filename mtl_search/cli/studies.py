@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import optuna
 
@@ -18,11 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mtl_search.search.storage import open_storage
-    from mtl_search.search.costs import count_infeasible
+    from mtl_search.search.costs import count_infeasible, trained_without_limits
     from mtl_search.search.study import pareto_trials
 
     storage = open_storage(args.storage, heartbeat=False, create=False)
-    rows = []
+    rows, notes = [], []
     for summary in sorted(optuna.study.get_all_study_summaries(storage, include_best_trial=False), key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
@@ -34,9 +35,14 @@ def main(args: argparse.Namespace) -> int:
             count_infeasible(trials), front,
             ", ".join(study.metric_names or []),
         ])
+        note = trained_without_limits(study)
+        if note:
+            notes.append(f"mtl-search studies: warning: study {summary.study_name!r}: {note}")
     if not rows:
         print("no studies yet (mtl-search run creates one)")
         return 0
     # waiting: enqueued and not started yet (affinity seeding's trees, the rest of an interrupted run's queue)
     print_rows_table("studies", ["study", "trials", "complete", "pruned", "failed", "running", "waiting", "infeasible", "front", "objectives"], rows)
+    for note in notes:
+        print(note, file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ import torch
 
 from mtl_search.errors import UserError
 
-from mtl_search.tasks import Task
+from mtl_search.tasks import Task, validate_conditions
 
 
 @dataclasses.dataclass
@@ -63,6 +63,11 @@ class MultiTaskData:
     input_schema: dict[str, Any]
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
     preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Tasks that only make sense together (given=) are checked when the data is made,
+        # so that a bad declaration fails before a study is stored, not in its first trial.
+        validate_conditions(self.tasks)
 
     @property
     def task_names(self) -> list[str]:

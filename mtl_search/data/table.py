@@ -31,15 +31,15 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from mtl_search.data import register_source
-from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
+from mtl_search.data.base import EXPECTED_VALUE, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.data.preprocessing import (
-    apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
+    ENCODINGS, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
 )
-from mtl_search.errors import UserError
-from mtl_search.tasks import Task, parse_task_declaration
+from mtl_search.errors import UserError, describe_validation_error
+from mtl_search.tasks import Task, TaskError, parse_task_declaration
 
 DEFAULTS = {
     "description": "",  # path of a YAML description file
@@ -116,8 +116,16 @@ class _TaskEntry(BaseModel):
     column: str | None = None
     classes: int | None = None
     metrics: list[str] = []
-    positive: str | int | float | bool | None = None
+    positive: Any = None
     given: str | None = None
+
+    @field_validator("positive")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        # checked here, not as a union of types, so that a list gets one clear message
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise ValueError(f"expected one value of the column (text, a number or true/false), got {value!r}")
+        return value
 
 
 class TableDescription(BaseModel):
@@ -146,9 +154,7 @@ def read_description(path: str | Path) -> TableDescription:
     try:
         description = TableDescription.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise UserError(f"description file {path}: key {key}: {first['msg']}") from None
+        raise UserError(f"description file {path}: {describe_validation_error(error)}") from None
     if description.file is not None and not Path(description.file).is_absolute():
         description.file = str(path.parent / description.file)  # relative to the description
     return description
@@ -182,6 +188,7 @@ def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[
         if len(classes) < 2:
             shown = repr(classes[0]) if classes else "no labels"
             raise UserError(f"{where}: task {task.name!r}: a multiclass target needs at least two classes, column {column!r} has one ({shown})")
+        _check_class_labels(task, column, series, len(classes), int(keys.notna().sum()), where)
         if target.declared_classes and len(classes) > task.n_classes:
             raise UserError(f"{where}: task {task.name!r}: declared classes={task.n_classes} but column {column!r} has {len(classes)} distinct values")
         n_classes = max(len(classes), task.n_classes if target.declared_classes else 0)
@@ -189,6 +196,21 @@ def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[
     index = {key: position for position, key in enumerate(classes)}
     labels = np.array([np.nan if key is None else index[key] for key in keys], dtype=np.float32)
     return torch.from_numpy(labels), task, {"column": column, "kind": task.kind, "classes": classes}
+
+
+def _check_class_labels(task: Task, column: str, series: pd.Series, n_classes: int, labelled: int, where: str) -> None:
+    """Refuse a continuous column taken as classes: every value its own class, a task nothing can learn."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.dropna().to_numpy(dtype=np.float64)
+        fractional = values[np.floor(values) != values]
+        if fractional.size:
+            raise UserError(f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
+                            f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression")
+    # fewer than two labelled rows a class on average: most classes could not be both trained and scored
+    if n_classes * 2 > labelled:
+        raise UserError(f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
+                        f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
+                        "for a continuous target use kind regression")
 
 
 def _sorted_classes(series: pd.Series, keys: pd.Series) -> list[str]:
@@ -288,6 +310,11 @@ def make_table_data(
         if len(entry["categories"]) > max(100, len(train_rows) // 2):
             warn_data(f"{where}: categorical column {entry['column']!r} has {len(entry['categories'])} distinct values in train; "
                       "if it is an identifier, ignore it")
+    for column in numeric_columns:
+        # declared numeric: the user has looked at it already
+        if column not in numeric and _looks_like_identifier(frame[column]):
+            warn_data(f"{where}: numeric column {column!r} holds a different whole number in every row; if it is an "
+                      f"identifier, ignore it (ignore: [{column}] in a description file, or --data-option ignore={column})")
     preprocessing["dropped"] = dropped
     preprocessing["targets"] = target_state
     full = Split(inputs=apply_preprocessing(preprocessing, frame), targets=target_tensors)
@@ -328,6 +355,14 @@ def _looks_categorical(series: pd.Series, max_int_categories: int) -> bool:
     return whole and np.unique(values).size <= max_int_categories
 
 
+def _looks_like_identifier(series: pd.Series) -> bool:
+    """Whole numbers, each in one row only: a row number or a customer id more than a measurement."""
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        return False
+    values = series.dropna().to_numpy(dtype=np.float64)
+    return values.size > 0 and bool(np.all(np.floor(values) == values)) and np.unique(values).size == values.size
+
+
 def _split_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -350,14 +385,36 @@ def _targets_from_description(description: TableDescription, path: str | Path | 
     for number, entry in enumerate(description.tasks):
         # the same key spelling as the file's validation errors; without column: the name is the column
         key = f"tasks.{number}.{'column' if entry.column else 'name'}"
-        task = Task(
-            name=entry.name, kind=entry.kind, n_classes=entry.classes or (2 if entry.kind == "multiclass" else 0),
-            metrics=tuple(entry.metrics), given=entry.given,
-        )
+        try:
+            task = Task(
+                name=entry.name, kind=entry.kind,
+                n_classes=entry.classes if entry.classes is not None else (2 if entry.kind == "multiclass" else 0),
+                metrics=tuple(entry.metrics), given=entry.given,
+            )
+        except TaskError as error:  # the fix belongs in the file: name its key, as for a missing column
+            raise UserError(f"description file {path}: key tasks.{number}.{error.field}: {error}") from None
         targets.append(TargetColumn(task=task, column=entry.column or entry.name, positive=entry.positive,
                                     declared_classes=entry.classes is not None,
                                     named_by=f"description file {path}: key {key}"))
     return targets
+
+
+def _file_options(description: TableDescription, path: str | Path | None) -> dict[str, str]:
+    """The file's ``options:`` as --data-option text; a bad one is named by its key in the file."""
+    known = {k: v for k, v in DEFAULTS.items() if k != "description"}  # a description cannot name another
+    options = {}
+    for key, value in description.options.items():
+        where = f"description file {path}: key options.{key}"
+        if key not in known:
+            raise UserError(f"{where}: unknown option (known: {', '.join(sorted(known))})")
+        options[key] = str(value)
+        try:
+            parse_options("table", {key: options[key]}, known)
+        except UserError:
+            raise UserError(f"{where}: expected {EXPECTED_VALUE[type(known[key])]}, got {value!r}") from None
+        if key == "encoding" and options[key] not in ENCODINGS:
+            raise UserError(f"{where}: expected one of {', '.join(ENCODINGS)}, got {value!r}")
+    return options
 
 
 @register_source("table")
@@ -366,7 +423,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
     if data_file and Path(data_file).suffix.lower() in DESCRIPTION_SUFFIXES:
         description_path, data_file = data_file, None
     description = read_description(description_path) if description_path else TableDescription()
-    merged = {key: str(value) for key, value in description.options.items()} | dict(options)
+    merged = _file_options(description, description_path) | dict(options)
     merged.pop("description", None)
     settings = parse_options("table", merged, {k: v for k, v in DEFAULTS.items() if k != "description"})
     table_path = data_file or description.file

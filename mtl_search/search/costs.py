@@ -38,6 +38,46 @@ def cost_objective(name: str) -> Any:
     return Objective(task="", metric=COST_NAMES[name], direction="minimize", kind="cost")
 
 
+def cost_flags(metrics: Sequence[str]) -> str:
+    """The ``--objective`` flags that give the cost objectives ``metrics`` (``latency_ms`` ...)."""
+    flag = {metric: name for name, metric in COST_NAMES.items()}
+    return " ".join(f"--objective {flag[metric]}" for metric in metrics)
+
+
+# hard limit (key of a space's objectives: section) -> its command-line flag, and the cost it limits
+LIMIT_FLAGS = {"max_params": "--max-params", "max_latency_ms": "--max-latency-ms"}
+LIMITED_COSTS = {"max_params": "params", "max_latency_ms": "latency_ms"}
+
+
+def limit_flag(key: str, value: Any) -> str:
+    """``--max-params 6000``, ``--max-latency-ms 2.5``, or ``no --max-params`` (value None)."""
+    if value is None:
+        return f"no {LIMIT_FLAGS[key]}"
+    return f"{LIMIT_FLAGS[key]} {value if isinstance(value, int) else format(value, 'g')}"
+
+
+def other_limits(stored: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
+    """What is wrong with continuing a study whose ``objectives:`` section was ``stored``
+    with one whose section is ``now``, or None when their hard limits are the same.
+
+    A trial's feasibility is judged once, when it runs: one over a limit is never trained,
+    one under it is trained and may enter the front. A changed limit cannot judge the
+    trials again, so a continued study keeps its limits (a study stored before limits
+    existed had none)."""
+    stored, now = stored or {}, now or {}
+    changed = [key for key in LIMIT_FLAGS if stored.get(key) != now.get(key)]
+    if not changed:
+        return None
+
+    def limits(section: Mapping[str, Any]) -> str:
+        return " ".join(limit_flag(key, section.get(key)) for key in changed)
+
+    kept = [limit_flag(key, stored[key]) for key in changed if stored.get(key) is not None]
+    dropped = [f"{LIMIT_FLAGS[key]} (or objectives.{key})" for key in changed if stored.get(key) is None]
+    fix = " and ".join([*([f"pass {' '.join(kept)}"] if kept else []), *([f"run without {' or '.join(dropped)}"] if dropped else [])])
+    return f"judged its trials under {limits(stored)} and this run would judge them under {limits(now)}; {fix}"
+
+
 @dataclasses.dataclass(frozen=True)
 class CostMeter:
     """Measures a network's costs and checks them against the limits.
@@ -161,3 +201,25 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 def count_infeasible(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
     return sum(1 for trial in trials if not is_feasible(trial))
+
+
+def trained_without_limits(study: optuna.Study) -> str | None:
+    """A note on the complete trials trained without a limit the study stores, over that
+    limit or not measured against it, or None. Only a run from before continued studies
+    were held to their limits (2026-12-03) trained such trials; the front may hold them."""
+    section = ((study.user_attrs.get("mtl_search") or {}).get("space") or {}).get("objectives") or {}
+    limits = {key: section[key] for key in LIMIT_FLAGS if section.get(key) is not None}
+    if not limits:
+        return None
+    numbers = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        costs = {"params": trial.user_attrs.get("n_params")} | (trial.user_attrs.get("costs") or {})
+        if any(key not in trial.constraints and (costs.get(LIMITED_COSTS[key]) is None or costs[LIMITED_COSTS[key]] > limit)
+               for key, limit in limits.items()):
+            numbers.append(str(trial.number))
+    if not numbers:
+        return None
+    shown = " ".join(limit_flag(key, limit) for key, limit in limits.items())
+    return (f"trial{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} {'were' if len(numbers) > 1 else 'was'} trained by a run that "
+            f"left out the study's {shown} (before continued studies kept their limits); over it or not measured against it, "
+            f"{'they' if len(numbers) > 1 else 'it'} may stand on its front")

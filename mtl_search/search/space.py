@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import stem_settings
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.params import Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam, suggest
 from mtl_search.weighting import get_method
 
@@ -269,33 +269,7 @@ def _nested(model: type[BaseModel], section: Any, where: str) -> BaseModel:
     try:
         return model.model_validate(section)
     except ValidationError as error:
-        raise _NestedError(_describe(error, prefix=where)) from None
-
-
-def _describe(error: ValidationError, prefix: str = "") -> str:
-    """The first problem of a pydantic error as 'key a.b.c: message'."""
-    problems: dict[str, list[dict[str, Any]]] = {}
-    for item in error.errors():
-        loc = [str(p) for p in item["loc"] if not _is_union_tag(p)]
-        problems.setdefault(".".join(([prefix] if prefix else []) + loc), []).append(item)
-    for key, items in problems.items():
-        if any(item["type"] == "extra_forbidden" for item in items):
-            return f"key {key}: unknown key"
-    key, items = next(iter(problems.items()))
-    for item in items:
-        if item["type"] in ("value_error", "assertion_error"):
-            message = item["msg"].removeprefix("Value error, ")
-            if message.startswith("key "):
-                return message
-            return f"key {key}: {message}"
-    if len(items) > 1:
-        return f"key {key}: invalid value {items[0].get('input')!r} (expected a constant of the right type, {{low, high}} or {{choices: [...]}})"
-    return f"key {key}: {items[0]['msg']} (got {items[0].get('input')!r})"
-
-
-def _is_union_tag(part: Any) -> bool:
-    text = str(part)
-    return text in ("int", "float", "str", "bool", "none", "constant", "range", "choice") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict[", "tagged-union["))
+        raise _NestedError(describe_validation_error(error, prefix=where)) from None
 
 
 def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:
@@ -323,7 +297,7 @@ def parse_space(raw: Any, source: str = "space") -> SearchSpace:
     try:
         space = SearchSpace.model_validate(raw)
     except ValidationError as error:
-        raise UserError(f"space file {source}: {_describe(error)}") from None
+        raise UserError(f"space file {source}: {describe_validation_error(error)}") from None
     except UserError as error:
         raise UserError(f"space file {source}: {error}") from None
     space._source = source
@@ -337,5 +311,6 @@ def resolve_space_path(path: str | os.PathLike[str] | None) -> Path:
     if not candidate.exists() and candidate.suffix == "" and (SPACES_DIR / f"{candidate}.yaml").exists():
         return SPACES_DIR / f"{candidate}.yaml"
     if not candidate.exists():
-        raise UserError(f"space file {candidate}: no such file")
+        bundled = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+        raise UserError(f"space file {candidate}: no such file (bundled spaces, by name: {bundled})")
     return candidate

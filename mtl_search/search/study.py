@@ -14,16 +14,18 @@ A study stores, besides Optuna's own records:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import optuna
 
 from mtl_search import __version__
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import UserError
+from mtl_search.search.costs import cost_flags, other_limits
 from mtl_search.search.storage import open_storage
 from mtl_search.tasks import Task
 
@@ -162,10 +164,16 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None:
         raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
-    if stored.get("data") != data.description:
-        raise UserError(f"study {name!r} was made with other data ({_describe_data(stored.get('data'))}); use the same data or another --study-name")
-    if [Objective(**o).name for o in stored.get("objectives", [])] != [o.name for o in objectives]:
-        raise UserError(f"study {name!r} has other objectives; use the same tasks and metrics or another --study-name")
+    differences = _other_data(stored, data)
+    if differences:
+        raise UserError(f"study {name!r} was made with other data ({differences}); use the same data or another --study-name")
+    # both in one message: a run that left out --objective params often left out --max-params too
+    problems = [_other_objectives([Objective(**o) for o in stored.get("objectives", [])], objectives)]
+    if space is not None and stored.get("space") is not None:
+        # a trial's feasibility was judged once, under the limits of its run: one front, one set of limits
+        problems.append(other_limits(stored["space"].get("objectives"), space.get("objectives")))
+    if any(problems):
+        raise UserError(f"study {name!r} {'; it also '.join(p for p in problems if p)}, or use another --study-name")
     if space is not None and stored.get("space") is not None:
         # a front mixing last-epoch and best-epoch values would compare unlike things; studies
         # from before the option kept the last epoch
@@ -205,12 +213,75 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
     return None
 
 
-def _describe_data(description: dict[str, Any] | None) -> str:
-    if not description:
-        return "unknown"
-    options = description.get("options", {})
-    shown = ", ".join(f"{k}={v}" for k, v in list(options.items())[:4])
-    return f"{description.get('source')}{': ' + shown if shown else ''}"
+# how many differences a "made with other data" message names
+SHOWN_DIFFERENCES = 3
+
+
+def _other_data(stored: dict[str, Any], data: MultiTaskData) -> str | None:
+    """How ``data`` differs from the data the study's metadata ``stored`` describes, key by
+    key (``tasks.conversion.given: 'clik' in the study, 'click' now``), or None. The
+    description comes first (source, file, options; a table's tasks with their columns);
+    when it is the same, the tasks as read (classes) and the input schema, which a changed
+    file alters."""
+    now = json.loads(json.dumps(study_metadata(data, [], None)))  # as stored: tuples become lists
+    for key, prefix in (("data", ""), ("tasks", "tasks"), ("input_schema", "input_schema")):
+        found = list(_differences(stored.get(key), now[key], prefix))
+        if found:
+            more = len(found) - SHOWN_DIFFERENCES
+            return "; ".join(found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
+    return None
+
+
+_ABSENT = object()
+
+
+def _differences(before: Any, after: Any, path: str) -> Iterator[str]:
+    """One line per leaf where JSON values ``before`` (stored) and ``after`` (now) differ,
+    named by its dotted path; lists of named entries (tasks) are walked by name."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in dict.fromkeys([*before, *after]):
+            if key not in before and after[key] is None:
+                continue  # a field added since, at its default: the study's data did not differ in it
+            yield from _differences(before.get(key, _ABSENT), after.get(key, _ABSENT), f"{path}.{key}" if path else str(key))
+    elif isinstance(before, list) and isinstance(after, list) and _entry_names(before) and _entry_names(before) == _entry_names(after):
+        for old, new in zip(before, after):
+            yield from _differences(old, new, f"{path}.{old['name']}")
+    elif before != after:
+        yield f"{path or 'data'}: {_shown(before)} in the study, {_shown(after)} now"
+
+
+def _entry_names(values: list[Any]) -> list[str] | None:
+    if all(isinstance(value, dict) and "name" in value for value in values):
+        return [value["name"] for value in values]
+    return None
+
+
+def _shown(value: Any, width: int = 80) -> str:
+    if value is _ABSENT:
+        return "absent"
+    if value is None:
+        return "none"
+    if isinstance(value, list) and value and _entry_names(value):
+        return "[" + ", ".join(_entry_names(value) or []) + "]"
+    text = repr(value) if isinstance(value, (str, int, float, bool)) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _other_objectives(stored: Sequence[Objective], now: Sequence[Objective]) -> str | None:
+    """What differs between the study's objectives and this run's, and the flag that fixes a
+    cost objective, or None when they are the same, in the same order."""
+    before, after = [o.name for o in stored], [o.name for o in now]
+    if before == after:
+        return None
+    missing, added = [n for n in before if n not in after], [n for n in after if n not in before]
+    what = "; ".join([*(["missing " + ", ".join(missing)] if missing else []), *(["new " + ", ".join(added)] if added else [])])
+    text = f"has objectives {', '.join(before) or 'none'} and this run {', '.join(after)} ({what or 'in another order'})"
+    if [o.name for o in stored if o.kind != "cost"] != [o.name for o in now if o.kind != "cost"]:
+        return f"{text}; use the same tasks and metrics (objectives.metrics)"
+    costs = [o.metric for o in stored if o.kind == "cost"]
+    if not costs:
+        return f"{text}; run without --objective"
+    return f"{text}; pass {'only ' if added else ''}{cost_flags(costs)}"
 
 
 def load_existing(name: str, storage_url: str | None) -> optuna.Study:

@@ -4,12 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtl_search.architectures.conditional import (
-    evaluation_targets, joint_losses, joint_probabilities, joint_target, validate_conditions,
-)
+from mtl_search.architectures.conditional import evaluation_targets, joint_losses, joint_probabilities, joint_target
 from mtl_search.data.sequences import make_sequences
 from mtl_search.errors import UserError
-from mtl_search.tasks import Task
+from mtl_search.tasks import Task, validate_conditions
 from mtl_search.training import train_candidate
 from mtl_search.training.trainer import evaluate
 

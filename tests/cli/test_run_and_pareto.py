@@ -41,7 +41,7 @@ def test_running_again_with_the_same_name_adds_trials(cli, storage_url):
 def test_continuing_with_other_data_is_refused(cli, storage_url):
     assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK).code == 0
     result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK, "--data-option", "correlation=0.9")
-    assert_one_line_error(result, "study 'd' was made with other data")
+    assert_one_line_error(result, "study 'd' was made with other data (options.correlation: 0.5 in the study, 0.9 now)")
 
 
 def test_epochs_from_the_command_line_are_stored_and_kept_when_continuing(cli, storage_url):
@@ -218,3 +218,24 @@ def test_real_console_script_help_and_errors(cli_process, tmp_path):
         assert result.code == 0 and "usage: mtl-search " + command in result.out
     bad = cli_process("run", "--storage", "bogus url", "--quiet")
     assert_one_line_error(bad, "--storage")
+
+
+def test_a_given_that_names_no_task_stores_no_study(cli, storage_url, tmp_path):
+    """The data is checked before the study is written: the fixed file then runs under the same name."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=150), "b": rng.normal(size=150)})
+    frame["big"], frame["small"] = (frame.a > 0).astype(int), ((frame.a > 0) & (frame.b > 0)).astype(int)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    description = tmp_path / "d.yaml"
+    description.write_text("file: t.csv\ntasks:\n  - {name: big, kind: binary}\n  - {name: small, kind: binary, given: bigg}\n")
+    space = tmp_path / "s.yaml"
+    space.write_text("training: {epochs: 1}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    run = ("run", "--data-file", str(description), "--space", str(space), "--trials", "1", "--storage", storage_url,
+           "--study-name", "err_d3", "--quiet")
+    assert_one_line_error(cli(*run), "task 'small': given=bigg is not a task of the data (tasks: big, small)")
+    assert "no studies yet" in cli("studies", "--storage", storage_url).out
+    description.write_text(description.read_text().replace("bigg", "big"))
+    assert cli(*run).code == 0

@@ -168,3 +168,26 @@ def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli,
 def test_pruning_needs_enough_complete_trials(cli, storage_url):
     assert cli("run", *TINY, "--trials", "2", "--storage", storage_url, "--study-name", "short").code == 0
     assert_one_line_error(cli("pruning", "short", "--storage", storage_url), "'short'", "min_completed_trials")
+
+
+def test_continuing_without_the_cost_flags_is_refused_naming_them(cli, storage_url):
+    costly = ["--trials", "1", "--storage", storage_url, "--study-name", "cost", "--no-prune"]
+    assert cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000").code == 0
+    assert_one_line_error(cli("run", *TINY, *costly), "study 'cost' has objectives task1/mse, task2/mse, params and this run task1/mse, "
+                          "task2/mse (missing params); pass --objective params; it also judged its trials under --max-params 6000 and "
+                          "this run would judge them under no --max-params; pass --max-params 6000, or use another --study-name")
+    result = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000")
+    assert result.code == 0 and "warning" not in result.err
+    from mtl_search.search.study import load_existing
+
+    assert len(load_existing("cost", storage_url).trials) == 2
+    # a study whose trials a run from before this check trained without its latency limit says so
+    study = load_existing("cost", storage_url)
+    meta = study.user_attrs["mtl_search"]
+    meta["space"]["objectives"]["max_latency_ms"] = 1.5
+    study.set_user_attr("mtl_search", meta)
+    note = "were trained by a run that left out the study's --max-params 6000 --max-latency-ms 1.5"
+    listed = cli("studies", "--storage", storage_url)
+    assert listed.code == 0 and "mtl-search studies: warning: study 'cost': trials 0, 1 " + note in listed.err
+    continued = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000", "--max-latency-ms", "1.5")
+    assert continued.code == 0 and "mtl-search run: warning: study 'cost': trials 0, 1 " + note in continued.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -83,9 +84,9 @@ def test_parquet_and_description_file(tmp_path, customers):
 
 
 def test_split_and_subsample_are_seeded(customers_csv):
-    first = load(customers_csv, rows=100, seed=1)
-    second = load(customers_csv, rows=100, seed=1)
-    other = load(customers_csv, rows=100, seed=2)
+    first = load(customers_csv, rows=100, seed=1, ignore="customer_id")
+    second = load(customers_csv, rows=100, seed=1, ignore="customer_id")
+    other = load(customers_csv, rows=100, seed=2, ignore="customer_id")
     assert len(first.train) + len(first.validation) + len(first.test) == 100
     assert torch.equal(first.train.inputs["numeric"], second.train.inputs["numeric"])
     assert not torch.equal(first.train.targets["spend"].nan_to_num(), other.train.targets["spend"].nan_to_num())
@@ -95,7 +96,7 @@ def test_empty_feature_column_is_dropped_with_a_warning(tmp_path, customers):
     customers["notes"] = np.nan
     customers.to_csv(tmp_path / "t.csv", index=False)
     with pytest.warns(DataWarning, match="'notes' has no values"):
-        data = load(tmp_path / "t.csv")
+        data = load(tmp_path / "t.csv", ignore="customer_id")
     assert data.preprocessing["dropped"] == [{"column": "notes", "reason": "empty"}]
     assert "notes" not in [e["column"] for e in data.preprocessing["numeric"] + data.preprocessing["categorical"]]
 
@@ -103,7 +104,7 @@ def test_empty_feature_column_is_dropped_with_a_warning(tmp_path, customers):
 def test_multiclass_integer_labels_sort_numerically(tmp_path, customers):
     customers["level"] = np.where(customers["plan"] == 3, 10, customers["plan"])
     customers.to_csv(tmp_path / "t.csv", index=False)
-    data = load(tmp_path / "t.csv", tasks=["level:multiclass:classes=5"])
+    data = load(tmp_path / "t.csv", tasks=["level:multiclass:classes=5"], ignore="customer_id")
     assert data.preprocessing["targets"]["level"]["classes"] == ["1", "2", "10"]
     assert data.task("level").n_classes == 5  # declared classes are kept when the data shows fewer
 
@@ -117,6 +118,15 @@ def run_table(cli, storage_url):
         return cli("run", "--data-file", str(path), "--storage", storage_url, "--trials", "1", "--quiet", *extra)
 
     return run
+
+
+def test_a_data_warning_is_one_line_on_stderr(run_table, customers_csv):
+    result = run_table(customers_csv, "--task", "churn:binary", "--epochs", "1")
+    assert result.code == 0, result
+    warned = [line for line in result.err.splitlines() if "customer_id" in line]
+    assert warned == [f"mtl-search run: warning: --data-file {customers_csv}: numeric column 'customer_id' holds a different whole number "
+                      "in every row; if it is an identifier, ignore it (ignore: [customer_id] in a description file, or --data-option ignore=customer_id)"]
+    assert "DataWarning" not in result.err and "warn_data" not in result.err  # no file:line header, no source line
 
 
 def test_missing_file(run_table, tmp_path):
@@ -193,10 +203,74 @@ def test_no_task_declared(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv), "no task declared", "--task")
 
 
-def test_bad_description_key(tmp_path, customers_csv):
-    (tmp_path / "d.yaml").write_text("tasks: [{name: churn, kind: binary}]\nfeaturez: [age]\n")
-    with pytest.raises(UserError, match=r"d.yaml: key featurez"):
+CHURN = "tasks:\n  - {name: churn, kind: binary}\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    # the same words as a space file's typo
+    (CHURN + "featurez: [age]\n", "key featurez: unknown key"),
+    ("tasks:\n  - {name: churn, kind: binary, colum: churned}\n", "key tasks.0.colum: unknown key"),
+    (CHURN + "options: {encodng: onehot}\n", "key options.encodng: unknown option (known: categorical, encoding,"),
+    (CHURN + "options: {seed: abc}\n", "key options.seed: expected a whole number, got 'abc'"),
+    (CHURN + "options: {encoding: onehott}\n", "key options.encoding: expected one of embedding, onehot, got 'onehott'"),
+    (CHURN + "  - {name: spend, kind: regresion}\n", "key tasks.1.kind: task 'spend': unknown kind 'regresion'"),
+    (CHURN + "  - {name: spend, kind: regression, metrics: [mae, rmsee]}\n", "key tasks.1.metrics: task 'spend': unknown metric 'rmsee'"),
+    (CHURN + "  - {name: spend, kind: regression, metrics: [auc]}\n", "key tasks.1.metrics: task 'spend': metric 'auc' does not apply"),
+    # classes: 0 once became 2 unseen
+    (CHURN + "  - {name: segment, kind: multiclass, classes: 0}\n", "key tasks.1.classes: task 'segment': a multiclass task needs at least 2 classes, got 0"),
+    (CHURN + "  - {name: 'spend!', kind: regression}\n", "key tasks.1.name: task name 'spend!'"),
+    ("tasks:\n  - {name: churn, kind: binary, positive: [yes]}\n", "key tasks.0.positive: expected one value of the column"),
+    (CHURN + "features: age\n", "key features: Input should be a valid list"),
+])
+def test_bad_description_file_names_the_file_and_key(tmp_path, customers_csv, text, message):
+    (tmp_path / "d.yaml").write_text(text)
+    with pytest.raises(UserError) as error:
         load_data(None, {"description": str(tmp_path / "d.yaml")}, str(customers_csv), [])
+    assert str(error.value).startswith(f"description file {tmp_path / 'd.yaml'}: {message}"), str(error.value)
+
+
+def test_a_bad_description_file_is_one_line_on_the_command_line(run_table, tmp_path, customers_csv):
+    (tmp_path / "d.yaml").write_text(CHURN + "options: {encodng: onehot}\n")
+    result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}")
+    assert_one_line_error(result, "d.yaml: key options.encodng: unknown option")
+    # the command line's own options are still named as such
+    result = run_table(customers_csv, "--task", "churn:binary", "--data-option", "encodng=onehot")
+    assert_one_line_error(result, "--data-option encodng: unknown option")
+
+
+def test_a_continuous_column_is_no_multiclass_target(run_table, customers_csv):
+    # it used to train one class per value, scoring accuracy 0, and exit 0
+    assert_one_line_error(run_table(customers_csv, "--task", "spend:multiclass"), "customers.csv", "task 'spend'",
+                          "needs whole numbers or text as classes", "use kind regression")
+
+
+def test_a_multiclass_target_needs_two_labelled_rows_per_class(customers_csv, tmp_path, customers):
+    with pytest.raises(UserError, match="'customer_id' has 300 distinct values in 300 labelled rows; for a continuous target use kind regression"):
+        load(customers_csv, tasks=["customer_id:multiclass"])
+    customers["pairs"] = np.arange(len(customers)) // 2  # 150 classes of two rows each: the most allowed
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    assert load(tmp_path / "t.csv", tasks=["pairs:multiclass"], ignore="customer_id").task("pairs").n_classes == 150
+    customers.loc[0, "pairs"] = 1000  # one class more
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(UserError, match="'pairs' has 151 distinct values in 300 labelled rows"):
+        load(tmp_path / "t.csv", tasks=["pairs:multiclass"], ignore="customer_id")
+
+
+def test_an_identifier_column_earns_a_warning(customers_csv):
+    with pytest.warns(DataWarning, match=r"numeric column 'customer_id' holds a different whole number in every row; .*ignore: \[customer_id\]"):
+        load(customers_csv)
+
+
+def test_ordinary_numeric_columns_earn_no_identifier_warning(tmp_path, customers):
+    rng = np.random.default_rng(0)
+    customers["visits"] = rng.integers(0, 60, len(customers))  # whole numbers, many, but repeated
+    customers["balance"] = rng.normal(0, 1000, len(customers))  # every value distinct, but not whole
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        data = load(tmp_path / "t.csv", ignore="customer_id")
+        load(tmp_path / "t.csv", numeric="customer_id")  # declared numeric: the user knows
+    assert {"visits", "balance"} <= {e["column"] for e in data.preprocessing["numeric"]}
 
 
 def test_raw_rows_with_unseen_and_missing_values(customers_csv):

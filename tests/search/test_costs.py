@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 import torch
@@ -82,3 +84,45 @@ def test_a_limit_keeps_big_candidates_untrained_and_off_the_front(tiny_synthetic
     front = {t.number for t in pareto_trials(study)}
     assert front and front <= {t.number for t in complete}
     assert all(row["summary"] != "too big" for row in front_rows(study))
+
+
+def test_a_continued_study_keeps_its_limits_or_says_which_flag_to_pass(tiny_synthetic, storage_url):
+    def continue_with(**objectives):
+        run_search(tiny_synthetic, space(extra=["params"], **objectives),
+                   SearchSettings("kept", storage=storage_url, n_trials=0, save_artifacts=False))
+
+    continue_with(max_params=1500)
+    # left out, changed or added: trials judged under one limit must not share a front with others
+    for objectives, fault in [
+        ({}, "judged its trials under --max-params 1500 and this run would judge them under no --max-params; pass --max-params 1500"),
+        ({"max_params": 6000}, "under --max-params 1500 and this run would judge them under --max-params 6000; pass --max-params 1500"),
+        ({"max_params": 1500, "max_latency_ms": 2.5}, "under no --max-latency-ms and this run would judge them under --max-latency-ms 2.5; "
+                                                      "run without --max-latency-ms (or objectives.max_latency_ms)"),
+        ({"max_latency_ms": 2.5}, "under --max-params 1500 no --max-latency-ms and this run would judge them under no --max-params "
+                                  "--max-latency-ms 2.5; pass --max-params 1500 and run without --max-latency-ms"),
+    ]:
+        with pytest.raises(UserError) as error:
+            continue_with(**objectives)
+        assert str(error.value).startswith("study 'kept' ") and fault in str(error.value), error.value
+        assert str(error.value).endswith(", or use another --study-name")
+    continue_with(max_params=1500)
+
+
+def test_trials_trained_without_a_limit_the_study_stores_are_named(tiny_synthetic, storage_url):
+    from mtl_search.search.costs import trained_without_limits
+
+    settings = SearchSettings("judged", storage=storage_url, sampler="random", n_trials=2, save_artifacts=False)
+    study = run_search(tiny_synthetic, space(extra=["params"], max_params=100_000), settings)
+    assert trained_without_limits(study) is None  # each trial was judged under the limit
+    # what a run from before continued studies kept their limits left: trials without the
+    # study's limit, over it (params counted) or never timed against it (latency)
+    unjudged = run_search(tiny_synthetic, space(extra=["params"]), dataclasses.replace(settings, study_name="unjudged"))
+    meta = unjudged.user_attrs["mtl_search"]
+    meta["space"]["objectives"] |= {"max_params": 100_000, "max_latency_ms": 2.5}
+    unjudged.set_user_attr("mtl_search", meta)
+    assert trained_without_limits(unjudged) == (
+        "trials 0, 1 were trained by a run that left out the study's --max-params 100000 --max-latency-ms 2.5 (before continued "
+        "studies kept their limits); over it or not measured against it, they may stand on its front")
+    meta["space"]["objectives"] |= {"max_latency_ms": None}
+    unjudged.set_user_attr("mtl_search", meta)
+    assert trained_without_limits(unjudged) is None  # within the parameter limit

@@ -69,6 +69,11 @@ def test_a_repeat_is_held_to_the_limits_of_its_own_run(tiny_synthetic, storage_u
     study = search(tiny_synthetic, storage_url, "limits", 1)
     n_params = study.trials[0].user_attrs["n_params"]
     limited = parse_space(TWO_CANDIDATES | {"objectives": {"max_params": n_params - 1}})
+    # a continued study keeps its limits, so only a study stored with the limit whose trial
+    # 0 a run from before that rule trained without it has such a repeat
+    meta = study.user_attrs["mtl_search"]
+    meta["space"]["objectives"] = limited.to_data()["objectives"]
+    study.set_user_attr("mtl_search", meta)
     settings = SearchSettings(study_name="limits", storage=storage_url, sampler="random", seed=0, n_trials=1, save_artifacts=False)
     study = run_search(tiny_synthetic, limited, settings)
     repeat = study.trials[1]

@@ -101,6 +101,13 @@ def test_a_missing_space_file_is_named(tmp_path):
         load_space(tmp_path / "nope.yaml")
 
 
+def test_an_unknown_space_name_lists_the_bundled_ones():
+    with pytest.raises(UserError) as error:
+        load_space("nosuch")
+    bundled = ", ".join(path.stem for path in SPACE_FILES)
+    assert str(error.value) == f"space file nosuch: no such file (bundled spaces, by name: {bundled})"
+
+
 def test_bundled_space_by_short_name():
     assert load_space("default").families.keys() == load_space(SPACES_DIR / "default.yaml").families.keys()
 

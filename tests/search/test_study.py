@@ -69,3 +69,77 @@ def test_an_unknown_study_lists_the_first_ten_and_says_there_are_more(tmp_path):
     message = str(error.value)
     assert "s00, s01" in message and "s09" in message and "s10" not in message
     assert message.endswith("... (12 in all; mtl-search studies lists them))")
+
+
+def create_empty_study(data, storage, name, space=None):
+    """The study ``run_search`` stores for ``data``, without training a trial."""
+    return run_search(data, space or parse_space(SMALL_SPACE), SearchSettings(study_name=name, storage=storage, n_trials=0, save_artifacts=False))
+
+
+def refusal(data, storage, name, space=None) -> str:
+    from mtl_search.errors import UserError
+
+    with pytest.raises(UserError) as error:
+        create_empty_study(data, storage, name, space)
+    return str(error.value)
+
+
+def test_continuing_with_other_data_names_each_key_that_differs(storage_url):
+    from mtl_search.data.synthetic import make_synthetic
+
+    create_empty_study(make_synthetic(dim=8, rows=300, correlation=0.5), storage_url, "synthetic")
+    message = refusal(make_synthetic(dim=8, rows=300, correlation=0.9, seed=2), storage_url, "synthetic")
+    assert message == ("study 'synthetic' was made with other data (options.correlation: 0.5 in the study, 0.9 now; "
+                       "options.seed: 0 in the study, 2 now); use the same data or another --study-name")
+
+
+def write_table(folder, extra_column=False):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    frame["big"] = (frame.a > 0).astype(int)
+    frame["small"] = ((frame.a > 0) & (frame.b > 0)).astype(int)
+    if extra_column:
+        frame["c"] = rng.normal(size=120)
+    frame.to_csv(folder / "t.csv", index=False)
+
+
+def test_continuing_a_table_study_names_the_task_key_or_the_input_schema_that_differs(storage_url, tmp_path):
+    from mtl_search.data import load_data
+
+    write_table(tmp_path)
+    description = tmp_path / "d.yaml"
+    declared = "file: t.csv\ntasks:\n  - {name: big, kind: binary, metrics: [auc, logloss]}\n  - {name: small, kind: binary, given: big}\noptions: {seed: 1}\n"
+    description.write_text(declared)
+    create_empty_study(load_data(None, {}, str(description)), storage_url, "table")
+    # the same file, fixed in place: only the task's given differs (the options are the same)
+    description.write_text(declared.replace(", given: big", ""))
+    assert refusal(load_data(None, {}, str(description)), storage_url, "table") == (
+        "study 'table' was made with other data (tasks.small.given: 'big' in the study, none now); use the same data or another --study-name")
+    description.write_text(declared.replace("kind: binary, metrics", "kind: binary, column: small, metrics"))
+    assert "(tasks.big.column: 'big' in the study, 'small' now)" in refusal(load_data(None, {}, str(description)), storage_url, "table")
+    # the same description of a table that gained a column: what the network reads differs
+    description.write_text(declared)
+    write_table(tmp_path, extra_column=True)
+    assert "(input_schema.numeric: 2 in the study, 3 now)" in refusal(load_data(None, {}, str(description)), storage_url, "table")
+    write_table(tmp_path)
+    data = load_data(None, {}, str(description))
+    create_empty_study(data, storage_url, "table")  # the same data continues
+    # ... with the same objectives: each task's first metric, not every metric big declares
+    assert refusal(data, storage_url, "table", parse_space(SMALL_SPACE | {"objectives": {"metrics": "all"}})) == (
+        "study 'table' has objectives big/auc, small/auc and this run big/auc, big/logloss, small/auc (new big/logloss); "
+        "use the same tasks and metrics (objectives.metrics), or use another --study-name")
+
+
+def test_continuing_with_other_objectives_names_them_and_the_flag(tiny_synthetic, storage_url):
+    costly = parse_space(SMALL_SPACE | {"objectives": {"extra": ["params", "latency"]}})
+    create_empty_study(tiny_synthetic, storage_url, "costly", costly)
+    assert refusal(tiny_synthetic, storage_url, "costly") == (
+        "study 'costly' has objectives task1/mse, task2/mse, params, latency_ms and this run task1/mse, task2/mse "
+        "(missing params, latency_ms); pass --objective params --objective latency, or use another --study-name")
+    assert refusal(tiny_synthetic, storage_url, "costly", parse_space(SMALL_SPACE | {"objectives": {"extra": ["latency", "params"]}})).endswith(
+        "(in another order); pass --objective params --objective latency, or use another --study-name")
+    create_empty_study(tiny_synthetic, storage_url, "plain")
+    assert refusal(tiny_synthetic, storage_url, "plain", costly).endswith("(new params, latency_ms); run without --objective, or use another --study-name")
