@@ -110,3 +110,13 @@ def share_below_one(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and less than 1")
     return value
+
+
+def warn_of_trials_without_limits(study: Any, command: str) -> None:
+    """On stderr: complete trials that a run before 2026-12-03 trained without the study's
+    limits (they may stand on the front the command shows)."""
+    from mtl_search.search.costs import trained_without_limits
+
+    note = trained_without_limits(study)
+    if note:
+        print(f"mtl-search {command}: warning: study {study.study_name!r}: {note}", file=sys.stderr)

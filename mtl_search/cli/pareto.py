@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table
+from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table, warn_of_trials_without_limits
 from mtl_search.errors import UserError
 
 
@@ -27,6 +27,7 @@ def main(args: argparse.Namespace) -> int:
     from mtl_search.search.study import load_existing
 
     study = load_existing(args.study, args.storage)
+    warn_of_trials_without_limits(study, "pareto")
     if args.html:
         write_front_html(study, args.html)
     if args.format == "json":

@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, whole_number
+from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.study import SAMPLERS
 
@@ -103,16 +103,8 @@ def main(args: argparse.Namespace) -> int:
         if progress:
             progress.stop()
     print_front(study)
-    _warn_of_trials_without_limits(study)
+    warn_of_trials_without_limits(study, "run")
     return status
-
-
-def _warn_of_trials_without_limits(study: optuna.Study) -> None:
-    from mtl_search.search.costs import trained_without_limits
-
-    note = trained_without_limits(study)
-    if note:
-        print(f"mtl-search run: warning: study {study.study_name!r}: {note}", file=sys.stderr)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:

@@ -68,8 +68,8 @@ class CandidateObjective:
         """The sampler proposed a candidate the study already trained to the end: training is
         seeded, so training it again would give the same result. Take the earlier metrics.
 
-        Costs and hard limits are measured again (limits may have changed since, and
-        measuring is cheap). The repeat has no ``history``, so it is never a second pruning
+        Costs and hard limits are measured again (cheap, and the earlier trial may come from
+        a run before continued studies were held to their limits, 2026-12-03). The repeat has no ``history``, so it is never a second pruning
         reference, and the front lists only the original (``repeat_of`` names it; export
         follows it).
         """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import assert_one_line_error
@@ -189,5 +191,8 @@ def test_continuing_without_the_cost_flags_is_refused_naming_them(cli, storage_u
     note = "were trained by a run that left out the study's --max-params 6000 --max-latency-ms 1.5"
     listed = cli("studies", "--storage", storage_url)
     assert listed.code == 0 and "mtl-search studies: warning: study 'cost': trials 0, 1 " + note in listed.err
+    front = cli("pareto", "cost", "--storage", storage_url, "--format", "json")
+    assert front.code == 0 and "mtl-search pareto: warning: study 'cost': trials 0, 1 " + note in front.err
+    json.loads(front.out)  # the warning stays off stdout
     continued = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000", "--max-latency-ms", "1.5")
     assert continued.code == 0 and "mtl-search run: warning: study 'cost': trials 0, 1 " + note in continued.err
