@@ -393,6 +393,13 @@ def _targets_from_description(description: TableDescription, path: str | Path | 
             )
         except TaskError as error:  # the fix belongs in the file: name its key, as for a missing column
             raise UserError(f"description file {path}: key tasks.{number}.{error.field}: {error}") from None
+        if entry.classes is not None and entry.kind != "multiclass":  # would be ignored: say so rather than drop it
+            raise UserError(f"description file {path}: key tasks.{number}.classes: only a multiclass task has classes "
+                            f"(task {entry.name!r} is {entry.kind})")
+        earlier = [other.task.name for other in targets]
+        if entry.name in earlier:
+            raise UserError(f"description file {path}: key tasks.{number}.name: task {entry.name!r} is declared twice "
+                            f"(also tasks.{earlier.index(entry.name)})")
         targets.append(TargetColumn(task=task, column=entry.column or entry.name, positive=entry.positive,
                                     declared_classes=entry.classes is not None,
                                     named_by=f"description file {path}: key {key}"))
@@ -414,6 +421,10 @@ def _file_options(description: TableDescription, path: str | Path | None) -> dic
             raise UserError(f"{where}: expected {EXPECTED_VALUE[type(known[key])]}, got {value!r}") from None
         if key == "encoding" and options[key] not in ENCODINGS:
             raise UserError(f"{where}: expected one of {', '.join(ENCODINGS)}, got {value!r}")
+        if key == "rows" and int(options[key]) < 0:
+            raise UserError(f"{where}: must be 0 (every row) or positive, got {value!r}")
+        if key in ("validation_fraction", "test_fraction") and not 0 < float(options[key]) < 1:
+            raise UserError(f"{where}: must be between 0 and 1, got {value!r}")
     return options
 
 
@@ -433,7 +444,9 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
     targets = _targets_from_description(description, description_path) + targets_from_declarations(task_declarations)
     names = [t.task.name for t in targets]
     if len(set(names)) != len(names):
-        raise UserError(f"--task: task {sorted(n for n in names if names.count(n) > 1)[0]!r} is declared twice")
+        twice = sorted(n for n in names if names.count(n) > 1)[0]
+        also = f" (also in description file {description_path})" if any(t.task.name == twice for t in targets if t.named_by) else ""
+        raise UserError(f"--task: task {twice!r} is declared twice{also}")
     return make_table_data(
         frame,
         targets,

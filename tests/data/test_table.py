@@ -221,6 +221,11 @@ CHURN = "tasks:\n  - {name: churn, kind: binary}\n"
     (CHURN + "  - {name: 'spend!', kind: regression}\n", "key tasks.1.name: task name 'spend!'"),
     ("tasks:\n  - {name: churn, kind: binary, positive: [yes]}\n", "key tasks.0.positive: expected one value of the column"),
     (CHURN + "features: age\n", "key features: Input should be a valid list"),
+    # a key that would be ignored, a task twice, numbers out of range
+    (CHURN + "  - {name: spend, kind: regression, classes: 3}\n", "key tasks.1.classes: only a multiclass task has classes (task 'spend' is regression)"),
+    (CHURN + "  - {name: churn, kind: binary, column: premium}\n", "key tasks.1.name: task 'churn' is declared twice (also tasks.0)"),
+    (CHURN + "options: {rows: -5}\n", "key options.rows: must be 0 (every row) or positive, got -5"),
+    (CHURN + "options: {test_fraction: 1.5}\n", "key options.test_fraction: must be between 0 and 1, got 1.5"),
 ])
 def test_bad_description_file_names_the_file_and_key(tmp_path, customers_csv, text, message):
     (tmp_path / "d.yaml").write_text(text)
@@ -236,6 +241,10 @@ def test_a_bad_description_file_is_one_line_on_the_command_line(run_table, tmp_p
     # the command line's own options are still named as such
     result = run_table(customers_csv, "--task", "churn:binary", "--data-option", "encodng=onehot")
     assert_one_line_error(result, "--data-option encodng: unknown option")
+    # a task in the file and on the command line
+    (tmp_path / "d.yaml").write_text(CHURN)
+    result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}", "--task", "churn:binary")
+    assert_one_line_error(result, f"--task: task 'churn' is declared twice (also in description file {tmp_path / 'd.yaml'})")
 
 
 def test_a_continuous_column_is_no_multiclass_target(run_table, customers_csv):
