@@ -16,6 +16,16 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``kill``, a container stopping), handled as Ctrl-C is: the
+    running trial is recorded as failed with its reason, and the command exits with 143."""
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: stop as Ctrl-C does, through :class:`Terminated`."""
+    raise Terminated
+
+
 class TrialDiverged(Exception):
     """Training produced a non-finite loss; the trial fails with this reason."""
 

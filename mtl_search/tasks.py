@@ -3,6 +3,11 @@
 A task is plain data (name, kind, number of classes, metrics). Its loss and metrics work on
 whole tensors at once, and skip rows whose label is missing (NaN), so that partially
 labelled data sets train each task on the rows that have its label.
+
+A regression task also carries its target's train mean and standard deviation: the network
+learns the target standardised, and the model turns its output back into the column's units
+(:class:`mtl_search.architectures.MultiTaskModel`), so that a target of mean 1000 neither
+drowns the other tasks' losses nor makes a head spend thousands of steps moving its bias.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ DEFAULT_METRICS = {"binary": ("auc",), "multiclass": ("accuracy",), "regression"
 
 
 class TaskError(UserError):
-    """A bad task field; ``field`` (name, kind, classes or metrics) lets a description file name its key."""
+    """A bad task field; ``field`` (name, kind, classes, metrics or target) lets a description file name its key."""
 
     def __init__(self, message: str, field: str = "") -> None:  # a default keeps it picklable
         super().__init__(message)
@@ -46,6 +51,9 @@ class Task:
     ``metrics`` lists the metrics computed on held-out data; each becomes one objective of
     the search unless the search is told otherwise. ``given`` names a task this one is
     conditional on (entire-space modelling, ESMM style); None for ordinary tasks.
+    ``target_mean`` and ``target_std`` (regression only) are the target's statistics on the
+    train split; None until :class:`mtl_search.data.base.MultiTaskData` measures them, and
+    read as 0 and 1 (no scaling) meanwhile.
     """
 
     name: str
@@ -53,6 +61,8 @@ class Task:
     n_classes: int = 0
     metrics: tuple[str, ...] = ()
     given: str | None = None
+    target_mean: float | None = None
+    target_std: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
@@ -70,6 +80,25 @@ class Task:
                 raise TaskError(f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})", "metrics")
             if self.kind not in METRICS[metric][1]:
                 raise TaskError(f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task", "metrics")
+        self._check_target_statistics()
+
+    def _check_target_statistics(self) -> None:
+        mean, std = self.target_mean, self.target_std
+        if mean is None and std is None:
+            return
+        if self.kind != "regression":
+            raise TaskError(f"task {self.name!r}: only a regression task has target_mean and target_std ({self.name!r} is {self.kind})", "target")
+        if mean is None or std is None:
+            raise TaskError(f"task {self.name!r}: give target_mean and target_std together", "target")
+        try:
+            mean, std = float(mean), float(std)
+        except (TypeError, ValueError):
+            mean = std = math.nan
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise TaskError(f"task {self.name!r}: target_mean must be a finite number and target_std a positive one, "
+                            f"got {self.target_mean!r} and {self.target_std!r}", "target")
+        object.__setattr__(self, "target_mean", mean)
+        object.__setattr__(self, "target_std", std)
 
     @property
     def output_size(self) -> int:
@@ -78,6 +107,27 @@ class Task:
 
     def direction(self, metric: str) -> str:
         return METRICS[metric][0]
+
+    @property
+    def target_scale(self) -> tuple[float, float]:
+        """(mean, std) that turn a standardised output into the target's units; (0, 1) for
+        other kinds and for a regression task not yet measured (or stored before scaling)."""
+        if self.target_mean is None or self.target_std is None:
+            return 0.0, 1.0
+        return self.target_mean, self.target_std
+
+    def with_target_statistics(self, target: torch.Tensor) -> "Task":
+        """This regression task with the mean and standard deviation of ``target``'s labelled
+        rows (a constant or absent target gets std 1). Summed with ``math.fsum``, exactly
+        rounded, so that every machine that reads the data stores the same numbers and a
+        study continued elsewhere is not taken for one made with other data."""
+        values = target.detach().cpu().double().reshape(-1).numpy()
+        values = values[~np.isnan(values)]
+        if not values.size:
+            return dataclasses.replace(self, target_mean=0.0, target_std=1.0)
+        mean = math.fsum(values) / values.size
+        std = math.sqrt(math.fsum(np.square(values - mean)) / values.size)  # elementwise IEEE: the same everywhere
+        return dataclasses.replace(self, target_mean=mean, target_std=std if math.isfinite(std) and std > 1e-12 else 1.0)
 
     # -- loss -------------------------------------------------------------------------
     def loss(self, output: torch.Tensor, target: torch.Tensor, *, all_labelled: bool = False) -> torch.Tensor:
@@ -96,7 +146,8 @@ class Task:
             return F.binary_cross_entropy_with_logits(output.reshape(-1), target)
         if self.kind == "multiclass":
             return F.cross_entropy(output, target.long())
-        return F.mse_loss(output.reshape(-1), target)
+        # the MSE of the standardised target: comparable with the other tasks' losses
+        return F.mse_loss(output.reshape(-1), target) / self.target_scale[1] ** 2
 
     def probabilities(self, output: torch.Tensor) -> torch.Tensor:
         """Model output turned into what a user reads: P(y=1), class probabilities or the value."""
@@ -114,16 +165,26 @@ class Task:
         return {metric: _metric(metric, self, output, target) for metric in self.metrics}
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"metrics": list(self.metrics)}
+        data = dataclasses.asdict(self) | {"metrics": list(self.metrics)}
+        if self.target_mean is None:
+            # not measured (a declaration, as a table's description stores it): the same
+            # keys as before scaling existed, so that descriptions stored then still match
+            del data["target_mean"], data["target_std"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Task":
+        """A stored task; a regression task stored without statistics (a study or exported
+        model made before 2026-12-03) learned its raw target, and reads as mean 0, std 1."""
+        regression = data["kind"] == "regression"
         return cls(
             name=data["name"],
             kind=data["kind"],
             n_classes=int(data.get("n_classes", 0)),
             metrics=tuple(data.get("metrics", ())),
             given=data.get("given"),
+            target_mean=data.get("target_mean", 0.0 if regression else None),
+            target_std=data.get("target_std", 1.0 if regression else None),
         )
 
 

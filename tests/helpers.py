@@ -34,3 +34,40 @@ def require_chromium() -> str:
     if os.environ.get("MTL_SEARCH_REQUIRE_SERVICES") == "1":
         pytest.fail("chromium is not installed but MTL_SEARCH_REQUIRE_SERVICES=1 (apt-get install chromium)")
     pytest.skip("chromium is not installed (apt-get install chromium)")
+
+
+def spend_and_churn(rows: int = 600, seed: int = 0):
+    """A seeded table: churn (binary) follows a and b; spend (regression, mean ~1000, std ~200)
+    follows c, so the two tasks share no signal and spend's raw scale dwarfs churn's loss."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 4))
+    churn = (x[:, 0] + x[:, 1] + 0.5 * rng.standard_normal(rows) > 0).astype(int)
+    spend = 1000 + 200 * (0.8 * x[:, 2] + 0.6 * rng.standard_normal(rows))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "churn": churn, "spend": spend})
+
+
+def outputs_in_every_format(folder, inputs):
+    """What an exported folder's model returns for ``inputs`` through ``mtl_search.load``, checked
+    to be what its TorchScript module and its ONNX graph (both written) return too."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from onnx.reference import ReferenceEvaluator
+
+    import mtl_search
+
+    folder = Path(folder)
+    description = json.loads((folder / "model.json").read_text())
+    assert description["torchscript"] and description["onnx"]
+    with torch.no_grad():
+        loaded = mtl_search.load(folder)(inputs)
+        traced = torch.jit.load(str(folder / "model.torchscript.pt"))(inputs)
+    from_onnx = ReferenceEvaluator(str(folder / "model.onnx")).run(None, {name: tensor.numpy() for name, tensor in inputs.items()})
+    for task, graph_output in zip(description["outputs"], from_onnx):
+        torch.testing.assert_close(traced[task], loaded[task])
+        torch.testing.assert_close(torch.from_numpy(graph_output), loaded[task], rtol=1e-4, atol=1e-5)
+    return loaded

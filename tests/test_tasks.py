@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
+import torch
 
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task, TaskError, parse_task_declaration
@@ -16,6 +18,12 @@ from mtl_search.tasks import Task, TaskError, parse_task_declaration
     ({"name": "segment", "kind": "multiclass", "n_classes": 1}, "classes", "task 'segment': a multiclass task needs at least 2 classes, got 1"),
     ({"name": "spend", "kind": "regression", "metrics": ("rmsee",)}, "metrics", "task 'spend': unknown metric 'rmsee'"),
     ({"name": "spend", "kind": "regression", "metrics": ("auc",)}, "metrics", "task 'spend': metric 'auc' does not apply to a regression task"),
+    ({"name": "spend", "kind": "regression", "target_mean": 66.0, "target_std": 0.0}, "target",
+     "task 'spend': target_mean must be a finite number and target_std a positive one, got 66.0 and 0.0"),
+    ({"name": "spend", "kind": "regression", "target_mean": math.nan, "target_std": 1.0}, "target", "task 'spend': target_mean must be a finite"),
+    ({"name": "spend", "kind": "regression", "target_mean": 66.0}, "target", "task 'spend': give target_mean and target_std together"),
+    ({"name": "churn", "kind": "binary", "target_mean": 0.5, "target_std": 0.5}, "target",
+     "task 'churn': only a regression task has target_mean and target_std ('churn' is binary)"),
 ])
 def test_a_bad_task_names_its_field(kwargs, field, message):
     # a description file turns the field into its key (tasks.N.kind); the words stay the same
@@ -34,3 +42,37 @@ def test_a_declaration_keeps_its_command_line_wording():
         parse_task_declaration("spend")
     task = parse_task_declaration("segment:multiclass:classes=4:metrics=accuracy+logloss")
     assert (task.kind, task.n_classes, task.metrics) == ("multiclass", 4, ("accuracy", "logloss"))
+
+
+def test_a_task_round_trips_with_and_without_target_statistics():
+    measured = Task("spend", "regression", metrics=("mae",), target_mean=66.5, target_std=25.25)
+    assert Task.from_dict(measured.to_dict()) == measured
+    assert measured.to_dict()["target_mean"] == 66.5 and measured.target_scale == (66.5, 25.25)
+    # not measured yet (a declaration, as a table's description stores it): no keys at all
+    declared = Task("spend", "regression")
+    assert "target_mean" not in declared.to_dict() and declared.target_scale == (0.0, 1.0)
+    churn = Task("churn", "binary")
+    assert "target_std" not in churn.to_dict() and Task.from_dict(churn.to_dict()) == churn
+
+
+def test_a_regression_task_stored_before_scaling_reads_as_its_raw_target():
+    # a study or exported model made before 2026-12-03 stored no statistics: it learned raw values
+    old = Task.from_dict({"name": "spend", "kind": "regression", "n_classes": 0, "metrics": ["mse"], "given": None})
+    assert (old.target_mean, old.target_std) == (0.0, 1.0)  # carried, so the data does not measure it again
+    output, target = torch.tensor([70.0, 60.0]), torch.tensor([66.0, 66.0])
+    assert float(old.loss(output, target)) == pytest.approx(26.0)
+
+
+def test_the_regression_loss_is_the_mse_of_the_standardised_target():
+    task = Task("spend", "regression", target_mean=66.0, target_std=25.0)
+    output, target = torch.tensor([91.0, 66.0, 0.0]), torch.tensor([66.0, 66.0, math.nan])
+    assert float(task.loss(output, target)) == pytest.approx(((91 - 66) / 25) ** 2 / 2)
+    # the metrics stay in the column's units
+    assert task.evaluate(output, target)["mse"] == pytest.approx(25.0**2 / 2)
+
+
+def test_target_statistics_are_of_the_labelled_rows_and_a_constant_target_gets_std_1():
+    task = Task("spend", "regression").with_target_statistics(torch.tensor([1.0, math.nan, 3.0]))
+    assert (task.target_mean, task.target_std) == (2.0, 1.0)  # population std of 1 and 3
+    assert Task("spend", "regression").with_target_statistics(torch.tensor([5.0, 5.0])).target_scale == (5.0, 1.0)
+    assert Task("spend", "regression").with_target_statistics(torch.tensor([math.nan])).target_scale == (0.0, 1.0)

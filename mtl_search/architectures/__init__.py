@@ -91,7 +91,8 @@ def build_model(
     towers = make_towers(body, tasks, tower.get("widths", []), spec.get("block", {}).get("activation", "relu"))
     body.attach_heads(towers, tasks)
     relationship = prior_from_spec(spec.get("relationship"), towers, task_names)
-    return MultiTaskModel(stem_module, body, towers, spec, relationship=relationship)
+    scales = {task.name: task.target_scale for task in tasks if task.kind == "regression"}
+    return MultiTaskModel(stem_module, body, towers, spec, relationship=relationship, output_scales=scales)
 
 
 def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:

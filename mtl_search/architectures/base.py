@@ -49,7 +49,8 @@ class Body(nn.Module):
 
 
 class MultiTaskModel(nn.Module):
-    """stem -> body -> one tower per task; ``forward`` returns {task name: output}."""
+    """stem -> body -> one tower per task; ``forward`` returns {task name: output}, a
+    regression task's in its target's units (``output_scales``)."""
 
     def __init__(
         self,
@@ -58,6 +59,7 @@ class MultiTaskModel(nn.Module):
         towers: dict[str, nn.Module],
         spec: dict[str, Any],
         relationship: nn.Module | None = None,
+        output_scales: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         super().__init__()
         self.stem = stem
@@ -67,6 +69,11 @@ class MultiTaskModel(nn.Module):
         self.spec = spec
         # optional prior over the towers' weights (TaskRelationshipPrior), see relationship.py
         self.relationship = relationship
+        # task -> (mean, std) of a regression target learned standardised: outputs are
+        # raw * std + mean, in the target's units. Plain floats, not buffers: weights files
+        # keep their tensors, and tracing (TorchScript, ONNX) bakes them in as constants.
+        self.output_scales = {name: (float(mean), float(std)) for name, (mean, std) in (output_scales or {}).items()
+                              if (mean, std) != (0.0, 1.0)}
         # The last input of the towers, kept by forward() when asked, for methods that
         # work on the shared representation (MGDA-UB).
         self.keep_representations = False
@@ -81,6 +88,9 @@ class MultiTaskModel(nn.Module):
             outputs = {name: self.towers[name](representations[name]) for name in self.task_names}
         if self.keep_representations:
             self.representations = representations
+        if self.output_scales:  # after the body: a body that feeds predictions upward feeds the standardised ones
+            outputs = {name: output * self.output_scales[name][1] + self.output_scales[name][0] if name in self.output_scales else output
+                       for name, output in outputs.items()}
         return outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:

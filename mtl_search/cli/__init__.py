@@ -8,14 +8,17 @@ with exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from mtl_search import __version__
-from mtl_search.errors import UserError
+from mtl_search.errors import Terminated, UserError, raise_terminated
 
 COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity", "pruning")
 
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+        with warnings.catch_warnings(), _sigterm_as_interrupt():  # both restore the caller's settings afterwards
             _warnings_on_one_line(args.command)
             code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, so that a reader gone by now is handled below, not at exit
@@ -77,9 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"mtl-search {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print(f"mtl-search {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"mtl-search {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130  # 128 + the signal's number, as a shell reports it
     except BrokenPipeError:
         if args.debug:
             raise
@@ -87,6 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to /dev/null so that the interpreter's final flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (see :class:`Terminated`), instead of killing it
+    mid-write and leaving its trial RUNNING until the grace period."""
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _warnings_on_one_line(command: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -76,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
     parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
                           help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
-    parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(1), default=None,
+    parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(2), default=None,
                           help="a running trial without heartbeat this long (its worker died) is failed and retried "
                           "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
     parser.set_defaults(handler=main)
@@ -115,7 +116,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     from mtl_search.search.pruning import with_pruning_options
     from mtl_search.search.runner import SearchSettings
     from mtl_search.search.space import load_space, resolve_space_path
-    from mtl_search.search.storage import open_storage
+    from mtl_search.search.storage import is_in_memory, open_storage
     from mtl_search.training import resolve_device
 
     if args.seed_trees is not None and args.seed_strategy != "affinity":
@@ -124,6 +125,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
     storage = open_storage(args.storage, grace_seconds=args.grace_period)
+    if args.workers > 1 and is_in_memory(storage):
+        raise UserError(f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "
+                        f"use a SQLite file or a database server")
     space_path = resolve_space_path(args.space)
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
@@ -170,11 +174,21 @@ def search_in_worker(args: argparse.Namespace, *, worker_index: int, budget: Any
 def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any, storage: optuna.storages.BaseStorage,
                  progress: "_Progress | None") -> tuple[optuna.Study, int]:
     """Create or check (and seed) the study here, one clear error and no race; then let the workers search it."""
-    from mtl_search.search.workers import EXIT_INTERRUPTED, LocalBudget, WorkerPool
+    from mtl_search.errors import Terminated
+    from mtl_search.search.workers import EXIT_INTERRUPTED, EXIT_TERMINATED, LocalBudget, WorkerPool
 
     study = _search(args, data, space, settings, storage, callbacks=[], budget=LocalBudget(0))
-    pool = WorkerPool(args.workers, args.trials, search_in_worker, (args,))
+    workers = min(args.workers, args.trials)  # a worker without a trial to run would only load the data
+    if workers < args.workers:
+        print(f"mtl-search run: note: --workers {args.workers} for --trials {args.trials}: starting {workers}", file=sys.stderr)
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        print(f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
+              f"(see docs/parallel.md)", file=sys.stderr)
+    pool = WorkerPool(workers, args.trials, search_in_worker, (args,))
     codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
+    if EXIT_TERMINATED in codes:
+        raise Terminated
     if EXIT_INTERRUPTED in codes:
         raise KeyboardInterrupt
     if any(code != 0 for code in codes):

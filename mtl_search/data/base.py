@@ -68,6 +68,11 @@ class MultiTaskData:
         # Tasks that only make sense together (given=) are checked when the data is made,
         # so that a bad declaration fails before a study is stored, not in its first trial.
         validate_conditions(self.tasks)
+        # Regression targets are learned standardised with their train statistics, measured
+        # here so that every source gets them; a task that carries them (a study's stored
+        # task, retrained) keeps its own.
+        self.tasks = [task.with_target_statistics(self.train.targets[task.name])
+                      if task.kind == "regression" and task.target_mean is None else task for task in self.tasks]
 
     @property
     def task_names(self) -> list[str]:

@@ -49,16 +49,21 @@ def export_trial(
     trial: optuna.trial.FrozenTrial,
     directory: str | os.PathLike[str],
     *,
-    artifact_dir: Path | None,
+    artifact_dir: str | os.PathLike[str] | None = None,
     retrain: bool = False,
     force: bool = False,
     device: str | None = None,
 ) -> ExportResult:
-    """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files)."""
+    """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files).
+
+    The weights come from ``artifact_dir``, by default the study's own artifact folder (as
+    ``mtl-search export`` finds it); a trial without stored weights, or ``retrain=True``,
+    is trained again.
+    """
     from mtl_search.architectures import build_model
     # the model card draws with plotly: imported here so that mtl_search.load stays light
     from mtl_search.export.model_card import model_card, output_meaning, scoring
-    from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights
+    from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights, study_artifact_dir
     from mtl_search.tasks import Task
     from mtl_search.training import resolve_device, train_candidate
 
@@ -68,6 +73,7 @@ def export_trial(
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise UserError(refusal(trial, study.study_name))
     target = _prepare_directory(Path(directory), force)  # after the refusals: --force must not empty a folder for nothing
+    artifact_dir = Path(artifact_dir) if artifact_dir is not None else study_artifact_dir(study)
     tasks = [Task.from_dict(t) for t in meta["tasks"]]
     candidate = trial.user_attrs["candidate"]
     notes: list[str] = []
@@ -90,7 +96,8 @@ def export_trial(
             metrics.append({"split": split, "model": "these weights", "values": trial.user_attrs.get(split, {})})
     else:
         if not retrain:
-            notes.append(f"No stored weights for trial {trial.number} in {artifact_dir}: the architecture was retrained "
+            where = f"in {artifact_dir}" if artifact_dir is not None else "(the study keeps no artifacts)"
+            notes.append(f"No stored weights for trial {trial.number} {where}: the architecture was retrained "
                          "with the trial's settings on the train split.")
         data = reload_data(meta)
         train_split = concat_splits(data.train, data.validation) if retrain else None
@@ -199,8 +206,10 @@ def _prepare_directory(directory: Path, force: bool) -> Path:
 
 
 def reload_data(meta: dict[str, Any]) -> Any:
-    """The study's data again, from its stored description (source, options, file)."""
+    """The study's data again, from its stored description (source, options, file), with
+    the study's stored tasks."""
     from mtl_search.data import load_data
+    from mtl_search.tasks import Task
 
     described = meta.get("data") or {}
     source = described.get("source")
@@ -215,6 +224,12 @@ def reload_data(meta: dict[str, Any]) -> Any:
     data = load_data(source, options, described.get("file"), declarations)
     if data.description != described:
         raise UserError(f"the data of source {source!r} changed since the search (its description differs); cannot retrain on it")
+    # The study's own tasks: a trial is retrained as it was trained, with the stored target
+    # statistics (none stored, before 2026-12-03: its raw regression targets), and the
+    # model's output scaling is the one its weights were trained for.
+    stored = [Task.from_dict(t) for t in meta.get("tasks") or []]
+    if [t.name for t in stored] == data.task_names:
+        data = dataclasses.replace(data, tasks=stored)
     return data
 
 

@@ -9,7 +9,7 @@ from mtl_search.visualization.architecture import architecture_markdown
 
 OUTPUT_MEANING = {
     "multiclass": "one logit per class; `torch.softmax(output, -1)` gives the class probabilities",
-    "regression": "the predicted value, one per row",
+    "regression": "the predicted value in the target column's units, one per row",
 }
 
 

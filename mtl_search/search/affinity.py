@@ -109,7 +109,7 @@ def per_sample_losses(task: Task, output: torch.Tensor, target: torch.Tensor) ->
     elif task.kind == "multiclass":
         values = F.cross_entropy(out, y.long(), reduction="none")
     else:
-        values = (out.reshape(-1) - y) ** 2
+        values = (out.reshape(-1) - y) ** 2 / task.target_scale[1] ** 2  # as Task.loss: the standardised scale
     losses[mask] = values.float()
     return losses
 

@@ -53,6 +53,16 @@ def artifact_dir(url: str | None, explicit: str | os.PathLike[str] | None = None
     return DEFAULT_STORAGE_DIR / "artifacts"
 
 
+def study_artifact_dir(study: optuna.Study) -> Path | None:
+    """The artifact folder of ``study`` as :func:`artifact_dir` finds it from the study's own
+    storage URL ($MTL_SEARCH_ARTIFACTS first); None for a storage without a URL."""
+    storage = getattr(study, "_storage", None)
+    url = getattr(getattr(storage, "_backend", storage), "url", None)
+    if url is None and not os.environ.get(ENV_VAR):
+        return None
+    return artifact_dir(url)
+
+
 def open_artifact_store(directory: Path, *, create: bool = True) -> optuna.artifacts.FileSystemArtifactStore:
     if not directory.exists():
         if not create:

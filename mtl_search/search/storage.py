@@ -43,18 +43,29 @@ def is_database_server(storage: optuna.storages.BaseStorage) -> bool:
     return url is not None and make_url(url).get_backend_name() != "sqlite"
 
 
+def is_in_memory(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` lives in this process's memory (``sqlite://``, ``sqlite:///:memory:``),
+    where no other process, worker or dashboard can see it."""
+    url = getattr(storage, "url", None)
+    if url is None:
+        return isinstance(storage, optuna.storages.InMemoryStorage)
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def grace_period(seconds: int | None = None) -> int:
     """The heartbeat grace period: ``seconds``, else $MTL_SEARCH_GRACE_PERIOD, else 60."""
+    source = "--grace-period"
     if seconds is None:
         text = os.environ.get(GRACE_PERIOD_ENV)
         if not text:
             return GRACE_PERIOD
         try:
-            seconds = int(text)
+            seconds, source = int(text), f"${GRACE_PERIOD_ENV}"
         except ValueError:
             raise UserError(f"${GRACE_PERIOD_ENV} {text!r}: expected a whole number of seconds") from None
-    if seconds < 2:
-        raise UserError(f"grace period {seconds}: must be at least 2 seconds")
+    if seconds < 2:  # the heartbeat interval is a third of it, at least 1 s
+        raise UserError(f"{source} {seconds}: must be at least 2 seconds")
     return seconds
 
 
@@ -114,11 +125,31 @@ def open_storage(
                     raise
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
-    except ModuleNotFoundError as error:
-        raise UserError(f"--storage {_safe(url)}: the database driver {error.name!r} is not installed (pip install {error.name})") from None
+    except ImportError as error:  # Optuna turns a missing driver module into a bare ImportError
+        raise UserError(_missing_driver(url, parsed, getattr(error.__cause__, "name", None) or error.name)) from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.NoSuchModuleError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0] if str(getattr(error, "orig", error)).strip() else type(error).__name__
         raise UserError(f"--storage {_safe(url)}: cannot open the database ({reason})") from None
+
+
+# pip package of the SQLAlchemy drivers people name most, for the missing-driver message
+DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+
+
+def _missing_driver(url: str, parsed: sqlalchemy.engine.URL, module: str | None) -> str:
+    """The one-line message for a URL whose database driver cannot be imported."""
+    driver = parsed.get_driver_name()
+    message = f"--storage {_safe(url)}: the database driver {driver!r} is not installed (pip install {DRIVER_PACKAGES.get(driver, module or driver)})"
+    if parsed.get_backend_name() == "postgresql" and driver != "psycopg2" and _importable("psycopg2"):
+        # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; psycopg2 may be what is there
+        message += f", or name the installed one: {_safe(url).replace(parsed.drivername, 'postgresql+psycopg2', 1)}"
+    return message
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _lost_schema_race(error: sqlalchemy.exc.DatabaseError) -> bool:

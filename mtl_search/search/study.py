@@ -164,6 +164,11 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None:
         raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
+    unscaled = _raw_unit_tasks(stored)
+    if unscaled:
+        # its trials and new ones would learn these targets on other scales: one front cannot compare them
+        raise UserError(f"study {name!r} was trained with regression targets in raw units (before 2026-12-03; "
+                        f"task(s) {', '.join(unscaled)}), and new trials learn them standardised; use another --study-name")
     differences = _other_data(stored, data)
     if differences:
         raise UserError(f"study {name!r} was made with other data ({differences}); use the same data or another --study-name")
@@ -192,6 +197,12 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         if chain_before is not None and chain_now is not None and chain_before != chain_now:
             raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
                             f"or another --study-name")
+
+
+def _raw_unit_tasks(stored: dict[str, Any]) -> list[str]:
+    """The regression tasks of a study's metadata ``stored`` without target statistics: a
+    study made before 2026-12-03, whose trials learned those targets in the column's units."""
+    return [t["name"] for t in stored.get("tasks") or [] if t.get("kind") == "regression" and "target_mean" not in t]
 
 
 def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:

@@ -7,7 +7,8 @@ Optuna still fails stale trials (those of killed workers, via heartbeats) before
 Ctrl-C never leaves a trial RUNNING: while a trial trains, the first SIGINT becomes
 ``KeyboardInterrupt`` and the trial is stored as FAIL with ``fail_reason`` "interrupted";
 anywhere else (sampling, saving a result) the loop finishes that step and stops before the
-next trial. A second Ctrl-C is ignored so that it cannot break this bookkeeping.
+next trial. A second Ctrl-C is ignored so that it cannot break this bookkeeping. SIGTERM is
+handled alike (``fail_reason`` "terminated", :class:`mtl_search.errors.Terminated`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any, Callable, Protocol, Sequence
 
 import optuna
 
-from mtl_search.errors import UserError
+from mtl_search.errors import Terminated, UserError, raise_terminated
 
 INTERRUPTED = "interrupted"
+TERMINATED = "terminated"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
@@ -76,29 +79,29 @@ class TrialBudget:
 
 
 class _Interrupts:
-    """SIGINT handling for :func:`optimize_study` (see the module docstring)."""
+    """SIGINT and SIGTERM handling for :func:`optimize_study` (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested: type[KeyboardInterrupt] | None = None  # what to raise once stopped
         self.armed = False  # True while a trial's objective runs
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_Interrupts":
         # Handlers can only be installed from the main thread; elsewhere Ctrl-C is Python's default.
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
-        self.requested = True
+        self.requested = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         if self.armed:
-            raise KeyboardInterrupt
+            raise self.requested
 
 
 class _InterruptibleObjective:
@@ -110,11 +113,11 @@ class _InterruptibleObjective:
         try:
             self.interrupts.armed = True
             if self.interrupts.requested:
-                raise KeyboardInterrupt
+                raise self.interrupts.requested
             return self.objective(trial)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             self.interrupts.armed = False
-            trial.set_user_attr("fail_reason", INTERRUPTED)
+            trial.set_user_attr("fail_reason", TERMINATED if isinstance(stop, Terminated) else INTERRUPTED)
             raise  # Optuna stores the trial as FAIL and re-raises
         finally:
             self.interrupts.armed = False
@@ -138,7 +141,7 @@ def optimize_study(
         wrapped = _InterruptibleObjective(objective, interrupts)
         while True:
             if interrupts.requested:
-                raise KeyboardInterrupt
+                raise interrupts.requested
             if timeout is not None and time.monotonic() - started >= timeout:
                 return
             if not budget.claim():
@@ -148,8 +151,10 @@ def optimize_study(
 
 # --- worker processes --------------------------------------------------------------------
 
-# Exit status of a worker: as the CLI's (0 done, 2 bad input, 130 interrupted), 1 otherwise.
+# Exit status of a worker: as the CLI's (0 done, 2 bad input, 130 interrupted, 143
+# terminated), 1 otherwise.
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
@@ -189,24 +194,25 @@ class WorkerPool:
     def run(self, on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None) -> list[int]:
         """Start the workers, report finished trials until all exit; their exit codes.
 
-        On Ctrl-C here, the workers are interrupted too (they record their running trials
-        as interrupted) and waited for; then ``KeyboardInterrupt`` is raised.
+        On Ctrl-C (or SIGTERM) here, the workers get the same signal (they record their
+        running trials as interrupted or terminated) and are waited for; then the
+        ``KeyboardInterrupt`` (:class:`Terminated`) is raised again.
         """
         for process in self.processes:
             process.start()
         try:
             self._wait(on_trial)
-        except KeyboardInterrupt:
-            self.interrupt()
+        except KeyboardInterrupt as stop:
+            self.interrupt(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
             self._wait(on_trial)
             raise
         return [process.exitcode for process in self.processes]
 
-    def interrupt(self) -> None:
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
         for process in self.processes:
             if process.is_alive() and process.pid is not None:
                 try:
-                    os.kill(process.pid, signal.SIGINT)
+                    os.kill(process.pid, signum)
                 except ProcessLookupError:
                     pass
 
@@ -231,14 +237,15 @@ def _worker_main(target: Callable[..., Any], args: tuple, index: int, budget: Tr
     torch.set_num_threads(threads)
     # Ctrl-C reaches the whole process group; optimize_study decides what it interrupts.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_terminated)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         finished.put(trial)
 
     try:
         target(*args, worker_index=index, budget=budget, callbacks=[report])
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as stop:
+        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
     except UserError as error:
         print(f"mtl-search worker {multiprocessing.current_process().name}: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)

@@ -48,6 +48,22 @@ def test_predictions_feed_the_block_above_with_embedding_width():
     assert outputs["task1"].shape == (5, 4) and outputs["task3"].shape == (5, 1)
 
 
+def test_a_scaled_regression_head_feeds_its_standardised_prediction_upward():
+    # task1 (regression, mean 1000, std 200) feeds task2's block; the scaling is applied after
+    # the body, so task2 sees the same value as without scaling and only task1's output moves
+    inputs = inputs_for(VECTOR, rows=5)
+    outputs = {}
+    for scale in ((0.0, 1.0), (1000.0, 200.0)):
+        torch.manual_seed(0)
+        tasks = [Task("task1", "regression", target_mean=scale[0], target_std=scale[1]), Task("task2", "binary")]
+        model = build_model(with_common({"family": "hierarchy", "widths": [8, 6], "head_depths": {"task1": 1, "task2": 2},
+                                         "feed_upward": {"task1": True, "task2": False}, "prediction_embedding": 3}), VECTOR, tasks)
+        outputs[scale] = model(inputs)
+    plain, scaled = outputs[(0.0, 1.0)], outputs[(1000.0, 200.0)]
+    torch.testing.assert_close(scaled["task1"], plain["task1"] * 200 + 1000)
+    torch.testing.assert_close(scaled["task2"], plain["task2"])
+
+
 def test_upper_task_depends_on_lower_prediction_only_when_fed():
     torch.manual_seed(0)
     fed = build_model(hierarchy((1, 2, 3)), VECTOR, regression_tasks(3))

@@ -41,7 +41,7 @@ ROWS = [
     ("run", ["--startup-trials", "0"], ["--startup-trials", "'0'"]),
     ("run", ["--startup-trials", "4", "--sampler", "random"], ["--startup-trials", "--sampler random"]),
     ("run", ["--workers", "0"], ["--workers"]),
-    ("run", ["--grace-period", "1", "--storage", "sqlite:///{tmp}/g.db"], ["grace period", "at least 2"]),
+    ("run", ["--grace-period", "1", "--storage", "sqlite:///{tmp}/g.db"], ["--grace-period", "at least 2"]),
     ("run", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),
     ("run", ["--storage", UNREACHABLE], ["--storage", "cannot open"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/missing.yaml"], ["missing.yaml", "no such file"]),
@@ -65,6 +65,8 @@ ROWS = [
     ("studies", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),
     ("studies", ["--storage", UNREACHABLE], ["--storage", "cannot open"]),
     ("studies", ["--storage", "{nodb}"], ["--storage", "no database file"]),
+    ("studies", ["--storage", "mysql+pymysql://u:secret@localhost:1/db"], ["--storage", "'pymysql'", "not installed", "pip install"]),
+    ("run", ["--storage", "sqlite://", "--workers", "2"], ["--workers 2", "in-memory"]),
     # dashboard
     ("dashboard", ["--storage", "{db}", "--port", "{busy_port}", "--no-figures"], ["--port", "in use"]),
     ("dashboard", ["--storage", "{db}", "--port", "99999"], ["--port"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -28,3 +30,16 @@ def test_a_given_that_cannot_hold_is_refused_when_the_data_is_made(tasks, messag
 
 def test_a_given_naming_a_binary_task_is_data():
     assert data_with(Task("big", "binary"), Task("small", "binary", given="big")).task("small").given == "big"
+
+
+def test_regression_targets_are_measured_on_the_labelled_train_rows_only():
+    train = Split(inputs={"x": torch.zeros(4, 2)}, targets={"spend": torch.tensor([10.0, 30.0, math.nan, 20.0]), "churn": torch.ones(4)})
+    other = Split(inputs={"x": torch.zeros(2, 2)}, targets={"spend": torch.tensor([1000.0, -1000.0]), "churn": torch.ones(2)})
+    data = MultiTaskData("tiny", [Task("spend", "regression"), Task("churn", "binary")], train, other, other, {"kind": "vector", "size": 2})
+    assert data.task("spend").target_mean == 20.0
+    assert data.task("spend").target_std == pytest.approx(math.sqrt(200 / 3))
+    assert data.task("churn").target_mean is None
+    # a task that carries its statistics (a study's stored task, retrained) keeps them
+    kept = MultiTaskData("tiny", [Task("spend", "regression", target_mean=0.0, target_std=1.0), Task("churn", "binary")],
+                         train, other, other, {"kind": "vector", "size": 2})
+    assert kept.task("spend").target_scale == (0.0, 1.0)

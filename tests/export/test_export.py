@@ -90,6 +90,17 @@ def test_loaded_model_predicts_exactly_as_the_trained_trial(exported, trained_st
         assert torch.equal(expected[task], got[task])
 
 
+def test_python_export_finds_the_study_artifacts_by_itself(exported, trained_study, tmp_path):
+    from mtl_search.export import export_trial
+
+    url, name, _ = trained_study
+    study = optuna.load_study(study_name=name, storage=url)
+    trial = study.trials[json.loads((exported / "model.json").read_text())["trial"]]
+    result = export_trial(study, trial, tmp_path / "api")  # no artifact_dir: the study's own, as the CLI finds it
+    assert result.weights_source == "artifact" and not result.notes
+    assert (tmp_path / "api" / "weights.safetensors").read_bytes() == (exported / "weights.safetensors").read_bytes()
+
+
 def test_torchscript_runs_where_mtl_search_cannot_be_imported(exported, trained_study, tmp_path):
     _, _, data = trained_study
     inputs = {"x": data.test.inputs["x"][:17]}  # a batch size the trace never saw

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
 
-import mtl_search
 from mtl_search.data.synthetic import make_synthetic
 from mtl_search.export.bundle import _write_onnx, _write_torchscript
+from tests.helpers import outputs_in_every_format
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +35,10 @@ def hierarchy_export(tmp_path_factory):
 
 
 def test_hierarchy_exports_torchscript_and_onnx_that_run_on_a_new_batch_size(hierarchy_export):
-    from onnx.reference import ReferenceEvaluator
-
     out, data = hierarchy_export
-    description = json.loads((out / "model.json").read_text())
-    assert description["torchscript"] and description["onnx"]
     assert "not written" not in (out / "README.md").read_text()
-    inputs = {"x": data.test.inputs["x"][:7]}  # exported with 4 rows
-    with torch.no_grad():
-        expected = mtl_search.load(out)(inputs)
-        scripted = torch.jit.load(str(out / "model.torchscript.pt"))(inputs)
-    onnx_outputs = ReferenceEvaluator(str(out / "model.onnx")).run(None, {"x": inputs["x"].numpy()})
-    for task, from_onnx in zip(description["outputs"], onnx_outputs):
-        assert expected[task].shape == (7, 1)
-        torch.testing.assert_close(scripted[task], expected[task])
-        torch.testing.assert_close(torch.from_numpy(from_onnx), expected[task], rtol=1e-4, atol=1e-5)
+    outputs = outputs_in_every_format(out, {"x": data.test.inputs["x"][:7]})  # exported with 4 rows
+    assert all(output.shape == (7, 1) for output in outputs.values())
 
 
 class FrozenBatch(nn.Module):

@@ -53,7 +53,8 @@ def test_lookahead_is_the_share_of_loss_one_step_on_another_task_removes(tiny_sy
     # by hand: step the shared layer of a copy on task1's gradient alone, compare every task's loss
     def losses(net):
         outputs = net(rows.inputs)
-        return [torch.nn.functional.mse_loss(outputs[t].reshape(-1), rows.targets[t]) for t in data.task_names]
+        # each task's training loss (a regression's on the standardised scale)
+        return [task.loss(outputs[task.name], rows.targets[task.name]) for task in data.tasks]
     before = losses(model)
     stepped = copy.deepcopy(model)
     shared = stepped.shared_parameters()

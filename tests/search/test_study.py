@@ -143,3 +143,38 @@ def test_continuing_with_other_objectives_names_them_and_the_flag(tiny_synthetic
         "(in another order); pass --objective params --objective latency, or use another --study-name")
     create_empty_study(tiny_synthetic, storage_url, "plain")
     assert refusal(tiny_synthetic, storage_url, "plain", costly).endswith("(new params, latency_ms); run without --objective, or use another --study-name")
+
+
+def test_a_study_made_before_regression_targets_were_standardised(storage_url, cli, tmp_path):
+    """Its trials learned raw targets: new trials would not compare, so it is not continued; its
+    front is still read, refined and exported, and its trials are retrained as they were trained."""
+    import dataclasses
+    import json
+
+    from mtl_search.data.synthetic import make_synthetic
+    from mtl_search.export.bundle import reload_data
+    from mtl_search.search.study import STUDY_ATTR
+
+    data = make_synthetic(dim=8, rows=300, correlation=0.5)
+    # mean 0, std 1 carried by the tasks: trained exactly as before 2026-12-03 ...
+    raw = dataclasses.replace(data, tasks=[dataclasses.replace(t, target_mean=0.0, target_std=1.0) for t in data.tasks])
+    settings = SearchSettings(study_name="old", storage=storage_url, sampler="random", n_trials=1, save_artifacts=False)
+    study = run_search(raw, parse_space(SMALL_SPACE), settings)
+    # ... and stored as then: tasks without statistics
+    meta = study.user_attrs[STUDY_ATTR]
+    study.set_user_attr(STUDY_ATTR, meta | {"tasks": [{k: v for k, v in t.items() if not k.startswith("target_")} for t in meta["tasks"]]})
+    assert refusal(data, storage_url, "old") == (
+        "study 'old' was trained with regression targets in raw units (before 2026-12-03; task(s) task1, task2), "
+        "and new trials learn them standardised; use another --study-name")
+    create_empty_study(data, storage_url, "new")
+    create_empty_study(make_synthetic(dim=8, rows=300, correlation=0.5), storage_url, "new")  # a study made now continues
+
+    assert [t.target_scale for t in reload_data(study.user_attrs[STUDY_ATTR]).tasks] == [(0.0, 1.0)] * 2
+    assert cli("pareto", "old", "--storage", storage_url).code == 0
+    assert cli("refine", "old", "--seeds", "1", "--storage", storage_url).code == 0
+    # no stored weights: retrained on its raw targets, it gives the trial's own metrics again
+    result = cli("export", "old", "--trial", "0", "--storage", storage_url, "--out", str(tmp_path / "model"))
+    assert result.code == 0 and "retrained (train)" in result.out, result
+    validation = json.loads((tmp_path / "model" / "metrics.json").read_text())["metrics"][0]["values"]
+    for task, values in study.trials[0].user_attrs["validation"].items():
+        assert validation[task]["mse"] == pytest.approx(values["mse"], rel=1e-4)

@@ -57,18 +57,22 @@ def test_optimize_study_runs_exactly_the_budget_and_respects_the_timeout():
     assert 5 < len(study.trials) < 15
 
 
-@pytest.mark.slow
-def test_four_workers_share_one_sqlite_study_without_lock_errors(tmp_path):
-    space = write_space(tmp_path)
+def _search_with_workers(tmp_path, study: str, n_trials: int, workers: int) -> tuple[str, str, list]:
+    """A successful ``run --workers`` on a fresh SQLite file: (stdout, stderr, its trials)."""
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    process = start_cli(run_args(space, storage, "four", 16, "--workers", "4"), tmp_path)
+    process = start_cli(run_args(write_space(tmp_path), storage, study, n_trials, "--workers", str(workers)), tmp_path)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
+    return out, err, trials(storage, study)
+
+
+@pytest.mark.slow
+def test_four_workers_share_one_sqlite_study_without_lock_errors(tmp_path):
+    out, err, found = _search_with_workers(tmp_path, "four", 16, 4)
     assert "locked" not in err and "Traceback" not in err
     assert "Pareto front of four" in out
-    found = trials(storage, "four")
     assert len(found) == 16  # the budget is exact across workers
-    assert all(t.state in RAN_TO_END for t in found), states(storage, "four")
+    assert all(t.state in RAN_TO_END for t in found), [t.state for t in found]
     # Each worker samples with its own seed: no two random candidates coincide.
     assert len({tuple(sorted(t.params.items())) for t in found}) == 16
 
@@ -129,6 +133,25 @@ def test_ctrl_c_during_a_trial_fails_it_with_the_reason_and_stops_the_loop():
     assert study.trials[2].user_attrs["fail_reason"] == "interrupted"
 
 
+def test_sigterm_during_a_trial_fails_it_as_terminated_and_stops_the_loop():
+    from mtl_search.errors import Terminated
+
+    study = optuna.create_study()
+
+    def objective(trial):
+        if trial.number == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler or `kill` stopping the run
+            time.sleep(5)  # never reached: the handler raises first
+        return trial.suggest_float("x", 0, 1)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        optimize_study(study, objective, LocalBudget(10))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert study.trials[1].user_attrs["fail_reason"] == "terminated"
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
 def test_ctrl_c_between_trials_stops_before_the_next_one():
     study = optuna.create_study()
 
@@ -141,29 +164,51 @@ def test_ctrl_c_between_trials_stops_before_the_next_one():
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+def _stop_a_running_search(tmp_path, study: str, stop, *, code: int, word: str, completed: int) -> tuple:
+    """Start a 2-worker run, ``stop(process)`` once ``completed`` trials finished and one runs;
+    check it ends with exit status ``code``, says ``word`` and leaves no trial RUNNING, every
+    stopped trial failed with the reason ``word``. Returns (space, storage, trials)."""
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    process = start_cli(run_args(space, storage, "stop", 50, "--workers", "2"), tmp_path)
-    wait_for(lambda: study_created(tmp_path / "studies.db", "stop") and states(storage, "stop")["COMPLETE"] >= 2
-             and states(storage, "stop")["RUNNING"] >= 1)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-
-    found = trials(storage, "stop")
-    assert all(t.state in FINISHED for t in found), states(storage, "stop")
-    # a worker stopped mid-trial records it as interrupted; one between trials records nothing
+    process = start_cli(run_args(space, storage, study, 50, "--workers", "2"), tmp_path)
+    wait_for(lambda: study_created(tmp_path / "studies.db", study) and states(storage, study)["COMPLETE"] >= completed
+             and states(storage, study)["RUNNING"] >= 1)
+    stop(process)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert word in err and "Traceback" not in err
+    found = trials(storage, study)
+    assert all(t.state in FINISHED for t in found), states(storage, study)
+    # a worker stopped mid-trial records it with the reason; one between trials records nothing
     # (which of the two happens depends on timing; both are tested in-process above)
-    interrupted = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
-    assert all(t.user_attrs.get("fail_reason") == "interrupted" for t in interrupted)
+    stopped = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
+    assert all(t.user_attrs.get("fail_reason") == word for t in stopped)
+    assert len(found) < 50
+    return space, storage, found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
+    # what a terminal's Ctrl-C does: SIGINT to the whole process group
+    space, storage, found = _stop_a_running_search(tmp_path, "stop", lambda process: os.killpg(process.pid, signal.SIGINT),
+                                                   code=130, word="interrupted", completed=2)
     completed = {t.number: t.values for t in found if t.state == optuna.trial.TrialState.COMPLETE}
-    assert len(completed) >= 2 and len(found) < 50
+    assert len(completed) >= 2
 
     resumed = start_cli(run_args(space, storage, "stop", 2), tmp_path)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     after = trials(storage, "stop")
     assert len(after) == len(found) + 2
     assert {t.number: t.values for t in after if t.number in completed} == completed
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_run_reaches_its_workers_and_leaves_no_trial_running(tmp_path):
+    # SIGTERM to the parent alone, as a scheduler sends it: the parent passes it on
+    _stop_a_running_search(tmp_path, "term", lambda process: process.terminate(), code=143, word="terminated", completed=1)
+
+
+def test_more_workers_than_trials_start_one_per_trial(tmp_path):
+    _, err, found = _search_with_workers(tmp_path, "few", 1, 3)
+    assert "--workers 3 for --trials 1: starting 1" in err
+    assert len(found) == 1
