@@ -26,6 +26,18 @@ def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def check_output_path(path: Any, flag: str) -> None:
+    """Refuse an output ``path`` below an existing file (``--out notes.txt/report.html``), with
+    a message naming that file; the OS would only say "File exists" or "Not a directory"."""
+    from pathlib import Path
+
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
+
+
 class TrialDiverged(Exception):
     """Training produced a non-finite loss; the trial fails with this reason."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 
 from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table, warn_of_trials_without_limits
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, check_output_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -101,6 +101,7 @@ def write_front_html(study: optuna.Study, path: str) -> None:
     parts = [figure.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False) for i, figure in enumerate(figures)]
     html = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{study.study_name} Pareto front</title></head><body>{''.join(parts)}</body></html>"
     target = Path(path)
+    check_output_path(path, "--html")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(html, encoding="utf-8")

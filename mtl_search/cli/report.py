@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mtl_search.cli.common import add_storage_option
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, check_output_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def main(args: argparse.Namespace) -> int:
     target = Path(args.out)
     if target.is_dir():
         raise UserError(f"--out {args.out}: is a folder; give a file name such as report.html")
+    check_output_path(args.out, "--out")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page, encoding="utf-8")

@@ -228,11 +228,13 @@ class _Progress:
         self.task_id = self.progress.add_task(description, total=self.total, last="")
 
     def on_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        from mtl_search.search.study import stop_reason
+
         if trial.state == optuna.trial.TrialState.COMPLETE:
             values = ", ".join(f"{v:.4g}" for v in trial.values)
             last = f"trial {trial.number}: {values}"
         else:
-            reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or ""
+            reason = stop_reason(trial) or ""
             last = f"trial {trial.number}: {trial.state.name.lower()} {reason}"[:100]
         self.progress.update(self.task_id, advance=1, last=last)
 

@@ -38,6 +38,7 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     """Trials by outcome (pruned, infeasible) and the normalised hypervolume with its history."""
     from mtl_search.search.costs import count_infeasible
     from mtl_search.search.hypervolume import REFERENCE, hypervolume_history
+    from mtl_search.search.study import STALE_REASON, stop_reason
 
     trials = study.get_trials(deepcopy=False)
     states = optuna.trial.TrialState
@@ -45,12 +46,17 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     infeasible = count_infeasible(trials)
     saved = [t for t in pruned if t.user_attrs.get("prune_reason", "").startswith("dominated")]
     repeats = sum(t.state == states.COMPLETE and t.user_attrs.get("repeat_of") is not None for t in trials)
+    failed = [t for t in trials if t.state == states.FAIL]
+    stale = sum(stop_reason(t).startswith(STALE_REASON) for t in failed)
+    running = sum(t.state == states.RUNNING for t in trials)
     lines = [
         f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete"
         + (f" ({repeats} repeated an earlier candidate and {'was' if repeats == 1 else 'were'} not trained again)" if repeats else "")
         + f", {len(pruned)} pruned "
         f"({len(saved)} dominated early), {infeasible} infeasible (over a hard limit), "
-        f"{sum(t.state == states.FAIL for t in trials)} failed"
+        f"{len(failed)} failed" + (f" ({stale} lost with their worker: no heartbeat)" if stale else "")
+        # running elsewhere now, or left by a killed worker until the next run's heartbeat check
+        + (f", {running} running (not in the front yet; see docs/parallel.md)" if running else "")
     ]
     history = hypervolume_history(study)
     if history:

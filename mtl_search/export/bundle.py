@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mtl_search import __version__
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, check_output_path
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
 from mtl_search.export.picks import refusal
 from mtl_search.search.study import STUDY_ATTR
@@ -71,7 +71,7 @@ def export_trial(
     if not meta:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
     if trial.state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(refusal(trial, study.study_name))
+        raise UserError(refusal(trial, study))
     target = _prepare_directory(Path(directory), force)  # after the refusals: --force must not empty a folder for nothing
     artifact_dir = Path(artifact_dir) if artifact_dir is not None else study_artifact_dir(study)
     tasks = [Task.from_dict(t) for t in meta["tasks"]]
@@ -198,6 +198,7 @@ def _prepare_directory(directory: Path, force: bool) -> Path:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+    check_output_path(directory, "--out")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -21,7 +21,7 @@ import math
 import optuna
 
 from mtl_search.errors import UserError
-from mtl_search.search.study import Objective, pareto_trials, study_objectives
+from mtl_search.search.study import Objective, pareto_trials, stop_reason, study_objectives
 
 
 def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
@@ -33,17 +33,18 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if trial.user_attrs.get("repeat_of") in trials:  # a repeat was never trained: its original was
         trial = trials[trial.user_attrs["repeat_of"]]
     if trial.state != optuna.trial.TrialState.COMPLETE:
-        raise UserError(refusal(trial, study.study_name))
+        raise UserError(refusal(trial, study))
     return trial
 
 
 STATE_WORDS = {"FAIL": "failed", "PRUNED": "was pruned", "RUNNING": "is still running", "WAITING": "is waiting to run"}
 
 
-def refusal(trial: optuna.trial.FrozenTrial, study_name: str) -> str:
-    """One line: why a trial that did not complete cannot be exported, with its stored reason."""
-    reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason")
-    because = f" ({str(reason).strip().splitlines()[0]})" if reason and str(reason).strip() else ""
+def refusal(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
+    """One line: why a trial that did not complete cannot be exported, with its reason."""
+    reason = stop_reason(trial, study.get_trials(deepcopy=False))
+    because = f" ({reason})" if reason else ""
+    study_name = study.study_name
     return (f"trial {trial.number} {STATE_WORDS.get(trial.state.name, 'is ' + trial.state.name.lower())}{because}; "
             f"export a COMPLETE trial (see mtl-search pareto {study_name})")
 

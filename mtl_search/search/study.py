@@ -318,6 +318,23 @@ def study_tasks(study: optuna.Study) -> list[Task]:
     return [Task.from_dict(t) for t in study.user_attrs.get(STUDY_ATTR, {}).get("tasks", [])]
 
 
+# A FAIL trial with no fail_reason: mtl-search records one for every failure it sees, so it was
+# failed by Optuna's heartbeat check (search/storage.py) after its process stopped beating.
+STALE_REASON = "no heartbeat for the grace period: its worker died or was killed"
+
+
+def stop_reason(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial] = ()) -> str | None:
+    """Why ``trial`` did not complete, on one line: its ``fail_reason`` or ``prune_reason``; for
+    a trial failed by the heartbeat check, that, with the retry found among ``trials``."""
+    reason = str(trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or "").strip()
+    if reason:
+        return reason.splitlines()[0]
+    if trial.state != optuna.trial.TrialState.FAIL:
+        return None
+    retries = [t.number for t in trials if t.system_attrs.get("failed_trial") == trial.number]
+    return STALE_REASON + (f"; retried as trial {retries[0]}" if retries else "")
+
+
 def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The non-dominated COMPLETE, feasible trials (Optuna's own front), by trial number.
 

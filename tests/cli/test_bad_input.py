@@ -77,7 +77,9 @@ ROWS = [
     ("export", ["s", "--storage", "{db}", "--pick", "best:nosuchtask", "--out", "{tmp}/export"], ["nosuchtask"]),
     ("export", ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}"], ["--out"]),
     # report: an output path that cannot be written (its folder would be a file)
-    ("report", ["s", "--storage", "{db}", "--out", "{db_file}/report.html"], ["--out"]),
+    ("report", ["s", "--storage", "{db}", "--out", "{db_file}/report.html"], ["--out", "studies.db is a file, not a folder"]),
+    ("export", ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}/model"], ["--out", "studies.db is a file, not a folder"]),
+    ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}/front.html"], ["--html", "studies.db is a file, not a folder"]),
     ("refine", ["s", "--storage", "{db}", "--seeds", "0"], ["--seeds"]),
 ]
 # Each study command: an unknown study, a malformed URL, an unreachable server, a missing file.

@@ -75,7 +75,7 @@ def test_failed_and_pruned_trials_are_refused_with_their_reason():
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"prune_reason": "params 9000 > 5000"}))
     assert find_trial(study, 3).number == 3  # dominated but complete: fine
     advice = "; export a COMPLETE trial (see mtl-search pareto hand-made)"
-    for number, message in ((4, "trial 4 failed (diverged)"), (5, "trial 5 was pruned"), (6, "trial 6 failed"),
+    for number, message in ((4, "trial 4 failed (diverged)"), (5, "trial 5 was pruned"), (6, "trial 6 failed (no heartbeat for the grace period: its worker died or was killed)"),
                             (7, "trial 7 failed (CUDA error)"), (8, "trial 8 was pruned (params 9000 > 5000)")):
         with pytest.raises(UserError) as error:
             find_trial(study, number)

@@ -178,3 +178,20 @@ def test_a_study_made_before_regression_targets_were_standardised(storage_url, c
     validation = json.loads((tmp_path / "model" / "metrics.json").read_text())["metrics"][0]["values"]
     for task, values in study.trials[0].user_attrs["validation"].items():
         assert validation[task]["mse"] == pytest.approx(values["mse"], rel=1e-4)
+
+
+def test_stop_reason_tells_a_trial_lost_with_its_worker_from_a_recorded_failure():
+    from mtl_search.search.study import stop_reason
+
+    states = optuna.trial.TrialState
+    recorded = optuna.trial.create_trial(state=states.FAIL, user_attrs={"fail_reason": "loss is nan at epoch 3\n(details)"})
+    pruned = optuna.trial.create_trial(state=states.PRUNED, user_attrs={"prune_reason": "dominated at epoch 2"})
+    lost = optuna.trial.create_trial(state=states.FAIL)
+    lost.number = 4
+    retry = optuna.trial.create_trial(state=states.COMPLETE, value=1.0, system_attrs={"failed_trial": 4})
+    retry.number = 7
+    assert stop_reason(recorded) == "loss is nan at epoch 3"
+    assert stop_reason(pruned) == "dominated at epoch 2"
+    assert stop_reason(lost, [lost, retry]) == "no heartbeat for the grace period: its worker died or was killed; retried as trial 7"
+    assert stop_reason(lost) == "no heartbeat for the grace period: its worker died or was killed"
+    assert stop_reason(retry) is None

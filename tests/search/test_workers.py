@@ -86,7 +86,7 @@ def _training(storage: str, name: str) -> int:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_loses_no_trial(tmp_path):
+def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     args = run_args(space, storage, "kill", 8, "--workers", "2", "--grace-period", "2")
@@ -116,6 +116,11 @@ def test_a_killed_worker_loses_no_trial(tmp_path):
     assert retries[0].params == failed[0].params
     # 8 + 1 trials were started; every one but the killed ran to its end.
     assert len(found) == 9
+    # what happened to it is told, though the killed process could not record a reason
+    summary = cli("pareto", "kill", "--storage", storage).out
+    assert "1 failed (1 lost with their worker: no heartbeat)" in summary and "running" not in summary
+    refused = cli("export", "kill", "--trial", str(failed[0].number), "--storage", storage, "--out", str(tmp_path / "m"))
+    assert f"no heartbeat for the grace period: its worker died or was killed; retried as trial {retries[0].number})" in refused.err
 
 
 def test_ctrl_c_during_a_trial_fails_it_with_the_reason_and_stops_the_loop():
