@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import statistics
@@ -108,6 +109,7 @@ MEDIAN_RULE_VARIANTS = ("pruned", "pruned_epochs", "pruned_half_time")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3, help="independent repetitions (default: 3)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first repetition, to add seeds to an earlier run (default: 0)")
     parser.add_argument("--trials", type=int, default=30, help="trial budget of baseline and the pruned variants (default: 30)")
     parser.add_argument("--early", type=int, default=20, help="trials after which seeding is judged (default: 20)")
     parser.add_argument("--epochs", type=int, default=8, help="training epochs per trial (default: 8, as the default space)")
@@ -118,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, default=1, help="synthetic groups of related tasks (default: 1, all equally related)")
     parser.add_argument("--data-json", metavar="JSON", type=json.loads, default={},
                         help="more make_synthetic options as a JSON object, e.g. '{\"noise\": 1.0, \"sines\": 5}'")
+    parser.add_argument("--raw-targets", action="store_true",
+                        help="learn the regression targets in their own units, as before 2026-12-03 (default: standardised)")
     parser.add_argument("--space", default="default", help="bundled space name or YAML path every variant searches (default: default)")
     parser.add_argument("--startup-trials", type=int, default=None, help="TPE's random start-up trials (default: mtl-search's, a quarter of the budget, 3 to 10)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS,
@@ -148,6 +152,9 @@ def run_variant(name: str, seed: int, args: argparse.Namespace, folder: Path, ti
     prune, strategy, budget, startup = VARIANTS[name]
     data = make_synthetic(**({"dim": args.dim, "rows": args.rows, "tasks": args.tasks, "correlation": args.correlation, "groups": args.groups}
                              | args.data_json | {"seed": max(seed, 0)}))
+    if args.raw_targets:  # statistics 0 and 1: the loss and outputs of the raw target
+        data = dataclasses.replace(data, tasks=[dataclasses.replace(t, target_mean=0.0, target_std=1.0) if t.kind == "regression" else t
+                                                for t in data.tasks])
     space = load_space(args.space)
     pruning = {k: v for k, v in (("margin", args.prune_margin), ("min_dominators", args.prune_dominators),
                                  ("warmup_epochs", args.prune_warmup), ("min_dominator_fraction", args.prune_fraction),
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if timed and "baseline" not in names:
             raise SystemExit(f"--variants {' '.join(timed)}: these need the baseline variant, whose wall time they halve")
         plain = [name for name in names if name not in timed]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             studies, times, cpu = {}, {}, {}
             # interleaved, and in a rotated order per seed, so machine-load drift hits every variant
             for name in plain[seed % len(plain):] + plain[: seed % len(plain)]:

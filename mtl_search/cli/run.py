@@ -239,6 +239,9 @@ class _Progress:
         self.progress.update(self.task_id, advance=1, last=last)
 
     def stop(self) -> None:
+        if self.task_id is not None and not self.progress.tasks[0].completed:
+            # nothing finished (a refusal, an interrupt before the first trial): leave no empty bar above the message
+            self.progress.live.transient = True
         self.progress.stop()
 
 
