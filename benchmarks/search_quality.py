@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["synthetic_p0.5", "synthetic_p0.9", "census_group1"])
     parser.add_argument("--no-grid", action="store_true", help="skip the exhaustive-grid ceiling")
     parser.add_argument("--grid-only", action="store_true", help="only the exhaustive-grid ceiling (no --datasets)")
+    parser.add_argument("--name", default=None,
+                        help="results file name in benchmarks/results (default: search_quality, or search_quality_grid with --grid-only)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 8 trials, 3 epochs, 2000 synthetic / 6000 census rows, grid 1 seed")
     args = parser.parse_args()
@@ -275,7 +277,7 @@ def main() -> None:
         print(f"grid ceiling: search/grid HV median {g['median_fraction']:.3f} (target >= 0.95) with "
               f"{g['per_seed'][0]['search_trials']}/{g['per_seed'][0]['grid_trials']} trials; "
               + ", ".join(f"{name} {f:.3f}" for name, f in g["median_fractions"].items()))
-    write_result("search_quality_grid" if args.grid_only else "search_quality", vars(args) | {"data_file": str(args.data_file)}, results)
+    write_result(args.name or ("search_quality_grid" if args.grid_only else "search_quality"), vars(args) | {"data_file": str(args.data_file)}, results)
 
 
 if __name__ == "__main__":
