@@ -38,3 +38,42 @@ def test_the_documented_example_runs_and_its_study_is_an_ordinary_one(monkeypatc
     lines = printed.getvalue().splitlines()
     assert lines[-1].startswith("artifact {") and "(5," in lines[-1]
     assert not list(tmp_path.iterdir())  # nothing written in the working folder
+
+
+def test_a_table_made_in_python_is_searched_and_retrained_from_the_data_given(tmp_path):
+    import pytest
+
+    from mtl_search.data.table import make_table_data, targets_from_declarations
+    from mtl_search.errors import UserError
+    from mtl_search.export import export_trial
+    from mtl_search.search import SearchSettings, parse_space, run_search
+    from tests.helpers import spend_and_churn
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    frame = spend_and_churn()
+    data = make_table_data(frame, targets_from_declarations(["churn:binary", "spend:regression"]))
+    space = parse_space({"training": {"epochs": 2}, "families": {"tree": {"depth": 1, "width": 8}}, "loss_weighting": {"static": {}}})
+    study = run_search(data, space, SearchSettings(study_name="frame", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=1))
+    trial = study.trials[0]
+    with pytest.raises(UserError, match=r"given from Python .* export_trial\(\.\.\., data=\.\.\.\)"):
+        export_trial(study, trial, tmp_path / "a", retrain=True)
+    other = make_table_data(frame.assign(spend=frame["spend"] * 2), targets_from_declarations(["churn:binary", "spend:regression"]))
+    with pytest.raises(UserError, match=r"data= is not the data the study was made with \(tasks\.spend\.target_mean"):
+        export_trial(study, trial, tmp_path / "b", retrain=True, data=other)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    result = export_trial(study, trial, tmp_path / "c", retrain=True, data=data)
+    assert result.weights_source == "retrained (train+validation)"
+
+
+def test_a_search_from_python_refuses_what_the_cli_refuses(tmp_path):
+    import pytest
+
+    from mtl_search.data import load_data
+    from mtl_search.errors import UserError
+    from mtl_search.search import SearchSettings, load_space, run_search
+
+    data = load_data("synthetic", {"rows": "300", "dim": "8"})
+    for field, value in (("epochs", 0), ("n_trials", -1), ("timeout", 0)):
+        settings = SearchSettings(study_name="bad", storage=f"sqlite:///{tmp_path / 's.db'}", **{field: value})
+        with pytest.raises(UserError, match=f"^{field} {value}: must be"):
+            run_search(data, load_space("default"), settings)

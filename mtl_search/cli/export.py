@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="folder to write (must be empty unless --force)")
     add_storage_option(parser)
     parser.add_argument("--artifacts", metavar="DIR", default=None,
-                        help="artifact folder of the search (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
+                        help="artifact folder of the search (default: $MTL_SEARCH_ARTIFACTS, else the folder the search wrote to, "
+                             "else artifacts/ beside a SQLite file, else studies/artifacts)")
     parser.add_argument("--retrain", action="store_true", help="train the chosen architecture again on train + validation")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder, replacing earlier exported files")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device for retraining (default: GPU when present)")
@@ -33,14 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mtl_search.export import export_trial, find_trial, pick_trial
-    from mtl_search.search.artifacts import artifact_dir
-    from mtl_search.search.storage import storage_url
     from mtl_search.search.study import load_existing
 
     study = load_existing(args.study, args.storage)
     trial = find_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
     result = export_trial(
-        study, trial, args.out, artifact_dir=artifact_dir(storage_url(args.storage), args.artifacts),
+        study, trial, args.out, artifact_dir=args.artifacts,
         retrain=args.retrain, force=args.force, device=args.device,
     )
     print(f"exported trial {result.trial} of {study.study_name} to {result.directory} (weights: {result.weights_source})")

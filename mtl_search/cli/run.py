@@ -95,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
     status = 0
     try:
         if progress:
-            progress.start(f"study {settings.study_name} on {settings.device}" + (f", {args.workers} workers" if args.workers > 1 else ""))
+            progress.start(f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
+                           + (f", {args.workers} workers" if args.workers > 1 else ""))
         if args.workers > 1:
             study, status = _run_workers(args, data, space, settings, storage, progress)
         else:
@@ -140,7 +141,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     data = load_data(args.data, options, args.data_file, args.task)
     space.check_stem(data.input_schema, data.name)  # run_search checks too; here it fails before the progress bar
     device = resolve_device(args.device)
-    study_name = args.study_name or f"{data.name}-{space_path.stem}"
+    study_name = args.study_name if args.study_name is not None else f"{data.name}-{space_path.stem}"
     _check_study_name(study_name)
     settings = SearchSettings(
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
@@ -205,6 +206,15 @@ def _describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _continued(storage: optuna.storages.BaseStorage, name: str) -> str:
+    """" (continued, N trials so far)" when the study exists: a rerun after a stop says it resumed."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return ""
+    return f" (continued, {storage.get_n_trials(study_id)} trials so far)"
+
+
 def _check_study_name(name: str) -> None:
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise UserError(f"--study-name {name!r}: use 1 to 200 printable characters")
@@ -242,6 +252,7 @@ class _Progress:
         if self.task_id is not None and not self.progress.tasks[0].completed:
             # nothing finished (a refusal, an interrupt before the first trial): leave no empty bar above the message
             self.progress.live.transient = True
+            self.progress.console.quiet = not self.progress.console.is_terminal  # a log would get an empty line
         self.progress.stop()
 
 

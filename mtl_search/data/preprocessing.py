@@ -77,18 +77,30 @@ def encode_categories(series: pd.Series, categories: Sequence[str]) -> np.ndarra
     return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
 
 
+class NotNumeric(UserError):
+    """Text in a column read as numbers."""
+
+
 def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
-    """The column as float64 with NaN for missing; text raises a UserError naming the value."""
+    """The column as float64 with NaN for missing; text (:class:`NotNumeric`) and infinite
+    values raise a UserError naming the column."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float).to_numpy()
     if pd.api.types.is_numeric_dtype(series):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    converted = pd.to_numeric(series, errors="coerce")
-    bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
-    if bool(bad.any()):
-        example = series[bad].iloc[0]
-        raise UserError(f"{where}: column {column!r} is numeric but holds text (e.g. {example!r})")
-    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series, errors="coerce")
+        bad = converted.isna() & series.notna() & (series.astype(str).str.strip() != "")
+        if bool(bad.any()):
+            example = series[bad].iloc[0]
+            raise NotNumeric(f"{where}: column {column!r} is numeric but holds text (e.g. {example!r})")
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        # a scaler or a loss would turn it into NaN for every row it touches
+        raise UserError(f"{where}: column {column!r} holds {values[infinite][0]:g} in {int(infinite.sum())} row(s); "
+                        f"leave such cells empty (missing) or give a finite number")
+    return values
 
 
 # -- fitting -----------------------------------------------------------------------------
@@ -147,7 +159,7 @@ def numeric_width(preprocessing: dict[str, Any]) -> int:
 # -- applying ----------------------------------------------------------------------------
 
 
-def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame) -> dict[str, torch.Tensor]:
+def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame, where: str = "rows") -> dict[str, torch.Tensor]:
     """Model inputs for raw rows (a DataFrame with the original feature columns).
 
     Extra columns are ignored; a missing feature column or text in a numeric column raises
@@ -158,11 +170,11 @@ def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame) -
     needed = [e["column"] for e in preprocessing["numeric"]] + [e["column"] for e in preprocessing["categorical"]]
     absent = [column for column in needed if column not in raw_rows.columns]
     if absent:
-        raise UserError(f"rows: feature column {absent[0]!r} is missing ({len(absent)} missing in all)")
+        raise UserError(f"{where}: feature column {absent[0]!r} is missing ({len(absent)} missing in all)")
     n_rows = len(raw_rows)
     numeric_parts, indicators = [], []
     for entry in preprocessing["numeric"]:
-        values = numeric_values(raw_rows[entry["column"]], entry["column"], "rows")
+        values = numeric_values(raw_rows[entry["column"]], entry["column"], where)
         missing = np.isnan(values)
         numeric_parts.append((np.where(missing, entry["median"], values) - entry["mean"]) / entry["std"])
         if entry["missing_indicator"]:

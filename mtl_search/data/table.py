@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from mtl_search.data import register_source
 from mtl_search.data.base import EXPECTED_VALUE, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.data.preprocessing import (
-    ENCODINGS, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
+    ENCODINGS, NotNumeric, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
 )
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.tasks import Task, TaskError, parse_task_declaration
@@ -169,7 +169,7 @@ def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[
     if task.kind == "regression":
         try:
             values = numeric_values(series, column, where)
-        except UserError:
+        except NotNumeric:
             example = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].iloc[0]
             raise UserError(f"{where}: task {task.name!r}: regression target column {column!r} holds text (e.g. {example!r})") from None
         return torch.tensor(values, dtype=torch.float32), task, {"column": column, "kind": "regression"}
@@ -317,7 +317,7 @@ def make_table_data(
                       f"identifier, ignore it (ignore: [{column}] in a description file, or --data-option ignore={column})")
     preprocessing["dropped"] = dropped
     preprocessing["targets"] = target_state
-    full = Split(inputs=apply_preprocessing(preprocessing, frame), targets=target_tensors)
+    full = Split(inputs=apply_preprocessing(preprocessing, frame, where), targets=target_tensors)
     return MultiTaskData(
         name=name,
         tasks=tasks,

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,15 @@ def export_trial(
     retrain: bool = False,
     force: bool = False,
     device: str | None = None,
+    data: Any = None,
 ) -> ExportResult:
     """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files).
 
-    The weights come from ``artifact_dir``, by default the study's own artifact folder (as
-    ``mtl-search export`` finds it); a trial without stored weights, or ``retrain=True``,
-    is trained again.
+    The weights come from ``artifact_dir`` (which must exist), by default the study's own
+    artifact folder (:func:`mtl_search.search.artifacts.study_artifact_dir`); a trial without
+    stored weights, or ``retrain=True``, is trained again, on the study's data reloaded from
+    its description, or on ``data`` (the study's own :class:`MultiTaskData`, needed for a
+    table made in Python, which has no file to reload).
     """
     from mtl_search.architectures import build_model
     # the model card draws with plotly: imported here so that mtl_search.load stays light
@@ -70,16 +74,26 @@ def export_trial(
     meta = study.user_attrs.get(STUDY_ATTR)
     if not meta:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
+    ours = {t.number: (t._trial_id, t.datetime_start) for t in study.get_trials(deepcopy=False)}
+    if ours.get(trial.number) != (trial._trial_id, trial.datetime_start):  # ids alone repeat across databases
+        raise UserError(f"trial {trial.number} is not a trial of study {study.study_name!r} (take it from study.trials)")
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise UserError(refusal(trial, study))
-    target = _prepare_directory(Path(directory), force)  # after the refusals: --force must not empty a folder for nothing
-    artifact_dir = Path(artifact_dir) if artifact_dir is not None else study_artifact_dir(study)
+    if artifact_dir is not None:
+        artifact_dir = Path(artifact_dir)
+        if not artifact_dir.is_dir():  # named on purpose: retraining instead would hide a typo for as long as the search took
+            open_artifact_store(artifact_dir, create=False)  # raises the one-line error
+    else:
+        artifact_dir = study_artifact_dir(study)
+    if data is not None:
+        data = _given_data(meta, data)
+    final = Path(directory)
+    _check_directory(final, force)  # before any training; the folder is only touched once every file is written
     tasks = [Task.from_dict(t) for t in meta["tasks"]]
     candidate = trial.user_attrs["candidate"]
     notes: list[str] = []
     metrics: list[dict[str, Any]] = []
     model = None
-    data = None
     trained = candidate  # the settings the exported weights were trained with
     if not retrain and artifact_dir is not None and artifact_dir.is_dir():
         model = build_model(candidate["architecture"], meta["input_schema"], tasks)
@@ -99,7 +113,7 @@ def export_trial(
             where = f"in {artifact_dir}" if artifact_dir is not None else "(the study keeps no artifacts)"
             notes.append(f"No stored weights for trial {trial.number} {where}: the architecture was retrained "
                          "with the trial's settings on the train split.")
-        data = reload_data(meta)
+        data = data if data is not None else reload_data(meta)
         train_split = concat_splits(data.train, data.validation) if retrain else None
         if retrain and trial.user_attrs.get("kept_epoch"):
             # validation rows are training rows now, so they cannot choose an epoch: train
@@ -121,46 +135,51 @@ def export_trial(
         data = reload_data(meta)
     example = example_inputs(meta["input_schema"], data)
 
-    spec = candidate["architecture"]
-    task_dicts = [t.to_dict() for t in tasks]
-    (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-    save_weights(model, target / WEIGHTS_FILE)
-    preprocessing = meta.get("preprocessing") or {}
-    if preprocessing:
-        (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
-    written_torchscript = _write_torchscript(model, example, target / TORCHSCRIPT_FILE, notes)
-    written_onnx = _write_onnx(model, example, target / ONNX_FILE, notes)
-    description = {
-        "format": FORMAT,
-        "mtl_search_version": __version__,
-        "study": study.study_name,
-        "trial": trial.number,
-        "architecture": spec,
-        "input_schema": meta["input_schema"],
-        "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
-                   for name, tensor in example.items()},
-        "tasks": task_dicts,
-        "outputs": [t.name for t in tasks],
-        "output_meaning": {t["name"]: output_meaning(t, task_dicts) for t in task_dicts},
-        "weights": WEIGHTS_FILE,
-        "weights_source": weights_source,
-        "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
-        "onnx": ONNX_FILE if written_onnx else None,
-        "preprocessing": PREPROCESSING_FILE if preprocessing else None,
-        "training": trained.get("training", {}),
-        "loss_weighting": candidate.get("loss_weighting", {}),
-        "data": meta.get("data", {}),
-    }
-    (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
-    objectives = meta.get("objectives", [])
-    refined = _refined(study, trial, weights_source)
-    (target / METRICS_FILE).write_text(json.dumps({
-        "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, task_dicts) for t in task_dicts},
-        "refined": refined}, indent=2) + "\n")
-    record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
-              "n_params": trial.user_attrs.get("n_params")}
-    (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing, refined))
-    return ExportResult(target, trial.number, weights_source, notes)
+    # Written into a staging folder and moved into place at the end: an export stopped half
+    # way (Ctrl-C, SIGTERM, a failed write) leaves the --out folder as it was.
+    with tempfile.TemporaryDirectory(prefix="mtl-search-export-") as staging:
+        target = Path(staging)
+        spec = candidate["architecture"]
+        task_dicts = [t.to_dict() for t in tasks]
+        (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        save_weights(model, target / WEIGHTS_FILE)
+        preprocessing = meta.get("preprocessing") or {}
+        if preprocessing:
+            (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
+        written_torchscript = _write_torchscript(model, example, target / TORCHSCRIPT_FILE, notes)
+        written_onnx = _write_onnx(model, example, target / ONNX_FILE, notes)
+        description = {
+            "format": FORMAT,
+            "mtl_search_version": __version__,
+            "study": study.study_name,
+            "trial": trial.number,
+            "architecture": spec,
+            "input_schema": meta["input_schema"],
+            "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
+                       for name, tensor in example.items()},
+            "tasks": task_dicts,
+            "outputs": [t.name for t in tasks],
+            "output_meaning": {t["name"]: output_meaning(t, task_dicts) for t in task_dicts},
+            "weights": WEIGHTS_FILE,
+            "weights_source": weights_source,
+            "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
+            "onnx": ONNX_FILE if written_onnx else None,
+            "preprocessing": PREPROCESSING_FILE if preprocessing else None,
+            "training": trained.get("training", {}),
+            "loss_weighting": candidate.get("loss_weighting", {}),
+            "data": meta.get("data", {}),
+        }
+        (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        objectives = meta.get("objectives", [])
+        refined = _refined(study, trial, weights_source)
+        (target / METRICS_FILE).write_text(json.dumps({
+            "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, task_dicts) for t in task_dicts},
+            "refined": refined}, indent=2) + "\n")
+        record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
+                  "n_params": trial.user_attrs.get("n_params")}
+        (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing, refined))
+        _install(target, final)
+    return ExportResult(final, trial.number, weights_source, notes)
 
 
 def _refined(study: optuna.Study, trial: optuna.trial.FrozenTrial, weights_source: str) -> dict[str, Any] | None:
@@ -186,31 +205,59 @@ def _refined(study: optuna.Study, trial: optuna.trial.FrozenTrial, weights_sourc
     }
 
 
-def _prepare_directory(directory: Path, force: bool) -> Path:
+def _check_directory(directory: Path, force: bool) -> None:
+    """Refuse an --out that export must not write to (a file, below a file, a non-empty
+    folder without ``force``); changes nothing."""
+    check_output_path(directory, "--out")
     if directory.exists() and not directory.is_dir():
         raise UserError(f"--out {directory}: is a file; give a folder")
-    if directory.is_dir() and any(directory.iterdir()):
-        if not force:
-            raise UserError(f"--out {directory}: folder is not empty (use --force to overwrite the exported files)")
-        for name in WRITTEN:  # stale files of an earlier export must not survive (e.g. an ONNX file)
-            path = directory / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    check_output_path(directory, "--out")
+    if directory.is_dir() and any(directory.iterdir()) and not force:
+        raise UserError(f"--out {directory}: folder is not empty (use --force to overwrite the exported files)")
+
+
+def _install(staging: Path, directory: Path) -> None:
+    """Move the files written in ``staging`` into ``directory``, first removing what an
+    earlier export wrote there (a stale ONNX file must not survive); other files stay."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"--out {directory}: cannot create it ({error.strerror})") from None
-    return directory
+    for name in WRITTEN:
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for path in staging.iterdir():
+        shutil.move(str(path), str(directory / path.name))
+
+
+def _given_data(meta: dict[str, Any], given: Any) -> Any:
+    """``given``, checked to be the study's data, with the study's tasks."""
+    from mtl_search.search.study import data_differences
+
+    differences = data_differences(meta, given)
+    if differences:
+        raise UserError(f"data= is not the data the study was made with ({differences})")
+    return _with_stored_tasks(given, meta)
+
+
+def _with_stored_tasks(data: Any, meta: dict[str, Any]) -> Any:
+    """``data`` with the study's own tasks: a trial is retrained as it was trained, with the
+    stored target statistics (none stored, before 2026-12-03: its raw regression targets),
+    so that the model's output scaling is the one its weights were trained for."""
+    from mtl_search.tasks import Task
+
+    stored = [Task.from_dict(t) for t in meta.get("tasks") or []]
+    if [t.name for t in stored] == data.task_names:
+        data = dataclasses.replace(data, tasks=stored)
+    return data
 
 
 def reload_data(meta: dict[str, Any]) -> Any:
     """The study's data again, from its stored description (source, options, file), with
     the study's stored tasks."""
     from mtl_search.data import load_data
-    from mtl_search.tasks import Task
 
     described = meta.get("data") or {}
     source = described.get("source")
@@ -222,16 +269,13 @@ def reload_data(meta: dict[str, Any]) -> Any:
         options["description"] = described["description_file"]
     elif source == "table":
         declarations = [_declaration(t) for t in described.get("tasks", [])]
+    if source == "table" and not described.get("file"):
+        raise UserError("the study's table was given from Python (make_table_data), so there is no file to reload it "
+                        "from; pass the same data to export_trial(..., data=...)")
     data = load_data(source, options, described.get("file"), declarations)
     if data.description != described:
         raise UserError(f"the data of source {source!r} changed since the search (its description differs); cannot retrain on it")
-    # The study's own tasks: a trial is retrained as it was trained, with the stored target
-    # statistics (none stored, before 2026-12-03: its raw regression targets), and the
-    # model's output scaling is the one its weights were trained for.
-    stored = [Task.from_dict(t) for t in meta.get("tasks") or []]
-    if [t.name for t in stored] == data.task_names:
-        data = dataclasses.replace(data, tasks=stored)
-    return data
+    return _with_stored_tasks(data, meta)
 
 
 def _declaration(task: dict[str, Any]) -> str:

@@ -41,6 +41,9 @@ def joint(task: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
 
 def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     """One line on what a task's raw output is (plain text, for model.json)."""
+    if task["kind"] == "regression" and task.get("target_std") is not None:
+        return (OUTPUT_MEANING["regression"] + f" (the network learned it standardised with the train split's mean "
+                f"{task['target_mean']:.6g} and std {task['target_std']:.6g}, and turns it back)")
     if task["kind"] != "binary":
         return OUTPUT_MEANING[task["kind"]].replace("`", "")
     text = f"one logit per row; torch.sigmoid(output) is {probability(task)}"
@@ -51,9 +54,14 @@ def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
 
 
 def scoring(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
-    """Which rows and which prediction a task's metrics come from (training.evaluate)."""
+    """Which rows and which prediction a task's metrics come from (training.evaluate), and
+    for a regression task which of them are in the column's units."""
     if not task.get("given"):
-        return f"computed over the rows of the split where {task['name']} is labelled"
+        text = f"computed over the rows of the split where {task['name']} is labelled"
+        if task["kind"] == "regression" and task.get("target_std") is not None:
+            text += (f"; its `loss` is the mean squared error of the standardised target (MSE / {task['target_std']:.6g}², "
+                     f"the train split's std), what training minimised; the other metrics are in the column's units")
+        return text
     conditions = " and ".join(f"{name} = 1" for name in condition_chain(task, tasks)[1:])
     return (f"computed from {probability(task)} over the rows of the split where {conditions}; its loss is the "
             f"joint (entire-space) loss of {joint(task, tasks)[0]} over every labelled row")
@@ -87,7 +95,8 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
             for metric, value in values.items():
                 shown = f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
                 lines.append(f"| {entry['split']} | {entry['model']} | {task} | {metric} | {shown} |")
-    lines += [""] + [f"{t['name']}: metrics {scoring(t, tasks)}." for t in conditional] + ([""] if conditional else [])
+    explained = [t for t in tasks if t.get("given") or (t["kind"] == "regression" and t.get("target_std") is not None)]
+    lines += [""] + [f"{t['name']}: metrics {scoring(t, tasks)}." for t in explained] + ([""] if explained else [])
     lines += ["The search chose among architectures by their validation metrics; the test split was never used "
               "to choose anything. `metrics.json` has the same numbers.", ""]
     lines += _refined_lines(refined)
@@ -154,6 +163,8 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
 
 
 def _output_cell(task: dict[str, Any]) -> str:
+    if task["kind"] == "regression":
+        return output_meaning(task, [task])
     if task["kind"] != "binary":
         return OUTPUT_MEANING[task["kind"]]
     # a bare | would end the table cell

@@ -28,7 +28,7 @@ import optuna
 import torch
 from sqlalchemy.engine import make_url
 
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, check_output_path
 from mtl_search.search.storage import DEFAULT_STORAGE_DIR, storage_url
 
 SPEC_FILE = "architecture.json"
@@ -53,17 +53,33 @@ def artifact_dir(url: str | None, explicit: str | os.PathLike[str] | None = None
     return DEFAULT_STORAGE_DIR / "artifacts"
 
 
+# study user attribute: the absolute artifact folder the search wrote to (the last run's)
+STUDY_ATTR = "artifact_dir"
+
+
 def study_artifact_dir(study: optuna.Study) -> Path | None:
-    """The artifact folder of ``study`` as :func:`artifact_dir` finds it from the study's own
-    storage URL ($MTL_SEARCH_ARTIFACTS first); None for a storage without a URL."""
+    """The artifact folder of ``study``: $MTL_SEARCH_ARTIFACTS, else the folder its search
+    recorded (when it exists here: another machine's may not), else the default for its
+    storage URL (:func:`artifact_dir`); None for a storage without a URL or folder."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    recorded = study.user_attrs.get(STUDY_ATTR)
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
     storage = getattr(study, "_storage", None)
     url = getattr(getattr(storage, "_backend", storage), "url", None)
-    if url is None and not os.environ.get(ENV_VAR):
-        return None
-    return artifact_dir(url)
+    return artifact_dir(url) if url is not None else None
+
+
+def record_artifact_dir(study: optuna.Study, directory: Path) -> None:
+    """Keep on ``study`` the folder its trials' artifacts go to, for export to find them."""
+    absolute = str(directory.resolve())
+    if study.user_attrs.get(STUDY_ATTR) != absolute:
+        study.set_user_attr(STUDY_ATTR, absolute)
 
 
 def open_artifact_store(directory: Path, *, create: bool = True) -> optuna.artifacts.FileSystemArtifactStore:
+    check_output_path(directory, "--artifacts")
     if not directory.exists():
         if not create:
             raise UserError(f"--artifacts {directory}: no such folder")

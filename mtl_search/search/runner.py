@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
 import torch
 
 from mtl_search.data.base import MultiTaskData
+from mtl_search.errors import UserError
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.storage import is_database_server, open_storage
@@ -71,6 +73,7 @@ def run_search(
     or the storage is a database server; processes that call this on one SQLite file with
     their own budgets do not see each other's running trials.
     """
+    _check_settings(settings)
     if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
         space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
@@ -78,6 +81,7 @@ def run_search(
     if stem is None:  # a custom stem is the caller's own; the space's stem keys describe the built one
         space.check_stem(data.input_schema, data.name)
     storage = storage or open_storage(settings.storage, grace_seconds=settings.grace_period)
+    artifacts = artifact_store(settings, storage)  # a bad folder fails here, before a study is stored
     budget = budget or LocalBudget(settings.n_trials)
     # other processes run trials meanwhile: this run's workers, or other machines on a server
     shared = getattr(budget, "shared", True) or is_database_server(storage)
@@ -87,6 +91,10 @@ def run_search(
                      n_startup_trials=settings.startup_trials, shared=shared),
         storage=storage,
     )
+    if artifacts is not None:
+        from mtl_search.search.artifacts import record_artifact_dir
+
+        record_artifact_dir(study, artifacts[0])
     space = pruning.with_study_pruning(space, study)
     affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
     # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
@@ -99,7 +107,7 @@ def run_search(
     objective = CandidateObjective(
         data, space, objectives, seed=settings.seed, device=settings.device,
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
-        cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(settings, storage)], stem=stem,
+        cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(artifacts)], stem=stem,
     )
     optimize_study(
         study, objective, budget,
@@ -109,17 +117,34 @@ def run_search(
     return study
 
 
-def record_hooks(settings: SearchSettings, storage: optuna.storages.BaseStorage) -> list[ResultHook]:
-    """Hooks that keep what a trained trial leaves behind: its artifacts and a dashboard note."""
-    from mtl_search.dashboard.notes import note_architecture
-    from mtl_search.search.artifacts import ArtifactUploader, artifact_dir, open_artifact_store
+def _check_settings(settings: SearchSettings) -> None:
+    """What the CLI's flags refuse, refused from Python too (before anything is stored)."""
+    if settings.epochs is not None and settings.epochs < 1:
+        raise UserError(f"epochs {settings.epochs}: must be at least 1")
+    if settings.n_trials is not None and settings.n_trials < 0:
+        raise UserError(f"n_trials {settings.n_trials}: must be at least 0")
+    if settings.timeout is not None and settings.timeout <= 0:
+        raise UserError(f"timeout {settings.timeout}: must be more than 0 seconds")
 
-    hooks: list[ResultHook] = [note_architecture]
+
+def artifact_store(settings: SearchSettings, storage: optuna.storages.BaseStorage) -> tuple[Path, Any] | None:
+    """The artifact folder and store the trials write to, or None (see search/artifacts.py)."""
+    from mtl_search.search.artifacts import artifact_dir, open_artifact_store
+
     # A storage without a URL (in memory) gets artifacts only when a folder is named.
     url = getattr(storage, "url", None)
-    directory = None
-    if settings.save_artifacts and (url is not None or settings.artifacts):
-        directory = artifact_dir(url, settings.artifacts)
-    if directory is not None:
-        hooks.append(ArtifactUploader(open_artifact_store(directory)))
+    if not settings.save_artifacts or (url is None and not settings.artifacts):
+        return None
+    directory = artifact_dir(url, settings.artifacts)
+    return (directory, open_artifact_store(directory)) if directory is not None else None
+
+
+def record_hooks(artifacts: tuple[Path, Any] | None) -> list[ResultHook]:
+    """Hooks that keep what a trained trial leaves behind: its artifacts and a dashboard note."""
+    from mtl_search.dashboard.notes import note_architecture
+    from mtl_search.search.artifacts import ArtifactUploader
+
+    hooks: list[ResultHook] = [note_architecture]
+    if artifacts is not None:
+        hooks.append(ArtifactUploader(artifacts[1]))
     return hooks

@@ -11,7 +11,7 @@ import optuna
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, check_output_path
 
 DEFAULT_STORAGE_DIR = Path("studies")
 DEFAULT_DB_NAME = "mtl-search.db"
@@ -89,10 +89,15 @@ def open_storage(
     except (sqlalchemy.exc.ArgumentError, ValueError):
         raise UserError(f"--storage {url!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)") from None
     engine_kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # one process's database, which no other worker can watch; and SQLAlchemy gives each
+        # thread its own empty in-memory database, so the heartbeat thread would find no tables
+        grace = None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
             path = Path(database)
+            check_output_path(path, "--storage")
             if not path.exists():
                 if not create:
                     raise UserError(f"--storage {url!r}: no database file at {path}")

@@ -169,7 +169,7 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         # its trials and new ones would learn these targets on other scales: one front cannot compare them
         raise UserError(f"study {name!r} was trained with regression targets in raw units (before 2026-12-03; "
                         f"task(s) {', '.join(unscaled)}), and new trials learn them standardised; use another --study-name")
-    differences = _other_data(stored, data)
+    differences = data_differences(stored, data)
     if differences:
         raise UserError(f"study {name!r} was made with other data ({differences}); use the same data or another --study-name")
     # both in one message: a run that left out --objective params often left out --max-params too
@@ -228,7 +228,7 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
 SHOWN_DIFFERENCES = 3
 
 
-def _other_data(stored: dict[str, Any], data: MultiTaskData) -> str | None:
+def data_differences(stored: dict[str, Any], data: MultiTaskData) -> str | None:
     """How ``data`` differs from the data the study's metadata ``stored`` describes, key by
     key (``tasks.conversion.given: 'clik' in the study, 'click' now``), or None. The
     description comes first (source, file, options; a table's tasks with their columns);

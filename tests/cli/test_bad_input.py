@@ -60,6 +60,7 @@ ROWS = [
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-file", "{tmp}/python_tag.yaml", "--task", "y:binary"], ["python_tag.yaml"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--device", "toaster"], ["--device", "toaster"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--study-name", "bad\nname"], ["--study-name"]),
+    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--study-name", ""], ["--study-name ''", "1 to 200"]),
     ("run", ["--storage", "{db}", "--study-name", "s", "--data-option", "rows=500"], ["study 's'", "other data"]),
     # studies
     ("studies", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),
@@ -67,6 +68,9 @@ ROWS = [
     ("studies", ["--storage", "{nodb}"], ["--storage", "no database file"]),
     ("studies", ["--storage", "mysql+pymysql://u:secret@localhost:1/db"], ["--storage", "'pymysql'", "not installed", "pip install"]),
     ("run", ["--storage", "sqlite://", "--workers", "2"], ["--workers 2", "in-memory"]),
+    ("run", ["--storage", "sqlite:///{db_file}/x.db"], ["--storage", "studies.db is a file, not a folder"]),
+    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--artifacts", "{db_file}/art"], ["--artifacts", "studies.db is a file, not a folder"]),
+    ("export", ["s", "--storage", "{db}", "--trial", "0", "--artifacts", "{tmp}/nowhere", "--out", "{tmp}/e"], ["--artifacts", "nowhere: no such folder"]),
     # dashboard
     ("dashboard", ["--storage", "{db}", "--port", "{busy_port}", "--no-figures"], ["--port", "in use"]),
     ("dashboard", ["--storage", "{db}", "--port", "99999"], ["--port"]),

@@ -7,6 +7,7 @@ import math
 import warnings
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import torch
@@ -183,6 +184,15 @@ def test_binary_target_with_three_values(run_table, customers_csv):
 
 def test_regression_target_holding_text(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv, "--task", "city:regression"), "customers.csv", "'city'", "holds text")
+
+
+@pytest.mark.parametrize("column,task,value", [("age", "churn:binary", np.inf), ("score", "score:regression", -np.inf)])
+def test_an_infinite_value_is_refused_before_a_study_is_stored(run_table, tmp_path, customers, column, task, value, storage_url):
+    customers.loc[len(customers) - 1, column] = value  # the last row: a validation or test row, whatever the split
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    result = run_table(tmp_path / "t.csv", "--task", task)
+    assert_one_line_error(result, "t.csv", f"column {column!r} holds {value:g} in 1 row(s)", "leave such cells empty")
+    assert optuna.get_all_study_names(storage_url) == []
 
 
 def test_task_without_labels_in_train(run_table, tmp_path, customers):

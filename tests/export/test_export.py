@@ -101,6 +101,38 @@ def test_python_export_finds_the_study_artifacts_by_itself(exported, trained_stu
     assert (tmp_path / "api" / "weights.safetensors").read_bytes() == (exported / "weights.safetensors").read_bytes()
 
 
+def test_a_trial_of_another_study_is_refused(trained_study, tmp_path):
+    from mtl_search.errors import UserError
+    from mtl_search.export import export_trial
+
+    url, name, _ = trained_study
+    study = optuna.load_study(study_name=name, storage=url)
+    other = optuna.create_study(directions=study.directions)
+    other.add_trial(optuna.trial.create_trial(values=[1.0, 1.0]))
+    with pytest.raises(UserError, match=f"trial 0 is not a trial of study '{name}'"):
+        export_trial(study, other.trials[0], tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_export_stopped_half_way_leaves_the_folder_as_it_was(exported, trained_study, tmp_path, monkeypatch):
+    import mtl_search.export.model_card as card_module
+    from mtl_search.export import export_trial
+
+    url, name, _ = trained_study
+    study = optuna.load_study(study_name=name, storage=url)
+    before = {p.name: p.read_bytes() for p in exported.iterdir()}
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C or SIGTERM while the last file is written
+
+    monkeypatch.setattr(card_module, "model_card", stopped)
+    for folder, force in ((exported, True), (tmp_path / "new", False)):
+        with pytest.raises(KeyboardInterrupt):
+            export_trial(study, study.trials[0], folder, force=force)
+    assert {p.name: p.read_bytes() for p in exported.iterdir()} == before
+    assert not (tmp_path / "new").exists()
+
+
 def test_torchscript_runs_where_mtl_search_cannot_be_imported(exported, trained_study, tmp_path):
     _, _, data = trained_study
     inputs = {"x": data.test.inputs["x"][:17]}  # a batch size the trace never saw

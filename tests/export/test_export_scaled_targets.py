@@ -44,6 +44,12 @@ def test_every_format_predicts_spend_in_its_units(spend_export):
     stored = {t["name"]: t for t in description["tasks"]}["spend"]
     assert (stored["target_mean"], stored["target_std"]) == data.task("spend").target_scale
     assert "the predicted value in the target column's units" in description["output_meaning"]["spend"]
+    # the one standardised number, `loss`, is labelled as such wherever metrics are written
+    std = f"{data.task('spend').target_std:.6g}"
+    scoring = json.loads((out / "metrics.json").read_text())["scoring"]["spend"]
+    assert f"`loss` is the mean squared error of the standardised target (MSE / {std}²" in scoring
+    card = (out / "README.md").read_text()
+    assert f"spend: metrics {scoring}." in card and f"std {std}" in card
     outputs = outputs_in_every_format(out, {"numeric": data.test.inputs["numeric"]})
     truth = data.test.targets["spend"]
     assert abs(float(outputs["spend"].mean() - truth.mean())) < 0.25 * float(truth.std())

@@ -52,3 +52,41 @@ def test_artifact_folder_follows_the_storage(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_SEARCH_ARTIFACTS", str(tmp_path / "env"))
     assert artifact_dir(f"sqlite:///{tmp_path}/x.db") == tmp_path / "env"
     assert artifact_dir(f"sqlite:///{tmp_path}/x.db", tmp_path / "flag") == tmp_path / "flag"
+
+
+def _one_trial_search(storage: str, artifacts: str | None):
+    from mtl_search.data.synthetic import make_synthetic
+    from mtl_search.search import SearchSettings, parse_space, run_search
+
+    space = parse_space({"training": {"epochs": 1, "batch_size": 64}, "families": {"tree": {"depth": 1, "width": 8}},
+                         "loss_weighting": {"static": {}}})
+    settings = SearchSettings(study_name="own-folder", storage=storage, sampler="random", n_trials=1, artifacts=artifacts)
+    return run_search(make_synthetic(dim=8, rows=300), space, settings)
+
+
+def test_export_finds_the_folder_a_search_was_told_to_use(tmp_path, monkeypatch):
+    from mtl_search.export import export_trial
+
+    monkeypatch.delenv("MTL_SEARCH_ARTIFACTS", raising=False)
+    study = _one_trial_search(f"sqlite:///{tmp_path / 'studies.db'}", str(tmp_path / "elsewhere"))
+    assert study.user_attrs["artifact_dir"] == str((tmp_path / "elsewhere").resolve())
+    result = export_trial(study, study.trials[0], tmp_path / "model")  # not artifacts/ beside the database
+    assert result.weights_source == "artifact"
+
+
+def test_a_bad_artifact_folder_is_refused_before_a_study_is_stored(tmp_path):
+    from mtl_search.errors import UserError
+    from mtl_search.search.storage import open_storage
+
+    (tmp_path / "notes.txt").write_text("mine")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    with pytest.raises(UserError, match="--artifacts .*notes.txt is a file, not a folder"):
+        _one_trial_search(url, str(tmp_path / "notes.txt" / "art"))
+    assert optuna.get_all_study_names(open_storage(url, heartbeat=False)) == []
+
+
+def test_an_in_memory_study_runs_without_heartbeat_errors(cli_process):
+    # a subprocess: pytest would turn the heartbeat thread's exceptions into warnings
+    result = cli_process("run", "--storage", "sqlite://", "--trials", "2", "--epochs", "1", "--data-option", "rows=300", "--quiet")
+    assert result.code == 0 and "Pareto front" in result.out, result
+    assert "Traceback" not in result.err  # the heartbeat thread once found no tables there, each trial
