@@ -24,6 +24,7 @@ A feature column with no value at all is dropped with a :class:`DataWarning`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -428,6 +429,16 @@ def _file_options(description: TableDescription, path: str | Path | None) -> dic
     return options
 
 
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """The file's size and SHA-256: a study continued on a changed file is refused, and one
+    on the same bytes at another path (another machine) is not."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
 @register_source("table")
 def load_table(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     description_path = options.get("description") or None
@@ -465,6 +476,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         description={
             "source": "table",
             "file": str(Path(table_path).resolve()),
+            "content": file_fingerprint(table_path),
             "description_file": str(Path(description_path).resolve()) if description_path else None,
             "tasks": [t.task.to_dict() | {"column": t.column} for t in targets],
             "options": settings,

@@ -258,6 +258,7 @@ def reload_data(meta: dict[str, Any]) -> Any:
     """The study's data again, from its stored description (source, options, file), with
     the study's stored tasks."""
     from mtl_search.data import load_data
+    from mtl_search.search.study import description_differences
 
     described = meta.get("data") or {}
     source = described.get("source")
@@ -273,8 +274,9 @@ def reload_data(meta: dict[str, Any]) -> Any:
         raise UserError("the study's table was given from Python (make_table_data), so there is no file to reload it "
                         "from; pass the same data to export_trial(..., data=...)")
     data = load_data(source, options, described.get("file"), declarations)
-    if data.description != described:
-        raise UserError(f"the data of source {source!r} changed since the search (its description differs); cannot retrain on it")
+    differences = description_differences(described, data.description)
+    if differences:
+        raise UserError(f"the data of source {source!r} changed since the search ({differences}); cannot retrain on it")
     return _with_stored_tasks(data, meta)
 
 

@@ -235,15 +235,54 @@ def data_differences(stored: dict[str, Any], data: MultiTaskData) -> str | None:
     when it is the same, the tasks as read (classes) and the input schema, which a changed
     file alters."""
     now = json.loads(json.dumps(study_metadata(data, [], None)))  # as stored: tuples become lists
+    changed = content_change(stored.get("data"), now["data"])
+    comparable = {"data": comparable_description(stored.get("data"), now["data"], ignore_content=bool(changed))}
     for key, prefix in (("data", ""), ("tasks", "tasks"), ("input_schema", "input_schema")):
-        found = list(_differences(stored.get(key), now[key], prefix))
+        found = list(_differences(stored.get(key), comparable.get(key, now[key]), prefix))
         if found:
             more = len(found) - SHOWN_DIFFERENCES
-            return "; ".join(found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
-    return None
+            return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
+    return changed
 
 
 _ABSENT = object()
+# keys of a data description that say where the file is, not what it holds
+LOCATION_KEYS = ("file", "description_file")
+
+
+def content_change(stored: Any, now: Any) -> str | None:
+    """"the table file's content changed (...)" when both descriptions carry a fingerprint
+    of the file (``content``) and they differ; None otherwise."""
+    before, after = (stored or {}).get("content"), (now or {}).get("content")
+    if not before or not after or before == after:
+        return None
+    return (f"file {(now or {}).get('file')}: its content changed since the study was made, sha256 "
+            f"{str(before.get('sha256'))[:12]}... in the study, {str(after.get('sha256'))[:12]}... now")
+
+
+def comparable_description(stored: Any, now: Any, *, ignore_content: bool = False) -> Any:
+    """``now`` as it should compare with the ``stored`` data description: a study stored
+    before file fingerprints (no ``content``) compares without one; with equal fingerprints the
+    file may have moved (another machine, another folder), so its location is the stored one.
+    ``ignore_content``: the change of content is reported already; compare the rest."""
+    if not isinstance(stored, dict) or not isinstance(now, dict):
+        return now
+    now = dict(now)
+    if "content" not in stored:
+        now.pop("content", None)
+    elif ignore_content:
+        now["content"] = stored["content"]
+    elif stored.get("content") == now.get("content"):
+        now.update({key: stored[key] for key in LOCATION_KEYS if key in stored})
+    return now
+
+
+def description_differences(stored: Any, now: Any) -> str | None:
+    """How the data description ``now`` differs from the ``stored`` one, or None (see
+    :func:`comparable_description`)."""
+    changed = content_change(stored, now)
+    found = list(_differences(stored, json.loads(json.dumps(comparable_description(stored, now, ignore_content=bool(changed)))), ""))
+    return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) or None
 
 
 def _differences(before: Any, after: Any, path: str) -> Iterator[str]:

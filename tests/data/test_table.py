@@ -195,6 +195,19 @@ def test_an_infinite_value_is_refused_before_a_study_is_stored(run_table, tmp_pa
     assert optuna.get_all_study_names(storage_url) == []
 
 
+def test_a_study_continues_on_the_same_bytes_anywhere_and_not_on_changed_ones(run_table, tmp_path, customers):
+    (tmp_path / "moved").mkdir()
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    customers.to_csv(tmp_path / "moved" / "t.csv", index=False)  # another machine's copy, at another path
+    tasks = ["--task", "churn:binary", "--epochs", "1", "--study-name", "same", "--data-option", "ignore=customer_id"]
+    assert run_table(tmp_path / "t.csv", *tasks).code == 0
+    assert run_table(tmp_path / "moved" / "t.csv", *tasks).code == 0
+    customers["churn"] = customers["churn"].to_numpy()[::-1]  # other labels, same columns, same path
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    assert_one_line_error(run_table(tmp_path / "t.csv", *tasks), "study 'same' was made with other data",
+                          "t.csv: its content changed since the study was made, sha256")
+
+
 def test_task_without_labels_in_train(run_table, tmp_path, customers):
     _, _, test = split_indices(len(customers), (0.6, 0.2, 0.2), 0)
     only_test = pd.Series(np.nan, index=customers.index)

@@ -123,7 +123,8 @@ def test_continuing_a_table_study_names_the_task_key_or_the_input_schema_that_di
     # the same description of a table that gained a column: what the network reads differs
     description.write_text(declared)
     write_table(tmp_path, extra_column=True)
-    assert "(input_schema.numeric: 2 in the study, 3 now)" in refusal(load_data(None, {}, str(description)), storage_url, "table")
+    gained = refusal(load_data(None, {}, str(description)), storage_url, "table")
+    assert "t.csv: its content changed since the study was made" in gained and "; input_schema.numeric: 2 in the study, 3 now)" in gained
     write_table(tmp_path)
     data = load_data(None, {}, str(description))
     create_empty_study(data, storage_url, "table")  # the same data continues
