@@ -68,9 +68,15 @@ def main(args: argparse.Namespace) -> int:
     print_rows_table(f"pruning replayed on {study.study_name} ({len(curves)} complete trials)",
                      ["", "rule", "budget", "warm-up", "margin", "dominators", "fraction", "epochs trained", "time spent", "front trials stopped", "epsilon"],
                      rows)
+    print("columns: epochs trained and time spent are shares of the replayed trials' epochs and recorded seconds "
+          "(1.00 = nothing saved); fraction = min_dominator_fraction, the share of completed trials that must "
+          "dominate; epsilon = how far the front left is from the study's (0 % = the same front). To search with a "
+          "row's setting: run --prune-rule RULE --prune-budget BUDGET --prune-warmup N (margin, dominators and "
+          "fraction in the space's pruning: section).")
     if pruned:
-        print(f"note: {pruned} trial(s) of this study were pruned, so its front is not the unpruned truth; "
-              "replay a study run with --no-prune to choose settings")
+        print(f"note: {pruned} trial(s) of this study were pruned by the search itself: only its complete trials are "
+              "replayed, so the study's own row saves only what the rule would stop among those, and its front is "
+              "not the unpruned truth; replay a study run with --no-prune to choose settings")
     return 0
 
 

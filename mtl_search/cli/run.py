@@ -13,6 +13,7 @@ import optuna
 
 from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
 from mtl_search.errors import UserError
+from mtl_search.search.bundled import bundled_space_names
 from mtl_search.search.study import SAMPLERS
 
 
@@ -24,12 +25,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the default SQLite storage.",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="NAME", default=None, help="data source: synthetic (default), census, multidigits, table, ...")
+    data.add_argument("--data", metavar="NAME", default=None, help="data source: synthetic (default), census, multidigits, sequences, or table (your own CSV/Parquet; see docs/data.md)")
     data.add_argument("--data-option", metavar="KEY=VALUE", action="append", default=[], help="option of the data source, repeatable (e.g. correlation=0.5)")
     data.add_argument("--data-file", metavar="PATH", default=None, help="input file of the data source (CSV/Parquet for your own table, or its YAML description; see docs/data.md)")
     data.add_argument("--task", metavar="NAME:KIND", action="append", default=[], help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)")
     search = parser.add_argument_group("search")
-    search.add_argument("--space", metavar="PATH", default=None, help="search-space YAML file or bundled name (default: search_spaces/default.yaml)")
+    search.add_argument("--space", metavar="PATH", default=None,
+                        help=f"search-space YAML file, or a bundled space by name: {', '.join(bundled_space_names())} "
+                             "(default: default; see docs/architectures.md and docs/classic_structures.md)")
     search.add_argument("--trials", metavar="N", type=whole_number(1), default=20, help="number of trials to add (default: 20)")
     search.add_argument("--timeout", metavar="SECONDS", type=positive_float, default=None, help="stop starting trials after this many seconds")
     search.add_argument("--epochs", metavar="N", type=whole_number(1), default=None, help="training epochs of every trial (overrides the space)")

@@ -36,28 +36,11 @@ def print_search_summary(study: optuna.Study) -> None:
 
 def search_summary_lines(study: optuna.Study) -> list[str]:
     """Trials by outcome (pruned, infeasible) and the normalised hypervolume with its history."""
-    from mtl_search.search.costs import count_infeasible
     from mtl_search.search.hypervolume import REFERENCE, hypervolume_history
-    from mtl_search.search.study import STALE_REASON, stop_reason
+    from mtl_search.search.outcomes import outcome_line, stopped_lines, trial_outcomes
 
-    trials = study.get_trials(deepcopy=False)
-    states = optuna.trial.TrialState
-    pruned = [t for t in trials if t.state == states.PRUNED]
-    infeasible = count_infeasible(trials)
-    saved = [t for t in pruned if t.user_attrs.get("prune_reason", "").startswith("dominated")]
-    repeats = sum(t.state == states.COMPLETE and t.user_attrs.get("repeat_of") is not None for t in trials)
-    failed = [t for t in trials if t.state == states.FAIL]
-    stale = sum(stop_reason(t).startswith(STALE_REASON) for t in failed)
-    running = sum(t.state == states.RUNNING for t in trials)
-    lines = [
-        f"trials: {sum(t.state == states.COMPLETE for t in trials)} complete"
-        + (f" ({repeats} repeated an earlier candidate and {'was' if repeats == 1 else 'were'} not trained again)" if repeats else "")
-        + f", {len(pruned)} pruned "
-        f"({len(saved)} dominated early), {infeasible} infeasible (over a hard limit), "
-        f"{len(failed)} failed" + (f" ({stale} lost with their worker: no heartbeat)" if stale else "")
-        # running elsewhere now, or left by a killed worker until the next run's heartbeat check
-        + (f", {running} running (not in the front yet; see docs/parallel.md)" if running else "")
-    ]
+    outcomes = trial_outcomes(study.get_trials(deepcopy=False))
+    lines = [f"trials: {outcome_line(outcomes)}"] + [f"  {line}" for line in stopped_lines(outcomes)]
     history = hypervolume_history(study)
     if history:
         step = max(1, len(history) // HISTORY_POINTS)
@@ -72,6 +55,15 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     return lines
 
 
+# one line on how to read each measure's numbers (docs/search.md, Affinity seeding)
+AFFINITY_SCALES = {
+    "easy_hard": "scale: share of rows easy for both tasks or hard for both; 1 = same rows hard, about 0.5 = unrelated, "
+                 "below 0.5 = opposite; the grouping order joins the highest first",
+    "lookahead": "scale: share of one task's loss that a gradient step on the other removes (averaged both ways); "
+                 "> 0 helps, < 0 hurts; values near 0 relative to the others mean the tasks barely interact",
+}
+
+
 def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
     tasks = record["tasks"]
     # lookahead values are small shares of a loss, of either sign: scientific notation keeps them apart
@@ -79,5 +71,6 @@ def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None
     rows = [[task, *[format(v, style) for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
     print_rows_table(title, ["task", *tasks], rows)
     print(f"measure: {record['method']}")
+    print(AFFINITY_SCALES.get(record.get("measure", "easy_hard"), ""))
     if record.get("chain"):
         print("grouping order: " + " -> ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record["chain"]))

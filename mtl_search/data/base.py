@@ -68,11 +68,27 @@ class MultiTaskData:
         # Tasks that only make sense together (given=) are checked when the data is made,
         # so that a bad declaration fails before a study is stored, not in its first trial.
         validate_conditions(self.tasks)
+        self._warn_of_contradicting_conditions()
         # Regression targets are learned standardised with their train statistics, measured
         # here so that every source gets them; a task that carries them (a study's stored
         # task, retrained) keeps its own.
         self.tasks = [task.with_target_statistics(self.train.targets[task.name])
                       if task.kind == "regression" and task.target_mean is None else task for task in self.tasks]
+
+    def _warn_of_contradicting_conditions(self) -> None:
+        """A row where a task's condition is 0 but its own label is 1 trains as joint label 0
+        (architectures/conditional.py): say so, as such rows usually mean a mislabelled column."""
+        from mtl_search.data.preprocessing import warn_data
+
+        for task in self.tasks:
+            if task.given is None:
+                continue
+            count = sum(int(((split.targets[task.given] == 0) & (split.targets[task.name] == 1)).sum())
+                        for split in (self.train, self.validation, self.test))
+            if count:
+                warn_data(f"{self.name}: task {task.name!r} is given {task.given!r}, but {count} row(s) have "
+                          f"{task.given} = 0 and {task.name} = 1; they are read as {task.name} = 0 (the joint label "
+                          f"P({task.given} and {task.name})); check the two columns")
 
     @property
     def task_names(self) -> list[str]:

@@ -77,6 +77,7 @@ def run_search(
     if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
         space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
+    _check_scorable(data, objectives)
     affinity.check_given_chain(space, data.task_names)  # before a study with a bad chain is stored
     if stem is None:  # a custom stem is the caller's own; the space's stem keys describe the built one
         space.check_stem(data.input_schema, data.name)
@@ -125,6 +126,26 @@ def _check_settings(settings: SearchSettings) -> None:
         raise UserError(f"n_trials {settings.n_trials}: must be at least 0")
     if settings.timeout is not None and settings.timeout <= 0:
         raise UserError(f"timeout {settings.timeout}: must be more than 0 seconds")
+
+
+# metrics that need both classes among the scored rows
+TWO_CLASS_METRICS = ("auc",)
+
+
+def _check_scorable(data: MultiTaskData, objectives: Sequence[Any]) -> None:
+    """Refuse a search whose validation split cannot score an objective (a binary task whose
+    labelled validation rows are all one class has no AUC): every trial would train and fail."""
+    for objective in objectives:
+        task = data.task(objective.task) if objective.kind == "task" else None
+        if task is None or task.given is not None or objective.metric not in TWO_CLASS_METRICS:
+            continue  # a conditional task is scored on the rows where its condition holds: checked by its trials
+        labels = data.validation.targets[task.name]
+        labels = labels[~torch.isnan(labels)]
+        if labels.numel() == 0 or bool((labels == labels[0]).all()):
+            only = f"all {float(labels[0]):g}" if labels.numel() else "none"
+            raise UserError(f"task {task.name!r}: the validation split has {labels.numel()} labelled row(s), {only}, so its "
+                            f"{objective.metric} cannot be computed and every trial would fail; use more rows "
+                            f"(--data-option rows=...)")
 
 
 def artifact_store(settings: SearchSettings, storage: optuna.storages.BaseStorage) -> tuple[Path, Any] | None:

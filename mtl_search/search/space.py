@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import stem_settings
 from mtl_search.errors import UserError, describe_validation_error
+from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
 from mtl_search.search.params import Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam, suggest
 from mtl_search.weighting import get_method
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 class _Strict(BaseModel):
@@ -311,6 +311,6 @@ def resolve_space_path(path: str | os.PathLike[str] | None) -> Path:
     if not candidate.exists() and candidate.suffix == "" and (SPACES_DIR / f"{candidate}.yaml").exists():
         return SPACES_DIR / f"{candidate}.yaml"
     if not candidate.exists():
-        bundled = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+        bundled = ", ".join(bundled_space_names())
         raise UserError(f"space file {candidate}: no such file (bundled spaces, by name: {bundled})")
     return candidate

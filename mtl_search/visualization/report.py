@@ -17,6 +17,8 @@ import plotly.offline
 import yaml
 
 from mtl_search import __version__
+from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
+from mtl_search.search.refine import refined_record
 from mtl_search.search.study import STUDY_ATTR, pareto_trials, study_objectives, study_tasks
 from mtl_search.visualization.architecture import sharing_figures, sharing_text, tree_figure
 from mtl_search.visualization.families import family_figure
@@ -58,15 +60,15 @@ def report_html(study: optuna.Study) -> str:
     task_names = [t.name for t in study_tasks(study)] or list(dict.fromkeys(o.task for o in objectives))
     figures = main_figures(study)
     trials = study.get_trials(deepcopy=False)
-    counts = {state.name.lower(): sum(1 for t in trials if t.state == state) for state in optuna.trial.TrialState}
+    outcomes = trial_outcomes(trials)
     page = _Page()
     page.add(f"<h1>Study {_e(study.study_name)}</h1>")
-    page.add(f"<p class='note'>{len(trials)} trials: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    page.add(f"<p class='note'>{len(trials)} trials: {_e(outcome_line(outcomes))}"
              + f". Objectives (validation split): {_e(', '.join(o.name + (' ↑' if o.direction == 'maximize' else ' ↓') for o in objectives))}."
              + f" Made by mtl-search {__version__}.</p>")
 
     page.add("<h2>Pareto front</h2>")
-    page.add(_front_table(front, objectives))
+    page.add(_front_table(study, front, objectives))
     page.figure(figures["pareto-front"], "pareto-front")
     if "pareto-parallel-coordinates" in figures:
         page.figure(figures["pareto-parallel-coordinates"], "pareto-parallel-coordinates")
@@ -109,6 +111,9 @@ def report_html(study: optuna.Study) -> str:
     page.add("<h2>Training curves</h2>")
     page.figure(figures["validation-curves"], "validation-curves")
 
+    page.add("<h2>Trials not on the front</h2>")
+    page.add(_stopped_table(outcomes))
+
     page.add("<h2>Data and search space</h2>")
     page.add(_data_section(meta))
     return page.render(f"{study.study_name}: mtl-search report")
@@ -132,18 +137,45 @@ class _Page:
                 + "\n".join(self.parts) + "\n</body></html>\n")
 
 
-def _front_table(front: list[optuna.trial.FrozenTrial], objectives: list[Any]) -> str:
+def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], objectives: list[Any]) -> str:
+    """Task objectives on validation (what chose the front) and test; cost objectives once
+    (a property of the network, not of a split); refined trials as mean ± std over seeds."""
     if not front:
         return "<p class='note'>No completed trial yet, so no front.</p>"
-    head = "".join(f"<th>{_e(o.name)} (validation)</th>" for o in objectives) + "".join(f"<th>{_e(o.name)} (test)</th>" for o in objectives)
+    tasks = [(i, o) for i, o in enumerate(objectives) if o.kind == "task"]
+    costs = [(i, o) for i, o in enumerate(objectives) if o.kind != "task"]
+    head = ("".join(f"<th>{_e(o.name)} (validation)</th>" for _, o in tasks) + "".join(f"<th>{_e(o.name)} (test)</th>" for _, o in tasks)
+            + "".join(f"<th>{_e(o.name)}</th>" for _, o in costs))
     rows = []
     for trial in front:
         test = trial.user_attrs.get("test", {})
-        cells = "".join(f"<td>{v:.4g}</td>" for v in trial.values)
-        cells += "".join(f"<td>{_number(test.get(o.task, {}).get(o.metric))}</td>" for o in objectives)
-        rows.append(f"<tr><td>{trial.number}</td>{cells}<td>{_number(trial.user_attrs.get('n_params'))}</td>"
-                    f"<td>{_e(trial.user_attrs.get('summary', ''))}</td></tr>")
-    return f"<table><tr><th>trial</th>{head}<th>parameters</th><th>architecture</th></tr>{''.join(rows)}</table>"
+        refined = refined_record(study, trial.number) or {}
+        cells = "".join(f"<td>{_refined_or(refined.get('validation'), o, trial.values[i])}</td>" for i, o in tasks)
+        cells += "".join(f"<td>{_refined_or(refined.get('test'), o, test.get(o.task, {}).get(o.metric))}</td>" for _, o in tasks)
+        cells += "".join(f"<td>{_number(int(trial.values[i]) if o.name == 'params' else trial.values[i])}</td>" for i, o in costs)
+        params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(trial.user_attrs.get('n_params'))}</td>"
+        rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(trial.user_attrs.get('summary', ''))}</td></tr>")
+    params_head = "" if any(o.name == "params" for _, o in costs) else "<th>parameters</th>"
+    note = ("<p class='note'>Refined trials (<code>mtl-search refine</code>) show mean ± std over their training seeds (n).</p>"
+            if any(refined_record(study, t.number) for t in front) else "")
+    return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}"
+
+
+def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> str:
+    stats = ((refined or {}).get(objective.task) or {}).get(objective.metric)
+    if stats:
+        return f"{stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})"
+    return _number(value)
+
+
+def _stopped_table(outcomes: Outcomes) -> str:
+    """Every failed trial and every pruned one the pruner did not stop for being dominated, with its reason."""
+    text = (f"<p class='note'>{outcomes.dominated} trial(s) were stopped early by the Pareto-aware pruner "
+            "(dominated by completed trials at the same budget; <code>mtl-search pruning STUDY</code> replays the rule).</p>")
+    if not outcomes.stopped:
+        return text + "<p class='note'>No trial failed or was over a hard limit.</p>"
+    rows = "".join(f"<tr><td>{number}</td><td>{state}</td><td>{_e(reason)}</td></tr>" for number, state, reason in outcomes.stopped)
+    return text + f"<table><tr><th>trial</th><th>state</th><th>reason</th></tr>{rows}</table>"
 
 
 def _data_section(meta: dict[str, Any]) -> str:

@@ -21,7 +21,9 @@ def _colour(index: int) -> str:
 
 def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objectives: Sequence[Objective]) -> go.Figure:
     """One panel per objective; one line per trial: the validation metric after every epoch,
-    and a star on the epoch whose weights the trial returns (``kept_epoch``), when recorded."""
+    and a star on the epoch whose weights the trial returns (``kept_epoch``), when recorded.
+    Cost objectives (parameters, latency) do not change with epochs and get no panel."""
+    objectives = [o for o in objectives if o.kind == "task"]
     figure = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
     for t_index, trial in enumerate(trials):
         history = trial.user_attrs.get("history") or []

@@ -318,3 +318,20 @@ def test_raw_rows_with_unseen_and_missing_values(customers_csv):
     city = data.preprocessing["categorical"][0]["categories"]
     assert inputs["categorical"][:, 0].tolist() == [0, city.index("Oslo") + 1]  # unseen -> 0; spaces trimmed
     assert inputs["categorical"][:, 1].tolist() == [2, 3]  # "2" and 3.0 are the categories 2 and 3
+
+
+def test_a_conditional_label_set_where_its_condition_is_not_is_warned_about(tmp_path):
+    from mtl_search.data.table import make_table_data, targets_from_declarations
+    from tests.helpers import spend_and_churn
+
+    frame = spend_and_churn()
+    frame["active"] = 1
+    frame.loc[:2, "active"] = 0  # three rows: not active, yet churned
+    frame.loc[:2, "churn"] = 1
+    with pytest.warns(DataWarning, match=r"task 'churn' is given 'active', but 3 row\(s\) have active = 0 and churn = 1; "
+                                         r"they are read as churn = 0"):
+        make_table_data(frame, targets_from_declarations(["active:binary", "churn:binary:given=active"]))
+    frame.loc[:2, "churn"] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        make_table_data(frame, targets_from_declarations(["active:binary", "churn:binary:given=active"]))

@@ -196,3 +196,22 @@ def test_stop_reason_tells_a_trial_lost_with_its_worker_from_a_recorded_failure(
     assert stop_reason(lost, [lost, retry]) == "no heartbeat for the grace period: its worker died or was killed; retried as trial 7"
     assert stop_reason(lost) == "no heartbeat for the grace period: its worker died or was killed"
     assert stop_reason(retry) is None
+
+
+def test_a_validation_split_without_both_classes_is_refused_before_any_training(storage_url):
+    import dataclasses
+
+    import torch
+
+    from mtl_search.data.base import Split
+    from mtl_search.data.table import make_table_data, targets_from_declarations
+    from mtl_search.errors import UserError
+    from tests.helpers import spend_and_churn
+
+    data = make_table_data(spend_and_churn(), targets_from_declarations(["churn:binary", "spend:regression"]))
+    targets = dict(data.validation.targets) | {"churn": torch.where(torch.isnan(data.validation.targets["churn"]),
+                                                                    data.validation.targets["churn"], torch.zeros(()))}
+    one_class = dataclasses.replace(data, validation=Split(inputs=data.validation.inputs, targets=targets))
+    with pytest.raises(UserError, match=r"^task 'churn': the validation split has \d+ labelled row\(s\), all 0, so its auc cannot"):
+        run_search(one_class, parse_space(SMALL_SPACE), SearchSettings(study_name="one-class", storage=storage_url, n_trials=1))
+    assert optuna.get_all_study_names(storage_url) == []

@@ -191,3 +191,19 @@ def test_the_console_check_catches_a_broken_page(tmp_path):
     chromium = require_chromium()
     _, log, _ = open_in_chromium(chromium, "<html><body><script>throw new Error('boom')</script></body></html>", tmp_path)
     assert any("boom" in line for line in console_errors(log))
+
+
+def test_front_table_shows_costs_once_and_refined_trials_as_mean_and_std():
+    from mtl_search.visualization.report import _front_table
+    from mtl_search.search.study import Objective
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1234.0], user_attrs={"test": {"a": {"mse": 0.6}}, "summary": "tree"}))
+    study.set_user_attr("refined:0", {"seeds": [0, 1], "validation": {"a": {"mse": {"mean": 0.55, "std": 0.05, "n": 2}}}, "test": {}})
+    objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
+    table = _front_table(study, study.trials, objectives)
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    assert headers == ["trial", "a/mse (validation)", "a/mse (test)", "params", "architecture"]
+    cells = re.findall(r"<td>(.*?)</td>", table)
+    assert cells == ["0", "0.55 ± 0.05 (n=2)", "0.6", "1,234", "tree"]
+    assert "mean ± std over their training seeds" in table
