@@ -82,13 +82,20 @@ def front_csv(study: optuna.Study) -> str:
     from mtl_search.search.front import front_rows
     from mtl_search.search.study import study_objectives
 
-    names = [o.name for o in study_objectives(study)]
+    objectives = study_objectives(study)
+    names = [o.name for o in objectives]
+    rows = front_rows(study)
+    # after `mtl-search refine`: mean and std over the training seeds beside the search's own run
+    refined = [o for o in objectives if o.kind == "task"] if any(row.get("refined") for row in rows) else []
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["number", *names, "family", "n_params", "kept_epoch", "summary", "architecture"])
-    for row in front_rows(study):
-        writer.writerow([row["number"], *[row["values"][n] for n in names], row["family"], row["n_params"], row["kept_epoch"], row["summary"],
-                         json.dumps(row["architecture"], sort_keys=True)])
+    writer.writerow(["number", *names, *[f"{o.name} {part}" for o in refined for part in ("mean", "std", "n")],
+                     "family", "n_params", "kept_epoch", "summary", "architecture"])
+    for row in rows:
+        stats = [((row.get("refined") or {}).get("validation", {}).get(o.task, {}).get(o.metric) or {}).get(part, "")
+                 for o in refined for part in ("mean", "std", "n")]
+        writer.writerow([row["number"], *[row["values"][n] for n in names], *stats, row["family"], row["n_params"], row["kept_epoch"],
+                         row["summary"], json.dumps(row["architecture"], sort_keys=True)])
     return buffer.getvalue()
 
 

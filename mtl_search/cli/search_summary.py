@@ -55,15 +55,6 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     return lines
 
 
-# one line on how to read each measure's numbers (docs/search.md, Affinity seeding)
-AFFINITY_SCALES = {
-    "easy_hard": "scale: share of rows easy for both tasks or hard for both; 1 = same rows hard, about 0.5 = unrelated, "
-                 "below 0.5 = opposite; the grouping order joins the highest first",
-    "lookahead": "scale: share of one task's loss that a gradient step on the other removes (averaged both ways); "
-                 "> 0 helps, < 0 hurts; values near 0 relative to the others mean the tasks barely interact",
-}
-
-
 def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
     tasks = record["tasks"]
     # lookahead values are small shares of a loss, of either sign: scientific notation keeps them apart
@@ -71,6 +62,8 @@ def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None
     rows = [[task, *[format(v, style) for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
     print_rows_table(title, ["task", *tasks], rows)
     print(f"measure: {record['method']}")
+    from mtl_search.search.affinity import AFFINITY_SCALES
+
     print(AFFINITY_SCALES.get(record.get("measure", "easy_hard"), ""))
     if record.get("chain"):
         print("grouping order: " + " -> ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record["chain"]))

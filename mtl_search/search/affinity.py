@@ -62,6 +62,14 @@ METHOD_NAMES = {
 # Groups up to this size are split by trying every two-way split; larger ones greedily.
 EXHAUSTIVE_SPLIT_LIMIT = 12
 
+# one line on how to read each measure's numbers (docs/search.md, Affinity seeding)
+AFFINITY_SCALES = {
+    "easy_hard": "scale: share of rows easy for both tasks or hard for both; 1 = same rows hard, about 0.5 = unrelated, "
+                 "below 0.5 = opposite; the grouping order joins the highest first",
+    "lookahead": "scale: share of one task's loss that a gradient step on the other removes (averaged both ways); "
+                 "> 0 helps, < 0 hurts; values near 0 relative to the others mean the tasks barely interact",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class AffinitySettings:

@@ -111,6 +111,11 @@ def report_html(study: optuna.Study) -> str:
     page.add("<h2>Training curves</h2>")
     page.figure(figures["validation-curves"], "validation-curves")
 
+    affinity = study.user_attrs.get("affinity")
+    if affinity:
+        page.add("<h2>Task affinity</h2>")
+        page.add(_affinity_section(affinity))
+
     page.add("<h2>Trials not on the front</h2>")
     page.add(_stopped_table(outcomes))
 
@@ -166,6 +171,21 @@ def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> s
     if stats:
         return f"{stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})"
     return _number(value)
+
+
+def _affinity_section(record: dict[str, Any]) -> str:
+    """The measured affinity matrix, how it was measured and the grouping order it gives (as `mtl-search affinity`)."""
+    from mtl_search.search.affinity import AFFINITY_SCALES  # one wording for the CLI and the report
+
+    tasks = record["tasks"]
+    style = ".3f" if record.get("measure", "easy_hard") == "easy_hard" else ".2e"
+    rows = "".join(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{format(v, style)}</td>" for v in record["matrix"][i]) + "</tr>"
+                   for i, task in enumerate(tasks))
+    chain = " → ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record.get("chain") or [])
+    return (f"<table><tr><th></th>{''.join(f'<th>{_e(t)}</th>' for t in tasks)}</tr>{rows}</table>"
+            f"<p class='note'>{_e(record.get('method', ''))}. {_e(AFFINITY_SCALES.get(record.get('measure', 'easy_hard'), ''))}."
+            + (f" Grouping order: {_e(chain)}." if chain else "")
+            + (f" {record.get('seeded', 0)} seeded tree(s)." if "seeded" in record else "") + "</p>")
 
 
 def _stopped_table(outcomes: Outcomes) -> str:

@@ -41,3 +41,12 @@ def test_refine_retrains_the_front_and_pareto_rows_carry_it(tiny_synthetic, stor
     # the front is still the search's own (validation) front; rows show the refinement
     assert [t.number for t in pareto_trials(study)] == [t.number for t in front]
     assert all(row["refined"] == refined_record(study, row["number"]) for row in front_rows(study))
+    # the CSV carries them too, beside the search's own run
+    import csv
+    import io
+
+    from mtl_search.cli.pareto import front_csv
+
+    rows = {int(r["number"]): r for r in csv.DictReader(io.StringIO(front_csv(study)))}
+    assert float(rows[trial.number]["task1/mse mean"]) == pytest.approx(stats["mean"])
+    assert rows[trial.number]["task1/mse n"] == "3" and float(rows[trial.number]["task1/mse"]) == trial.values[0]

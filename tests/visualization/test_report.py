@@ -207,3 +207,15 @@ def test_front_table_shows_costs_once_and_refined_trials_as_mean_and_std():
     cells = re.findall(r"<td>(.*?)</td>", table)
     assert cells == ["0", "0.55 ± 0.05 (n=2)", "0.6", "1,234", "tree"]
     assert "mean ± std over their training seeds" in table
+
+
+def test_report_shows_the_measured_affinity_and_why_trials_left_the_front():
+    study = three_task_study()
+    study.set_user_attr("affinity", {"tasks": TASKS, "matrix": [[1.0, 0.7, 0.5], [0.7, 1.0, 0.52], [0.5, 0.52, 1.0]],
+                                     "measure": "easy_hard", "method": "lu2017 easy/hard agreement", "seeded": 3,
+                                     "chain": [[["a", "b", "c"]], [["a", "b"], ["c"]]]})
+    page = report_html(study)
+    assert "<h2>Task affinity</h2>" in page and "<td>0.700</td>" in page and "about 0.5 = unrelated" in page
+    assert "Grouping order: {a,b,c} → {a,b}{c}. 3 seeded tree(s)." in page
+    assert "<h2>Trials not on the front</h2>" in page  # its one pruned trial has no reason: listed as such
+    assert "<td>4</td><td>pruned</td><td>no reason recorded</td>" in page
