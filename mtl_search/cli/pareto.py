@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
 def print_front(study: optuna.Study) -> None:
     from mtl_search.cli.search_summary import objective_cells, print_search_summary
     from mtl_search.search.front import front_rows
-    from mtl_search.search.study import study_objectives
+    from mtl_search.search.study import study_objectives, study_tasks
 
     objectives = study_objectives(study)
     rows = front_rows(study)
@@ -60,6 +60,9 @@ def print_front(study: optuna.Study) -> None:
                   for row in rows]
     print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
                      ["trial", *arrows, *params, "epoch", "architecture"], table_rows)
+    for task in study_tasks(study):
+        if task.given is not None:  # entire-space task: its metrics are not over every row
+            print(f"{task.name}: metrics of P({task.name} = 1 | {task.given} = 1), on the rows where {task.given} = 1 (given={task.given})")
     print_search_summary(study)
 
 

@@ -239,3 +239,6 @@ def test_a_given_that_names_no_task_stores_no_study(cli, storage_url, tmp_path):
     assert "no studies yet" in cli("studies", "--storage", storage_url).out
     description.write_text(description.read_text().replace("bigg", "big"))
     assert cli(*run).code == 0
+    # the front says that small's metrics are conditional on big
+    shown = cli("pareto", "err_d3", "--storage", storage_url).out
+    assert "small: metrics of P(small = 1 | big = 1), on the rows where big = 1 (given=big)" in shown
