@@ -197,10 +197,10 @@ class HierarchyFamily:
         )
 
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
-        depth = len(spec["widths"])
         top = max(spec["head_depths"].values())
+        widths = spec["widths"][:top]  # what is built: blocks above the highest head are not (see __init__)
+        depth = len(widths)
         feeders = [t for t in task_names if spec.get("feed_upward", {}).get(t) and spec["head_depths"][t] < top]
-        widths = spec["widths"]
         width_text = str(widths[0]) if len(set(widths)) == 1 else "/".join(str(w) for w in widths)
         text = f"L={depth} w={width_text} " + format_heads(spec["head_depths"], feeders, task_names)
         if spec.get("successive"):
