@@ -56,14 +56,11 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
 
 
 def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
-    tasks = record["tasks"]
-    # lookahead values are small shares of a loss, of either sign: scientific notation keeps them apart
-    style = ".3f" if record.get("measure", "easy_hard") == "easy_hard" else ".2e"
-    rows = [[task, *[format(v, style) for v in record["matrix"][i]]] for i, task in enumerate(tasks)]
-    print_rows_table(title, ["task", *tasks], rows)
-    print(f"measure: {record['method']}")
-    from mtl_search.search.affinity import AFFINITY_SCALES
+    from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order
 
+    tasks = record["tasks"]
+    print_rows_table(title, ["task", *tasks], [[task, *cells] for task, cells in zip(tasks, affinity_cells(record))])
+    print(f"measure: {record['method']}")
     print(AFFINITY_SCALES.get(record.get("measure", "easy_hard"), ""))
     if record.get("chain"):
-        print("grouping order: " + " -> ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record["chain"]))
+        print("grouping order: " + grouping_order(record, "->"))

@@ -71,6 +71,19 @@ AFFINITY_SCALES = {
 }
 
 
+
+def affinity_cells(record: dict[str, Any]) -> list[list[str]]:
+    """The stored matrix as text, a row per task: easy/hard shares with 3 decimals; lookahead
+    values, small shares of a loss of either sign, in scientific notation to keep them apart."""
+    style = ".3f" if record.get("measure", "easy_hard") == "easy_hard" else ".2e"
+    return [[format(value, style) for value in row] for row in record["matrix"]]
+
+
+def grouping_order(record: dict[str, Any], arrow: str) -> str:
+    """The stored chain of groupings as text: ``{a,b} -> {a}{b}``."""
+    return f" {arrow} ".join("".join("{" + ",".join(group) + "}" for group in partition) for partition in record.get("chain") or [])
+
+
 @dataclasses.dataclass(frozen=True)
 class AffinitySettings:
     """The short shared network that measures affinity, and how many trees to seed.

@@ -29,7 +29,7 @@ import torch
 from sqlalchemy.engine import make_url
 
 from mtl_search.errors import UserError, check_output_path
-from mtl_search.search.storage import DEFAULT_STORAGE_DIR, storage_url
+from mtl_search.search.storage import DEFAULT_STORAGE_DIR, is_memory_url, storage_url
 
 SPEC_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -47,7 +47,7 @@ def artifact_dir(url: str | None, explicit: str | os.PathLike[str] | None = None
     except Exception:  # a bad URL is reported by open_storage, with the flag's name
         return DEFAULT_STORAGE_DIR / "artifacts"
     if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
+        if is_memory_url(parsed):
             return None
         return Path(parsed.database).parent / "artifacts"
     return DEFAULT_STORAGE_DIR / "artifacts"

@@ -43,14 +43,18 @@ def is_database_server(storage: optuna.storages.BaseStorage) -> bool:
     return url is not None and make_url(url).get_backend_name() != "sqlite"
 
 
+def is_memory_url(parsed: sqlalchemy.engine.URL) -> bool:
+    """Whether the parsed URL is an in-memory SQLite database (``sqlite://``, ``sqlite:///:memory:``)."""
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def is_in_memory(storage: optuna.storages.BaseStorage) -> bool:
-    """Whether ``storage`` lives in this process's memory (``sqlite://``, ``sqlite:///:memory:``),
-    where no other process, worker or dashboard can see it."""
+    """Whether ``storage`` lives in this process's memory, where no other process, worker or
+    dashboard can see it."""
     url = getattr(storage, "url", None)
     if url is None:
         return isinstance(storage, optuna.storages.InMemoryStorage)
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    return is_memory_url(make_url(url))
 
 
 def grace_period(seconds: int | None = None) -> int:
@@ -89,14 +93,13 @@ def open_storage(
     except (sqlalchemy.exc.ArgumentError, ValueError):
         raise UserError(f"--storage {url!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)") from None
     engine_kwargs: dict = {}
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+    if is_memory_url(parsed):
         # one process's database, which no other worker can watch; and SQLAlchemy gives each
         # thread its own empty in-memory database, so the heartbeat thread would find no tables
         grace = None
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            path = Path(database)
+        if not is_memory_url(parsed):
+            path = Path(parsed.database)
             check_output_path(path, "--storage")
             if not path.exists():
                 if not create:
@@ -122,7 +125,7 @@ def open_storage(
                         grace_period=grace,
                         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if grace else None,
                     )
-                if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                if parsed.get_backend_name() == "sqlite" and not is_memory_url(parsed):
                     _use_wal_journal(storage)
                 return storage
             except sqlalchemy.exc.DatabaseError as error:

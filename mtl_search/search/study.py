@@ -235,14 +235,10 @@ def data_differences(stored: dict[str, Any], data: MultiTaskData) -> str | None:
     when it is the same, the tasks as read (classes) and the input schema, which a changed
     file alters."""
     now = json.loads(json.dumps(study_metadata(data, [], None)))  # as stored: tuples become lists
-    changed = content_change(stored.get("data"), now["data"])
-    comparable = {"data": comparable_description(stored.get("data"), now["data"], ignore_content=bool(changed))}
-    for key, prefix in (("data", ""), ("tasks", "tasks"), ("input_schema", "input_schema")):
-        found = list(_differences(stored.get(key), comparable.get(key, now[key]), prefix))
-        if found:
-            more = len(found) - SHOWN_DIFFERENCES
-            return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
-    return changed
+    changed, found = _description_changes(stored.get("data"), now["data"])
+    for key in ("tasks", "input_schema"):
+        found = found or list(_differences(stored.get(key), now[key], key))
+    return _joined(changed, found)
 
 
 _ABSENT = object()
@@ -280,9 +276,20 @@ def comparable_description(stored: Any, now: Any, *, ignore_content: bool = Fals
 def description_differences(stored: Any, now: Any) -> str | None:
     """How the data description ``now`` differs from the ``stored`` one, or None (see
     :func:`comparable_description`)."""
+    return _joined(*_description_changes(stored, now))
+
+
+def _description_changes(stored: Any, now: Any) -> tuple[str | None, list[str]]:
+    """A changed file content (its own line), and the other keys where the descriptions differ."""
     changed = content_change(stored, now)
-    found = list(_differences(stored, json.loads(json.dumps(comparable_description(stored, now, ignore_content=bool(changed)))), ""))
-    return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) or None
+    comparable = json.loads(json.dumps(comparable_description(stored, now, ignore_content=bool(changed))))
+    return changed, list(_differences(stored, comparable, ""))
+
+
+def _joined(changed: str | None, found: list[str]) -> str | None:
+    """One message: the content change first, then at most SHOWN_DIFFERENCES keys."""
+    more = len(found) - SHOWN_DIFFERENCES
+    return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "") or None
 
 
 def _differences(before: Any, after: Any, path: str) -> Iterator[str]:

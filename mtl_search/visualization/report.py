@@ -175,13 +175,12 @@ def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> s
 
 def _affinity_section(record: dict[str, Any]) -> str:
     """The measured affinity matrix, how it was measured and the grouping order it gives (as `mtl-search affinity`)."""
-    from mtl_search.search.affinity import AFFINITY_SCALES  # one wording for the CLI and the report
+    from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order  # one wording for the CLI and the report
 
     tasks = record["tasks"]
-    style = ".3f" if record.get("measure", "easy_hard") == "easy_hard" else ".2e"
-    rows = "".join(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{format(v, style)}</td>" for v in record["matrix"][i]) + "</tr>"
-                   for i, task in enumerate(tasks))
-    chain = " → ".join("".join("{" + ",".join(g) + "}" for g in partition) for partition in record.get("chain") or [])
+    rows = "".join(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+                   for task, cells in zip(tasks, affinity_cells(record)))
+    chain = grouping_order(record, "→")
     return (f"<table><tr><th></th>{''.join(f'<th>{_e(t)}</th>' for t in tasks)}</tr>{rows}</table>"
             f"<p class='note'>{_e(record.get('method', ''))}. {_e(AFFINITY_SCALES.get(record.get('measure', 'easy_hard'), ''))}."
             + (f" Grouping order: {_e(chain)}." if chain else "")
