@@ -39,7 +39,7 @@ def check_output_path(path: Any, flag: str) -> None:
 
 
 class TrialDiverged(Exception):
-    """Training produced a non-finite loss; the trial fails with this reason."""
+    """Training produced a non-finite or blown-up loss; the trial fails with this reason."""
 
 
 def describe_validation_error(error: Any, prefix: str = "") -> str:

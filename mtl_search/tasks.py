@@ -149,6 +149,19 @@ class Task:
         # the MSE of the standardised target: comparable with the other tasks' losses
         return F.mse_loss(output.reshape(-1), target) / self.target_scale[1] ** 2
 
+    def constant_loss(self, target: torch.Tensor) -> float:
+        """The loss of the best constant prediction on ``target``'s labelled rows (its mean, or
+        its class frequencies): the scale a trained model's loss is read against (1 for a
+        standardised regression target); 0 for a constant or unlabelled target."""
+        values = target[~torch.isnan(target)].detach().double().cpu()
+        if not values.numel():
+            return 0.0
+        if self.kind == "regression":
+            return float(values.var(unbiased=False)) / self.target_scale[1] ** 2
+        frequencies = torch.bincount(values.long(), minlength=self.n_classes).double() / values.numel()
+        frequencies = frequencies[frequencies > 0]
+        return float(-(frequencies * frequencies.log()).sum())
+
     def probabilities(self, output: torch.Tensor) -> torch.Tensor:
         """Model output turned into what a user reads: P(y=1), class probabilities or the value."""
         if self.kind == "binary":

@@ -76,3 +76,15 @@ def test_target_statistics_are_of_the_labelled_rows_and_a_constant_target_gets_s
     assert (task.target_mean, task.target_std) == (2.0, 1.0)  # population std of 1 and 3
     assert Task("spend", "regression").with_target_statistics(torch.tensor([5.0, 5.0])).target_scale == (5.0, 1.0)
     assert Task("spend", "regression").with_target_statistics(torch.tensor([math.nan])).target_scale == (0.0, 1.0)
+
+
+def test_the_constant_prediction_loss_is_the_scale_a_trained_loss_is_read_against():
+    target = torch.tensor([10.0, 30.0, math.nan])
+    measured = Task("spend", "regression").with_target_statistics(target)
+    assert measured.constant_loss(target) == pytest.approx(1.0)  # standardised: predicting the mean
+    assert Task("spend", "regression").constant_loss(target) == pytest.approx(100.0)  # raw units: the variance
+    assert Task("click", "binary").constant_loss(torch.tensor([0.0, 0.0, 0.0, 1.0])) == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert Task("segment", "multiclass", n_classes=3).constant_loss(torch.tensor([0.0, 1.0, 2.0])) == pytest.approx(math.log(3))
+    assert Task("click", "binary").constant_loss(torch.tensor([1.0, 1.0])) == 0.0
+    assert Task("click", "binary").constant_loss(torch.tensor([math.nan])) == 0.0

@@ -15,6 +15,7 @@ from mtl_search.errors import TrialDiverged, UserError
 from mtl_search.search.costs import CostMeter, timing_batch
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.study import Objective
+from mtl_search.search.workers import raise_if_stopped
 from mtl_search.training import TrainResult, train_candidate
 
 
@@ -89,6 +90,7 @@ class CandidateObjective:
         history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
 
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
+            raise_if_stopped()  # a Ctrl-C that landed where Python could not raise it
             history.append(record)
             for hook in self.epoch_hooks:
                 hook(trial, epoch, scores, record)

@@ -9,6 +9,11 @@ Ctrl-C never leaves a trial RUNNING: while a trial trains, the first SIGINT beco
 anywhere else (sampling, saving a result) the loop finishes that step and stops before the
 next trial. A second Ctrl-C is ignored so that it cannot break this bookkeeping. SIGTERM is
 handled alike (``fail_reason`` "terminated", :class:`mtl_search.errors.Terminated`).
+
+Python cannot raise out of a garbage-collector callback or ``__del__``: a signal landing there
+would be printed as "Exception ignored" with a traceback and dropped, and the trial would train
+on. Such a stop is kept instead, without the traceback, and raised by :func:`raise_if_stopped`,
+which the objective calls after every epoch.
 """
 
 from __future__ import annotations
@@ -81,27 +86,59 @@ class TrialBudget:
 class _Interrupts:
     """SIGINT and SIGTERM handling for :func:`optimize_study` (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: Callable[[int], None] | None = None) -> None:
         self.requested: type[KeyboardInterrupt] | None = None  # what to raise once stopped
         self.armed = False  # True while a trial's objective runs
+        self.forward = forward  # called with the signal's number on the first stop
         self._previous: dict[int, Any] = {}
+        self._previous_unraisable_hook: Any = None
 
     def __enter__(self) -> "_Interrupts":
+        global _active
         # Handlers can only be installed from the main thread; elsewhere Ctrl-C is Python's default.
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+            self._previous_unraisable_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+            _active = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _active
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
+        if self._previous_unraisable_hook is not None:
+            sys.unraisablehook = self._previous_unraisable_hook
+            _active = None
+
+    def _unraisable(self, unraisable: Any) -> None:
+        # our own stop, raised where Python drops exceptions: raise_if_stopped raises it later
+        if self.requested is not None and isinstance(unraisable.exc_value, self.requested):
+            return
+        self._previous_unraisable_hook(unraisable)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
         self.requested = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if self.forward is not None:
+            self.forward(signum)
         if self.armed:
             raise self.requested
+
+
+_active: _Interrupts | None = None  # the handling of this process's optimize_study, while it runs
+
+
+def raise_if_stopped() -> None:
+    """Raise a Ctrl-C or SIGTERM that arrived during the running trial and was not raised yet.
+
+    For code that runs inside a trial at safe points (the objective calls it after each epoch);
+    a no-op outside :func:`optimize_study` and when no stop was requested.
+    """
+    interrupts = _active
+    if interrupts is not None and interrupts.armed and interrupts.requested is not None:
+        raise interrupts.requested
 
 
 class _InterruptibleObjective:
@@ -195,17 +232,17 @@ class WorkerPool:
         """Start the workers, report finished trials until all exit; their exit codes.
 
         On Ctrl-C (or SIGTERM) here, the workers get the same signal (they record their
-        running trials as interrupted or terminated) and are waited for; then the
-        ``KeyboardInterrupt`` (:class:`Terminated`) is raised again.
+        running trials as interrupted or terminated) and are waited for; then
+        ``KeyboardInterrupt`` (:class:`Terminated`) is raised. The handler only records and
+        forwards the signal: raised at a random point of this loop, the stop could land where
+        Python drops it (a garbage-collector callback) and the workers would never hear of it.
         """
         for process in self.processes:
             process.start()
-        try:
+        with _Interrupts(forward=self.interrupt) as interrupts:
             self._wait(on_trial)
-        except KeyboardInterrupt as stop:
-            self.interrupt(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
-            self._wait(on_trial)
-            raise
+        if interrupts.requested is not None:
+            raise interrupts.requested
         return [process.exitcode for process in self.processes]
 
     def interrupt(self, signum: int = signal.SIGINT) -> None:

@@ -25,6 +25,12 @@ from mtl_search.tasks import Task
 from mtl_search.weighting import make_weighting
 
 EVAL_CHUNK = 8192
+# A training loss this many times that of the best constant prediction (see
+# Task.constant_loss; floored at BLOWN_UP_FLOOR) means the weights blew up: the trial fails as
+# if the loss were NaN. Left to finish, such a trial (MSE 1e16 at a huge learning rate) counts
+# as complete and its worst values set the hypervolume's bounds and the figures' axes.
+BLOWN_UP_FACTOR = 1e6
+BLOWN_UP_FLOOR = 0.01
 
 DEFAULT_TRAINING = {
     "epochs": 10,
@@ -161,6 +167,17 @@ def training_losses(
     return losses
 
 
+def check_blown_up(losses: dict[str, float], constant_losses: dict[str, float], epoch: int, learning_rate: float) -> None:
+    """Raise :class:`TrialDiverged` when a task's epoch loss is :data:`BLOWN_UP_FACTOR` times
+    that of predicting a constant (see :meth:`Task.constant_loss`)."""
+    for name, loss in losses.items():
+        reference = max(constant_losses[name], BLOWN_UP_FLOOR)
+        if loss > BLOWN_UP_FACTOR * reference:
+            raise TrialDiverged(
+                f"training loss of task {name} reached {loss:.3g} in epoch {epoch + 1}, over {BLOWN_UP_FACTOR:.0e} "
+                f"times that of a constant prediction ({reference:.3g}): the weights blew up (learning rate {learning_rate:g})")
+
+
 def train_candidate(
     data: MultiTaskData,
     candidate: dict[str, Any],
@@ -170,7 +187,7 @@ def train_candidate(
     stem: nn.Module | None = None,
     train_split: Split | None = None,
 ) -> TrainResult:
-    """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite loss.
+    """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
     batch_size, weight_decay, optimizer, seed, checkpoint) and ``loss_weighting``. With
@@ -206,6 +223,7 @@ def train_candidate(
     batch_size = int(config["batch_size"])
     n_rows = len(train)
     fully_labelled = {name: not bool(torch.isnan(train.targets[name]).any()) for name in task_names}
+    constant_losses = {task.name: task.constant_loss(train.targets[task.name]) for task in data.tasks}
     history: list[dict[str, Any]] = []
     # the weights a trial returns: the last epoch's, or the best-scoring epoch's (a copy)
     kept_epoch, kept_scores, kept_score, kept_state = 0, None, math.inf, None
@@ -238,6 +256,7 @@ def train_candidate(
             bad = [name for name, v in zip(task_names, epoch_losses) if not math.isfinite(v)]
             raise TrialDiverged(f"non-finite training loss in epoch {epoch + 1} for task(s) {', '.join(bad)}")
         train_losses = dict(zip(task_names, epoch_losses))
+        check_blown_up(train_losses, constant_losses, epoch, float(config["learning_rate"]))
         used_weights = weighting.weights()  # read before end_epoch, which may set the next epoch's
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)

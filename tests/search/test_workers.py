@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import weakref
 
 import optuna
 import sqlalchemy
@@ -155,6 +157,44 @@ def test_sigterm_during_a_trial_fails_it_as_terminated_and_stops_the_loop():
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     assert study.trials[1].user_attrs["fail_reason"] == "terminated"
     assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_ctrl_c_landing_in_a_garbage_collector_callback_is_raised_at_the_next_epoch(capfd):
+    # Python drops exceptions raised in weakref callbacks and __del__ (printing "Exception
+    # ignored" and a traceback); SQLAlchemy's callbacks run during training, so Ctrl-C can land there
+    from mtl_search.search.workers import raise_if_stopped
+
+    study = optuna.create_study()
+    epochs_after_the_stop = []
+
+    class Collected:
+        pass
+
+    def objective(trial):
+        if trial.number == 1:
+            thing = Collected()
+            finalizer = weakref.ref(thing, lambda ref: signal.raise_signal(signal.SIGINT))
+            del thing  # the callback runs now; the Ctrl-C raised in it is dropped by Python
+            for epoch in range(3):
+                epochs_after_the_stop.append(epoch)
+                raise_if_stopped()  # what the objective calls after each epoch
+            del finalizer
+        return trial.suggest_float("x", 0, 1)
+
+    hook_before = sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt):
+        optimize_study(study, objective, LocalBudget(10))
+    assert epochs_after_the_stop == [0]
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted"
+    assert capfd.readouterr().err.count("Traceback") == 0
+    assert sys.unraisablehook is hook_before  # put back
+
+
+def test_raise_if_stopped_does_nothing_outside_a_search():
+    from mtl_search.search.workers import raise_if_stopped
+
+    raise_if_stopped()
 
 
 def test_ctrl_c_between_trials_stops_before_the_next_one():
