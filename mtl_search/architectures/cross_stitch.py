@@ -104,7 +104,9 @@ class CrossStitchFamily:
         else:
             # a unit after the last layer would mix the towers' inputs, which is a choice too
             units = [layer for layer in range(depth) if trial.suggest_categorical(f"cross_stitch.unit_{layer}", [True, False])]
-        return {"widths": [width] * depth, "units": units, "alpha_self": suggest(trial, "cross_stitch.alpha_self", section.alpha_self)}
+        # with no unit there is nothing to mix: alpha_self is not searched, and 1.0 (no mixing) says so
+        alpha_self = suggest(trial, "cross_stitch.alpha_self", section.alpha_self) if units else 1.0
+        return {"widths": [width] * depth, "units": units, "alpha_self": alpha_self}
 
     def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
         validate_columns(spec, "cross_stitch")

@@ -179,13 +179,21 @@ class HierarchyFamily:
     def sample(self, trial: Any, section: HierarchySpace, task_names: Sequence[str]) -> dict[str, Any]:
         depth = suggest(trial, "hierarchy.depth", section.depth)
         width = suggest(trial, "hierarchy.width", section.width)
-        return {
-            "widths": [width] * depth,
-            "head_depths": {t: trial.suggest_int(f"hierarchy.head_{t}", 1, depth) if depth > 1 else 1 for t in task_names},
-            "feed_upward": {t: bool(suggest(trial, f"hierarchy.feed_{t}", section.feed_upward)) for t in task_names},
-            "prediction_embedding": suggest(trial, "hierarchy.prediction_embedding", section.prediction_embedding),
-            "successive": suggest(trial, "hierarchy.successive", section.successive),
-        }
+        head_depths = {t: trial.suggest_int(f"hierarchy.head_{t}", 1, depth) if depth > 1 else 1 for t in task_names}
+        # Only what changes the network is sampled: blocks above the highest head, feeding from
+        # it, an embedding nobody feeds and anchoring with no lower head do not exist (the spec
+        # says 0.0 for the last, as sluice does for a weight with nothing to weigh). Two placements that build the same network then have the same spec (the
+        # study trains it once, see docs/search.md "Repeated candidates"), and the sampler
+        # models no parameter that has no effect.
+        top = max(head_depths.values())
+        below = [t for t in task_names if head_depths[t] < top]
+        feed_upward = {t: bool(suggest(trial, f"hierarchy.feed_{t}", section.feed_upward)) if t in below else False
+                       for t in task_names}
+        spec: dict[str, Any] = {"widths": [width] * top, "head_depths": head_depths, "feed_upward": feed_upward}
+        if any(feed_upward.values()):  # no neutral width exists, so the key is left out when nobody feeds
+            spec["prediction_embedding"] = suggest(trial, "hierarchy.prediction_embedding", section.prediction_embedding)
+        spec["successive"] = suggest(trial, "hierarchy.successive", section.successive) if below else 0.0
+        return spec
 
     def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
         validate_hierarchy(spec, task_names)

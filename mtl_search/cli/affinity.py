@@ -32,5 +32,5 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(dump_json(record))
     else:
-        print_affinity(record, title=f"task affinity of {study.study_name}")
+        print_affinity(record, title=f"task affinity of {study.study_name}", study=study)
     return 0

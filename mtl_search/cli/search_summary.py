@@ -31,7 +31,7 @@ def print_search_summary(study: optuna.Study) -> None:
         print(line)
     affinity = study.user_attrs.get("affinity")
     if affinity:
-        print_affinity(affinity, title=f"task affinity ({affinity.get('seeded', 0)} seeded trees)")
+        print_affinity(affinity, study=study)
 
 
 def search_summary_lines(study: optuna.Study) -> list[str]:
@@ -55,7 +55,7 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     return lines
 
 
-def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None:
+def print_affinity(record: dict[str, Any], title: str = "task affinity", study: optuna.Study | None = None) -> None:
     from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order
 
     tasks = record["tasks"]
@@ -64,3 +64,17 @@ def print_affinity(record: dict[str, Any], title: str = "task affinity") -> None
     print(AFFINITY_SCALES.get(record.get("measure", "easy_hard"), ""))
     if record.get("chain"):
         print("grouping order: " + grouping_order(record, "->"))
+    if study is not None:
+        for line in seeded_lines(study):
+            print(line)
+
+
+def seeded_lines(study: optuna.Study) -> list[str]:
+    """The seeded trees' trials and how each did: "  #0 complete, on the front: tree ..."."""
+    from mtl_search.search.affinity import seeded_rows
+
+    rows = seeded_rows(study)
+    if not rows:
+        return []
+    return ([f"seeded trees: the study's first {len(rows)} trial{'s' if len(rows) > 1 else ''}, fully shared first"]
+            + [f"  #{number} {state}: {summary}" for number, state, summary in rows])

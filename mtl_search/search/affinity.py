@@ -495,6 +495,23 @@ def seed_with_affinity(
     return _enqueue(study, seeds)
 
 
+def seeded_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that ran (or wait to run) the seeded trees: the study's first enqueued trials."""
+    count = study.user_attrs.get(AFFINITY_ATTR, {}).get("seeded", 0)
+    enqueued = [t for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs]
+    return sorted(enqueued, key=lambda t: t.number)[:count]
+
+
+def seeded_rows(study: optuna.Study) -> list[tuple[int, str, str]]:
+    """(trial, how it ended, architecture) for each seeded tree, fully shared first; "complete,
+    on the front" for those on the front. For `affinity`, `pareto` and the report alike."""
+    seeded = seeded_trials(study)
+    complete = optuna.trial.TrialState.COMPLETE
+    front = {t.number for t in study.best_trials} if any(t.state == complete for t in seeded) else set()
+    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), t.user_attrs.get("summary", "not started"))
+            for t in seeded]
+
+
 def _enqueue(study: optuna.Study, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for params in seeds:
         study.enqueue_trial(params, skip_if_exists=True)

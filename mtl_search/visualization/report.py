@@ -114,7 +114,7 @@ def report_html(study: optuna.Study) -> str:
     affinity = study.user_attrs.get("affinity")
     if affinity:
         page.add("<h2>Task affinity</h2>")
-        page.add(_affinity_section(affinity))
+        page.add(_affinity_section(affinity, study))
 
     page.add("<h2>Trials not on the front</h2>")
     page.add(_stopped_table(outcomes))
@@ -173,9 +173,10 @@ def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> s
     return _number(value)
 
 
-def _affinity_section(record: dict[str, Any]) -> str:
-    """The measured affinity matrix, how it was measured and the grouping order it gives (as `mtl-search affinity`)."""
-    from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order  # one wording for the CLI and the report
+def _affinity_section(record: dict[str, Any], study: optuna.Study) -> str:
+    """The measured affinity matrix, how it was measured, the grouping order it gives and how
+    the seeded trees did (as `mtl-search affinity`)."""
+    from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order, seeded_rows  # one wording for the CLI and the report
 
     tasks = record["tasks"]
     rows = "".join(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
@@ -183,8 +184,15 @@ def _affinity_section(record: dict[str, Any]) -> str:
     chain = grouping_order(record, "→")
     return (f"<table><tr><th></th>{''.join(f'<th>{_e(t)}</th>' for t in tasks)}</tr>{rows}</table>"
             f"<p class='note'>{_e(record.get('method', ''))}. {_e(AFFINITY_SCALES.get(record.get('measure', 'easy_hard'), ''))}."
-            + (f" Grouping order: {_e(chain)}." if chain else "")
-            + (f" {record.get('seeded', 0)} seeded tree(s)." if "seeded" in record else "") + "</p>")
+            + (f" Grouping order: {_e(chain)}." if chain else "") + "</p>" + _seeded_table(seeded_rows(study)))
+
+
+def _seeded_table(rows: list[tuple[int, str, str]]) -> str:
+    if not rows:
+        return ""
+    cells = "".join(f"<tr><td>{number}</td><td>{_e(state)}</td><td>{_e(summary)}</td></tr>" for number, state, summary in rows)
+    return ("<p class='note'>The seeded trees, enqueued as the study's first trials (fully shared first):</p>"
+            f"<table><tr><th>trial</th><th>outcome</th><th>architecture</th></tr>{cells}</table>")
 
 
 def _stopped_table(outcomes: Outcomes) -> str:

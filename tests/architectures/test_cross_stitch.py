@@ -83,6 +83,23 @@ def test_sampling_chooses_unit_layers():
     assert family.sample(optuna.trial.FixedTrial({}), every, ["a", "b"])["units"] == [0, 1]
 
 
+def test_alpha_self_is_searched_only_when_some_unit_mixes():
+    family = get_family("cross_stitch")
+    section = family.space_model().model_validate({"depth": 2, "width": 8, "units": "searched", "alpha_self": {"low": 0.5, "high": 1.0}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_no_units = seen_units = False
+    for _ in range(12):
+        trial = study.ask()
+        spec = family.sample(trial, section, ["a", "b"])
+        assert ("cross_stitch.alpha_self" in trial.params) == bool(spec["units"])
+        if not spec["units"]:
+            # separate columns: a searched alpha would make copies of one network look different
+            assert spec["alpha_self"] == 1.0
+        seen_no_units |= not spec["units"]
+        seen_units |= bool(spec["units"])
+    assert seen_no_units and seen_units
+
+
 @pytest.mark.parametrize("bad, key", [({"widths": []}, "widths"), ({"units": [2]}, "units"), ({"units": [0, 0]}, "units"), ({"alpha_self": 1.5}, "alpha_self")])
 def test_bad_spec_is_a_user_error_naming_the_key(bad, key):
     with pytest.raises(UserError, match=f"cross_stitch spec: {key}"):

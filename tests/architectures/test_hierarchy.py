@@ -159,8 +159,33 @@ def test_sampling_searches_each_head_depth_and_feed():
         family.validate(with_common(dict(spec, family="hierarchy")), TASKS)
         seen_depths |= set(spec["head_depths"].values())
         seen_feed |= set(spec["feed_upward"].values())
-        assert set(trial.params) >= {f"hierarchy.head_{t}" for t in TASKS} | {f"hierarchy.feed_{t}" for t in TASKS}
+        assert set(trial.params) >= {f"hierarchy.head_{t}" for t in TASKS}
     assert seen_depths == {1, 2, 3} and seen_feed == {True, False}
+
+
+def test_sampling_writes_only_what_changes_the_network():
+    # two placements that build the same network get the same spec, so the study trains it once
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    section = HierarchySpace(depth={"low": 1, "high": 4}, width=16, feed_upward={"choices": [True, False]},
+                             prediction_embedding={"choices": [4, 8]}, successive={"choices": [0.0, 1e-3]})
+    family = get_family("hierarchy")
+    seen_top = set()
+    for _ in range(60):
+        trial = study.ask()
+        spec = family.sample(trial, section, TASKS)
+        top = max(spec["head_depths"].values())
+        seen_top.add(top)
+        below = {t for t, depth in spec["head_depths"].items() if depth < top}
+        assert len(spec["widths"]) == top  # no block above the highest head
+        assert {t for t, fed in spec["feed_upward"].items() if fed} <= below
+        assert {f"hierarchy.feed_{t}" for t in TASKS} & set(trial.params) == {f"hierarchy.feed_{t}" for t in below}
+        assert ("prediction_embedding" in spec) == any(spec["feed_upward"].values())
+        assert bool(below) == ("hierarchy.successive" in trial.params)
+        if not below:
+            assert spec["successive"] == 0.0
+        model = build_model(with_common(dict(spec, family="hierarchy")), VECTOR, regression_tasks(3))
+        assert model(inputs_for(VECTOR))  # builds and runs
+    assert seen_top == {1, 2, 3, 4}
 
 
 @pytest.mark.parametrize("change, fragment", [

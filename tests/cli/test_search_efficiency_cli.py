@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -60,6 +61,11 @@ def test_grown_seed_trees_from_the_command_line(cli, storage_url):
     record = load_existing("grown", storage_url).user_attrs["affinity"]
     # the default space's trees go 3 deep: 1 + 3 x (2 tasks - 1) = 4 grown trees (uniform would seed 2)
     assert record["settings"]["tree_shape"] == "grown" and record["seeded"] == 4
+    # how each seeded tree did: the one --trials 1 ran, the three still queued
+    lines = cli("affinity", "grown", "--storage", storage_url).out.splitlines()
+    start = lines.index("seeded trees: the study's first 4 trials, fully shared first")
+    assert re.match(r"  #0 complete, on the front: tree 0-\d:{task1,task2} ", lines[start + 1])
+    assert lines[start + 2:start + 5] == [f"  #{n} waiting: not started" for n in (1, 2, 3)]
 
 
 def test_lookahead_affinity_from_the_command_line(cli, storage_url, monkeypatch):

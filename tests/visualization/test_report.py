@@ -214,8 +214,11 @@ def test_report_shows_the_measured_affinity_and_why_trials_left_the_front():
     study.set_user_attr("affinity", {"tasks": TASKS, "matrix": [[1.0, 0.7, 0.5], [0.7, 1.0, 0.52], [0.5, 0.52, 1.0]],
                                      "measure": "easy_hard", "method": "lu2017 easy/hard agreement", "seeded": 3,
                                      "chain": [[["a", "b", "c"]], [["a", "b"], ["c"]]]})
+    study.enqueue_trial({})  # a seeded tree still waiting to run
+    waiting = len(study.trials) - 1
     page = report_html(study)
     assert "<h2>Task affinity</h2>" in page and "<td>0.700</td>" in page and "about 0.5 = unrelated" in page
-    assert "Grouping order: {a,b,c} → {a,b}{c}. 3 seeded tree(s)." in page
+    assert "Grouping order: {a,b,c} → {a,b}{c}.</p>" in page
+    assert f"<tr><td>{waiting}</td><td>waiting</td><td>not started</td></tr>" in page
     assert "<h2>Trials not on the front</h2>" in page  # its one pruned trial has no reason: listed as such
     assert "<td>4</td><td>pruned</td><td>no reason recorded</td>" in page
