@@ -1,8 +1,9 @@
 """A trained architecture drawn and written out.
 
-Figures come from two generic sources, so that any family is drawn without this module
-knowing it: the spec's ``groups`` (a task-grouping tree, drawn as blocks and edges) and
-the trial's ``sharing`` report, whose numeric tables (gate weights per expert, mixing
+Figures come from generic sources, so that any family is drawn without this module
+knowing it: the spec's ``groups`` (a task-grouping tree, drawn as blocks and edges), its
+``head_depths`` (heads reading one shared stack at their depths) and the trial's
+``sharing`` report, whose numeric tables (gate weights per expert, mixing
 matrices) become heatmaps. What is neither is shown as text.
 """
 
@@ -62,6 +63,56 @@ def tree_figure(spec: dict[str, Any], task_names: Sequence[str], title: str = ""
     figure.update_yaxes(visible=False, range=[-len(tasks) + 0.3, 0.8])
     figure.update_layout(title=title or "Task-grouping tree", template="plotly_white",
                          height=160 + 60 * len(tasks), margin={"l": 20, "r": 20, "t": 50, "b": 30})
+    return figure
+
+
+def stack_figure(spec: dict[str, Any], task_names: Sequence[str], title: str = "") -> go.Figure | None:
+    """One shared stack of blocks with each task's head below the block it reads, and a dashed
+    edge up to the next block for a head whose prediction feeds it; None without ``head_depths``."""
+    heads = spec.get("head_depths")
+    if not isinstance(heads, dict) or not heads or not all(isinstance(d, int) for d in heads.values()):
+        return None
+    tasks = [t for t in task_names if t in heads]
+    top = max(heads.values())
+    widths = list(spec.get("widths") or [])
+    feeds = {t for t in tasks if (spec.get("feed_upward") or {}).get(t) and heads[t] < top}
+    node_x, node_y = [float(d) for d in range(top + 1)], [0.0] * (top + 1)
+    node_text = ["input"] + [f"block {d}" for d in range(1, top + 1)]
+    node_hover = ["stem features"] + [f"block {d}, width {widths[d - 1] if d <= len(widths) else '?'}" for d in range(1, top + 1)]
+    stack_x: list[float | None] = [0.0, float(top), None]
+    stack_y: list[float | None] = [0.0, 0.0, None]
+    head_x: list[float | None] = []
+    head_y: list[float | None] = []
+    fed_x: list[float | None] = []
+    fed_y: list[float | None] = []
+    for task in tasks:
+        depth = heads[task]
+        # heads at one depth hang one below the other under their block
+        y = -1.0 - 0.6 * sum(1 for other in tasks[: tasks.index(task)] if heads[other] == depth)
+        head_x += [float(depth), float(depth), None]
+        head_y += [0.0, y, None]
+        node_x.append(float(depth))
+        node_y.append(y)
+        node_text.append(f"{task} tower")
+        fed = task in feeds
+        node_hover.append(f"{task}: tower reads block {depth}" + (f"; its prediction feeds block {depth + 1}" if fed else ""))
+        if fed:
+            fed_x += [float(depth), depth + 1.0, None]
+            fed_y += [y, 0.0, None]
+    figure = go.Figure([
+        go.Scatter(x=stack_x, y=stack_y, mode="lines", line={"color": "#999", "width": 3}, hoverinfo="skip", showlegend=False),
+        go.Scatter(x=head_x, y=head_y, mode="lines", line={"color": "#999", "width": 2}, hoverinfo="skip", showlegend=False),
+        go.Scatter(x=fed_x, y=fed_y, mode="lines", line={"color": "#d62728", "width": 2, "dash": "dash"},
+                   name="prediction fed upward", hoverinfo="skip", showlegend=bool(feeds)),
+        go.Scatter(x=node_x, y=node_y, mode="markers+text", text=node_text, hovertext=node_hover, hoverinfo="text",
+                   textposition=["top center"] * (top + 1) + ["middle right"] * len(tasks),
+                   marker={"size": 18, "symbol": "square", "color": "#1f77b4"}, showlegend=False),
+    ])
+    lowest = min(node_y)
+    figure.update_xaxes(visible=False, range=[-0.4, top + 0.9])
+    figure.update_yaxes(visible=False, range=[lowest - 0.5, 0.6])
+    figure.update_layout(title=title or "Heads on the shared stack", template="plotly_white", height=180 + 70 * int(-lowest),
+                         margin={"l": 20, "r": 20, "t": 50, "b": 30}, legend={"orientation": "h"})
     return figure
 
 

@@ -20,7 +20,7 @@ from mtl_search import __version__
 from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
 from mtl_search.search.refine import refined_record
 from mtl_search.search.study import STUDY_ATTR, pareto_trials, study_objectives, study_tasks
-from mtl_search.visualization.architecture import sharing_figures, sharing_text, tree_figure
+from mtl_search.visualization.architecture import sharing_figures, sharing_text, stack_figure, tree_figure
 from mtl_search.visualization.families import family_figure
 from mtl_search.visualization.pareto import parallel_coordinates_figure, pareto_figure
 from mtl_search.visualization.progress import hypervolume_figure
@@ -93,6 +93,9 @@ def report_html(study: optuna.Study) -> str:
         tree = tree_figure(spec, task_names, title=f"Trial {trial.number}: task-grouping tree")
         if tree is not None:
             page.figure(tree, f"trial-{trial.number}-tree")
+        stack = stack_figure(spec, task_names, title=f"Trial {trial.number}: heads on the shared stack")
+        if stack is not None:
+            page.figure(stack, f"trial-{trial.number}-stack")
         for index, figure in enumerate(sharing_figures(sharing, task_names)):
             figure.update_layout(title_text=f"Trial {trial.number}: {figure.layout.title.text}")
             page.figure(figure, f"trial-{trial.number}-sharing-{index}")

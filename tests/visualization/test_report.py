@@ -79,6 +79,16 @@ def test_three_task_report_has_every_section_and_draws_each_family():
     assert "trial-3-tree" not in page  # dominated trials are not drawn
 
 
+def test_a_hierarchy_on_the_front_is_drawn_as_heads_on_its_stack():
+    study = three_task_study()
+    spec = {"family": "hierarchy", "widths": [8, 8], "head_depths": {"a": 1, "b": 2, "c": 2}, "feed_upward": {"a": True}}
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 5.0, 5.0], user_attrs={
+        "candidate": {"architecture": spec}, "summary": "hierarchy L=2", "sharing": {"hierarchy": "a@1^ b@2 c@2"}}))
+    page = report_html(study)
+    assert 'id="trial-5-stack"' in page and "a: tower reads block 1; its prediction feeds block 2" in page
+    assert "trial-5-tree" not in page and "trial-0-stack" not in page
+
+
 def test_sharing_reports_become_labelled_tables():
     gates = sharing_tables({"gates": {"L0.a": {"a.0": 0.5, "shared0": 0.5}, "L0.shared": {"shared0": 1.0}}}, TASKS)
     assert gates[0][:3] == ("gates", ["L0.a", "L0.shared"], ["a.0", "shared0"])
