@@ -59,6 +59,8 @@ def describe_validation_error(error: Any, prefix: str = "") -> str:
             if message.startswith("key "):
                 return message
             return f"key {key}: {message}"
+    if items[0]["type"] == "missing":  # its input is the whole enclosing mapping: not worth quoting
+        return f"key {key}: required, but missing"
     if len(items) > 1:
         return f"key {key}: invalid value {items[0].get('input')!r} (expected a constant of the right type, {{low, high}} or {{choices: [...]}})"
     return f"key {key}: {items[0]['msg']} (got {items[0].get('input')!r})"

@@ -37,11 +37,13 @@ DEFAULT_METRICS = {"binary": ("auc",), "multiclass": ("accuracy",), "regression"
 
 
 class TaskError(UserError):
-    """A bad task field; ``field`` (name, kind, classes, metrics or target) lets a description file name its key."""
+    """A bad task field; ``field`` (name, kind, classes, metrics, target or given) and ``task``
+    (the task's name, where the error is about tasks together) let a description file name its key."""
 
-    def __init__(self, message: str, field: str = "") -> None:  # a default keeps it picklable
+    def __init__(self, message: str, field: str = "", task: str = "") -> None:  # defaults keep it picklable
         super().__init__(message)
         self.field = field
+        self.task = task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,13 +254,18 @@ def parse_task_declaration(text: str) -> Task:
                 raise UserError(f"--task {text!r}: classes={value!r} is not a whole number") from None
         elif key == "metrics":
             kwargs["metrics"] = tuple(m for m in value.split("+") if m)
+            if not kwargs["metrics"]:  # would silently mean the default metrics
+                raise UserError(f"--task {text!r}: metrics= names no metric (known: {', '.join(METRICS)})")
         elif key == "given":
             kwargs["given"] = value
         else:
             raise UserError(f"--task {text!r}: unknown option {key!r} (known: classes, metrics, given)")
     if kind == "multiclass" and "n_classes" not in kwargs:
         kwargs["n_classes"] = 2  # refined from the data by loaders that see the labels
-    return Task(name=name, kind=kind, **kwargs)
+    task = Task(name=name, kind=kind, **kwargs)
+    if "n_classes" in kwargs and kind != "multiclass":  # would be ignored: refused, as in a description file
+        raise UserError(f"--task {text!r}: only a multiclass task has classes (task {name!r} is {kind})")
+    return task
 
 
 def validate_conditions(tasks: Sequence[Task]) -> None:
@@ -268,13 +275,13 @@ def validate_conditions(tasks: Sequence[Task]) -> None:
         if task.given is None:
             continue
         if task.given not in by_name:
-            raise UserError(f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})")
+            raise TaskError(f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})", "given", task.name)
         if task.kind != "binary" or by_name[task.given].kind != "binary":
-            raise UserError(f"task {task.name!r}: given={task.given} needs both tasks to be binary")
+            raise TaskError(f"task {task.name!r}: given={task.given} needs both tasks to be binary", "given", task.name)
         seen = {task.name}
         current = by_name[task.given]
         while current.given is not None:
             if current.name in seen:
-                raise UserError(f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}")
+                raise TaskError(f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}", "given", task.name)
             seen.add(current.name)
             current = by_name[current.given]

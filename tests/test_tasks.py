@@ -88,3 +88,25 @@ def test_the_constant_prediction_loss_is_the_scale_a_trained_loss_is_read_agains
     assert Task("segment", "multiclass", n_classes=3).constant_loss(torch.tensor([0.0, 1.0, 2.0])) == pytest.approx(math.log(3))
     assert Task("click", "binary").constant_loss(torch.tensor([1.0, 1.0])) == 0.0
     assert Task("click", "binary").constant_loss(torch.tensor([math.nan])) == 0.0
+
+
+@pytest.mark.parametrize("text,message", [
+    # classes= would be ignored, metrics= would mean the default ones: both refused, as in a description file
+    ("churn:binary:classes=3", "--task 'churn:binary:classes=3': only a multiclass task has classes (task 'churn' is binary)"),
+    ("spend:regression:classes=3", "--task 'spend:regression:classes=3': only a multiclass task has classes"),
+    ("spend:regression:metrics=", "--task 'spend:regression:metrics=': metrics= names no metric (known: auc,"),
+    ("spend:regression:metrics=+", "--task 'spend:regression:metrics=+': metrics= names no metric"),
+])
+def test_a_declaration_option_that_would_be_ignored_is_refused(text, message):
+    with pytest.raises(UserError) as error:
+        parse_task_declaration(text)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_given_problem_names_the_task_it_is_about():
+    from mtl_search.tasks import validate_conditions
+
+    with pytest.raises(TaskError) as error:
+        validate_conditions([Task("churn", "binary"), Task("spend", "binary", given="bigg")])
+    assert (error.value.field, error.value.task) == ("given", "spend")
+    assert str(error.value).startswith("task 'spend': given=bigg is not a task of the data")

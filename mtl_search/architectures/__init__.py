@@ -104,6 +104,12 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
         text += " tower=" + "x".join(str(w) for w in tower)
     if (spec.get("relationship") or {}).get("weight"):
         text += f" rel={spec['relationship']['weight']:.2g}"
+    # the searched input encoder: networks that differ only there must not read alike
+    stem = spec.get("stem") or {}
+    if stem.get("sequence_encoder"):
+        text += f" seq={stem['sequence_encoder']}" + (f"/{stem['sequence_width']}" if stem.get("sequence_width") else "")
+    if stem.get("embedding_dim"):
+        text += f" emb={stem['embedding_dim']}"
     return text
 
 

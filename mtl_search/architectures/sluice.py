@@ -21,7 +21,7 @@ the rest of each row spread evenly) and ``beta_init`` ("last": read the last lay
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,7 @@ from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.architectures.cross_stitch import check_fraction, rounded_matrix, near_identity
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, suggest
+from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, one_of, suggest
 
 BETA_INITS = ("last", "uniform")
 
@@ -46,7 +46,7 @@ class SluiceSpace(BaseModel):
     subspaces: Count = 2
     orthogonality_weight: NonNegativeFloat = 0.01
     alpha_self: Share = 0.9
-    beta_init: StrParam = "last"
+    beta_init: Annotated[StrParam, one_of(BETA_INITS, "a beta init")] = "last"
 
 
 def initial_beta(depth: int, kind: str) -> torch.Tensor:

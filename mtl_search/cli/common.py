@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -76,16 +77,17 @@ def dump_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
-def whole_number(minimum: int):
-    """An argparse type: a whole number of at least ``minimum``."""
+def whole_number(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number of at least ``minimum`` (and at most ``maximum``)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}" if maximum is None
+                                             else f"{text!r} must be between {minimum} and {maximum}")
         return value
 
     return parse
@@ -120,3 +122,35 @@ def warn_of_trials_without_limits(study: Any, command: str) -> None:
     note = trained_without_limits(study)
     if note:
         print(f"mtl-search {command}: warning: study {study.study_name!r}: {note}", file=sys.stderr)
+
+
+# in the head of every HTML page mtl-search writes, so that it may replace its own pages
+GENERATOR_META = "<meta name='generator' content='mtl-search'>"
+
+
+def write_html_page(path: str, page: str, flag: str) -> Path:
+    """Write ``page`` to ``path``, refusing a folder, a path below a file, and an existing file
+    that is neither an HTML file nor a page mtl-search wrote (``--out data.csv`` by mistake
+    must not replace the data)."""
+    from mtl_search.errors import UserError, check_output_path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; give a file name such as report.html")
+    check_output_path(path, flag)
+    if target.is_file() and target.suffix.lower() not in (".html", ".htm") and not _written_by_us(target):
+        raise UserError(f"{flag} {path}: the file exists and is not an HTML page; give a file name ending in .html")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{flag} {path}: cannot write ({error.strerror})") from None
+    return target
+
+
+def _written_by_us(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return GENERATOR_META.encode() in file.read(4096)
+    except OSError:
+        return False

@@ -6,12 +6,10 @@ import argparse
 import csv
 import io
 import json
-from pathlib import Path
 
 import optuna
 
-from mtl_search.cli.common import add_study_arguments, dump_json, print_rows_table, warn_of_trials_without_limits
-from mtl_search.errors import UserError, check_output_path
+from mtl_search.cli.common import GENERATOR_META, add_study_arguments, dump_json, print_rows_table, warn_of_trials_without_limits, write_html_page
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,8 +41,8 @@ def main(args: argparse.Namespace) -> int:
 
 def print_front(study: optuna.Study) -> None:
     from mtl_search.cli.search_summary import objective_cells, print_search_summary
-    from mtl_search.search.front import front_rows
-    from mtl_search.search.study import study_objectives, study_tasks
+    from mtl_search.search.front import conditional_notes, front_rows
+    from mtl_search.search.study import study_objectives
 
     objectives = study_objectives(study)
     rows = front_rows(study)
@@ -60,9 +58,11 @@ def print_front(study: optuna.Study) -> None:
                   for row in rows]
     print_rows_table(f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
                      ["trial", *arrows, *params, "epoch", "architecture"], table_rows)
-    for task in study_tasks(study):
-        if task.given is not None:  # entire-space task: its metrics are not over every row
-            print(f"{task.name}: metrics of P({task.name} = 1 | {task.given} = 1), on the rows where {task.given} = 1 (given={task.given})")
+    if any(row.get("refined") for row in rows):
+        print("refined trials: the search's own run; mean ± std over n training seeds (mtl-search refine). The front and "
+              "export --pick use the search's own run, one seed for every trial: read the means for the seed noise.")
+    for line in conditional_notes(study):  # entire-space tasks: their metrics are not over every row
+        print(line)
     print_search_summary(study)
 
 
@@ -109,11 +109,6 @@ def write_front_html(study: optuna.Study, path: str) -> None:
     if len(study.directions) > 2:
         figures.append(parallel_coordinates_figure(study))
     parts = [figure.to_html(full_html=False, include_plotlyjs="inline" if i == 0 else False) for i, figure in enumerate(figures)]
-    html = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{study.study_name} Pareto front</title></head><body>{''.join(parts)}</body></html>"
-    target = Path(path)
-    check_output_path(path, "--html")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(html, encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"--html {path}: cannot write ({error.strerror})") from None
+    html = (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{GENERATOR_META}<title>{study.study_name} Pareto front</title>"
+            f"</head><body>{''.join(parts)}</body></html>")
+    write_html_page(path, html, "--html")

@@ -37,9 +37,11 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"study {args.study!r}: no completed trial yet, so no front to refine")
     data = reload_data(study.user_attrs.get(STUDY_ATTR, {}))
 
-    def progress(number: int, record: dict) -> None:
+    def progress(number: int, record: dict, retrained: bool) -> None:
         if args.format == "table":
-            print(f"trial {number}: retrained with seeds {record['seeds'][1:]}")
+            print(f"trial {number}: retrained with seeds {record['seeds'][1:]}" if retrained else
+                  f"trial {number}: kept its refinement with {len(record['seeds']) - 1} seeds {record['seeds'][1:]} "
+                  f"(--seeds {args.seeds} asks for no more)")
 
     records = refine_front(study, data, args.seeds, device=device, on_trial=progress)
     store_hypervolume(study)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mtl_search.cli.common import add_storage_option
-from mtl_search.errors import UserError, check_output_path
+from mtl_search.cli.common import add_storage_option, write_html_page
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,15 +28,7 @@ def main(args: argparse.Namespace) -> int:
 
     study = load_existing(args.study, args.storage)
     page = report_html(study)
-    target = Path(args.out)
-    if target.is_dir():
-        raise UserError(f"--out {args.out}: is a folder; give a file name such as report.html")
-    check_output_path(args.out, "--out")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"--out {args.out}: cannot write ({error.strerror})") from None
+    target = write_html_page(args.out, page, "--out")
     attach_figures(study)
     print(f"wrote {target} ({len(page) // 1024} KiB)")
     return 0

@@ -43,7 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default: tpe)")
     search.add_argument("--startup-trials", metavar="N", type=whole_number(1), default=None,
                         help="random trials before TPE models the results (default: a quarter of --trials, 3 to 10)")
-    search.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the sampler and of training (default: 0)")
+    # numpy's and the samplers' seeds are 32-bit unsigned
+    search.add_argument("--seed", metavar="N", type=whole_number(0, 2**32 - 1), default=0, help="seed of the sampler and of training (default: 0)")
     search.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
     efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/search.md)")

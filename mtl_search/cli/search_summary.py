@@ -14,15 +14,14 @@ HISTORY_POINTS = 6
 
 
 def objective_cells(row: dict[str, Any], objectives: Sequence[Any]) -> list[str]:
-    """One cell per objective: the value, or "mean ± std (n seeds)" when the trial was refined."""
+    """One cell per objective: the value, and "; mean ± std (n=seeds)" after it when the trial
+    was refined (the value, the search's own run, is what chose the front)."""
     refined = (row.get("refined") or {}).get("validation", {})
     cells = []
     for objective in objectives:
         stats = refined.get(objective.task, {}).get(objective.metric) if objective.kind == "task" else None
-        if stats:
-            cells.append(f"{stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})")
-        else:
-            cells.append(format_value(row["values"][objective.name]))
+        value = format_value(row["values"][objective.name])
+        cells.append(f"{value}; {stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})" if stats else value)
     return cells
 
 

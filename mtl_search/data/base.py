@@ -128,7 +128,8 @@ def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]
             elif isinstance(default, float):
                 parsed[key] = float(raw)
             elif isinstance(default, (list, tuple)):
-                parsed[key] = [float(v) for v in raw.split(",") if v]
+                # brackets allowed: a stored description shows an unset list as [] (the default)
+                parsed[key] = [float(v) for v in raw.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
             else:
                 parsed[key] = raw
         except ValueError:

@@ -39,6 +39,11 @@ DEFAULTS = {
     "validation_fraction": 0.2,
     "test_fraction": 0.2,
 }
+# Sizes refused before anything is allocated: the basis is a dense dim x dim QR (minutes at
+# 10000), and rows x dim inputs take about 16 bytes a value (float64 draw, float32 tensors).
+MAX_DIM = 10_000
+MAX_VALUES = 1_000_000_000
+MAX_SEED = 2**32 - 1
 
 
 def make_synthetic(
@@ -71,6 +76,39 @@ def make_synthetic(
         raise UserError(f"--data-option rows={rows}: need at least 10 rows")
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
+    _check_values(dim=dim, rows=rows, sines=sines, scale=scale, noise=noise, seed=seed, alpha=alpha, beta=beta)
+    try:
+        return _generate(dim=dim, rows=rows, tasks=tasks, correlation=correlation, groups=groups, scale=scale, sines=sines,
+                         alpha=alpha, beta=beta, noise=noise, seed=seed,
+                         validation_fraction=validation_fraction, test_fraction=test_fraction)
+    except MemoryError:  # below the limits, yet more than this machine has
+        raise UserError(f"--data-option rows={rows}, dim={dim}: not enough memory for {rows * dim} input values; "
+                        "use fewer rows or a smaller dim") from None
+
+
+def _check_values(*, dim: int, rows: int, sines: int, scale: float, noise: float, seed: int,
+                  alpha: list[float] | None, beta: list[float] | None) -> None:
+    """The options numpy would fail on with a traceback (or train NaN from), named one by one."""
+    if dim > MAX_DIM:
+        raise UserError(f"--data-option dim={dim}: must be at most {MAX_DIM}")
+    if rows * dim > MAX_VALUES:
+        raise UserError(f"--data-option rows={rows}: rows x dim ({rows} x {dim}) must be at most {MAX_VALUES} values")
+    if not 0 <= sines <= MAX_VALUES // rows:
+        raise UserError(f"--data-option sines={sines}: must lie between 0 and {MAX_VALUES // rows} for rows={rows}")
+    if not math.isfinite(scale):
+        raise UserError(f"--data-option scale={scale:g}: must be a finite number")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise UserError(f"--data-option noise={noise:g}: must be a finite number, at least 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--data-option seed={seed}: must be between 0 and {MAX_SEED}")
+    for key, values in (("alpha", alpha), ("beta", beta)):
+        if not all(math.isfinite(value) for value in values or ()):
+            raise UserError(f"--data-option {key}={','.join(str(value) for value in values or ())}: must be finite numbers")
+
+
+def _generate(*, dim: int, rows: int, tasks: int, correlation: float, groups: int, scale: float, sines: int,
+              alpha: list[float] | None, beta: list[float] | None, noise: float, seed: int,
+              validation_fraction: float, test_fraction: float) -> MultiTaskData:
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
     if tasks == 2 and groups == 1:

@@ -40,7 +40,7 @@ from mtl_search.data.preprocessing import (
     ENCODINGS, NotNumeric, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
 )
 from mtl_search.errors import UserError, describe_validation_error
-from mtl_search.tasks import Task, TaskError, parse_task_declaration
+from mtl_search.tasks import Task, TaskError, parse_task_declaration, validate_conditions
 
 DEFAULTS = {
     "description": "",  # path of a YAML description file
@@ -102,7 +102,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise UserError(f"--data-file {path}: the table has no rows")
     frame.columns = [str(column) for column in frame.columns]
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        _check_header(list(frame.columns), path)
+    else:
+        # the header as written: pandas renames a repeated name to 'age.1' and a blank one to
+        # 'Unnamed: 0', names the user's raw rows (and exported models' inputs) never carry
+        header = pd.read_csv(path, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False)
+        _check_header([str(name) for name in header.iloc[0]], path)
     return frame
+
+
+def _check_header(names: list[str], path: Path) -> None:
+    seen = set()
+    for number, name in enumerate(names, 1):
+        if not name.strip():
+            raise UserError(f"--data-file {path}: column {number} has no name in the header")
+        if name in seen:
+            raise UserError(f"--data-file {path}: column {name!r} appears twice in the header")
+        seen.add(name)
 
 
 def _first_line(error: Exception) -> str:
@@ -429,6 +446,42 @@ def _file_options(description: TableDescription, path: str | Path | None) -> dic
     return options
 
 
+FRACTIONS = ("validation_fraction", "test_fraction")
+
+
+def _check_description_against_targets(description: TableDescription, path: str | Path | None, targets: Sequence[TargetColumn],
+                                       options: dict[str, Any], settings: dict[str, Any]) -> None:
+    """What the file gets wrong only together with other keys or the tasks, named by its keys:
+    the two fractions, ``given:``, and a target listed under ``features:`` or ``ignore:`` (or
+    their --data-option); make_table_data would drop such a column without a word."""
+    columns = {target.column: target.task.name for target in targets}
+    for key in ("features", "ignore"):
+        for column in _split_names(str(options.get(key, ""))):
+            if column in columns:
+                raise UserError(f"--data-option {key}={options[key]}: column {column!r} is the target of task {columns[column]!r}")
+    where = f"description file {path}"
+    try:  # here, not when the data is made: before the warnings about its columns
+        validate_conditions([target.task for target in targets])
+    except TaskError as error:  # the file's tasks come first, in its order
+        number = next((n for n, entry in enumerate(description.tasks) if entry.name == error.task), None)
+        if number is None:
+            raise
+        raise UserError(f"{where}: key tasks.{number}.given: {error}") from None
+    if path is None:
+        return
+    from_file = [key for key in FRACTIONS if key in description.options and key not in options]
+    if from_file and not settings["validation_fraction"] + settings["test_fraction"] < 1:
+        others = [f"--data-option {key}={options[key]}" for key in FRACTIONS if key in options]
+        raise UserError(f"{where}: key {', '.join(f'options.{key}' for key in from_file)}: validation_fraction + test_fraction "
+                        f"must be below 1, got {settings['validation_fraction']} + {settings['test_fraction']}"
+                        + (f" (with {others[0]})" if others else ""))
+    for key, listed in (("features", description.features or []), ("ignore", description.ignore)):
+        for column in listed:
+            if column in columns:
+                raise UserError(f"{where}: key {key}: column {column!r} is the target of task {columns[column]!r}; "
+                                f"remove it from {key}")
+
+
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
     """The file's size and SHA-256: a study continued on a changed file is refused, and one
     on the same bytes at another path (another machine) is not."""
@@ -458,6 +511,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         twice = sorted(n for n in names if names.count(n) > 1)[0]
         also = f" (also in description file {description_path})" if any(t.task.name == twice for t in targets if t.named_by) else ""
         raise UserError(f"--task: task {twice!r} is declared twice{also}")
+    _check_description_against_targets(description, description_path, targets, options, settings)
     return make_table_data(
         frame,
         targets,

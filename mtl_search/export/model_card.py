@@ -124,9 +124,10 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
         "With mtl-search installed (weights come from `weights.safetensors`; nothing is unpickled):",
         "",
         "```python",
-        "import mtl_search",
+        "import mtl_search, torch",
         "model = mtl_search.load('.')          # an nn.Module in eval mode",
-        "outputs = model(inputs)               # {task: tensor}",
+        "with torch.no_grad():                 # inference: tensors you can call .numpy() on",
+        "    outputs = model(inputs)           # {task: tensor}",
         "```",
         "",
     ]

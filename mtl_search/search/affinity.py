@@ -465,7 +465,10 @@ def check_given_chain(space: Any, task_names: Sequence[str]) -> None:
     from mtl_search.architectures.tree import validate_chain
 
     if has_given_chain(space):
-        validate_chain(space.families["tree"].chain, task_names)
+        try:
+            validate_chain(space.families["tree"].chain, task_names)
+        except UserError as error:  # name the file, as every other space error does
+            raise UserError(f"space file {space._source}: key {error}") from None
 
 
 def seed_with_affinity(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Tag, model_validator
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Discriminator, Strict, Tag, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: YAML's `true` is not the int 1 nor 'yes' a boolean; no nan or inf (a learning
+    # rate of nan passes every bound check, then fails each trial)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class IntRange(_Strict):
@@ -23,6 +26,11 @@ class IntRange(_Strict):
             raise ValueError(f"empty range: low {self.low} > high {self.high}")
         if self.log and self.low < 1:
             raise ValueError("a log range needs low >= 1")
+        if self.step < 1:
+            raise ValueError(f"step must be at least 1, got {self.step}")
+        if self.log and self.step != 1:
+            raise ValueError("a log range cannot have a step")
+        _check_step(self.low, self.high, self.step)
         return self
 
 
@@ -38,7 +46,21 @@ class FloatRange(_Strict):
             raise ValueError(f"empty range: low {self.low} > high {self.high}")
         if self.log and self.low <= 0:
             raise ValueError("a log range needs low > 0")
+        if self.step is not None:
+            if self.step <= 0:
+                raise ValueError(f"step must be more than 0, got {self.step:g}")
+            if self.log:
+                raise ValueError("a log range cannot have a step")
+            _check_step(self.low, self.high, self.step)
         return self
+
+
+def _check_step(low: float, high: float, step: float) -> None:
+    """Refuse a step that does not divide high - low: Optuna would only warn and shrink the
+    range (a step of 2 over [0.001, 0.01] left the constant 0.001). Decimal, as Optuna checks."""
+    if (Decimal(str(high)) - Decimal(str(low))) % Decimal(str(step)) != 0:
+        larger = " is larger than" if step > high - low else " does not divide"
+        raise ValueError(f"step {step:g}{larger} the range {low:g} to {high:g} (high - low must be a multiple of step)")
 
 
 class IntChoice(_Strict):
@@ -97,10 +119,11 @@ def _param(constant: type, range_model: type | None, choice_model: type) -> Any:
     return Annotated[Union[tuple(members)], Discriminator(_shape)]
 
 
-IntParam = _param(int, IntRange, IntChoice)
-FloatParam = _param(float, FloatRange, FloatChoice)
-StrParam = _param(str, None, StrChoice)
-BoolParam = _param(bool, None, BoolChoice)
+# constants strict as the models are (a family's own model is not): no bool for an int, no nan
+IntParam = _param(Annotated[int, Strict()], IntRange, IntChoice)
+FloatParam = _param(Annotated[float, Strict(), AllowInfNan(False)], FloatRange, FloatChoice)
+StrParam = _param(Annotated[str, Strict()], None, StrChoice)
+BoolParam = _param(Annotated[bool, Strict()], None, BoolChoice)
 
 
 def extremes(param: Any) -> list[Any]:
@@ -137,6 +160,18 @@ PositiveFloat = Annotated[FloatParam, _within(above=0)]  # learning rates
 NonNegativeFloat = Annotated[FloatParam, _within(minimum=0)]  # weight decay, penalty weights
 Probability = Annotated[FloatParam, _within(minimum=0, below=1)]  # dropout
 Share = Annotated[FloatParam, _within(minimum=0, maximum=1)]  # mixing weights such as alpha_self
+PositiveFloatRange = Annotated[FloatRange, _within(above=0)]  # static loss weights: a negative one trains by ascent
+
+
+def one_of(allowed: Any, what: str) -> AfterValidator:
+    """A check, at load time, that a string parameter (the constant or every choice) names one
+    of ``allowed``: a bad name would otherwise fail only the trials that draw it."""
+    def check(param: Any) -> Any:
+        for name in getattr(param, "choices", [param]):
+            if name not in allowed:
+                raise ValueError(f"{name!r} is not {what} (expected one of {', '.join(allowed)})")
+        return param
+    return AfterValidator(check)
 
 
 def suggest(trial: Any, name: str, param: Any) -> Any:

@@ -82,19 +82,27 @@ def refine_front(
     *,
     device: torch.device | str | None = None,
     stem: torch.nn.Module | None = None,
-    on_trial: Callable[[int, dict[str, Any]], None] | None = None,
+    on_trial: Callable[[int, dict[str, Any], bool], None] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Refine every front trial with ``seeds`` more training seeds; store and return the records.
 
     The extra seeds follow the trial's own (seed + 1 ... seed + ``seeds``), so refining
-    again with more seeds repeats the first runs rather than drawing new ones.
+    again with more seeds repeats the first runs rather than drawing new ones. A trial
+    already refined with at least as many seeds keeps its record and is not retrained (a
+    smaller ``seeds`` would only throw runs away). ``on_trial(number, record, retrained)``.
     """
     records = {}
     for trial in pareto_trials(study):
+        earlier = refined_record(study, trial.number)
+        if earlier is not None and len(earlier.get("seeds", [])) >= seeds + 1:
+            records[trial.number] = earlier
+            if on_trial is not None:
+                on_trial(trial.number, earlier, False)
+            continue
         base = int(trial.user_attrs.get("candidate", {}).get("training", {}).get("seed", 0))
         record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem)
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
         records[trial.number] = record
         if on_trial is not None:
-            on_trial(trial.number, record)
+            on_trial(trial.number, record, True)
     return records

@@ -24,22 +24,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mtl_search.architectures import get_family
-from mtl_search.architectures.blocks import stem_settings
+from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
-from mtl_search.search.params import Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam, suggest
+from mtl_search.search.params import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
+                                      one_of, suggest)
 from mtl_search.weighting import get_method
 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `epochs: true` is not 1, nor `enabled: 'yes'` a boolean; no nan or inf
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class TrainingSpace(_Strict):
@@ -56,8 +58,9 @@ class TrainingSpace(_Strict):
 class BlockSpace(_Strict):
     # auto: MLP blocks on vectors, conv blocks on images
     type: Literal["auto", "mlp", "conv"] = "auto"
-    norm: StrParam = "none"
-    activation: StrParam = "relu"
+    # checked here, not only when a trial builds: a bad name would fail just the trials drawing it
+    norm: Annotated[StrParam, one_of(NORMS, "a norm")] = "none"
+    activation: Annotated[StrParam, one_of(tuple(ACTIVATIONS), "an activation")] = "relu"
     dropout: Probability = 0.0
 
 
@@ -279,16 +282,53 @@ def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:
     """
     resolved = resolve_space_path(path)
     try:
-        text = resolved.read_text()
+        text = resolved.read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"space file {resolved}: cannot read it ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"space file {resolved}: not UTF-8 text") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_unique_keys(text)
+    except _DuplicateKey as error:
+        raise UserError(f"space file {resolved}: key {error.key} appears twice (line {error.line}); "
+                        "YAML would keep only the last") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"space file {resolved}: not valid YAML{where}") from None
     return parse_space(raw, str(resolved))
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+def _load_unique_keys(text: str) -> Any:
+    """yaml.safe_load with :class:`_UniqueKeyLoader` (a SafeLoader: no arbitrary objects)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error: YAML keeps the last, so
+    a second `training:` section would silently drop the first one's settings."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag != "tag:yaml.org,2002:str":
+                    continue  # `<<` merges (and odd keys) are left to YAML and the validation
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_space(raw: Any, source: str = "space") -> SearchSpace:

@@ -180,6 +180,18 @@ def _use_wal_journal(storage: optuna.storages.RDBStorage) -> None:
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
         if str(mode).lower() != "wal":
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    # synchronous=NORMAL, SQLite's advice for WAL: a commit no longer waits for the disk. Every
+    # suggest, user attribute and tell is a commit (30 to 40 a trial), and each waited 3 to 6 ms
+    # (benchmarks/trial_overhead.py). The file stays consistent whatever happens; a power loss
+    # (not a killed process) may undo the last commits, as if the run had stopped a moment earlier.
+    sqlalchemy.event.listen(storage.engine, "connect", _commit_without_waiting_for_the_disk)
+    storage.engine.dispose()  # the connections opened so far get it too
+
+
+def _commit_without_waiting_for_the_disk(dbapi_connection: object, connection_record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _safe(url: str) -> str:

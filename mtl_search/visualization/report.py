@@ -18,6 +18,7 @@ import yaml
 
 from mtl_search import __version__
 from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
+from mtl_search.search.front import conditional_notes
 from mtl_search.search.refine import refined_record
 from mtl_search.search.study import STUDY_ATTR, pareto_trials, study_objectives, study_tasks
 from mtl_search.visualization.architecture import sharing_figures, sharing_text, stack_figure, tree_figure
@@ -139,7 +140,8 @@ class _Page:
                                          config={"displaylogo": False, "responsive": True}))
 
     def render(self, title: str) -> str:
-        return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        # the generator tag is mtl_search.cli.common.GENERATOR_META: it lets `report` replace its own pages
+        return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><meta name='generator' content='mtl-search'>"
                 f"<title>{_e(title)}</title><style>{STYLE}</style>"
                 f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head>\n<body>\n"
                 + "\n".join(self.parts) + "\n</body></html>\n")
@@ -164,15 +166,18 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
         params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(trial.user_attrs.get('n_params'))}</td>"
         rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(trial.user_attrs.get('summary', ''))}</td></tr>")
     params_head = "" if any(o.name == "params" for _, o in costs) else "<th>parameters</th>"
-    note = ("<p class='note'>Refined trials (<code>mtl-search refine</code>) show mean ± std over their training seeds (n).</p>"
-            if any(refined_record(study, t.number) for t in front) else "")
-    return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}"
+    note = ("<p class='note'>Refined trials (<code>mtl-search refine</code>): the search's own run, then mean ± std over "
+            "their training seeds (n). The front and <code>export --pick</code> are chosen on the search's own run, "
+            "the same single seed for every trial; read the means to judge whether a difference is larger than the "
+            "seed noise.</p>" if any(refined_record(study, t.number) for t in front) else "")
+    conditional = "".join(f"<p class='note'>{_e(line)}</p>" for line in conditional_notes(study))
+    return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}{conditional}"
 
 
 def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> str:
     stats = ((refined or {}).get(objective.task) or {}).get(objective.metric)
     if stats:
-        return f"{stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})"
+        return f"{_number(value)}; {stats['mean']:.4g} ± {stats['std']:.2g} (n={stats['n']})"
     return _number(value)
 
 
@@ -220,9 +225,10 @@ def _data_section(meta: dict[str, Any]) -> str:
                      + "".join(f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>" for k, v in options.items()) + "</table>")
     tasks = meta.get("tasks") or []
     if tasks:
-        parts.append("<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th></tr>"
+        parts.append("<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th><th>scored on</th></tr>"
                      + "".join(f"<tr><td>{_e(t['name'])}</td><td>{_e(t['kind'])}</td><td>{t.get('n_classes') or ''}</td>"
-                               f"<td>{_e(', '.join(t.get('metrics', [])))}</td></tr>" for t in tasks) + "</table>")
+                               f"<td>{_e(', '.join(t.get('metrics', [])))}</td>"
+                               f"<td>{_e(_scored_on(t))}</td></tr>" for t in tasks) + "</table>")
     parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.get('input_schema'), indent=2))}</pre>")
     if meta.get("space"):
         parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta['space'], sort_keys=False))}</pre>")
@@ -230,6 +236,11 @@ def _data_section(meta: dict[str, Any]) -> str:
         parts.append("<details><summary>preprocessing (fitted on the train split)</summary>"
                      f"<pre>{_e(json.dumps(meta['preprocessing'], indent=2))}</pre></details>")
     return "\n".join(parts)
+
+
+def _scored_on(task: dict[str, Any]) -> str:
+    """The rows a task's metrics are computed on: all, or those of its condition (given=)."""
+    return f"rows where {task['given']} = 1" if task.get("given") else "all rows"
 
 
 def _number(value: Any) -> str:

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.search.params import FloatRange
+from mtl_search.search.params import PositiveFloatRange
 from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import LossWeighting, combine
 
@@ -38,7 +38,7 @@ class StaticSpace(BaseModel):
     scaled so that they average 1); or a range ``{low, high, log}`` each task's weight is drawn from."""
 
     model_config = ConfigDict(extra="forbid")
-    weights: Union[Literal["equal", "simplex"], FloatRange] = "equal"
+    weights: Union[Literal["equal", "simplex"], PositiveFloatRange] = "equal"
 
 
 def sample_static(trial: Any, section: StaticSpace, task_names: Sequence[str]) -> dict[str, Any]:

@@ -127,3 +127,13 @@ def test_sampling_rounds_width_to_subspaces_and_skips_the_weight_without_pairs()
     assert (four["width"], four["orthogonality_weight"]) == (32, 0.05)
     one = family.sample(optuna.trial.FixedTrial({"sluice.subspaces": 1}), section, ["a", "b"])
     assert (one["width"], one["orthogonality_weight"]) == (30, 0.0)
+
+
+@pytest.mark.parametrize("beta_init", ["first", {"choices": ["last", "first"]}])
+def test_a_bad_beta_init_in_a_space_is_refused_when_it_is_loaded(beta_init):
+    from mtl_search.search.space import parse_space
+
+    # not only when a trial draws sluice and builds it
+    with pytest.raises(UserError) as error:
+        parse_space({"families": {"sluice": {"beta_init": beta_init}}}, "s.yaml")
+    assert str(error.value) == "space file s.yaml: key families.sluice.beta_init: 'first' is not a beta init (expected one of last, uniform)"

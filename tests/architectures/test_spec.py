@@ -39,6 +39,14 @@ def test_summary_is_one_readable_line():
     assert summarize(SPEC, ["a", "b", "c"]) == "tree 0:{a,b,c} 1:{a,b}{c} 2:{a}{b}{c} w=8/8/4 tower=4"
 
 
+def test_summary_names_the_searched_input_encoder():
+    # a GRU and an attention encoder under the same body must not read alike on the front
+    gru = dict(SPEC, stem={"sequence_encoder": "gru", "sequence_width": 32, "embedding_dim": 8})
+    attention = dict(SPEC, stem={"sequence_encoder": "attention", "sequence_width": 32, "embedding_dim": 8})
+    assert summarize(gru, ["a", "b", "c"]).endswith("tower=4 seq=gru/32 emb=8")
+    assert summarize(gru, ["a", "b", "c"]) != summarize(attention, ["a", "b", "c"])
+
+
 @pytest.mark.parametrize(
     "groups",
     [

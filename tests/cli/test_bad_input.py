@@ -84,6 +84,9 @@ ROWS = [
     ("report", ["s", "--storage", "{db}", "--out", "{db_file}/report.html"], ["--out", "studies.db is a file, not a folder"]),
     ("export", ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}/model"], ["--out", "studies.db is a file, not a folder"]),
     ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}/front.html"], ["--html", "studies.db is a file, not a folder"]),
+    # a page written over a file that is not one (the study itself, by a slip of the tab key)
+    ("report", ["s", "--storage", "{db}", "--out", "{db_file}"], ["--out", "studies.db: the file exists and is not an HTML page"]),
+    ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}"], ["--html", "studies.db: the file exists and is not an HTML page"]),
     ("refine", ["s", "--storage", "{db}", "--seeds", "0"], ["--seeds"]),
 ]
 # Each study command: an unknown study, a malformed URL, an unreachable server, a missing file.

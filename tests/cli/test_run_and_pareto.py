@@ -147,6 +147,14 @@ def test_pareto_formats(cli, finished_study, tmp_path):
     assert cli("pareto", "f", "--storage", finished_study, "--html", str(html)).code == 0
     text = html.read_text()
     assert "Pareto front" in text and "plotly" in text.lower()
+    # its own page it replaces, whatever the name; another file that is not HTML it refuses
+    page = tmp_path / "front.txt"
+    assert cli("pareto", "f", "--storage", finished_study, "--html", str(page)).code == 0
+    assert cli("pareto", "f", "--storage", finished_study, "--html", str(page)).code == 0
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    assert cli("pareto", "f", "--storage", finished_study, "--html", str(data)).code == 2
+    assert data.read_text() == "a,b\n1,2\n"
 
 
 @pytest.mark.parametrize("output", [[], ["--format", "json"], ["--format", "csv"]])
@@ -209,6 +217,9 @@ def test_usage_errors_are_one_line(cli):
     assert_one_line_error(cli("run", "--trials", "zero"), "--trials")
     assert_one_line_error(cli("run", "--sampler", "bogus"), "--sampler")
     assert_one_line_error(cli("run", "--data-option", "noequals"), "--data-option")
+    # the samplers' and numpy's seeds are 32-bit unsigned: outside, Optuna raised a traceback
+    assert_one_line_error(cli("run", "--seed", "-1"), "--seed", "'-1' must be between 0 and 4294967295")
+    assert_one_line_error(cli("run", "--seed", str(2**32)), "--seed")
 
 
 def test_real_console_script_help_and_errors(cli_process, tmp_path):

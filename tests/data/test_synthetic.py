@@ -60,3 +60,51 @@ def test_options_from_the_command_line_are_typed_and_checked():
         load_data("synthetic", {"correlation": "high"})
     with pytest.raises(UserError, match="correlation"):
         load_data("synthetic", {"correlation": "1.5"})
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"noise": "-1"}, "--data-option noise=-1: must be a finite number, at least 0"),
+    ({"noise": "inf"}, "--data-option noise=inf: must be a finite number, at least 0"),
+    ({"scale": "nan"}, "--data-option scale=nan: must be a finite number"),
+    ({"seed": "-1"}, "--data-option seed=-1: must be between 0 and 4294967295"),
+    ({"sines": "-1"}, "--data-option sines=-1: must lie between 0 and"),
+    ({"alpha": "inf", "beta": "0"}, "--data-option alpha=inf: must be finite numbers"),
+    # refused before hundreds of GiB are asked for
+    ({"rows": "1000000000"}, "--data-option rows=1000000000: rows x dim (1000000000 x 100) must be at most 1000000000 values"),
+    ({"dim": "100000000"}, "--data-option dim=100000000: must be at most 10000"),
+])
+def test_values_numpy_would_fail_on_are_named(options, message):
+    with pytest.raises(UserError) as error:
+        load_data("synthetic", options)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_running_out_of_memory_names_rows_and_dim(monkeypatch):
+    import mtl_search.data.synthetic as synthetic
+
+    def out_of_memory(**kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(synthetic, "_generate", out_of_memory)
+    with pytest.raises(UserError, match=r"^--data-option rows=5000, dim=1000: not enough memory"):
+        make_synthetic(rows=5000, dim=1000)
+
+
+def test_stored_empty_alpha_and_beta_read_back_as_the_default():
+    # a study's description shows "alpha: []"; typed back as --data-option it means the default
+    plain = load_data("synthetic", {"rows": "100", "dim": "8"})
+    again = load_data("synthetic", {"rows": "100", "dim": "8", "alpha": "[]", "beta": "[ ]"})
+    assert again.description == plain.description and plain.description["options"]["alpha"] == []
+    assert torch.equal(again.train.targets["task1"], plain.train.targets["task1"])
+    listed = load_data("synthetic", {"rows": "100", "dim": "8", "alpha": "[0.1, 0.2]", "beta": "0.1,0.3"})
+    assert listed.description["options"]["alpha"] == [0.1, 0.2]
+
+
+def test_a_bad_option_is_one_line_on_the_command_line_and_stores_no_study(cli, storage_url):
+    import optuna
+
+    from tests.helpers import assert_one_line_error
+
+    result = cli("run", "--data-option", "noise=-1", "--trials", "1", "--epochs", "1", "--storage", storage_url, "--quiet")
+    assert_one_line_error(result, "--data-option noise=-1: must be a finite number, at least 0")
+    assert optuna.get_all_study_names(storage_url) == []

@@ -222,6 +222,24 @@ def test_column_declared_numeric_holding_text(run_table, customers_csv):
     assert_one_line_error(result, "customers.csv", "'city'", "numeric but holds text", "Lyon")
 
 
+@pytest.mark.parametrize("header,message", [
+    ("customer_id,age,city,age", "column 'age' appears twice in the header"),  # pandas: 'age.1'
+    (",age,city,plan", "column 1 has no name in the header"),  # pandas: 'Unnamed: 0'
+])
+def test_a_repeated_or_blank_column_name_is_refused(run_table, tmp_path, customers_csv, header, message, storage_url):
+    text = customers_csv.read_text()
+    (tmp_path / "t.csv").write_text(text.replace("customer_id,age,city,plan", header, 1))
+    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "churn:binary"), f"--data-file {tmp_path / 't.csv'}: {message}")
+    assert optuna.get_all_study_names(storage_url) == []
+
+
+def test_a_target_in_the_ignore_or_feature_option_is_refused(customers_csv):
+    with pytest.raises(UserError, match=r"^--data-option ignore=customer_id,churn: column 'churn' is the target of task 'churn'$"):
+        load(customers_csv, tasks=["churn:binary"], ignore="customer_id,churn")
+    with pytest.raises(UserError, match=r"^--data-option features=age,spend: column 'spend' is the target of task 'spend'$"):
+        load(customers_csv, features="age,spend")
+
+
 def test_no_task_declared(run_table, customers_csv):
     assert_one_line_error(run_table(customers_csv), "no task declared", "--task")
 
@@ -249,6 +267,17 @@ CHURN = "tasks:\n  - {name: churn, kind: binary}\n"
     (CHURN + "  - {name: churn, kind: binary, column: premium}\n", "key tasks.1.name: task 'churn' is declared twice (also tasks.0)"),
     (CHURN + "options: {rows: -5}\n", "key options.rows: must be 0 (every row) or positive, got -5"),
     (CHURN + "options: {test_fraction: 1.5}\n", "key options.test_fraction: must be between 0 and 1, got 1.5"),
+    # wrong only together: once named as command-line options, without the file
+    (CHURN + "options: {validation_fraction: 0.7, test_fraction: 0.5}\n",
+     "key options.validation_fraction, options.test_fraction: validation_fraction + test_fraction must be below 1, got 0.7 + 0.5"),
+    (CHURN + "options: {validation_fraction: 0.8}\n", "key options.validation_fraction: validation_fraction + test_fraction must be below 1, got 0.8 + 0.2"),
+    (CHURN + "  - {name: spend, kind: regression, given: bigg}\n", "key tasks.1.given: task 'spend': given=bigg is not a task of the data"),
+    (CHURN + "  - {name: spend, kind: regression, given: churn}\n", "key tasks.1.given: task 'spend': given=churn needs both tasks to be binary"),
+    ("tasks:\n  - {name: churn, kind: binary, given: premium}\n  - {name: premium, kind: binary, given: churn}\n",
+     "key tasks.0.given: task 'churn': the given= conditions form a cycle"),
+    # a target as a feature, or ignored: a contradiction, once dropped without a word
+    (CHURN + "features: [churn, age]\n", "key features: column 'churn' is the target of task 'churn'"),
+    (CHURN.replace("binary}", "binary, column: premium}") + "ignore: [premium]\n", "key ignore: column 'premium' is the target of task 'churn'"),
 ])
 def test_bad_description_file_names_the_file_and_key(tmp_path, customers_csv, text, message):
     (tmp_path / "d.yaml").write_text(text)
@@ -268,6 +297,14 @@ def test_a_bad_description_file_is_one_line_on_the_command_line(run_table, tmp_p
     (tmp_path / "d.yaml").write_text(CHURN)
     result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}", "--task", "churn:binary")
     assert_one_line_error(result, f"--task: task 'churn' is declared twice (also in description file {tmp_path / 'd.yaml'})")
+
+
+def test_fractions_from_the_file_and_the_command_line_name_both(tmp_path, customers_csv):
+    (tmp_path / "d.yaml").write_text(CHURN + "options: {validation_fraction: 0.7}\n")
+    with pytest.raises(UserError) as error:
+        load_data(None, {"description": str(tmp_path / "d.yaml"), "test_fraction": "0.5"}, str(customers_csv), [])
+    assert str(error.value) == (f"description file {tmp_path / 'd.yaml'}: key options.validation_fraction: validation_fraction + "
+                                "test_fraction must be below 1, got 0.7 + 0.5 (with --data-option test_fraction=0.5)")
 
 
 def test_a_continuous_column_is_no_multiclass_target(run_table, customers_csv):

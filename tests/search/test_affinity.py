@@ -248,7 +248,8 @@ def test_a_chain_given_in_the_space_is_checked_and_used_as_is(tiny_synthetic3, s
         run_search(tiny_synthetic3, affinity_grouping_space(other), SearchSettings("given", storage=storage_url, n_trials=1, save_artifacts=False))
 
     crossing = [[list(names)], [[names[0], names[1]], [names[2]]], [[names[0], names[2]], [names[1]]]]
-    with pytest.raises(UserError, match=r"families.tree.chain: entry 2 .* does not lie inside one group of entry 1"):
+    # named like every other space error: the file, then the key
+    with pytest.raises(UserError, match=r"^space file space: key families.tree.chain: entry 2 .* does not lie inside one group of entry 1"):
         run_search(tiny_synthetic3, affinity_grouping_space(crossing), SearchSettings("crossing", storage=storage_url, n_trials=1, save_artifacts=False))
     with pytest.raises(UserError, match=r"families.tree.chain: entry 0 .* must cover each task"):
         run_search(tiny_synthetic3, affinity_grouping_space([[["nope"]]]), SearchSettings("unknown", storage=storage_url, n_trials=1, save_artifacts=False))

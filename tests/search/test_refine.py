@@ -35,6 +35,11 @@ def test_refine_retrains_the_front_and_pareto_rows_carry_it(tiny_synthetic, stor
     assert set(records) == {t.number for t in front}
     record = refined_record(study, trial.number)
     assert record["seeds"] == [0, 1, 2]
+    # fewer seeds afterwards keep the larger record and train nothing
+    calls = []
+    assert refine_front(study, tiny_synthetic, seeds=1, on_trial=lambda *call: calls.append(call)) == records
+    assert calls and all(retrained is False for _, _, retrained in calls)
+    assert refined_record(study, trial.number) == record
     stats = record["validation"]["task1"]["mse"]
     assert stats["n"] == 3 and stats["std"] > 0
     assert record["test"]["task2"]["mse"]["n"] == 3

@@ -58,6 +58,31 @@ def write(tmp_path: Path, text: str) -> Path:
         ("families: {mmoe: {expert_depth: {choices: [0, 1]}}}\n", "key families.mmoe.expert_depth: must be at least 1, got 0"),
         ("families: {cross_stitch: {alpha_self: 1.2}}\n", "key families.cross_stitch.alpha_self: must be at most 1, got 1.2"),
         ("families: {ple: {shared_experts: {low: 0, high: 2}, task_experts: 0}}\n", "key families.ple: shared_experts and task_experts can both be 0"),
+        # nan and inf pass every bound check (comparisons are false), then failed each trial
+        ("families: {tree: {}}\ntraining: {learning_rate: .nan}\n", "key training.learning_rate: Input should be a finite number (got nan)"),
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: .inf}}\n", "key training.learning_rate.high: Input should be a finite number"),
+        ("families: {tree: {}}\nblock: {dropout: {choices: [0.1, .nan]}}\n", "key block.dropout.choices.1: Input should be a finite number"),
+        ("families: {tree: {}}\npruning: {margin: .inf}\n", "key pruning.margin: Input should be a finite number"),
+        # names checked at load time, every choice included (they used to fail only the trials drawing them)
+        ("families: {tree: {}}\nblock: {activation: sigmoidz}\n", "key block.activation: 'sigmoidz' is not an activation (expected one of relu, gelu"),
+        ("families: {tree: {}}\nblock: {activation: {choices: [relu, nope]}}\n", "key block.activation: 'nope' is not an activation"),
+        ("families: {tree: {}}\nblock: {norm: {choices: [none, group]}}\n", "key block.norm: 'group' is not a norm (expected one of none, batch, layer)"),
+        # a step Optuna would only warn about, shrinking the range (here to the constant 0.001)
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: 0.01, step: 2}}\n",
+         "key training.learning_rate: step 2 is larger than the range 0.001 to 0.01 (high - low must be a multiple of step)"),
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: 0.01, step: 0.004}}\n", "key training.learning_rate: step 0.004 does not divide the range"),
+        ("families: {tree: {width: {low: 8, high: 64, step: 10}}}\n", "key families.tree.width: step 10 does not divide the range 8 to 64"),
+        ("families: {tree: {width: {low: 8, high: 64, step: 0}}}\n", "key families.tree.width: step must be at least 1, got 0"),
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: 0.01, step: 0.001, log: true}}\n", "a log range cannot have a step"),
+        # strict types: YAML's true is not 1, nor 'yes' a boolean
+        ("families: {tree: {}}\ntraining: {epochs: true}\n", "key training.epochs: Input should be a valid integer (got True)"),
+        ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: 0.01, log: 'yes'}}\n", "key training.learning_rate.log: Input should be a valid boolean (got 'yes')"),
+        ("families: {tree: {}}\npruning: {enabled: 'yes'}\n", "key pruning.enabled: Input should be a valid boolean"),
+        # a missing section is named, not quoted with the whole space
+        ("training: {epochs: 3}\n", "key families: required, but missing"),
+        # YAML keeps the last of two equal keys: the first training section would be dropped
+        ("families: {tree: {}}\ntraining: {epochs: 3}\ntraining: {batch_size: 4}\n", "key training appears twice (line 3)"),
+        ("families: {tree: {}}\ntraining: {epochs: 3, epochs: 4}\n", "key epochs appears twice (line 2)"),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):
@@ -67,6 +92,27 @@ def test_bad_space_files_name_the_key(tmp_path, text, message):
     assert str(error.value).startswith(f"space file {path}: ")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_a_space_step_that_divides_the_range_is_kept(tmp_path):
+    space = load_space(write(tmp_path, "families: {tree: {width: {low: 8, high: 64, step: 8}}}\n"
+                                       "training: {learning_rate: {low: 0.001, high: 0.01, step: 0.001}, epochs: 2, weight_decay: 0}\n"))
+    assert (space.families["tree"].width.step, space.training.learning_rate.step) == (8, 0.001)
+    assert space.training.weight_decay == 0.0  # an int where a float is expected is still fine
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, b"description: caf\xe9\nfamilies: {tree: {}}\n"], ids=["binary", "latin-1"])
+def test_a_space_file_that_is_not_utf8_is_named(tmp_path, content):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        load_space(path)
+    assert str(error.value) == f"space file {path}: not UTF-8 text"
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    space = load_space(write(tmp_path, "families: {tree: {}}\ntraining:\n  <<: {epochs: 3}\n  batch_size: 4\n"))
+    assert (space.training.epochs, space.training.batch_size) == (3, 4)
 
 
 def test_stem_keys_the_data_s_stem_would_ignore_are_refused(tiny_synthetic3, tmp_path):

@@ -1,4 +1,4 @@
-"""Opening study storages: the grace period's sources and the in-memory check."""
+"""Opening study storages: the grace period's sources, the in-memory check and how SQLite files are opened."""
 
 from __future__ import annotations
 
@@ -27,3 +27,18 @@ def test_a_bad_grace_period_in_the_environment_is_named(monkeypatch, value, frag
 @pytest.mark.parametrize("url,in_memory", [("sqlite://", True), ("sqlite:///:memory:", True), ("sqlite:///{tmp}/s.db", False)])
 def test_in_memory_storages_are_recognised(tmp_path, url, in_memory):
     assert is_in_memory(open_storage(url.format(tmp=tmp_path), heartbeat=False)) is in_memory
+
+
+def test_a_sqlite_file_gets_the_wal_journal_and_commits_without_waiting_for_the_disk(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "studies.db"
+    storage = open_storage(f"sqlite:///{path}", create=True)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
+    plain = sqlite3.connect(path)
+    try:
+        # the journal mode lives in the file: every other reader (optuna-dashboard) gets it too
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        plain.close()

@@ -39,6 +39,9 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     ({"gradnorm": {"alpha": -1.0}}, "loss_weighting.gradnorm.alpha"),
     ({"mgda": {"normalization": {"choices": ["l2", "max"]}}}, "loss_weighting.mgda.normalization"),
     ({"pcgrad": {"seed": 3}}, "loss_weighting.pcgrad.seed"),
+    # a negative static weight trains that task by gradient ascent
+    ({"static": {"weights": {"low": -2.0, "high": -1.0}}}, "loss_weighting.static.weights: must be more than 0, got -2"),
+    ({"static": {"weights": {"low": 0.0, "high": 1.0}}}, "loss_weighting.static.weights: must be more than 0, got 0"),
     ({"softmax": {}}, "loss_weighting.softmax"),
 ])
 def test_a_bad_weighting_value_names_its_key(section, key):
