@@ -38,6 +38,14 @@ def check_output_path(path: Any, flag: str) -> None:
             return
 
 
+class OneLineWarning(UserWarning):
+    """A warning the CLI prints as one line, like its errors ("mtl-search run: warning: ...")."""
+
+
+class StudyWarning(OneLineWarning):
+    """A continued study differs from this run in a way that is allowed but worth knowing."""
+
+
 class TrialDiverged(Exception):
     """Training produced a non-finite or blown-up loss; the trial fails with this reason."""
 

@@ -108,14 +108,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _warnings_on_one_line(command: str) -> None:
-    """Data warnings (an identifier column, a text column with many values) as one line
-    each, like errors: Python's default adds the file, line and source of the warn() call."""
-    from mtl_search.data.preprocessing import DataWarning
+    """Data and study warnings (an identifier column, a text column with many values, a study
+    continued with another space) as one line each, like errors: Python's default adds the file, line and source of the warn() call."""
+    from mtl_search.errors import OneLineWarning
 
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' own signature)
-        if not issubclass(category, DataWarning):
+        if not issubclass(category, OneLineWarning):
             return default(message, category, filename, lineno, file, line)
         print(f"mtl-search {command}: warning: {message}", file=file or sys.stderr)
 

@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtl_search.errors import UserError
+from mtl_search.errors import OneLineWarning, UserError
 
 ENCODINGS = ("embedding", "onehot")
 
 
-class DataWarning(UserWarning):
+class DataWarning(OneLineWarning):
     """Something in the data was changed to make it usable (for example an empty column dropped)."""
 
 

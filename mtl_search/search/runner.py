@@ -12,9 +12,9 @@ import torch
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import UserError
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
-from mtl_search.search.space import SearchSpace
+from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
-from mtl_search.search.study import create_or_continue, make_sampler, objectives_for
+from mtl_search.search.study import create_or_continue, make_sampler, objectives_for, record_other_space
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 
@@ -97,6 +97,8 @@ def run_search(
 
         record_artifact_dir(study, artifacts[0])
     space = pruning.with_study_pruning(space, study)
+    record_other_space(study, settings.study_name, space.to_data(),
+                       lambda stored: pruning.with_study_pruning(parse_space(stored), study).to_data())
     affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
     # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
     given_chain = affinity.has_given_chain(space)

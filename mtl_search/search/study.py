@@ -18,13 +18,13 @@ import json
 import math
 import time
 import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 
 from mtl_search import __version__
 from mtl_search.data.base import MultiTaskData
-from mtl_search.errors import UserError
+from mtl_search.errors import StudyWarning, UserError
 from mtl_search.search.costs import cost_flags, other_limits
 from mtl_search.search.storage import open_storage
 from mtl_search.tasks import Task
@@ -197,6 +197,39 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         if chain_before is not None and chain_now is not None and chain_before != chain_now:
             raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
                             f"or another --study-name")
+
+
+# user attribute: every space a study was searched with, [{"from_trial": N, "space": ...}, ...]
+SPACES_ATTR = "spaces"
+
+
+def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], normalise: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """A run that continues ``study`` with another space (other families, ranges, pruning) may:
+    each trial stores its own candidate, so the front stays true. The study then records
+    ``space`` (as this run searches it) as its own, keeps the earlier ones (``SPACES_ATTR``)
+    for the report, and the run says so: one front now holds trials drawn from several
+    spaces. ``normalise`` reads a stored space as this version would search it (defaults
+    filled in, the study's pruning rule kept), so that an older study is not taken for
+    another space; one this version cannot read is left alone."""
+    stored = study.user_attrs.get(STUDY_ATTR) or {}
+    before = stored.get("space")
+    if before is None:
+        return
+    try:
+        as_searched = normalise(before)
+    except UserError:
+        return
+    if as_searched == space:
+        return
+    changed = sorted(key for key in set(as_searched) | set(space) if as_searched.get(key) != space.get(key))
+    first = len(study.get_trials(deepcopy=False))
+    history = list(study.user_attrs.get(SPACES_ATTR) or [{"from_trial": 0, "space": before}])
+    history.append({"from_trial": first, "space": space})
+    study.set_user_attr(SPACES_ATTR, history)
+    study.set_user_attr(STUDY_ATTR, stored | {"space": space})
+    warnings.warn(f"study {name!r} continues with another search space (it differs in {', '.join(changed)}): trials from "
+                  f"{first} on are drawn from it, and the front holds trials of both; the report lists each space",
+                  StudyWarning, stacklevel=2)
 
 
 def _raw_unit_tasks(stored: dict[str, Any]) -> list[str]:

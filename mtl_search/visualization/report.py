@@ -20,7 +20,7 @@ from mtl_search import __version__
 from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
 from mtl_search.search.front import conditional_notes
 from mtl_search.search.refine import refined_record
-from mtl_search.search.study import STUDY_ATTR, pareto_trials, study_objectives, study_tasks
+from mtl_search.search.study import SPACES_ATTR, STUDY_ATTR, pareto_trials, study_objectives, study_tasks
 from mtl_search.visualization.architecture import sharing_figures, sharing_text, stack_figure, tree_figure
 from mtl_search.visualization.families import family_figure
 from mtl_search.visualization.pareto import parallel_coordinates_figure, pareto_figure
@@ -124,7 +124,7 @@ def report_html(study: optuna.Study) -> str:
     page.add(_stopped_table(outcomes))
 
     page.add("<h2>Data and search space</h2>")
-    page.add(_data_section(meta))
+    page.add(_data_section(meta, study.user_attrs.get(SPACES_ATTR) or []))
     return page.render(f"{study.study_name}: mtl-search report")
 
 
@@ -213,7 +213,7 @@ def _stopped_table(outcomes: Outcomes) -> str:
     return text + f"<table><tr><th>trial</th><th>state</th><th>reason</th></tr>{rows}</table>"
 
 
-def _data_section(meta: dict[str, Any]) -> str:
+def _data_section(meta: dict[str, Any], spaces: list[dict[str, Any]] = ()) -> str:
     if not meta:
         return "<p class='note'>This study was not made by mtl-search: no data or space is recorded.</p>"
     data = meta.get("data") or {}
@@ -230,7 +230,12 @@ def _data_section(meta: dict[str, Any]) -> str:
                                f"<td>{_e(', '.join(t.get('metrics', [])))}</td>"
                                f"<td>{_e(_scored_on(t))}</td></tr>" for t in tasks) + "</table>")
     parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.get('input_schema'), indent=2))}</pre>")
-    if meta.get("space"):
+    if len(spaces) > 1:  # continued with other spaces: each, from the trial it applied to
+        for index, entry in enumerate(spaces):
+            until = f" to {spaces[index + 1]['from_trial'] - 1}" if index + 1 < len(spaces) else " on"
+            parts.append(f"<h3>Search space of trials {entry['from_trial']}{until}</h3>"
+                         f"<pre>{_e(yaml.safe_dump(entry['space'], sort_keys=False))}</pre>")
+    elif meta.get("space"):
         parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta['space'], sort_keys=False))}</pre>")
     if meta.get("preprocessing"):
         parts.append("<details><summary>preprocessing (fitted on the train split)</summary>"

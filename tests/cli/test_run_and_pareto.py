@@ -38,6 +38,26 @@ def test_running_again_with_the_same_name_adds_trials(cli, storage_url):
     assert len(optuna.get_all_study_names(storage_url)) == 1
 
 
+def test_continuing_with_another_space_warns_and_the_study_keeps_every_space(cli, storage_url):
+    assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "sp", "--no-prune", *QUICK).code == 0
+    same = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "sp", "--no-prune", *QUICK)
+    assert same.code == 0 and "warning" not in same.err
+    other = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "sp", "--space", "branching", *QUICK)
+    assert other.code == 0, other
+    warning = [line for line in other.err.splitlines() if "another search space" in line]
+    assert len(warning) == 1 and warning[0].startswith("mtl-search run: warning: study 'sp' continues with another search space")
+    assert "families" in warning[0] and "pruning" in warning[0] and "trials from 3 on" in warning[0]
+    study = optuna.load_study(study_name="sp", storage=storage_url)
+    spaces = study.user_attrs["spaces"]
+    assert [entry["from_trial"] for entry in spaces] == [0, 3]
+    assert study.user_attrs["mtl_search"]["space"] == spaces[1]["space"]  # the space the study searches now
+    assert spaces[0]["space"]["pruning"]["enabled"] is False and spaces[1]["space"]["pruning"]["enabled"] is True
+    from mtl_search.visualization.report import report_html
+
+    page = report_html(study)
+    assert "<h3>Search space of trials 0 to 2</h3>" in page and "<h3>Search space of trials 3 on</h3>" in page
+
+
 def test_continuing_with_other_data_is_refused(cli, storage_url):
     assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK).code == 0
     result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK, "--data-option", "correlation=0.9")
