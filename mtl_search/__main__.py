@@ -1,3 +1,3 @@
-from mtl_search.cli import run
+from mtl_search.cli import console_script
 
-run()
+console_script()

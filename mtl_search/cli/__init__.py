@@ -122,5 +122,11 @@ def _warnings_on_one_line(command: str) -> None:
     warnings.showwarning = show
 
 
-def run() -> None:
-    sys.exit(main())
+def console_script() -> None:
+    """The `mtl-search` command. (Not named `run`: importing the `run` command's module would
+    replace a package attribute of that name.)"""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before a command started (while torch imports): nothing to tidy
+        print("mtl-search: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -98,8 +98,8 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not (value > 0 and math.isfinite(value)):  # nan slipped past "value <= 0"
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
     return value
 
 

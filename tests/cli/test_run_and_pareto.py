@@ -240,6 +240,22 @@ def test_usage_errors_are_one_line(cli):
     # the samplers' and numpy's seeds are 32-bit unsigned: outside, Optuna raised a traceback
     assert_one_line_error(cli("run", "--seed", "-1"), "--seed", "'-1' must be between 0 and 4294967295")
     assert_one_line_error(cli("run", "--seed", str(2**32)), "--seed")
+    assert_one_line_error(cli("run", "--timeout", "nan"), "--timeout", "'nan' must be a positive finite number")
+    assert_one_line_error(cli("run", "--max-latency-ms", "inf"), "--max-latency-ms")
+
+
+def test_ctrl_c_before_a_command_starts_is_one_line(monkeypatch, capsys):
+    # building the parser imports every command (torch among them: about 2 s); a Ctrl-C
+    # then came out of the console script as a traceback
+    import mtl_search.cli as cli_module
+
+    def interrupted_import():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "build_parser", interrupted_import)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.console_script()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "mtl-search: interrupted\n"
 
 
 def test_real_console_script_help_and_errors(cli_process, tmp_path):
