@@ -508,9 +508,11 @@ def seeded_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def seeded_rows(study: optuna.Study) -> list[tuple[int, str, str]]:
     """(trial, how it ended, architecture) for each seeded tree, fully shared first; "complete,
     on the front" for those on the front. For `affinity`, `pareto` and the report alike."""
+    from mtl_search.search.study import pareto_trials
+
     seeded = seeded_trials(study)
     complete = optuna.trial.TrialState.COMPLETE
-    front = {t.number for t in study.best_trials} if any(t.state == complete for t in seeded) else set()
+    front = {t.number for t in pareto_trials(study)} if any(t.state == complete for t in seeded) else set()
     return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), t.user_attrs.get("summary", "not started"))
             for t in seeded]
 

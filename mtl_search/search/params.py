@@ -8,13 +8,16 @@ from typing import Annotated, Any, Union
 from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Discriminator, Strict, Tag, model_validator
 
 
-class _Strict(BaseModel):
-    # strict: YAML's `true` is not the int 1 nor 'yes' a boolean; no nan or inf (a learning
-    # rate of nan passes every bound check, then fails each trial)
+class StrictSection(BaseModel):
+    """A part of a space file: unknown keys refused; strict, so that YAML's `true` is not the
+    int 1 nor 'yes' a boolean; no nan or inf (a learning rate of nan passes every bound
+    check, then fails each trial)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class IntRange(_Strict):
+
+class IntRange(StrictSection):
     low: int
     high: int
     step: int = 1
@@ -34,7 +37,7 @@ class IntRange(_Strict):
         return self
 
 
-class FloatRange(_Strict):
+class FloatRange(StrictSection):
     low: float
     high: float
     log: bool = False
@@ -63,7 +66,7 @@ def _check_step(low: float, high: float, step: float) -> None:
         raise ValueError(f"step {step:g}{larger} the range {low:g} to {high:g} (high - low must be a multiple of step)")
 
 
-class IntChoice(_Strict):
+class IntChoice(StrictSection):
     choices: list[int]
 
     @model_validator(mode="after")
@@ -73,7 +76,7 @@ class IntChoice(_Strict):
         return self
 
 
-class FloatChoice(_Strict):
+class FloatChoice(StrictSection):
     choices: list[float]
 
     @model_validator(mode="after")
@@ -83,7 +86,7 @@ class FloatChoice(_Strict):
         return self
 
 
-class StrChoice(_Strict):
+class StrChoice(StrictSection):
     choices: list[str]
 
     @model_validator(mode="after")
@@ -93,7 +96,7 @@ class StrChoice(_Strict):
         return self
 
 
-class BoolChoice(_Strict):
+class BoolChoice(StrictSection):
     choices: list[bool]
 
     @model_validator(mode="after")

@@ -27,24 +27,19 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
 from mtl_search.search.params import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
-                                      one_of, suggest)
+                                      StrictSection, one_of, suggest)
 from mtl_search.weighting import get_method
 
 
 
-class _Strict(BaseModel):
-    # strict: `epochs: true` is not 1, nor `enabled: 'yes'` a boolean; no nan or inf
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-class TrainingSpace(_Strict):
+class TrainingSpace(StrictSection):
     epochs: Count = 10
     learning_rate: PositiveFloat = FloatRange(low=1e-3, high=1e-2, log=True)
     batch_size: Count = 256
@@ -55,7 +50,7 @@ class TrainingSpace(_Strict):
     checkpoint: Literal["best", "last"] = "best"
 
 
-class BlockSpace(_Strict):
+class BlockSpace(StrictSection):
     # auto: MLP blocks on vectors, conv blocks on images
     type: Literal["auto", "mlp", "conv"] = "auto"
     # checked here, not only when a trial builds: a bad name would fail just the trials drawing it
@@ -64,12 +59,12 @@ class BlockSpace(_Strict):
     dropout: Probability = 0.0
 
 
-class TowerSpace(_Strict):
+class TowerSpace(StrictSection):
     depth: NonNegativeInt = 1  # 0: a linear head
     width: Count = 16
 
 
-class StemSpace(_Strict):
+class StemSpace(StrictSection):
     # width of each categorical column's embedding; None: a rule of thumb per column
     embedding_dim: Count | None = None
     # sequence inputs (the "sequence" stem): gru, lstm or attention, and the encoder's width
@@ -87,14 +82,14 @@ class StemSpace(_Strict):
         return value
 
 
-class RelationshipSpace(_Strict):
+class RelationshipSpace(StrictSection):
     # weight of the matrix-normal prior's trace term on the towers (0: off); ridge keeps the
     # task covariance well conditioned (see mtl_search/architectures/relationship.py)
     weight: NonNegativeFloat
     ridge: PositiveFloat = 0.1
 
 
-class ObjectivesSpace(_Strict):
+class ObjectivesSpace(StrictSection):
     # per task: its first metric ("primary") or every metric it declares ("all")
     metrics: Literal["primary", "all"] = "primary"
     # costs that become objectives too (minimised); see mtl_search/search/costs.py
@@ -111,7 +106,7 @@ PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
     {"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0, "warmup_fraction": 0.125})
 
 
-class PruningSpace(_Strict):
+class PruningSpace(StrictSection):
     """Pareto-aware pruning (mtl_search/search/pruning.py explains the rule)."""
 
     enabled: bool = True
@@ -144,7 +139,7 @@ class PruningSpace(_Strict):
         return self
 
 
-class SearchSpace(_Strict):
+class SearchSpace(StrictSection):
     description: str = ""
     training: TrainingSpace = Field(default_factory=TrainingSpace)
     block: BlockSpace = Field(default_factory=BlockSpace)
