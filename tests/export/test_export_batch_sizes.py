@@ -65,3 +65,21 @@ def test_a_graph_frozen_to_the_example_batch_is_not_written_and_the_note_names_t
     assert notes[0] == "TorchScript not written: RuntimeError: shape '[4, -1]' is invalid for input of size 5"
     assert notes[1].startswith("ONNX not written: RuntimeError: the graph fails on a batch of 5 rows (exported with 4): ")
     assert all("\n" not in note for note in notes)
+
+
+@pytest.mark.parametrize("encoder", ["gru", "lstm"])
+def test_recurrent_sequence_models_export_to_onnx_quietly(encoder, tmp_path, capfd):
+    # a packed recurrent encoder exported with C++ shape-inference warnings on stderr
+    from mtl_search.architectures import build_model
+    from mtl_search.tasks import Task
+
+    torch.manual_seed(0)
+    schema = {"kind": "sequence", "vocabulary": 9, "max_length": 6, "numeric": 0}
+    spec = {"family": "tree", "widths": [5], "groups": [[["a", "b"]]], "tower": {"widths": []},
+            "stem": {"sequence_encoder": encoder, "sequence_width": 4, "embedding_dim": 3}}
+    model = build_model(spec, schema, [Task("a", "binary"), Task("b", "regression")]).eval()
+    example = {"events": torch.tensor([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9], [2, 0, 0, 0, 0, 0], [3, 3, 0, 0, 0, 0]]),
+               "lengths": torch.tensor([3, 6, 1, 2])}
+    notes: list[str] = []
+    assert _write_onnx(model, example, tmp_path / "model.onnx", notes), notes  # and it ran on 5 rows
+    assert "Warning" not in capfd.readouterr().err
