@@ -125,9 +125,7 @@ def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> l
     """
     tables = []
     if _is_matrix(sharing):
-        size = len(sharing)
-        rows = list(task_names) if size == len(task_names) else [str(i) for i in range(size)]
-        columns = list(task_names) if len(sharing[0]) == len(task_names) else [str(i) for i in range(len(sharing[0]))]
+        rows, columns = _axis_labels(len(sharing), task_names), _axis_labels(len(sharing[0]), task_names)
         return [(path or "matrix", rows, columns, [[float(v) for v in row] for row in sharing])]
     if isinstance(sharing, dict) and sharing:
         values = list(sharing.values())
@@ -138,13 +136,26 @@ def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> l
         if all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in values):
             n = max(len(v) for v in values)
             matrix = [[float(v[i]) if i < len(v) else math.nan for i in range(n)] for v in values]
-            return [(path or "table", [str(k) for k in sharing], [str(i) for i in range(n)], matrix)]
+            # sluice's beta: one weight per layer of the columns, counted from 1 as in its summary
+            columns = [f"layer {i + 1}" for i in range(n)] if path.endswith("beta") else [str(i) for i in range(n)]
+            return [(path or "table", [str(k) for k in sharing], columns, matrix)]
         for key, value in sharing.items():
             tables += sharing_tables(value, task_names, f"{path}.{key}" if path else str(key))
     elif isinstance(sharing, list) and sharing and not all(_is_number(x) for x in sharing):
         for index, value in enumerate(sharing):
             tables += sharing_tables(value, task_names, f"{path}[{index}]")
     return tables
+
+
+def _axis_labels(size: int, task_names: Sequence[str]) -> list[str]:
+    """A mixing matrix's row or column labels: tasks, or each task's subspaces in task-major
+    order (sluice's alpha: ``task1.s0, task1.s1, task2.s0, ...``), else plain indices."""
+    n_tasks = len(task_names)
+    if size == n_tasks:
+        return list(task_names)
+    if n_tasks and size % n_tasks == 0:
+        return [f"{task}.s{j}" for task in task_names for j in range(size // n_tasks)]
+    return [str(i) for i in range(size)]
 
 
 def sharing_figures(sharing: Any, task_names: Sequence[str]) -> list[go.Figure]:

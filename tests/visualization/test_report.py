@@ -94,7 +94,11 @@ def test_sharing_reports_become_labelled_tables():
     assert gates[0][:3] == ("gates", ["L0.a", "L0.shared"], ["a.0", "shared0"])
     assert gates[0][3][1][0] != gates[0][3][1][0]  # a gate without that expert: NaN, not 0
     sluice = sharing_tables({"subspaces": 2, "alpha": [[[1.0, 0.0], [0.0, 1.0]]], "beta": {"a": [0.5, 0.5]}}, ["a", "b"])
-    assert [(title, rows) for title, rows, _, _ in sluice] == [("alpha[0]", ["a", "b"]), ("beta", ["a"])]
+    assert [(title, rows, columns) for title, rows, columns, _ in sluice] == [
+        ("alpha[0]", ["a", "b"], ["a", "b"]), ("beta", ["a"], ["layer 1", "layer 2"])]
+    # with 2 subspaces per task, alpha mixes task-major subspaces: the card says which is which
+    (_, rows, columns, _), = sharing_tables({"alpha": [[[float(i == j) for j in range(4)] for i in range(4)]]}, ["a", "b"])
+    assert rows == columns == ["a.s0", "a.s1", "b.s0", "b.s1"]
     text = architecture_markdown({"candidate": {"architecture": {"family": "mmoe"}}, "sharing": {"gates": {"a": {"e0": 1.0}}}}, ["a"])
     assert "Learned `gates`" in text and "| a | 1.000 |" in text
 
