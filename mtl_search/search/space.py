@@ -35,6 +35,7 @@ from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
 from mtl_search.search.params import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
                                       StrictSection, one_of, suggest)
+from mtl_search.training.trainer import OPTIMIZERS
 from mtl_search.weighting import get_method
 
 
@@ -44,7 +45,7 @@ class TrainingSpace(StrictSection):
     learning_rate: PositiveFloat = FloatRange(low=1e-3, high=1e-2, log=True)
     batch_size: Count = 256
     weight_decay: NonNegativeFloat = 0.0
-    optimizer: StrParam = "adam"
+    optimizer: Annotated[StrParam, one_of(tuple(OPTIMIZERS), "an optimizer")] = "adam"
     # which weights a trial returns: the epoch with the lowest geometric mean of its tasks'
     # validation losses ("best"), or the last epoch's ("last"); a policy, not searched
     checkpoint: Literal["best", "last"] = "best"

@@ -125,7 +125,7 @@ def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, An
     tensors on a CPU or CUDA device (PyTorch would only refuse those at the first step).
     """
     if name not in OPTIMIZERS:
-        raise UserError(f"training.optimizer {name!r}: expected adam, adamw or sgd")
+        raise UserError(f"training.optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
     optimizer_class, options = OPTIMIZERS[name]
     options = options | {"lr": learning_rate, "weight_decay": weight_decay}
     if all(_fusable(p) for p in _flat_parameters(parameters)):

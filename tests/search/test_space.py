@@ -67,6 +67,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ("families: {tree: {}}\nblock: {activation: sigmoidz}\n", "key block.activation: 'sigmoidz' is not an activation (expected one of relu, gelu"),
         ("families: {tree: {}}\nblock: {activation: {choices: [relu, nope]}}\n", "key block.activation: 'nope' is not an activation"),
         ("families: {tree: {}}\nblock: {norm: {choices: [none, group]}}\n", "key block.norm: 'group' is not a norm (expected one of none, batch, layer)"),
+        ("families: {tree: {}}\ntraining: {optimizer: {choices: [adam, rmsprop]}}\n",
+         "key training.optimizer: 'rmsprop' is not an optimizer (expected one of adam, adamw, sgd)"),
         # a step Optuna would only warn about, shrinking the range (here to the constant 0.001)
         ("families: {tree: {}}\ntraining: {learning_rate: {low: 0.001, high: 0.01, step: 2}}\n",
          "key training.learning_rate: step 2 is larger than the range 0.001 to 0.01 (high - low must be a multiple of step)"),
