@@ -97,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     progress = None if args.quiet else _Progress(args.trials)
     status = 0
+    trials_before = _trial_count(storage, settings.study_name) or 0
     try:
         if progress:
             progress.start(f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
@@ -110,7 +111,19 @@ def main(args: argparse.Namespace) -> int:
             progress.stop()
     print_front(study)
     warn_of_trials_without_limits(study, "run")
+    failed = _all_failed(study.get_trials(deepcopy=False)[trials_before:])
+    if failed and status == 0:
+        # a script must not take a run that trained nothing for a success
+        print(f"mtl-search run: error: all {failed} trial(s) of this run failed (reasons above)", file=sys.stderr)
+        status = 1
     return status
+
+
+def _all_failed(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """How many ``trials`` there are when every one of them failed, else 0."""
+    if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
+        return len(trials)
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:
@@ -210,13 +223,18 @@ def _describe_exit(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int | None:
+    """The study's trials so far, or None when it does not exist yet."""
+    try:
+        return storage.get_n_trials(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None
+
+
 def _continued(storage: optuna.storages.BaseStorage, name: str) -> str:
     """" (continued, N trials so far)" when the study exists: a rerun after a stop says it resumed."""
-    try:
-        study_id = storage.get_study_id_from_name(name)
-    except KeyError:
-        return ""
-    return f" (continued, {storage.get_n_trials(study_id)} trials so far)"
+    count = _trial_count(storage, name)
+    return "" if count is None else f" (continued, {count} trials so far)"
 
 
 def _check_study_name(name: str) -> None:

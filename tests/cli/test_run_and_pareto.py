@@ -30,6 +30,19 @@ def test_three_trial_search_gives_trials_and_a_front(cli, storage_url):
     assert study.user_attrs["mtl_search"]["data"]["source"] == "synthetic"
 
 
+def test_a_run_whose_every_trial_failed_exits_1_and_a_later_good_run_exits_0(cli, storage_url, tmp_path):
+    diverging = tmp_path / "diverging.yaml"  # Adam at learning rate 1e4: every trial diverges
+    diverging.write_text("families: {tree: {}}\ntraining: {learning_rate: 10000.0}\n")
+    result = cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "f", "--space", str(diverging), *QUICK)
+    assert result.code == 1, result
+    assert result.err.strip().splitlines()[-1] == "mtl-search run: error: all 2 trial(s) of this run failed (reasons above)"
+    assert "trial 0 failed: " in result.out and "trial 1 failed: " in result.out and "training loss" in result.out
+    # the failures stay in the study; a run that completes a trial is a success again
+    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "f", *QUICK)
+    assert result.code == 0, result
+    assert len(optuna.load_study(study_name="f", storage=storage_url).trials) == 3
+
+
 def test_running_again_with_the_same_name_adds_trials(cli, storage_url):
     assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "again", *QUICK).code == 0
     assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "again", *QUICK).code == 0
