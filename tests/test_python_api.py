@@ -77,3 +77,28 @@ def test_a_search_from_python_refuses_what_the_cli_refuses(tmp_path):
         settings = SearchSettings(study_name="bad", storage=f"sqlite:///{tmp_path / 's.db'}", **{field: value})
         with pytest.raises(UserError, match=f"^{field} {value}: must be"):
             run_search(data, load_space("default"), settings)
+    for field, value, message in (
+        ("device", "gpu", "--device 'gpu': not a device name"),
+        ("seed_strategy", "affinty", "seed_strategy 'affinty': expected one of none, affinity"),
+        ("affinity_measure", "easy hard", "affinity measure 'easy_hard' is not|affinity measure 'easy hard'"),
+        ("seed_trees", "grwn", "affinity tree_shape 'grwn'"),
+        ("sampler", "cmaes", "sampler 'cmaes': expected one of tpe, nsga2, random"),
+        ("startup_trials", -3, "startup_trials -3: must be at least 1"),
+        ("worker_index", -1, "worker_index -1: must be at least 0"),
+    ):
+        settings = SearchSettings(study_name="bad", storage=f"sqlite:///{tmp_path / 's.db'}", **{field: value})
+        with pytest.raises(UserError, match=message):
+            run_search(data, load_space("default"), settings)
+    assert not (tmp_path / "s.db").exists() or optuna.get_all_study_names(f"sqlite:///{tmp_path / 's.db'}") == []
+
+
+def test_the_cli_spelling_of_the_affinity_measure_works_from_python(tmp_path):
+    from mtl_search.data import load_data
+    from mtl_search.search import SearchSettings, parse_space, run_search
+
+    data = load_data("synthetic", {"rows": "300", "dim": "4"})
+    space = parse_space({"training": {"epochs": 1}, "families": {"tree": {"depth": 1, "width": 4}}})
+    settings = SearchSettings(study_name="m", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=2, seed_strategy="affinity",
+                              affinity_measure="easy-hard", save_artifacts=False)
+    study = run_search(data, space, settings)
+    assert len(study.trials) == 2 and study.user_attrs["affinity"]["measure"] == "easy_hard"

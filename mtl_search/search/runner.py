@@ -14,9 +14,10 @@ from mtl_search.errors import UserError
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
-from mtl_search.search.study import create_or_continue, make_sampler, objectives_for, record_other_space
+from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
+from mtl_search.training import resolve_device
 
 
 @dataclasses.dataclass
@@ -73,7 +74,7 @@ def run_search(
     or the storage is a database server; processes that call this on one SQLite file with
     their own budgets do not see each other's running trials.
     """
-    _check_settings(settings)
+    settings = _check_settings(settings)
     if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
         space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
@@ -120,14 +121,30 @@ def run_search(
     return study
 
 
-def _check_settings(settings: SearchSettings) -> None:
-    """What the CLI's flags refuse, refused from Python too (before anything is stored)."""
+SEED_STRATEGIES = ("none", "affinity")
+
+
+def _check_settings(settings: SearchSettings) -> SearchSettings:
+    """What the CLI's flags refuse, refused from Python too (before anything is stored); the
+    settings back with the affinity measure spelt as the code does (the CLI's "easy-hard")."""
     if settings.epochs is not None and settings.epochs < 1:
         raise UserError(f"epochs {settings.epochs}: must be at least 1")
     if settings.n_trials is not None and settings.n_trials < 0:
         raise UserError(f"n_trials {settings.n_trials}: must be at least 0")
     if settings.timeout is not None and settings.timeout <= 0:
         raise UserError(f"timeout {settings.timeout}: must be more than 0 seconds")
+    if settings.sampler not in SAMPLERS:
+        raise UserError(f"sampler {settings.sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    if settings.startup_trials is not None and settings.startup_trials < 1:
+        raise UserError(f"startup_trials {settings.startup_trials}: must be at least 1")
+    if settings.worker_index < 0:
+        raise UserError(f"worker_index {settings.worker_index}: must be at least 0")
+    if settings.seed_strategy not in SEED_STRATEGIES:
+        raise UserError(f"seed_strategy {settings.seed_strategy!r}: expected one of {', '.join(SEED_STRATEGIES)}")
+    settings = dataclasses.replace(settings, affinity_measure=settings.affinity_measure.replace("-", "_"))
+    affinity.AffinitySettings(tree_shape=settings.seed_trees, measure=settings.affinity_measure)  # refuses bad names
+    resolve_device(settings.device)  # a device that cannot train would fail every trial
+    return settings
 
 
 # metrics that need both classes among the scored rows

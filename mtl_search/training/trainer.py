@@ -90,16 +90,29 @@ def checkpoint_score(scores: dict[str, dict[str, float]]) -> float:
     return total
 
 
-def resolve_device(name: str | None = None) -> torch.device:
-    """``None``/"auto": the GPU when one is present, else the CPU."""
+def resolve_device(name: str | torch.device | None = None, option: str = "--device") -> torch.device:
+    """``None``/"auto": the GPU when one is present, else the CPU; otherwise the device named,
+    checked to be present on this machine. ``option`` names where the name came from in the
+    one-line error (the CLI flag; ``mtl_search.load`` passes ``device=``)."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    shown = f"{option} {str(name)!r}"
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1, mps, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name!r}: no CUDA device is available on this machine")
+    except (RuntimeError, TypeError):
+        raise UserError(f"{shown}: not a device name (cpu, cuda, cuda:1, mps, auto)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{shown}: no CUDA device is available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"{shown}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{shown}: no MPS (Apple GPU) device is available on this machine")
+    elif device.type != "cpu":
+        # another accelerator torch knows by name (xpu, ...): present only if its backend says so
+        backend = getattr(torch, device.type, None)
+        if not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+            raise UserError(f"{shown}: no {device.type} device is available on this machine (cpu, cuda, mps, auto)")
     return device
 
 
@@ -178,6 +191,46 @@ def check_blown_up(losses: dict[str, float], constant_losses: dict[str, float], 
                 f"times that of a constant prediction ({reference:.3g}): the weights blew up (learning rate {learning_rate:g})")
 
 
+CANDIDATE_KEYS = ("architecture", "training", "loss_weighting")
+
+
+def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
+    """The candidate's training settings over :data:`DEFAULT_TRAINING`, each checked.
+
+    A candidate written by hand must not train quietly on defaults because of a typo
+    (``epoch``, ``lr``, ``trainng``), nor return an untrained model for ``epochs: 0``.
+    """
+    if not isinstance(candidate, dict):
+        raise UserError(f"candidate: expected a mapping with keys {', '.join(CANDIDATE_KEYS)}, got {type(candidate).__name__}")
+    unknown = [key for key in candidate if key not in CANDIDATE_KEYS]
+    if unknown:
+        raise UserError(f"candidate: unknown key {unknown[0]!r} (expected {', '.join(CANDIDATE_KEYS)})")
+    if "architecture" not in candidate:
+        raise UserError("candidate: 'architecture' (the spec) is missing")
+    given = candidate.get("training") or {}
+    if not isinstance(given, dict):
+        raise UserError(f"candidate training: expected a mapping, got {given!r}")
+    unknown = [key for key in given if key not in DEFAULT_TRAINING]
+    if unknown:
+        raise UserError(f"training.{unknown[0]}: unknown key (expected one of {', '.join(DEFAULT_TRAINING)})")
+    config = DEFAULT_TRAINING | given
+    for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value >= 2**64:
+            expected = "a whole number from 0 to 2**64 - 1 (torch's seeds)" if key == "seed" else f"a whole number >= {minimum}"
+            raise UserError(f"training.{key}: expected {expected}, got {value!r}")
+    for key, positive in (("learning_rate", True), ("weight_decay", False)):
+        value = config[key]
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or value < 0 or (positive and value == 0)):
+            raise UserError(f"training.{key}: expected a finite number {'above' if positive else 'at least'} 0, got {value!r}")
+    if config["checkpoint"] not in CHECKPOINTS:
+        raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
+    if config["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"training.optimizer {config['optimizer']!r}: expected one of {', '.join(OPTIMIZERS)}")
+    return config
+
+
 def train_candidate(
     data: MultiTaskData,
     candidate: dict[str, Any],
@@ -195,9 +248,7 @@ def train_candidate(
     :func:`checkpoint_score`, and ``validation``/``test`` are that epoch's. ``train_split``
     replaces the training rows (used to retrain on train + validation for export).
     """
-    config = DEFAULT_TRAINING | dict(candidate.get("training", {}))
-    if config["checkpoint"] not in CHECKPOINTS:
-        raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
+    config = checked_training(candidate)
     keep_best = config["checkpoint"] == "best"
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     torch.manual_seed(int(config["seed"]))
@@ -282,6 +333,9 @@ def train_candidate(
 
     if kept_state is not None and kept_epoch != len(history):
         model.load_state_dict(kept_state)
+    # returned ready to predict, as mtl_search.load returns a model: dropout off, batch norm
+    # on its running statistics (which predicting in train mode would also overwrite)
+    model.eval()
     test_scores = evaluate(model, data, data.test.to(device))
     return TrainResult(
         history=history,

@@ -73,13 +73,17 @@ def make_weighting(
 
     ``task_kinds`` maps each task to its kind; tasks left out count as regression.
     """
+    if isinstance(config, str):  # a method name alone: its default settings
+        config = {"method": config}
+    if config is not None and not isinstance(config, Mapping):
+        raise UserError(f"loss weighting: expected a method name or a mapping with 'method', got {config!r}")
     config = dict(config or {"method": "static"})
     method = get_method(config.pop("method", "static"))
     if method.needs_task_kinds:
         config["task_kinds"] = {name: (task_kinds or {}).get(name, "regression") for name in task_names}
     try:
         return method.constructor(task_names, **config)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown keyword, or a value of the wrong kind
         raise UserError(f"loss weighting {method.name!r}: {error}") from None
 
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from mtl_search.errors import UserError
+
 
 class LossWeighting:
     """Base class: subclasses implement :meth:`backward` and may override the hooks."""
@@ -133,3 +135,14 @@ def combine(losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Te
     if extra is not None:
         total = total + extra
     return total
+
+
+def shared_parameters(model: nn.Module, method: str) -> list[nn.Parameter]:
+    """``model.shared_parameters()``: the parameters every task's loss reaches, which the
+    gradient methods balance. A model of one's own must provide it (docs/loss_weighting.md)."""
+    getter = getattr(model, "shared_parameters", None)
+    if not callable(getter):
+        raise UserError(f"loss weighting {method!r} needs model.shared_parameters(), the parameters every task's loss "
+                        f"reaches; {type(model).__name__} has none (see docs/loss_weighting.md, 'On a model of your own')")
+    return list(getter())
+

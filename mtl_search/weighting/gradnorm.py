@@ -31,7 +31,7 @@ from torch import nn
 from mtl_search.errors import UserError
 from mtl_search.search.params import FloatRange, NonNegativeFloat, PositiveFloat, suggest
 from mtl_search.weighting import Method, register_method
-from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest
+from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest, shared_parameters
 
 # floor for the first losses and the weights: a weight of exactly 0 could never come back
 _TINY = 1e-8
@@ -72,7 +72,7 @@ class GradNorm(LossWeighting):
         total = (weights * stacked).sum()
         if extra is not None:
             total = total + extra
-        shared = model.shared_parameters()
+        shared = shared_parameters(model, self.name)
         if not shared or len(self.task_names) < 2:
             total.backward()
             return total.detach()

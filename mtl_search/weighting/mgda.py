@@ -31,7 +31,7 @@ from torch import nn
 from mtl_search.errors import UserError
 from mtl_search.search.params import StrParam, suggest
 from mtl_search.weighting import Method, register_method
-from mtl_search.weighting.base import EpochMean, LossWeighting, task_gradients
+from mtl_search.weighting.base import EpochMean, LossWeighting, shared_parameters, task_gradients
 
 NORMALIZATIONS = ("none", "l2", "loss")
 
@@ -139,7 +139,7 @@ class MGDA(LossWeighting):
         """The min-norm simplex weights alpha (on the CPU) for this batch's stacked task losses."""
         n_tasks = losses.shape[0]
         representation = shared_representation(model) if self.gradients == "auto" else None
-        inputs = [representation] if representation is not None else model.shared_parameters()
+        inputs = [representation] if representation is not None else shared_parameters(model, self.name)
         if not inputs or n_tasks < 2:
             return torch.full((n_tasks,), 1.0 / n_tasks)
         grads = task_gradients(list(losses), inputs).detach()

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.weighting import Method, register_method
-from mtl_search.weighting.base import LossWeighting, add_to_grad, combine, task_gradients
+from mtl_search.weighting.base import LossWeighting, add_to_grad, combine, shared_parameters, task_gradients
 
 
 def project_conflicting(gradients: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -56,7 +56,7 @@ class PCGrad(LossWeighting):
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
         total = combine(losses, self.weights(), extra)
-        shared = model.shared_parameters()
+        shared = shared_parameters(model, self.name)
         if not shared or len(self.task_names) < 2:
             total.backward()
             return total.detach()

@@ -9,6 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from mtl_search.errors import UserError
 from mtl_search.search.params import PositiveFloatRange
 from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import LossWeighting, combine
@@ -17,9 +18,21 @@ from mtl_search.weighting.base import LossWeighting, combine
 class StaticWeighting(LossWeighting):
     name = "static"
 
-    def __init__(self, task_names: Sequence[str], weights: dict[str, float] | None = None) -> None:
+    def __init__(self, task_names: Sequence[str], weights: dict[str, float] | Literal["equal"] | None = None) -> None:
         super().__init__(task_names)
-        self._weights = {name: float((weights or {}).get(name, 1.0)) for name in self.task_names}
+        if weights is None or weights == "equal":
+            weights = {}
+        if not isinstance(weights, dict):
+            # "simplex" and ranges are search-space settings: a candidate holds the drawn numbers
+            raise UserError(f"loss weighting 'static': weights {weights!r}: expected 'equal' or a weight per task "
+                            f"({', '.join(self.task_names)}); 'simplex' and ranges belong in a space file")
+        unknown = [name for name in weights if name not in self.task_names]
+        if unknown:
+            raise UserError(f"loss weighting 'static': weight for unknown task {unknown[0]!r} (tasks: {', '.join(self.task_names)})")
+        for name, value in weights.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise UserError(f"loss weighting 'static': weight of {name}: expected a finite number >= 0, got {value!r}")
+        self._weights = {name: float(weights.get(name, 1.0)) for name in self.task_names}
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
         total = combine(losses, self._weights, extra)

@@ -1,6 +1,7 @@
 """Training one candidate: it learns, it is reproducible, it keeps its best epoch, and it stops on divergence."""
 
 import math
+import re
 
 import pytest
 
@@ -113,6 +114,43 @@ def test_an_unknown_checkpoint_is_refused(tiny_synthetic):
 
     with pytest.raises(UserError, match="training.checkpoint 'middle'"):
         train_candidate(tiny_synthetic, candidate(checkpoint="middle"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"training": {"epoch": 1}}, "training.epoch: unknown key (expected one of epochs, learning_rate, "),
+    ({"training": {"lr": 0.5}}, "training.lr: unknown key"),
+    ({"trainng": {"epochs": 1}}, "candidate: unknown key 'trainng' (expected architecture, training, loss_weighting)"),
+    ({"training": {"epochs": 0}}, "training.epochs: expected a whole number >= 1, got 0"),
+    ({"training": {"epochs": 1.5}}, "training.epochs: expected a whole number >= 1, got 1.5"),
+    ({"training": {"batch_size": -5}}, "training.batch_size: expected a whole number >= 1, got -5"),
+    ({"training": {"seed": "a"}}, "training.seed: expected a whole number from 0 to 2**64 - 1"),
+    ({"training": {"learning_rate": -0.1}}, "training.learning_rate: expected a finite number above 0, got -0.1"),
+    ({"training": {"learning_rate": float("nan")}}, "training.learning_rate: expected a finite number above 0, got nan"),
+    ({"training": {"weight_decay": -1e-4}}, "training.weight_decay: expected a finite number at least 0"),
+    ({"training": {"optimizer": "rmsprop"}}, "training.optimizer 'rmsprop': expected one of adam, adamw, sgd"),
+    ({"training": "fast"}, "candidate training: expected a mapping, got 'fast'"),
+])
+def test_a_hand_written_candidate_with_a_mistake_is_refused_before_training(tiny_synthetic, change, message):
+    # a typo must not train quietly on the defaults, nor epochs 0 return an untrained model
+    from mtl_search.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        train_candidate(tiny_synthetic, {"architecture": SPEC} | change)
+    with pytest.raises(UserError, match=re.escape("candidate: 'architecture' (the spec) is missing")):
+        train_candidate(tiny_synthetic, {"training": {"epochs": 1}})
+
+
+def test_the_model_comes_back_ready_to_predict(tiny_synthetic):
+    import torch
+
+    spec = SPEC | {"block": {"norm": "batch", "dropout": 0.5}}
+    result = train_candidate(tiny_synthetic, {"architecture": spec, "training": {"epochs": 1, "batch_size": 64}})
+    assert not result.model.training  # dropout off, batch norm on its running statistics
+    one_row = {"x": tiny_synthetic.test.inputs["x"][:1]}
+    with torch.no_grad():
+        first, again = result.model(one_row), result.model(one_row)  # a batch of 1 fails batch norm in train mode
+    assert torch.equal(first["task1"], again["task1"])
+    assert evaluate(result.model, tiny_synthetic, tiny_synthetic.test) == result.test
 
 
 def test_the_optimiser_uses_the_fused_kernel_where_the_parameters_allow_it():
