@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from torch import nn
 
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
-from mtl_search.architectures.blocks import BlockFactory, CustomStem, build_stem
+from mtl_search.architectures.blocks import (BlockFactory, CustomStem, build_stem, check_keys, validate_block, validate_stem,
+                                             validate_tower)
 from mtl_search.tasks import validate_conditions
 from mtl_search.architectures.relationship import prior_from_spec, summarize_relationship, validate_relationship
 from mtl_search.errors import UserError
@@ -47,7 +48,7 @@ def _load_families() -> None:
 
 def get_family(name: str) -> Family:
     _load_families()
-    if name not in _FAMILIES:
+    if not isinstance(name, str) or name not in _FAMILIES:
         raise UserError(f"architecture family {name!r} is not known (known: {', '.join(sorted(_FAMILIES))})")
     return _FAMILIES[name]
 
@@ -57,13 +58,28 @@ def family_names() -> list[str]:
     return sorted(_FAMILIES)
 
 
+# Keys every family's spec may have; a family declares its own as ``required_keys`` and
+# ``optional_keys`` (docs/architectures.md, "Spec keys").
 COMMON_KEYS = ("family", "block", "tower", "stem", "relationship")
 
 
 def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
+    """Raise UserError naming the key at fault if ``spec`` cannot be built for these tasks."""
     if not isinstance(spec, dict) or "family" not in spec:
         raise UserError("architecture spec: expected an object with a 'family' key")
-    get_family(spec["family"]).validate(spec, task_names)
+    family = get_family(spec["family"])
+    where = f"{family.name} spec"
+    required = getattr(family, "required_keys", None)
+    if required is not None:  # a family registered without its keys is not checked for them
+        own = (*required, *getattr(family, "optional_keys", ()))
+        check_keys(spec, (*own, *COMMON_KEYS), where)
+        missing = [key for key in required if key not in spec]
+        if missing:
+            raise UserError(f"{where}: {missing[0]} is missing (required: {', '.join(required)})")
+    family.validate(spec, task_names)
+    validate_block(spec.get("block", {}), where)
+    validate_tower(spec.get("tower", {}), where)
+    validate_stem(spec.get("stem"), where)
     if spec.get("relationship") is not None:
         validate_relationship(spec["relationship"])
 
@@ -85,7 +101,8 @@ def build_model(
     family = get_family(spec["family"])
     stem_module = stem if stem is not None else build_stem(input_schema, spec.get("stem"))
     in_shape = tuple(stem_module.out_shape)
-    blocks = BlockFactory.from_spec(spec.get("block", {}), in_shape)
+    source = f"{input_schema.get('kind')} input" if stem is None else "custom stem's output"
+    blocks = BlockFactory.from_spec(spec.get("block", {}), in_shape, f"{family.name} spec", source)
     body = family.build(spec, in_shape, task_names, blocks)
     tower = spec.get("tower", {})
     towers = make_towers(body, tasks, tower.get("widths", []), spec.get("block", {}).get("activation", "relu"))

@@ -121,6 +121,11 @@ class Family(Protocol):
     """An architecture family: how its spec is sampled, built and summarised."""
 
     name: str
+    # The family's own spec keys, beside the common ones (architectures.COMMON_KEYS):
+    # validate_spec refuses any other key and a missing required one. A family registered
+    # without them is not checked for unknown or missing keys.
+    required_keys: tuple[str, ...]
+    optional_keys: tuple[str, ...]
 
     def space_model(self) -> type:
         """The pydantic model of this family's section in a search-space file."""

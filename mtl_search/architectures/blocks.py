@@ -19,6 +19,71 @@ Shape = tuple[int, ...]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
 NORMS = ("none", "batch", "layer")
+BLOCK_TYPES = ("mlp", "conv")
+
+# The keys of the spec sections every family shares (docs/architectures.md lists them).
+BLOCK_KEYS = ("type", "norm", "activation", "dropout")
+TOWER_KEYS = ("widths",)
+
+
+# -- checks of hand-written specs: messages "<where>: <key> must be ..., got <value>" -------
+
+
+def is_whole(value: Any) -> bool:
+    """An int that is not a bool (JSON ``true`` must not pass for 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_widths(value: Any, where: str, key: str, allow_empty: bool = True) -> None:
+    """``value`` must be a list of positive whole numbers (non-empty unless ``allow_empty``)."""
+    if not isinstance(value, list) or (not value and not allow_empty) or not all(is_whole(w) and w >= 1 for w in value):
+        raise UserError(f"{where}: {key} must be a {'' if allow_empty else 'non-empty '}list of positive whole numbers, got {value!r}")
+
+
+def check_keys(section: Any, known: Sequence[str] | None, where: str, name: str = "") -> None:
+    """``section`` must be an object whose keys are all in ``known`` (None: any key);
+    ``name`` is the section's key in the spec ("" for the spec itself)."""
+    if not isinstance(section, dict):
+        listed = f" with keys {', '.join(known)}" if known else ""
+        raise UserError(f"{where}: {name} must be an object{listed}, got {section!r}")
+    unknown = [key for key in section if known is not None and key not in known]
+    if unknown:
+        prefix = f"{name}." if name else ""
+        raise UserError(f"{where}: {prefix}{unknown[0]} is not a known key (known: {', '.join(known or ())})")
+
+
+def validate_block(block: Any, where: str = "architecture spec") -> None:
+    """A spec's ``block`` section: known keys, each value one the blocks accept."""
+    check_keys(block, BLOCK_KEYS, where, "block")
+    for key, allowed in (("type", BLOCK_TYPES), ("norm", NORMS), ("activation", tuple(ACTIVATIONS))):
+        if key in block and (not isinstance(block[key], str) or block[key] not in allowed):
+            raise UserError(f"{where}: block.{key} must be one of {', '.join(allowed)}, got {block[key]!r}")
+    dropout = block.get("dropout", 0.0)
+    if not is_number(dropout) or not 0.0 <= dropout < 1.0:
+        raise UserError(f"{where}: block.dropout must be a number in [0, 1), got {dropout!r}")
+
+
+def validate_tower(tower: Any, where: str = "architecture spec") -> None:
+    """A spec's ``tower`` section: ``widths``, the hidden layers of every task's tower."""
+    check_keys(tower, TOWER_KEYS, where, "tower")
+    check_widths(tower.get("widths", []), where, "tower.widths")
+
+
+def validate_stem(stem: Any, where: str = "architecture spec") -> None:
+    """A spec's ``stem`` section (absent or None: defaults): keys some stem reads.
+
+    Every key any registered stem reads is allowed, whichever the data's kind: a search
+    stored before spaces were checked against the data (SearchSpace.check_stem) may hold
+    one its stem ignores. A stem registered without its settings may read any key.
+    """
+    if stem is None:
+        return
+    known = None if set(_EXTRA_STEMS) - set(_STEM_SETTINGS) else sorted({key for keys in _STEM_SETTINGS.values() for key in keys})
+    check_keys(stem, known, where, "stem")
 
 
 class BlockFactory:
@@ -37,19 +102,20 @@ class BlockFactory:
         dropout: float = 0.0,
         pool_min: int = 8,
     ) -> None:
-        if kind not in ("mlp", "conv"):
-            raise UserError(f"block type {kind!r}: expected 'mlp' or 'conv'")
-        if norm not in NORMS:
-            raise UserError(f"block norm {norm!r}: expected one of {', '.join(NORMS)}")
-        if activation not in ACTIVATIONS:
-            raise UserError(f"block activation {activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+        validate_block({"type": kind, "norm": norm, "activation": activation, "dropout": dropout}, "BlockFactory")
         self.kind, self.norm, self.activation, self.dropout, self.pool_min = kind, norm, activation, float(dropout), pool_min
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], input_shape: Shape) -> "BlockFactory":
+    def from_spec(cls, spec: dict[str, Any], input_shape: Shape, where: str = "architecture spec", source: str = "input") -> "BlockFactory":
+        """Blocks for a spec's ``block`` section and the stem's output shape; errors begin with
+        ``where`` and call the stem's output ``source`` (e.g. "vector input")."""
+        validate_block(spec, where)
         kind = spec.get("type", "conv" if len(input_shape) == 3 else "mlp")
         if kind == "mlp" and len(input_shape) != 1:
             kind = "conv"  # an MLP block cannot read an image; conv blocks stand in
+        if kind == "conv" and len(input_shape) != 3:
+            raise UserError(f"{where}: block.type 'conv' needs image input (channels, height, width), "
+                            f"but the {source} has shape {tuple(input_shape)}")
         return cls(
             kind=kind,
             norm=spec.get("norm", "none"),

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Shape
+from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths, is_number, is_whole
 from mtl_search.errors import UserError
 from mtl_search.search.params import Count, Share, suggest
 
@@ -92,6 +92,8 @@ def rounded_matrix(matrix: torch.Tensor, digits: int = 3) -> list[list[float]]:
 
 class CrossStitchFamily:
     name = "cross_stitch"
+    required_keys = ("widths", "units", "alpha_self")
+    optional_keys = ()
 
     def space_model(self) -> type:
         return CrossStitchSpace
@@ -112,7 +114,7 @@ class CrossStitchFamily:
         validate_columns(spec, "cross_stitch")
         units = spec.get("units")
         depth = len(spec["widths"])
-        if not isinstance(units, list) or any(not isinstance(u, int) or isinstance(u, bool) or not 0 <= u < depth for u in units) or len(set(units)) != len(units):
+        if not isinstance(units, list) or any(not is_whole(u) or not 0 <= u < depth for u in units) or len(set(units)) != len(units):
             raise UserError(f"cross_stitch spec: units must list distinct layer indices in 0..{depth - 1}, got {units!r}")
         check_fraction(spec.get("alpha_self"), "alpha_self", "cross_stitch")
 
@@ -129,13 +131,11 @@ class CrossStitchFamily:
 
 
 def validate_columns(spec: dict[str, Any], family: str) -> None:
-    widths = spec.get("widths")
-    if not isinstance(widths, list) or not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-        raise UserError(f"{family} spec: widths must be a non-empty list of positive whole numbers, got {widths!r}")
+    check_widths(spec.get("widths"), f"{family} spec", "widths", allow_empty=False)
 
 
 def check_fraction(value: Any, name: str, family: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+    if not is_number(value) or not 0.0 <= value <= 1.0:
         raise UserError(f"{family} spec: {name} must be a number in [0, 1], got {value!r}")
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, flat_size
+from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size, is_whole
 from mtl_search.errors import UserError
 from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest
 
@@ -125,15 +125,8 @@ class MMoEBody(Body):
 
 
 def _check_int(value: Any, name: str, family: str, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_whole(value) or value < minimum:
         raise UserError(f"{family} spec: {name} must be a whole number >= {minimum}, got {value!r}")
-
-
-def _check_widths(value: Any, name: str, family: str, allow_empty: bool) -> None:
-    if not isinstance(value, list) or (not value and not allow_empty):
-        raise UserError(f"{family} spec: {name} must be a {'' if allow_empty else 'non-empty '}list of widths, got {value!r}")
-    for width in value:
-        _check_int(width, name, family, 1)
 
 
 def _widths(trial: Any, prefix: str, depth_param: Any, width_param: Any, minimum_depth: int) -> list[int]:
@@ -151,6 +144,8 @@ def _format_widths(widths: Sequence[int]) -> str:
 
 class MMoEFamily:
     name = "mmoe"
+    required_keys = ("experts", "expert_widths")
+    optional_keys = ("bottom_widths",)
 
     def space_model(self) -> type:
         return MMoESpace
@@ -165,8 +160,8 @@ class MMoEFamily:
 
     def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
         _check_int(spec.get("experts"), "experts", "mmoe", 1)
-        _check_widths(spec.get("expert_widths"), "expert_widths", "mmoe", allow_empty=False)
-        _check_widths(spec.get("bottom_widths", []), "bottom_widths", "mmoe", allow_empty=True)
+        check_widths(spec.get("expert_widths"), "mmoe spec", "expert_widths", allow_empty=False)
+        check_widths(spec.get("bottom_widths", []), "mmoe spec", "bottom_widths")
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
         return MMoEBody(spec["experts"], spec["expert_widths"], spec.get("bottom_widths", []), in_shape, task_names, blocks)
@@ -270,6 +265,8 @@ class PLEBody(Body):
 
 class PLEFamily:
     name = "ple"
+    required_keys = ("levels", "shared_experts", "task_experts", "expert_widths")
+    optional_keys = ()
 
     def space_model(self) -> type:
         return PLESpace
@@ -290,7 +287,7 @@ class PLEFamily:
         _check_int(spec.get("task_experts"), "task_experts", "ple", 0)
         if spec["shared_experts"] + spec["task_experts"] < 1:
             raise UserError("ple spec: shared_experts + task_experts must be at least 1, got 0 experts per gate")
-        _check_widths(spec.get("expert_widths"), "expert_widths", "ple", allow_empty=False)
+        check_widths(spec.get("expert_widths"), "ple spec", "expert_widths", allow_empty=False)
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
         return PLEBody(spec["levels"], spec["shared_experts"], spec["task_experts"], spec["expert_widths"], in_shape, task_names, blocks)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Shape
+from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
 from mtl_search.errors import UserError
 from mtl_search.search.params import BoolParam, Count, NonNegativeFloat, suggest
 from mtl_search.tasks import Task
@@ -151,8 +151,7 @@ def format_heads(head_depths: dict[str, int], feeders: Sequence[str], task_names
 
 def validate_hierarchy(spec: dict[str, Any], task_names: Sequence[str]) -> None:
     widths = spec.get("widths")
-    if not isinstance(widths, list) or not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-        raise UserError(f"hierarchy spec: widths must be a non-empty list of positive whole numbers, got {widths!r}")
+    check_widths(widths, "hierarchy spec", "widths", allow_empty=False)
     heads = spec.get("head_depths")
     if not isinstance(heads, dict) or sorted(heads) != sorted(task_names):
         raise UserError(f"hierarchy spec: head_depths must give a depth for each task {list(task_names)}, got {heads!r}")
@@ -172,6 +171,8 @@ def validate_hierarchy(spec: dict[str, Any], task_names: Sequence[str]) -> None:
 
 class HierarchyFamily:
     name = "hierarchy"
+    required_keys = ("widths", "head_depths")
+    optional_keys = ("feed_upward", "prediction_embedding", "successive")
 
     def space_model(self) -> type:
         return HierarchySpace

@@ -165,6 +165,8 @@ def round_up(width: int, multiple: int) -> int:
 
 class SluiceFamily:
     name = "sluice"
+    required_keys = ("depth", "width", "subspaces", "orthogonality_weight", "alpha_self", "beta_init")
+    optional_keys = ()
 
     def space_model(self) -> type:
         return SluiceSpace

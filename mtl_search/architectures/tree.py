@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Shape
+from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
 from mtl_search.errors import UserError
 from mtl_search.search.params import Count, suggest
 
@@ -119,11 +119,16 @@ def validate_chain(chain: Sequence[Partition], task_names: Sequence[str]) -> Non
     _check_nested_partitions(chain, task_names, "families.tree.chain", "entry")
 
 
-def validate_tree(widths: Sequence[int], groups: Sequence[Partition], task_names: Sequence[str]) -> None:
+def validate_tree(widths: Any, groups: Any, task_names: Sequence[str]) -> None:
+    check_widths(widths, "tree spec", "widths")
+    if not isinstance(groups, list) or not all(
+        isinstance(partition, list) and all(isinstance(group, list) and all(isinstance(task, str) for task in group) for group in partition)
+        for partition in groups
+    ):
+        raise UserError("tree spec: groups must be a list of partitions, one per depth, each a list of groups of task "
+                        f'names (e.g. [[["a", "b"]], [["a"], ["b"]]]), got {groups!r}')
     if len(widths) != len(groups):
-        raise UserError(f"tree spec: {len(widths)} widths but {len(groups)} partitions")
-    if any(not isinstance(w, int) or w < 1 for w in widths):
-        raise UserError(f"tree spec: widths must be positive whole numbers, got {list(widths)}")
+        raise UserError(f"tree spec: {len(widths)} widths but {len(groups)} partitions (groups): give one of each per depth")
     _check_nested_partitions(groups, task_names, "tree spec", "depth")
 
 
@@ -154,6 +159,8 @@ def format_tree(groups: Sequence[Partition], task_names: Sequence[str]) -> str:
 
 class TreeFamily:
     name = "tree"
+    required_keys = ("widths", "groups")
+    optional_keys = ()
 
     def space_model(self) -> type:
         return TreeSpace

@@ -64,3 +64,29 @@ def test_groups_that_merge_again_are_a_user_error():
     spec = dict(SPEC, widths=[4, 4], groups=[[["task1"], ["task2", "task3"]], [["task1", "task2"], ["task3"]]])
     with pytest.raises(UserError, match="does not lie inside one group"):
         build(spec, 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"widths": None}, "tree spec: widths is missing (required: widths, groups)"),
+    ({"groups": None}, "tree spec: groups is missing (required: widths, groups)"),
+    ({"widths": 16}, "tree spec: widths must be a list of positive whole numbers, got 16"),
+    ({"widths": [True, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [True, 6, 4]"),
+    ({"widths": [8.0, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [8.0, 6, 4]"),
+    ({"widths": ["8", 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got ['8', 6, 4]"),
+])
+def test_a_bad_or_missing_widths_or_groups_key_is_a_one_line_user_error(change, message):
+    spec = {key: value for key, value in dict(SPEC, **change).items() if value is not None}
+    with pytest.raises(UserError) as error:
+        build(spec, 3)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("groups", [
+    "task1,task2,task3",  # a string, not partitions: once read as 17 one-letter partitions
+    [["task1", "task2", "task3"]] * 3,  # partitions of names, not of groups
+    [[["task1", "task2", 3]]] * 3,  # a group holds something else than task names
+])
+def test_groups_that_are_not_partitions_of_task_names_are_refused_as_such(groups):
+    with pytest.raises(UserError, match=r"^tree spec: groups must be a list of partitions, one per depth, .*, got ") as error:
+        build(dict(SPEC, groups=groups), 3)
+    assert repr(groups) in str(error.value)
