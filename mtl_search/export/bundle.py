@@ -66,7 +66,7 @@ def export_trial(
     """
     from mtl_search.architectures import build_model
     # the model card draws with plotly: imported here so that mtl_search.load stays light
-    from mtl_search.export.model_card import model_card, output_meaning, scoring
+    from mtl_search.export.model_card import model_card, output_meaning, scoring, with_labels
     from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights, study_artifact_dir
     from mtl_search.tasks import Task
     from mtl_search.training import resolve_device, train_candidate
@@ -141,9 +141,10 @@ def export_trial(
         target = Path(staging)
         spec = candidate["architecture"]
         task_dicts = [t.to_dict() for t in tasks]
+        preprocessing = meta.get("preprocessing") or {}
+        labelled = with_labels(task_dicts, preprocessing.get("targets"))  # class labels, for what the outputs mean
         (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         save_weights(model, target / WEIGHTS_FILE)
-        preprocessing = meta.get("preprocessing") or {}
         if preprocessing:
             (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
         written_torchscript = _write_torchscript(model, example, target / TORCHSCRIPT_FILE, notes)
@@ -159,7 +160,7 @@ def export_trial(
                        for name, tensor in example.items()},
             "tasks": task_dicts,
             "outputs": [t.name for t in tasks],
-            "output_meaning": {t["name"]: output_meaning(t, task_dicts) for t in task_dicts},
+            "output_meaning": {t["name"]: output_meaning(t, labelled) for t in labelled},
             "weights": WEIGHTS_FILE,
             "weights_source": weights_source,
             "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
@@ -173,7 +174,7 @@ def export_trial(
         objectives = meta.get("objectives", [])
         refined = _refined(study, trial, weights_source)
         (target / METRICS_FILE).write_text(json.dumps({
-            "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, task_dicts) for t in task_dicts},
+            "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, labelled) for t in labelled},
             "refined": refined}, indent=2) + "\n")
         record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
                   "n_params": trial.user_attrs.get("n_params")}

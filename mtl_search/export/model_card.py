@@ -5,12 +5,48 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mtl_search.export.inputs import shape_text
 from mtl_search.visualization.architecture import architecture_markdown
 
 OUTPUT_MEANING = {
-    "multiclass": "one logit per class; `torch.softmax(output, -1)` gives the class probabilities",
+    "multiclass": "one logit per class{order}; `torch.softmax(output, -1)` gives the class probabilities",
     "regression": "the predicted value in the target column's units, one per row",
 }
+
+
+def with_labels(tasks: list[dict[str, Any]], targets: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The tasks with the class labels the preprocessing recorded (``classes``, class 0 first), for
+    the wording below; data that records none (synthetic, built-in sets) leaves them as they are."""
+    labelled = []
+    for task in tasks:
+        classes = ((targets or {}).get(task["name"]) or {}).get("classes")
+        if task["kind"] in ("binary", "multiclass") and classes:
+            task = task | {"classes": [str(c) for c in classes]}
+        labelled.append(task)
+    return labelled
+
+
+def event(task: dict[str, Any]) -> str:
+    """What class 1 of a binary task is: ``churn = 'yes'`` where the label is recorded, else ``churn = 1``."""
+    classes = task.get("classes")
+    if classes and len(classes) == 2 and classes != ["0", "1"]:
+        return f"{task['name']} = {classes[1]!r}"
+    return f"{task['name']} = 1"
+
+
+def class_order(task: dict[str, Any]) -> str:
+    """A multiclass task's classes in output order: "classes ['a', 'b'] in this order" (empty where the labels are not recorded)."""
+    classes = task.get("classes")
+    if not classes:
+        return ""
+    unseen = int(task.get("n_classes") or 0) - len(classes)
+    return f"classes {classes} in this order" + (f", then {unseen} declared class(es) the data never held" if unseen > 0 else "")
+
+
+def multiclass_meaning(task: dict[str, Any]) -> str:
+    """A multiclass output, with its class order where the labels are recorded (markdown)."""
+    order = class_order(task)
+    return OUTPUT_MEANING["multiclass"].format(order=f", over {order}" if order else "")
 
 
 def condition_chain(task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
@@ -22,10 +58,16 @@ def condition_chain(task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[s
     return chain
 
 
-def probability(task: dict[str, Any]) -> str:
+def chain_events(task: dict[str, Any], tasks: list[dict[str, Any]]) -> list[str]:
+    """:func:`event` of the task, then of each task up its chain of conditions."""
+    by_name = {t["name"]: t for t in tasks}
+    return [event(by_name[name]) for name in condition_chain(task, tasks)]
+
+
+def probability(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     """What sigmoid of a binary task's output is: P(task = 1), or P(task = 1 | given = 1) for a conditional task."""
-    given = task.get("given")
-    return f"P({task['name']} = 1 | {given} = 1)" if given else f"P({task['name']} = 1)"
+    events = chain_events(task, tasks)
+    return f"P({events[0]} | {events[1]})" if task.get("given") else f"P({events[0]})"
 
 
 def joint(task: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
@@ -34,9 +76,8 @@ def joint(task: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
     The towers output the conditional logit and training multiplies the probabilities down the
     chain (architectures/conditional.py), so the joint is that product here too.
     """
-    chain = condition_chain(task, tasks)
-    return (f"P({' and '.join(f'{name} = 1' for name in chain)})",
-            " * ".join(f"torch.sigmoid(outputs[{name!r}])" for name in chain))
+    return (f"P({' and '.join(chain_events(task, tasks))})",
+            " * ".join(f"torch.sigmoid(outputs[{name!r}])" for name in condition_chain(task, tasks)))
 
 
 def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
@@ -44,12 +85,14 @@ def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     if task["kind"] == "regression" and task.get("target_std") is not None:
         return (OUTPUT_MEANING["regression"] + f" (the network learned it standardised with the train split's mean "
                 f"{task['target_mean']:.6g} and std {task['target_std']:.6g}, and turns it back)")
-    if task["kind"] != "binary":
-        return OUTPUT_MEANING[task["kind"]].replace("`", "")
-    text = f"one logit per row; torch.sigmoid(output) is {probability(task)}"
+    if task["kind"] == "regression":
+        return OUTPUT_MEANING["regression"]
+    if task["kind"] == "multiclass":
+        return multiclass_meaning(task).replace("`", "")
+    text = f"one logit per row; torch.sigmoid(output) is {probability(task, tasks)}"
     if task.get("given"):
-        event, expression = joint(task, tasks)
-        text += f", conditional on {task['given']} (not P({task['name']} = 1)); the joint {event} is {expression}"
+        both, expression = joint(task, tasks)
+        text += f", conditional on {task['given']} (not P({event(task)})); the joint {both} is {expression}"
     return text
 
 
@@ -62,14 +105,14 @@ def scoring(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
             text += (f"; its `loss` is the mean squared error of the standardised target (MSE / {task['target_std']:.6g}², "
                      f"the train split's std), what training minimised; the other metrics are in the column's units")
         return text
-    conditions = " and ".join(f"{name} = 1" for name in condition_chain(task, tasks)[1:])
-    return (f"computed from {probability(task)} over the rows of the split where {conditions}; its loss is the "
+    conditions = " and ".join(chain_events(task, tasks)[1:])
+    return (f"computed from {probability(task, tasks)} over the rows of the split where {conditions}; its loss is the "
             f"joint (entire-space) loss of {joint(task, tasks)[0]} over every labelled row")
 
 
 def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], record: dict[str, Any],
                notes: list[str], preprocessing: dict[str, Any], refined: dict[str, Any] | None = None) -> str:
-    tasks = description["tasks"]
+    tasks = with_labels(description["tasks"], (preprocessing or {}).get("targets"))
     task_names = [t["name"] for t in tasks]
     lines = [
         f"# {description['study']}, trial {description['trial']}",
@@ -82,13 +125,13 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
         "| task | kind | classes | output |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {t['name']} | {t['kind']} | {t.get('n_classes') or ''} | {_output_cell(t)} |" for t in tasks]
+    lines += [f"| {t['name']} | {t['kind']} | {t.get('n_classes') or ''} | {_output_cell(t, tasks)} |" for t in tasks]
     conditional = [t for t in tasks if t.get("given")]
     for t in conditional:
-        event, expression = joint(t, tasks)
+        both, expression = joint(t, tasks)
         lines += ["", f"**{t['name']} is conditional on {t['given']}** (entire-space task, declared `given={t['given']}`): "
-                  f"`torch.sigmoid(outputs[{t['name']!r}])` is {probability(t)}, the probability of {t['name']} "
-                  f"for a row where {t['given']} happens, not P({t['name']} = 1). The joint {event} is `{expression}`."]
+                  f"`torch.sigmoid(outputs[{t['name']!r}])` is {probability(t, tasks)}, the probability of {t['name']} "
+                  f"for a row where {t['given']} happens, not P({event(t)}). The joint {both} is `{expression}`."]
     lines += ["", "## Metrics", "", "| split | model | task | metric | value |", "|---|---|---|---|---|"]
     for entry in metrics:
         for task, values in (entry.get("values") or {}).items():
@@ -102,8 +145,9 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
     lines += _refined_lines(refined)
     lines += ["## Structure", "", architecture_markdown(record, task_names), "",
               "## Inputs", "", "| input | shape | dtype |", "|---|---|---|"]
-    lines += [f"| `{name}` | {tuple(spec['shape'])} | {spec['dtype']} |" for name, spec in description["inputs"].items()]
-    lines += [""]
+    lines += [f"| `{name}` | {shape_text(tuple(spec['shape']))} | {spec['dtype']} |" for name, spec in description["inputs"].items()]
+    lines += ["", "The model `mtl_search.load` returns checks these names, shapes and dtypes (float64 becomes float32; "
+              "floats are never taken as codes); TorchScript and ONNX take them exactly as shown.", ""]
     if preprocessing:
         lines += [
             "Raw rows become these inputs with the preprocessing fitted on the train split (`preprocessing.json`):",
@@ -125,12 +169,15 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
         "",
         "```python",
         "import mtl_search, torch",
-        "model = mtl_search.load('.')          # an nn.Module in eval mode",
+        "model = mtl_search.load('.')          # an nn.Module in eval mode, on the CPU (device='cuda': a GPU)",
         "with torch.no_grad():                 # inference: tensors you can call .numpy() on",
         "    outputs = model(inputs)           # {task: tensor}",
         "```",
         "",
     ]
+    labelled = [_reading(t, tasks) for t in tasks if t.get("classes")]
+    if labelled:
+        lines += ["Reading the outputs: " + "; ".join(labelled) + ".", ""]
     if description.get("torchscript"):
         lines += [
             "With PyTorch alone:",
@@ -163,14 +210,22 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
     return "\n".join(lines) + "\n"
 
 
-def _output_cell(task: dict[str, Any]) -> str:
+def _output_cell(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     if task["kind"] == "regression":
-        return output_meaning(task, [task])
-    if task["kind"] != "binary":
-        return OUTPUT_MEANING[task["kind"]]
+        cell = output_meaning(task, [task])
+    elif task["kind"] != "binary":
+        cell = multiclass_meaning(task)
+    else:
+        cell = f"one logit per row; `torch.sigmoid(output)` is {probability(task, tasks)}"
     # a bare | would end the table cell
-    cell = f"one logit per row; `torch.sigmoid(output)` is {probability(task)}".replace("|", "\\|")
-    return cell + (f", conditional on {task['given']}: see below" if task.get("given") else "")
+    return cell.replace("|", "\\|") + (f", conditional on {task['given']}: see below" if task.get("given") else "")
+
+
+def _reading(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
+    """How to read a classification output whose class labels are recorded, for the loading section."""
+    if task["kind"] == "binary":
+        return f"`torch.sigmoid(outputs[{task['name']!r}])` is {probability(task, tasks)}"
+    return f"`torch.softmax(outputs[{task['name']!r}], -1)` gives the probabilities of {class_order(task)}"
 
 
 def _refined_lines(refined: dict[str, Any] | None) -> list[str]:
