@@ -25,7 +25,7 @@ from torch import nn
 from mtl_search import __version__
 from mtl_search.errors import UserError, check_output_path
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
-from mtl_search.export.picks import refusal
+from mtl_search.export.picks import find_trial, refusal
 from mtl_search.search.study import STUDY_ATTR
 
 SPEC_FILE = "architecture.json"
@@ -47,7 +47,7 @@ class ExportResult:
 
 def export_trial(
     study: optuna.Study,
-    trial: optuna.trial.FrozenTrial,
+    trial: optuna.trial.FrozenTrial | int,
     directory: str | os.PathLike[str],
     *,
     artifact_dir: str | os.PathLike[str] | None = None,
@@ -56,7 +56,8 @@ def export_trial(
     device: str | None = None,
     data: Any = None,
 ) -> ExportResult:
-    """Write ``trial`` of ``study`` to ``directory`` (see the module docstring for the files).
+    """Write ``trial`` of ``study`` (a trial, or its number) to ``directory`` (see the module
+    docstring for the files).
 
     The weights come from ``artifact_dir`` (which must exist), by default the study's own
     artifact folder (:func:`mtl_search.search.artifacts.study_artifact_dir`); a trial without
@@ -74,6 +75,10 @@ def export_trial(
     meta = study.user_attrs.get(STUDY_ATTR)
     if not meta:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
+    if isinstance(trial, int) and not isinstance(trial, bool):  # a trial number: the trial it names
+        trial = find_trial(study, trial)
+    if not isinstance(trial, optuna.trial.FrozenTrial):
+        raise UserError(f"export_trial: trial must be a trial of the study (or its number), got {type(trial).__name__}")
     ours = {t.number: (t._trial_id, t.datetime_start) for t in study.get_trials(deepcopy=False)}
     if ours.get(trial.number) != (trial._trial_id, trial.datetime_start):  # ids alone repeat across databases
         raise UserError(f"trial {trial.number} is not a trial of study {study.study_name!r} (take it from study.trials)")

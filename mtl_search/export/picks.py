@@ -26,6 +26,8 @@ from mtl_search.search.study import Objective, pareto_trials, stop_reason, study
 
 def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """Trial ``number``, which must have completed (failed and pruned ones have no trained model)."""
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise UserError(f"--trial {number!r}: a trial number is a whole number (an int), got {type(number).__name__}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise UserError(f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})")
@@ -99,6 +101,7 @@ def primary_index(objectives: list[Objective], task: str, rule: str) -> int:
 def parse_weights(text: str, objectives: list[Objective], rule: str) -> list[float]:
     weights = [0.0] * len(objectives)
     names = {o.name: i for i, o in enumerate(objectives)}
+    given: set[int] = set()
     for pair in text.split(","):
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -109,6 +112,9 @@ def parse_weights(text: str, objectives: list[Objective], rule: str) -> list[flo
         if not sep or not key or not math.isfinite(weight) or weight < 0:
             raise UserError(f"--pick {rule}: {pair!r} is not TASK=WEIGHT with a weight >= 0")
         index = names[key] if key in names else primary_index(objectives, key, rule)
+        if index in given:  # which of two weights was meant cannot be guessed
+            raise UserError(f"--pick {rule}: {objectives[index].name} is weighted twice")
+        given.add(index)
         weights[index] = weight
     if not any(weights):
         raise UserError(f"--pick {rule}: give at least one positive weight")

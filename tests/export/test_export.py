@@ -99,6 +99,10 @@ def test_python_export_finds_the_study_artifacts_by_itself(exported, trained_stu
     result = export_trial(study, trial, tmp_path / "api")  # no artifact_dir: the study's own, as the CLI finds it
     assert result.weights_source == "artifact" and not result.notes
     assert (tmp_path / "api" / "weights.safetensors").read_bytes() == (exported / "weights.safetensors").read_bytes()
+    # or by its number, as the CLI's --trial takes it
+    by_number = export_trial(study, trial.number, tmp_path / "by-number")
+    assert by_number.weights_source == "artifact"
+    assert (tmp_path / "by-number" / "weights.safetensors").read_bytes() == (exported / "weights.safetensors").read_bytes()
 
 
 def test_a_trial_of_another_study_is_refused(trained_study, tmp_path):

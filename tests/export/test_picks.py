@@ -52,6 +52,7 @@ def test_each_rule_picks_the_expected_front_trial(rule, expected):
     ("weights:ctr=-1", "weight >= 0"),
     ("weights:ctr=0", "positive weight"),
     ("middle", "expected knee"),
+    ("weights:ctr=1,ctr=2", "ctr/auc is weighted twice"),  # not silently the last one
 ])
 def test_bad_rules_name_the_problem(rule, fragment):
     with pytest.raises(UserError, match=fragment):
@@ -98,3 +99,8 @@ def test_export_trial_refuses_a_failed_trial_in_the_same_words(tmp_path):
     with pytest.raises(UserError, match=r"^trial 4 failed \(diverged\); export a COMPLETE trial"):
         export_trial(study, study.trials[4], tmp_path / "out", artifact_dir=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trial_number_given_as_text_is_refused_as_such():
+    with pytest.raises(UserError, match="--trial '3': a trial number is a whole number \\(an int\\), got str"):
+        find_trial(constructed_study(), "3")
