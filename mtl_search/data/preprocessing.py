@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -159,14 +159,32 @@ def numeric_width(preprocessing: dict[str, Any]) -> int:
 # -- applying ----------------------------------------------------------------------------
 
 
+def _as_frame(rows: Any, where: str) -> pd.DataFrame:
+    """A DataFrame of rows: one row may come as a Series or a {column: value} dict."""
+    if isinstance(rows, pd.Series):
+        rows = rows.to_frame().T.infer_objects()
+    elif isinstance(rows, Mapping):
+        values = list(rows.values())
+        one_row = not any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in values)
+        rows = pd.DataFrame([rows]) if one_row else pd.DataFrame(rows)
+    if not isinstance(rows, pd.DataFrame):
+        raise UserError(f"{where}: expected a pandas DataFrame (or one row as a Series or dict), got {type(rows).__name__}")
+    repeated = rows.columns[rows.columns.duplicated()]
+    if len(repeated):
+        raise UserError(f"{where}: column {repeated[0]!r} appears more than once")
+    return rows
+
+
 def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame, where: str = "rows") -> dict[str, torch.Tensor]:
     """Model inputs for raw rows (a DataFrame with the original feature columns).
 
-    Extra columns are ignored; a missing feature column or text in a numeric column raises
-    :class:`UserError` naming it. Works on any number of rows, one included.
+    Extra columns are ignored; a missing or repeated feature column or text in a numeric
+    column raises :class:`UserError` naming it. Works on any number of rows, one included;
+    one row may also be a Series or a ``{column: value}`` dict.
     """
     if preprocessing.get("kind") != "table":
         raise UserError(f"preprocessing of kind {preprocessing.get('kind')!r} does not take table rows")
+    raw_rows = _as_frame(raw_rows, where)
     needed = [e["column"] for e in preprocessing["numeric"]] + [e["column"] for e in preprocessing["categorical"]]
     absent = [column for column in needed if column not in raw_rows.columns]
     if absent:

@@ -355,6 +355,17 @@ def test_raw_rows_with_unseen_and_missing_values(customers_csv):
     city = data.preprocessing["categorical"][0]["categories"]
     assert inputs["categorical"][:, 0].tolist() == [0, city.index("Oslo") + 1]  # unseen -> 0; spaces trimmed
     assert inputs["categorical"][:, 1].tolist() == [2, 3]  # "2" and 3.0 are the categories 2 and 3
+    # one row may come as a dict or a Series: the same inputs as that row of a frame
+    second = rows.iloc[1].to_dict()
+    for one_row in (second, rows.iloc[1]):
+        alone = apply_preprocessing(data.preprocessing, one_row)
+        assert all(torch.equal(alone[name], inputs[name][1:]) for name in inputs)
+    from mtl_search.errors import UserError
+
+    with pytest.raises(UserError, match="^rows: column 'age' appears more than once$"):
+        apply_preprocessing(data.preprocessing, pd.concat([rows, rows[["age"]]], axis=1))
+    with pytest.raises(UserError, match="^rows: expected a pandas DataFrame \\(or one row as a Series or dict\\), got list$"):
+        apply_preprocessing(data.preprocessing, [1, 2])
 
 
 def test_a_conditional_label_set_where_its_condition_is_not_is_warned_about(tmp_path):
