@@ -13,6 +13,7 @@ from mtl_search.architectures import summarize
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import TrialDiverged, UserError
 from mtl_search.search.costs import CostMeter, timing_batch
+from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.study import Objective
 from mtl_search.search.workers import raise_if_stopped
@@ -59,7 +60,9 @@ class CandidateObjective:
         self.cost_meter = cost_meter or CostMeter()
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
-        candidate = self.space.sample(trial, self.data.task_names, seed=self.seed, epochs=self.epochs)
+        # the names stay storable when the study was searched with another space before
+        sampling = RenamingTrial(trial, study_distributions(trial.study))
+        candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed, epochs=self.epochs)
         earlier = find_same_candidate(trial.study, candidate)
         if earlier is not None:
             return self.repeat(trial, candidate, earlier)

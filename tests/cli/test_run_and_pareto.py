@@ -69,6 +69,14 @@ def test_continuing_with_another_space_warns_and_the_study_keeps_every_space(cli
 
     page = report_html(study)
     assert "<h3>Search space of trials 0 to 2</h3>" in page and "<h3>Search space of trials 3 on</h3>" in page
+    # a space with other choices for a searched parameter (the families): Optuna cannot store
+    # two sets of choices under one name, so the run draws it under a name of its own
+    experts = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "sp", "--space", "experts", *QUICK)
+    assert experts.code == 0, experts
+    last = optuna.load_study(study_name="sp", storage=storage_url).trials[-1]
+    assert last.state == optuna.trial.TrialState.COMPLETE
+    assert last.user_attrs["candidate"]["architecture"]["family"] in ("mmoe", "ple")
+    assert any(name.startswith("family~") for name in last.params)
 
 
 def test_continuing_with_other_data_is_refused(cli, storage_url):
