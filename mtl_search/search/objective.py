@@ -60,13 +60,22 @@ class CandidateObjective:
         self.cost_meter = cost_meter or CostMeter()
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
-        # the names stay storable when the study was searched with another space before
-        sampling = RenamingTrial(trial, study_distributions(trial.study))
-        candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed, epochs=self.epochs)
-        earlier = find_same_candidate(trial.study, candidate)
-        if earlier is not None:
-            return self.repeat(trial, candidate, earlier)
-        return self.train_and_record(trial, candidate)
+        try:
+            # the names stay storable when the study was searched with another space before
+            sampling = RenamingTrial(trial, study_distributions(trial.study))
+            candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed, epochs=self.epochs)
+            earlier = find_same_candidate(trial.study, candidate)
+            if earlier is not None:
+                return self.repeat(trial, candidate, earlier)
+            return self.train_and_record(trial, candidate)
+        except (TrialFailed, optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            # What stops the run (a setting no candidate can train with, or a bug) fails this
+            # trial too: its reason is stored, so that it is not read as a trial whose worker died.
+            reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+            trial.set_user_attr("fail_reason", f"{reason} (the run stopped here)")
+            raise
 
     def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
         """The sampler proposed a candidate the study already trained to the end: training is

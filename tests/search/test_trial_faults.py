@@ -28,3 +28,30 @@ def test_a_diverging_candidate_fails_with_its_reason_and_the_search_goes_on(tiny
         assert "non-finite training loss" in trial.user_attrs["fail_reason"]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in by_rate[1.0e-3])
     assert study.best_trials  # the front holds the good ones
+
+
+def test_an_error_that_stops_the_run_is_the_failed_trials_reason_not_a_lost_worker(storage_url):
+    # two multiclass tasks of 3 and 4 classes, a relationship prior and no tower layer: the prior
+    # has no layer of one shape in every tower, which only building the model finds out
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from mtl_search.data.table import make_table_data, targets_from_declarations
+    from mtl_search.errors import UserError
+    from mtl_search.search.outcomes import trial_outcomes
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.standard_normal(300), "y": rng.standard_normal(300),
+                          "three": rng.integers(0, 3, 300), "four": rng.integers(0, 4, 300)})
+    data = make_table_data(frame, targets_from_declarations(["three:multiclass", "four:multiclass"]))
+    space = parse_space({"training": {"epochs": 1}, "relationship": {"weight": 0.01}, "tower": {"depth": 0},
+                         "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}}, "loss_weighting": {"static": {}}})
+    settings = SearchSettings(study_name="stops", storage=storage_url, n_trials=2, save_artifacts=False)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with pytest.raises(UserError, match="relationship") as error:
+        run_search(data, space, settings)
+    trial, = optuna.load_study(study_name="stops", storage=storage_url).trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == f"{error.value} (the run stopped here)"
+    assert trial_outcomes([trial]).lost == 0
