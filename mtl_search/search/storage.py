@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -91,7 +92,7 @@ def open_storage(
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise UserError(f"--storage {url!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)") from None
+        raise UserError(f"--storage {safe_url(url)!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)") from None
     engine_kwargs: dict = {}
     if is_memory_url(parsed):
         # one process's database, which no other worker can watch; and SQLAlchemy gives each
@@ -137,7 +138,7 @@ def open_storage(
         raise UserError(_missing_driver(url, parsed, getattr(error.__cause__, "name", None) or error.name)) from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.NoSuchModuleError) as error:
         reason = str(getattr(error, "orig", error)).strip().splitlines()[0] if str(getattr(error, "orig", error)).strip() else type(error).__name__
-        raise UserError(f"--storage {_safe(url)}: cannot open the database ({reason})") from None
+        raise UserError(f"--storage {safe_url(url)}: cannot open the database ({reason})") from None
 
 
 # pip package of the SQLAlchemy drivers people name most, for the missing-driver message
@@ -147,10 +148,10 @@ DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary"
 def _missing_driver(url: str, parsed: sqlalchemy.engine.URL, module: str | None) -> str:
     """The one-line message for a URL whose database driver cannot be imported."""
     driver = parsed.get_driver_name()
-    message = f"--storage {_safe(url)}: the database driver {driver!r} is not installed (pip install {DRIVER_PACKAGES.get(driver, module or driver)})"
+    message = f"--storage {safe_url(url)}: the database driver {driver!r} is not installed (pip install {DRIVER_PACKAGES.get(driver, module or driver)})"
     if parsed.get_backend_name() == "postgresql" and driver != "psycopg2" and _importable("psycopg2"):
         # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3; psycopg2 may be what is there
-        message += f", or name the installed one: {_safe(url).replace(parsed.drivername, 'postgresql+psycopg2', 1)}"
+        message += f", or name the installed one: {safe_url(url).replace(parsed.drivername, 'postgresql+psycopg2', 1)}"
     return message
 
 
@@ -194,9 +195,9 @@ def _commit_without_waiting_for_the_disk(dbapi_connection: object, connection_re
     cursor.close()
 
 
-def _safe(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages (also when it does not parse)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        return url
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

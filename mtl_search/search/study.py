@@ -26,7 +26,7 @@ from mtl_search import __version__
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
 from mtl_search.search.costs import cost_flags, other_limits
-from mtl_search.search.storage import open_storage
+from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
 
 STUDY_ATTR = "mtl_search"
@@ -381,7 +381,8 @@ def load_existing(name: str, storage_url: str | None) -> optuna.Study:
     if name not in names:
         shown = sorted(names)[:10]
         known = (", ".join(shown) + (f", ... ({len(names)} in all; mtl-search studies lists them)" if len(names) > len(shown) else "")) or "none"
-        raise UserError(f"study {name!r} not found in {storage.url if hasattr(storage, 'url') else 'the storage'} (studies there: {known})")
+        where = safe_url(storage.url) if hasattr(storage, "url") else "the storage"
+        raise UserError(f"study {name!r} not found in {where} (studies there: {known})")
     return optuna.load_study(study_name=name, storage=storage)
 
 

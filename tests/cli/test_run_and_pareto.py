@@ -250,6 +250,14 @@ def test_malformed_storage_url_is_one_line(cli, url):
     assert_one_line_error(cli("studies", "--storage", url), "--storage")
 
 
+def test_a_password_in_a_storage_url_never_reaches_the_terminal(cli):
+    # a port that is not a number: the URL does not parse, and its text used to be printed whole
+    for url in ("postgresql://mtl:s3cret@db-host:notaport/mtl", "postgresql+nosuchdriver://mtl:s3cret@db-host:5432/mtl"):
+        result = cli("studies", "--storage", url)
+        assert result.code == 2 and "--storage" in result.err and "s3cret" not in result.err + result.out, result
+        assert "mtl:***@db-host" in result.err
+
+
 def test_unknown_study_is_one_line(cli, finished_study):
     assert_one_line_error(cli("pareto", "nope", "--storage", finished_study), "study 'nope' not found")
 
