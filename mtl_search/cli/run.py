@@ -14,7 +14,10 @@ import optuna
 from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
-from mtl_search.search.study import SAMPLERS
+
+# study.SAMPLERS and pruning.RULES, spelt here so that --help does not import torch (about 2 s)
+SAMPLER_CHOICES = ("tpe", "nsga2", "random")
+PRUNE_RULE_CHOICES = ("median", "projected")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_storage_option(search)
     search.add_argument("--artifacts", metavar="DIR", default=None,
                         help="where each trial's spec and weights go (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
-    search.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default: tpe)")
+    search.add_argument("--sampler", choices=SAMPLER_CHOICES, default="tpe", help="Optuna sampler (default: tpe)")
     search.add_argument("--startup-trials", metavar="N", type=whole_number(1), default=None,
                         help="random trials before TPE models the results (default: a quarter of --trials, 3 to 10)")
     # numpy's and the samplers' seeds are 32-bit unsigned
@@ -65,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
                             help="compare trials after equal optimiser steps or equal epochs (default: the space's pruning.budget, else steps; "
                                  "a study stored before the option keeps epochs)")
-    efficiency.add_argument("--prune-rule", choices=("median", "projected"), default=None,  # pruning.RULES, without importing torch for --help
+    efficiency.add_argument("--prune-rule", choices=PRUNE_RULE_CHOICES, default=None,
                             help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
                                  "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
                                  "trial's final values, never in the first eighth of its epochs (default: the space's pruning.rule, "

@@ -318,3 +318,17 @@ def test_a_given_that_names_no_task_stores_no_study(cli, storage_url, tmp_path):
     # the front says that small's metrics are conditional on big
     shown = cli("pareto", "err_d3", "--storage", storage_url).out
     assert "small: metrics of P(small = 1 | big = 1), on the rows where big = 1 (given=big)" in shown
+
+
+def test_help_answers_without_importing_torch_and_offers_what_the_search_takes():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mtl_search.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().endswith("no torch"), result.stderr  # torch takes about 2 s to import
+    from mtl_search.cli import run
+    from mtl_search.search import pruning, study
+
+    assert run.SAMPLER_CHOICES == study.SAMPLERS and run.PRUNE_RULE_CHOICES == pruning.RULES
