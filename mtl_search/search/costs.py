@@ -137,10 +137,6 @@ class CostMeter:
             values["max_latency_ms"] = costs["latency_ms"] / self.max_latency_ms - 1.0
         return values
 
-    def objective_values(self, costs: Mapping[str, float]) -> dict[str, float]:
-        """The costs under their objective names."""
-        return {COST_NAMES[name]: costs[COST_NAMES[name]] for name in self.objectives}
-
     def describe_violation(self, costs: Mapping[str, float]) -> str | None:
         """One line naming each limit the costs exceed, or None when within every limit."""
         parts = []

@@ -40,7 +40,6 @@ class CandidateObjective:
         objectives: Sequence[Objective],
         *,
         seed: int = 0,
-        epochs: int | None = None,
         device: torch.device | str | None = None,
         epoch_hooks: Sequence[EpochHook] = (),
         result_hooks: Sequence[ResultHook] = (),
@@ -51,7 +50,6 @@ class CandidateObjective:
         self.space = space
         self.objectives = list(objectives)
         self.seed = seed
-        self.epochs = epochs
         self.device = device
         self.epoch_hooks = list(epoch_hooks)
         self.result_hooks = list(result_hooks)
@@ -63,7 +61,7 @@ class CandidateObjective:
         try:
             # the names stay storable when the study was searched with another space before
             sampling = RenamingTrial(trial, study_distributions(trial.study))
-            candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed, epochs=self.epochs)
+            candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed)
             earlier = find_same_candidate(trial.study, candidate)
             if earlier is not None:
                 return self.repeat(trial, candidate, earlier)

@@ -16,7 +16,6 @@ class StrictSection(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-
 class IntRange(StrictSection):
     low: int
     high: int
@@ -188,14 +187,3 @@ def suggest(trial: Any, name: str, param: Any) -> Any:
             return param.choices[0]
         return trial.suggest_categorical(name, list(param.choices))
     return param
-
-
-def grid_values(param: Any) -> list[Any]:
-    """Every value a parameter can take when it is finite (for grid search); ranges of ints expand."""
-    if isinstance(param, IntRange):
-        return list(range(param.low, param.high + 1, param.step))
-    if isinstance(param, (IntChoice, FloatChoice, StrChoice, BoolChoice)):
-        return list(param.choices)
-    if isinstance(param, FloatRange):
-        raise ValueError("a float range has no finite grid")
-    return [param]
