@@ -46,11 +46,10 @@ import torch.nn.functional as F
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import UserError
 from mtl_search.search.params import FloatChoice, FloatRange, IntChoice, IntRange
+from mtl_search.search.records import AFFINITY_ATTR
 from mtl_search.tasks import Task
 
 Partition = list[list[str]]
-AFFINITY_ATTR = "affinity"
-SEED_STRATEGIES = ("none", "affinity")
 # tree shape -> trees seeded unless max_seeds says otherwise
 TREE_SHAPES = {"uniform": 3, "grown": 8}
 # how affinity is measured: the paper's easy/hard agreement, or TAG's gradient lookahead

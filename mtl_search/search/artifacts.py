@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from mtl_search.errors import UserError, check_output_path
 from mtl_search.search.storage import DEFAULT_STORAGE_DIR, is_memory_url, storage_url
+from mtl_search.search.records import ARTIFACT_DIR_ATTR
 
 SPEC_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -54,7 +55,6 @@ def artifact_dir(url: str | None, explicit: str | os.PathLike[str] | None = None
 
 
 # study user attribute: the absolute artifact folder the search wrote to (the last run's)
-STUDY_ATTR = "artifact_dir"
 
 
 def study_artifact_dir(study: optuna.Study) -> Path | None:
@@ -63,7 +63,7 @@ def study_artifact_dir(study: optuna.Study) -> Path | None:
     storage URL (:func:`artifact_dir`); None for a storage without a URL or folder."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    recorded = study.user_attrs.get(STUDY_ATTR)
+    recorded = study.user_attrs.get(ARTIFACT_DIR_ATTR)
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
     storage = getattr(study, "_storage", None)
@@ -74,8 +74,8 @@ def study_artifact_dir(study: optuna.Study) -> Path | None:
 def record_artifact_dir(study: optuna.Study, directory: Path) -> None:
     """Keep on ``study`` the folder its trials' artifacts go to, for export to find them."""
     absolute = str(directory.resolve())
-    if study.user_attrs.get(STUDY_ATTR) != absolute:
-        study.set_user_attr(STUDY_ATTR, absolute)
+    if study.user_attrs.get(ARTIFACT_DIR_ATTR) != absolute:
+        study.set_user_attr(ARTIFACT_DIR_ATTR, absolute)
 
 
 def open_artifact_store(directory: Path, *, create: bool = True) -> optuna.artifacts.FileSystemArtifactStore:

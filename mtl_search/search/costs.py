@@ -24,6 +24,7 @@ import optuna
 import torch
 
 from mtl_search.errors import UserError
+from mtl_search.search.records import STUDY_ATTR
 
 # cost name (as given to --objective / objectives.extra) -> objective name in the study
 COST_NAMES = {"params": "params", "latency": "latency_ms"}
@@ -203,7 +204,7 @@ def trained_without_limits(study: optuna.Study) -> str | None:
     """A note on the complete trials trained without a limit the study stores, over that
     limit or not measured against it, or None. Only a run from before continued studies
     were held to their limits (2026-12-03) trained such trials; the front may hold them."""
-    section = ((study.user_attrs.get("mtl_search") or {}).get("space") or {}).get("objectives") or {}
+    section = ((study.user_attrs.get(STUDY_ATTR) or {}).get("space") or {}).get("objectives") or {}
     limits = {key: section[key] for key in LIMIT_FLAGS if section.get(key) is not None}
     if not limits:
         return None

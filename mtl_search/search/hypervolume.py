@@ -20,9 +20,9 @@ import numpy as np
 import optuna
 
 from mtl_search.search.costs import is_feasible
+from mtl_search.search.records import HYPERVOLUME_ATTR
 
 REFERENCE = 1.1
-HYPERVOLUME_ATTR = "hypervolume"
 
 
 def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Sequence[float]) -> float:

@@ -66,6 +66,7 @@ import optuna
 
 from mtl_search.errors import UserError
 from mtl_search.search.costs import is_feasible
+from mtl_search.search.records import STUDY_ATTR
 from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
 from mtl_search.search.study import Objective
 
@@ -134,7 +135,7 @@ def with_study_rule(space: Any, study: optuna.Study) -> Any:
     (median until 2026-12-02, projected since; a study stored before ``pruning.rule``
     existed was pruned by the median rule). The rule brings its own defaults for the fields
     the section does not set."""
-    stored = (study.user_attrs.get("mtl_search") or {}).get("space")
+    stored = (study.user_attrs.get(STUDY_ATTR) or {}).get("space")
     if stored is None or "rule" in space.pruning.model_fields_set:
         return space
     rule = (stored.get("pruning") or {}).get("rule", "median")
@@ -145,7 +146,7 @@ def with_study_budget(space: Any, study: optuna.Study) -> Any:
     """``space``, pruning at equal epochs when it continues a study stored before
     ``pruning.budget`` existed (its trials have no step counts to compare), unless the space
     file or the command line names a budget."""
-    stored = (study.user_attrs.get("mtl_search") or {}).get("space")
+    stored = (study.user_attrs.get(STUDY_ATTR) or {}).get("space")
     if stored is None or "budget" in space.pruning.model_fields_set or "budget" in (stored.get("pruning") or {}):
         return space
     return space.model_copy(update={"pruning": space.pruning.model_copy(update={"budget": "epochs"})})

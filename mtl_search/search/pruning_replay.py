@@ -39,6 +39,7 @@ from mtl_search.search.pruning import (
     PruningSettings, Vector, cumulative_steps, dominates_with_margin, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
     warmup,
 )
+from mtl_search.search.records import STUDY_ATTR
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
 
@@ -321,7 +322,7 @@ def has_steps(curves: Sequence[TrialCurve]) -> bool:
 def stored_settings(study: optuna.Study) -> PruningSettings:
     """The pruning settings stored with the study's space (the defaults when absent),
     switched on: a study run with ``--no-prune`` is the one worth replaying."""
-    section = (study.user_attrs.get("mtl_search", {}).get("space") or {}).get("pruning") or {}
+    section = (study.user_attrs.get(STUDY_ATTR, {}).get("space") or {}).get("pruning") or {}
     # a space stored before pruning.budget existed was pruned at equal epochs, and one stored
     # before pruning.rule existed with the median rule (every stored space since names both)
     return settings_from_section(PruningSpace.model_validate({"budget": "epochs", "rule": "median"} | section))

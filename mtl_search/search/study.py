@@ -26,10 +26,10 @@ from mtl_search import __version__
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
 from mtl_search.search.costs import cost_flags, other_limits
+from mtl_search.search.records import SPACES_ATTR, STUDY_ATTR
 from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
 
-STUDY_ATTR = "mtl_search"
 SAMPLERS = ("tpe", "nsga2", "random")
 
 
@@ -200,7 +200,6 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
 
 
 # user attribute: every space a study was searched with, [{"from_trial": N, "space": ...}, ...]
-SPACES_ATTR = "spaces"
 
 
 def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], normalise: Callable[[dict[str, Any]], dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ import yaml
 from mtl_search import __version__
 from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
 from mtl_search.search.front import conditional_notes
+from mtl_search.search.records import AFFINITY_ATTR
 from mtl_search.search.refine import refined_record
 from mtl_search.search.study import SPACES_ATTR, STUDY_ATTR, pareto_trials, study_objectives, study_tasks
 from mtl_search.visualization.architecture import sharing_figures, sharing_text, stack_figure, tree_figure
@@ -115,7 +116,7 @@ def report_html(study: optuna.Study) -> str:
     page.add("<h2>Training curves</h2>")
     page.figure(figures["validation-curves"], "validation-curves")
 
-    affinity = study.user_attrs.get("affinity")
+    affinity = study.user_attrs.get(AFFINITY_ATTR)
     if affinity:
         page.add("<h2>Task affinity</h2>")
         page.add(_affinity_section(affinity, study))
