@@ -7,7 +7,8 @@ one min/max reduction per code input, so it costs nothing next to the network.
 What it accepts as given, or converts without loss of meaning:
 
 - a float input in another float precision (float64 from ``torch.from_numpy(df.values)``):
-  cast to float32, which is what the network computes in;
+  cast to the precision the network computes in (float32 as exported, or float64 after
+  ``model.double()``);
 - integer codes in another integer type (int32, uint8): cast to int64;
 - numpy arrays: taken as tensors (moved to the model's device).
 
@@ -54,6 +55,7 @@ class InputCheck:
             codes["categorical"] = (sizes, labels)
         elif schema.get("kind") == "sequence":
             codes["events"] = ([int(schema["vocabulary"]) + 1], ["event ids; 0 is padding"])
+            codes["lengths"] = ([int(schema["max_length"]) + 1], ["events in each history"])
         return cls(description["inputs"], {name: c for name, c in codes.items() if name in description["inputs"]})
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
@@ -80,7 +82,9 @@ class InputCheck:
                 raise UserError(f"unknown input {name!r} (inputs: {names})")
         parameter = next(module.parameters(), None) if module is not None else None
         device = parameter.device if parameter is not None else None
-        checked = {name: self._tensor(name, given[name], device) for name in self.inputs}
+        # floats go in at the network's precision: float32 as exported, or what .double() or .half() made it
+        floats = next((p.dtype for p in module.parameters() if p.is_floating_point()), None) if module is not None else None
+        checked = {name: self._tensor(name, given[name], device, floats) for name in self.inputs}
         rows = {name: len(tensor) for name, tensor in checked.items()}
         if len(set(rows.values())) > 1:
             raise UserError("inputs differ in batch size (" + ", ".join(f"{name}: {n} rows" for name, n in rows.items()) + ")")
@@ -89,8 +93,10 @@ class InputCheck:
                 self._check_codes(name, tensor)
         return checked
 
-    def _tensor(self, name: str, value: Any, device: torch.device | None) -> torch.Tensor:
+    def _tensor(self, name: str, value: Any, device: torch.device | None, floats: torch.dtype | None = None) -> torch.Tensor:
         shape, dtype = self.inputs[name]
+        if floats is not None and dtype.is_floating_point:
+            dtype = floats
         wanted = f"{_dtype(dtype)} of shape {shape_text(('batch', *shape))}"
         if isinstance(value, np.ndarray):
             try:

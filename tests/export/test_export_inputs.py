@@ -198,6 +198,27 @@ def test_sequence_event_ids_are_checked_against_the_vocabulary(tmp_path):
         check.check(given | {"events": torch.tensor([[1, 10, 0, 0]])})
     with pytest.raises(UserError, match=r"^input 'lengths': expected int64 of shape \(batch,\), got int64 of shape \(\)"):
         check.check(given | {"lengths": torch.tensor(2)})
+    # a length the data could not have had (the network would clamp it silently)
+    for length in (-1, 5):
+        with pytest.raises(UserError, match=rf"^input 'lengths': codes must be in 0..4 \(events in each history\), got {length}$"):
+            check.check(given | {"lengths": torch.tensor([length])})
+
+
+def test_a_model_moved_to_another_precision_takes_inputs_at_that_precision(table_export):
+    folder, data, _ = table_export
+    inputs = right_inputs(data)
+    expected = outputs(mtl_search.load(folder), inputs)
+    model = mtl_search.load(folder).double()
+    for numeric in (inputs["numeric"], inputs["numeric"].double()):  # float32 as exported, or float64
+        got = outputs(model, {"numeric": numeric, "categorical": inputs["categorical"]})
+        assert got["churn"].dtype == torch.float64
+        assert all(torch.allclose(expected[task].double(), got[task], atol=1e-5) for task in expected)
+    # a first layer that reads the floats directly: they must arrive at the layer's precision
+    check = InputCheck({"x": {"shape": ["batch", 2], "dtype": "float32"}})
+    for precision in (torch.float64, torch.float16):
+        linear = torch.nn.Linear(2, 1).to(precision)
+        (given,), _ = check(linear, ({"x": torch.zeros(3, 2)},), {})
+        assert given["x"].dtype == precision
 
 
 # -- what the class outputs mean ------------------------------------------------------------
