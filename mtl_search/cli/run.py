@@ -114,19 +114,26 @@ def main(args: argparse.Namespace) -> int:
             progress.stop()
     print_front(study)
     warn_of_trials_without_limits(study, "run")
-    failed = _all_failed(study.get_trials(deepcopy=False)[trials_before:])
-    if failed and status == 0:
+    nothing = _nothing_usable(study.get_trials(deepcopy=False)[trials_before:])
+    if nothing and status == 0:
         # a script must not take a run that trained nothing for a success
-        print(f"mtl-search run: error: all {failed} trial(s) of this run failed (reasons above)", file=sys.stderr)
+        print(f"mtl-search run: error: {nothing} (reasons above)", file=sys.stderr)
         status = 1
     return status
 
 
-def _all_failed(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """How many ``trials`` there are when every one of them failed, else 0."""
-    if trials and all(t.state == optuna.trial.TrialState.FAIL for t in trials):
-        return len(trials)
-    return 0
+def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:
+    """What went wrong when none of this run's ``trials`` could enter the front: every one
+    failed or was over a hard limit. (Trials pruned as dominated lost to complete ones.)"""
+    from mtl_search.search.outcomes import trial_outcomes
+
+    outcomes = trial_outcomes(trials)
+    if not trials or outcomes.failed + outcomes.over_limit != len(trials):
+        return None
+    if not outcomes.over_limit:
+        return f"all {len(trials)} trial(s) of this run failed"
+    return (f"none of the {len(trials)} trial(s) of this run could enter the front: {outcomes.failed} failed, "
+            f"{outcomes.over_limit} over a hard limit")
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:

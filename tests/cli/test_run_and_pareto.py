@@ -37,6 +37,11 @@ def test_a_run_whose_every_trial_failed_exits_1_and_a_later_good_run_exits_0(cli
     assert result.code == 1, result
     assert result.err.strip().splitlines()[-1] == "mtl-search run: error: all 2 trial(s) of this run failed (reasons above)"
     assert "trial 0 failed: " in result.out and "trial 1 failed: " in result.out and "training loss" in result.out
+    # every trial over a hard limit: nothing could enter the front either
+    result = cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "f-limits", "--max-params", "1", *QUICK)
+    assert result.code == 1, result
+    assert result.err.strip().splitlines()[-1] == ("mtl-search run: error: none of the 2 trial(s) of this run could enter the "
+                                                   "front: 0 failed, 2 over a hard limit (reasons above)")
     # the failures stay in the study; a run that completes a trial is a success again
     result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "f", *QUICK)
     assert result.code == 0, result
