@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -10,8 +11,9 @@ import optuna
 import torch
 
 from mtl_search.data.base import MultiTaskData
-from mtl_search.errors import UserError
+from mtl_search.errors import StudyWarning, UserError
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
+from mtl_search.search.records import AFFINITY_ATTR
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
@@ -105,7 +107,11 @@ def run_search(
     given_chain = affinity.has_given_chain(space)
     space = affinity.with_affinity_chain(study, data, space, affinity_settings, device=settings.device)
     if settings.seed_strategy == "affinity":
-        affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device, measure=not given_chain)
+        seeded_before = "seeded" in study.user_attrs.get(AFFINITY_ATTR, {})
+        if not affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device, measure=not given_chain) \
+                and not seeded_before:
+            warnings.warn(f"study {settings.study_name!r} has trials already, and affinity seeding only starts a new study: "
+                          f"nothing was seeded (use another --study-name to seed one)", StudyWarning, stacklevel=2)
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(

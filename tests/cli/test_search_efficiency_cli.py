@@ -35,6 +35,14 @@ def test_run_with_cost_objective_limit_and_seeding_then_pareto_and_affinity(cli,
     assert shown.code == 0 and "task1" in shown.out and "grouping order" in shown.out
     studies = cli("studies", "--storage", storage_url)
     assert "infeasible" in studies.out
+    # seeding again is a no-op (the seeds went in when the study was new), and so is asking for it
+    # on a study that was never seeded: the second says so
+    again = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "costly", "--objective", "params",
+                "--max-params", "14000", "--no-prune", "--seed-strategy", "affinity")
+    assert again.code == 0 and "affinity seeding only starts a new study" not in again.err, again
+    assert cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain").code == 0
+    late = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain", "--seed-strategy", "affinity")
+    assert late.code == 0 and "warning: study 'plain' has trials already, and affinity seeding only starts a new study" in late.err
 
 
 def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
