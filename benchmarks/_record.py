@@ -45,6 +45,12 @@ def result_path(name: str, quick: bool = False) -> Path:
     return path
 
 
+def add_result_options(parser: Any, name: str, quick: str) -> None:
+    """``--quick`` (what the smoke run does: ``quick``) and ``--name`` (the result file, default ``name``)."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--name", default=name, help="result file name (benchmarks/results/NAME.json)")
+
+
 def write_result(name: str, settings: dict[str, Any], results: Any, **extra: Any) -> Path:
     path = result_path(name, bool(settings.get("quick")))
     record = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from _record import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _record import add_result_options, write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 import torch
 
@@ -32,8 +32,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=None, help="synthetic features (default: the generator's)")
     parser.add_argument("--correlations", type=float, nargs="+", default=[0.5, 0.9])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="600 rows, 20 features, 2 seeds")
-    parser.add_argument("--name", default="affinity_groups", help="result file name (benchmarks/results/NAME.json)")
+    add_result_options(parser, "affinity_groups", quick="600 rows, 20 features, 2 seeds")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.dim, args.seeds = 600, 20, 2

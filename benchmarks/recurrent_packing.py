@@ -24,7 +24,7 @@ import statistics
 import time
 from unittest import mock
 
-from _record import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _record import add_result_options, write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -66,8 +66,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="600 rows, 1 epoch, 1 repeat")
-    parser.add_argument("--name", default="recurrent_packing", help="result file name (benchmarks/results/NAME.json)")
+    add_result_options(parser, "recurrent_packing", quick="600 rows, 1 epoch, 1 repeat")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.epochs, args.repeats = 600, 1, 1

@@ -21,6 +21,16 @@ class Terminated(KeyboardInterrupt):
     running trial is recorded as failed with its reason, and the command exits with 143."""
 
 
+def is_whole(value: Any) -> bool:
+    """An int that is not a bool (JSON ``true`` must not pass for 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def raise_terminated(signum: int, frame: Any) -> None:
     """A SIGTERM handler: stop as Ctrl-C does, through :class:`Terminated`."""
     raise Terminated

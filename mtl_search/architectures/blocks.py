@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, is_number, is_whole
 
 Shape = tuple[int, ...]
 
@@ -27,15 +27,6 @@ TOWER_KEYS = ("widths",)
 
 
 # -- checks of hand-written specs: messages "<where>: <key> must be ..., got <value>" -------
-
-
-def is_whole(value: Any) -> bool:
-    """An int that is not a bool (JSON ``true`` must not pass for 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_widths(value: Any, where: str, key: str, allow_empty: bool = True) -> None:
@@ -108,8 +99,8 @@ class BlockFactory:
     @classmethod
     def from_spec(cls, spec: dict[str, Any], input_shape: Shape, where: str = "architecture spec", source: str = "input") -> "BlockFactory":
         """Blocks for a spec's ``block`` section and the stem's output shape; errors begin with
-        ``where`` and call the stem's output ``source`` (e.g. "vector input")."""
-        validate_block(spec, where)
+        ``where`` and call the stem's output ``source`` (e.g. "vector input"); the section
+        itself is checked by ``validate_spec`` (and its values again by ``__init__``)."""
         kind = spec.get("type", "conv" if len(input_shape) == 3 else "mlp")
         if kind == "mlp" and len(input_shape) != 1:
             kind = "conv"  # an MLP block cannot read an image; conv blocks stand in

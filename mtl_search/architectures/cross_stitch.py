@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths, is_number, is_whole
-from mtl_search.errors import UserError
+from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
+from mtl_search.errors import UserError, is_number, is_whole
 from mtl_search.search.params import Count, Share, suggest
 
 

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
 from mtl_search.architectures.base import Body
-from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size, is_whole
-from mtl_search.errors import UserError
+from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size
+from mtl_search.errors import UserError, is_whole
 from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest
 
 

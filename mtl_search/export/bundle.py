@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mtl_search import __version__
-from mtl_search.errors import UserError, check_output_path
+from mtl_search.errors import UserError, check_output_path, is_whole
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
 from mtl_search.export.picks import find_trial, refusal
 from mtl_search.search.study import STUDY_ATTR
@@ -75,7 +75,7 @@ def export_trial(
     meta = study.user_attrs.get(STUDY_ATTR)
     if not meta:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
-    if isinstance(trial, int) and not isinstance(trial, bool):  # a trial number: the trial it names
+    if is_whole(trial):  # a trial number: the trial it names
         trial = find_trial(study, trial)
     if not isinstance(trial, optuna.trial.FrozenTrial):
         raise UserError(f"export_trial: trial must be a trial of the study (or its number), got {type(trial).__name__}")

@@ -83,7 +83,7 @@ class InputCheck:
         parameter = next(module.parameters(), None) if module is not None else None
         device = parameter.device if parameter is not None else None
         # floats go in at the network's precision: float32 as exported, or what .double() or .half() made it
-        floats = next((p.dtype for p in module.parameters() if p.is_floating_point()), None) if module is not None else None
+        floats = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
         checked = {name: self._tensor(name, given[name], device, floats) for name in self.inputs}
         rows = {name: len(tensor) for name, tensor in checked.items()}
         if len(set(rows.values())) > 1:

@@ -20,13 +20,13 @@ import math
 
 import optuna
 
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, is_whole
 from mtl_search.search.study import Objective, pareto_trials, stop_reason, study_objectives
 
 
 def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """Trial ``number``, which must have completed (failed and pruned ones have no trained model)."""
-    if not isinstance(number, int) or isinstance(number, bool):
+    if not is_whole(number):
         raise UserError(f"--trial {number!r}: a trial number is a whole number (an int), got {type(number).__name__}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:

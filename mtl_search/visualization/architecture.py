@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
+from mtl_search.errors import is_number
+
 
 def tree_figure(spec: dict[str, Any], task_names: Sequence[str], title: str = "") -> go.Figure | None:
     """Blocks as boxes (one column per depth), edges from each group to its parent; None without ``groups``."""
@@ -129,11 +131,11 @@ def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> l
         return [(path or "matrix", rows, columns, [[float(v) for v in row] for row in sharing])]
     if isinstance(sharing, dict) and sharing:
         values = list(sharing.values())
-        if all(isinstance(v, dict) and v and all(_is_number(x) for x in v.values()) for v in values):
+        if all(isinstance(v, dict) and v and all(is_number(x) for x in v.values()) for v in values):
             columns = list(dict.fromkeys(label for v in values for label in v))
             matrix = [[float(v.get(c, math.nan)) for c in columns] for v in values]
             return [(path or "table", [str(k) for k in sharing], columns, matrix)]
-        if all(isinstance(v, list) and v and all(_is_number(x) for x in v) for v in values):
+        if all(isinstance(v, list) and v and all(is_number(x) for x in v) for v in values):
             n = max(len(v) for v in values)
             matrix = [[float(v[i]) if i < len(v) else math.nan for i in range(n)] for v in values]
             # sluice's beta: one weight per layer of the columns, counted from 1 as in its summary
@@ -141,7 +143,7 @@ def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> l
             return [(path or "table", [str(k) for k in sharing], columns, matrix)]
         for key, value in sharing.items():
             tables += sharing_tables(value, task_names, f"{path}.{key}" if path else str(key))
-    elif isinstance(sharing, list) and sharing and not all(_is_number(x) for x in sharing):
+    elif isinstance(sharing, list) and sharing and not all(is_number(x) for x in sharing):
         for index, value in enumerate(sharing):
             tables += sharing_tables(value, task_names, f"{path}[{index}]")
     return tables
@@ -217,10 +219,6 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
     return "\n".join(lines)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_matrix(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value) and all(isinstance(r, list) and r and all(_is_number(x) for x in r) for r in value)
+    return (isinstance(value, list) and bool(value) and all(isinstance(r, list) and r and all(is_number(x) for x in r) for r in value)
             and len({len(r) for r in value}) == 1)

@@ -9,7 +9,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.errors import UserError
+from mtl_search.errors import UserError, is_number
 from mtl_search.search.params import PositiveFloatRange
 from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import LossWeighting, combine
@@ -30,7 +30,7 @@ class StaticWeighting(LossWeighting):
         if unknown:
             raise UserError(f"loss weighting 'static': weight for unknown task {unknown[0]!r} (tasks: {', '.join(self.task_names)})")
         for name, value in weights.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise UserError(f"loss weighting 'static': weight of {name}: expected a finite number >= 0, got {value!r}")
         self._weights = {name: float(weights.get(name, 1.0)) for name in self.task_names}
 
