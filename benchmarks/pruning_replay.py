@@ -2,7 +2,7 @@
 
 A live pruned search and an unpruned one sample different trials after the first pruning,
 so their fronts differ by sampler noise as well as by pruning. Replaying removes that
-noise (``mtl_search.search.pruning_replay``, also behind ``mtl-search pruning STUDY``):
+noise (``mtl_search.analysis.pruning_replay``, also behind ``mtl-search pruning STUDY``):
 the trials of an unpruned study are taken in trial order, and for each setting the
 shipped rule decides after every epoch whether the trial would have been stopped, with the
 trials kept so far as its references. Kept trials form the replayed front; the unpruned
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
-from mtl_search.search.pruning_replay import (  # noqa: E402
+from mtl_search.analysis.pruning_replay import (  # noqa: E402
     FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, has_steps, replay_settings, study_curves, study_timing, warmup_label,
 )
 

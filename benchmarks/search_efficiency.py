@@ -46,7 +46,7 @@ base": how far the baseline's front is from this variant's points; "base eps vs 
 reverse; ``mtl_search.search.hypervolume.epsilon_indicator``), and per variant the seeds
 on which it beat the baseline (paired, since seeds differ more than variants). On each
 unpruned baseline study it also replays the **foresight floor**
-(``mtl_search.search.pruning_replay.foresight_floor``): the share of the trials' time a
+(``mtl_search.analysis.pruning_replay.foresight_floor``): the share of the trials' time a
 pruner that knew where every trial will end would leave, keeping the exact front or losing
 at most 5 %; no rule that stops a trial only when a finished trial ends ahead of it can
 leave less on those trials. Targets: the pruned variants reach the baseline's final HV within noise in
@@ -82,7 +82,7 @@ from _record import write_result  # noqa: E402
 from mtl_search.data.synthetic import make_synthetic  # noqa: E402
 from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, hypervolume_history, objective_bounds, scored_trials  # noqa: E402
 from mtl_search.search.pruning import PruningSettings, with_pruning_section  # noqa: E402
-from mtl_search.search.pruning_replay import FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, study_curves, study_timing  # noqa: E402
+from mtl_search.analysis.pruning_replay import FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, study_curves, study_timing  # noqa: E402
 from mtl_search.search.runner import SearchSettings, run_search  # noqa: E402
 from mtl_search.search.space import load_space  # noqa: E402
 
@@ -208,7 +208,7 @@ FLOORS = [(PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_f
 def foresight_times(study: optuna.Study) -> dict[str, float | None] | None:
     """{floor label: share of the trials' time left} for a pruner that knew where every trial
     will end and stopped a trial only when a trial finished before it ends ahead
-    (``mtl_search.search.pruning_replay.foresight_floor``), replayed on this unpruned study:
+    (``mtl_search.analysis.pruning_replay.foresight_floor``), replayed on this unpruned study:
     no rule that asks that question can leave less while keeping the study's exact front.
     None when the study cannot be replayed."""
     curves, timing = study_curves(study), study_timing(study)

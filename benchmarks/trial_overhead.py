@@ -53,7 +53,7 @@ PARTS = [
     ("sampling", "mtl_search/search/space.py", "sample"),
     ("training", "mtl_search/training/trainer.py", "train_candidate"),
     ("recording", "optuna/trial/_trial.py", "set_user_attr"),
-    ("dashboard note", "mtl_search/dashboard/notes.py", "note_architecture"),
+    ("dashboard note", "mtl_search/search/notes.py", "note_architecture"),
     ("whole search", "mtl_search/search/runner.py", "run_search"),
 ]
 

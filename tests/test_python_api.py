@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import optuna
@@ -102,3 +103,50 @@ def test_the_cli_spelling_of_the_affinity_measure_works_from_python(tmp_path):
                               affinity_measure="easy-hard", save_artifacts=False)
     study = run_search(data, space, settings)
     assert len(study.trials) == 2 and study.user_attrs["affinity"]["measure"] == "easy_hard"
+
+
+def test_import_mtl_search_loads_neither_torch_nor_optuna_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, mtl_search\n"
+            "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))\n"
+            "mtl_search.run_search\n"
+            "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.split("\n")[:2] == ["[]", "['optuna', 'torch']"], result.stderr
+
+
+def test_every_top_level_name_is_the_defining_modules_own_and_documented():
+    import importlib
+
+    import mtl_search
+
+    public = set(mtl_search.__all__) - {"__version__"}
+    assert {"run_search", "SearchSettings", "load_space", "load_data", "pareto_trials", "pick_trial", "export_trial",
+            "load"} <= public
+    assert public <= set(dir(mtl_search))
+    for name in public:
+        value = getattr(mtl_search, name)
+        assert value is getattr(importlib.import_module(value.__module__), name)
+        assert len((value.__doc__ or "").split()) >= 12, f"{name} needs a docstring that says what it does"
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'run'"):
+        mtl_search.run
+
+
+def test_the_package_docstring_example_runs_as_written(monkeypatch, tmp_path):
+    import mtl_search
+
+    lines = mtl_search.__doc__.split("::\n", 1)[1].splitlines()
+    # the literal block: the indented lines after "::", up to the first line of prose
+    end = next(i for i, line in enumerate(lines) if line and not line.startswith("    "))
+    code = textwrap.dedent("\n".join(lines[:end]))
+    monkeypatch.chdir(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    namespace: dict = {}
+    exec(compile(code, "mtl_search/__init__.py", "exec"), namespace)
+    assert len(namespace["study"].trials) == 3 and namespace["trial"] in namespace["front"]
+    assert set(namespace["model"].task_names) == {task.name for task in namespace["data"].tasks}

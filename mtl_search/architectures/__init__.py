@@ -13,50 +13,19 @@ the task list into a :class:`MultiTaskModel`.
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any, Sequence
 
 from torch import nn
 
+from mtl_search.architectures import sequence  # noqa: F401  (registers the "sequence" stem)
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
 from mtl_search.architectures.blocks import (BlockFactory, CustomStem, build_stem, check_keys, validate_block, validate_stem,
                                              validate_tower)
-from mtl_search.tasks import validate_conditions
+from mtl_search.architectures.registry import family_names, get_family, register_family
 from mtl_search.architectures.relationship import prior_from_spec, summarize_relationship, validate_relationship
 from mtl_search.errors import UserError
-from mtl_search.tasks import Task
-
-_FAMILIES: dict[str, Family] = {}
-# Modules that define families; each registers itself on import.
-_FAMILY_MODULES = ("tree", "experts", "cross_stitch", "sluice", "hierarchy", "relationship")
-
-
-def register_family(family: Family) -> Family:
-    _FAMILIES[family.name] = family
-    return family
-
-
-def _load_families() -> None:
-    for module in _FAMILY_MODULES:
-        try:
-            importlib.import_module(f"mtl_search.architectures.{module}")
-        except ModuleNotFoundError as error:
-            if error.name != f"mtl_search.architectures.{module}":
-                raise
-
-
-def get_family(name: str) -> Family:
-    _load_families()
-    if not isinstance(name, str) or name not in _FAMILIES:
-        raise UserError(f"architecture family {name!r} is not known (known: {', '.join(sorted(_FAMILIES))})")
-    return _FAMILIES[name]
-
-
-def family_names() -> list[str]:
-    _load_families()
-    return sorted(_FAMILIES)
-
+from mtl_search.tasks import Task, validate_conditions
 
 # Keys every family's spec may have; a family declares its own as ``required_keys`` and
 # ``optional_keys`` (docs/architectures.md, "Spec keys").
@@ -156,5 +125,3 @@ __all__ = [
     "family_names", "get_family", "register_family", "spec_from_json", "spec_to_json", "summarize", "summarize_learned",
     "validate_spec",
 ]
-
-from mtl_search.architectures import sequence  # noqa: E402,F401  (registers the "sequence" stem)

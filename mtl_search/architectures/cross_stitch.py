@@ -21,8 +21,9 @@ from torch import nn
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
+from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError, is_number, is_whole
-from mtl_search.search.params import Count, Share, suggest
+from mtl_search.values import Count, Share, suggest
 
 
 def near_identity(size: int, self_weight: float) -> torch.Tensor:
@@ -138,7 +139,5 @@ def check_fraction(value: Any, name: str, family: str) -> None:
     if not is_number(value) or not 0.0 <= value <= 1.0:
         raise UserError(f"{family} spec: {name} must be a number in [0, 1], got {value!r}")
 
-
-from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
 
 register_family(CrossStitchFamily())

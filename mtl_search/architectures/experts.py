@@ -26,8 +26,9 @@ from torch import nn
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size
+from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError, is_whole
-from mtl_search.search.params import Count, NonNegativeInt, extremes, suggest
+from mtl_search.values import Count, NonNegativeInt, extremes, suggest
 
 
 class Gate(nn.Module):
@@ -297,8 +298,6 @@ class PLEFamily:
         name = "CGC" if levels == 1 else f"{levels} levels"
         return f"{name} s{spec['shared_experts']} t{spec['task_experts']} experts {_format_widths(spec['expert_widths'])}"
 
-
-from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
 
 register_family(MMoEFamily())
 register_family(PLEFamily())

@@ -27,9 +27,10 @@ from torch import nn
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
+from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
-from mtl_search.search.params import BoolParam, Count, NonNegativeFloat, suggest
 from mtl_search.tasks import Task
+from mtl_search.values import BoolParam, Count, NonNegativeFloat, suggest
 
 
 class HierarchySpace(BaseModel):
@@ -216,7 +217,5 @@ class HierarchyFamily:
             text += f" succ={spec['successive']:.2g}"
         return text
 
-
-from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
 
 register_family(HierarchyFamily())

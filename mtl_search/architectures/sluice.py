@@ -30,9 +30,10 @@ from torch import nn
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape
-from mtl_search.architectures.cross_stitch import check_fraction, rounded_matrix, near_identity
+from mtl_search.architectures.cross_stitch import check_fraction, near_identity, rounded_matrix
+from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, NonNegativeFloat, Share, StrParam, one_of, suggest
+from mtl_search.values import Count, NonNegativeFloat, Share, StrParam, one_of, suggest
 
 BETA_INITS = ("last", "uniform")
 
@@ -210,7 +211,5 @@ class SluiceFamily:
         ortho = f" ortho={spec['orthogonality_weight']:.3g}" if spec["subspaces"] > 1 else ""
         return f"S={spec['subspaces']} {spec['depth']}x{spec['width']}{ortho} a={spec['alpha_self']:.2f} beta={spec['beta_init']}"
 
-
-from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
 
 register_family(SluiceFamily())

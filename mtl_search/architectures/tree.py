@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from mtl_search.architectures.base import Body
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
+from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
-from mtl_search.search.params import Count, suggest
+from mtl_search.values import Count, suggest
 
 Partition = list[list[str]]
 
@@ -230,7 +231,5 @@ def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[st
         parent = labels
     return groups
 
-
-from mtl_search.architectures import register_family  # noqa: E402  (registry import after definitions)
 
 register_family(TreeFamily())

@@ -17,8 +17,8 @@ import threading
 import warnings
 from typing import Iterator, Sequence
 
-from mtl_search import __version__
 from mtl_search.errors import Terminated, UserError, raise_terminated
+from mtl_search.version import __version__
 
 COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity", "pruning")
 

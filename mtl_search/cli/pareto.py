@@ -40,8 +40,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def print_front(study: optuna.Study) -> None:
+    from mtl_search.analysis.front import conditional_notes, front_rows
     from mtl_search.cli.search_summary import objective_cells, print_search_summary
-    from mtl_search.search.front import conditional_notes, front_rows
     from mtl_search.search.study import study_objectives
 
     objectives = study_objectives(study)
@@ -76,13 +76,13 @@ def _with_learned(row: dict) -> str:
 
 
 def front_json(study: optuna.Study) -> str:
-    from mtl_search.search.front import front_rows
+    from mtl_search.analysis.front import front_rows
 
     return dump_json(front_rows(study))
 
 
 def front_csv(study: optuna.Study) -> str:
-    from mtl_search.search.front import front_rows
+    from mtl_search.analysis.front import front_rows
     from mtl_search.search.study import study_objectives
 
     objectives = study_objectives(study)

@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     import optuna
 
     from mtl_search.errors import UserError
-    from mtl_search.search.pruning_replay import (
+    from mtl_search.analysis.pruning_replay import (
         FLOOR_TOLERANCES, foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves,
         study_timing, warmup_label,
     )

@@ -23,12 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mtl_search.analysis.refine import refine_front
     from mtl_search.cli.pareto import print_front
     from mtl_search.errors import UserError
     from mtl_search.export.bundle import reload_data
+    from mtl_search.records.attributes import STUDY_ATTR
     from mtl_search.search.hypervolume import store_hypervolume
-    from mtl_search.search.refine import refine_front
-    from mtl_search.search.study import STUDY_ATTR, load_existing, pareto_trials
+    from mtl_search.search.study import load_existing, pareto_trials
     from mtl_search.training import resolve_device
 
     study = load_existing(args.study, args.storage)

@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
 def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:
     """What went wrong when none of this run's ``trials`` could enter the front: every one
     failed or was over a hard limit. (Trials pruned as dominated lost to complete ones.)"""
-    from mtl_search.search.outcomes import trial_outcomes
+    from mtl_search.analysis.outcomes import trial_outcomes
 
     outcomes = trial_outcomes(trials)
     if not trials or outcomes.failed + outcomes.over_limit != len(trials):

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import optuna
 
 from mtl_search.cli.common import format_value, print_rows_table
-from mtl_search.search.records import AFFINITY_ATTR
+from mtl_search.records.attributes import AFFINITY_ATTR
 
 # hypervolume history points shown on one line
 HISTORY_POINTS = 6
@@ -36,8 +36,8 @@ def print_search_summary(study: optuna.Study) -> None:
 
 def search_summary_lines(study: optuna.Study) -> list[str]:
     """Trials by outcome (pruned, infeasible) and the normalised hypervolume with its history."""
+    from mtl_search.analysis.outcomes import outcome_line, stopped_lines, trial_outcomes
     from mtl_search.search.hypervolume import REFERENCE, hypervolume_history
-    from mtl_search.search.outcomes import outcome_line, stopped_lines, trial_outcomes
 
     outcomes = trial_outcomes(study.get_trials(deepcopy=False))
     lines = [f"trials: {outcome_line(outcomes)}"] + [f"  {line}" for line in stopped_lines(outcomes)]

@@ -1,1 +1,1 @@
-"""optuna-dashboard for mtl-search studies: notes on trials, figures on studies, the server."""
+"""optuna-dashboard for mtl-search studies: figures on studies, the server (a run writes the trials' notes)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from mtl_search.search.study import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
 
 # Stable ids: attaching again replaces the figures instead of adding copies.
 ID_PREFIX = "mtl-search:"

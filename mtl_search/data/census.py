@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtl_search.data import register_source
 from mtl_search.data.base import MultiTaskData, parse_options
+from mtl_search.data.registry import register_source
 from mtl_search.data.table import TargetColumn, make_table_data
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task

@@ -22,8 +22,8 @@ import math
 import numpy as np
 import torch
 
-from mtl_search.data import register_source
 from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
+from mtl_search.data.registry import register_source
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 

@@ -34,8 +34,8 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from mtl_search.data import register_source
 from mtl_search.data.base import EXPECTED_VALUE, MultiTaskData, Split, parse_options, split_indices
+from mtl_search.data.registry import register_source
 from mtl_search.data.preprocessing import (
     ENCODINGS, NotNumeric, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
 )

@@ -22,11 +22,11 @@ import optuna
 import torch
 from torch import nn
 
-from mtl_search import __version__
 from mtl_search.errors import UserError, check_output_path, is_whole
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
 from mtl_search.export.picks import find_trial, refusal
-from mtl_search.search.study import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.version import __version__
 
 SPEC_FILE = "architecture.json"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
@@ -190,7 +190,7 @@ def export_trial(
 
 def _refined(study: optuna.Study, trial: optuna.trial.FrozenTrial, weights_source: str) -> dict[str, Any] | None:
     """The trial's `mtl-search refine` record, labelled with how it relates to the exported weights (None if not refined)."""
-    from mtl_search.search.refine import refined_record
+    from mtl_search.analysis.refine import refined_record
 
     record = refined_record(study, trial.number)
     if not record:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mtl_search.architectures.describe import architecture_markdown
 from mtl_search.export.inputs import shape_text
-from mtl_search.visualization.architecture import architecture_markdown
 
 OUTPUT_MEANING = {
     "multiclass": "one logit per class{order}; `torch.softmax(output, -1)` gives the class probabilities",

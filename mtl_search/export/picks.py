@@ -21,7 +21,8 @@ import math
 import optuna
 
 from mtl_search.errors import UserError, is_whole
-from mtl_search.search.study import Objective, pareto_trials, stop_reason, study_objectives
+from mtl_search.records.objective import Objective
+from mtl_search.search.study import pareto_trials, stop_reason, study_objectives
 
 
 def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
@@ -52,7 +53,14 @@ def refusal(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
 
 
 def pick_trial(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:
-    """The front trial chosen by ``rule`` (``knee``, ``best:TASK`` or ``weights:TASK=W,...``)."""
+    """The trial of the study's front that ``rule`` picks.
+
+    ``knee``: the trial closest to the ideal point once every objective is scaled to [0, 1]
+    over the front; ``best:TASK``: the best value of that task's primary metric;
+    ``weights:TASK=W,...``: the highest weighted sum of the scaled objectives. A study
+    without a completed trial, or a rule that names no objective, is a one-line
+    :class:`~mtl_search.errors.UserError`.
+    """
     objectives = study_objectives(study)
     front = pareto_trials(study)
     if not front:

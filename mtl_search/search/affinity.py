@@ -45,9 +45,9 @@ import torch.nn.functional as F
 
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatChoice, FloatRange, IntChoice, IntRange
-from mtl_search.search.records import AFFINITY_ATTR
+from mtl_search.records.attributes import AFFINITY_ATTR
 from mtl_search.tasks import Task
+from mtl_search.values import FloatChoice, FloatRange, IntChoice, IntRange
 
 Partition = list[list[str]]
 # tree shape -> trees seeded unless max_seeds says otherwise

@@ -29,8 +29,8 @@ import torch
 from sqlalchemy.engine import make_url
 
 from mtl_search.errors import UserError, check_output_path
+from mtl_search.records.attributes import ARTIFACT_DIR_ATTR
 from mtl_search.search.storage import DEFAULT_STORAGE_DIR, is_memory_url, storage_url
-from mtl_search.search.records import ARTIFACT_DIR_ATTR
 
 SPEC_FILE = "architecture.json"
 WEIGHTS_FILE = "weights.safetensors"

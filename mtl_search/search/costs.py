@@ -24,16 +24,15 @@ import optuna
 import torch
 
 from mtl_search.errors import UserError
-from mtl_search.search.records import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.objective import Objective
 
 # cost name (as given to --objective / objectives.extra) -> objective name in the study
 COST_NAMES = {"params": "params", "latency": "latency_ms"}
 
 
-def cost_objective(name: str) -> Any:
+def cost_objective(name: str) -> Objective:
     """The study objective for a cost name (``params`` or ``latency``)."""
-    from mtl_search.search.study import Objective
-
     if name not in COST_NAMES:
         raise UserError(f"--objective {name!r}: expected one of {', '.join(COST_NAMES)}")
     return Objective(task="", metric=COST_NAMES[name], direction="minimize", kind="cost")

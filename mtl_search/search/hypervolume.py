@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import optuna
 
+from mtl_search.records.attributes import HYPERVOLUME_ATTR
 from mtl_search.search.costs import is_feasible
-from mtl_search.search.records import HYPERVOLUME_ATTR
 
 REFERENCE = 1.1
 

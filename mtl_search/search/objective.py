@@ -12,10 +12,10 @@ import torch
 from mtl_search.architectures import summarize
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import TrialDiverged, UserError
+from mtl_search.records.objective import Objective
 from mtl_search.search.costs import CostMeter, timing_batch
 from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
-from mtl_search.search.study import Objective
 from mtl_search.search.workers import raise_if_stopped
 from mtl_search.training import TrainResult, train_candidate
 

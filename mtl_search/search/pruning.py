@@ -49,7 +49,7 @@ KDD 2017) with Pareto dominance in place of "worse than the median": stop a tria
 least half of the completed trials had beaten on every objective after the same amount of
 training. The fraction is
 what keeps late bloomers: learning curves cross (a low learning rate starts slowly and
-often ends best), and replaying complete studies (``search/pruning_replay.py``) showed
+often ends best), and replaying complete studies (``analysis/pruning_replay.py``) showed
 that a fixed count of two dominators stopped front trials that at least half of the
 references did not beat. The pruned trial keeps its history, its last validation values
 and a ``prune_reason``.
@@ -65,10 +65,10 @@ from typing import Any, Callable, Mapping, Sequence
 import optuna
 
 from mtl_search.errors import UserError
+from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.objective import Objective
 from mtl_search.search.costs import is_feasible
-from mtl_search.search.records import STUDY_ATTR
 from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
-from mtl_search.search.study import Objective
 
 Vector = tuple[float, ...]
 BUDGETS = ("epochs", "steps")

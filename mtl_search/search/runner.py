@@ -12,18 +12,29 @@ import torch
 
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
+from mtl_search.records.attributes import AFFINITY_ATTR
+from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
-from mtl_search.search.records import AFFINITY_ATTR
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
-from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device
 
 
 @dataclasses.dataclass
 class SearchSettings:
+    """How :func:`run_search` runs a study (the space file says what is searched).
+
+    ``study_name`` names the study: running again with the same name and storage continues
+    it (the data, objectives and hard limits must match). ``storage`` is an Optuna storage
+    URL (``None``: ``$MTL_SEARCH_STORAGE`` or ``studies/mtl-search.db``). ``sampler`` is
+    ``tpe``, ``nsga2`` or ``random``, seeded by ``seed``. The run stops after ``n_trials``
+    more trials (``None``: no count) or ``timeout`` seconds, whichever comes first.
+    ``epochs`` overrides the space's ``training.epochs``; ``device`` is ``cpu``, ``cuda``,
+    ``mps`` or ``auto``. The other fields match the ``run`` command's flags of the same names.
+    """
+
     study_name: str
     storage: str | None = None
     sampler: str = "tpe"
@@ -187,8 +198,8 @@ def artifact_store(settings: SearchSettings, storage: optuna.storages.BaseStorag
 
 def record_hooks(artifacts: tuple[Path, Any] | None) -> list[ResultHook]:
     """Hooks that keep what a trained trial leaves behind: its artifacts and a dashboard note."""
-    from mtl_search.dashboard.notes import note_architecture
     from mtl_search.search.artifacts import ArtifactUploader
+    from mtl_search.search.notes import note_architecture
 
     hooks: list[ResultHook] = [note_architecture]
     if artifacts is not None:

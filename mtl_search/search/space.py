@@ -33,7 +33,7 @@ from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
-from mtl_search.search.params import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
+from mtl_search.values import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
                                       StrictSection, one_of, suggest)
 from mtl_search.training.trainer import OPTIMIZERS
 from mtl_search.weighting import get_method
@@ -328,6 +328,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_space(raw: Any, source: str = "space") -> SearchSpace:
+    """Validate a space given as a mapping (a space file's contents, read in Python).
+
+    ``source`` names it in errors: a bad section or value is a one-line
+    :class:`~mtl_search.errors.UserError` naming the key.
+    """
     if not isinstance(raw, dict):
         raise UserError(f"space file {source}: expected a mapping of sections at the top level")
     try:

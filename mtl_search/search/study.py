@@ -22,33 +22,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 
-from mtl_search import __version__
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
-from mtl_search.search.costs import cost_flags, other_limits
-from mtl_search.search.records import SPACES_ATTR, STUDY_ATTR
+from mtl_search.records.attributes import SPACES_ATTR, STUDY_ATTR
+from mtl_search.records.objective import Objective
+from mtl_search.search.costs import cost_flags, cost_objective, other_limits
 from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
+from mtl_search.version import __version__
 
 SAMPLERS = ("tpe", "nsga2", "random")
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    """One thing the study optimises: a task's validation metric, or a cost of the network.
-
-    ``kind`` is ``"task"`` (``metric`` of task ``task``) or ``"cost"`` (``metric`` names a
-    cost from :mod:`mtl_search.search.costs`, ``task`` is empty).
-    """
-
-    task: str
-    metric: str
-    direction: str
-    kind: str = "task"
-
-    @property
-    def name(self) -> str:
-        return self.metric if self.kind == "cost" else f"{self.task}/{self.metric}"
 
 
 def objectives_for(tasks: Sequence[Task], metrics: str = "primary", costs: Sequence[str] = ()) -> list[Objective]:
@@ -56,8 +39,6 @@ def objectives_for(tasks: Sequence[Task], metrics: str = "primary", costs: Seque
 
     ``costs`` names extra objectives (``params``, ``latency``), always minimised.
     """
-    from mtl_search.search.costs import cost_objective
-
     chosen = []
     for task in tasks:
         names = task.metrics if metrics == "all" else task.metrics[:1]
@@ -374,7 +355,11 @@ def _other_objectives(stored: Sequence[Objective], now: Sequence[Objective]) -> 
 
 
 def load_existing(name: str, storage_url: str | None) -> optuna.Study:
-    """An existing study, or a UserError listing the ones there are."""
+    """The study ``name`` in the storage at ``storage_url`` (``None``: the default storage).
+
+    A study that is not there is a one-line :class:`~mtl_search.errors.UserError` listing
+    the studies that are.
+    """
     storage = open_storage(storage_url, heartbeat=False, create=False)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:

@@ -8,7 +8,8 @@ import math
 import optuna
 import plotly.graph_objects as go
 
-from mtl_search.search.study import Objective, pareto_trials, study_objectives
+from mtl_search.records.objective import Objective
+from mtl_search.search.study import pareto_trials, study_objectives
 
 FRONT_COLOUR = "#d62728"
 OTHER_COLOUR = "rgba(120,120,120,0.35)"

@@ -16,13 +16,14 @@ import plotly.graph_objects as go
 import plotly.offline
 import yaml
 
-from mtl_search import __version__
-from mtl_search.search.outcomes import Outcomes, outcome_line, trial_outcomes
-from mtl_search.search.front import conditional_notes
-from mtl_search.search.records import AFFINITY_ATTR
-from mtl_search.search.refine import refined_record
-from mtl_search.search.study import SPACES_ATTR, STUDY_ATTR, pareto_trials, study_objectives, study_tasks
-from mtl_search.visualization.architecture import sharing_figures, sharing_text, stack_figure, tree_figure
+from mtl_search.analysis.front import conditional_notes
+from mtl_search.analysis.outcomes import Outcomes, outcome_line, trial_outcomes
+from mtl_search.analysis.refine import refined_record
+from mtl_search.architectures.describe import sharing_text
+from mtl_search.records.attributes import AFFINITY_ATTR, SPACES_ATTR, STUDY_ATTR
+from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
+from mtl_search.version import __version__
+from mtl_search.visualization.architecture import sharing_figures, stack_figure, tree_figure
 from mtl_search.visualization.families import family_figure
 from mtl_search.visualization.pareto import parallel_coordinates_figure, pareto_figure
 from mtl_search.visualization.progress import hypervolume_figure

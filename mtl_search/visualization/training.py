@@ -9,7 +9,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mtl_search.search.study import Objective
+from mtl_search.records.objective import Objective
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.search.params import PositiveFloat, suggest
-from mtl_search.weighting import Method, register_method
+from mtl_search.values import PositiveFloat, suggest
 from mtl_search.weighting.base import LossWeighting, check_smallest, combine
+from mtl_search.weighting.registry import Method, register_method
 
 # a task whose loss was exactly 0 two epochs ago has no ratio; this keeps it finite
 _TINY_LOSS = 1e-12

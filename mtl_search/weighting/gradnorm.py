@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.search.params import FloatRange, NonNegativeFloat, PositiveFloat, suggest
-from mtl_search.weighting import Method, register_method
+from mtl_search.values import FloatRange, NonNegativeFloat, PositiveFloat, suggest
 from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest, shared_parameters
+from mtl_search.weighting.registry import Method, register_method
 
 # floor for the first losses and the weights: a weight of exactly 0 could never come back
 _TINY = 1e-8

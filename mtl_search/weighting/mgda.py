@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.search.params import StrParam, suggest
-from mtl_search.weighting import Method, register_method
+from mtl_search.values import StrParam, suggest
 from mtl_search.weighting.base import EpochMean, LossWeighting, shared_parameters, task_gradients
+from mtl_search.weighting.registry import Method, register_method
 
 NORMALIZATIONS = ("none", "l2", "loss")
 

@@ -21,8 +21,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.weighting import Method, register_method
 from mtl_search.weighting.base import LossWeighting, add_to_grad, combine, shared_parameters, task_gradients
+from mtl_search.weighting.registry import Method, register_method
 
 
 def project_conflicting(gradients: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.errors import UserError, is_number
-from mtl_search.search.params import PositiveFloatRange
-from mtl_search.weighting import Method, register_method
+from mtl_search.values import PositiveFloatRange
 from mtl_search.weighting.base import LossWeighting, combine
+from mtl_search.weighting.registry import Method, register_method
 
 
 class StaticWeighting(LossWeighting):

@@ -22,9 +22,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.search.params import FloatParam, suggest
-from mtl_search.weighting import Method, register_method
+from mtl_search.values import FloatParam, suggest
 from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.registry import Method, register_method
 
 # 1/2 in front of exp(-s) L for a Gaussian likelihood; 1 for the classification approximation
 PRECISION_FACTOR = {"regression": 0.5, "binary": 1.0, "multiclass": 1.0}

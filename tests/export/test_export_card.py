@@ -12,11 +12,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import mtl_search
+from mtl_search.analysis.refine import refined_record
 from mtl_search.architectures.conditional import joint_probabilities
 from mtl_search.export.bundle import reload_data
 from mtl_search.export.model_card import output_meaning, scoring
-from mtl_search.search.refine import refined_record
-from mtl_search.search.study import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.tasks import Task
 
 

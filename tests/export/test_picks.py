@@ -9,7 +9,7 @@ import pytest
 
 from mtl_search.errors import UserError
 from mtl_search.export import find_trial, pick_trial
-from mtl_search.search.study import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
 from tests.helpers import assert_one_line_error
 
 OBJECTIVES = [
@@ -61,7 +61,7 @@ def test_bad_rules_name_the_problem(rule, fragment):
 
 def test_an_unknown_task_lists_the_tasks_and_no_cost_objective():
     from mtl_search.export.picks import primary_index
-    from mtl_search.search.study import Objective
+    from mtl_search.records.objective import Objective
 
     objectives = [Objective(**o) for o in OBJECTIVES] + [Objective("", "params", "minimize", kind="cost")]
     with pytest.raises(UserError) as error:

@@ -8,10 +8,10 @@ import optuna
 import pytest
 import torch
 
+from mtl_search.analysis.front import front_rows
 from mtl_search.architectures import build_model
 from mtl_search.errors import UserError
 from mtl_search.search.costs import CostMeter, count_infeasible, is_feasible, with_cost_options
-from mtl_search.search.front import front_rows
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
 from mtl_search.search.study import objectives_for, pareto_trials

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from mtl_search.search.study import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
 from tests.helpers import assert_one_line_error
 from tests.search.parallel_helpers import FINISHED, run_args, start_cli, write_space
 

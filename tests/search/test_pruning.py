@@ -13,8 +13,8 @@ from mtl_search.errors import UserError
 from mtl_search.search.pruning import (
     DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve, minimised_vector, projected_final, vector_at_budget,
 )
-from mtl_search.search.pruning_replay import replay
-from mtl_search.search.study import Objective
+from mtl_search.analysis.pruning_replay import replay
+from mtl_search.records.objective import Objective
 
 OBJECTIVES = [Objective("a", "mse", "minimize"), Objective("b", "auc", "maximize")]
 EPOCHS = 10

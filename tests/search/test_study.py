@@ -154,7 +154,7 @@ def test_a_study_made_before_regression_targets_were_standardised(storage_url, c
 
     from mtl_search.data.synthetic import make_synthetic
     from mtl_search.export.bundle import reload_data
-    from mtl_search.search.study import STUDY_ATTR
+    from mtl_search.records.attributes import STUDY_ATTR
 
     data = make_synthetic(dim=8, rows=300, correlation=0.5)
     # mean 0, std 1 carried by the tasks: trained exactly as before 2026-12-03 ...

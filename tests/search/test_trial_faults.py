@@ -37,9 +37,9 @@ def test_an_error_that_stops_the_run_is_the_failed_trials_reason_not_a_lost_work
     import pandas as pd
     import pytest
 
+    from mtl_search.analysis.outcomes import trial_outcomes
     from mtl_search.data.table import make_table_data, targets_from_declarations
     from mtl_search.errors import UserError
-    from mtl_search.search.outcomes import trial_outcomes
 
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.standard_normal(300), "y": rng.standard_normal(300),

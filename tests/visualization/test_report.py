@@ -12,8 +12,8 @@ import optuna
 import plotly.offline
 import pytest
 
-from mtl_search.search.study import STUDY_ATTR
-from mtl_search.visualization.architecture import architecture_markdown, sharing_tables
+from mtl_search.architectures.describe import architecture_markdown, sharing_tables
+from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.visualization.report import main_figures, report_html
 from tests.helpers import require_chromium
 
@@ -208,8 +208,8 @@ def test_the_console_check_catches_a_broken_page(tmp_path):
 
 
 def test_front_table_shows_costs_once_and_refined_trials_as_mean_and_std():
+    from mtl_search.records.objective import Objective
     from mtl_search.visualization.report import _front_table
-    from mtl_search.search.study import Objective
 
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.add_trial(optuna.trial.create_trial(values=[0.5, 1234.0], user_attrs={"test": {"a": {"mse": 0.6}}, "summary": "tree"}))

@@ -43,11 +43,11 @@ def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> di
 
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     names = [o.name for o in study_objectives(study)]
-    from mtl_search.search.refine import refined_record
+    from mtl_search.analysis.refine import refined_record
 
     attrs = study.user_attrs
     rows = [trial_row(trial, names) for trial in pareto_trials(study)]
     for row in rows:
-        # mean and std over training seeds, when `mtl-search refine` ran (search/refine.py)
+        # mean and std over training seeds, when `mtl-search refine` ran (analysis/refine.py)
         row["refined"] = refined_record(study, row["number"], attrs)
     return rows

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_search.search.front import front_rows
-from mtl_search.search.refine import refine_front, refine_trial, refined_record, summarise_runs
+from mtl_search.analysis.front import front_rows
+from mtl_search.analysis.refine import refine_front, refine_trial, refined_record, summarise_runs
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
 from mtl_search.search.study import pareto_trials

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from mtl_search.search.outcomes import outcome_line, stopped_lines, trial_outcomes
+from mtl_search.analysis.outcomes import outcome_line, stopped_lines, trial_outcomes
 
 States = optuna.trial.TrialState
 

@@ -1,4 +1,4 @@
-"""Replaying pruning settings on recorded learning curves (mtl_search.search.pruning_replay)."""
+"""Replaying pruning settings on recorded learning curves (mtl_search.analysis.pruning_replay)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import math
 import optuna
 import pytest
 
+from mtl_search.analysis.pruning_replay import replay, replay_settings, settings_grid, stored_settings
 from mtl_search.errors import UserError
 from mtl_search.search.pruning import PruningSettings
-from mtl_search.search.pruning_replay import replay, replay_settings, settings_grid, stored_settings
 
 EPOCHS = 6
 
@@ -111,10 +111,10 @@ def test_replaying_the_steps_budget_needs_step_counts():
 
 
 def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path):
-    from mtl_search.search.pruning_replay import study_curves, with_best_kept
+    from mtl_search.analysis.pruning_replay import study_curves, with_best_kept
     import dataclasses
 
-    from mtl_search.search.study import Objective
+    from mtl_search.records.objective import Objective
 
     # a trial run with checkpoint: last that overfits after epoch 2
     losses = [0.9, 0.4, 0.6, 0.8]
@@ -128,7 +128,7 @@ def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path
 
 
 def test_the_foresight_floor_trains_in_full_only_the_trials_no_earlier_trial_ends_ahead_of():
-    from mtl_search.search.pruning_replay import foresight_epochs, foresight_floor
+    from mtl_search.analysis.pruning_replay import foresight_epochs, foresight_floor
 
     curves = [
         (0, flat((1.0, 1.0))),
@@ -153,8 +153,8 @@ def test_the_foresight_floor_trains_in_full_only_the_trials_no_earlier_trial_end
 def test_the_floor_keeps_exactly_the_trials_undominated_by_every_earlier_trial_on_random_curves():
     import random
 
+    from mtl_search.analysis.pruning_replay import foresight_epochs
     from mtl_search.search.pruning import dominates_with_margin
-    from mtl_search.search.pruning_replay import foresight_epochs
 
     rng = random.Random(3)
     curves = [(n, [(rng.uniform(0.1, 1), rng.uniform(0.1, 1), rng.uniform(0.1, 1)) for _ in range(EPOCHS)]) for n in range(60)]
@@ -167,7 +167,7 @@ def test_the_floor_keeps_exactly_the_trials_undominated_by_every_earlier_trial_o
 
 
 def test_time_left_takes_off_only_the_untrained_epochs_seconds():
-    from mtl_search.search.pruning_replay import StudyTiming
+    from mtl_search.analysis.pruning_replay import StudyTiming
 
     timing = StudyTiming(total_seconds=10.0, epoch_seconds={0: [1.0, 1.0, 1.0], 1: [2.0, 2.0, 2.0]})
     # trial 1 stopped after its first epoch saves 4 s; sampling and storage (the other 1 s) stay
@@ -193,7 +193,7 @@ def timed_trial(number: int, state: optuna.trial.TrialState, seconds: float, his
 
 
 def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in_order():
-    from mtl_search.search.pruning_replay import study_timing
+    from mtl_search.analysis.pruning_replay import study_timing
 
     study = optuna.create_study(directions=["minimize"])
     assert study_timing(study) is None  # nothing finished
@@ -216,7 +216,7 @@ def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in
 
 
 def test_the_floor_never_stops_a_trial_whose_warm_up_reaches_its_end_and_its_tolerance_covers_equal_values():
-    from mtl_search.search.pruning_replay import ahead_of, foresight_epochs
+    from mtl_search.analysis.pruning_replay import ahead_of, foresight_epochs
 
     curves = [(0, flat((1.0, 1.0))), (1, flat((2.0, 2.0))[:3]), (2, flat((1.0, 1.0))), (3, flat((0.99, 0.99)))]
     warmup_two = PruningSettings(budget="epochs")

@@ -34,12 +34,12 @@ import numpy as np
 import optuna
 
 from mtl_search.errors import UserError
-from mtl_search.search.hypervolume import non_dominated, epsilon_indicator
+from mtl_search.search.hypervolume import epsilon_indicator, non_dominated
 from mtl_search.search.pruning import (
     PruningSettings, Vector, cumulative_steps, dominates_with_margin, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
     warmup,
 )
-from mtl_search.search.records import STUDY_ATTR
+from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
 

@@ -1,4 +1,4 @@
-"""The architecture of each trained trial, as a Markdown note optuna-dashboard shows beside it."""
+"""The architecture of each trained trial, as a Markdown note optuna-dashboard shows beside it (written by a run)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import optuna
 
-from mtl_search.visualization.architecture import architecture_markdown
+from mtl_search.architectures.describe import architecture_markdown
 
 
 def note_architecture(trial: optuna.trial.Trial, candidate: dict[str, Any], result: Any) -> None:
