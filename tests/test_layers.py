@@ -2,12 +2,13 @@
 
 The layers, lowest first (the first name after ``mtl_search.`` decides a module's layer)::
 
-    errors, values, records, version     exceptions, searched-value types, stored names and records
+    errors, values, records, version      exceptions, searched-value types, stored names and records
     tasks                                 what a task is and how it is scored
     data                                  data sources and MultiTaskData
     architectures, weighting              the network families and the loss weightings
     training                              training one candidate
-    search                                running a study: space, study, objective, pruning, affinity ...
+    search                                running a study: space, study, objective, pruning, affinity,
+                                          and what a run stores as it goes (costs, hypervolume, notes)
     analysis                              computed from a finished study: front, outcomes, refine, replay
     export, visualization, dashboard      what a user takes away: bundles, figures, the report, the server
     cli, __main__, the package root       commands, and the lazy public API of ``mtl_search``
@@ -15,7 +16,8 @@ The layers, lowest first (the first name after ``mtl_search.`` decides a module'
 Every import counts: at module level, inside functions, under ``if TYPE_CHECKING:``, and
 ``importlib.import_module`` of a literal (or an f-string's literal prefix), which is how the
 registries load their built-ins. ``LAYERS`` below is the one place the order is written; a new
-top-level module or package must be added to it, or the test fails naming it.
+top-level module or package must be added to it, or the test fails naming it. And no two
+modules may import each other, not even through a function-level import.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
     return names
 
 
-def imports_of(module: str, path: Path, modules: dict[str, Path], package: str) -> list[tuple[str, int]]:
-    """The package's modules that ``module`` imports, anywhere in its file, with line numbers."""
+def imports_of(module: str, path: Path, modules: dict[str, Path], package: str, dynamic: bool = True) -> list[tuple[str, int]]:
+    """The package's modules that ``module`` imports, anywhere in its file, with line numbers
+    (``dynamic``: ``importlib.import_module`` calls too)."""
     is_package = path.name == "__init__.py"
     found = []
 
@@ -83,7 +86,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path], package: str) 
                 # `from package.sub import name`: the module package.sub.name when there is one
                 submodule = f"{source}.{alias.name}"
                 add(submodule if submodule in modules else source, node.lineno)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
+        elif dynamic and isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
             argument = node.args[0] if node.args else None
             if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                 add(argument.value, node.lineno)
@@ -139,3 +142,29 @@ def test_the_check_reports_an_upward_import_anywhere_in_a_module(tmp_path):
     # and a module no layer names is reported, not silently allowed
     (package / "extra.py").write_text("")
     assert layer_violations(tmp_path, "toy", toy_layers)[0] == ["toy.extra"]
+
+
+def test_no_two_modules_import_each_other_even_inside_functions():
+    """A cycle hidden in a function-level import is a layer inside a layer gone both ways.
+
+    ``import_module`` is left out: a registry loads its built-in modules by name, and they
+    import the registry back to register themselves.
+    """
+    root = Path(mtl_search.__file__).parent.parent
+    modules = module_names(root, "mtl_search")
+    graph = {name: {imported for imported, _ in imports_of(name, path, modules, "mtl_search", dynamic=False)} - {name}
+             for name, path in modules.items()}
+    cycles = []
+    for start in graph:
+        # depth-first from each module: a path back to it is a cycle
+        stack = [(start, (start,))]
+        seen = set()
+        while stack:
+            name, trail = stack.pop()
+            for imported in graph.get(name, ()):
+                if imported == start:
+                    cycles.append(" -> ".join((*trail, start)))
+                elif imported not in seen:
+                    seen.add(imported)
+                    stack.append((imported, (*trail, imported)))
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(cycles))
