@@ -62,7 +62,9 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
     return names
 
 
-def imports_of(module: str, path: Path, modules: dict[str, Path], package: str, dynamic: bool = True) -> list[tuple[str, int]]:
+def imports_of(
+    module: str, path: Path, modules: dict[str, Path], package: str, dynamic: bool = True,
+) -> list[tuple[str, int]]:
     """The package's modules that ``module`` imports, anywhere in its file, with line numbers
     (``dynamic``: ``importlib.import_module`` calls too)."""
     is_package = path.name == "__init__.py"
@@ -86,14 +88,18 @@ def imports_of(module: str, path: Path, modules: dict[str, Path], package: str, 
                 # `from package.sub import name`: the module package.sub.name when there is one
                 submodule = f"{source}.{alias.name}"
                 add(submodule if submodule in modules else source, node.lineno)
-        elif dynamic and isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module":
+        elif dynamic and isinstance(node, ast.Call) and _called_name(node) == "import_module":
             argument = node.args[0] if node.args else None
             if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                 add(argument.value, node.lineno)
-            elif isinstance(argument, ast.JoinedStr) and argument.values and isinstance(argument.values[0], ast.Constant):
+            elif isinstance(argument, ast.JoinedStr) and isinstance(next(iter(argument.values), None), ast.Constant):
                 prefix = str(argument.values[0].value)
                 add(prefix.rsplit(".", 1)[0] if "." in prefix else prefix, node.lineno)
     return found
+
+
+def _called_name(call: ast.Call) -> str | None:
+    return getattr(call.func, "attr", getattr(call.func, "id", None))
 
 
 def layer_of(module: str, package: str, layers: tuple[tuple[str, ...], ...]) -> int | None:
@@ -101,7 +107,9 @@ def layer_of(module: str, package: str, layers: tuple[tuple[str, ...], ...]) -> 
     return next((index for index, names in enumerate(layers) if top in names), None)
 
 
-def layer_violations(root: Path, package: str, layers: tuple[tuple[str, ...], ...]) -> tuple[list[str], list[Violation]]:
+def layer_violations(
+    root: Path, package: str, layers: tuple[tuple[str, ...], ...],
+) -> tuple[list[str], list[Violation]]:
     """Modules no layer names, and every import of a higher layer, for the package under ``root``."""
     modules = module_names(root, package)
     unplaced = sorted(name for name in modules if layer_of(name, package, layers) is None)
@@ -130,7 +138,8 @@ def test_the_check_reports_an_upward_import_anywhere_in_a_module(tmp_path):
     (package / "values.py").write_text("import json\n")
     # hidden inside a function and behind a relative import: still an import of a higher layer
     (package / "errors.py").write_text("def late():\n    from .search import study\n    return study\n")
-    (package / "tasks.py").write_text("import importlib\n\ndef load(name):\n    return importlib.import_module(f'toy.search.{name}')\n")
+    (package / "tasks.py").write_text(
+        "import importlib\n\ndef load(name):\n    return importlib.import_module(f'toy.search.{name}')\n")
     toy_layers = (("errors", "values"), ("tasks",), ("search",), ("",))
 
     unplaced, violations = layer_violations(tmp_path, "toy", toy_layers)

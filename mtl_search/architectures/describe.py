@@ -14,7 +14,11 @@ from typing import Any, Sequence
 from mtl_search.errors import is_number
 
 
-def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> list[tuple[str, list[str], list[str], list[list[float]]]]:
+# a numeric table: title, row labels, column labels, values
+Table = tuple[str, list[str], list[str], list[list[float]]]
+
+
+def sharing_tables(sharing: Any, task_names: Sequence[str], path: str = "") -> list[Table]:
     """Every numeric table in a sharing report: (title, row labels, column labels, values).
 
     Recognised: a matrix (list of equal-length number lists), a mapping of names to number
@@ -87,7 +91,8 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
             width = widths[depth] if depth < len(widths) else ""
             lines.append(f"| {depth} | {width} | " + " ".join("{" + ", ".join(g) + "}" for g in partition) + " |")
     tower = (spec.get("tower") or {}).get("widths")
-    lines += ["", f"- towers: {' x '.join(str(w) for w in tower) if tower else 'output layer only'} per task ({', '.join(task_names)})"]
+    towers = " x ".join(str(w) for w in tower) if tower else "output layer only"
+    lines += ["", f"- towers: {towers} per task ({', '.join(task_names)})"]
     for title, rows, columns, matrix in sharing_tables(record.get("sharing") or {}, task_names):
         lines += ["", f"Learned `{title}`:", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         lines += ["| " + row + " | " + " | ".join("" if math.isnan(v) else f"{v:.3f}" for v in values) + " |"
@@ -99,5 +104,6 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
 
 
 def _is_matrix(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value) and all(isinstance(r, list) and r and all(is_number(x) for x in r) for r in value)
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(r, list) and r and all(is_number(x) for x in r) for r in value)
             and len({len(r) for r in value}) == 1)

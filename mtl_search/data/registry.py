@@ -57,7 +57,8 @@ def load_data(
         name = "table" if data_file else "synthetic"
     if name not in _SOURCES:
         raise UserError(f"--data {name!r}: unknown data source (known: {', '.join(sorted(_SOURCES))})")
-    return _SOURCES[name](options=dict(options or {}), data_file=data_file, task_declarations=list(task_declarations or []))
+    loader = _SOURCES[name]
+    return loader(options=dict(options or {}), data_file=data_file, task_declarations=list(task_declarations or []))
 
 
 def _import_sources() -> None:
