@@ -1,6 +1,6 @@
 """Does the search spend compute well? Pruning and affinity seeding at a fixed trial budget (issue 6).
 
-For each seed, three studies of the bundled default space (``search_spaces/default.yaml``, or ``--space``:
+For each seed, three studies of the bundled default space (``mtl_search/spaces/default.yaml``, or ``--space``:
 task-grouping trees, searched widths, learning rate, batch size, tower width and static
 weights; multivariate TPE) on the synthetic MMoE data (three tasks by default; ``--groups 2``
 splits the tasks into two groups of related tasks that are orthogonal to each other, the
