@@ -18,17 +18,19 @@ import json
 import math
 import time
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import optuna
 
 from mtl_search import __version__
-from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
 from mtl_search.search.costs import cost_flags, other_limits
 from mtl_search.search.records import SPACES_ATTR, STUDY_ATTR
 from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
+
+if TYPE_CHECKING:  # the data layer imports torch; reading a finished study needs neither
+    from mtl_search.data.base import MultiTaskData
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
