@@ -1,6 +1,6 @@
 """Does the search spend compute well? Pruning and affinity seeding at a fixed trial budget (issue 6).
 
-For each seed, three studies of the bundled default space (``search_spaces/default.yaml``, or ``--space``:
+For each seed, three studies of the bundled default space (``mtl_search/spaces/default.yaml``, or ``--space``:
 task-grouping trees, searched widths, learning rate, batch size, tower width and static
 weights; multivariate TPE) on the synthetic MMoE data (three tasks by default; ``--groups 2``
 splits the tasks into two groups of related tasks that are orthogonal to each other, the
@@ -284,7 +284,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
     for name in args.variants:
         mine = [r for r in rows if r["variant"] == name]
 
-        def stats(key: str) -> dict[str, float]:
+        def stats(key: str, mine: list[dict[str, Any]] = mine) -> dict[str, float]:
             values = [r[key] for r in mine]
             return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
@@ -322,7 +322,7 @@ def print_table(summary: dict[str, dict[str, Any]], args: argparse.Namespace) ->
     print(f"{'variant':16s} {'trials':>7s} {'wall s':>14s} {'CPU s':>14s} {'HV-all final':>16s} {'HV-all @' + str(args.early):>16s} "
           f"{'HV-front final':>16s} {'HV-front @' + str(args.early):>16s} {'pruned':>7s} {'epochs':>8s} {'eps vs base %':>15s} {'base eps vs it %':>17s}")
     for name, s in summary.items():
-        def cell(key: str, fmt: str) -> str:
+        def cell(key: str, fmt: str, s: dict[str, Any] = s) -> str:
             return f"{s[key]['mean']:{fmt}} ± {s[key]['std']:{fmt}}"
         print(f"{name:16s} {s['trials']['mean']:7.0f} {cell('wall_s', '6.1f'):>14s} {cell('cpu_s', '6.1f'):>14s} {cell('hv_final', '.3f'):>16s} "
               f"{cell(early, '.3f'):>16s} {cell('hv_front_final', '.3f'):>16s} {cell(f'hv_front_after_{args.early}', '.3f'):>16s} {s['pruned']['mean']:7.1f} {s['epochs_trained']['mean']:8.0f} "

@@ -2,7 +2,7 @@
 
 For each data set (synthetic p=0.5, synthetic p=0.9, census group 1) and each seed:
 
-- **mtl-search**: ``run_search`` on the bundled default space (``search_spaces/default.yaml``:
+- **mtl-search**: ``run_search`` on the bundled default space (``mtl_search/spaces/default.yaml``:
   task-grouping trees, searched widths, learning rate and static weights) with the default
   sampler (multivariate TPE), ``--trials`` trials, pruning as the space says (on).
 - **random**: the same, with Optuna's RandomSampler (``sampler="random"``), same budget.

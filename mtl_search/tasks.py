@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from mtl_search.errors import UserError
+
+if TYPE_CHECKING:  # imported where tensors are scored: reading a finished study's tasks needs no torch
+    import torch
 
 KINDS = ("binary", "multiclass", "regression")
 
@@ -139,6 +140,9 @@ class Task:
         ``all_labelled=True`` skips the check (the trainer knows when a split has no gap,
         and the check costs a device synchronisation per batch on a GPU).
         """
+        import torch
+        from torch.nn import functional as F
+
         mask = None if all_labelled else ~torch.isnan(target)
         if mask is not None and not bool(mask.all()):
             if not bool(mask.any()):
@@ -155,6 +159,8 @@ class Task:
         """The loss of the best constant prediction on ``target``'s labelled rows (its mean, or
         its class frequencies): the scale a trained model's loss is read against (1 for a
         standardised regression target); 0 for a constant or unlabelled target."""
+        import torch
+
         values = target[~torch.isnan(target)].detach().double().cpu()
         if not values.numel():
             return 0.0
@@ -166,6 +172,8 @@ class Task:
 
     def probabilities(self, output: torch.Tensor) -> torch.Tensor:
         """Model output turned into what a user reads: P(y=1), class probabilities or the value."""
+        import torch
+
         if self.kind == "binary":
             return torch.sigmoid(output.reshape(-1))
         if self.kind == "multiclass":
@@ -175,6 +183,8 @@ class Task:
     # -- metrics ----------------------------------------------------------------------
     def evaluate(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """Every metric of the task on the labelled rows of ``output``/``target``."""
+        import torch
+
         mask = ~torch.isnan(target)
         output, target = output[mask].detach().float().cpu(), target[mask].cpu()
         return {metric: _metric(metric, self, output, target) for metric in self.metrics}
@@ -220,6 +230,8 @@ def _metric(metric: str, task: Task, output: torch.Tensor, target: torch.Tensor)
             predicted = output.argmax(dim=-1).float()
         return float((predicted == target).float().mean())
     if metric == "logloss":
+        from torch.nn import functional as F
+
         if task.kind == "binary":
             return float(F.binary_cross_entropy_with_logits(output.reshape(-1), target))
         return float(F.cross_entropy(output, target.long()))

@@ -29,7 +29,7 @@ from pathlib import Path
 import mtl_search
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "values", "records", "version"),
+    ("errors", "values", "records", "version", "learned"),
     ("tasks",),
     ("data",),
     ("architectures", "weighting"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from mtl_search.architectures import summarize_learned
+from mtl_search.learned import summarize_learned
 from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
 
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import copy
 import statistics
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
-import torch
 
-from mtl_search.data.base import MultiTaskData
 from mtl_search.search.study import pareto_trials
+
+if TYPE_CHECKING:  # the training side; `pareto` reads refined records without it
+    import torch
+
+    from mtl_search.data.base import MultiTaskData
 
 REFINED_PREFIX = "refined:"
 

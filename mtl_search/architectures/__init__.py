@@ -23,9 +23,10 @@ from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_tow
 from mtl_search.architectures.blocks import (BlockFactory, CustomStem, build_stem, check_keys, validate_block, validate_stem,
                                              validate_tower)
 from mtl_search.architectures.registry import family_names, get_family, register_family
-from mtl_search.architectures.relationship import prior_from_spec, summarize_relationship, validate_relationship
+from mtl_search.architectures.relationship import prior_from_spec, validate_relationship
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task, validate_conditions
+from mtl_search.learned import summarize_learned
 
 # Keys every family's spec may have; a family declares its own as ``required_keys`` and
 # ``optional_keys`` (docs/architectures.md, "Spec keys").
@@ -97,13 +98,6 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
     if stem.get("embedding_dim"):
         text += f" emb={stem['embedding_dim']}"
     return text
-
-
-def summarize_learned(sharing: dict[str, Any]) -> str:
-    """What a trained model learned that its spec does not say (e.g. task correlations), or ''."""
-    if sharing.get("relationship"):
-        return summarize_relationship(sharing["relationship"])
-    return ""
 
 
 def spec_to_json(spec: dict[str, Any]) -> str:

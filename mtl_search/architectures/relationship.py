@@ -131,13 +131,3 @@ def validate_relationship(settings: Any) -> None:
         raise UserError(f"architecture spec: relationship.weight must be a number >= 0, got {weight!r}")
     if not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or ridge <= 0:
         raise UserError(f"architecture spec: relationship.ridge must be a number > 0, got {ridge!r}")
-
-
-def summarize_relationship(report: dict[str, Any]) -> str:
-    """The learned correlations in a few characters: every pair for up to 4 tasks, else the extremes."""
-    tasks, correlation = report["tasks"], report["correlation"]
-    pairs = [(f"{a}~{b}", correlation[i][j]) for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j]
-    if len(pairs) > 6:
-        pairs = sorted(pairs, key=lambda pair: pair[1])
-        pairs = [pairs[-1], pairs[0]]
-    return "corr " + " ".join(f"{name}{value:+.2f}" for name, value in pairs)

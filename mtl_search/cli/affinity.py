@@ -22,10 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.search_summary import print_affinity
     from mtl_search.errors import UserError
-    from mtl_search.search.affinity import AFFINITY_ATTR
     from mtl_search.search.study import load_existing
 
+    # the study first: a missing one is refused before torch loads (seconds)
     study = load_existing(args.study, args.storage)
+    from mtl_search.search.affinity import AFFINITY_ATTR
+
     record = study.user_attrs.get(AFFINITY_ATTR)
     if record is None:
         raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity, or a space with families.tree.grouping affinity, when creating it)")

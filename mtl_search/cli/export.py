@@ -33,10 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtl_search.export import export_trial, find_trial, pick_trial
     from mtl_search.search.study import load_existing
 
+    # the study first: a missing one is refused before torch loads (seconds)
     study = load_existing(args.study, args.storage)
+    from mtl_search.export import export_trial, find_trial, pick_trial
+
     trial = find_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
     result = export_trial(
         study, trial, args.out, artifact_dir=args.artifacts,

@@ -30,13 +30,15 @@ def main(args: argparse.Namespace) -> int:
     import optuna
 
     from mtl_search.errors import UserError
+    from mtl_search.search.study import load_existing
+
+    # the study first: a missing one is refused before torch loads (seconds)
+    study = load_existing(args.study, args.storage)
     from mtl_search.analysis.pruning_replay import (
         FLOOR_TOLERANCES, foresight_floor, foresight_warmups, has_steps, replay_settings, settings_grid, stored_settings, study_curves,
         study_timing, warmup_label,
     )
-    from mtl_search.search.study import load_existing
 
-    study = load_existing(args.study, args.storage)
     curves = study_curves(study)
     base = stored_settings(study)
     if len(curves) <= base.min_completed_trials:

@@ -23,16 +23,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtl_search.analysis.refine import refine_front
     from mtl_search.cli.pareto import print_front
     from mtl_search.errors import UserError
-    from mtl_search.export.bundle import reload_data
-    from mtl_search.records.attributes import STUDY_ATTR
     from mtl_search.search.hypervolume import store_hypervolume
+    from mtl_search.records.attributes import STUDY_ATTR
     from mtl_search.search.study import load_existing, pareto_trials
+
+    # the study first: a missing one is refused before torch loads (seconds)
+    study = load_existing(args.study, args.storage)
+    from mtl_search.export.bundle import reload_data
+    from mtl_search.analysis.refine import refine_front
     from mtl_search.training import resolve_device
 
-    study = load_existing(args.study, args.storage)
     device = resolve_device(args.device)
     if not pareto_trials(study):
         raise UserError(f"study {args.study!r}: no completed trial yet, so no front to refine")

@@ -22,11 +22,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mtl_search.dashboard.figures import attach_figures
     from mtl_search.search.study import load_existing
+
+    # the study first: a missing one is refused before torch loads (seconds)
+    study = load_existing(args.study, args.storage)
+    from mtl_search.dashboard.figures import attach_figures
     from mtl_search.visualization.report import report_html
 
-    study = load_existing(args.study, args.storage)
     page = report_html(study)
     target = write_html_page(args.out, page, "--out")
     attach_figures(study)

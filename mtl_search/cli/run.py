@@ -138,14 +138,8 @@ def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:
     """Data, space, settings and storage from the flags, every one checked (UserError if bad)."""
-    from mtl_search.data import load_data
-    from mtl_search.search.affinity import measures_chain
-    from mtl_search.search.costs import with_cost_options
-    from mtl_search.search.pruning import with_pruning_options
-    from mtl_search.search.runner import SearchSettings
-    from mtl_search.search.space import load_space, resolve_space_path
+    from mtl_search.search.bundled import resolve_space_path
     from mtl_search.search.storage import is_in_memory, open_storage
-    from mtl_search.training import resolve_device
 
     if args.seed_trees is not None and args.seed_strategy != "affinity":
         raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
@@ -157,6 +151,15 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         raise UserError(f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "
                         f"use a SQLite file or a database server")
     space_path = resolve_space_path(args.space)
+    # Imported only now, so that the refusals above answer without loading torch (seconds)
+    from mtl_search.data import load_data
+    from mtl_search.search.affinity import measures_chain
+    from mtl_search.search.costs import with_cost_options
+    from mtl_search.search.pruning import with_pruning_options
+    from mtl_search.search.runner import SearchSettings
+    from mtl_search.search.space import load_space
+    from mtl_search.training import resolve_device
+
     space = load_space(space_path)
     space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
     space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,

@@ -18,14 +18,16 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import optuna
-import torch
 
 from mtl_search.errors import UserError
 from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.records.objective import Objective
+
+if TYPE_CHECKING:  # torch is imported where a network is measured: `studies` and `pareto` train nothing
+    import torch
 
 # cost name (as given to --objective / objectives.extra) -> objective name in the study
 COST_NAMES = {"params": "params", "latency": "latency_ms"}
@@ -165,22 +167,25 @@ def with_cost_options(space: Any, *, objectives: Sequence[str] = (), max_params:
     return space.model_copy(update={"objectives": section.model_copy(update=update)})
 
 
-@torch.inference_mode()
-def forward_latency_ms(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, warmup_passes: int = 3, timed_passes: int = 11) -> float:
+def forward_latency_ms(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, warmup_passes: int = 3,
+                      timed_passes: int = 11) -> float:
     """Median wall time in milliseconds of one forward pass of ``batch`` in eval mode."""
+    import torch
+
     was_training = model.training
     model.eval()
     device = next(iter(batch.values())).device
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup_passes):
-        model(batch)
-    synchronize()
     times = []
-    for _ in range(timed_passes):
-        started = time.perf_counter()
-        model(batch)
-        synchronize()  # CUDA runs asynchronously: wait for the pass to end before reading the clock
-        times.append((time.perf_counter() - started) * 1000.0)
+    with torch.inference_mode():
+        for _ in range(warmup_passes):
+            model(batch)
+        synchronize()
+        for _ in range(timed_passes):
+            started = time.perf_counter()
+            model(batch)
+            synchronize()  # CUDA runs asynchronously: wait for the pass to end before reading the clock
+            times.append((time.perf_counter() - started) * 1000.0)
     model.train(was_training)
     return statistics.median(times)
 

@@ -22,7 +22,6 @@ turns one Optuna trial into a candidate (architecture spec, training settings, w
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
@@ -32,7 +31,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.errors import UserError, describe_validation_error
-from mtl_search.search.bundled import SPACES_DIR, bundled_space_names
+from mtl_search.search.bundled import resolve_space_path
 from mtl_search.values import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
                                       StrictSection, one_of, suggest)
 from mtl_search.training.trainer import OPTIMIZERS
@@ -272,9 +271,9 @@ def _nested(model: type[BaseModel], section: Any, where: str) -> BaseModel:
 
 
 def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:
-    """Read and validate a space file; ``None`` is ``search_spaces/default.yaml``.
+    """Read and validate a space file; ``None`` is the bundled ``default`` space.
 
-    A bare name (``experts``) is looked up in the bundled ``search_spaces/`` folder.
+    A bare name (``experts``) is looked up among the bundled spaces (``mtl_search/spaces/``).
     """
     resolved = resolve_space_path(path)
     try:
@@ -343,15 +342,3 @@ def parse_space(raw: Any, source: str = "space") -> SearchSpace:
         raise UserError(f"space file {source}: {error}") from None
     space._source = source
     return space
-
-
-def resolve_space_path(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        return SPACES_DIR / "default.yaml"
-    candidate = Path(path)
-    if not candidate.exists() and candidate.suffix == "" and (SPACES_DIR / f"{candidate}.yaml").exists():
-        return SPACES_DIR / f"{candidate}.yaml"
-    if not candidate.exists():
-        bundled = ", ".join(bundled_space_names())
-        raise UserError(f"space file {candidate}: no such file (bundled spaces, by name: {bundled})")
-    return candidate

@@ -18,11 +18,10 @@ import json
 import math
 import time
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import optuna
 
-from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError
 from mtl_search.records.attributes import SPACES_ATTR, STUDY_ATTR
 from mtl_search.records.objective import Objective
@@ -30,6 +29,9 @@ from mtl_search.search.costs import cost_flags, cost_objective, other_limits
 from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
 from mtl_search.version import __version__
+
+if TYPE_CHECKING:  # the data layer imports torch; reading a finished study needs neither
+    from mtl_search.data.base import MultiTaskData
 
 SAMPLERS = ("tpe", "nsga2", "random")
 

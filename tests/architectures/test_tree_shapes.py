@@ -38,7 +38,9 @@ def test_every_branch_configuration_builds_with_correct_shapes(leave, groups):
 def test_fully_shared_and_fully_separate_parameter_counts():
     shared = {"family": "tree", "widths": [8, 8], "groups": [[NAMES], [NAMES]], "tower": {"widths": []}}
     separate = {"family": "tree", "widths": [8, 8], "groups": [[[n] for n in NAMES]] * 2, "tower": {"widths": []}}
-    count = lambda spec: sum(p.numel() for p in build_model(spec, {"kind": "vector", "size": 7}, TASKS).parameters())
+    def count(spec):
+        return sum(p.numel() for p in build_model(spec, {"kind": "vector", "size": 7}, TASKS).parameters())
+
     trunk = (7 * 8 + 8) + (8 * 8 + 8)
     heads = (8 + 1) + (8 + 1) + (8 * 3 + 3)
     assert count(shared) == trunk + heads

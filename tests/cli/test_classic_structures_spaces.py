@@ -5,6 +5,7 @@ import json
 import optuna
 import pytest
 
+from mtl_search.search.bundled import SPACES_DIR
 from tests.helpers import assert_one_line_error
 
 SYNTHETIC = ("--data-option", "rows=300", "--data-option", "dim=8")
@@ -18,7 +19,7 @@ SEQUENCES = ("--data", "sequences", "--data-option", "rows=300", "--data-option"
     ("sequences", SEQUENCES),
 ])
 def test_space_runs_three_trials(cli, storage_url, space, data):
-    result = cli("run", "--space", f"search_spaces/{space}.yaml", "--trials", "3", "--epochs", "1",
+    result = cli("run", "--space", str(SPACES_DIR / f"{space}.yaml"), "--trials", "3", "--epochs", "1",
                  "--storage", storage_url, "--study-name", space, "--quiet", *data)
     assert result.code == 0, result
     study = optuna.load_study(study_name=space, storage=storage_url)

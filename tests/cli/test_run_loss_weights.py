@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from mtl_search.search.space import SPACES_DIR
+from mtl_search.search.bundled import SPACES_DIR
 from mtl_search.weighting import method_names
 
 

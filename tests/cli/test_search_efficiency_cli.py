@@ -91,10 +91,10 @@ def test_lookahead_affinity_from_the_command_line(cli, storage_url, monkeypatch)
 
 
 def test_a_space_that_searches_along_the_affinity_chain(cli, storage_url, tmp_path, monkeypatch):
-    from pathlib import Path
+    from mtl_search.search.bundled import SPACES_DIR
 
     monkeypatch.setenv("COLUMNS", "250")
-    branching = (Path(__file__).parents[2] / "search_spaces" / "branching.yaml").read_text()
+    branching = (SPACES_DIR / "branching.yaml").read_text()
     space = tmp_path / "chain.yaml"
     space.write_text(branching.replace("grouping: partitions", "grouping: affinity"))
     result = cli("run", *TINY, "--data-option", "tasks=3", "--trials", "3", "--storage", storage_url, "--study-name", "chain",

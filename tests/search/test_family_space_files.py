@@ -4,7 +4,8 @@ import optuna
 import pytest
 
 from mtl_search.architectures import build_model
-from mtl_search.search.space import SPACES_DIR, load_space
+from mtl_search.search.bundled import SPACES_DIR
+from mtl_search.search.space import load_space
 from mtl_search.tasks import Task
 
 FAMILY_FILES = {"branching": {"tree"}, "experts": {"mmoe", "ple"}, "soft_sharing": {"cross_stitch", "sluice"}}

@@ -38,7 +38,9 @@ def test_agrees_with_optunas_exact_algorithm_on_random_fronts():
 
 def test_history_of_a_study_normalised_by_hand(storage_url):
     study = optuna.create_study(storage=storage_url, directions=["maximize", "minimize"])
-    add = lambda values, state=COMPLETE, **kw: study.add_trial(optuna.trial.create_trial(state=state, values=values if state == COMPLETE else None, **kw))
+    def add(values, state=COMPLETE, **kw):
+        study.add_trial(optuna.trial.create_trial(state=state, values=values if state == COMPLETE else None, **kw))
+
     add([0.5, 10.0])                    # 0 -> normalised (1, 0)
     add(None, state=PRUNED)             # 1: pruned, adds nothing
     add([1.0, 20.0])                    # 2 -> (0, 1)

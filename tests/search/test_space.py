@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from mtl_search.errors import UserError
-from mtl_search.search.space import SPACES_DIR, load_space
+from mtl_search.search.bundled import SPACES_DIR
+from mtl_search.search.space import load_space
 
 SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
 

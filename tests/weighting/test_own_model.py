@@ -45,7 +45,7 @@ def test_every_method_trains_a_model_of_ones_own(method):
     weighting = make_weighting(method, ["a", "b"])
     optimizer = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=1e-2)
     first = None
-    for epoch in range(30):
+    for _ in range(30):
         losses = losses_of(model, x, y)
         optimizer.zero_grad()
         weighting.backward(losses, model, None)
