@@ -59,10 +59,21 @@ def spec(family: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def candidates(family: str, count: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     rates = [1e-3 * 10 ** (i / max(count - 1, 1)) for i in range(count)]
-    return [{"architecture": spec(family, args),
-             "training": {"epochs": args.epochs, "learning_rate": rate, "batch_size": args.batch, "seed": seed,
-                          "optimizer": "adam", "checkpoint": "best"},
-             "loss_weighting": {"method": "static"}} for seed, rate in enumerate(rates)]
+    return [
+        {
+            "architecture": spec(family, args),
+            "training": {
+                "epochs": args.epochs,
+                "learning_rate": rate,
+                "batch_size": args.batch,
+                "seed": seed,
+                "optimizer": "adam",
+                "checkpoint": "best",
+            },
+            "loss_weighting": {"method": "static"},
+        }
+        for seed, rate in enumerate(rates)
+    ]
 
 
 def bare_width(dim: int, n_params: int) -> int:
@@ -75,7 +86,9 @@ def bare_train(data, width: int, epochs: int, batch: int, seed: int) -> float:
     """The hand-written loop; returns its final validation loss (sum over tasks)."""
     torch.manual_seed(seed)
     dim = data.input_schema["size"]
-    model = nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, len(TASKS)))
+    model = nn.Sequential(
+        nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, len(TASKS))
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = data.train.inputs["x"]
     y = torch.stack([data.train.targets[t] for t in TASKS], dim=1)
@@ -127,7 +140,7 @@ def measure(data, family: str, args: argparse.Namespace) -> dict[str, Any]:
     seconds: dict[str, list[float]] = {arm: [] for arm in arms}
     worst_difference = 0.0
     for repeat in range(args.repeats):
-        order = arms[repeat % len(arms):] + arms[: repeat % len(arms)]
+        order = arms[repeat % len(arms) :] + arms[: repeat % len(arms)]
         lone_validation = None
         fused_validation = None
         for arm in order:
@@ -147,12 +160,22 @@ def measure(data, family: str, args: argparse.Namespace) -> dict[str, Any]:
                 seconds[arm].append(spent / (count * steps))
                 fused_validation = sum(results[0].validation[t]["loss"] for t in TASKS)
         worst_difference = max(worst_difference, abs(fused_validation - lone_validation) / abs(lone_validation))
-        print(f"  {family} rows {args.current_rows} repeat {repeat + 1}: "
-              + ", ".join(f"{arm} {1000 * seconds[arm][-1]:.3f}" for arm in arms) + " ms/step", flush=True)
-    return {"family": family, "rows": args.current_rows, "n_params": n_params, "bare_width": width, "steps": steps,
-            "ms_per_step": {arm: 1000 * statistics.median(values) for arm, values in seconds.items()},
-            "all_ms_per_step": {arm: [1000 * v for v in values] for arm, values in seconds.items()},
-            "member0_vs_alone_relative_validation_difference": worst_difference}
+        print(
+            f"  {family} rows {args.current_rows} repeat {repeat + 1}: "
+            + ", ".join(f"{arm} {1000 * seconds[arm][-1]:.3f}" for arm in arms)
+            + " ms/step",
+            flush=True,
+        )
+    return {
+        "family": family,
+        "rows": args.current_rows,
+        "n_params": n_params,
+        "bare_width": width,
+        "steps": steps,
+        "ms_per_step": {arm: 1000 * statistics.median(values) for arm, values in seconds.items()},
+        "all_ms_per_step": {arm: [1000 * v for v in values] for arm, values in seconds.items()},
+        "member0_vs_alone_relative_validation_difference": worst_difference,
+    }
 
 
 def main() -> None:
@@ -186,14 +209,16 @@ def main() -> None:
     print(header)
     for result in rows_results:
         figures = result["ms_per_step"]
-        line = f"{result['rows']:>6} {result['family']:<6} {result['n_params']:>7} {figures['alone']:>7.3f} {figures['bare']:>7.3f}"
+        line = f"{result['rows']:>6} {result['family']:<6} {result['n_params']:>7}"
+        line += f" {figures['alone']:>7.3f} {figures['bare']:>7.3f}"
         for k in args.population:
             fused = figures[f"population {k}"]
             line += f" {fused:>7.3f} {figures['alone'] / fused:>5.2f}"
         print(line)
     print("x: alone / population (how many times cheaper a member's step is); bare: plain MLP of about the same size")
     worst = max(r["member0_vs_alone_relative_validation_difference"] for r in rows_results)
-    print(f"member 0 of each population against the same candidate alone: final validation loss within {worst:.1e} (relative)")
+    print(f"member 0 of each population against the same candidate alone: final validation loss within {worst:.1e} "
+          "(relative)")
     settings = {key: value for key, value in vars(args).items() if key != "current_rows"}
     write_result(args.name, settings, rows_results)
 

@@ -3,11 +3,11 @@
 A search spends most of its time in training steps of small networks, and such a step is
 bound by per-step overhead (operator dispatch, the autograd graph, the optimiser loop), not
 by arithmetic. Candidates of one structure can share that overhead: their parameters are
-stacked along a leading member dimension, one ``vmap`` over ``functional_call`` of a template
-network runs every member's forward pass on its own batch rows, one backward pass takes the
-gradient of the members' summed losses (each member's slice depends on its own loss only),
-and one batched optimiser step updates every member with its own learning rate and weight
-decay.
+stacked along a leading member dimension; one ``vmap`` over a template network, run with
+the members' tensors in place of its own (as ``functional_call`` does), computes every
+member's forward pass on its own batch rows; one backward pass takes the gradient of the
+members' summed losses (each member's slice depends on its own loss only); and one batched
+optimiser step updates every member with its own learning rate and weight decay.
 
 Each member is trained exactly as :func:`~mtl_search.training.trainer.train_candidate` would
 train it alone, within float rounding: it is initialised from its own seed, shuffles with its
@@ -26,11 +26,11 @@ import json
 import math
 import time
 import warnings
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any, Hashable, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from mtl_search.architectures import MultiTaskModel, build_model, validate_spec
 from mtl_search.architectures.conditional import joint_log_probability, joint_target, log1mexp
@@ -38,9 +38,19 @@ from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import OneLineWarning, UserError
 from mtl_search.tasks import Task
-from mtl_search.training.trainer import (OPTIMIZERS, EpochCallback, TrainResult, checked_epoch_losses, checked_training,
-                                         checkpoint_score, count_parameters, evaluate, replaces_kept, resolve_device,
-                                         train_candidate)
+from mtl_search.training.trainer import (
+    OPTIMIZERS,
+    EpochCallback,
+    TrainResult,
+    checked_epoch_losses,
+    checked_training,
+    checkpoint_score,
+    count_parameters,
+    evaluate,
+    replaces_kept,
+    resolve_device,
+    train_candidate,
+)
 from mtl_search.weighting import make_weighting
 from mtl_search.weighting.base import LossWeighting
 
@@ -126,7 +136,9 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         config = checked_training(candidate)
         spec = candidate["architecture"]
         validate_spec(spec, data.task_names)
-        weighting = make_weighting(candidate.get("loss_weighting"), data.task_names, {t.name: t.kind for t in data.tasks})
+        weighting = make_weighting(
+            candidate.get("loss_weighting"), data.task_names, {t.name: t.kind for t in data.tasks}
+        )
     except UserError as error:
         return None, f"the candidate is not valid ({error})"
     if weighting.name not in FUSED_WEIGHTINGS:
@@ -142,8 +154,14 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
     if data.input_schema.get("kind") == "sequence" and stem.get("sequence_encoder", "gru") in RECURRENT_ENCODERS:
         return None, f"the {stem.get('sequence_encoder', 'gru')} sequence encoder has no batching rule"
     structure = {key: value for key, value in spec.items() if key not in INITIAL_VALUE_KEYS.get(spec["family"], ())}
-    key = (json.dumps(structure, sort_keys=True), int(config["batch_size"]), int(config["epochs"]), config["optimizer"],
-           config["checkpoint"], weighting.name)
+    key = (
+        json.dumps(structure, sort_keys=True),
+        int(config["batch_size"]),
+        int(config["epochs"]),
+        config["optimizer"],
+        config["checkpoint"],
+        weighting.name,
+    )
     return key, None
 
 
@@ -194,8 +212,12 @@ def train_population(
         except _NotFusable as failure:
             if failure.remember:
                 _UNFUSABLE[key] = failure.reason
-                warnings.warn(f"{len(indices)} candidates of one structure cannot train as one stacked network "
-                              f"({failure.reason}); they train alone", PopulationWarning, stacklevel=2)
+                warnings.warn(
+                    f"{len(indices)} candidates of one structure cannot train as one stacked network "
+                    f"({failure.reason}); they train alone",
+                    PopulationWarning,
+                    stacklevel=2,
+                )
             alone.extend(indices)
             continue
         for index, result in zip(indices, results):
@@ -205,8 +227,13 @@ def train_population(
     return outcomes  # type: ignore[return-value]
 
 
-def _train_alone(data: MultiTaskData, candidate: dict[str, Any], device: torch.device, on_epoch: EpochCallback | None,
-                 stem: nn.Module | None) -> TrainResult | BaseException:
+def _train_alone(
+    data: MultiTaskData,
+    candidate: dict[str, Any],
+    device: torch.device,
+    on_epoch: EpochCallback | None,
+    stem: nn.Module | None,
+) -> TrainResult | BaseException:
     try:
         return train_candidate(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
     except Exception as error:  # the member's outcome; KeyboardInterrupt goes up
@@ -240,8 +267,9 @@ def masked_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch
     return total / task.target_scale[1] ** 2 if task.kind == "regression" else total
 
 
-def masked_joint_loss(task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tensor],
-                      targets: dict[str, torch.Tensor]) -> torch.Tensor:
+def masked_joint_loss(
+    task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """:func:`~mtl_search.architectures.conditional.joint_loss` with a mask instead of row selection."""
     log_p = joint_log_probability(task, tasks, outputs)
     label = joint_target(task, tasks, targets)
@@ -252,8 +280,12 @@ def masked_joint_loss(task: Task, tasks: Sequence[Task], outputs: dict[str, torc
     return torch.where(known, rows, torch.zeros_like(rows)).sum() / known.sum().clamp(min=1)
 
 
-def population_losses(tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                      fully_labelled: dict[str, bool]) -> dict[str, torch.Tensor]:
+def population_losses(
+    tasks: Sequence[Task],
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    fully_labelled: dict[str, bool],
+) -> dict[str, torch.Tensor]:
     """:func:`~mtl_search.training.trainer.training_losses` for one member inside vmap: a task
     with missing labels in the training split, and every conditional task, use a masked loss."""
     losses = {}
@@ -267,9 +299,13 @@ def population_losses(tasks: Sequence[Task], outputs: dict[str, torch.Tensor], t
     return losses
 
 
-class _StepNetwork(nn.Module):
-    """The template network's forward pass and regularisation in one call, so that
-    ``functional_call`` puts a member's tensors in place for both.
+class _Template:
+    """A copy of one member's network that runs the tensors of any member (under vmap: of all).
+
+    :meth:`run` puts a member's tensors in place of the template's parameters and buffers for
+    one forward pass and the regularisation, as ``torch.func.functional_call`` does, through
+    slots found once (``functional_call`` looks every name up again on each call, which is a
+    measurable part of a small network's step).
 
     Two regularisers read tensors that are neither parameters nor buffers: the relationship
     prior holds its tower weights in a plain list, and the hierarchy's successive
@@ -278,29 +314,49 @@ class _StepNetwork(nn.Module):
     """
 
     def __init__(self, model: MultiTaskModel) -> None:
-        super().__init__()
-        self.model = model
-        owners = {id(p): (module, name) for module in model.modules() for name, p in module._parameters.items() if p is not None}
+        self.model = model.train()
+        self.parameter_names = [name for name, p in model.named_parameters() if p.requires_grad]
+        # frozen parameters and buffers: the same for every step of an epoch
+        self.constant_names = [name for name, p in model.named_parameters() if not p.requires_grad]
+        self.constant_names += [name for name, _ in model.named_buffers()]
+        self._slots = [self._slot(name) for name in self.parameter_names + self.constant_names]
+        where = {id(table[key]): (table, key) for table, key in self._slots}
         prior = model.relationship
-        self._prior_sources = [[owners[id(w)] for w in layer] for layer in prior._layers] if prior is not None else []
+        self._prior_slots = [[where[id(w)] for w in layer] for layer in prior._layers] if prior is not None else []
         self._anchored = isinstance(model.body, HierarchyBody)
 
-    def forward(self, inputs: dict[str, torch.Tensor], anchors: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        outputs = self.model(inputs)
-        prior, body = self.model.relationship, self.model.body
-        saved_layers = prior._layers if self._prior_sources else None
-        saved_anchor = body._anchor if self._anchored else None
+    def _slot(self, name: str) -> tuple[dict[str, Any], str]:
+        module_name, _, key = name.rpartition(".")
+        module = self.model.get_submodule(module_name)
+        return (module._parameters if key in module._parameters else module._buffers), key
+
+    def run(
+        self,
+        parameters: list[torch.Tensor],
+        constants: list[torch.Tensor],
+        inputs: dict[str, torch.Tensor],
+        anchors: list[torch.Tensor],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        model, slots = self.model, self._slots
+        saved = [table[key] for table, key in slots]
+        saved_layers = model.relationship._layers if self._prior_slots else None
+        saved_anchor = model.body._anchor if self._anchored else None
         try:
-            if self._prior_sources:
-                prior._layers = [[module._parameters[name] for module, name in layer] for layer in self._prior_sources]
+            for (table, key), tensor in zip(slots, [*parameters, *constants]):
+                table[key] = tensor
+            outputs = model(inputs)
+            if self._prior_slots:
+                model.relationship._layers = [[table[key] for table, key in layer] for layer in self._prior_slots]
             if self._anchored:
-                body._anchor = list(anchors)
-            extra = self.model.regularization()
+                model.body._anchor = list(anchors)
+            extra = model.regularization()
         finally:
-            if self._prior_sources:
-                prior._layers = saved_layers
+            for (table, key), tensor in zip(slots, saved):
+                table[key] = tensor
+            if self._prior_slots:
+                model.relationship._layers = saved_layers
             if self._anchored:
-                body._anchor = saved_anchor
+                model.body._anchor = saved_anchor
         return outputs, extra
 
 
@@ -318,11 +374,18 @@ class StackedParameters:
     per member (and weight decay per tensor: ``decays[i]`` False exempts tensor i, as the
     trainer exempts the weighting's own parameters). The formulas are those of torch.optim's
     Adam, AdamW and SGD (momentum 0.9) as :func:`~mtl_search.training.trainer.make_optimizer`
-    builds them; results agree within float rounding.
+    builds them, Adam's through PyTorch's own fused kernel where it has one; results agree
+    within float rounding.
     """
 
-    def __init__(self, per_member: Sequence[Sequence[torch.Tensor]], decays: Sequence[bool], optimizer: str,
-                 learning_rates: Sequence[float], weight_decays: Sequence[float]) -> None:
+    def __init__(
+        self,
+        per_member: Sequence[Sequence[torch.Tensor]],
+        decays: Sequence[bool],
+        optimizer: str,
+        learning_rates: Sequence[float],
+        weight_decays: Sequence[float],
+    ) -> None:
         if optimizer not in BATCHED_OPTIMIZERS:
             raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(BATCHED_OPTIMIZERS)}")
         self.optimizer = optimizer
@@ -330,13 +393,19 @@ class StackedParameters:
         self.decays = list(decays)
         self.steps = 0
         with torch.no_grad():
-            self.flat = torch.cat([torch.stack([tensors[i].detach() for tensors in per_member]).reshape(-1)
-                                   for i in range(len(self.shapes))])
+            self.flat = torch.cat(
+                [
+                    torch.stack([tensors[i].detach() for tensors in per_member]).reshape(-1)
+                    for i in range(len(self.shapes))
+                ]
+            )
         self.learning_rates = [float(v) for v in learning_rates]
         self.weight_decays = [float(v) for v in weight_decays]
         self._state: list[torch.Tensor] = []
         self._first_grads_checked = False
-        self._kernel = optimizer != "sgd" and hasattr(torch, "_fused_adam_") and self.flat.device.type in ("cpu", "cuda")
+        self._kernel = (
+            optimizer != "sgd" and hasattr(torch, "_fused_adam_") and self.flat.device.type in ("cpu", "cuda")
+        )
         self._kernel_step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
         self._prepare()
 
@@ -366,8 +435,10 @@ class StackedParameters:
         self._shrink = None
         if decayed and self.optimizer == "adamw":
             # param *= 1 - lr * wd, the factor rounded once as torch's kernel does
-            factors = [[1.0 - lr * wd if decays else 1.0 for decays in self.decays]
-                       for lr, wd in zip(self.learning_rates, self.weight_decays)]
+            factors = [
+                [1.0 - lr * wd if decays else 1.0 for decays in self.decays]
+                for lr, wd in zip(self.learning_rates, self.weight_decays)
+            ]
             self._shrink = self._per_tensor(factors)
         elif decayed:
             self._decay = self._per_value(self.weight_decays, self.decays)
@@ -428,8 +499,21 @@ class StackedParameters:
                 # zeroed buffer; each member's learning rate then scales its part of it
                 self._delta.zero_()
                 self._kernel_step.fill_(self.steps)
-                torch._fused_adam_([self._delta], [grad], [exp_avg], [exp_avg_sq], [], [self._kernel_step], lr=1.0,
-                                   beta1=beta1, beta2=beta2, weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
+                torch._fused_adam_(
+                    [self._delta],
+                    [grad],
+                    [exp_avg],
+                    [exp_avg_sq],
+                    [],
+                    [self._kernel_step],
+                    lr=1.0,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=0.0,
+                    eps=ADAM_EPS,
+                    amsgrad=False,
+                    maximize=False,
+                )
                 flat.addcmul_(self._learning_rate, self._delta)
                 return
             except (RuntimeError, TypeError):  # no such kernel for this device or torch: the same formula below
@@ -449,8 +533,12 @@ class StackedParameters:
         count = self.members
 
         def select(buffer: torch.Tensor) -> torch.Tensor:
-            return torch.cat([buffer[offset : offset + size].view(count, -1).index_select(0, index).reshape(-1)
-                              for offset, size in self._blocks])
+            return torch.cat(
+                [
+                    buffer[offset : offset + size].view(count, -1).index_select(0, index).reshape(-1)
+                    for offset, size in self._blocks
+                ]
+            )
 
         with torch.no_grad():
             self.flat = select(self.flat)
@@ -487,15 +575,22 @@ class _Member:
 class _FusedGroup:
     """Candidates of one fusion key, trained as one stacked network."""
 
-    def __init__(self, data: MultiTaskData, candidates: Sequence[dict[str, Any]], callbacks: Sequence[EpochCallback | None],
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        data: MultiTaskData,
+        candidates: Sequence[dict[str, Any]],
+        callbacks: Sequence[EpochCallback | None],
+        device: torch.device,
+    ) -> None:
         self.data, self.device = data, device
         self.tasks = data.tasks
         self.task_names = data.task_names
         try:
-            self.members = [self._build_member(candidate, callback) for candidate, callback in zip(candidates, callbacks)]
+            self.members = [
+                self._build_member(candidate, callback) for candidate, callback in zip(candidates, callbacks)
+            ]
             self._setup()
-        except Exception as error:  # noqa: BLE001  (whatever it is, training alone reports it per member)
+        except Exception as error:  # whatever it is, training alone reports it per member
             raise _NotFusable(f"{type(error).__name__}: {error}", remember=False) from error
         self.size = len(self.members)
 
@@ -513,22 +608,27 @@ class _FusedGroup:
     def _setup(self) -> None:
         first = self.members[0]
         self.learned_weights = first.weighting.name == "uncertainty"
-        template = copy.deepcopy(first.model).train()
-        self.network = _StepNetwork(template)
-        self.parameter_names = [f"model.{name}" for name, p in template.named_parameters() if p.requires_grad]
-        self.constant_names = [f"model.{name}" for name, p in template.named_parameters() if not p.requires_grad]
-        self.constant_names += [f"model.{name}" for name, _ in template.named_buffers()]
+        self.template = _Template(copy.deepcopy(first.model))
         shapes = [tuple(p.shape) for p in self._trainable(first)]
         if any([tuple(p.shape) for p in self._trainable(member)] != shapes for member in self.members):
             raise ValueError("members differ in their parameters' shapes")
         decays = [True] * len(shapes) + ([False] if self.learned_weights else [])
-        self.stack = StackedParameters([self._trainable(m) for m in self.members], decays, first.config["optimizer"],
-                                       [m.learning_rate for m in self.members],
-                                       [float(m.config["weight_decay"]) for m in self.members])
+        self.stack = StackedParameters(
+            [self._trainable(m) for m in self.members],
+            decays,
+            first.config["optimizer"],
+            [m.learning_rate for m in self.members],
+            [float(m.config["weight_decay"]) for m in self.members],
+        )
         self.train_split = self.data.train.to(self.device)
         self.validation = self.data.validation.to(self.device)
-        self.fully_labelled = {name: not bool(torch.isnan(self.train_split.targets[name]).any()) for name in self.task_names}
-        self.constant_losses = {task.name: task.constant_loss(self.train_split.targets[task.name]) for task in self.tasks}
+        self.test: Split | None = None
+        self.fully_labelled = {
+            name: not bool(torch.isnan(self.train_split.targets[name]).any()) for name in self.task_names
+        }
+        self.constant_losses = {
+            task.name: task.constant_loss(self.train_split.targets[task.name]) for task in self.tasks
+        }
         if self.learned_weights:
             self.precision_factors = first.weighting.precision_factors.to(self.device)
         self.batch_size = int(first.config["batch_size"])
@@ -545,10 +645,16 @@ class _FusedGroup:
         return tensors + (member.weighting.parameters() if self.learned_weights else [])
 
     # the per-member step, under vmap
-    def _member_step(self, parameters: dict[str, torch.Tensor], constants: dict[str, torch.Tensor], anchors: list[torch.Tensor],
-                     inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                     weighting: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs, extra = functional_call(self.network, (parameters, constants), (inputs, anchors))
+    def _member_step(
+        self,
+        parameters: list[torch.Tensor],
+        constants: list[torch.Tensor],
+        anchors: list[torch.Tensor],
+        inputs: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        weighting: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs, extra = self.template.run(parameters, constants, inputs, anchors)
         losses = population_losses(self.tasks, outputs, targets, self.fully_labelled)
         stacked = torch.stack([losses[name] for name in self.task_names])
         if self.learned_weights:  # as UncertaintyWeighting.total_loss; ``weighting``: the log-variances
@@ -566,9 +672,9 @@ class _FusedGroup:
     def _restack_state(self) -> None:
         """Per-member state the step reads that changes between epochs only."""
         models = [m.model for m in self.members]
-        self.constants = {}
-        for name in self.constant_names:
-            self.constants[name] = torch.stack([_tensor_at(model, name.removeprefix("model.")) for model in models])
+        self.constants = [
+            torch.stack([_tensor_at(model, name) for model in models]) for name in self.template.constant_names
+        ]
         self.anchors = []
         if isinstance(models[0].body, HierarchyBody):
             self.anchors = [torch.stack(tensors) for tensors in zip(*[model.body._anchor for model in models])]
@@ -600,17 +706,23 @@ class _FusedGroup:
                 rows = orders[:, start:stop]
                 # each member's own rows, (members, rows, ...); index_select is the cheapest gather
                 flat_rows = rows.reshape(-1)
-                inputs = {key: value.index_select(0, flat_rows).view(*rows.shape, *value.shape[1:])
-                          for key, value in self.train_split.inputs.items()}
-                targets = {name: self.train_split.targets[name].index_select(0, flat_rows).view(rows.shape)
-                           for name in self.task_names}
+                inputs = {
+                    key: value.index_select(0, flat_rows).view(*rows.shape, *value.shape[1:])
+                    for key, value in self.train_split.inputs.items()
+                }
+                targets = {
+                    name: self.train_split.targets[name].index_select(0, flat_rows).view(rows.shape)
+                    for name in self.task_names
+                }
                 first_step = not steps and not batches
                 try:
                     losses, weights = self._step(inputs, targets, first_step)
                 except Exception as error:
                     if first_step:
                         raise _NotFusable(f"{type(error).__name__}: {_first_line(error)}", remember=True) from error
-                    raise
+                    for member in self.members:  # no member's own failure: it ends every one still training
+                        member.outcome = error
+                    return [member.outcome for member in every]  # type: ignore[misc]
                 loss_sums += losses
                 if self.learned_weights:
                     weight_sums += weights
@@ -621,8 +733,15 @@ class _FusedGroup:
             share = (time.perf_counter() - epoch_started) / count
             for position, member in enumerate(self.members):
                 try:
-                    self._end_epoch(member, position, epoch, steps, epoch_losses[position],
-                                    epoch_weights[position] if epoch_weights else None, share)
+                    self._end_epoch(
+                        member,
+                        position,
+                        epoch,
+                        steps,
+                        epoch_losses[position],
+                        epoch_weights[position] if epoch_weights else None,
+                        share,
+                    )
                 except Exception as error:  # the member leaves with it; KeyboardInterrupt goes up
                     member.outcome = error
             staying = [position for position, member in enumerate(self.members) if member.outcome is None]
@@ -640,12 +759,15 @@ class _FusedGroup:
                     member.outcome = error
         return [member.outcome for member in every]  # type: ignore[misc]
 
-    def _step(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-              first_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _step(
+        self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], first_step: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         leaves = self.stack.leaves
-        parameters = dict(zip(self.parameter_names, leaves))
+        parameters = leaves[:-1] if self.learned_weights else leaves
         weighting = leaves[-1] if self.learned_weights else self.weight_rows
-        total, losses, weights = self.step_function(parameters, self.constants, self.anchors, inputs, targets, weighting)
+        total, losses, weights = self.step_function(
+            parameters, self.constants, self.anchors, inputs, targets, weighting
+        )
         self.stack.zero_grad()
         total.sum().backward()
         if first_step:
@@ -653,12 +775,24 @@ class _FusedGroup:
         self.stack.step()
         return losses, weights
 
-    def _end_epoch(self, member: _Member, position: int, epoch: int, steps: int, epoch_losses: list[float],
-                   applied_weights: list[float] | None, share: float) -> None:
+    def _end_epoch(
+        self,
+        member: _Member,
+        position: int,
+        epoch: int,
+        steps: int,
+        epoch_losses: list[float],
+        applied_weights: list[float] | None,
+        share: float,
+    ) -> None:
         """What train_candidate does after an epoch, on the member's own network."""
         started = time.perf_counter()
-        train_losses = checked_epoch_losses(self.task_names, epoch_losses, self.constant_losses, epoch, member.learning_rate)
-        used_weights = dict(zip(self.task_names, applied_weights)) if applied_weights is not None else member.weighting.weights()
+        train_losses = checked_epoch_losses(
+            self.task_names, epoch_losses, self.constant_losses, epoch, member.learning_rate
+        )
+        used_weights = (
+            dict(zip(self.task_names, applied_weights)) if applied_weights is not None else member.weighting.weights()
+        )
         member.weighting.end_epoch(train_losses)
         model = member.model
         self._load_member(position, member)
@@ -676,15 +810,17 @@ class _FusedGroup:
                 member.kept_epoch, member.kept_scores, member.kept_score = epoch + 1, scores, score
                 member.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seconds = share + time.perf_counter() - started
-        member.history.append({
-            "epoch": epoch + 1,
-            "train_loss": train_losses,
-            "validation": scores,
-            "weights": used_weights,
-            "seconds": seconds,
-            "steps": steps,
-            "kept_epoch": member.kept_epoch,
-        })
+        member.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_losses,
+                "validation": scores,
+                "weights": used_weights,
+                "seconds": seconds,
+                "steps": steps,
+                "kept_epoch": member.kept_epoch,
+            }
+        )
         member.seconds += seconds
         if member.callback is not None:
             called = time.perf_counter()
@@ -709,10 +845,14 @@ class _FusedGroup:
         if member.kept_state is not None and member.kept_epoch != len(member.history):
             model.load_state_dict(member.kept_state)
         model.eval()
-        test_scores = evaluate(model, self.data, self.data.test.to(self.device))
+        if self.test is None:
+            self.test = self.data.test.to(self.device)
+        test_scores = evaluate(model, self.data, self.test)
         return TrainResult(
             history=member.history,
-            validation=member.kept_scores if member.kept_scores is not None else evaluate(model, self.data, self.validation),
+            validation=member.kept_scores
+            if member.kept_scores is not None
+            else evaluate(model, self.data, self.validation),
             kept_epoch=member.kept_epoch,
             test=test_scores,
             n_params=count_parameters(model),

@@ -183,8 +183,9 @@ def training_losses(
     return losses
 
 
-def checked_epoch_losses(task_names: Sequence[str], values: Sequence[float], constant_losses: dict[str, float], epoch: int,
-                         learning_rate: float) -> dict[str, float]:
+def checked_epoch_losses(
+    task_names: Sequence[str], values: Sequence[float], constant_losses: dict[str, float], epoch: int, learning_rate: float,
+) -> dict[str, float]:
     """The epoch's mean training loss per task; raise :class:`TrialDiverged` when one is not
     finite or has blown up (:func:`check_blown_up`)."""
     if not all(math.isfinite(v) for v in values):
@@ -315,7 +316,8 @@ def train_candidate(
             batches += 1
         steps += batches
         epoch_losses = (loss_sums / max(batches, 1)).tolist()
-        train_losses = checked_epoch_losses(task_names, epoch_losses, constant_losses, epoch, float(config["learning_rate"]))
+        learning_rate = float(config["learning_rate"])
+        train_losses = checked_epoch_losses(task_names, epoch_losses, constant_losses, epoch, learning_rate)
         used_weights = weighting.weights()  # read before end_epoch, which may set the next epoch's
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)

@@ -17,8 +17,13 @@ from mtl_search.data.table import make_table_data, targets_from_declarations
 from mtl_search.errors import TrialDiverged
 from mtl_search.tasks import Task
 from mtl_search.training import population, train_candidate
-from mtl_search.training.population import (PopulationWarning, StackedParameters, alone_reason, fusion_key,
-                                            train_population)
+from mtl_search.training.population import (
+    PopulationWarning,
+    StackedParameters,
+    alone_reason,
+    fusion_key,
+    train_population,
+)
 from mtl_search.training.trainer import make_optimizer
 from tests.helpers import spend_and_churn
 
@@ -32,23 +37,54 @@ FAMILY_SPECS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "mmoe": ({"family": "mmoe", "experts": 3, "expert_widths": [8], "bottom_widths": [8]}, TWO),
     "ple": ({"family": "ple", "levels": 2, "shared_experts": 1, "task_experts": 1, "expert_widths": [8]}, TWO),
     "cross_stitch": ({"family": "cross_stitch", "widths": [8, 8], "units": [0], "alpha_self": 0.9}, TWO),
-    "sluice": ({"family": "sluice", "depth": 2, "width": 8, "subspaces": 2, "orthogonality_weight": 0.05,
-                "alpha_self": 0.9, "beta_init": "uniform"}, TWO),
-    "hierarchy": ({"family": "hierarchy", "widths": [8, 8, 8], "head_depths": {"task1": 1, "task2": 2, "task3": 3},
-                   "feed_upward": {"task1": True, "task2": True, "task3": False}, "prediction_embedding": 3,
-                   "successive": 0.1}, THREE),
+    "sluice": (
+        {
+            "family": "sluice",
+            "depth": 2,
+            "width": 8,
+            "subspaces": 2,
+            "orthogonality_weight": 0.05,
+            "alpha_self": 0.9,
+            "beta_init": "uniform",
+        },
+        TWO,
+    ),
+    "hierarchy": (
+        {
+            "family": "hierarchy",
+            "widths": [8, 8, 8],
+            "head_depths": {"task1": 1, "task2": 2, "task3": 3},
+            "feed_upward": {"task1": True, "task2": True, "task3": False},
+            "prediction_embedding": 3,
+            "successive": 0.1,
+        },
+        THREE,
+    ),
     "relationship": ({"family": "tree", "widths": [8], "groups": [[THREE]], "relationship": {"weight": 0.1}}, THREE),
 }
 # members differ in the weighting's own settings too
 WEIGHTINGS = {
-    "static": [{"method": "static", "weights": {"task1": 1.0, "task2": 0.5}}, {"method": "static"},
-               {"method": "static", "weights": {"task1": 0.2, "task2": 2.0}}],
-    "dwa": [{"method": "dwa", "temperature": 2.0}, {"method": "dwa", "temperature": 0.5}, {"method": "dwa", "temperature": 5.0}],
-    "uncertainty": [{"method": "uncertainty"}, {"method": "uncertainty", "initial_log_variance": 0.5},
-                    {"method": "uncertainty", "initial_log_variance": -0.3}],
+    "static": [
+        {"method": "static", "weights": {"task1": 1.0, "task2": 0.5}},
+        {"method": "static"},
+        {"method": "static", "weights": {"task1": 0.2, "task2": 2.0}},
+    ],
+    "dwa": [
+        {"method": "dwa", "temperature": 2.0},
+        {"method": "dwa", "temperature": 0.5},
+        {"method": "dwa", "temperature": 5.0},
+    ],
+    "uncertainty": [
+        {"method": "uncertainty"},
+        {"method": "uncertainty", "initial_log_variance": 0.5},
+        {"method": "uncertainty", "initial_log_variance": -0.3},
+    ],
 }
-MEMBERS = [{"seed": 1, "learning_rate": 3e-3, "weight_decay": 0.0}, {"seed": 2, "learning_rate": 1e-2, "weight_decay": 1e-3},
-           {"seed": 3, "learning_rate": 5e-3, "weight_decay": 1e-4}]
+MEMBERS = [
+    {"seed": 1, "learning_rate": 3e-3, "weight_decay": 0.0},
+    {"seed": 2, "learning_rate": 1e-2, "weight_decay": 1e-3},
+    {"seed": 3, "learning_rate": 5e-3, "weight_decay": 1e-4},
+]
 
 
 def candidate(spec: dict[str, Any], weighting: dict[str, Any] | None = None, **training: Any) -> dict[str, Any]:
@@ -59,7 +95,9 @@ def candidate(spec: dict[str, Any], weighting: dict[str, Any] | None = None, **t
     return result
 
 
-def population_of(spec: dict[str, Any], weightings: list[dict[str, Any]] | None = None, **training: Any) -> list[dict[str, Any]]:
+def population_of(
+    spec: dict[str, Any], weightings: list[dict[str, Any]] | None = None, **training: Any
+) -> list[dict[str, Any]]:
     weightings = weightings or [None] * len(MEMBERS)
     return [candidate(spec, weighting, **(member | training)) for member, weighting in zip(MEMBERS, weightings)]
 
@@ -90,7 +128,9 @@ def assert_close(fused: Any, alone: Any, where: str = "", rel: float = 1e-4, abs
         assert fused == alone, where
 
 
-def assert_same_as_alone(fused: Any, alone: Any, size: int, data: MultiTaskData | None = None, loose_state: tuple[str, ...] = ()) -> None:
+def assert_same_as_alone(
+    fused: Any, alone: Any, size: int, data: MultiTaskData | None = None, loose_state: tuple[str, ...] = ()
+) -> None:
     """Everything the result says, its weights (but ``loose_state``) and, given ``data``, its test predictions."""
     assert not isinstance(fused, BaseException), fused
     assert fused.population_size == size
@@ -98,7 +138,11 @@ def assert_same_as_alone(fused: Any, alone: Any, size: int, data: MultiTaskData 
     assert len(fused.history) == len(alone.history)
     for mine, theirs in zip(fused.history, alone.history):
         assert set(mine) == set(theirs)
-        assert (mine["epoch"], mine["steps"], mine["kept_epoch"]) == (theirs["epoch"], theirs["steps"], theirs["kept_epoch"])
+        assert (mine["epoch"], mine["steps"], mine["kept_epoch"]) == (
+            theirs["epoch"],
+            theirs["steps"],
+            theirs["kept_epoch"],
+        )
         assert_close(mine["train_loss"], theirs["train_loss"], "train_loss")
         assert_close(mine["validation"], theirs["validation"], "validation")
         assert_close(mine["weights"], theirs["weights"], "weights")
@@ -170,8 +214,9 @@ def tabular_data() -> MultiTaskData:
     frame["tier"] = np.digitize(frame["c"] + frame["d"], [-0.5, 0.5])
     frame.loc[rng.random(len(frame)) < 0.3, "churn"] = np.nan
     frame.loc[rng.random(len(frame)) < 0.2, "tier"] = np.nan
-    return make_table_data(frame, targets_from_declarations(["churn:binary", "tier:multiclass", "spend:regression"]),
-                           categorical=["plan"])
+    return make_table_data(
+        frame, targets_from_declarations(["churn:binary", "tier:multiclass", "spend:regression"]), categorical=["plan"]
+    )
 
 
 def test_tabular_inputs_and_missing_labels_train_as_alone():
@@ -188,7 +233,12 @@ def test_tabular_inputs_and_missing_labels_train_as_alone():
 def test_conditional_tasks_and_an_attention_sequence_stem_train_as_alone():
     data = make_sequences(rows=240, max_length=8, vocabulary=20)
     assert any(task.given for task in data.tasks)
-    spec = {"family": "mmoe", "experts": 2, "expert_widths": [8], "stem": {"sequence_encoder": "attention", "sequence_width": 8}}
+    spec = {
+        "family": "mmoe",
+        "experts": 2,
+        "expert_widths": [8],
+        "stem": {"sequence_encoder": "attention", "sequence_width": 8},
+    }
     candidates = population_of(spec, epochs=2)
     assert len({fusion_key(c, data) for c in candidates}) == 1
     fused, alone = train_both(data, candidates)
@@ -203,10 +253,19 @@ def image_data(rows: int = 160) -> MultiTaskData:
 
     def split(n: int) -> Split:
         images = torch.randn(n, 1, 8, 8, generator=generator)
-        return Split({"image": images}, {"left": images[:, 0, :, :4].mean(dim=(1, 2)), "right": (images[:, 0, :, 4:].mean(dim=(1, 2)) > 0).float()})
+        return Split(
+            {"image": images},
+            {"left": images[:, 0, :, :4].mean(dim=(1, 2)), "right": (images[:, 0, :, 4:].mean(dim=(1, 2)) > 0).float()},
+        )
 
-    return MultiTaskData("images", [Task("left", "regression"), Task("right", "binary")], split(rows), split(rows // 2),
-                         split(rows // 2), {"kind": "image", "shape": [1, 8, 8]})
+    return MultiTaskData(
+        "images",
+        [Task("left", "regression"), Task("right", "binary")],
+        split(rows),
+        split(rows // 2),
+        split(rows // 2),
+        {"kind": "image", "shape": [1, 8, 8]},
+    )
 
 
 def test_convolution_blocks_train_as_alone():
@@ -265,7 +324,9 @@ def test_a_pruned_member_leaves_and_the_others_match_their_lone_runs(data3):
         alone = train_candidate(data3, candidates[position], on_epoch=lone_calls)
         assert_same_as_alone(fused[position], alone, size=3)
         assert len(fused_calls[position].calls) == len(lone_calls.calls) == 3
-        for (epoch, kept, record), (lone_epoch, lone_kept, lone_record) in zip(fused_calls[position].calls, lone_calls.calls):
+        for (epoch, kept, record), (lone_epoch, lone_kept, lone_record) in zip(
+            fused_calls[position].calls, lone_calls.calls
+        ):
             assert epoch == lone_epoch
             assert_close(kept, lone_kept)
             assert record is fused[position].history[epoch]
@@ -336,14 +397,17 @@ def test_fusion_key_groups_what_can_share_one_computation(data2):
     assert fusion_key(candidate(cross), data2) != fusion_key(candidate(cross | {"units": [0, 1]}), data2)
 
 
-@pytest.mark.parametrize("change, reason", [
-    ({"loss_weighting": {"method": "gradnorm"}}, "gradnorm works on each member's own gradients"),
-    ({"loss_weighting": {"method": "pcgrad"}}, "pcgrad"),
-    ({"loss_weighting": {"method": "mgda"}}, "mgda"),
-    ({"block": BLOCK | {"norm": "batch"}}, "batch normalisation"),
-    ({"block": BLOCK | {"dropout": 0.1}}, "dropout"),
-    ({"training": {"epochs": 0}}, "not valid (training.epochs"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"loss_weighting": {"method": "gradnorm"}}, "gradnorm works on each member's own gradients"),
+        ({"loss_weighting": {"method": "pcgrad"}}, "pcgrad"),
+        ({"loss_weighting": {"method": "mgda"}}, "mgda"),
+        ({"block": BLOCK | {"norm": "batch"}}, "batch normalisation"),
+        ({"block": BLOCK | {"dropout": 0.1}}, "dropout"),
+        ({"training": {"epochs": 0}}, "not valid (training.epochs"),
+    ],
+)
 def test_fusion_key_is_none_with_a_reason(data2, change, reason):
     spec = FAMILY_SPECS["tree"][0]
     item = candidate(spec)
