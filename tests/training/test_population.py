@@ -206,6 +206,23 @@ def test_every_optimizer_trains_members_as_alone(data2, optimizer):
         assert_same_as_alone(mine, theirs, size=3)
 
 
+@pytest.mark.parametrize("block", [{"norm": "layer"}, {"activation": "gelu"}, {"activation": "elu"}])
+def test_block_settings_train_members_as_alone(data2, block):
+    spec = FAMILY_SPECS["mmoe"][0] | {"block": BLOCK | block}
+    fused, alone = train_both(data2, population_of(spec, epochs=2))
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3)
+
+
+def test_layer_norm_on_feature_maps_trains_members_as_alone():
+    data = image_data()
+    spec = {"family": "cross_stitch", "widths": [4, 4], "units": [0], "alpha_self": 0.8}
+    spec["block"] = BLOCK | {"norm": "layer"}
+    fused, alone = train_both(data, population_of(spec, epochs=2, batch_size=32))
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3)
+
+
 def tabular_data() -> MultiTaskData:
     """Numeric and categorical columns; binary, multiclass and regression tasks, two of them partially labelled."""
     frame = spend_and_churn(rows=300, seed=3)
