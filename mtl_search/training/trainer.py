@@ -62,6 +62,9 @@ class TrainResult:
     sharing: dict[str, Any]
     weighting: dict[str, Any]  # the weighting's state after the last epoch
     model: MultiTaskModel = dataclasses.field(repr=False)
+    # how many candidates trained as one stacked network with this one at the start (see
+    # training/population.py); 1: it trained alone
+    population_size: int = 1
 
     def to_record(self) -> dict[str, Any]:
         """Everything but the model, as JSON data."""
@@ -177,6 +180,19 @@ def training_losses(
     if len(losses) < len(tasks):
         losses |= joint_losses(tasks, outputs, targets)
         losses = {task.name: losses[task.name] for task in tasks}
+    return losses
+
+
+def checked_epoch_losses(
+    task_names: Sequence[str], values: Sequence[float], constant_losses: dict[str, float], epoch: int, learning_rate: float,
+) -> dict[str, float]:
+    """The epoch's mean training loss per task; raise :class:`TrialDiverged` when one is not
+    finite or has blown up (:func:`check_blown_up`)."""
+    if not all(math.isfinite(v) for v in values):
+        bad = [name for name, v in zip(task_names, values) if not math.isfinite(v)]
+        raise TrialDiverged(f"non-finite training loss in epoch {epoch + 1} for task(s) {', '.join(bad)}")
+    losses = dict(zip(task_names, values))
+    check_blown_up(losses, constant_losses, epoch, learning_rate)
     return losses
 
 
@@ -300,11 +316,8 @@ def train_candidate(
             batches += 1
         steps += batches
         epoch_losses = (loss_sums / max(batches, 1)).tolist()
-        if not all(math.isfinite(v) for v in epoch_losses):
-            bad = [name for name, v in zip(task_names, epoch_losses) if not math.isfinite(v)]
-            raise TrialDiverged(f"non-finite training loss in epoch {epoch + 1} for task(s) {', '.join(bad)}")
-        train_losses = dict(zip(task_names, epoch_losses))
-        check_blown_up(train_losses, constant_losses, epoch, float(config["learning_rate"]))
+        learning_rate = float(config["learning_rate"])
+        train_losses = checked_epoch_losses(task_names, epoch_losses, constant_losses, epoch, learning_rate)
         used_weights = weighting.weights()  # read before end_epoch, which may set the next epoch's
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)

@@ -1,0 +1,877 @@
+"""Training several candidates as one stacked network (a population).
+
+A search spends most of its time in training steps of small networks, and such a step is
+bound by per-step overhead (operator dispatch, the autograd graph, the optimiser loop), not
+by arithmetic. Candidates of one structure can share that overhead: their parameters are
+stacked along a leading member dimension; one ``vmap`` over a template network, run with
+the members' tensors in place of its own (as ``functional_call`` does), computes every
+member's forward pass on its own batch rows; one backward pass takes the gradient of the
+members' summed losses (each member's slice depends on its own loss only); and one batched
+optimiser step updates every member with its own learning rate and weight decay.
+
+Each member is trained exactly as :func:`~mtl_search.training.trainer.train_candidate` would
+train it alone, within float rounding: it is initialised from its own seed, shuffles with its
+own generator, takes the same steps, and its per-epoch work (divergence checks, the
+weighting's and the network's end of epoch, validation, the kept epoch, the callback) runs on
+a real network of its own that holds its weights, which is also the model it returns.
+A member that diverges, is pruned by its callback or fails otherwise leaves the group with
+that exception; the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+import warnings
+from typing import Any, Hashable, Sequence
+
+import torch
+from torch import nn
+from torch.func import vmap
+
+from mtl_search.architectures import MultiTaskModel, build_model, validate_spec
+from mtl_search.architectures.conditional import joint_log_probability, joint_target, log1mexp
+from mtl_search.architectures.hierarchy import HierarchyBody
+from mtl_search.data.base import MultiTaskData, Split
+from mtl_search.errors import OneLineWarning, UserError
+from mtl_search.tasks import Task
+from mtl_search.training.trainer import (
+    OPTIMIZERS,
+    EpochCallback,
+    TrainResult,
+    checked_epoch_losses,
+    checked_training,
+    checkpoint_score,
+    count_parameters,
+    evaluate,
+    replaces_kept,
+    resolve_device,
+    train_candidate,
+)
+from mtl_search.weighting import make_weighting
+from mtl_search.weighting.base import LossWeighting
+
+# Loss weightings whose total loss is a function of the member's own task losses and its own
+# (stacked) state only, so that it runs inside the vmapped step exactly as alone.
+FUSED_WEIGHTINGS = ("static", "dwa", "uncertainty")
+# torch.optim's defaults for the optimisers make_optimizer builds (it sets only lr, weight
+# decay and SGD's momentum)
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+BATCHED_OPTIMIZERS = ("adam", "adamw", "sgd")
+# Spec keys that only set a network's initial values, not its structure: members may differ
+# there (each is built from its own spec).
+INITIAL_VALUE_KEYS = {"cross_stitch": ("alpha_self",), "sluice": ("alpha_self", "beta_init")}
+RECURRENT_ENCODERS = ("gru", "lstm")
+
+# Keys whose fused step failed in this process (an operation with no batching rule): their
+# candidates train alone from then on.
+_UNFUSABLE: dict[Hashable, str] = {}
+
+
+class PopulationWarning(OneLineWarning):
+    """A group of candidates could not train fused and trained alone instead."""
+
+
+def alone_reason(candidate: dict[str, Any], data: MultiTaskData) -> str | None:
+    """Why ``candidate`` must train alone on ``data``, or None when it can train fused; see :func:`fusion_key`."""
+    return _key_and_reason(candidate, data)[1]
+
+
+def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | None:
+    """Candidates with equal keys can train as one stacked network; None: the candidate trains alone.
+
+    Members of one group share the network's structure (the architecture spec, less the keys
+    that only set initial values: ``alpha_self`` of cross_stitch and sluice, sluice's
+    ``beta_init``), the batch size, the number of epochs, the optimiser, the checkpoint rule
+    and the loss-weighting method. They may differ in seed (initialisation and shuffling),
+    learning rate, weight decay and the weighting's settings (static weights, DWA's
+    temperature, the initial log-variances of uncertainty weighting).
+
+    A candidate trains alone (key None) when:
+
+    ========================================  ===================================================
+    the candidate                             why
+    ========================================  ===================================================
+    does not validate                         training it alone raises the one-line error
+    weighting gradnorm, pcgrad, mgda          they work on each task's gradients of the shared
+    (any method not in FUSED_WEIGHTINGS)      parameters, per batch (extra backward passes,
+                                              projections, a solver): nothing to stack
+    block.norm batch                          batch statistics under vmap: running means and
+                                              variances are updated in place, per member
+    block.dropout > 0                         random masks under vmap cannot be those of the
+                                              member alone: its result would depend on which
+                                              candidates it trained with, and its seed would no
+                                              longer reproduce it
+    a sequence stem with a GRU or LSTM        PyTorch has no vmap batching rule for them
+    encoder (the default)
+    an optimizer other than adam, adamw, sgd  the batched optimiser has no version of it
+    a key whose fused step failed earlier     an operation without a batching rule (the group
+    in this process                           then trained alone; the failure is remembered)
+    ========================================  ===================================================
+
+    :func:`train_population` trains every candidate alone when it is given a ``stem`` (a
+    user's encoder: each candidate fine-tunes its own copy, which may hold anything).
+
+    Partially labelled targets and conditional (entire-space) tasks fuse: the step computes
+    their losses with a mask instead of selecting rows, equal to the loss alone within float
+    rounding. Learned loss weights (uncertainty) are stacked beside the parameters.
+    """
+    return _key_and_reason(candidate, data)[0]
+
+
+def _key_and_reason(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Hashable | None, str | None]:
+    key, reason = _structural_key(candidate, data)
+    if key in _UNFUSABLE:
+        return None, f"its fused step failed earlier in this process ({_UNFUSABLE[key]})"
+    return key, reason
+
+
+def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Hashable | None, str | None]:
+    """The key from what the candidate is, or None and why it must train alone."""
+    try:
+        config = checked_training(candidate)
+        spec = candidate["architecture"]
+        validate_spec(spec, data.task_names)
+        weighting = make_weighting(
+            candidate.get("loss_weighting"), data.task_names, {t.name: t.kind for t in data.tasks}
+        )
+    except UserError as error:
+        return None, f"the candidate is not valid ({error})"
+    if weighting.name not in FUSED_WEIGHTINGS:
+        return None, f"loss weighting {weighting.name} works on each member's own gradients"
+    if config["optimizer"] not in BATCHED_OPTIMIZERS:
+        return None, f"optimizer {config['optimizer']} has no batched version"
+    block = spec.get("block") or {}
+    if block.get("norm") == "batch":
+        return None, "batch normalisation keeps running statistics per member"
+    if block.get("dropout", 0.0) > 0:
+        return None, "dropout masks drawn for a population cannot be those of the member alone"
+    stem = spec.get("stem") or {}
+    if data.input_schema.get("kind") == "sequence" and stem.get("sequence_encoder", "gru") in RECURRENT_ENCODERS:
+        return None, f"the {stem.get('sequence_encoder', 'gru')} sequence encoder has no batching rule"
+    structure = {key: value for key, value in spec.items() if key not in INITIAL_VALUE_KEYS.get(spec["family"], ())}
+    key = (
+        json.dumps(structure, sort_keys=True),
+        int(config["batch_size"]),
+        int(config["epochs"]),
+        config["optimizer"],
+        config["checkpoint"],
+        weighting.name,
+    )
+    return key, None
+
+
+def train_population(
+    data: MultiTaskData,
+    candidates: Sequence[dict[str, Any]],
+    *,
+    device: torch.device | str | None = None,
+    on_epoch: Sequence[EpochCallback | None] | None = None,
+    stem: nn.Module | None = None,
+) -> list[TrainResult | BaseException]:
+    """Train every candidate; return, in input order, its :class:`TrainResult` or the exception that ended it.
+
+    Candidates are grouped by :func:`fusion_key`; each group of two or more trains as one
+    stacked network, the others alone with :func:`train_candidate`. A member's result is what
+    ``train_candidate`` would return for it (``population_size`` says how many trained in its
+    group at the start); ``on_epoch[i]`` is called after each epoch of candidate ``i`` with
+    the arguments ``train_candidate`` gives it. A member's failure (:class:`TrialDiverged`,
+    an exception from its callback such as ``optuna.TrialPruned``, any other ``Exception``)
+    is its outcome and never stops the others; ``KeyboardInterrupt`` stops everything.
+
+    A fused member's ``seconds`` per epoch and ``wall_time`` are its share: the group's
+    training steps divided among the members of that epoch, plus its own evaluation and
+    callbacks. A group whose first fused step fails (an operation with no batching rule)
+    trains alone instead, with one warning, and its key is not fused again in this process.
+    """
+    candidates = list(candidates)
+    callbacks = list(on_epoch) if on_epoch is not None else [None] * len(candidates)
+    if len(callbacks) != len(candidates):
+        raise ValueError(f"on_epoch: {len(callbacks)} callbacks for {len(candidates)} candidates")
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    outcomes: list[TrainResult | BaseException | None] = [None] * len(candidates)
+    groups: dict[Hashable, list[int]] = {}
+    alone: list[int] = []
+    for index, candidate in enumerate(candidates):
+        key = fusion_key(candidate, data) if stem is None else None
+        if key is None:
+            alone.append(index)
+        else:
+            groups.setdefault(key, []).append(index)
+    for key, indices in groups.items():
+        if len(indices) < 2:
+            alone.extend(indices)
+            continue
+        try:
+            fused = _FusedGroup(data, [candidates[i] for i in indices], [callbacks[i] for i in indices], device)
+            results = fused.train()
+        except _NotFusable as failure:
+            if failure.remember:
+                _UNFUSABLE[key] = failure.reason
+                warnings.warn(
+                    f"{len(indices)} candidates of one structure cannot train as one stacked network "
+                    f"({failure.reason}); they train alone",
+                    PopulationWarning,
+                    stacklevel=2,
+                )
+            alone.extend(indices)
+            continue
+        for index, result in zip(indices, results):
+            outcomes[index] = result
+    for index in sorted(alone):
+        outcomes[index] = _train_alone(data, candidates[index], device, callbacks[index], stem)
+    return outcomes  # type: ignore[return-value]
+
+
+def _train_alone(
+    data: MultiTaskData,
+    candidate: dict[str, Any],
+    device: torch.device,
+    on_epoch: EpochCallback | None,
+    stem: nn.Module | None,
+) -> TrainResult | BaseException:
+    try:
+        return train_candidate(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
+    except Exception as error:  # the member's outcome; KeyboardInterrupt goes up
+        return error
+
+
+class _NotFusable(Exception):
+    """The group cannot train fused; ``remember``: the cause is the fused step itself."""
+
+    def __init__(self, reason: str, remember: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.remember = reason, remember
+
+
+# -- losses inside the vmapped step --------------------------------------------------------
+
+
+def masked_loss(task: Task, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:meth:`Task.loss` over the labelled rows, written without selecting rows (which vmap
+    cannot batch): the per-row losses of labelled rows summed, divided by their count; 0 with
+    a graph when none is labelled, as alone."""
+    labelled = ~torch.isnan(target)
+    filled = torch.where(labelled, target, torch.zeros_like(target))
+    if task.kind == "binary":
+        rows = nn.functional.binary_cross_entropy_with_logits(output.reshape(-1), filled, reduction="none")
+    elif task.kind == "multiclass":
+        rows = nn.functional.cross_entropy(output, filled.long(), reduction="none")
+    else:
+        rows = (output.reshape(-1) - filled) ** 2
+    total = torch.where(labelled, rows, torch.zeros_like(rows)).sum() / labelled.sum().clamp(min=1)
+    return total / task.target_scale[1] ** 2 if task.kind == "regression" else total
+
+
+def masked_joint_loss(
+    task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> torch.Tensor:
+    """:func:`~mtl_search.architectures.conditional.joint_loss` with a mask instead of row selection."""
+    log_p = joint_log_probability(task, tasks, outputs)
+    label = joint_target(task, tasks, targets)
+    known = ~torch.isnan(label)
+    label = torch.where(known, label, torch.zeros_like(label))
+    log_q = log1mexp(log_p.clamp(max=-1e-7))
+    rows = -(label * log_p + (1 - label) * log_q)
+    return torch.where(known, rows, torch.zeros_like(rows)).sum() / known.sum().clamp(min=1)
+
+
+def population_losses(
+    tasks: Sequence[Task],
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    fully_labelled: dict[str, bool],
+) -> dict[str, torch.Tensor]:
+    """:func:`~mtl_search.training.trainer.training_losses` for one member inside vmap: a task
+    with missing labels in the training split, and every conditional task, use a masked loss."""
+    losses = {}
+    for task in tasks:
+        if task.given is not None:
+            losses[task.name] = masked_joint_loss(task, tasks, outputs, targets)
+        elif fully_labelled[task.name]:
+            losses[task.name] = task.loss(outputs[task.name], targets[task.name], all_labelled=True)
+        else:
+            losses[task.name] = masked_loss(task, outputs[task.name], targets[task.name])
+    return losses
+
+
+class _Template:
+    """A copy of one member's network that runs the tensors of any member (under vmap: of all).
+
+    :meth:`run` puts a member's tensors in place of the template's parameters and buffers for
+    one forward pass and the regularisation, as ``torch.func.functional_call`` does, through
+    slots found once (``functional_call`` looks every name up again on each call, which is a
+    measurable part of a small network's step).
+
+    Two regularisers read tensors that are neither parameters nor buffers: the relationship
+    prior holds its tower weights in a plain list, and the hierarchy's successive
+    regularisation holds the previous epoch's weights (per member, passed in as ``anchors``).
+    Both are pointed at the member's tensors for the call.
+    """
+
+    def __init__(self, model: MultiTaskModel) -> None:
+        self.model = model.train()
+        self.parameter_names = [name for name, p in model.named_parameters() if p.requires_grad]
+        # frozen parameters and buffers: the same for every step of an epoch
+        self.constant_names = [name for name, p in model.named_parameters() if not p.requires_grad]
+        self.constant_names += [name for name, _ in model.named_buffers()]
+        self._slots = [self._slot(name) for name in self.parameter_names + self.constant_names]
+        where = {id(table[key]): (table, key) for table, key in self._slots}
+        prior = model.relationship
+        self._prior_slots = [[where[id(w)] for w in layer] for layer in prior._layers] if prior is not None else []
+        self._anchored = isinstance(model.body, HierarchyBody)
+
+    def _slot(self, name: str) -> tuple[dict[str, Any], str]:
+        module_name, _, key = name.rpartition(".")
+        module = self.model.get_submodule(module_name)
+        return (module._parameters if key in module._parameters else module._buffers), key
+
+    def run(
+        self,
+        parameters: list[torch.Tensor],
+        constants: list[torch.Tensor],
+        inputs: dict[str, torch.Tensor],
+        anchors: list[torch.Tensor],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        model, slots = self.model, self._slots
+        saved = [table[key] for table, key in slots]
+        saved_layers = model.relationship._layers if self._prior_slots else None
+        saved_anchor = model.body._anchor if self._anchored else None
+        try:
+            for (table, key), tensor in zip(slots, [*parameters, *constants]):
+                table[key] = tensor
+            outputs = model(inputs)
+            if self._prior_slots:
+                model.relationship._layers = [[table[key] for table, key in layer] for layer in self._prior_slots]
+            if self._anchored:
+                model.body._anchor = list(anchors)
+            extra = model.regularization()
+        finally:
+            for (table, key), tensor in zip(slots, saved):
+                table[key] = tensor
+            if self._prior_slots:
+                model.relationship._layers = saved_layers
+            if self._anchored:
+                model.body._anchor = saved_anchor
+        return outputs, extra
+
+
+# -- the batched optimiser ---------------------------------------------------------------
+
+
+class StackedParameters:
+    """Every member's trainable tensors, stacked, with a batched optimiser.
+
+    ``per_member[k]`` lists member k's tensors (equal shapes across members). They live in one
+    flat buffer, tensor after tensor, each as a contiguous block (members, *shape), so the
+    optimiser step is a few operations on the whole buffer whatever the number of tensors;
+    :attr:`leaves` are views of it that require grad, and their ``.grad`` are views of one
+    flat gradient buffer that backward accumulates into. Learning rate and weight decay are
+    per member (and weight decay per tensor: ``decays[i]`` False exempts tensor i, as the
+    trainer exempts the weighting's own parameters). The formulas are those of torch.optim's
+    Adam, AdamW and SGD (momentum 0.9) as :func:`~mtl_search.training.trainer.make_optimizer`
+    builds them, Adam's through PyTorch's own fused kernel where it has one; results agree
+    within float rounding.
+    """
+
+    def __init__(
+        self,
+        per_member: Sequence[Sequence[torch.Tensor]],
+        decays: Sequence[bool],
+        optimizer: str,
+        learning_rates: Sequence[float],
+        weight_decays: Sequence[float],
+    ) -> None:
+        if optimizer not in BATCHED_OPTIMIZERS:
+            raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(BATCHED_OPTIMIZERS)}")
+        self.optimizer = optimizer
+        self.shapes = [tuple(t.shape) for t in per_member[0]]
+        self.decays = list(decays)
+        self.steps = 0
+        with torch.no_grad():
+            self.flat = torch.cat(
+                [
+                    torch.stack([tensors[i].detach() for tensors in per_member]).reshape(-1)
+                    for i in range(len(self.shapes))
+                ]
+            )
+        self.learning_rates = [float(v) for v in learning_rates]
+        self.weight_decays = [float(v) for v in weight_decays]
+        self._state: list[torch.Tensor] = []
+        self._first_grads_checked = False
+        self._kernel = (
+            optimizer != "sgd" and hasattr(torch, "_fused_adam_") and self.flat.device.type in ("cpu", "cuda")
+        )
+        self._kernel_step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
+        self._prepare()
+
+    @property
+    def members(self) -> int:
+        return len(self.learning_rates)
+
+    def _prepare(self) -> None:
+        """Views, gradient buffer and per-value hyperparameters for the current members."""
+        count = self.members
+        self.grad = torch.zeros_like(self.flat)
+        self._delta = torch.zeros_like(self.flat) if self._kernel else None
+        self.leaves: list[torch.Tensor] = []
+        self._blocks: list[tuple[int, int]] = []
+        offset = 0
+        for shape in self.shapes:
+            size = count * math.prod(shape)
+            self._blocks.append((offset, size))
+            leaf = self.flat[offset : offset + size].view(count, *shape).detach().requires_grad_()
+            if self._first_grads_checked:
+                leaf.grad = self.grad[offset : offset + size].view(count, *shape)
+            self.leaves.append(leaf)
+            offset += size
+        self._learning_rate = self._per_value(self.learning_rates, [True] * len(self.shapes))
+        decayed = any(w != 0.0 for w in self.weight_decays) and any(self.decays)
+        self._decay = None
+        self._shrink = None
+        if decayed and self.optimizer == "adamw":
+            # param *= 1 - lr * wd, the factor rounded once as torch's kernel does
+            factors = [
+                [1.0 - lr * wd if decays else 1.0 for decays in self.decays]
+                for lr, wd in zip(self.learning_rates, self.weight_decays)
+            ]
+            self._shrink = self._per_tensor(factors)
+        elif decayed:
+            self._decay = self._per_value(self.weight_decays, self.decays)
+
+    def _per_value(self, per_member: Sequence[float], on: Sequence[bool]) -> torch.Tensor:
+        return self._per_tensor([[value if flag else 0.0 for flag in on] for value in per_member])
+
+    def _per_tensor(self, table: Sequence[Sequence[float]]) -> torch.Tensor:
+        """One value per element of the flat buffer from ``table[member][tensor]``."""
+        values = torch.tensor(table, dtype=torch.float64)  # (members, tensors)
+        parts = [values[:, i : i + 1].expand(-1, math.prod(shape)).reshape(-1) for i, shape in enumerate(self.shapes)]
+        return torch.cat(parts).to(self.flat)
+
+    def member_tensors(self, member: int) -> list[torch.Tensor]:
+        """Member ``member``'s tensors (views of the buffer)."""
+        return [leaf.detach()[member] for leaf in self.leaves]
+
+    def check_first_gradients(self) -> None:
+        """After the first backward: every tensor got a gradient (the lone optimiser skips a
+        parameter without one, which the buffer could not), and from now on gradients
+        accumulate into the flat buffer."""
+        missing = [i for i, leaf in enumerate(self.leaves) if leaf.grad is None]
+        if missing:
+            raise RuntimeError(f"{len(missing)} parameter tensor(s) get no gradient")
+        with torch.no_grad():
+            for leaf, (offset, size) in zip(self.leaves, self._blocks):
+                self.grad[offset : offset + size].copy_(leaf.grad.reshape(-1))
+                leaf.grad = self.grad[offset : offset + size].view_as(leaf)
+        self._first_grads_checked = True
+
+    def zero_grad(self) -> None:
+        if self._first_grads_checked:
+            self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        grad, flat = self.grad, self.flat
+        if self._decay is not None:
+            grad.addcmul_(flat, self._decay)
+        if self.optimizer == "sgd":
+            momentum = OPTIMIZERS["sgd"][1]["momentum"]
+            if not self._state:
+                self._state = [grad.clone()]
+            else:
+                self._state[0].mul_(momentum).add_(grad)
+            flat.sub_(self._state[0] * self._learning_rate)
+            return
+        if self._shrink is not None:
+            flat.mul_(self._shrink)
+        if not self._state:
+            self._state = [torch.zeros_like(flat), torch.zeros_like(flat)]
+        exp_avg, exp_avg_sq = self._state
+        beta1, beta2 = ADAM_BETAS
+        if self._kernel:
+            try:
+                # PyTorch's fused Adam kernel at learning rate 1 writes the update into a
+                # zeroed buffer; each member's learning rate then scales its part of it
+                self._delta.zero_()
+                self._kernel_step.fill_(self.steps)
+                torch._fused_adam_(
+                    [self._delta],
+                    [grad],
+                    [exp_avg],
+                    [exp_avg_sq],
+                    [],
+                    [self._kernel_step],
+                    lr=1.0,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=0.0,
+                    eps=ADAM_EPS,
+                    amsgrad=False,
+                    maximize=False,
+                )
+                flat.addcmul_(self._learning_rate, self._delta)
+                return
+            except (RuntimeError, TypeError):  # no such kernel for this device or torch: the same formula below
+                if self.steps > 1:
+                    raise
+                self._kernel = False
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction1 = 1 - beta1**self.steps
+        bias_correction2 = 1 - beta2**self.steps
+        denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(ADAM_EPS)
+        flat.sub_(exp_avg.div(denominator).mul_(self._learning_rate).div_(bias_correction1))
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Keep only these members (in this order), with their optimiser state."""
+        index = torch.as_tensor(list(members), dtype=torch.long, device=self.flat.device)
+        count = self.members
+
+        def select(buffer: torch.Tensor) -> torch.Tensor:
+            return torch.cat(
+                [
+                    buffer[offset : offset + size].view(count, -1).index_select(0, index).reshape(-1)
+                    for offset, size in self._blocks
+                ]
+            )
+
+        with torch.no_grad():
+            self.flat = select(self.flat)
+            self._state = [select(state) for state in self._state]
+        self.learning_rates = [self.learning_rates[m] for m in members]
+        self.weight_decays = [self.weight_decays[m] for m in members]
+        self._prepare()
+
+
+# -- one group ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class _Member:
+    candidate: dict[str, Any]
+    config: dict[str, Any]
+    callback: EpochCallback | None
+    model: MultiTaskModel
+    weighting: LossWeighting
+    generator: torch.Generator
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    kept_epoch: int = 0
+    kept_scores: dict[str, dict[str, float]] | None = None
+    kept_score: float = math.inf
+    kept_state: dict[str, torch.Tensor] | None = None
+    seconds: float = 0.0  # its share of the group's time so far
+    outcome: TrainResult | BaseException | None = None
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.config["learning_rate"])
+
+
+class _FusedGroup:
+    """Candidates of one fusion key, trained as one stacked network."""
+
+    def __init__(
+        self,
+        data: MultiTaskData,
+        candidates: Sequence[dict[str, Any]],
+        callbacks: Sequence[EpochCallback | None],
+        device: torch.device,
+    ) -> None:
+        self.data, self.device = data, device
+        self.tasks = data.tasks
+        self.task_names = data.task_names
+        try:
+            self.members = [
+                self._build_member(candidate, callback) for candidate, callback in zip(candidates, callbacks)
+            ]
+            self._setup()
+        except Exception as error:  # whatever it is, training alone reports it per member
+            raise _NotFusable(f"{type(error).__name__}: {error}", remember=False) from error
+        self.size = len(self.members)
+
+    def _build_member(self, candidate: dict[str, Any], callback: EpochCallback | None) -> _Member:
+        # as train_candidate: the seed sets the initial weights, and then the shuffling generator
+        config = checked_training(candidate)
+        torch.manual_seed(int(config["seed"]))
+        model = build_model(candidate["architecture"], self.data.input_schema, self.tasks).to(self.device)
+        kinds = {task.name: task.kind for task in self.tasks}
+        weighting = make_weighting(candidate.get("loss_weighting"), self.task_names, kinds).to(self.device)
+        model.keep_representations = weighting.needs_representations
+        generator = torch.Generator().manual_seed(int(config["seed"]))
+        return _Member(candidate, config, callback, model, weighting, generator)
+
+    def _setup(self) -> None:
+        first = self.members[0]
+        self.learned_weights = first.weighting.name == "uncertainty"
+        self.template = _Template(copy.deepcopy(first.model))
+        shapes = [tuple(p.shape) for p in self._trainable(first)]
+        if any([tuple(p.shape) for p in self._trainable(member)] != shapes for member in self.members):
+            raise ValueError("members differ in their parameters' shapes")
+        decays = [True] * len(shapes) + ([False] if self.learned_weights else [])
+        self.stack = StackedParameters(
+            [self._trainable(m) for m in self.members],
+            decays,
+            first.config["optimizer"],
+            [m.learning_rate for m in self.members],
+            [float(m.config["weight_decay"]) for m in self.members],
+        )
+        self.train_split = self.data.train.to(self.device)
+        self.validation = self.data.validation.to(self.device)
+        self.test: Split | None = None
+        self.fully_labelled = {
+            name: not bool(torch.isnan(self.train_split.targets[name]).any()) for name in self.task_names
+        }
+        self.constant_losses = {
+            task.name: task.constant_loss(self.train_split.targets[task.name]) for task in self.tasks
+        }
+        if self.learned_weights:
+            self.precision_factors = first.weighting.precision_factors.to(self.device)
+        self.batch_size = int(first.config["batch_size"])
+        self.epochs = int(first.config["epochs"])
+        self.keep_best = first.config["checkpoint"] == "best"
+        self.step_function = vmap(self._member_step)
+        # two rows for the training-mode forward that marks a member's evaluation-time
+        # observers (gate means) as stale, as training steps do alone
+        self.probe = {key: value[:2] for key, value in self.train_split.inputs.items()}
+        self._restack_state()
+
+    def _trainable(self, member: _Member) -> list[torch.Tensor]:
+        tensors = [p for p in member.model.parameters() if p.requires_grad]
+        return tensors + (member.weighting.parameters() if self.learned_weights else [])
+
+    # the per-member step, under vmap
+    def _member_step(
+        self,
+        parameters: list[torch.Tensor],
+        constants: list[torch.Tensor],
+        anchors: list[torch.Tensor],
+        inputs: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        weighting: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs, extra = self.template.run(parameters, constants, inputs, anchors)
+        losses = population_losses(self.tasks, outputs, targets, self.fully_labelled)
+        stacked = torch.stack([losses[name] for name in self.task_names])
+        if self.learned_weights:  # as UncertaintyWeighting.total_loss; ``weighting``: the log-variances
+            weights = self.precision_factors * torch.exp(-weighting)
+            total = (weights * stacked).sum() + 0.5 * weighting.sum()
+        else:  # as weighting.base.combine; ``weighting``: this epoch's weights
+            weights = weighting
+            total = weighting[0] * losses[self.task_names[0]]
+            for position, name in enumerate(self.task_names[1:], start=1):
+                total = total + weighting[position] * losses[name]
+        if extra is not None:
+            total = total + extra
+        return total, stacked.detach(), weights.detach()
+
+    def _restack_state(self) -> None:
+        """Per-member state the step reads that changes between epochs only."""
+        models = [m.model for m in self.members]
+        self.constants = [
+            torch.stack([_tensor_at(model, name) for model in models]) for name in self.template.constant_names
+        ]
+        self.anchors = []
+        if isinstance(models[0].body, HierarchyBody):
+            self.anchors = [torch.stack(tensors) for tensors in zip(*[model.body._anchor for model in models])]
+        if not self.learned_weights:
+            rows = [[m.weighting.weights()[name] for name in self.task_names] for m in self.members]
+            self.weight_rows = torch.tensor(rows, dtype=torch.float32, device=self.device)
+
+    def train(self) -> list[TrainResult | BaseException]:
+        with warnings.catch_warnings():
+            # an operation vmap runs member by member (self-attention on CPU) warns once; it is correct
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented")
+            return self._train()
+
+    def _train(self) -> list[TrainResult | BaseException]:
+        every = list(self.members)
+        n_rows = len(self.train_split)
+        steps = 0
+        for epoch in range(self.epochs):
+            epoch_started = time.perf_counter()
+            orders = torch.stack([torch.randperm(n_rows, generator=m.generator) for m in self.members]).to(self.device)
+            count = len(self.members)
+            loss_sums = torch.zeros(count, len(self.task_names), device=self.device)
+            weight_sums = torch.zeros_like(loss_sums)
+            batches = 0
+            for start in range(0, n_rows, self.batch_size):
+                stop = min(start + self.batch_size, n_rows)
+                if stop - start < 2 and batches:
+                    break  # as alone
+                rows = orders[:, start:stop]
+                # each member's own rows, (members, rows, ...); index_select is the cheapest gather
+                flat_rows = rows.reshape(-1)
+                inputs = {
+                    key: value.index_select(0, flat_rows).view(*rows.shape, *value.shape[1:])
+                    for key, value in self.train_split.inputs.items()
+                }
+                targets = {
+                    name: self.train_split.targets[name].index_select(0, flat_rows).view(rows.shape)
+                    for name in self.task_names
+                }
+                first_step = not steps and not batches
+                try:
+                    losses, weights = self._step(inputs, targets, first_step)
+                except Exception as error:
+                    if first_step:
+                        raise _NotFusable(f"{type(error).__name__}: {_first_line(error)}", remember=True) from error
+                    for member in self.members:  # no member's own failure: it ends every one still training
+                        member.outcome = error
+                    return [member.outcome for member in every]  # type: ignore[misc]
+                loss_sums += losses
+                if self.learned_weights:
+                    weight_sums += weights
+                batches += 1
+            steps += batches
+            epoch_losses = (loss_sums / max(batches, 1)).tolist()
+            epoch_weights = (weight_sums / max(batches, 1)).tolist() if self.learned_weights else None
+            share = (time.perf_counter() - epoch_started) / count
+            for position, member in enumerate(self.members):
+                try:
+                    self._end_epoch(
+                        member,
+                        position,
+                        epoch,
+                        steps,
+                        epoch_losses[position],
+                        epoch_weights[position] if epoch_weights else None,
+                        share,
+                    )
+                except Exception as error:  # the member leaves with it; KeyboardInterrupt goes up
+                    member.outcome = error
+            staying = [position for position, member in enumerate(self.members) if member.outcome is None]
+            if not staying:
+                break
+            if len(staying) < len(self.members):
+                self.stack.keep(staying)
+                self.members = [self.members[position] for position in staying]
+            self._restack_state()
+        for member in self.members:
+            if member.outcome is None:
+                try:
+                    member.outcome = self._finish(member)
+                except Exception as error:
+                    member.outcome = error
+        return [member.outcome for member in every]  # type: ignore[misc]
+
+    def _step(
+        self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], first_step: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        leaves = self.stack.leaves
+        parameters = leaves[:-1] if self.learned_weights else leaves
+        weighting = leaves[-1] if self.learned_weights else self.weight_rows
+        total, losses, weights = self.step_function(
+            parameters, self.constants, self.anchors, inputs, targets, weighting
+        )
+        self.stack.zero_grad()
+        total.sum().backward()
+        if first_step:
+            self.stack.check_first_gradients()
+        self.stack.step()
+        return losses, weights
+
+    def _end_epoch(
+        self,
+        member: _Member,
+        position: int,
+        epoch: int,
+        steps: int,
+        epoch_losses: list[float],
+        applied_weights: list[float] | None,
+        share: float,
+    ) -> None:
+        """What train_candidate does after an epoch, on the member's own network."""
+        started = time.perf_counter()
+        train_losses = checked_epoch_losses(
+            self.task_names, epoch_losses, self.constant_losses, epoch, member.learning_rate
+        )
+        used_weights = (
+            dict(zip(self.task_names, applied_weights)) if applied_weights is not None else member.weighting.weights()
+        )
+        member.weighting.end_epoch(train_losses)
+        model = member.model
+        self._load_member(position, member)
+        model.end_epoch()
+        self._store_member(position, member)  # end_epoch may move weights too
+        with torch.no_grad():
+            model.train()
+            model(self.probe)
+        scores = evaluate(model, self.data, self.validation)
+        if not self.keep_best:
+            member.kept_epoch, member.kept_scores = epoch + 1, scores
+        else:
+            score = checkpoint_score(scores)
+            if member.kept_scores is None or replaces_kept(score, member.kept_score):
+                member.kept_epoch, member.kept_scores, member.kept_score = epoch + 1, scores, score
+                member.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        seconds = share + time.perf_counter() - started
+        member.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_losses,
+                "validation": scores,
+                "weights": used_weights,
+                "seconds": seconds,
+                "steps": steps,
+                "kept_epoch": member.kept_epoch,
+            }
+        )
+        member.seconds += seconds
+        if member.callback is not None:
+            called = time.perf_counter()
+            try:
+                member.callback(epoch, member.kept_scores, member.history[-1])
+            finally:
+                member.seconds += time.perf_counter() - called
+
+    def _load_member(self, position: int, member: _Member) -> None:
+        with torch.no_grad():
+            for target, source in zip(self._trainable(member), self.stack.member_tensors(position)):
+                target.copy_(source)
+
+    def _store_member(self, position: int, member: _Member) -> None:
+        with torch.no_grad():
+            for source, target in zip(self._trainable(member), self.stack.member_tensors(position)):
+                target.copy_(source)
+
+    def _finish(self, member: _Member) -> TrainResult:
+        started = time.perf_counter()
+        model = member.model
+        if member.kept_state is not None and member.kept_epoch != len(member.history):
+            model.load_state_dict(member.kept_state)
+        model.eval()
+        if self.test is None:
+            self.test = self.data.test.to(self.device)
+        test_scores = evaluate(model, self.data, self.test)
+        return TrainResult(
+            history=member.history,
+            validation=member.kept_scores
+            if member.kept_scores is not None
+            else evaluate(model, self.data, self.validation),
+            kept_epoch=member.kept_epoch,
+            test=test_scores,
+            n_params=count_parameters(model),
+            wall_time=member.seconds + time.perf_counter() - started,
+            sharing=model.sharing_report(),
+            weighting=member.weighting.describe(),
+            model=model,
+            population_size=self.size,
+        )
+
+
+def _tensor_at(model: nn.Module, name: str) -> torch.Tensor:
+    module_name, _, attribute = name.rpartition(".")
+    return getattr(model.get_submodule(module_name) if module_name else model, attribute)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+__all__ = ["FUSED_WEIGHTINGS", "StackedParameters", "alone_reason", "fusion_key", "train_population"]
