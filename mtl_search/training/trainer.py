@@ -62,6 +62,7 @@ class TrainResult:
     sharing: dict[str, Any]
     weighting: dict[str, Any]  # the weighting's state after the last epoch
     model: MultiTaskModel = dataclasses.field(repr=False)
+    population_size: int = 1  # members trained fused in its group (1: trained alone)
 
     def to_record(self) -> dict[str, Any]:
         """Everything but the model, as JSON data."""
