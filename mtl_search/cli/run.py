@@ -14,6 +14,7 @@ import optuna
 from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
+from mtl_search.threads import THREADS_HELP, with_threads
 
 # study.SAMPLERS and pruning.RULES, spelt here so that --help does not import torch (about 2 s)
 SAMPLER_CHOICES = ("tpe", "nsga2", "random")
@@ -87,12 +88,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(2), default=None,
                           help="a running trial without heartbeat this long (its worker died) is failed and retried "
                           "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
+    parallel.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 
 
 
 
+@with_threads
 def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.pareto import print_front
 
@@ -175,7 +178,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
         artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
         affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
-        startup_trials=args.startup_trials,
+        startup_trials=args.startup_trials, threads=args.threads,
     )
     return data, space, settings, storage
 
@@ -213,7 +216,7 @@ def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any,
     if workers > cores:
         print(f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
               f"(see docs/parallel.md)", file=sys.stderr)
-    pool = WorkerPool(workers, args.trials, search_in_worker, (args,))
+    pool = WorkerPool(workers, args.trials, search_in_worker, (args,), threads=args.threads)
     codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
     if EXIT_TERMINATED in codes:
         raise Terminated

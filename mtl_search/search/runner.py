@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,6 +21,7 @@ from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, 
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device
+from mtl_search.threads import threads_while
 
 
 @dataclasses.dataclass
@@ -53,8 +55,23 @@ class SearchSettings:
     affinity_measure: str = "easy_hard"
     # TPE's random start-up trials (None: scaled to n_trials, see search/study.py).
     startup_trials: int | None = None
+    # torch CPU threads while the search trains (None: 1, or $OMP_NUM_THREADS; see
+    # mtl_search/threads.py); the caller's own count is set back afterwards.
+    threads: int | None = None
 
 
+def _with_search_threads(search: Callable[..., optuna.Study]) -> Callable[..., optuna.Study]:
+    """``search`` run with ``settings.threads`` torch threads (a bad count refused first)."""
+
+    @functools.wraps(search)
+    def run(data: MultiTaskData, space: SearchSpace, settings: SearchSettings, **options: Any) -> optuna.Study:
+        with threads_while(settings.threads):
+            return search(data, space, settings, **options)
+
+    return run
+
+
+@_with_search_threads
 def run_search(
     data: MultiTaskData,
     space: SearchSpace,
