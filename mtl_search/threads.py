@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 from mtl_search.errors import UserError, is_whole
@@ -71,7 +72,20 @@ def with_threads(command: Callable[[Any], int]) -> Callable[[Any], int]:
 
     @functools.wraps(command)
     def main(args: Any) -> int:
-        with threads_while(args.threads, interop=True):
+        if "torch" in sys.modules:
+            with threads_while(args.threads, interop=True):
+                return command(args)
+        # torch not imported yet, and a command that refuses its input should not import it
+        # (seconds): torch takes its thread count from the environment when it loads
+        count = chosen_threads(args.threads)
+        before = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = str(count)
+        try:
             return command(args)
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
 
     return main

@@ -30,7 +30,7 @@ from pathlib import Path
 import mtl_search
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "values", "records", "version", "learned", "plugins"),
+    ("errors", "values", "records", "version", "learned", "plugins", "threads"),
     ("tasks",),
     ("data",),
     ("architectures", "weighting"),
