@@ -21,10 +21,16 @@ task, the same towers). Repeats are interleaved (each repeat runs every arm, sta
 different one), so load drift on a shared machine hits every arm alike; medians are reported.
 Each repeat also checks that population member 0 ends where the same candidate alone does.
 
+``--device cuda`` trains on the GPU (the bare loop too) and reports elapsed time instead, the
+device synchronised before each clock read: on a GPU the CPU time of the launching thread is
+not the cost. ``--precision bf16|fp16`` sets the candidates' ``training.precision`` (the bare
+loop stays fp32; an fp16 population trains its members alone, so use bf16 to time fusion).
+
 Usage::
 
     python benchmarks/population_step.py [--rows 2000 20000] [--population 8 16 32] [--epochs 3] [--repeats 3]
     python benchmarks/population_step.py --quick   # epochs 2, repeats 2
+    python benchmarks/population_step.py --device cuda --precision bf16 --rows 20000 --population 32 --quick
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ def candidates(family: str, count: int, args: argparse.Namespace) -> list[dict[s
                 "seed": seed,
                 "optimizer": "adam",
                 "checkpoint": "best",
+                "precision": args.precision,
             },
             "loss_weighting": {"method": "static"},
         }
@@ -82,26 +89,26 @@ def bare_width(dim: int, n_params: int) -> int:
     return max(1, round((n_params - 16 - 34) / (dim + 17)))
 
 
-def bare_train(data, width: int, epochs: int, batch: int, seed: int) -> float:
+def bare_train(data, width: int, epochs: int, batch: int, seed: int, device: str = "cpu") -> float:
     """The hand-written loop; returns its final validation loss (sum over tasks)."""
     torch.manual_seed(seed)
     dim = data.input_schema["size"]
     model = nn.Sequential(
         nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, len(TASKS))
-    )
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = data.train.inputs["x"]
-    y = torch.stack([data.train.targets[t] for t in TASKS], dim=1)
-    vx = data.validation.inputs["x"]
-    vy = torch.stack([data.validation.targets[t] for t in TASKS], dim=1)
+    x = data.train.inputs["x"].to(device)
+    y = torch.stack([data.train.targets[t] for t in TASKS], dim=1).to(device)
+    vx = data.validation.inputs["x"].to(device)
+    vy = torch.stack([data.validation.targets[t] for t in TASKS], dim=1).to(device)
     generator = torch.Generator().manual_seed(seed)
     n = len(x)
     validation = 0.0
     for _ in range(epochs):
         model.train()
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator).to(device)
         sx, sy = x[order], y[order]
-        sums, batches = torch.zeros(len(TASKS)), 0
+        sums, batches = torch.zeros(len(TASKS), device=device), 0
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             if stop - start < 2 and batches:
@@ -117,25 +124,37 @@ def bare_train(data, width: int, epochs: int, batch: int, seed: int) -> float:
             model.eval()
             validation = float(((model(vx) - vy) ** 2).mean(dim=0).sum())
     with torch.inference_mode():
-        float(((model(data.test.inputs["x"]) - torch.stack([data.test.targets[t] for t in TASKS], dim=1)) ** 2).mean())
+        test_targets = torch.stack([data.test.targets[t] for t in TASKS], dim=1).to(device)
+        float(((model(data.test.inputs["x"].to(device)) - test_targets) ** 2).mean())
     return validation
 
 
+DEVICE = "cpu"  # set from --device in main()
+
+
 def cpu(function, *args, **kwargs) -> tuple[float, Any]:
-    started = time.process_time()
+    """The call's cost: process CPU time on the CPU; elapsed time, the GPU synchronised, on a GPU."""
+    if DEVICE == "cpu":
+        started = time.process_time()
+        result = function(*args, **kwargs)
+        return time.process_time() - started, result
+    torch.cuda.synchronize()
+    started = time.perf_counter()
     result = function(*args, **kwargs)
-    return time.process_time() - started, result
+    torch.cuda.synchronize()
+    return time.perf_counter() - started, result
 
 
 def measure(data, family: str, args: argparse.Namespace) -> dict[str, Any]:
     largest = candidates(family, max(args.population), args)
     lone = largest[0]
-    probe = train_candidate(data, lone | {"training": lone["training"] | {"epochs": 1}})  # warm-up: lazy imports
+    device = args.device
+    probe = train_candidate(data, lone | {"training": lone["training"] | {"epochs": 1}}, device=device)  # warm-up
     n_params = count_parameters(probe.model)
     width = bare_width(data.input_schema["size"], n_params)
     steps = args.epochs * -(-len(data.train) // args.batch)
-    train_population(data, candidates(family, 2, args))  # warm-up
-    bare_train(data, width, 1, args.batch, 0)
+    train_population(data, candidates(family, 2, args), device=device)  # warm-up
+    bare_train(data, width, 1, args.batch, 0, device)
     arms = ["alone", "bare", *[f"population {k}" for k in args.population]]
     seconds: dict[str, list[float]] = {arm: [] for arm in arms}
     worst_difference = 0.0
@@ -145,15 +164,15 @@ def measure(data, family: str, args: argparse.Namespace) -> dict[str, Any]:
         fused_validation = None
         for arm in order:
             if arm == "alone":
-                spent, result = cpu(train_candidate, data, lone)
+                spent, result = cpu(train_candidate, data, lone, device=device)
                 seconds[arm].append(spent / steps)
                 lone_validation = sum(result.validation[t]["loss"] for t in TASKS)
             elif arm == "bare":
-                spent, _ = cpu(bare_train, data, width, args.epochs, args.batch, 0)
+                spent, _ = cpu(bare_train, data, width, args.epochs, args.batch, 0, device)
                 seconds[arm].append(spent / steps)
             else:
                 count = int(arm.split()[1])
-                spent, results = cpu(train_population, data, candidates(family, count, args))
+                spent, results = cpu(train_population, data, candidates(family, count, args), device=device)
                 failed = [r for r in results if isinstance(r, BaseException)]
                 if failed or any(r.population_size != count for r in results):
                     raise SystemExit(f"population {count}: did not train fused ({failed[:1]})")
@@ -190,10 +209,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device: cuda, cuda:1")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="training.precision of the candidates (default fp32)")
     add_result_options(parser, "population_step", "epochs 2, repeats 2")
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.repeats = 2, 2
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE != "cpu" and not torch.device(DEVICE).type == "cuda":
+        raise SystemExit(f"--device {DEVICE}: expected cpu or a CUDA device")
+    if DEVICE != "cpu" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {DEVICE}: no CUDA device on this machine")
+    if args.precision == "fp16":
+        raise SystemExit("--precision fp16: a population trains fp16 candidates alone; time bf16 instead")
     torch.set_num_threads(1)
     rows_results = []
     for rows in args.rows:
@@ -202,7 +232,9 @@ def main() -> None:
         for family in args.families:
             rows_results.append(measure(data, family, args))
     print()
-    print("CPU ms per training step (per member for a population), median of interleaved repeats, 1 thread")
+    clock = "CPU ms" if DEVICE == "cpu" else f"elapsed ms on {DEVICE}"
+    print(f"{clock} per training step (per member for a population), median of interleaved repeats, 1 thread, "
+          f"precision {args.precision}")
     header = f"{'rows':>6} {'family':<6} {'params':>7} {'alone':>7} {'bare':>7}"
     for k in args.population:
         header += f" {'K=' + str(k):>7} {'x':>5}"

@@ -57,11 +57,14 @@ def refine_trial(
     *,
     device: torch.device | str | None = None,
     stem: torch.nn.Module | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Retrain the trial's candidate with each of ``seeds``; the record of all runs.
 
     The seeds train as one population (they share the candidate's structure and differ only
-    in seed); the first run that failed is raised.
+    in seed); the first run that failed is raised. ``precision`` replaces the candidate's
+    ``training.precision`` (None: the trial's own); the record's ``precision`` says which the
+    seeds trained in, when not fp32.
     """
     from mtl_search.training.population import train_population
 
@@ -71,6 +74,8 @@ def refine_trial(
     for seed in seeds:
         variant = copy.deepcopy(candidate)
         variant.setdefault("training", {})["seed"] = int(seed)
+        if precision is not None:
+            variant["training"]["precision"] = precision
         variants.append(variant)
     results = train_population(data, variants, device=device, stem=stem)
     failed = [result for result in results if isinstance(result, BaseException)]
@@ -78,11 +83,20 @@ def refine_trial(
         raise failed[0]
     validation_runs = [trial.user_attrs["validation"], *(result.validation for result in results)]
     test_runs = [trial.user_attrs.get("test", {}), *(result.test for result in results)]
-    return {
+    record = {
         "seeds": [original_seed, *[int(s) for s in seeds]],
         "validation": summarise_runs(validation_runs),
         "test": summarise_runs(test_runs) if all(test_runs) else {},
     }
+    trained_in = precision or trial_precision(trial)
+    if trained_in != "fp32":  # fp32 records keep the format they always had
+        record["precision"] = trained_in
+    return record
+
+
+def trial_precision(trial: optuna.trial.FrozenTrial) -> str:
+    """The training precision the search trained ``trial`` in."""
+    return trial.user_attrs.get("candidate", {}).get("training", {}).get("precision", "fp32")
 
 
 def refine_front(
@@ -93,24 +107,29 @@ def refine_front(
     device: torch.device | str | None = None,
     stem: torch.nn.Module | None = None,
     on_trial: Callable[[int, dict[str, Any], bool], None] | None = None,
+    precision: str | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Refine every front trial with ``seeds`` more training seeds; store and return the records.
 
     The extra seeds follow the trial's own (seed + 1 ... seed + ``seeds``), so refining
     again with more seeds repeats the first runs rather than drawing new ones. A trial
     already refined with at least as many seeds keeps its record and is not retrained (a
-    smaller ``seeds`` would only throw runs away). ``on_trial(number, record, retrained)``.
+    smaller ``seeds`` would only throw runs away), unless it trained in another precision than
+    ``precision`` asks for (None: each trial's own). ``on_trial(number, record, retrained)``.
     """
     records = {}
     for trial in pareto_trials(study):
         earlier = refined_record(study, trial.number)
-        if earlier is not None and len(earlier.get("seeds", [])) >= seeds + 1:
+        wanted = precision or trial_precision(trial)
+        if (earlier is not None and len(earlier.get("seeds", [])) >= seeds + 1
+                and earlier.get("precision", "fp32") == wanted):
             records[trial.number] = earlier
             if on_trial is not None:
                 on_trial(trial.number, earlier, False)
             continue
         base = int(trial.user_attrs.get("candidate", {}).get("training", {}).get("seed", 0))
-        record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem)
+        record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem,
+                              precision=precision)
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
         records[trial.number] = record
         if on_trial is not None:

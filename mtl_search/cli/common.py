@@ -93,6 +93,14 @@ def whole_number(minimum: int, maximum: int | None = None):
     return parse
 
 
+# training/precision.py's PRECISIONS, spelt here so that --help does not import torch
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+
+
+def add_precision_option(parser: argparse.ArgumentParser | Any, default: str | None, help: str) -> None:
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default, help=help)
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_search.cli.common import add_study_arguments, dump_json, whole_number
+from mtl_search.cli.common import add_precision_option, add_study_arguments, dump_json, whole_number
 from mtl_search.threads import THREADS_HELP, with_threads
 
 
@@ -21,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="extra training seeds per front trial, trained as one population (default: 3)")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
     parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
+    add_precision_option(parser, None, "training precision of the extra seeds: fp32, bf16 or fp16 (default: each "
+                         "trial's own, as the search trained it)")
     parser.set_defaults(handler=main)
 
 
@@ -50,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
                   f"trial {number}: kept its refinement with {len(record['seeds']) - 1} seeds {record['seeds'][1:]} "
                   f"(--seeds {args.seeds} asks for no more)")
 
-    records = refine_front(study, data, args.seeds, device=device, on_trial=progress)
+    records = refine_front(study, data, args.seeds, device=device, on_trial=progress, precision=args.precision)
     store_hypervolume(study)
     if args.format == "json":
         print(dump_json({str(number): record for number, record in records.items()}))

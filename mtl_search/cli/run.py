@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
+from mtl_search.cli.common import add_precision_option
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
 from mtl_search.threads import THREADS_HELP, with_threads
@@ -54,6 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # numpy's and the samplers' seeds are 32-bit unsigned
     search.add_argument("--seed", metavar="N", type=whole_number(0, 2**32 - 1), default=0, help="seed of the sampler and of training (default: 0)")
     search.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1")
+    add_precision_option(search, "fp32", "fp32 (default), or bf16/fp16 autocast in the training steps, stored with "
+                         "each trial so that export and refine train it alike (see docs/how-to/gpu.md)")
     search.add_argument("--quiet", action="store_true", help="no progress bar")
     efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/search.md)")
     efficiency.add_argument("--objective", metavar="COST", action="append", choices=("params", "latency"), default=[],
@@ -175,7 +178,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     from mtl_search.search.affinity import measures_chain
     from mtl_search.search.costs import with_cost_options
     from mtl_search.search.pruning import with_pruning_options
-    from mtl_search.search.runner import SearchSettings
+    from mtl_search.search.runner import SearchSettings, check_precision_for
     from mtl_search.search.space import load_space
     from mtl_search.training import resolve_device
 
@@ -190,11 +193,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     data = load_data(args.data, options, args.data_file, args.task)
     space.check_stem(data.input_schema, data.name)  # run_search checks too; here it fails before the progress bar
     device = resolve_device(args.device)
+    check_precision_for(args.precision, device, space, "--precision")  # run_search checks too; here before the bar
     study_name = args.study_name if args.study_name is not None else f"{data.name}-{space_path.stem}"
     _check_study_name(study_name)
     settings = SearchSettings(
         study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
+        precision=args.precision,
         artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
         affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
         startup_trials=args.startup_trials, population=args.population,

@@ -46,6 +46,7 @@ class CandidateObjective:
         result_hooks: Sequence[ResultHook] = (),
         stem: torch.nn.Module | None = None,
         cost_meter: CostMeter | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.data = data
         self.space = space
@@ -57,6 +58,8 @@ class CandidateObjective:
         self.stem = stem
         # Costs are measured before training, so an over-limit candidate is never trained.
         self.cost_meter = cost_meter or CostMeter()
+        # training.precision of every candidate: stored with it, so that export and refine train it alike
+        self.precision = precision
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         try:
@@ -78,7 +81,10 @@ class CandidateObjective:
         """The trial's candidate, suggested through it (``trials``: the study's, when already read)."""
         # the names stay storable when the study was searched with another space before
         sampling = RenamingTrial(trial, study_distributions(trial.study, trials))
-        return self.space.sample(sampling, self.data.task_names, seed=self.seed)
+        candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed)
+        if self.precision != "fp32":  # fp32, the trainer's default, is left out as candidates always had it
+            candidate["training"]["precision"] = self.precision
+        return candidate
 
     def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
         """The sampler proposed a candidate the study already trained to the end: training is
@@ -212,12 +218,15 @@ REPEATED_RECORDS = ("validation", "kept_epoch", "test", "n_params", "sharing", "
 def candidate_key(candidate: dict[str, Any]) -> str:
     """Equal for equal candidates, whether fresh from the sampler or read back from storage.
 
-    ``training.checkpoint: last`` is the trainer's default, so it is left out: a candidate
-    stored before the option existed equals the same candidate with ``last`` written out.
+    ``training.checkpoint: last`` and ``training.precision: fp32`` are the trainer's defaults,
+    so they are left out: a candidate stored before the option existed equals the same
+    candidate with the default written out.
     """
     training = candidate.get("training", {})
-    if training.get("checkpoint") == "last":
-        candidate = candidate | {"training": {k: v for k, v in training.items() if k != "checkpoint"}}
+    defaults = {"checkpoint": "last", "precision": "fp32"}
+    if any(training.get(key) == value for key, value in defaults.items()):
+        kept = {k: v for k, v in training.items() if defaults.get(k, object()) != v}
+        candidate = candidate | {"training": kept}
     return json.dumps(candidate, sort_keys=True, default=str)
 
 

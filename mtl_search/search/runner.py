@@ -23,6 +23,7 @@ from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, 
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device
 from mtl_search.threads import threads_while
+from mtl_search.training.precision import FP16_REFUSED_WEIGHTINGS, check_precision, check_supported
 
 
 @dataclasses.dataclass
@@ -35,7 +36,9 @@ class SearchSettings:
     ``tpe``, ``nsga2`` or ``random``, seeded by ``seed``. The run stops after ``n_trials``
     more trials (``None``: no count) or ``timeout`` seconds, whichever comes first.
     ``epochs`` overrides the space's ``training.epochs``; ``device`` is ``cpu``, ``cuda``,
-    ``mps`` or ``auto``. The other fields match the ``run`` command's flags of the same names.
+    ``mps`` or ``auto``; ``precision`` (fp32, bf16, fp16) is every candidate's
+    ``training.precision`` (mtl_search/training/precision.py). The other fields match the
+    ``run`` command's flags of the same names.
     """
 
     study_name: str
@@ -46,6 +49,7 @@ class SearchSettings:
     timeout: float | None = None
     epochs: int | None = None
     device: str | None = None
+    precision: str = "fp32"
     # Trained weights and spec of every trial go to this artifact folder (None: beside the
     # SQLite file, see search/artifacts.py); save_artifacts=False keeps none.
     artifacts: str | None = None
@@ -112,6 +116,7 @@ def run_search(
     their own budgets do not see each other's running trials.
     """
     settings = _check_settings(settings)
+    check_precision_for(settings.precision, resolve_device(settings.device), space)
     if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
         space = space.model_copy(update={"training": space.training.model_copy(update={"epochs": settings.epochs})})
     objectives = objectives_for(data.tasks, space.objectives.metrics, space.objectives.extra)
@@ -155,6 +160,7 @@ def run_search(
         data, space, objectives, seed=settings.seed, device=settings.device,
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
         cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(artifacts)], stem=stem,
+        precision=settings.precision,
     )
     if settings.population == 1:
         optimize_study(
@@ -169,6 +175,21 @@ def run_search(
 
 
 SEED_STRATEGIES = ("none", "affinity")
+
+
+def check_precision_for(precision: Any, device: torch.device, space: SearchSpace | None = None,
+                        name: str = "precision") -> None:
+    """A one-line :class:`UserError` (naming ``name``) for a precision that is not one, that
+    ``device`` cannot train in, or, with ``space``, that refuses one of the space's weightings
+    (fp16 and gradnorm, training/precision.py): refused before any trial, rather than stopping
+    the run at the first trial that draws it."""
+    check_precision(precision, name)
+    check_supported(precision, device, name)
+    refused = [m for m in space.loss_weighting if m in FP16_REFUSED_WEIGHTINGS] if space and precision == "fp16" else []
+    if refused:
+        raise UserError(f"{name} fp16: the space offers loss weighting {refused[0]}, which takes optimiser steps of "
+                        f"its own that cannot skip a batch whose fp16 gradients overflowed; use bf16, or a space "
+                        f"without {refused[0]}")
 
 
 def _check_settings(settings: SearchSettings) -> SearchSettings:
@@ -195,7 +216,8 @@ def _check_settings(settings: SearchSettings) -> SearchSettings:
         raise UserError(f"seed_strategy {settings.seed_strategy!r}: expected one of {', '.join(SEED_STRATEGIES)}")
     settings = dataclasses.replace(settings, affinity_measure=settings.affinity_measure.replace("-", "_"))
     affinity.AffinitySettings(tree_shape=settings.seed_trees, measure=settings.affinity_measure)  # refuses bad names
-    resolve_device(settings.device)  # a device that cannot train would fail every trial
+    device = resolve_device(settings.device)  # a device that cannot train would fail every trial
+    check_precision_for(settings.precision, device)
     return settings
 
 

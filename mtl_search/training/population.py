@@ -16,17 +16,22 @@ weighting's and the network's end of epoch, validation, the kept epoch, the call
 a real network of its own that holds its weights, which is also the model it returns.
 A member that diverges, is pruned by its callback or fails otherwise leaves the group with
 that exception; the others go on.
+
+Under ``training.precision: bf16`` the equality holds within bf16 rounding only: the batching
+rule of a linear layer computes the product in bf16 as alone but adds the bias in fp32, so
+the activations are rounded to bf16 at other places than alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import math
 import time
 import warnings
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, ContextManager, Hashable, Sequence
 
 import torch
 from torch import nn
@@ -51,6 +56,7 @@ from mtl_search.training.trainer import (
     resolve_device,
     train_candidate,
 )
+from mtl_search.training.precision import autocast, check_supported
 from mtl_search.weighting import make_weighting
 from mtl_search.weighting.base import LossWeighting
 
@@ -86,8 +92,9 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
 
     Members of one group share the network's structure (the architecture spec, less the keys
     that only set initial values: ``alpha_self`` of cross_stitch and sluice, sluice's
-    ``beta_init``), the batch size, the number of epochs, the optimiser, the checkpoint rule
-    and the loss-weighting method. They may differ in seed (initialisation and shuffling),
+    ``beta_init``), the batch size, the number of epochs, the optimiser, the checkpoint rule,
+    the precision (fp32 or bf16: the whole stacked step runs under one autocast) and the
+    loss-weighting method. They may differ in seed (initialisation and shuffling),
     learning rate, weight decay and the weighting's settings (static weights, DWA's
     temperature, the initial log-variances of uncertainty weighting).
 
@@ -109,6 +116,10 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
     a sequence stem with a GRU or LSTM        PyTorch has no vmap batching rule for them
     encoder (the default)
     an optimizer other than adam, adamw, sgd  the batched optimiser has no version of it
+    training.precision fp16                   fp16's loss scaling skips a step whose gradients
+                                              overflowed: alone, only that candidate's step; a
+                                              stacked step would skip every member's, or need
+                                              per-member step counts the fused kernel lacks
     a key whose fused step failed earlier     an operation without a batching rule (the group
     in this process                           then trained alone; the failure is remembered)
     ========================================  ===================================================
@@ -145,6 +156,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         return None, f"loss weighting {weighting.name} works on each member's own gradients"
     if config["optimizer"] not in BATCHED_OPTIMIZERS:
         return None, f"optimizer {config['optimizer']} has no batched version"
+    if config["precision"] == "fp16":
+        return None, "fp16 loss scaling skips the steps of one member whose gradients overflowed, not of a group"
     block = spec.get("block") or {}
     if block.get("norm") == "batch":
         return None, "batch normalisation keeps running statistics per member"
@@ -161,6 +174,7 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         config["optimizer"],
         config["checkpoint"],
         weighting.name,
+        config["precision"],
     )
     return key, None
 
@@ -324,6 +338,8 @@ class _Template:
         prior = model.relationship
         self._prior_slots = [[where[id(w)] for w in layer] for layer in prior._layers] if prior is not None else []
         self._anchored = isinstance(model.body, HierarchyBody)
+        # the regularisation runs outside autocast, in fp32, as train_candidate runs it
+        self.full_precision: Callable[[], ContextManager[Any]] = contextlib.nullcontext
 
     def _slot(self, name: str) -> tuple[dict[str, Any], str]:
         module_name, _, key = name.rpartition(".")
@@ -349,7 +365,8 @@ class _Template:
                 model.relationship._layers = [[table[key] for table, key in layer] for layer in self._prior_slots]
             if self._anchored:
                 model.body._anchor = list(anchors)
-            extra = model.regularization()
+            with self.full_precision():
+                extra = model.regularization()
         finally:
             for (table, key), tensor in zip(slots, saved):
                 table[key] = tensor
@@ -634,6 +651,10 @@ class _FusedGroup:
         self.batch_size = int(first.config["batch_size"])
         self.epochs = int(first.config["epochs"])
         self.keep_best = first.config["checkpoint"] == "best"
+        check_supported(first.config["precision"], self.device)
+        self.low_precision = autocast(first.config["precision"], self.device)
+        if first.config["precision"] != "fp32":
+            self.template.full_precision = lambda: torch.autocast(self.device.type, enabled=False)
         self.step_function = vmap(self._member_step)
         # two rows for the training-mode forward that marks a member's evaluation-time
         # observers (gate means) as stale, as training steps do alone
@@ -656,6 +677,7 @@ class _FusedGroup:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         outputs, extra = self.template.run(parameters, constants, inputs, anchors)
         losses = population_losses(self.tasks, outputs, targets, self.fully_labelled)
+        losses = {name: loss.float() for name, loss in losses.items()}  # as alone: fp32 losses under autocast
         stacked = torch.stack([losses[name] for name in self.task_names])
         if self.learned_weights:  # as UncertaintyWeighting.total_loss; ``weighting``: the log-variances
             weights = self.precision_factors * torch.exp(-weighting)
@@ -765,9 +787,10 @@ class _FusedGroup:
         leaves = self.stack.leaves
         parameters = leaves[:-1] if self.learned_weights else leaves
         weighting = leaves[-1] if self.learned_weights else self.weight_rows
-        total, losses, weights = self.step_function(
-            parameters, self.constants, self.anchors, inputs, targets, weighting
-        )
+        with self.low_precision():  # the forward pass and losses; the optimiser's step stays fp32
+            total, losses, weights = self.step_function(
+                parameters, self.constants, self.anchors, inputs, targets, weighting
+            )
         self.stack.zero_grad()
         total.sum().backward()
         if first_step:

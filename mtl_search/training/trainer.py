@@ -23,6 +23,8 @@ from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
+from mtl_search.training.precision import (FP16_REFUSED_WEIGHTINGS, LossScaling, autocast, check_precision,
+                                           check_supported)
 from mtl_search.weighting import make_weighting
 
 EVAL_CHUNK = 8192
@@ -43,6 +45,8 @@ DEFAULT_TRAINING = {
     # "last": the weights after the last epoch (how candidates stored before the option
     # existed were trained); the search space's default is "best" (``checkpoint_score``)
     "checkpoint": "last",
+    # fp32, or bf16/fp16 autocast in the training steps (training/precision.py)
+    "precision": "fp32",
 }
 CHECKPOINTS = ("best", "last")
 
@@ -250,6 +254,7 @@ def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
             raise UserError(f"training.{key}: expected a finite number {'above' if positive else 'at least'} 0, got {value!r}")
     if config["checkpoint"] not in CHECKPOINTS:
         raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
+    check_precision(config["precision"])
     return config
 
 
@@ -265,7 +270,7 @@ def train_candidate(
     """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
-    batch_size, weight_decay, optimizer, seed, checkpoint) and ``loss_weighting``. With
+    batch_size, weight_decay, optimizer, seed, checkpoint, precision) and ``loss_weighting``. With
     ``checkpoint: best`` the returned model holds the weights of the epoch with the best
     :func:`checkpoint_score`, and ``validation``/``test`` are that epoch's. ``train_split``
     replaces the training rows (used to retrain on train + validation for export).
@@ -273,6 +278,8 @@ def train_candidate(
     config = checked_training(candidate)
     keep_best = config["checkpoint"] == "best"
     device = resolve_device(device) if not isinstance(device, torch.device) else device
+    precision = config["precision"]
+    check_supported(precision, device)
     torch.manual_seed(int(config["seed"]))
     if stem is not None:
         # Each candidate gets its own copy of the user's encoder: fine-tuning in one trial, or
@@ -282,6 +289,9 @@ def train_candidate(
     task_names = data.task_names
     weighting = make_weighting(candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}).to(device)
     model.keep_representations = weighting.needs_representations
+    if precision == "fp16" and weighting.name in FP16_REFUSED_WEIGHTINGS:
+        raise UserError(f"training.precision fp16: loss weighting {weighting.name} takes optimiser steps of its own "
+                        f"that cannot skip a batch whose fp16 gradients overflowed; use bf16 or fp32")
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0
     groups = [{"params": trainable}]
@@ -289,6 +299,8 @@ def train_candidate(
     if weighting_parameters:  # an empty group would still cost Adam a pass per step
         groups.append({"params": weighting_parameters, "weight_decay": 0.0})
     optimizer = make_optimizer(config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"]))
+    low_precision = autocast(precision, device)
+    scaling = LossScaling(device) if precision == "fp16" else None
 
     train = (train_split or data.train).to(device)
     validation = data.validation.to(device)
@@ -315,12 +327,19 @@ def train_candidate(
             if stop - start < 2 and batches:
                 break  # a lone last row would break batch normalisation and teaches little
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
-            outputs = model(inputs)
             targets = {name: shuffled.targets[name][start:stop] for name in task_names}
-            losses = training_losses(data.tasks, outputs, targets, fully_labelled)
+            with low_precision():
+                outputs = model(inputs)
+                losses = training_losses(data.tasks, outputs, targets, fully_labelled)
+            if precision != "fp32":  # weightings combine and log the losses in fp32
+                losses = {name: loss.float() for name, loss in losses.items()}
             optimizer.zero_grad(set_to_none=True)
-            weighting.backward(losses, model, model.regularization())
-            optimizer.step()
+            if scaling is None:
+                weighting.backward(losses, model, model.regularization())
+                optimizer.step()
+            else:
+                scaling.backward_and_step(weighting, losses, model, model.regularization(), optimizer,
+                                          weighting_parameters)
             loss_sums += torch.stack([losses[name].detach() for name in task_names])
             batches += 1
         steps += batches

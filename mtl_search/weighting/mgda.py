@@ -159,13 +159,18 @@ class MGDA(LossWeighting):
         inputs = [representation] if representation is not None else shared_parameters(model, self.name)
         if not inputs or n_tasks < 2:
             return torch.full((n_tasks,), 1.0 / n_tasks)
-        grads = task_gradients(list(losses), inputs).detach()
+        # in fp32: under autocast the shared representation, and so its gradients, may be 16-bit
+        grads = task_gradients(list(losses), inputs).detach().float()
         if self.normalization == "l2":
             grads = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
         elif self.normalization == "loss":
             grads = grads / losses.detach().clamp_min(1e-12).unsqueeze(1)
         # one small copy to the host per batch: the solver is a few iterations on a K x K matrix
-        alpha = min_norm_weights((grads @ grads.T).cpu().double().numpy(), self.max_iterations)
+        gram = (grads @ grads.T).cpu().double().numpy()
+        if not np.isfinite(gram).all():
+            # an overflowed fp16 step (the loss scaler skips it) or a diverging candidate: no direction to solve for
+            return torch.full((n_tasks,), 1.0 / n_tasks)
+        alpha = min_norm_weights(gram, self.max_iterations)
         return torch.from_numpy(alpha).float()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:

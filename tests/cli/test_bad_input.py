@@ -88,6 +88,10 @@ ROWS = [
     ("report", ["s", "--storage", "{db}", "--out", "{db_file}"], ["--out", "studies.db: the file exists and is not an HTML page"]),
     ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}"], ["--html", "studies.db: the file exists and is not an HTML page"]),
     ("refine", ["s", "--storage", "{db}", "--seeds", "0"], ["--seeds"]),
+    ("run", ["--precision", "fp8"], ["--precision", "'fp8'"]),
+    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "loss_weights", "--precision", "fp16"],
+     ["--precision fp16", "loss weighting gradnorm"]),
+    ("refine", ["s", "--storage", "{db}", "--precision", "half"], ["--precision", "'half'"]),
 ]
 # Each study command: an unknown study, a malformed URL, an unreachable server, a missing file.
 for _command in STUDY_COMMANDS:
