@@ -37,7 +37,13 @@ def load_data(
         name = "table" if data_file else "synthetic"
     if name not in _SOURCES:
         raise UserError(f"--data {name!r}: unknown data source (known: {', '.join(sorted(_SOURCES))})")
-    return _SOURCES[name](options=dict(options or {}), data_file=data_file, task_declarations=list(task_declarations or []))
+    from mtl_search.data.cache import cached_load
+
+    options, declarations = dict(options or {}), list(task_declarations or [])
+    loader = _SOURCES[name]
+    # a parsed file is kept (data/cache.py): each worker, refine and export reads it back instead of parsing it
+    return cached_load(name, options, data_file, declarations,
+                       lambda: loader(options=dict(options), data_file=data_file, task_declarations=list(declarations)))
 
 
 def _import_sources() -> None:
