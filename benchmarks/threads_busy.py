@@ -67,7 +67,8 @@ def run_search(flags: list[str], trials: int, folder: Path, index: int, limit: f
         raise SystemExit(f"mtl-search run {' '.join(flags)} failed ({process.returncode}): {error}")
     finished = finished_trials(storage)
     cpu = usage.ru_utime + usage.ru_stime
-    return {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2), "stopped": stopped, "finished_trials": finished,
+    return {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2), "stopped": stopped,
+            "finished_trials": finished,
             "cpu_per_trial": round(cpu / finished, 3) if finished else None,
             "wall_per_trial": round(wall / finished, 3) if finished else None}
 
@@ -119,13 +120,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials of each search (default: 10)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each setting, interleaved (default: 3)")
     parser.add_argument("--busy", type=int, default=2, help="spinning processes beside each search (default: 2)")
-    parser.add_argument("--run-timeout", type=float, default=90, help="stop a search after this many seconds (default: 90)")
+    parser.add_argument("--run-timeout", type=float, default=100,
+                        help="stop a search after this many seconds (default: 100)")
     add_result_options(parser, "threads_busy", "4 trials, 1 repetition")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.repeats = 4, 1
     cores = usable_cores()
-    settings = {"default": [], "threads 1": ["--threads", "1"], f"threads {cores} (torch's own)": ["--threads", str(cores)]}
+    settings = {"default": [], "threads 1": ["--threads", "1"],
+                f"threads {cores} (torch's own)": ["--threads", str(cores)]}
     load_before = os.getloadavg()
     runs: dict[str, list[dict]] = {name: [] for name in settings}
     # the spinners end on their own after the whole budget, should this script be killed
@@ -148,7 +151,8 @@ def main() -> None:
             spinner.wait()
     load_after = os.getloadavg()
 
-    print(f"\nthe default search (--trials {args.trials}) beside {args.busy} spinning processes on {cores} usable cores; "
+    print(f"\nthe default search (--trials {args.trials}) beside {args.busy} spinning processes on {cores} usable "
+          f"cores; "
           f"median of {args.repeats} run(s)")
     summary = summarise(runs)
     print(f"{'setting':<26} {'CPU s':>8} {'wall s':>8} {'trials':>6} {'CPU s/trial':>11} {'wall s/trial':>12}"
@@ -163,7 +167,8 @@ def main() -> None:
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (other work on the machine counts too)")
     write_result(args.name, {"trials": args.trials, "repeats": args.repeats, "busy": args.busy, "cores": cores,
                              "run_timeout": args.run_timeout, "quick": args.quick},
-                 {"runs": runs, "summary": summary}, load_average_before=list(load_before), load_average_after=list(load_after))
+                 {"runs": runs, "summary": summary}, load_average_before=list(load_before),
+                 load_average_after=list(load_after))
 
 
 if __name__ == "__main__":
