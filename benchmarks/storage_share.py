@@ -45,7 +45,7 @@ def storage_code(location: tuple) -> bool:
 
 def transparent(location: tuple) -> bool:
     # context-manager and decorator wrappers, and SQLAlchemy's own calls back, are not "outside"
-    return "contextlib" in location[0] or "functools" in location[0] or "sqlalchemy" in location[0] or location[0] == "~"
+    return location[0] == "~" or any(part in location[0] for part in ("contextlib", "functools", "sqlalchemy"))
 
 
 def storage_entries(stats: pstats.Stats) -> list[dict]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Tests are small; one thread each keeps them fast and reproducible on 2 cores.
 torch.set_num_threads(1)
+
+# A data cache of the session's own (subprocesses inherit it): no test reads or fills the user's.
+os.environ["MTL_SEARCH_CACHE"] = tempfile.mkdtemp(prefix="mtl-search-test-cache-")
+atexit.register(shutil.rmtree, os.environ["MTL_SEARCH_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture

@@ -93,8 +93,9 @@ class MultiTaskData:
                 column = int(bad.nonzero()[0])
                 values = codes[:, column]
                 wrong = values[(values < 0) | (values >= int(sizes[column]))][0]
-                raise UserError(f"{self.name}: categorical column {column} of the {split_name} split has code {int(wrong)}, "
-                                f"outside 0..{int(sizes[column]) - 1} (its cardinality in input_schema is {int(sizes[column])})")
+                size = int(sizes[column])
+                raise UserError(f"{self.name}: categorical column {column} of the {split_name} split has code "
+                                f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})")
 
     def _warn_of_contradicting_conditions(self) -> None:
         """A row where a task's condition is 0 but its own label is 1 trains as joint label 0

@@ -70,4 +70,10 @@ def load_data(
     """
     if name is None:
         name = "table" if data_file else "synthetic"
-    return SOURCES.get(name).load(dict(options or {}), data_file, list(task_declarations or []))
+    source = SOURCES.get(name)
+    from mtl_search.data.cache import cached_load
+
+    options, declarations = dict(options or {}), list(task_declarations or [])
+    # a parsed file is kept (data/cache.py): each worker, refine and export reads it back instead of parsing it
+    return cached_load(name, options, data_file, declarations,
+                       lambda: source.load(dict(options), data_file, list(declarations)))

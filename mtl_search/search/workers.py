@@ -210,7 +210,8 @@ class WorkerPool:
     database connections is unsafe.
     """
 
-    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = (), threads: int | None = None) -> None:
+    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = (),
+                 threads: int | None = None) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.budget = TrialBudget(n_trials, self.context)
         self.finished: Any = self.context.Queue()

@@ -77,8 +77,9 @@ class FusedAdam:
                 if state is None:
                     state = self.state[parameter] = _ParameterState(parameter)
                 batch = batches.setdefault((parameter.device, parameter.dtype), ([], [], [], [], []))
-                for tensors, tensor in zip(batch, (parameter, parameter.grad, state.exp_avg, state.exp_avg_sq, state.step)):
-                    tensors.append(tensor)
+                tensors = (parameter, parameter.grad, state.exp_avg, state.exp_avg_sq, state.step)
+                for kind, tensor in zip(batch, tensors):
+                    kind.append(tensor)
             for parameters, grads, exp_avgs, exp_avg_sqs, steps in batches.values():
                 torch._foreach_add_(steps, 1)
                 self._kernel(parameters, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],

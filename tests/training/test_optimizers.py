@@ -24,7 +24,10 @@ def _parameters(seed: int) -> list[torch.nn.Parameter]:
 @pytest.mark.parametrize("name", ["adam", "adamw"])
 def test_the_updates_are_torchs_fused_adam_bit_for_bit(name):
     ours, theirs = _parameters(0), _parameters(0)
-    groups = lambda params: [{"params": params[:3]}, {"params": params[3:], "weight_decay": 0.0, "lr": 3e-2}]  # noqa: E731
+
+    def groups(params):
+        return [{"params": params[:3]}, {"params": params[3:], "weight_decay": 0.0, "lr": 3e-2}]
+
     optimizer = make_optimizer(name, groups(ours), 1e-2, 0.1)
     assert isinstance(optimizer, FusedAdam)
     reference_class = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
