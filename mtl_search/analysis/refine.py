@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
 
+from mtl_search.records.attributes import REFINED_PREFIX
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials
 
 if TYPE_CHECKING:  # the training side; `pareto` reads refined records without it
@@ -27,13 +30,10 @@ if TYPE_CHECKING:  # the training side; `pareto` reads refined records without i
 
     from mtl_search.data.base import MultiTaskData
 
-REFINED_PREFIX = "refined:"
-
-
-def refined_record(study: optuna.Study, number: int, user_attrs: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The refinement of trial ``number`` (None when it was not refined)."""
-    attrs = user_attrs if user_attrs is not None else study.user_attrs
-    return attrs.get(f"{REFINED_PREFIX}{number}")
+def refined_record(study: optuna.Study, number: int, stored: StudyRecord | None = None) -> dict[str, Any] | None:
+    """The refinement of trial ``number`` (None when it was not refined); ``stored``: the
+    study's record when the caller has read it already."""
+    return (stored if stored is not None else StudyRecord.read(study)).refined.get(number)
 
 
 def summarise_runs(runs: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -61,10 +61,11 @@ def refine_trial(
     """Retrain the trial's candidate with each of ``seeds``; the record of all runs."""
     from mtl_search.training import train_candidate
 
-    candidate = trial.user_attrs["candidate"]
-    original_seed = int(candidate.get("training", {}).get("seed", 0))
-    validation_runs = [trial.user_attrs["validation"]]
-    test_runs = [trial.user_attrs.get("test", {})]
+    record = TrialRecord.read(trial)
+    candidate = record.candidate.to_dict()
+    original_seed = record.candidate.seed
+    validation_runs = [record.validation]
+    test_runs = [record.test]
     for seed in seeds:
         variant = copy.deepcopy(candidate)
         variant.setdefault("training", {})["seed"] = int(seed)
@@ -102,7 +103,7 @@ def refine_front(
             if on_trial is not None:
                 on_trial(trial.number, earlier, False)
             continue
-        base = int(trial.user_attrs.get("candidate", {}).get("training", {}).get("seed", 0))
+        base = TrialRecord.read(trial).candidate.seed
         record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem)
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
         records[trial.number] = record

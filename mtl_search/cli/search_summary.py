@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import optuna
 
 from mtl_search.cli.common import format_value, print_rows_table
-from mtl_search.records.attributes import AFFINITY_ATTR
+from mtl_search.records.study import StudyRecord
 
 # hypervolume history points shown on one line
 HISTORY_POINTS = 6
@@ -29,7 +29,7 @@ def objective_cells(row: dict[str, Any], objectives: Sequence[Any]) -> list[str]
 def print_search_summary(study: optuna.Study) -> None:
     for line in search_summary_lines(study):
         print(line)
-    affinity = study.user_attrs.get(AFFINITY_ATTR)
+    affinity = StudyRecord.read(study).affinity
     if affinity:
         print_affinity(affinity, study=study)
 
