@@ -1,4 +1,4 @@
-"""The Python entry points as docs/python_api.md shows them: its example runs as written."""
+"""The Python entry points as docs/how-to/python.md shows them: its example runs as written."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import optuna
 import mtl_search.search
 import mtl_search.export
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "python_api.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "python.md"
 
 
 def test_every_documented_search_entry_point_resolves():

@@ -58,20 +58,27 @@ def refine_trial(
     device: torch.device | str | None = None,
     stem: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Retrain the trial's candidate with each of ``seeds``; the record of all runs."""
-    from mtl_search.training import train_candidate
+    """Retrain the trial's candidate with each of ``seeds``; the record of all runs.
+
+    The seeds train as one population (they share the candidate's structure and differ only
+    in seed); the first run that failed is raised.
+    """
+    from mtl_search.training.population import train_population
 
     record = TrialRecord.read(trial)
     candidate = record.candidate.to_dict()
     original_seed = record.candidate.seed
-    validation_runs = [record.validation]
-    test_runs = [record.test]
+    variants = []
     for seed in seeds:
         variant = copy.deepcopy(candidate)
         variant.setdefault("training", {})["seed"] = int(seed)
-        result = train_candidate(data, variant, device=device, stem=stem)
-        validation_runs.append(result.validation)
-        test_runs.append(result.test)
+        variants.append(variant)
+    results = train_population(data, variants, device=device, stem=stem)
+    failed = [result for result in results if isinstance(result, BaseException)]
+    if failed:
+        raise failed[0]
+    validation_runs = [record.validation, *(result.validation for result in results)]
+    test_runs = [record.test, *(result.test for result in results)]
     return {
         "seeds": [original_seed, *[int(s) for s in seeds]],
         "validation": summarise_runs(validation_runs),

@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "only reported.",
     )
     add_study_arguments(parser, formats=("table", "json"))
-    parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3, help="extra training seeds per front trial (default: 3)")
+    parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3,
+                        help="extra training seeds per front trial, trained as one population (default: 3)")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
     parser.set_defaults(handler=main)
 

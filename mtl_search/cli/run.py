@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from mtl_search.search.bundled import bundled_space_names
 # study.SAMPLERS and pruning.RULES, spelt here so that --help does not import torch (about 2 s)
 SAMPLER_CHOICES = ("tpe", "nsga2", "random")
 PRUNE_RULE_CHOICES = ("median", "projected")
+POPULATION_STRATEGY_CHOICES = ("shared-structure", "independent")  # search/population.py's STRATEGIES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,6 +89,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(2), default=None,
                           help="a running trial without heartbeat this long (its worker died) is failed and retried "
                           "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
+    parallel.add_argument("--population", metavar="K", type=whole_number(1), default=1,
+                          help="ask the sampler for K trials at once and train them in one call, fusing those of one "
+                          "structure; --timeout is checked between populations (default: 1, one trial at a time)")
+    parallel.add_argument("--population-strategy", choices=POPULATION_STRATEGY_CHOICES, default=None,
+                          help="shared-structure: a population's members take its first member's architecture, "
+                          "batch size, epochs, optimizer and weighting method and differ in learning rate, weight "
+                          "decay and loss weights, so they train fused but each population explores one structure; "
+                          "independent: K separate proposals, more structures, rarely fused (default: shared-structure)")
     parser.set_defaults(handler=main)
 
 
@@ -104,7 +114,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         if progress:
             progress.start(f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
-                           + (f", {args.workers} workers" if args.workers > 1 else ""))
+                           + (f", {args.workers} workers" if args.workers > 1 else "")
+                           + (f", populations of {args.population}" if args.population > 1 else ""))
         if args.workers > 1:
             study, status = _run_workers(args, data, space, settings, storage, progress)
         else:
@@ -143,6 +154,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
 
     if args.seed_trees is not None and args.seed_strategy != "affinity":
         raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
+    if args.population_strategy is not None and args.population == 1:
+        raise UserError(f"--population-strategy {args.population_strategy}: only --population K above 1 asks for "
+                        f"several trials at once")
     if args.startup_trials is not None and args.sampler != "tpe":
         raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
     # fail fast on a bad URL, before any data is read
@@ -178,7 +192,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
         artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
         affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
-        startup_trials=args.startup_trials,
+        startup_trials=args.startup_trials, population=args.population,
+        population_strategy=args.population_strategy or "shared-structure",
     )
     return data, space, settings, storage
 
@@ -209,9 +224,12 @@ def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any,
     from mtl_search.search.workers import EXIT_INTERRUPTED, EXIT_TERMINATED, LocalBudget, WorkerPool
 
     study = _search(args, data, space, settings, storage, callbacks=[], budget=LocalBudget(0))
-    workers = min(args.workers, args.trials)  # a worker without a trial to run would only load the data
+    # a worker without a trial to run would only load the data; each claims a whole population at once
+    workers = min(args.workers, math.ceil(args.trials / args.population))
     if workers < args.workers:
-        print(f"mtl-search run: note: --workers {args.workers} for --trials {args.trials}: starting {workers}", file=sys.stderr)
+        populations = f" in populations of {args.population}" if args.population > 1 else ""
+        print(f"mtl-search run: note: --workers {args.workers} for --trials {args.trials}{populations}: "
+              f"starting {workers}", file=sys.stderr)
     cores = os.cpu_count() or 1
     if workers > cores:
         print(f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "

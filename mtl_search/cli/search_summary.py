@@ -8,7 +8,9 @@ from typing import Any, Sequence
 import optuna
 
 from mtl_search.cli.common import format_value, print_rows_table
+from mtl_search.errors import is_whole
 from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 
 # hypervolume history points shown on one line
 HISTORY_POINTS = 6
@@ -39,8 +41,12 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     from mtl_search.analysis.outcomes import outcome_line, stopped_lines, trial_outcomes
     from mtl_search.search.hypervolume import REFERENCE, hypervolume_history
 
-    outcomes = trial_outcomes(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    outcomes = trial_outcomes(trials)
     lines = [f"trials: {outcome_line(outcomes)}"] + [f"  {line}" for line in stopped_lines(outcomes)]
+    training = population_line(trials)
+    if training:
+        lines.append(training)
     history = hypervolume_history(study)
     if history:
         step = max(1, len(history) // HISTORY_POINTS)
@@ -53,6 +59,21 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
             f"reference {REFERENCE} each, max {REFERENCE ** len(study.directions):.4g}); by trial: {trail}"
         )
     return lines
+
+
+def population_line(trials: Sequence[optuna.trial.FrozenTrial]) -> str | None:
+    """How the trials that trained to the end were trained: fused with others in one
+    computation (``population_size`` above 1, see search/population.py) or alone; None when no
+    trial recorded it (a study from before population training)."""
+    sizes = [size for trial in trials if is_whole(size := TrialRecord.read(trial).population_size)]
+    if not sizes:
+        return None
+    fused = [size for size in sizes if size > 1]
+    groups = ""
+    if fused:
+        spread = str(min(fused)) if min(fused) == max(fused) else f"{min(fused)} to {max(fused)}"
+        groups = f" (groups of {spread})"
+    return f"trained to the end: {len(fused)} fused with others{groups}, {len(sizes) - len(fused)} alone"
 
 
 def print_affinity(record: dict[str, Any], title: str = "task affinity", study: optuna.Study | None = None) -> None:

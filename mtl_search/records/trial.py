@@ -85,6 +85,9 @@ class TrialRecord(Record):
     fail_reason: Optional[str] = None
     prune_reason: Optional[str] = None
     repeat_of: Optional[int] = None  # the earlier trial whose candidate this one repeated (not trained again)
+    # how many candidates trained as one stacked network with this one (1: alone); not
+    # stored by trials trained before population training
+    population_size: Optional[int] = None
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str = "trial") -> TrialRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import optuna
 import torch
@@ -18,6 +18,7 @@ from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.workers import raise_if_stopped
 from mtl_search.training import TrainResult, train_candidate
+from mtl_search.training.trainer import EpochCallback
 
 
 class TrialFailed(Exception):
@@ -59,9 +60,7 @@ class CandidateObjective:
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         try:
-            # the names stay storable when the study was searched with another space before
-            sampling = RenamingTrial(trial, study_distributions(trial.study))
-            candidate = self.space.sample(sampling, self.data.task_names, seed=self.seed)
+            candidate = self.sample(trial)
             earlier = find_same_candidate(trial.study, candidate)
             if earlier is not None:
                 return self.repeat(trial, candidate, earlier)
@@ -69,11 +68,14 @@ class CandidateObjective:
         except (TrialFailed, optuna.TrialPruned, KeyboardInterrupt):
             raise
         except Exception as error:
-            # What stops the run (a setting no candidate can train with, or a bug) fails this
-            # trial too: its reason is stored, so that it is not read as a trial whose worker died.
-            reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-            trial.set_user_attr("fail_reason", f"{reason} (the run stopped here)")
+            record_run_stop(trial, error)
             raise
+
+    def sample(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        """The trial's candidate, suggested through it."""
+        # the names stay storable when the study was searched with another space before
+        sampling = RenamingTrial(trial, study_distributions(trial.study))
+        return self.space.sample(sampling, self.data.task_names, seed=self.seed)
 
     def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
         """The sampler proposed a candidate the study already trained to the end: training is
@@ -94,10 +96,26 @@ class CandidateObjective:
         return self.values(earlier.user_attrs["validation"], costs)
 
     def train_and_record(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> list[float]:
+        costs = self.before_training(trial, candidate)
+        history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
+        outcome: TrainResult | BaseException
+        try:
+            outcome = train_candidate(self.data, candidate, device=self.device, on_epoch=self.epoch_callback(trial, history),
+                                      stem=self.stem)
+        except Exception as error:  # recorded as the trial's outcome; a Ctrl-C goes through
+            outcome = error
+        return self.after_training(trial, candidate, costs, history, outcome)
+
+    def before_training(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> dict[str, float]:
+        """Record the candidate on the trial and measure its costs (see :meth:`measure_costs`,
+        which raises :class:`optuna.TrialPruned` over a hard limit); the costs."""
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("summary", describe_candidate(candidate, self.data.task_names))
-        costs = self.measure_costs(trial, candidate)
-        history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
+        return self.measure_costs(trial, candidate)
+
+    def epoch_callback(self, trial: optuna.trial.Trial, history: list[dict[str, Any]]) -> EpochCallback:
+        """The trainer's callback for ``trial``: keeps each epoch's record in ``history`` and
+        runs the epoch hooks (which may raise :class:`optuna.TrialPruned`)."""
 
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
             raise_if_stopped()  # a Ctrl-C that landed where Python could not raise it
@@ -105,28 +123,20 @@ class CandidateObjective:
             for hook in self.epoch_hooks:
                 hook(trial, epoch, scores, record)
 
-        try:
-            result = train_candidate(self.data, candidate, device=self.device, on_epoch=on_epoch, stem=self.stem)
-        except optuna.TrialPruned:
-            if history:  # recorded like a complete trial, up to the epoch it was stopped at
-                kept_epoch = history[-1]["kept_epoch"]
-                validation = history[kept_epoch - 1]["validation"]
-                trial.set_user_attr("validation", validation)
-                trial.set_user_attr("kept_epoch", kept_epoch)
-                trial.set_user_attr("history", history)
-                trial.set_user_attr("last_values", dict(zip((o.name for o in self.objectives), self.values(validation, costs))))
-            raise
-        except (UserError, KeyboardInterrupt):
-            raise
-        except TrialDiverged as error:
-            trial.set_user_attr("fail_reason", str(error))
-            raise TrialFailed(str(error)) from error
-        except Exception as error:  # a bug or resource problem in one candidate must not stop the study
-            reason = f"{type(error).__name__}: {error}"
-            trial.set_user_attr("fail_reason", reason)
-            raise TrialFailed(reason) from error
+        return on_epoch
+
+    def after_training(self, trial: optuna.trial.Trial, candidate: dict[str, Any], costs: dict[str, float],
+                       history: list[dict[str, Any]], outcome: TrainResult | BaseException) -> list[float]:
+        """Record how training ended on the trial: the objective values of a trained candidate,
+        else raise. A pruned trial keeps its ``history`` and re-raises :class:`optuna.TrialPruned`;
+        a diverged or broken candidate gets a ``fail_reason`` and raises :class:`TrialFailed`;
+        a :class:`UserError` (no candidate can train so) and a Ctrl-C are raised as they are."""
+        if isinstance(outcome, BaseException):
+            self._record_stop(trial, costs, history, outcome)
+        result = outcome
         for key, value in result.to_record().items():
             trial.set_user_attr(key, value)
+        trial.set_user_attr("population_size", result.population_size)
         for hook in self.result_hooks:
             hook(trial, candidate, result)
         values = self.values(result.validation, costs)
@@ -136,6 +146,25 @@ class CandidateObjective:
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(reason)
         return values
+
+    def _record_stop(self, trial: optuna.trial.Trial, costs: dict[str, float], history: list[dict[str, Any]],
+                     error: BaseException) -> NoReturn:
+        if isinstance(error, optuna.TrialPruned):
+            if history:  # recorded like a complete trial, up to the epoch it was stopped at
+                kept_epoch = history[-1]["kept_epoch"]
+                validation = history[kept_epoch - 1]["validation"]
+                trial.set_user_attr("validation", validation)
+                trial.set_user_attr("kept_epoch", kept_epoch)
+                trial.set_user_attr("history", history)
+                last_values = dict(zip((o.name for o in self.objectives), self.values(validation, costs)))
+                trial.set_user_attr("last_values", last_values)
+            raise error
+        if isinstance(error, UserError) or not isinstance(error, Exception):  # Ctrl-C and the like
+            raise error
+        # a bug or resource problem in one candidate must not stop the study
+        reason = str(error) if isinstance(error, TrialDiverged) else f"{type(error).__name__}: {error}"
+        trial.set_user_attr("fail_reason", reason)
+        raise TrialFailed(reason) from error
 
     def values(self, validation: dict[str, dict[str, float]], costs: dict[str, float]) -> list[float]:
         """The objective vector: task metrics from ``validation``, costs from ``costs``."""
@@ -164,6 +193,13 @@ class CandidateObjective:
             trial.set_user_attr("prune_reason", violation)
             raise optuna.TrialPruned(violation)
         return costs
+
+
+def record_run_stop(trial: optuna.trial.Trial, error: BaseException) -> None:
+    """What stops the run (a setting no candidate can train with, or a bug) fails ``trial``
+    too: its reason is stored, so that it is not read as a trial whose worker died."""
+    reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+    trial.set_user_attr("fail_reason", f"{reason} (the run stopped here)")
 
 
 # What a repeat copies from the earlier trial: the outcome, not the per-epoch history.

@@ -72,6 +72,8 @@ from mtl_search.search.costs import is_feasible
 from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
 
 Vector = tuple[float, ...]
+# running trials whose curves and storage reads a pruner keeps (more than any population trains at once)
+RUNNING_KEPT = 1024
 BUDGETS = ("epochs", "steps")
 RULES = ("median", "projected")
 
@@ -332,7 +334,9 @@ class DominatedTrialPruner:
 
     Completed trials never change, so their per-epoch vectors are read from storage once
     and cached by trial number. Storage is asked for newly finished trials at most every
-    ``refresh_seconds`` while one trial runs: in a single process nothing finishes meanwhile;
+    ``refresh_seconds`` while one trial runs (each trial counts its own, and keeps its own
+    learning curve: a population calls the hook for its members in turn): in a single
+    process nothing finishes meanwhile;
     with several workers a reference that finished in the last seconds is missed until the
     next read, which can tip a close call either way (one dominator fewer, or one reference
     fewer to make up the fraction). A query costs a few milliseconds, as much as a small
@@ -345,10 +349,10 @@ class DominatedTrialPruner:
         self.refresh_seconds = refresh_seconds
         # trial number -> ({epoch: vector}, {epoch: steps} or None); None for trials that cannot serve as references
         self._curves: dict[int, tuple[dict[int, Vector], dict[int, int] | None] | None] = {}
-        self._last_read: tuple[int, float] | None = None  # (running trial's number, when)
+        self._last_reads: dict[int, float] = {}  # running trial's number -> when it last read storage
         self._study_name: str | None = None
-        # ((study name, trial number), {epoch: vector}): the running trial's curve, for rule "projected"
-        self._running: tuple[tuple[str, int] | None, dict[int, Vector]] = (None, {})
+        # (study name, trial number) -> {epoch: vector}: the running trials' curves, for rule "projected"
+        self._running: dict[tuple[str, int], dict[int, Vector]] = {}
 
     def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
         reason = self.check(trial.study, TrialRecord.read(trial), epoch + 1, scores, trial_number=trial.number, steps=record.get("steps"))
@@ -392,10 +396,13 @@ class DominatedTrialPruner:
     def _record(self, trial: tuple[str, int] | None, epoch: int, vector: Vector | None) -> list[Vector]:
         """The running trial's learning curve up to ``epoch`` (empty when an epoch is missing,
         which the projection reads as "cannot tell" and never prunes)."""
-        known, by_epoch = self._running
-        if known != trial or trial is None:
-            by_epoch = {}
-            self._running = (trial, by_epoch)
+        if trial is None:
+            by_epoch: dict[int, Vector] = {}
+        else:
+            by_epoch = self._running.pop(trial, {})  # re-inserted last: the oldest curves are forgotten first
+            self._running[trial] = by_epoch
+            while len(self._running) > RUNNING_KEPT:
+                del self._running[next(iter(self._running))]
         if vector is not None:
             by_epoch[epoch] = vector
         if any(e not in by_epoch for e in range(1, epoch + 1)):
@@ -409,15 +416,20 @@ class DominatedTrialPruner:
         ``running`` is the number of the trial being checked (None: always read storage).
         """
         if study.study_name != self._study_name:  # trial numbers are per study
-            self._curves, self._last_read, self._study_name = {}, None, study.study_name
+            self._curves, self._last_reads, self._study_name = {}, {}, study.study_name
         now = time.monotonic()
-        fresh = running is not None and self._last_read is not None and self._last_read[0] == running and now - self._last_read[1] < self.refresh_seconds
+        last_read = self._last_reads.get(running) if running is not None else None
+        fresh = last_read is not None and now - last_read < self.refresh_seconds
         if not fresh:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
                     curve = learning_curve(self.objectives, trial)
                     self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(TrialRecord.read(trial).history))
-            self._last_read = (running, now) if running is not None else None
+            if running is not None:
+                self._last_reads.pop(running, None)
+                self._last_reads[running] = now
+                while len(self._last_reads) > RUNNING_KEPT:
+                    del self._last_reads[next(iter(self._last_reads))]
         references = []
         for number, entry in sorted(self._curves.items()):
             vector = vector_at_budget(entry[0], entry[1], epoch, steps, self.settings.budget) if entry else None

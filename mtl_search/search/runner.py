@@ -11,10 +11,11 @@ import optuna
 import torch
 
 from mtl_search.data.base import MultiTaskData
-from mtl_search.errors import StudyWarning, UserError
+from mtl_search.errors import StudyWarning, UserError, is_whole
 from mtl_search.records.study import StudyRecord
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
+from mtl_search.search.population import STRATEGIES as POPULATION_STRATEGIES, optimize_populations
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
@@ -64,6 +65,10 @@ class SearchSettings:
     affinity_measure: str = "easy_hard"
     # TPE's random start-up trials (None: scaled to n_trials, see search/study.py).
     startup_trials: int | None = None
+    # Trials asked for and trained together (search/population.py); 1: one at a time.
+    population: int = 1
+    # how a population's members are proposed: "shared-structure" or "independent"
+    population_strategy: str = "shared-structure"
 
 
 def run_search(
@@ -83,6 +88,8 @@ def run_search(
 
     ``enqueue`` holds parameter dictionaries to try first (e.g. from affinity seeding).
     ``budget`` replaces ``n_trials`` when worker processes share one (see search/workers.py).
+    ``settings.population`` above 1 asks for and trains that many trials at once
+    (search/population.py); TPE then uses the constant liar so that they differ.
     TPE counts other processes' running trials (the constant liar) when the budget is shared
     or the storage is a database server; processes that call this on one SQLite file with
     their own budgets do not see each other's running trials.
@@ -100,6 +107,8 @@ def run_search(
     budget = budget or LocalBudget(settings.n_trials)
     # other processes run trials meanwhile: this run's workers, or other machines on a server
     shared = getattr(budget, "shared", True) or is_database_server(storage)
+    # a population's members run together too: the constant liar keeps them apart
+    shared = shared or settings.population > 1
     study = create_or_continue(
         settings.study_name, settings.storage, data, objectives, space.to_data(),
         make_sampler(settings.sampler, settings.seed + settings.worker_index, n_trials=settings.n_trials,
@@ -130,10 +139,14 @@ def run_search(
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
         cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(artifacts)], stem=stem,
     )
-    optimize_study(
-        study, objective, budget,
-        timeout=settings.timeout, catch=(TrialFailed,), callbacks=callbacks,
-    )
+    if settings.population == 1:
+        optimize_study(
+            study, objective, budget,
+            timeout=settings.timeout, catch=(TrialFailed,), callbacks=callbacks,
+        )
+    else:
+        optimize_populations(study, objective, budget, size=settings.population, strategy=settings.population_strategy,
+                             storage=storage, timeout=settings.timeout, callbacks=callbacks)
     hypervolume.store_hypervolume(study)  # for `pareto` and reports (search/hypervolume.py)
     return study
 
@@ -156,6 +169,11 @@ def _check_settings(settings: SearchSettings) -> SearchSettings:
         raise UserError(f"startup_trials {settings.startup_trials}: must be at least 1")
     if settings.worker_index < 0:
         raise UserError(f"worker_index {settings.worker_index}: must be at least 0")
+    if not is_whole(settings.population) or settings.population < 1:
+        raise UserError(f"population {settings.population!r}: must be a whole number of at least 1")
+    if settings.population_strategy not in POPULATION_STRATEGIES:
+        raise UserError(f"population_strategy {settings.population_strategy!r}: expected one of "
+                        f"{', '.join(POPULATION_STRATEGIES)}")
     if settings.seed_strategy not in SEED_STRATEGIES:
         raise UserError(f"seed_strategy {settings.seed_strategy!r}: expected one of {', '.join(SEED_STRATEGIES)}")
     settings = dataclasses.replace(settings, affinity_measure=settings.affinity_measure.replace("-", "_"))

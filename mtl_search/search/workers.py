@@ -54,12 +54,15 @@ class LocalBudget:
         self.left = n_trials
 
     def claim(self) -> bool:
+        return self.claim_many(1) == 1
+
+    def claim_many(self, count: int) -> int:
+        """Take up to ``count`` trials at once; how many were taken."""
         if self.left is None:
-            return True
-        if self.left <= 0:
-            return False
-        self.left -= 1
-        return True
+            return count
+        taken = max(0, min(count, self.left))
+        self.left -= taken
+        return taken
 
 
 class TrialBudget:
@@ -72,11 +75,14 @@ class TrialBudget:
         self._left = context.Value("i", n_trials)
 
     def claim(self) -> bool:
+        return self.claim_many(1) == 1
+
+    def claim_many(self, count: int) -> int:
+        """Take up to ``count`` trials at once (a worker's whole population); how many were taken."""
         with self._left.get_lock():
-            if self._left.value <= 0:
-                return False
-            self._left.value -= 1
-            return True
+            taken = max(0, min(count, self._left.value))
+            self._left.value -= taken
+            return taken
 
     @property
     def left(self) -> int:

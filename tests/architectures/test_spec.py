@@ -134,7 +134,7 @@ def test_every_spec_the_search_samples_is_valid(space):
 def test_the_docs_list_every_spec_key_of_every_family():
     from mtl_search.architectures.blocks import BLOCK_KEYS, TOWER_KEYS, stem_settings
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "architectures.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "architecture-spec.md").read_text(encoding="utf-8")
     keys = text.split("## Spec keys", 1)[1].split("\n## ", 1)[0]
     for name in family_names():
         family = get_family(name)

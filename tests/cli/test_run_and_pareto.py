@@ -30,6 +30,17 @@ def test_three_trial_search_gives_trials_and_a_front(cli, storage_url):
     assert study.user_attrs["mtl_search"]["data"]["source"] == "synthetic"
 
 
+def test_a_population_run_gives_its_trials_a_front_and_says_how_they_trained(cli, storage_url):
+    result = cli("run", "--trials", "5", "--population", "3", "--storage", storage_url, "--study-name", "pop", *QUICK)
+    assert result.code == 0, result
+    assert "Pareto front of pop" in result.out
+    study = optuna.load_study(study_name="pop", storage=storage_url)
+    assert len(study.trials) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    fused = sum(t.user_attrs["population_size"] > 1 for t in study.trials)
+    assert f"trained to the end: {fused} fused with others" in result.out
+    assert result.out.count("trained to the end: ") == 1
+
+
 def test_a_run_whose_every_trial_failed_exits_1_and_a_later_good_run_exits_0(cli, storage_url, tmp_path):
     diverging = tmp_path / "diverging.yaml"  # Adam at learning rate 1e4: every trial diverges
     diverging.write_text("families: {tree: {}}\ntraining: {learning_rate: 10000.0}\n")

@@ -457,3 +457,17 @@ def test_a_space_section_and_the_settings_have_the_same_fields():
     from mtl_search.search.space import PruningSpace
 
     assert {f.name for f in dataclasses.fields(PruningSettings)} == set(PruningSpace.model_fields)
+
+
+def test_the_projected_rule_follows_each_member_of_a_population_checked_in_turn(storage):
+    # a population's members report their epochs interleaved: each keeps its own learning curve
+    study = make_study(storage, FINALS)
+    flat, falling = running_trial(study), running_trial(study)
+    pruner = DominatedTrialPruner(OBJECTIVES, PROJECTED)
+    for epoch in range(4):
+        pruner(flat, epoch, scores(1.05, 0.79), {})
+        pruner(falling, epoch, steep(epoch + 1), {})
+    reason = reason_when_pruned(pruner, flat, 4, scores(1.05, 0.79))
+    assert reason.endswith("projected to epoch 10, still dominated by the final values of 3 (0, 1, 2)")
+    for epoch in range(4, 9):
+        pruner(falling, epoch, steep(epoch + 1), {})  # behind, but falling fast: kept

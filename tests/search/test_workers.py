@@ -209,13 +209,14 @@ def test_ctrl_c_between_trials_stops_before_the_next_one():
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
-def _stop_a_running_search(tmp_path, study: str, stop, *, code: int, word: str, completed: int) -> tuple:
-    """Start a 2-worker run, ``stop(process)`` once ``completed`` trials finished and one runs;
+def _stop_a_running_search(tmp_path, study: str, stop, *, code: int, word: str, completed: int,
+                           extra: tuple = ()) -> tuple:
+    """Start a 2-worker run (with ``extra`` flags), ``stop(process)`` once ``completed`` trials finished and one runs;
     check it ends with exit status ``code``, says ``word`` and leaves no trial RUNNING, every
     stopped trial failed with the reason ``word``. Returns (space, storage, trials)."""
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    process = start_cli(run_args(space, storage, study, 50, "--workers", "2"), tmp_path)
+    process = start_cli(run_args(space, storage, study, 50, "--workers", "2", *extra), tmp_path)
     wait_for(lambda: study_created(tmp_path / "studies.db", study) and states(storage, study)["COMPLETE"] >= completed
              and states(storage, study)["RUNNING"] >= 1)
     stop(process)
@@ -245,6 +246,14 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     after = trials(storage, "stop")
     assert len(after) == len(found) + 2
     assert {t.number: t.values for t in after if t.number in completed} == completed
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_workers_running_populations_cleanly(tmp_path):
+    _, _, found = _stop_a_running_search(tmp_path, "stop-populations",
+                                         lambda process: os.killpg(process.pid, signal.SIGINT),
+                                         code=130, word="interrupted", completed=3, extra=("--population", "3"))
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in found) >= 3
 
 
 @pytest.mark.slow
