@@ -180,8 +180,8 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
     with the trials it let finish as the references. A trial is never stopped at its last
     epoch, so the trials it keeps are those trained for their whole curve."""
     if settings.budget == "steps" and curves and not has_steps(curves):
-        raise UserError("pruning budget steps: some trials have no step counts (stored in record format 0, before they were "
-                        "counted); replay them with budget epochs")
+        raise UserError("pruning budget steps: some trials have no step counts (stored in record format 0, before "
+                        "they were counted); replay them with budget epochs")
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     trained: dict[int, int] = {}
 

@@ -110,7 +110,7 @@ def refine_front(
             if on_trial is not None:
                 on_trial(trial.number, earlier, False)
             continue
-        base = TrialRecord.read(trial).candidate.seed
+        base = TrialRecord.read(trial, only=("candidate",)).candidate.seed
         record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem)
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
         records[trial.number] = record

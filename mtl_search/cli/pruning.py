@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
     budgets = ("epochs", "steps") if has_steps(curves) else ("epochs",)
     if base.budget not in budgets:
         print(f"note: study {args.study!r} prunes after equal steps, but some of its trials have no step counts "
-              "(stored in record format 0, before they were counted); only the epochs budget is replayed", file=sys.stderr)
+              "(stored in record format 0, before they were counted); only the epochs budget is replayed",
+              file=sys.stderr)
     grid = [settings for settings in settings_grid(base, budgets) if settings.budget in budgets]
     results = [replay_settings(curves, settings, timing) for settings in grid]
     floors = [foresight_floor(curves, settings, tolerance, timing) for settings in foresight_warmups(grid) for tolerance in FLOOR_TOLERANCES]

@@ -65,7 +65,8 @@ def population_line(trials: Sequence[optuna.trial.FrozenTrial]) -> str | None:
     """How the trials that trained to the end were trained: fused with others in one
     computation (``population_size`` above 1, see search/population.py) or alone; None when no
     trial recorded it (a study from before population training)."""
-    sizes = [size for trial in trials if is_whole(size := TrialRecord.read(trial).population_size)]
+    sizes = [size for trial in trials
+             if is_whole(size := TrialRecord.read(trial, only=("population_size",)).population_size)]
     if not sizes:
         return None
     fused = [size for size in sizes if size > 1]

@@ -34,7 +34,7 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if number not in trials:
         raise UserError(f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})")
     trial = trials[number]
-    repeat_of = TrialRecord.read(trial).repeat_of
+    repeat_of = TrialRecord.read(trial, only=("repeat_of",)).repeat_of
     if repeat_of in trials:  # a repeat was never trained: its original was
         trial = trials[repeat_of]
     if trial.state != optuna.trial.TrialState.COMPLETE:

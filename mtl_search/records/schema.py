@@ -48,8 +48,9 @@ def stored_version(attrs: Mapping[str, Any], where: str) -> int:
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise StoredRecordError(f"{where}: stored {SCHEMA_KEY} {version!r} is not a record format version")
     if version > SCHEMA_VERSION:
-        raise NewerFormatError(f"{where} was stored in record format {version} by a newer mtl-search; this one reads "
-                               f"formats up to {SCHEMA_VERSION}: upgrade mtl-search (pip install -U mtl-search) to open it")
+        raise NewerFormatError(f"{where} was stored in record format {version} by a newer mtl-search; this one "
+                               f"reads formats up to {SCHEMA_VERSION}: upgrade mtl-search (pip install -U mtl-search) "
+                               f"to open it")
     return version
 
 

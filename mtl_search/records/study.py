@@ -62,7 +62,8 @@ class StudyRecord(Record):
             "artifact_dir": attrs.get(ARTIFACT_DIR_ATTR),
             "affinity": attrs.get(AFFINITY_ATTR),
             "hypervolume": attrs.get(HYPERVOLUME_ATTR),
-            "refined": {key[len(REFINED_PREFIX):]: value for key, value in attrs.items() if key.startswith(REFINED_PREFIX)},
+            "refined": {key.removeprefix(REFINED_PREFIX): value for key, value in attrs.items()
+                        if key.startswith(REFINED_PREFIX)},
         }
         if stored is None:
             return validated(cls, beside, where)
@@ -111,10 +112,12 @@ def migrate_study_v0_to_v1(attrs: Attributes) -> Attributes:
         attrs["space"] = space
     tasks = attrs.get("tasks")
     if isinstance(tasks, list):
-        raw = [task for task in tasks if isinstance(task, dict) and task.get("kind") == "regression" and "target_mean" not in task]
-        if raw:
-            attrs["tasks"] = [task | {"target_mean": 0.0, "target_std": 1.0} if any(task is r for r in raw) else task for task in tasks]
-            attrs["raw_unit_tasks"] = [str(task.get("name")) for task in raw]
+        raw = [isinstance(task, dict) and task.get("kind") == "regression" and "target_mean" not in task
+               for task in tasks]
+        if any(raw):
+            attrs["tasks"] = [task | {"target_mean": 0.0, "target_std": 1.0} if unscaled else task
+                              for task, unscaled in zip(tasks, raw)]
+            attrs["raw_unit_tasks"] = [str(task.get("name")) for task, unscaled in zip(tasks, raw) if unscaled]
     return attrs | {SCHEMA_KEY: 1}
 
 

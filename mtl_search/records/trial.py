@@ -9,7 +9,7 @@ migrates an older format and returns every field, at its default when it was not
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional
 
 from pydantic import Field
 
@@ -90,15 +90,22 @@ class TrialRecord(Record):
     population_size: Optional[int] = None
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], where: str = "trial") -> TrialRecord:
-        """The record of stored user attributes ``attrs``, migrated to the current format."""
-        return validated(cls, migrated(attrs, TRIAL_MIGRATIONS, where), where)
+    def from_attrs(cls, attrs: Mapping[str, Any], where: str = "trial",
+                   only: Collection[str] | None = None) -> TrialRecord:
+        """The record of stored user attributes ``attrs``, migrated to the current format.
+        ``only``: read just these fields, the others at their defaults (a scan of every trial
+        of a large study need not check each history)."""
+        data = migrated(attrs, TRIAL_MIGRATIONS, where)
+        if only is not None:
+            data = {key: value for key, value in data.items() if key in only or key == SCHEMA_KEY}
+        return validated(cls, data, where)
 
     @classmethod
-    def read(cls, trial: Any) -> TrialRecord:
-        """The record of ``trial`` (an Optuna trial, frozen or running: anything with ``user_attrs``)."""
+    def read(cls, trial: Any, only: Collection[str] | None = None) -> TrialRecord:
+        """The record of ``trial`` (an Optuna trial, frozen or running: anything with
+        ``user_attrs``); ``only``: as :meth:`from_attrs`."""
         number = getattr(trial, "number", None)
-        return cls.from_attrs(trial.user_attrs, "trial" if number is None else f"trial {number}")
+        return cls.from_attrs(trial.user_attrs, "trial" if number is None else f"trial {number}", only)
 
     def to_attrs(self) -> Attributes:
         """The fields this record was given, as stored user attributes, with the format version."""

@@ -514,11 +514,12 @@ def seeded_rows(study: optuna.Study) -> list[tuple[int, str, str]]:
     seeded = seeded_trials(study)
     complete = optuna.trial.TrialState.COMPLETE
     front = {t.number for t in pareto_trials(study)} if any(t.state == complete for t in seeded) else set()
-    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), _summary(t)) for t in seeded]
+    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), _summary(t))
+            for t in seeded]
 
 
 def _summary(trial: optuna.trial.FrozenTrial) -> str:
-    record = TrialRecord.read(trial)
+    record = TrialRecord.read(trial, only=("summary",))
     return record.summary if record.recorded("summary") else "not started"
 
 

@@ -215,7 +215,7 @@ def trained_without_limits(study: optuna.Study) -> str | None:
         return None
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        record = TrialRecord.read(trial)
+        record = TrialRecord.read(trial, only=("n_params", "costs"))
         costs = {"params": record.n_params} | record.costs
         if any(key not in trial.constraints and (costs.get(LIMITED_COSTS[key]) is None or costs[LIMITED_COSTS[key]] > limit)
                for key, limit in limits.items()):

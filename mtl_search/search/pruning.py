@@ -296,7 +296,7 @@ def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTr
     reference. ``history`` replaces the trial's recorded one (a replay's what-if)."""
     if not is_feasible(trial):
         return None
-    record = TrialRecord.read(trial)
+    record = TrialRecord.read(trial, only=("costs", "history") if history is None else ("costs",))
     history = record.history if history is None else history
     by_epoch = {entry.epoch: entry for entry in history}
     curve = {}
@@ -355,17 +355,21 @@ class DominatedTrialPruner:
         self._running: dict[tuple[str, int], dict[int, Vector]] = {}
 
     def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
-        reason = self.check(trial.study, TrialRecord.read(trial), epoch + 1, scores, trial_number=trial.number, steps=record.get("steps"))
+        running = TrialRecord.read(trial, only=("costs", "candidate"))
+        reason = self.check(trial.study, running, epoch + 1, scores, trial_number=trial.number,
+                            steps=record.get("steps"))
         if reason is not None:
             trial.set_user_attr("prune_reason", reason)
             raise optuna.TrialPruned(reason)
 
-    def check(self, study: optuna.Study, running: TrialRecord | Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]], *,
+    def check(self, study: optuna.Study, running: TrialRecord | Mapping[str, Any], epoch: int,
+              scores: dict[str, dict[str, float]], *,
               trial_number: int | None = None, steps: int | None = None) -> str | None:
         """The reason to prune the ``running`` trial (its record, or its user attributes) at
-        1-based ``epoch``, or None to go on (``trial_number``: the running trial's, which lets consecutive checks of one trial share a storage read and,
-        for rule "projected", builds its learning curve: without it that rule never prunes;
-        ``steps``: its optimiser steps so far, for ``budget: steps``)."""
+        1-based ``epoch``, or None to go on (``trial_number``: the running trial's, which lets
+        consecutive checks of one trial share a storage read and, for rule "projected", builds
+        its learning curve: without it that rule never prunes; ``steps``: its optimiser steps
+        so far, for ``budget: steps``)."""
         settings = self.settings
         if not settings.enabled:
             return None
@@ -424,7 +428,8 @@ class DominatedTrialPruner:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
                     curve = learning_curve(self.objectives, trial)
-                    self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(TrialRecord.read(trial).history))
+                    history = [] if curve is None else TrialRecord.read(trial, only=("history",)).history
+                    self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(history))
             if running is not None:
                 self._last_reads.pop(running, None)
                 self._last_reads[running] = now

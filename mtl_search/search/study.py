@@ -171,7 +171,8 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
             raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
                             f"set training.checkpoint: {before} in the space file, or use another --study-name")
         # one front must not mix trials trained for different lengths either (unless the space searches the length)
-        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"), stored.space_section("training").get("epochs"))
+        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"),
+                                       stored.space_section("training").get("epochs"))
         if epochs_problem:
             raise UserError(f"study {name!r} {epochs_problem}, or use another --study-name")
         # tree.split_{d} are positions along the chain: another chain would change what they mean
@@ -220,8 +221,9 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
     study made before ``--epochs`` was stored holds the space file's value); a study with
     no trained trial yet is held to its stored number, so that two machines starting it
     together agree."""
-    trained = sorted({epochs for trial in study.get_trials(deepcopy=False)
-                      if isinstance(epochs := TrialRecord.read(trial).candidate.training.get("epochs"), int)})
+    candidates = (TrialRecord.read(trial, only=("candidate",)).candidate for trial in study.get_trials(deepcopy=False))
+    trained = sorted({epochs for candidate in candidates
+                      if isinstance(epochs := candidate.training.get("epochs"), int)})
     if not trained:
         trained = [stored] if isinstance(stored, int) else []
     if len(trained) != 1:
@@ -387,7 +389,7 @@ STALE_REASON = "no heartbeat for the grace period: its worker died or was killed
 def stop_reason(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial] = ()) -> str | None:
     """Why ``trial`` did not complete, on one line: its ``fail_reason`` or ``prune_reason``; for
     a trial failed by the heartbeat check, that, with the retry found among ``trials``."""
-    reason = str(TrialRecord.read(trial).reason or "").strip()
+    reason = str(TrialRecord.read(trial, only=("fail_reason", "prune_reason")).reason or "").strip()
     if reason:
         return reason.splitlines()[0]
     if trial.state != optuna.trial.TrialState.FAIL:
@@ -402,4 +404,5 @@ def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     A repeat of an earlier trial's candidate (user attribute ``repeat_of``, see
     search/objective.py) has the same values as that trial; only the original is listed.
     """
-    return sorted((t for t in study.best_trials if TrialRecord.read(t).repeat_of is None), key=lambda t: t.number)
+    originals = (t for t in study.best_trials if TrialRecord.read(t, only=("repeat_of",)).repeat_of is None)
+    return sorted(originals, key=lambda t: t.number)

@@ -15,7 +15,7 @@ def best_by_family(study: optuna.Study) -> dict[str, list[float]]:
     objectives = study_objectives(study)
     best: dict[str, list[float]] = {}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        family = TrialRecord.read(trial).candidate.family or "unknown"
+        family = TrialRecord.read(trial, only=("candidate",)).candidate.family or "unknown"
         values = list(trial.values)
         if family not in best:
             best[family] = values
@@ -39,7 +39,7 @@ def family_figure(study: optuna.Study) -> go.Figure:
                                 text=[f"{v:.4g}" for v in values], textposition="auto"), row=1, col=index + 1)
     counts = {f: 0 for f in families}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        record = TrialRecord.read(trial)
+        record = TrialRecord.read(trial, only=("candidate", "repeat_of"))
         if record.repeat_of is not None:
             continue  # not trained: it repeats an earlier trial's candidate
         family = record.candidate.family or "unknown"

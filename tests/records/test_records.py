@@ -95,7 +95,8 @@ def test_a_trial_record_written_in_parts_reads_back_whole():
     study = optuna.create_study(directions=["minimize"])
     trial = study.ask()
     history = [EpochRecord(**epoch(1, steps=4, kept_epoch=1)), EpochRecord(**epoch(2, steps=8, kept_epoch=2))]
-    parts = [TrialRecord(candidate=Candidate(**CANDIDATE), summary="tree 0:{a,b} w=8"), TrialRecord(costs={"params": 120.0}),
+    parts = [TrialRecord(candidate=Candidate(**CANDIDATE), summary="tree 0:{a,b} w=8"),
+             TrialRecord(costs={"params": 120.0}),
              TrialRecord(history=history, validation={"a": {"mse": 0.5}}, kept_epoch=2, test={"a": {"mse": 0.6}},
                          n_params=120, wall_time=1.5, sharing={"tree": "0:{a,b}"}, weighting={"method": "static"},
                          population_size=1)]
@@ -104,8 +105,9 @@ def test_a_trial_record_written_in_parts_reads_back_whole():
     study.tell(trial, [0.5])
     stored = study.trials[0]
     assert stored.user_attrs[SCHEMA_KEY] == SCHEMA_VERSION
-    assert set(stored.user_attrs) == {SCHEMA_KEY, "candidate", "summary", "costs", "history", "validation", "kept_epoch",
-                                      "test", "n_params", "wall_time", "sharing", "weighting", "population_size"}
+    assert set(stored.user_attrs) == {SCHEMA_KEY, "candidate", "summary", "costs", "history", "validation",
+                                      "kept_epoch", "test", "n_params", "wall_time", "sharing", "weighting",
+                                      "population_size"}
     assert stored.user_attrs["candidate"] == CANDIDATE  # exactly as sampled: repeats are found by it
     record = TrialRecord.read(stored)
     whole = TrialRecord(**{name: getattr(part, name) for part in parts for name in part.model_fields_set})
@@ -116,8 +118,8 @@ def test_a_trial_record_written_in_parts_reads_back_whole():
 
 
 def test_a_trial_record_keeps_what_a_newer_minor_change_added():
-    attrs = {SCHEMA_KEY: SCHEMA_VERSION, "summary": "tree", "history": [epoch(1, steps=4, kept_epoch=1, memory_mb=12.5)],
-             "energy_joules": 3.0}
+    attrs = {SCHEMA_KEY: SCHEMA_VERSION, "summary": "tree", "energy_joules": 3.0,
+             "history": [epoch(1, steps=4, kept_epoch=1, memory_mb=12.5)]}
     assert TrialRecord.from_attrs(attrs).to_attrs() == attrs
 
 
@@ -133,7 +135,8 @@ def test_a_study_record_writes_and_reads_back_and_reads_what_is_stored_beside_it
     assert not StudyRecord.read(study).made_by_mtl_search
     objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
     record = StudyRecord(version="1.0", data={"source": "synthetic", "options": {"rows": 50}},
-                         tasks=[{"name": "a", "kind": "regression", "metrics": ["mse"], "target_mean": 0.1, "target_std": 2.0}],
+                         tasks=[{"name": "a", "kind": "regression", "metrics": ["mse"], "target_mean": 0.1,
+                                 "target_std": 2.0}],
                          input_schema={"kind": "vector", "size": 4}, objectives=objectives,
                          space={"pruning": {"rule": "projected", "budget": "steps"}}, preprocessing={"inputs": []})
     record.write(study)
@@ -146,6 +149,7 @@ def test_a_study_record_writes_and_reads_back_and_reads_what_is_stored_beside_it
     assert read.spaces == [{"from_trial": 0, "space": {}}] and read.refined == {3: {"seeds": [0, 1]}}
     assert read.affinity == {"tasks": ["a"], "seeded": 2} and read.hypervolume is None
     # what is stored beside the record is not written with it
-    assert set(read.to_attrs()) == {SCHEMA_KEY, "version", "data", "tasks", "input_schema", "objectives", "space", "preprocessing"}
+    assert set(read.to_attrs()) == {SCHEMA_KEY, "version", "data", "tasks", "input_schema", "objectives", "space",
+                                    "preprocessing"}
     assert read.space_section("pruning") == read.pruning == {"rule": "projected", "budget": "steps"}
     assert read.space_section("families") == {}

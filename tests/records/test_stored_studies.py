@@ -69,7 +69,8 @@ def test_the_stored_study_s_records_read_back_typed(stored_study):
     assert repeats
     for stored in repeats:
         original = TrialRecord.read(study.trials[stored.repeat_of])
-        assert stored.candidate == original.candidate and stored.validation == original.validation and not stored.history
+        assert stored.candidate == original.candidate and stored.validation == original.validation
+        assert not stored.history  # not trained again
     for trial in by_state[States.PRUNED]:
         stored = TrialRecord.read(trial)
         assert stored.prune_reason.startswith("over limit") and stored.costs["params"] > 1000
@@ -79,7 +80,7 @@ def test_the_stored_study_s_records_read_back_typed(stored_study):
 def test_pareto_report_and_export_open_the_stored_study(stored_study, cli, tmp_path):
     url, _ = stored_study
     study = optuna.load_study(study_name="stored", storage=url)
-    front = [t.number for t in sorted(study.best_trials, key=lambda t: t.number) if TrialRecord.read(t).repeat_of is None]
+    front = sorted(t.number for t in study.best_trials if TrialRecord.read(t).repeat_of is None)
     assert front
 
     result = cli("pareto", "stored", "--storage", url, "--format", "json")
@@ -111,5 +112,5 @@ def test_a_study_stored_by_a_newer_format_is_refused_in_one_line(cli, tmp_path):
     study = optuna.load_study(study_name="stored", storage=url)
     study.set_user_attr(STUDY_ATTR, study.user_attrs[STUDY_ATTR] | {SCHEMA_KEY: SCHEMA_VERSION + 1})
     result = cli("pareto", "stored", "--storage", url)
-    assert_one_line_error(result, f"study 'stored' was stored in record format {SCHEMA_VERSION + 1} by a newer mtl-search",
-                          f"formats up to {SCHEMA_VERSION}", "upgrade mtl-search")
+    newer = f"study 'stored' was stored in record format {SCHEMA_VERSION + 1} by a newer mtl-search"
+    assert_one_line_error(result, newer, f"formats up to {SCHEMA_VERSION}", "upgrade mtl-search")
