@@ -20,7 +20,9 @@ from mtl_search.records.attributes import (
     AFFINITY_ATTR, ARTIFACT_DIR_ATTR, HYPERVOLUME_ATTR, REFINED_PREFIX, SPACES_ATTR, STUDY_ATTR,
 )
 from mtl_search.records.objective import Objective
-from mtl_search.records.schema import SCHEMA_KEY, SCHEMA_VERSION, Attributes, Record, migrated, validated
+from mtl_search.records.schema import (
+    SCHEMA_KEY, SCHEMA_VERSION, Attributes, Record, StoredRecordError, migrated, validated,
+)
 
 # how a study of schema 0 that stored no pruning rule or budget was pruned: the median rule,
 # comparing trials at equal epochs (the only rule and budget there were)
@@ -68,7 +70,7 @@ class StudyRecord(Record):
         if stored is None:
             return validated(cls, beside, where)
         if not isinstance(stored, dict):
-            return validated(cls, {"data": stored}, f"{where}: {STUDY_ATTR}")  # refused, naming the attribute
+            raise StoredRecordError(f"{where}: stored {STUDY_ATTR} {stored!r:.60}: not a study record")
         return validated(cls, migrated(stored, STUDY_MIGRATIONS, where) | beside | {"made_by_mtl_search": True}, where)
 
     @classmethod

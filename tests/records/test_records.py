@@ -153,3 +153,8 @@ def test_a_study_record_writes_and_reads_back_and_reads_what_is_stored_beside_it
                                     "preprocessing"}
     assert read.space_section("pruning") == read.pruning == {"rule": "projected", "budget": "steps"}
     assert read.space_section("families") == {}
+
+
+def test_a_study_attribute_that_is_no_record_is_refused_in_one_line():
+    with pytest.raises(StoredRecordError, match=r"^study 'x': stored mtl_search 'made by hand': not a study record$"):
+        StudyRecord.from_attrs({STUDY_ATTR: "made by hand"}, "study 'x'")
