@@ -2,7 +2,8 @@
 
 The layers, lowest first (the first name after ``mtl_search.`` decides a module's layer)::
 
-    errors, values, records, version      exceptions, searched-value types, stored names and records
+    errors, values, records, version,     exceptions, searched-value types, stored names and records,
+    plugins                               the registry of entry-point plugins
     tasks                                 what a task is and how it is scored
     data                                  data sources and MultiTaskData
     architectures, weighting              the network families and the loss weightings
@@ -15,7 +16,7 @@ The layers, lowest first (the first name after ``mtl_search.`` decides a module'
 
 Every import counts: at module level, inside functions, under ``if TYPE_CHECKING:``, and
 ``importlib.import_module`` of a literal (or an f-string's literal prefix), which is how the
-registries load their built-ins. ``LAYERS`` below is the one place the order is written; a new
+command line loads its commands. ``LAYERS`` below is the one place the order is written; a new
 top-level module or package must be added to it, or the test fails naming it. And no two
 modules may import each other, not even through a function-level import.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 import mtl_search
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "values", "records", "version", "learned"),
+    ("errors", "values", "records", "version", "learned", "plugins"),
     ("tasks",),
     ("data",),
     ("architectures", "weighting"),
@@ -156,8 +157,7 @@ def test_the_check_reports_an_upward_import_anywhere_in_a_module(tmp_path):
 def test_no_two_modules_import_each_other_even_inside_functions():
     """A cycle hidden in a function-level import is a layer inside a layer gone both ways.
 
-    ``import_module`` is left out: a registry loads its built-in modules by name, and they
-    import the registry back to register themselves.
+    ``import_module`` is left out: it loads a module chosen at run time, not a dependency.
     """
     root = Path(mtl_search.__file__).parent.parent
     modules = module_names(root, "mtl_search")

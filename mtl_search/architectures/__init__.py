@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from mtl_search.architectures import sequence  # noqa: F401  (registers the "sequence" stem)
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
 from mtl_search.architectures.blocks import (BlockFactory, CustomStem, build_stem, check_keys, validate_block, validate_stem,
                                              validate_tower)
 from mtl_search.architectures.registry import family_names, get_family, register_family
+from mtl_search.architectures.stems import Stem, register_stem
 from mtl_search.architectures.relationship import prior_from_spec, validate_relationship
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task, validate_conditions
@@ -39,13 +39,10 @@ def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
         raise UserError("architecture spec: expected an object with a 'family' key")
     family = get_family(spec["family"])
     where = f"{family.name} spec"
-    required = getattr(family, "required_keys", None)
-    if required is not None:  # a family registered without its keys is not checked for them
-        own = (*required, *getattr(family, "optional_keys", ()))
-        check_keys(spec, (*own, *COMMON_KEYS), where)
-        missing = [key for key in required if key not in spec]
-        if missing:
-            raise UserError(f"{where}: {missing[0]} is missing (required: {', '.join(required)})")
+    check_keys(spec, (*family.required_keys, *family.optional_keys, *COMMON_KEYS), where)
+    missing = [key for key in family.required_keys if key not in spec]
+    if missing:
+        raise UserError(f"{where}: {missing[0]} is missing (required: {', '.join(family.required_keys)})")
     family.validate(spec, task_names)
     validate_block(spec.get("block", {}), where)
     validate_tower(spec.get("tower", {}), where)
@@ -115,7 +112,8 @@ def spec_from_json(text: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "Body", "BlockFactory", "CustomStem", "Family", "MultiTaskModel", "build_model", "build_stem",
-    "family_names", "get_family", "register_family", "spec_from_json", "spec_to_json", "summarize", "summarize_learned",
+    "Body", "BlockFactory", "CustomStem", "Family", "MultiTaskModel", "Stem", "build_model", "build_stem",
+    "family_names", "get_family", "register_family", "register_stem", "spec_from_json", "spec_to_json", "summarize",
+    "summarize_learned",
     "validate_spec",
 ]

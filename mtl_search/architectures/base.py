@@ -7,9 +7,11 @@ per task; each task's tower turns that into its prediction.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from mtl_search.architectures.blocks import BlockFactory, Shape, Tower
@@ -117,28 +119,55 @@ class MultiTaskModel(nn.Module):
         return report
 
 
-class Family(Protocol):
-    """An architecture family: how its spec is sampled, built and summarised."""
+class Family(ABC):
+    """An architecture family: how its spec is sampled from a space file, checked, built and summarised.
 
-    name: str
-    # The family's own spec keys, beside the common ones (architectures.COMMON_KEYS):
-    # validate_spec refuses any other key and a missing required one. A family registered
-    # without them is not checked for unknown or missing keys.
-    required_keys: tuple[str, ...]
-    optional_keys: tuple[str, ...]
+    To write one, subclass ``Family`` and set:
 
-    def space_model(self) -> type:
-        """The pydantic model of this family's section in a search-space file."""
+    - ``name``: the family's name in specs (``{"family": name, ...}``) and in space files
+      (``families: {name: {...}}``); with an entry point, the entry point's name too;
+    - ``required_keys`` / ``optional_keys``: the family's own spec keys, beside the common
+      ones (``family``, ``block``, ``tower``, ``stem``, ``relationship``); ``validate_spec``
+      refuses any other key and a missing required one before :meth:`validate` runs;
 
+    and implement the five methods below. The body :meth:`build` returns is a :class:`Body`
+    that builds its blocks with the :class:`BlockFactory` it is given, so that the family
+    runs on every input the stems make (vectors, tables, images, sequences).
+
+    A packaged family is registered by an entry point in the group ``mtl_search.families``
+    pointing at the class (instantiated once, without arguments)::
+
+        [project.entry-points."mtl_search.families"]
+        ring = "my_package.ring:RingFamily"
+
+    Code that is not packaged calls ``register_family(RingFamily())`` instead. docs/extending.md
+    walks through a complete example.
+    """
+
+    name: ClassVar[str]
+    required_keys: ClassVar[tuple[str, ...]] = ()
+    optional_keys: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def space_model(self) -> type[BaseModel]:
+        """The pydantic model of this family's section in a search-space file (forbid extra keys;
+        ``mtl_search.values`` has the constant / range / choices types, e.g. ``Count``)."""
+
+    @abstractmethod
     def sample(self, trial: Any, section: Any, task_names: Sequence[str]) -> dict[str, Any]:
-        """Family-specific spec keys, suggested through ``trial`` (param names prefixed ``<name>.``)."""
+        """The family's own spec keys for one trial: ``section`` is the parsed space section;
+        suggest values through ``trial`` (``mtl_search.values.suggest``), with parameter names
+        prefixed ``<name>.``."""
 
+    @abstractmethod
     def validate(self, spec: dict[str, Any], task_names: Sequence[str]) -> None:
-        """Raise UserError if ``spec`` cannot be built for these tasks."""
+        """Raise UserError, naming the key at fault, if ``spec`` cannot be built for these tasks."""
 
+    @abstractmethod
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
-        """The body for an input of ``in_shape`` (without batch dimension)."""
+        """The body for an input of ``in_shape`` (without the batch dimension)."""
 
+    @abstractmethod
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
         """The structure in one readable line."""
 

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+# register_stem: importable from here too, beside the built-in stems
+from mtl_search.architectures.stems import STEMS, register_stem, registered_stem_settings  # noqa: F401
 from mtl_search.errors import UserError, is_number, is_whole
 
 Shape = tuple[int, ...]
@@ -73,7 +75,8 @@ def validate_stem(stem: Any, where: str = "architecture spec") -> None:
     """
     if stem is None:
         return
-    known = None if set(_EXTRA_STEMS) - set(_STEM_SETTINGS) else sorted({key for keys in _STEM_SETTINGS.values() for key in keys})
+    any_key = None in registered_stem_settings().values()
+    known = None if any_key else sorted({key for keys in stem_settings().values() for key in keys})
     check_keys(stem, known, where, "stem")
 
 
@@ -262,31 +265,18 @@ def build_stem(schema: dict[str, Any], spec: dict[str, Any] | None = None) -> nn
         return VectorStem(schema.get("key", "image"), tuple(int(s) for s in schema["shape"]))
     if kind == "tabular":
         return TabularStem(int(schema["numeric"]), [int(c) for c in schema["categorical"]], spec.get("embedding_dim"))
-    if kind in _EXTRA_STEMS:
-        return _EXTRA_STEMS[kind](schema, spec)
-    raise UserError(f"input schema kind {kind!r} is not known")
+    if kind in STEMS:  # other kinds (sequences, a plugin's): mtl_search/architectures/stems.py
+        return STEMS.get(kind).build(schema, spec)
+    known = ", ".join(sorted({*_STEM_SETTINGS, *STEMS.names()}))
+    raise UserError(f"input schema kind {kind!r} is not known (known: {known})")
 
-
-# Other stems (sequence encoders, ...) register here: kind -> builder(schema, spec) -> module
-_EXTRA_STEMS: dict[str, Any] = {}
 
 # The stem spec keys each kind's stem reads: a space that searches a key the data's stem
 # ignores would record parameters without effect (SearchSpace.check_stem refuses it).
 _STEM_SETTINGS: dict[str, tuple[str, ...]] = {"vector": (), "image": (), "tabular": ("embedding_dim",)}
 
 
-def register_stem(kind: str, settings: Sequence[str] | None = None):
-    """Register a stem builder for inputs of ``kind``; ``settings``: the stem spec keys it reads."""
-
-    def decorate(builder):
-        _EXTRA_STEMS[kind] = builder
-        if settings is not None:
-            _STEM_SETTINGS[kind] = tuple(settings)
-        return builder
-
-    return decorate
-
-
 def stem_settings() -> dict[str, tuple[str, ...]]:
     """Input kind -> the stem spec keys its stem reads (kinds registered without them are absent)."""
-    return dict(_STEM_SETTINGS)
+    registered = {kind: keys for kind, keys in registered_stem_settings().items() if keys is not None}
+    return {**_STEM_SETTINGS, **{kind: keys for kind, keys in registered.items() if kind not in _STEM_SETTINGS}}

@@ -19,9 +19,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.architectures.base import Body
+from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
-from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError, is_number, is_whole
 from mtl_search.values import Count, Share, suggest
 
@@ -91,7 +90,7 @@ def rounded_matrix(matrix: torch.Tensor, digits: int = 3) -> list[list[float]]:
     return [[round(v, digits) for v in row] for row in matrix.detach().cpu().tolist()]
 
 
-class CrossStitchFamily:
+class CrossStitchFamily(Family):
     name = "cross_stitch"
     required_keys = ("widths", "units", "alpha_self")
     optional_keys = ()
@@ -138,6 +137,3 @@ def validate_columns(spec: dict[str, Any], family: str) -> None:
 def check_fraction(value: Any, name: str, family: str) -> None:
     if not is_number(value) or not 0.0 <= value <= 1.0:
         raise UserError(f"{family} spec: {name} must be a number in [0, 1], got {value!r}")
-
-
-register_family(CrossStitchFamily())

@@ -24,9 +24,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 from torch import nn
 
-from mtl_search.architectures.base import Body
+from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size
-from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError, is_whole
 from mtl_search.values import Count, NonNegativeInt, extremes, suggest
 
@@ -143,7 +142,7 @@ def _format_widths(widths: Sequence[int]) -> str:
     return "-".join(str(w) for w in widths)
 
 
-class MMoEFamily:
+class MMoEFamily(Family):
     name = "mmoe"
     required_keys = ("experts", "expert_widths")
     optional_keys = ("bottom_widths",)
@@ -264,7 +263,7 @@ class PLEBody(Body):
         return {"gates": self.monitor.means(labels)}
 
 
-class PLEFamily:
+class PLEFamily(Family):
     name = "ple"
     required_keys = ("levels", "shared_experts", "task_experts", "expert_widths")
     optional_keys = ()
@@ -297,7 +296,3 @@ class PLEFamily:
         levels = spec["levels"]
         name = "CGC" if levels == 1 else f"{levels} levels"
         return f"{name} s{spec['shared_experts']} t{spec['task_experts']} experts {_format_widths(spec['expert_widths'])}"
-
-
-register_family(MMoEFamily())
-register_family(PLEFamily())

@@ -25,9 +25,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.architectures.base import Body
+from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
-from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 from mtl_search.values import BoolParam, Count, NonNegativeFloat, suggest
@@ -170,7 +169,7 @@ def validate_hierarchy(spec: dict[str, Any], task_names: Sequence[str]) -> None:
         raise UserError(f"hierarchy spec: successive must be a number >= 0, got {successive!r}")
 
 
-class HierarchyFamily:
+class HierarchyFamily(Family):
     name = "hierarchy"
     required_keys = ("widths", "head_depths")
     optional_keys = ("feed_upward", "prediction_embedding", "successive")
@@ -216,6 +215,3 @@ class HierarchyFamily:
         if spec.get("successive"):
             text += f" succ={spec['successive']:.2g}"
         return text
-
-
-register_family(HierarchyFamily())

@@ -1,46 +1,51 @@
-"""The families known by name: each family module registers its family here on import.
+"""The families known by name: the entry points of the group ``mtl_search.families`` (the
+built-ins' among them, see pyproject.toml) and the families registered in code.
 
-A module of its own, so that a family module imports it at the top like any other
-dependency (the package ``__init__`` imports the families' modules only when a name is
-looked up).
+Each entry point refers to a :class:`Family` subclass, instantiated once without arguments
+when its name is first asked for (see :mod:`mtl_search.plugins`).
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
+
+from pydantic import BaseModel
 
 from mtl_search.architectures.base import Family
-from mtl_search.errors import UserError
+from mtl_search.plugins import FAMILIES_GROUP, Registry, instance_of
 
-_FAMILIES: dict[str, Family] = {}
-# Modules that define families; each registers itself on import.
-_FAMILY_MODULES = ("tree", "experts", "cross_stitch", "sluice", "hierarchy", "relationship")
+_as_family = instance_of(Family, "an architecture family")
 
 
-def register_family(family: Family) -> Family:
-    """Make ``family`` known by its ``name`` (a later family of the same name replaces it)."""
-    _FAMILIES[family.name] = family
+def _checked_family(value: Any) -> Family:
+    """``value`` as a family, its declarations checked (TypeError naming the one at fault)."""
+    family = _as_family(value)
+    where = f"family {type(family).__module__}.{type(family).__qualname__}"
+    for attribute in ("required_keys", "optional_keys"):
+        keys = getattr(family, attribute)
+        if not isinstance(keys, tuple) or not all(isinstance(key, str) for key in keys):
+            raise TypeError(f"{where}: {attribute} must be a tuple of strings, got {keys!r}")
+    model = family.space_model()
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{where}: space_model() must return a pydantic model class, got {model!r}")
     return family
 
 
-def _load_families() -> None:
-    for module in _FAMILY_MODULES:
-        try:
-            importlib.import_module(f"mtl_search.architectures.{module}")
-        except ModuleNotFoundError as error:
-            if error.name != f"mtl_search.architectures.{module}":
-                raise
+FAMILIES: Registry[Family] = Registry(FAMILIES_GROUP, "architecture family", _checked_family,
+                                      lambda family: family.name)
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` (a :class:`Family` instance) known by its ``name``; a later family of the
+    same name, or an installed one, is replaced."""
+    return FAMILIES.register(family)
 
 
 def get_family(name: str) -> Family:
     """The family registered as ``name``; a UserError listing the known ones otherwise."""
-    _load_families()
-    if not isinstance(name, str) or name not in _FAMILIES:
-        raise UserError(f"architecture family {name!r} is not known (known: {', '.join(sorted(_FAMILIES))})")
-    return _FAMILIES[name]
+    return FAMILIES.get(name)
 
 
 def family_names() -> list[str]:
     """The names of every known family, sorted."""
-    _load_families()
-    return sorted(_FAMILIES)
+    return FAMILIES.names()

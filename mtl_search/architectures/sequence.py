@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtl_search.architectures.blocks import register_stem
+from mtl_search.architectures.stems import Stem
 from mtl_search.errors import UserError
 
 ENCODERS = ("gru", "lstm", "attention")
@@ -117,18 +117,23 @@ class SequenceStem(nn.Module):
         return pooled
 
 
-@register_stem("sequence", settings=("embedding_dim", "sequence_encoder", "sequence_width"))
-def build_sequence_stem(schema: dict[str, Any], spec: dict[str, Any]) -> SequenceStem:
-    width = spec.get("sequence_width", 32)
-    embedding_dim = spec.get("embedding_dim") or 16
-    for key, value in (("sequence_width", width), ("embedding_dim", embedding_dim)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"stem {key}: must be a positive whole number, got {value!r}")
-    return SequenceStem(
-        vocabulary=int(schema["vocabulary"]),
-        max_length=int(schema["max_length"]),
-        numeric=int(schema.get("numeric", 0)),
-        encoder=spec.get("sequence_encoder", "gru"),
-        width=width,
-        embedding_dim=embedding_dim,
-    )
+class SequenceStemBuilder(Stem):
+    """The stem of ``sequence`` inputs (registered by an entry point in ``mtl_search.stems``)."""
+
+    kind = "sequence"
+    settings = ("embedding_dim", "sequence_encoder", "sequence_width")
+
+    def build(self, schema: dict[str, Any], spec: dict[str, Any]) -> SequenceStem:
+        width = spec.get("sequence_width", 32)
+        embedding_dim = spec.get("embedding_dim") or 16
+        for key, value in (("sequence_width", width), ("embedding_dim", embedding_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"stem {key}: must be a positive whole number, got {value!r}")
+        return SequenceStem(
+            vocabulary=int(schema["vocabulary"]),
+            max_length=int(schema["max_length"]),
+            numeric=int(schema.get("numeric", 0)),
+            encoder=spec.get("sequence_encoder", "gru"),
+            width=width,
+            embedding_dim=embedding_dim,
+        )

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.architectures.base import Body
+from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Shape
 from mtl_search.architectures.cross_stitch import check_fraction, near_identity, rounded_matrix
-from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
 from mtl_search.values import Count, NonNegativeFloat, Share, StrParam, one_of, suggest
 
@@ -164,7 +163,7 @@ def round_up(width: int, multiple: int) -> int:
     return int(math.ceil(width / multiple) * multiple)
 
 
-class SluiceFamily:
+class SluiceFamily(Family):
     name = "sluice"
     required_keys = ("depth", "width", "subspaces", "orthogonality_weight", "alpha_self", "beta_init")
     optional_keys = ()
@@ -210,6 +209,3 @@ class SluiceFamily:
         # with one subspace there are no pairs, so the penalty weight says nothing
         ortho = f" ortho={spec['orthogonality_weight']:.3g}" if spec["subspaces"] > 1 else ""
         return f"S={spec['subspaces']} {spec['depth']}x{spec['width']}{ortho} a={spec['alpha_self']:.2f} beta={spec['beta_init']}"
-
-
-register_family(SluiceFamily())

@@ -17,9 +17,8 @@ from typing import Any, Literal, Sequence
 import torch
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from mtl_search.architectures.base import Body
+from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Shape, check_widths
-from mtl_search.architectures.registry import register_family
 from mtl_search.errors import UserError
 from mtl_search.values import Count, suggest
 
@@ -158,7 +157,7 @@ def format_tree(groups: Sequence[Partition], task_names: Sequence[str]) -> str:
     return " ".join(parts)
 
 
-class TreeFamily:
+class TreeFamily(Family):
     name = "tree"
     required_keys = ("widths", "groups")
     optional_keys = ()
@@ -230,6 +229,3 @@ def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[st
         groups.append(canonical_partition(labels, tasks))
         parent = labels
     return groups
-
-
-register_family(TreeFamily())

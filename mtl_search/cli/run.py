@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "the default SQLite storage.",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="NAME", default=None, help="data source: synthetic (default), census, multidigits, sequences, or table (your own CSV/Parquet; see docs/data.md)")
+    data.add_argument("--data", metavar="NAME", default=None,
+                      help="data source: synthetic (default), census, multidigits, sequences, table (your own "
+                           "CSV/Parquet; see docs/data.md), or one an installed plugin adds (docs/extending.md)")
     data.add_argument("--data-option", metavar="KEY=VALUE", action="append", default=[], help="option of the data source, repeatable (e.g. correlation=0.5)")
     data.add_argument("--data-file", metavar="PATH", default=None, help="input file of the data source (CSV/Parquet for your own table, or its YAML description; see docs/data.md)")
     data.add_argument("--task", metavar="NAME:KIND", action="append", default=[], help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)")

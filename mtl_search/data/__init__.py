@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtl_search.data.base import MultiTaskData, Split
+from mtl_search.data.base import DataSource, MultiTaskData, Split
 from mtl_search.data.registry import Loader, load_data, register_source, source_names
 
-__all__ = ["Loader", "MultiTaskData", "Split", "load_data", "register_source", "source_names"]
+__all__ = ["DataSource", "Loader", "MultiTaskData", "Split", "load_data", "register_source", "source_names"]

@@ -10,7 +10,8 @@ classification), so partial labels need no separate mask.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
 import torch
 
@@ -99,6 +100,36 @@ class MultiTaskData:
             if task.name == name:
                 return task
         raise KeyError(name)
+
+
+
+class DataSource(ABC):
+    """A named way to make a :class:`MultiTaskData`, chosen with ``--data NAME``.
+
+    To write one, subclass ``DataSource``, set ``name`` and implement :meth:`load`. It gets
+    the command line's ``--data-option key=value`` pairs as strings, or the values its data's
+    ``description`` stored when a later command loads it again (:func:`parse_options` reads
+    both against typed defaults and names an unknown key), the ``--data-file`` path
+    (or None) and the ``--task`` declarations (``"clicked:binary"``); a source that declares
+    its own tasks refuses them. Every problem with these is a one-line ``UserError``. The
+    data's ``input_schema["kind"]`` picks the stem (vector, image, tabular, sequence, or a
+    plugin's :class:`~mtl_search.architectures.stems.Stem`), and ``description`` must hold
+    ``{"source": name, "options": options}`` so that later commands load the same data again.
+
+    A packaged source is registered by an entry point in the group ``mtl_search.data_sources``
+    pointing at the class (instantiated once, without arguments)::
+
+        [project.entry-points."mtl_search.data_sources"]
+        clicks = "my_package.clicks:ClickSource"
+
+    Code that is not packaged uses ``register_source`` instead.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def load(self, options: dict[str, Any], data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        """The data, split into train, validation and test."""
 
 
 # how an option's expected value is named in errors ("a int" read badly)

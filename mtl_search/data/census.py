@@ -26,8 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtl_search.data.base import MultiTaskData, parse_options
-from mtl_search.data.registry import register_source
+from mtl_search.data.base import DataSource, MultiTaskData, parse_options
 from mtl_search.data.table import TargetColumn, make_table_data
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
@@ -141,7 +140,15 @@ def make_census(
     )
 
 
-@register_source("census")
+class CensusSource(DataSource):
+    """The UCI census-income table with its two task groups (``--data census``)."""
+
+    name = "census"
+
+    def load(self, options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return load_census(options, data_file, task_declarations)
+
+
 def load_census(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     if not data_file:
         raise UserError("--data census: give the UCI census-income file with --data-file (e.g. census-income.test.gz)")

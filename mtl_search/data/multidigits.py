@@ -17,8 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
-from mtl_search.data.registry import register_source
+from mtl_search.data.base import DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -129,7 +128,15 @@ def make_multidigits(
     )
 
 
-@register_source("multidigits")
+class MultiDigitsSource(DataSource):
+    """Two overlapping digits per image, one task per digit (``--data multidigits``)."""
+
+    name = "multidigits"
+
+    def load(self, options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return load_multidigits(options, data_file, task_declarations)
+
+
 def load_multidigits(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     if data_file:
         raise UserError("--data-file: the multidigits source builds its images from scikit-learn's digits and reads no file")

@@ -1,30 +1,46 @@
-"""The data sources known by name: each source's module registers its loader here on import.
+"""The data sources known by name: the entry points of the group ``mtl_search.data_sources``
+(the built-ins' among them, see pyproject.toml) and the sources registered in code.
 
-A module of its own, so that a source's module imports it at the top like any other
-dependency (the sources' modules are imported only when a name is looked up, which keeps
-``import mtl_search`` cheap).
+Each entry point refers to a :class:`DataSource` subclass, instantiated once without
+arguments when its name is first asked for (see :mod:`mtl_search.plugins`); nothing is
+imported until then, which keeps ``import mtl_search`` cheap.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
+from typing import Any, Callable
 
-from mtl_search.data.base import MultiTaskData
-from mtl_search.errors import UserError
+from mtl_search.data.base import DataSource, MultiTaskData
+from mtl_search.plugins import DATA_SOURCES_GROUP, Registry, instance_of
 
-# name -> loader(options: dict[str, str], data_file: str | None, task_declarations: list[str]) -> MultiTaskData
+# loader(options: dict[str, str], data_file: str | None, task_declarations: list[str]) -> MultiTaskData
 Loader = Callable[..., MultiTaskData]
-_SOURCES: dict[str, Loader] = {}
-# Modules that define sources; each registers itself on import.
-_SOURCE_MODULES = ("synthetic", "census", "multidigits", "table", "sequences")
+
+SOURCES: Registry[DataSource] = Registry(DATA_SOURCES_GROUP, "data source", instance_of(DataSource, "a data source"),
+                                         lambda source: source.name,
+                                         unknown="--data {name!r}: unknown data source (known: {known})")
 
 
-def register_source(name: str) -> Callable[[Loader], Loader]:
-    """A decorator that makes a loader known as data source ``name``."""
+class FunctionSource(DataSource):
+    """A data source made of a loader function, for :func:`register_source`."""
+
+    def __init__(self, name: str, loader: Loader) -> None:
+        self.name = name  # type: ignore[misc]  (per instance here, a class attribute in a subclass)
+        self.loader = loader
+
+    def load(self, options: dict[str, Any], data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return self.loader(options=options, data_file=data_file, task_declarations=task_declarations)
+
+
+def register_source(source: str | DataSource) -> Any:
+    """Make a data source known in code: ``register_source(MySource())`` registers a
+    :class:`DataSource`; ``@register_source("name")`` decorates a loader function
+    ``(options, data_file, task_declarations) -> MultiTaskData`` and registers it as ``name``."""
+    if not isinstance(source, str):
+        return SOURCES.register(source)
 
     def decorate(loader: Loader) -> Loader:
-        _SOURCES[name] = loader
+        SOURCES.register(FunctionSource(source, loader))
         return loader
 
     return decorate
@@ -32,8 +48,7 @@ def register_source(name: str) -> Callable[[Loader], Loader]:
 
 def source_names() -> list[str]:
     """The names of every known data source, sorted."""
-    _import_sources()
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def load_data(
@@ -44,27 +59,15 @@ def load_data(
 ) -> MultiTaskData:
     """Load a data source by name into a :class:`MultiTaskData` (train, validation and test splits).
 
-    ``name`` is a data source (``synthetic``, ``census``, ``multidigits``, ``sequences`` or
-    ``table``, see :func:`source_names`); ``None`` is ``table`` when ``data_file`` is given,
-    else ``synthetic``. ``options`` are the source's own settings as strings, as on the
-    command line's ``--data-option key=value`` (for example ``{"rows": "2000"}``).
+    ``name`` is a data source (``synthetic``, ``census``, ``multidigits``, ``sequences``,
+    ``table``, or an installed plugin's, see :func:`source_names`); ``None`` is ``table``
+    when ``data_file`` is given, else ``synthetic``. ``options`` are the source's own
+    settings as strings, as on the command line's ``--data-option key=value`` (for example
+    ``{"rows": "2000"}``).
     ``data_file`` is the CSV or Parquet file a table is read from, and ``task_declarations``
     declare its targets as the ``--task`` flag does (``"clicked:binary"``, ``"price:regression"``).
     An unknown source, option or column is a one-line :class:`~mtl_search.errors.UserError`.
     """
-    _import_sources()
     if name is None:
         name = "table" if data_file else "synthetic"
-    if name not in _SOURCES:
-        raise UserError(f"--data {name!r}: unknown data source (known: {', '.join(sorted(_SOURCES))})")
-    loader = _SOURCES[name]
-    return loader(options=dict(options or {}), data_file=data_file, task_declarations=list(task_declarations or []))
-
-
-def _import_sources() -> None:
-    for module in _SOURCE_MODULES:
-        try:
-            importlib.import_module(f"mtl_search.data.{module}")
-        except ModuleNotFoundError as error:
-            if error.name != f"mtl_search.data.{module}":
-                raise
+    return SOURCES.get(name).load(dict(options or {}), data_file, list(task_declarations or []))

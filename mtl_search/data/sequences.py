@@ -22,8 +22,7 @@ import math
 import numpy as np
 import torch
 
-from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
-from mtl_search.data.registry import register_source
+from mtl_search.data.base import DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -124,7 +123,15 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-@register_source("sequences")
+class SequencesSource(DataSource):
+    """Synthetic behaviour sequences of users, three tasks (``--data sequences``)."""
+
+    name = "sequences"
+
+    def load(self, options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return load_sequences(options, data_file, task_declarations)
+
+
 def load_sequences(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     if data_file:
         raise UserError("--data-file: the sequences source makes its own data and reads no file")

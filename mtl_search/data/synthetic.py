@@ -19,8 +19,7 @@ import math
 import numpy as np
 import torch
 
-from mtl_search.data.base import MultiTaskData, Split, parse_options, split_indices
-from mtl_search.data.registry import register_source
+from mtl_search.data.base import DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -150,7 +149,15 @@ def _generate(*, dim: int, rows: int, tasks: int, correlation: float, groups: in
     )
 
 
-@register_source("synthetic")
+class SyntheticSource(DataSource):
+    """Regression tasks of controlled correlation, made on the fly (``--data synthetic``)."""
+
+    name = "synthetic"
+
+    def load(self, options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return load_synthetic(options, data_file, task_declarations)
+
+
 def load_synthetic(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     if data_file:
         raise UserError("--data-file: the synthetic source makes its own data and reads no file")

@@ -34,8 +34,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from mtl_search.data.base import EXPECTED_VALUE, MultiTaskData, Split, parse_options, split_indices
-from mtl_search.data.registry import register_source
+from mtl_search.data.base import EXPECTED_VALUE, DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.data.preprocessing import (
     ENCODINGS, NotNumeric, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
 )
@@ -492,7 +491,15 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
-@register_source("table")
+class TableSource(DataSource):
+    """A CSV or Parquet table of the user's (``--data table``, the default with ``--data-file``)."""
+
+    name = "table"
+
+    def load(self, options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
+        return load_table(options, data_file, task_declarations)
+
+
 def load_table(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     description_path = options.get("description") or None
     if data_file and Path(data_file).suffix.lower() in DESCRIPTION_SUFFIXES:

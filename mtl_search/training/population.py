@@ -642,7 +642,7 @@ class _FusedGroup:
 
     def _trainable(self, member: _Member) -> list[torch.Tensor]:
         tensors = [p for p in member.model.parameters() if p.requires_grad]
-        return tensors + (member.weighting.parameters() if self.learned_weights else [])
+        return tensors + ([p for p in member.weighting.parameters() if p.requires_grad] if self.learned_weights else [])
 
     # the per-member step, under vmap
     def _member_step(

@@ -276,7 +276,7 @@ def train_candidate(
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0
     groups = [{"params": trainable}]
-    weighting_parameters = weighting.parameters()
+    weighting_parameters = [p for p in weighting.parameters() if p.requires_grad]
     if weighting_parameters:  # an empty group would still cost Adam a pass per step
         groups.append({"params": weighting_parameters, "weight_decay": 0.0})
     optimizer = make_optimizer(config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"]))

@@ -31,7 +31,7 @@ def make_weighting(
     if method.needs_task_kinds:
         config["task_kinds"] = {name: (task_kinds or {}).get(name, "regression") for name in task_names}
     try:
-        return method.constructor(task_names, **config)
+        return method(task_names, **config)
     except (TypeError, ValueError) as error:  # an unknown keyword, or a value of the wrong kind
         raise UserError(f"loss weighting {method.name!r}: {error}") from None
 

@@ -9,37 +9,78 @@ model belongs to: they reach shared parts only through ``model.shared_parameters
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from mtl_search.errors import UserError
+from mtl_search.values import StrictSection, suggest
 
 
-class LossWeighting:
-    """Base class: subclasses implement :meth:`backward` and may override the hooks."""
+class NoSettings(StrictSection):
+    """The space-file section of a method with nothing to search."""
 
-    name = "base"
+
+class LossWeighting(nn.Module, ABC):
+    """A loss-weighting method: turns one batch's per-task losses into gradients.
+
+    To write one, subclass ``LossWeighting`` and
+
+    - set ``name``: the method's name in a candidate (``{"method": name, ...}``) and in space
+      files (``loss_weighting: {name: {...}}``); with an entry point, the entry point's name too;
+    - take ``task_names`` first in ``__init__`` (call ``super().__init__(task_names)``), then
+      the method's settings as keyword arguments with defaults;
+    - implement :meth:`backward`, and override :meth:`weights`, :meth:`end_epoch` and
+      :meth:`describe` (which must return the settings ``__init__`` takes, so that a stored
+      trial rebuilds the same method) as the method needs;
+    - to search settings from a space file, set ``space_model`` to a pydantic model of the
+      section (forbid extra keys; ``mtl_search.values`` has the constant / range / choices
+      types) whose fields are ``__init__``'s keywords: the default :meth:`sample` suggests
+      each field as ``<name>.<field>``. Override :meth:`sample` for anything else.
+
+    It is an ``nn.Module``: learned parameters (``nn.Parameter`` attributes, such as
+    uncertainty weighting's log-variances) are trained by the trainer's optimiser with the
+    model's, and ``.to(device)`` moves them and the buffers. State the method updates itself
+    belongs in buffers (``register_buffer``), which move without being trained.
+    ``needs_representations``: set it when :meth:`backward` reads ``model.representations``
+    (the towers' inputs); ``needs_task_kinds``: ``__init__`` also takes ``task_kinds``
+    ({task: "binary" | "multiclass" | "regression"}).
+
+    A packaged method is registered by an entry point in the group ``mtl_search.weightings``
+    pointing at the class (instantiated per trial, never at registration)::
+
+        [project.entry-points."mtl_search.weightings"]
+        halving = "my_package.halving:HalvingWeighting"
+
+    Code that is not packaged calls ``register_method(HalvingWeighting)`` instead.
+    """
+
+    name: ClassVar[str]
+    space_model: ClassVar[type[BaseModel]] = NoSettings
+    needs_task_kinds: ClassVar[bool] = False
     # True when the method needs model.representations (the towers' inputs) kept by forward.
     needs_representations = False
 
     def __init__(self, task_names: Sequence[str]) -> None:
+        super().__init__()
         self.task_names = list(task_names)
 
-    def parameters(self) -> list[nn.Parameter]:
-        """Learned parameters the trainer's optimiser updates with the model's (e.g. log-variances)."""
-        return []
+    @classmethod
+    def sample(cls, trial: Any, section: Any, task_names: Sequence[str]) -> dict[str, Any]:
+        """The keyword arguments of ``__init__`` for one trial, suggested through ``trial`` from
+        ``section`` (the parsed space section): by default each field as ``<name>.<field>``."""
+        fields = type(section).model_fields
+        return {field: suggest(trial, f"{cls.name}.{field}", getattr(section, field)) for field in fields}
 
-    def to(self, device: torch.device | str) -> "LossWeighting":
-        return self
-
+    @abstractmethod
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
         """Compute gradients for this batch; return the scalar total loss (detached) for logging.
 
         ``extra`` is a loss term the architecture adds (a regulariser); it is added with weight 1.
         """
-        raise NotImplementedError
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         """Called after every epoch with the mean training loss per task."""
@@ -53,7 +94,7 @@ class LossWeighting:
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """The method and its hyperparameters as JSON data."""
+        """The method and its settings as JSON data."""
         return {"method": self.name}
 
 

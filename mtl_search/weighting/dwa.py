@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.values import PositiveFloat, suggest
+from mtl_search.values import PositiveFloat
 from mtl_search.weighting.base import LossWeighting, check_smallest, combine
-from mtl_search.weighting.registry import Method, register_method
 
 # a task whose loss was exactly 0 two epochs ago has no ratio; this keeps it finite
 _TINY_LOSS = 1e-12
@@ -38,8 +37,21 @@ def dwa_weights(before_last: Sequence[float], last: Sequence[float], temperature
     return [len(scores) * s / total for s in scores]
 
 
+class DWASpace(BaseModel):
+    """``temperature`` T: a constant (the paper uses 2), a range or choices."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: PositiveFloat = 2.0
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        return check_smallest(value, 0, strict=True)
+
+
 class DynamicWeightAverage(LossWeighting):
     name = "dwa"
+    space_model = DWASpace
 
     def __init__(self, task_names: Sequence[str], temperature: float = 2.0) -> None:
         super().__init__(task_names)
@@ -64,22 +76,3 @@ class DynamicWeightAverage(LossWeighting):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "temperature": self.temperature}
-
-
-class DWASpace(BaseModel):
-    """``temperature`` T: a constant (the paper uses 2), a range or choices."""
-
-    model_config = ConfigDict(extra="forbid")
-    temperature: PositiveFloat = 2.0
-
-    @field_validator("temperature")
-    @classmethod
-    def _positive(cls, value: Any) -> Any:
-        return check_smallest(value, 0, strict=True)
-
-
-def sample_dwa(trial: Any, section: DWASpace, task_names: Sequence[str]) -> dict[str, Any]:
-    return {"temperature": suggest(trial, "dwa.temperature", section.temperature)}
-
-
-register_method(Method("dwa", DynamicWeightAverage, DWASpace, sample_dwa))

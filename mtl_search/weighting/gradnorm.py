@@ -29,12 +29,29 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.values import FloatRange, NonNegativeFloat, PositiveFloat, suggest
+from mtl_search.values import FloatRange, NonNegativeFloat, PositiveFloat
 from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest, shared_parameters
-from mtl_search.weighting.registry import Method, register_method
 
 # floor for the first losses and the weights: a weight of exactly 0 could never come back
 _TINY = 1e-8
+
+
+class GradNormSpace(BaseModel):
+    """``alpha`` (searched over [0, 3] unless given) and ``weight_learning_rate``."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: NonNegativeFloat = FloatRange(low=0.0, high=3.0)
+    weight_learning_rate: PositiveFloat = 0.025
+
+    @field_validator("alpha")
+    @classmethod
+    def _not_negative(cls, value: Any) -> Any:
+        return check_smallest(value, 0, strict=False)
+
+    @field_validator("weight_learning_rate")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        return check_smallest(value, 0, strict=True)
 
 
 class GradNorm(LossWeighting):
@@ -44,6 +61,7 @@ class GradNorm(LossWeighting):
     """
 
     name = "gradnorm"
+    space_model = GradNormSpace
 
     def __init__(self, task_names: Sequence[str], alpha: float = 1.5, weight_learning_rate: float = 0.025) -> None:
         super().__init__(task_names)
@@ -53,15 +71,12 @@ class GradNorm(LossWeighting):
             raise UserError(f"loss_weighting.gradnorm.weight_learning_rate: must be positive, got {weight_learning_rate}")
         self.alpha = float(alpha)
         self.weight_learning_rate = float(weight_learning_rate)
-        self.task_weights = nn.Parameter(torch.ones(len(self.task_names)))
+        # a buffer, not a parameter: the weights take steps of their own optimiser only, never the trainer's
+        self.register_buffer("task_weights", torch.ones(len(self.task_names)), persistent=False)
         self.initial_losses: torch.Tensor | None = None
         # made on the first batch, after to() has put the weights on their device
         self._optimizer: torch.optim.Optimizer | None = None
         self._applied = EpochMean(self.task_names)
-
-    def to(self, device: torch.device | str) -> "GradNorm":
-        self.task_weights.data = self.task_weights.data.to(device)
-        return self
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
         stacked = torch.stack([losses[name] for name in self.task_names])
@@ -89,9 +104,9 @@ class GradNorm(LossWeighting):
             self._optimizer = torch.optim.Adam([self.task_weights], lr=self.weight_learning_rate)
         weighted_norms = self.task_weights * gradient_norms
         ratios = losses / self.initial_losses
-        target = weighted_norms.detach().mean() * (ratios / ratios.mean()) ** self.alpha
-        self._optimizer.zero_grad(set_to_none=True)
-        (weighted_norms - target).abs().sum().backward()
+        target = weighted_norms.mean() * (ratios / ratios.mean()) ** self.alpha
+        # the gradient of L_grad = sum_t |w_t |grad_W L_t| - target_t| with the target held constant
+        self.task_weights.grad = torch.sign(weighted_norms - target) * gradient_norms
         self._optimizer.step()
         with torch.no_grad():
             self.task_weights.clamp_(min=_TINY)
@@ -115,31 +130,3 @@ def gradient_norms(losses: Sequence[torch.Tensor], parameters: Sequence[nn.Param
         squares = [g.pow(2).sum() for g in grads if g is not None]
         norms.append(torch.stack(squares).sum().sqrt() if squares else loss.new_zeros(()))
     return torch.stack(norms).detach()
-
-
-class GradNormSpace(BaseModel):
-    """``alpha`` (searched over [0, 3] unless given) and ``weight_learning_rate``."""
-
-    model_config = ConfigDict(extra="forbid")
-    alpha: NonNegativeFloat = FloatRange(low=0.0, high=3.0)
-    weight_learning_rate: PositiveFloat = 0.025
-
-    @field_validator("alpha")
-    @classmethod
-    def _not_negative(cls, value: Any) -> Any:
-        return check_smallest(value, 0, strict=False)
-
-    @field_validator("weight_learning_rate")
-    @classmethod
-    def _positive(cls, value: Any) -> Any:
-        return check_smallest(value, 0, strict=True)
-
-
-def sample_gradnorm(trial: Any, section: GradNormSpace, task_names: Sequence[str]) -> dict[str, Any]:
-    return {
-        "alpha": suggest(trial, "gradnorm.alpha", section.alpha),
-        "weight_learning_rate": suggest(trial, "gradnorm.weight_learning_rate", section.weight_learning_rate),
-    }
-
-
-register_method(Method("gradnorm", GradNorm, GradNormSpace, sample_gradnorm))

@@ -29,9 +29,8 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.values import StrParam, suggest
+from mtl_search.values import StrParam
 from mtl_search.weighting.base import EpochMean, LossWeighting, shared_parameters, task_gradients
-from mtl_search.weighting.registry import Method, register_method
 
 NORMALIZATIONS = ("none", "l2", "loss")
 
@@ -98,6 +97,23 @@ def shared_representation(model: nn.Module) -> torch.Tensor | None:
     return None
 
 
+class MGDASpace(BaseModel):
+    """``normalization``: none / l2 / loss, or ``{choices: [...]}`` of them to search it;
+    ``gradients``: auto (MGDA-UB when a representation is shared) or parameters (exact MGDA)."""
+
+    model_config = ConfigDict(extra="forbid")
+    normalization: StrParam = "none"
+    gradients: Literal["auto", "parameters"] = "auto"
+
+    @field_validator("normalization")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        unknown = [c for c in getattr(value, "choices", [value]) if c not in NORMALIZATIONS]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(NORMALIZATIONS)}")
+        return value
+
+
 class MGDA(LossWeighting):
     """``normalization`` of each g_t before solving: "none"; "l2" (unit norm); "loss" (divided by
     L_t, so that tasks on different loss scales compare by relative change). ``gradients``:
@@ -106,6 +122,7 @@ class MGDA(LossWeighting):
     """
 
     name = "mgda"
+    space_model = MGDASpace
 
     def __init__(
         self,
@@ -159,27 +176,3 @@ class MGDA(LossWeighting):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "normalization": self.normalization, "gradients": self.gradients}
-
-
-class MGDASpace(BaseModel):
-    """``normalization``: none / l2 / loss, or ``{choices: [...]}`` of them to search it;
-    ``gradients``: auto (MGDA-UB when a representation is shared) or parameters (exact MGDA)."""
-
-    model_config = ConfigDict(extra="forbid")
-    normalization: StrParam = "none"
-    gradients: Literal["auto", "parameters"] = "auto"
-
-    @field_validator("normalization")
-    @classmethod
-    def _known(cls, value: Any) -> Any:
-        unknown = [c for c in getattr(value, "choices", [value]) if c not in NORMALIZATIONS]
-        if unknown:
-            raise ValueError(f"{unknown[0]!r} is not one of {', '.join(NORMALIZATIONS)}")
-        return value
-
-
-def sample_mgda(trial: Any, section: MGDASpace, task_names: Sequence[str]) -> dict[str, Any]:
-    return {"normalization": suggest(trial, "mgda.normalization", section.normalization), "gradients": section.gradients}
-
-
-register_method(Method("mgda", MGDA, MGDASpace, sample_mgda))

@@ -18,11 +18,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.weighting.base import LossWeighting, add_to_grad, combine, shared_parameters, task_gradients
-from mtl_search.weighting.registry import Method, register_method
 
 
 def project_conflicting(gradients: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -72,16 +70,3 @@ class PCGrad(LossWeighting):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "seed": self.seed}
-
-
-class PCGradSpace(BaseModel):
-    """PCGrad has no hyperparameter to search."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def sample_pcgrad(trial: Any, section: PCGradSpace, task_names: Sequence[str]) -> dict[str, Any]:
-    return {}
-
-
-register_method(Method("pcgrad", PCGrad, PCGradSpace, sample_pcgrad))

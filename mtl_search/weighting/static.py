@@ -12,11 +12,19 @@ from torch import nn
 from mtl_search.errors import UserError, is_number
 from mtl_search.values import PositiveFloatRange
 from mtl_search.weighting.base import LossWeighting, combine
-from mtl_search.weighting.registry import Method, register_method
+
+
+class StaticSpace(BaseModel):
+    """``weights``: "equal" (all 1); "simplex" (searched, spread evenly over the simplex,
+    scaled so that they average 1); or a range ``{low, high, log}`` each task's weight is drawn from."""
+
+    model_config = ConfigDict(extra="forbid")
+    weights: Union[Literal["equal", "simplex"], PositiveFloatRange] = "equal"
 
 
 class StaticWeighting(LossWeighting):
     name = "static"
+    space_model = StaticSpace
 
     def __init__(self, task_names: Sequence[str], weights: dict[str, float] | Literal["equal"] | None = None) -> None:
         super().__init__(task_names)
@@ -45,26 +53,17 @@ class StaticWeighting(LossWeighting):
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "weights": self.weights()}
 
-
-class StaticSpace(BaseModel):
-    """``weights``: "equal" (all 1); "simplex" (searched, spread evenly over the simplex,
-    scaled so that they average 1); or a range ``{low, high, log}`` each task's weight is drawn from."""
-
-    model_config = ConfigDict(extra="forbid")
-    weights: Union[Literal["equal", "simplex"], PositiveFloatRange] = "equal"
-
-
-def sample_static(trial: Any, section: StaticSpace, task_names: Sequence[str]) -> dict[str, Any]:
-    if section.weights == "equal":
-        return {"weights": {name: 1.0 for name in task_names}}
-    if section.weights == "simplex":
-        # -log(u) of independent uniforms, normalised, is uniform on the simplex (Dirichlet(1)),
-        # so a sampler exploring u evenly explores every weight ratio evenly.
-        draws = {name: -math.log(max(trial.suggest_float(f"static.u_{name}", 0.0, 1.0), 1e-12)) for name in task_names}
-        total = sum(draws.values()) or 1.0
-        return {"weights": {name: len(task_names) * value / total for name, value in draws.items()}}
-    rng = section.weights
-    return {"weights": {name: trial.suggest_float(f"static.w_{name}", rng.low, rng.high, log=rng.log) for name in task_names}}
-
-
-register_method(Method("static", StaticWeighting, StaticSpace, sample_static))
+    @classmethod
+    def sample(cls, trial: Any, section: StaticSpace, task_names: Sequence[str]) -> dict[str, Any]:
+        if section.weights == "equal":
+            return {"weights": {name: 1.0 for name in task_names}}
+        if section.weights == "simplex":
+            # -log(u) of independent uniforms, normalised, is uniform on the simplex (Dirichlet(1)),
+            # so a sampler exploring u evenly explores every weight ratio evenly.
+            draws = {name: -math.log(max(trial.suggest_float(f"static.u_{name}", 0.0, 1.0), 1e-12))
+                     for name in task_names}
+            total = sum(draws.values()) or 1.0
+            return {"weights": {name: len(task_names) * value / total for name, value in draws.items()}}
+        rng = section.weights
+        return {"weights": {name: trial.suggest_float(f"static.w_{name}", rng.low, rng.high, log=rng.log)
+                            for name in task_names}}

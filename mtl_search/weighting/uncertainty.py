@@ -22,12 +22,18 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtl_search.values import FloatParam, suggest
+from mtl_search.values import FloatParam
 from mtl_search.weighting.base import EpochMean, LossWeighting
-from mtl_search.weighting.registry import Method, register_method
 
 # 1/2 in front of exp(-s) L for a Gaussian likelihood; 1 for the classification approximation
 PRECISION_FACTOR = {"regression": 0.5, "binary": 1.0, "multiclass": 1.0}
+
+
+class UncertaintySpace(BaseModel):
+    """``initial_log_variance``: every ``s_t`` at the start (0: sigma = 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    initial_log_variance: FloatParam = 0.0
 
 
 class UncertaintyWeighting(LossWeighting):
@@ -39,6 +45,8 @@ class UncertaintyWeighting(LossWeighting):
     """
 
     name = "uncertainty"
+    space_model = UncertaintySpace
+    needs_task_kinds = True
 
     def __init__(
         self,
@@ -49,18 +57,11 @@ class UncertaintyWeighting(LossWeighting):
         super().__init__(task_names)
         kinds = dict(task_kinds or {})
         self.initial_log_variance = float(initial_log_variance)
-        self.precision_factors = torch.tensor([PRECISION_FACTOR[kinds.get(name, "regression")] for name in self.task_names])
+        factors = torch.tensor([PRECISION_FACTOR[kinds.get(name, "regression")] for name in self.task_names])
+        self.register_buffer("precision_factors", factors, persistent=False)
+        # a parameter: the trainer's optimiser trains it with the network
         self.log_variances = nn.Parameter(torch.full((len(self.task_names),), self.initial_log_variance))
         self._applied = EpochMean(self.task_names)
-
-    def parameters(self) -> list[nn.Parameter]:
-        return [self.log_variances]
-
-    def to(self, device: torch.device | str) -> "UncertaintyWeighting":
-        # in place, so that the parameter the trainer's optimiser holds is the one that moves
-        self.log_variances.data = self.log_variances.data.to(device)
-        self.precision_factors = self.precision_factors.to(device)
-        return self
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
         total = self.total_loss(losses)
@@ -88,17 +89,3 @@ class UncertaintyWeighting(LossWeighting):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "initial_log_variance": self.initial_log_variance}
-
-
-class UncertaintySpace(BaseModel):
-    """``initial_log_variance``: every ``s_t`` at the start (0: sigma = 1)."""
-
-    model_config = ConfigDict(extra="forbid")
-    initial_log_variance: FloatParam = 0.0
-
-
-def sample_uncertainty(trial: Any, section: UncertaintySpace, task_names: Sequence[str]) -> dict[str, Any]:
-    return {"initial_log_variance": suggest(trial, "uncertainty.initial_log_variance", section.initial_log_variance)}
-
-
-register_method(Method("uncertainty", UncertaintyWeighting, UncertaintySpace, sample_uncertainty, needs_task_kinds=True))
