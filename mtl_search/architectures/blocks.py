@@ -8,7 +8,7 @@ blocks) and on images (conv blocks) alike.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -209,23 +209,60 @@ class TabularStem(nn.Module):
 
     Embedding width: ``embedding_dim`` when given, else min(16, ceil(1.6 * cardinality**0.56)),
     the rule of thumb fast.ai uses, so that small categories get small embeddings.
+
+    All the columns' tables lie end to end in one flat parameter, and a batch reads every
+    embedding value it needs with one gather: a lookup per column cost a batch dozens of
+    small operations on census (``benchmarks/tabular_stem.py``). Each column's table starts as
+    its own ``nn.Embedding`` would (drawn in column order), so a seeded network is the one a
+    table per column gave, value for value.
     """
 
     def __init__(self, numeric: int, categorical: Sequence[int], embedding_dim: int | None = None) -> None:
         super().__init__()
         self.numeric = numeric
-        dims = [embedding_dim or min(16, math.ceil(1.6 * c**0.56)) for c in categorical]
-        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(categorical, dims))
-        self.out_shape = (numeric + sum(dims),)
+        self.cardinalities = [int(c) for c in categorical]
+        self.dims = [embedding_dim or min(16, math.ceil(1.6 * c**0.56)) for c in self.cardinalities]
+        sizes = [c * d for c, d in zip(self.cardinalities, self.dims)]
+        self.embedding_weights = nn.Parameter(torch.empty(sum(sizes)))
+        starts = _running_sums(sizes)
+        with torch.no_grad():
+            for start, size in zip(starts, sizes):
+                nn.init.normal_(self.embedding_weights[start:start + size])
+        # output feature f reads column[f]'s code, at base[f] + code * stride[f] of the flat weights
+        column, stride, base = [], [], []
+        for index, (start, dim) in enumerate(zip(starts, self.dims)):
+            column += [index] * dim
+            stride += [dim] * dim
+            base += range(start, start + dim)
+        for name, values in (("feature_column", column), ("feature_stride", stride), ("feature_base", base)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
+        self.out_shape = (numeric + sum(self.dims),)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.numeric:
             parts.append(inputs["numeric"])
-        if len(self.embeddings):
-            categorical = inputs["categorical"]
-            parts.extend(embedding(categorical[:, i]) for i, embedding in enumerate(self.embeddings))
+        if self.cardinalities:
+            codes = inputs["categorical"].index_select(1, self.feature_column)
+            positions = codes * self.feature_stride + self.feature_base
+            parts.append(self.embedding_weights.index_select(0, positions.flatten()).view(positions.shape))
         return torch.cat(parts, dim=1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # Weights saved with an nn.Embedding per column ("embeddings.<i>.weight") are its flat tables in order.
+        keys = [f"{prefix}embeddings.{i}.weight" for i in range(len(self.cardinalities))]
+        if keys and all(key in state_dict for key in keys):
+            state_dict[f"{prefix}embedding_weights"] = torch.cat([state_dict.pop(key).flatten() for key in keys])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _running_sums(values: Iterable[int]) -> list[int]:
+    """0, v0, v0 + v1, ...: where each of ``values`` starts when they are laid end to end."""
+    starts, total = [], 0
+    for value in values:
+        starts.append(total)
+        total += value
+    return starts
 
 
 class CustomStem(nn.Module):

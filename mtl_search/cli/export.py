@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mtl_search.cli.common import add_storage_option
+from mtl_search.cli.common import add_storage_option, whole_number
+from mtl_search.threads import THREADS_HELP, with_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,9 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--retrain", action="store_true", help="train the chosen architecture again on train + validation")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder, replacing earlier exported files")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device for retraining (default: GPU when present)")
+    parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 
+@with_threads
 def main(args: argparse.Namespace) -> int:
     from mtl_search.search.study import load_existing
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_search.cli.common import add_study_arguments, dump_json, whole_number
+from mtl_search.threads import THREADS_HELP, with_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,10 +20,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3,
                         help="extra training seeds per front trial, trained as one population (default: 3)")
     parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
+    parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 
 
+@with_threads
 def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.pareto import print_front
     from mtl_search.errors import UserError

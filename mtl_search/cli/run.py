@@ -15,6 +15,7 @@ import optuna
 from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
+from mtl_search.threads import THREADS_HELP, with_threads
 
 # study.SAMPLERS and pruning.RULES, spelt here so that --help does not import torch (about 2 s)
 SAMPLER_CHOICES = ("tpe", "nsga2", "random")
@@ -99,12 +100,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           "batch size, epochs, optimizer and weighting method and differ in learning rate, weight "
                           "decay and loss weights, so they train fused but each population explores one structure; "
                           "independent: K separate proposals, more structures, rarely fused (default: shared-structure)")
+    parallel.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 
 
 
 
+@with_threads
 def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.pareto import print_front
 
@@ -196,6 +199,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
         startup_trials=args.startup_trials, population=args.population,
         population_strategy=args.population_strategy or "shared-structure",
+        threads=args.threads,
     )
     return data, space, settings, storage
 
@@ -236,7 +240,7 @@ def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any,
     if workers > cores:
         print(f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
               f"(see docs/parallel.md)", file=sys.stderr)
-    pool = WorkerPool(workers, args.trials, search_in_worker, (args,))
+    pool = WorkerPool(workers, args.trials, search_in_worker, (args,), threads=args.threads)
     codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
     if EXIT_TERMINATED in codes:
         raise Terminated

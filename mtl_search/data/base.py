@@ -70,11 +70,31 @@ class MultiTaskData:
         # so that a bad declaration fails before a study is stored, not in its first trial.
         validate_conditions(self.tasks)
         self._warn_of_contradicting_conditions()
+        self._check_category_codes()
         # Regression targets are learned standardised with their train statistics, measured
         # here so that every source gets them; a task that carries them (a study's stored
         # task, retrained) keeps its own.
         self.tasks = [task.with_target_statistics(self.train.targets[task.name])
                       if task.kind == "regression" and task.target_mean is None else task for task in self.tasks]
+
+    def _check_category_codes(self) -> None:
+        """Each categorical column's codes lie in 0 .. its cardinality - 1: the tabular stem reads
+        all the columns' embeddings from one flat table, where a code too large would silently
+        read the next column's rows instead of failing."""
+        if self.input_schema.get("kind") != "tabular" or not self.input_schema.get("categorical"):
+            return
+        sizes = torch.tensor([int(c) for c in self.input_schema["categorical"]])
+        for split_name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            codes = split.inputs.get("categorical")
+            if codes is None or codes.numel() == 0:
+                continue
+            bad = ((codes < 0) | (codes >= sizes.to(codes.device))).any(dim=0)
+            if bool(bad.any()):
+                column = int(bad.nonzero()[0])
+                values = codes[:, column]
+                wrong = values[(values < 0) | (values >= int(sizes[column]))][0]
+                raise UserError(f"{self.name}: categorical column {column} of the {split_name} split has code {int(wrong)}, "
+                                f"outside 0..{int(sizes[column]) - 1} (its cardinality in input_schema is {int(sizes[column])})")
 
     def _warn_of_contradicting_conditions(self) -> None:
         """A row where a task's condition is 0 but its own label is 1 trains as joint label 0

@@ -60,8 +60,11 @@ class CandidateObjective:
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         try:
-            candidate = self.sample(trial)
-            earlier = find_same_candidate(trial.study, candidate)
+            # one read of the study serves the parameter names and the repeat check (each read
+            # costs milliseconds, more on a server)
+            trials = trial.study.get_trials(deepcopy=False)
+            candidate = self.sample(trial, trials)
+            earlier = find_same_candidate(trial.study, candidate, trials)
             if earlier is not None:
                 return self.repeat(trial, candidate, earlier)
             return self.train_and_record(trial, candidate)
@@ -71,10 +74,10 @@ class CandidateObjective:
             record_run_stop(trial, error)
             raise
 
-    def sample(self, trial: optuna.trial.Trial) -> dict[str, Any]:
-        """The trial's candidate, suggested through it."""
+    def sample(self, trial: optuna.trial.Trial, trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> dict[str, Any]:
+        """The trial's candidate, suggested through it (``trials``: the study's, when already read)."""
         # the names stay storable when the study was searched with another space before
-        sampling = RenamingTrial(trial, study_distributions(trial.study))
+        sampling = RenamingTrial(trial, study_distributions(trial.study, trials))
         return self.space.sample(sampling, self.data.task_names, seed=self.seed)
 
     def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
@@ -218,16 +221,22 @@ def candidate_key(candidate: dict[str, Any]) -> str:
     return json.dumps(candidate, sort_keys=True, default=str)
 
 
-def find_same_candidate(study: optuna.Study, candidate: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
-    """The earliest trial of ``study`` that trained exactly ``candidate`` to the end.
+def find_same_candidate(study: optuna.Study, candidate: dict[str, Any],
+                        trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> optuna.trial.FrozenTrial | None:
+    """The earliest trial of ``study`` (or of ``trials``, read from it) that trained exactly
+    ``candidate`` to the end.
 
     Only COMPLETE trials count: a pruned candidate is trained again, because the pruning
     settings may have changed (and the pruner stops it again cheaply if not); a failure may
     have come from the machine rather than the candidate.
     """
     key = candidate_key(candidate)
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    for trial in trials:
         attrs = trial.user_attrs
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            continue
         if attrs.get("repeat_of") is None and "validation" in attrs and "candidate" in attrs and candidate_key(attrs["candidate"]) == key:
             return trial
     return None

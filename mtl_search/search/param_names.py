@@ -24,10 +24,12 @@ from optuna.distributions import (BaseDistribution, CategoricalDistribution, Flo
 RENAMED = "~"
 
 
-def study_distributions(study: optuna.Study) -> dict[str, BaseDistribution]:
-    """Each parameter name of the study's trials with a distribution stored under it."""
+def study_distributions(study: optuna.Study,
+                        trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> dict[str, BaseDistribution]:
+    """Each parameter name of the study's trials (``trials``: read from it already) with a
+    distribution stored under it."""
     known: dict[str, BaseDistribution] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
         for name, distribution in trial.distributions.items():
             known.setdefault(name, distribution)
     return known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -21,6 +22,7 @@ from mtl_search.search.storage import is_database_server, open_storage
 from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device
+from mtl_search.threads import threads_while
 
 
 @dataclasses.dataclass
@@ -69,8 +71,23 @@ class SearchSettings:
     population: int = 1
     # how a population's members are proposed: "shared-structure" or "independent"
     population_strategy: str = "shared-structure"
+    # torch CPU threads while the search trains (None: 1, or $OMP_NUM_THREADS; see
+    # mtl_search/threads.py); the caller's own count is set back afterwards.
+    threads: int | None = None
 
 
+def _with_search_threads(search: Callable[..., optuna.Study]) -> Callable[..., optuna.Study]:
+    """``search`` run with ``settings.threads`` torch threads (a bad count refused first)."""
+
+    @functools.wraps(search)
+    def run(data: MultiTaskData, space: SearchSpace, settings: SearchSettings, **options: Any) -> optuna.Study:
+        with threads_while(settings.threads):
+            return search(data, space, settings, **options)
+
+    return run
+
+
+@_with_search_threads
 def run_search(
     data: MultiTaskData,
     space: SearchSpace,

@@ -200,32 +200,20 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-def threads_per_worker(n_workers: int, cores: int | None = None) -> int:
-    """Torch threads for each of ``n_workers`` processes so that together they fill the cores once."""
-    return max(1, (cores or usable_cores()) // n_workers)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (honours taskset and container CPU sets, unlike cpu_count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 class WorkerPool:
     """``n_workers`` spawned processes that each call ``target(*args, worker_index=, budget=, callbacks=)``.
 
     ``target`` loads its own data and space and runs :func:`optimize_study` with the shared
-    ``budget``; every finished trial comes back to this process through a queue (for the
-    progress bar). Spawned, not forked: a fork of a process holding torch threads or open
+    ``budget``; each process trains with ``threads`` torch threads (None: one, see
+    mtl_search/threads.py); every finished trial comes back to this process through a queue
+    (for the progress bar). Spawned, not forked: a fork of a process holding torch threads or open
     database connections is unsafe.
     """
 
-    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = ()) -> None:
+    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = (), threads: int | None = None) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.budget = TrialBudget(n_trials, self.context)
         self.finished: Any = self.context.Queue()
-        threads = threads_per_worker(n_workers)
         self.processes = [
             self.context.Process(
                 target=_worker_main, args=(target, args, index, self.budget, self.finished, threads),
@@ -274,10 +262,11 @@ class WorkerPool:
             process.join()
 
 
-def _worker_main(target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any, threads: int) -> None:
-    import torch
+def _worker_main(target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any,
+                 threads: int | None) -> None:
+    from mtl_search.threads import apply_threads
 
-    torch.set_num_threads(threads)
+    apply_threads(threads, interop=True)
     # Ctrl-C reaches the whole process group; optimize_study decides what it interrupts.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, raise_terminated)

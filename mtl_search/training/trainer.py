@@ -22,6 +22,7 @@ from mtl_search.architectures.conditional import evaluation_targets, joint_losse
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.tasks import Task
+from mtl_search.training.optimizers import FusedAdam, fused_kernel
 from mtl_search.weighting import make_weighting
 
 EVAL_CHUNK = 8192
@@ -130,7 +131,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 
 
-def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, Any]], learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, Any]], learning_rate: float,
+                   weight_decay: float) -> torch.optim.Optimizer | FusedAdam:
     """The optimiser ``training.optimizer`` names, with PyTorch's fused kernel where it has one.
 
     PyTorch's default on CPU updates parameter after parameter in a Python loop; the fused
@@ -139,12 +141,19 @@ def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, An
     time (``benchmarks/training_overhead.py`` measures both). A torch or a device without the
     kernel gets the default: torch < 2.4 on CPU, or parameters that are not real floating point
     tensors on a CPU or CUDA device (PyTorch would only refuse those at the first step).
+    Adam and AdamW call the kernel through :class:`FusedAdam`, which spares every process
+    torch.optim's import of ``torch._dynamo``.
     """
     if name not in OPTIMIZERS:
         raise UserError(f"training.optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
     optimizer_class, options = OPTIMIZERS[name]
     options = options | {"lr": learning_rate, "weight_decay": weight_decay}
-    if all(_fusable(p) for p in _flat_parameters(parameters)):
+    fusable = all(_fusable(p) for p in _flat_parameters(parameters))
+    if fusable and name in ("adam", "adamw") and fused_kernel(name == "adamw") is not None:
+        # the same kernel without torch.optim's per-process import and per-step wrapping (training/optimizers.py)
+        groups = list(parameters) if parameters and isinstance(parameters[0], dict) else [{"params": list(parameters)}]
+        return FusedAdam(groups, lr=learning_rate, weight_decay=weight_decay, decoupled_weight_decay=name == "adamw")
+    if fusable:
         try:
             return optimizer_class(parameters, fused=True, **options)
         except (RuntimeError, TypeError):  # no fused kernel in this torch

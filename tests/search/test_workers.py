@@ -12,7 +12,7 @@ import optuna
 import sqlalchemy
 import pytest
 
-from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study, threads_per_worker
+from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study
 from tests.search.parallel_helpers import (
     FINISHED, RAN_TO_END, run_args, start_cli, states, study_created, trials, wait_for, worker_pids, write_space,
 )
@@ -42,13 +42,6 @@ def test_shared_budget_is_exact_across_processes():
 def _claim_until_empty(budget, counts, index):
     while budget.claim():
         counts[index] += 1
-
-
-def test_threads_per_worker_share_the_cores():
-    assert threads_per_worker(2, cores=2) == 1
-    assert threads_per_worker(4, cores=2) == 1
-    assert threads_per_worker(2, cores=16) == 8
-    assert threads_per_worker(1, cores=16) == 16
 
 
 def test_optimize_study_runs_exactly_the_budget_and_respects_the_timeout():
