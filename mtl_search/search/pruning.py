@@ -359,7 +359,7 @@ class DominatedTrialPruner:
         reason = self.check(trial.study, running, epoch + 1, scores, trial_number=trial.number,
                             steps=record.get("steps"))
         if reason is not None:
-            trial.set_user_attr("prune_reason", reason)
+            TrialRecord(prune_reason=reason).write(trial)
             raise optuna.TrialPruned(reason)
 
     def check(self, study: optuna.Study, running: TrialRecord | Mapping[str, Any], epoch: int,
