@@ -114,3 +114,22 @@ def test_a_study_stored_by_a_newer_format_is_refused_in_one_line(cli, tmp_path):
     result = cli("pareto", "stored", "--storage", url)
     newer = f"study 'stored' was stored in record format {SCHEMA_VERSION + 1} by a newer mtl-search"
     assert_one_line_error(result, newer, f"formats up to {SCHEMA_VERSION}", "upgrade mtl-search")
+
+
+def test_a_stored_study_continues_with_trials_of_the_current_format(stored_study, cli, tmp_path):
+    from tests.records.make_fixture import QUICK, SPACE
+
+    url, version = stored_study
+    space = tmp_path / "steady.yaml"
+    space.write_text(SPACE.format(rate=0.01))
+    result = cli("run", "--trials", "2", "--space", str(space), "--storage", url, "--study-name", "stored",
+                 "--artifacts", str(tmp_path / "artifacts"), *QUICK)
+    assert result.code == 0, result
+    study = optuna.load_study(study_name="stored", storage=url)
+    assert [t.user_attrs.get(SCHEMA_KEY, 0) for t in study.trials] == [version] * 9 + [SCHEMA_VERSION] * 2
+    # continued with the first run's space again: the study's record is written anew, in the current format
+    assert study.user_attrs[STUDY_ATTR][SCHEMA_KEY] == SCHEMA_VERSION
+    assert [entry["from_trial"] for entry in StudyRecord.read(study).spaces] == [0, 8, 9]
+    assert all(TrialRecord.read(t).candidate.family == "tree" for t in study.trials)
+    assert cli("pareto", "stored", "--storage", url).code == 0
+    assert cli("report", "stored", "--storage", url, "--out", str(tmp_path / "report.html")).code == 0
