@@ -199,8 +199,8 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Task":
-        """A stored task; a regression task stored without statistics (a study or exported
-        model made before 2026-12-03) learned its raw target, and reads as mean 0, std 1."""
+        """A stored task; a regression task stored without statistics (by an earlier release,
+        before targets were standardised) learned its raw target, and reads as mean 0, std 1."""
         regression = data["kind"] == "regression"
         return cls(
             name=data["name"],

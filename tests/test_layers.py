@@ -3,7 +3,7 @@
 The layers, lowest first (the first name after ``mtl_search.`` decides a module's layer)::
 
     errors, values, records, version,     exceptions, searched-value types, stored names and records,
-    plugins                               the registry of entry-point plugins
+    plugins, threads                      the registry of entry-point plugins, torch's thread count
     tasks                                 what a task is and how it is scored
     data                                  data sources and MultiTaskData
     architectures, weighting              the network families and the loss weightings

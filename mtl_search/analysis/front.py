@@ -7,6 +7,8 @@ from typing import Any
 import optuna
 
 from mtl_search.learned import summarize_learned
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
 
 
@@ -17,27 +19,27 @@ def conditional_notes(study: optuna.Study) -> list[str]:
 
 
 def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> dict[str, Any]:
-    candidate = trial.user_attrs.get("candidate", {})
-    architecture = candidate.get("architecture", {})
+    record = TrialRecord.read(trial)
+    candidate = record.candidate
     values = dict(zip(objective_names, trial.values)) if trial.values else {}
     return {
         "number": trial.number,
         "state": trial.state.name,
         "values": values,
-        "family": architecture.get("family"),
-        "summary": trial.user_attrs.get("summary", ""),
-        "n_params": trial.user_attrs.get("n_params"),
+        "family": candidate.family,
+        "summary": record.summary,
+        "n_params": record.n_params,
         "params": trial.params,
-        "architecture": architecture,
-        "training": candidate.get("training", {}),
-        # the epoch whose weights the trial returns (training.checkpoint); None before the option
-        "kept_epoch": trial.user_attrs.get("kept_epoch"),
-        "loss_weighting": candidate.get("loss_weighting", {}),
-        "test": trial.user_attrs.get("test", {}),
-        "sharing": trial.user_attrs.get("sharing", {}),
-        "costs": trial.user_attrs.get("costs", {}),
+        "architecture": candidate.architecture,
+        "training": candidate.training,
+        # the epoch whose weights the trial returns (training.checkpoint)
+        "kept_epoch": record.kept_epoch,
+        "loss_weighting": candidate.loss_weighting,
+        "test": record.test,
+        "sharing": record.sharing,
+        "costs": record.costs,
         # what training learned beyond the spec (e.g. task correlations of the relationship prior)
-        "learned": summarize_learned(trial.user_attrs.get("sharing") or {}),
+        "learned": summarize_learned(record.sharing),
     }
 
 
@@ -45,9 +47,9 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
     names = [o.name for o in study_objectives(study)]
     from mtl_search.analysis.refine import refined_record
 
-    attrs = study.user_attrs
+    stored = StudyRecord.read(study)
     rows = [trial_row(trial, names) for trial in pareto_trials(study)]
     for row in rows:
         # mean and std over training seeds, when `mtl-search refine` ran (analysis/refine.py)
-        row["refined"] = refined_record(study, row["number"], attrs)
+        row["refined"] = refined_record(study, row["number"], stored)
     return rows

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import optuna
 
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.costs import is_feasible
 from mtl_search.search.study import STALE_REASON, stop_reason
 
@@ -39,13 +40,15 @@ class Outcomes:
 def trial_outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
     pruned = [t for t in trials if t.state == States.PRUNED]
     over_limit = [t for t in pruned if not is_feasible(t)]
-    dominated = [t for t in pruned if is_feasible(t) and (t.user_attrs.get("prune_reason") or "").startswith("dominated")]
+    dominated = [t for t in pruned if is_feasible(t)
+                 and (TrialRecord.read(t, only=("prune_reason",)).prune_reason or "").startswith("dominated")]
     failed = [t for t in trials if t.state == States.FAIL]
     reasons = {t.number: stop_reason(t, trials) or "no reason recorded" for t in failed + pruned}
     listed = failed + [t for t in pruned if t not in dominated]
     return Outcomes(
         complete=sum(t.state == States.COMPLETE for t in trials),
-        repeats=sum(t.state == States.COMPLETE and t.user_attrs.get("repeat_of") is not None for t in trials),
+        repeats=sum(t.state == States.COMPLETE and TrialRecord.read(t, only=("repeat_of",)).repeat_of is not None
+                    for t in trials),
         dominated=len(dominated), over_limit=len(over_limit), other_pruned=len(pruned) - len(dominated) - len(over_limit),
         failed=len(failed), lost=sum(reasons[t.number].startswith(STALE_REASON) for t in failed),
         running=sum(t.state == States.RUNNING for t in trials),

@@ -39,7 +39,8 @@ from mtl_search.search.pruning import (
     PruningSettings, Vector, cumulative_steps, dominates_with_margin, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
     warmup,
 )
-from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import EpochRecord, TrialRecord
 from mtl_search.search.space import PruningSpace
 from mtl_search.search.study import study_objectives
 
@@ -133,24 +134,24 @@ def study_timing(study: optuna.Study) -> StudyTiming | None:
     total = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
     epoch_seconds = {}
     for trial in trials:
-        history = sorted(trial.user_attrs.get("history", []), key=lambda entry: int(entry.get("epoch", 0)))
-        seconds = [entry.get("seconds") for entry in history]
+        history = sorted(TrialRecord.read(trial).history, key=lambda entry: entry.epoch)
+        seconds = [entry.seconds for entry in history]
         if seconds and all(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 for value in seconds):
             epoch_seconds[trial.number] = [float(value) for value in seconds]
     return StudyTiming(total, epoch_seconds, len(trials))
 
 
-def with_best_kept(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_best_kept(history: Sequence[EpochRecord]) -> list[EpochRecord]:
     """A recorded history as if the trial had kept its best epoch (``training.checkpoint:
     best``): each epoch's ``kept_epoch`` is the best-scoring epoch so far."""
     from mtl_search.training.trainer import checkpoint_score, replaces_kept
 
     rebuilt, kept, kept_score = [], 0, math.inf
     for entry in history:
-        score = checkpoint_score(entry.get("validation", {}))
+        score = checkpoint_score(entry.validation)
         if not kept or replaces_kept(score, kept_score):
-            kept, kept_score = int(entry["epoch"]), score
-        rebuilt.append(dict(entry) | {"kept_epoch": kept})
+            kept, kept_score = entry.epoch, score
+        rebuilt.append(entry.model_copy(update={"kept_epoch": kept}))
     return rebuilt
 
 
@@ -163,9 +164,10 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[Tri
     objectives = study_objectives(study)
     curves = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if trial.user_attrs.get("repeat_of") is not None:
+        record = TrialRecord.read(trial)
+        if record.repeat_of is not None:
             continue
-        recorded = trial.user_attrs.get("history", [])
+        recorded = record.history
         curve = learning_curve(objectives, trial, with_best_kept(recorded) if rebuild_best else None)
         if curve and sorted(curve) == list(range(1, len(curve) + 1)):  # every epoch, in order
             steps = cumulative_steps(recorded)
@@ -178,7 +180,8 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
     with the trials it let finish as the references. A trial is never stopped at its last
     epoch, so the trials it keeps are those trained for their whole curve."""
     if settings.budget == "steps" and curves and not has_steps(curves):
-        raise UserError("pruning budget steps: some trials have no step counts (recorded since 2026-11-21); replay them with budget epochs")
+        raise UserError("pruning budget steps: some trials have no step counts (stored in record format 0, before "
+                        "they were counted); replay them with budget epochs")
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     trained: dict[int, int] = {}
 
@@ -314,15 +317,14 @@ def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[Pr
 
 
 def has_steps(curves: Sequence[TrialCurve]) -> bool:
-    """Whether every curve has its optimiser steps (recorded since 2026-11-21): only then can
-    the ``steps`` budget be replayed."""
+    """Whether every curve has its optimiser steps (trials of record format 0 may have none):
+    only then can the ``steps`` budget be replayed."""
     return bool(curves) and all(len(entry) > 2 and entry[2] is not None for entry in curves)
 
 
 def stored_settings(study: optuna.Study) -> PruningSettings:
     """The pruning settings stored with the study's space (the defaults when absent),
     switched on: a study run with ``--no-prune`` is the one worth replaying."""
-    section = (study.user_attrs.get(STUDY_ATTR, {}).get("space") or {}).get("pruning") or {}
-    # a space stored before pruning.budget existed was pruned at equal epochs, and one stored
-    # before pruning.rule existed with the median rule (every stored space since names both)
-    return settings_from_section(PruningSpace.model_validate({"budget": "epochs", "rule": "median"} | section))
+    # a study of record format 0 that stored no rule or budget was pruned by the median rule
+    # at equal epochs: its record reads so (StudyRecord.pruning)
+    return settings_from_section(PruningSpace.model_validate(StudyRecord.read(study).pruning))

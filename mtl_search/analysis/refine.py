@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
 
+from mtl_search.records.attributes import REFINED_PREFIX
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials
 
 if TYPE_CHECKING:  # the training side; `pareto` reads refined records without it
@@ -27,13 +30,10 @@ if TYPE_CHECKING:  # the training side; `pareto` reads refined records without i
 
     from mtl_search.data.base import MultiTaskData
 
-REFINED_PREFIX = "refined:"
-
-
-def refined_record(study: optuna.Study, number: int, user_attrs: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The refinement of trial ``number`` (None when it was not refined)."""
-    attrs = user_attrs if user_attrs is not None else study.user_attrs
-    return attrs.get(f"{REFINED_PREFIX}{number}")
+def refined_record(study: optuna.Study, number: int, stored: StudyRecord | None = None) -> dict[str, Any] | None:
+    """The refinement of trial ``number`` (None when it was not refined); ``stored``: the
+    study's record when the caller has read it already."""
+    return (stored if stored is not None else StudyRecord.read(study)).refined.get(number)
 
 
 def summarise_runs(runs: Sequence[dict[str, dict[str, float]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -68,8 +68,9 @@ def refine_trial(
     """
     from mtl_search.training.population import train_population
 
-    candidate = trial.user_attrs["candidate"]
-    original_seed = int(candidate.get("training", {}).get("seed", 0))
+    record = TrialRecord.read(trial)
+    candidate = record.candidate.to_dict()
+    original_seed = record.candidate.seed
     variants = []
     for seed in seeds:
         variant = copy.deepcopy(candidate)
@@ -81,22 +82,22 @@ def refine_trial(
     failed = [result for result in results if isinstance(result, BaseException)]
     if failed:
         raise failed[0]
-    validation_runs = [trial.user_attrs["validation"], *(result.validation for result in results)]
-    test_runs = [trial.user_attrs.get("test", {}), *(result.test for result in results)]
-    record = {
+    validation_runs = [record.validation, *(result.validation for result in results)]
+    test_runs = [record.test, *(result.test for result in results)]
+    refined = {
         "seeds": [original_seed, *[int(s) for s in seeds]],
         "validation": summarise_runs(validation_runs),
         "test": summarise_runs(test_runs) if all(test_runs) else {},
     }
     trained_in = precision or trial_precision(trial)
     if trained_in != "fp32":  # fp32 records keep the format they always had
-        record["precision"] = trained_in
-    return record
+        refined["precision"] = trained_in
+    return refined
 
 
 def trial_precision(trial: optuna.trial.FrozenTrial) -> str:
     """The training precision the search trained ``trial`` in."""
-    return trial.user_attrs.get("candidate", {}).get("training", {}).get("precision", "fp32")
+    return str(TrialRecord.read(trial, only=("candidate",)).candidate.training.get("precision", "fp32"))
 
 
 def refine_front(
@@ -127,7 +128,7 @@ def refine_front(
             if on_trial is not None:
                 on_trial(trial.number, earlier, False)
             continue
-        base = int(trial.user_attrs.get("candidate", {}).get("training", {}).get("seed", 0))
+        base = TrialRecord.read(trial, only=("candidate",)).candidate.seed
         record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem,
                               precision=precision)
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)

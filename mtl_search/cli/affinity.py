@@ -26,9 +26,9 @@ def main(args: argparse.Namespace) -> int:
 
     # the study first: a missing one is refused before torch loads (seconds)
     study = load_existing(args.study, args.storage)
-    from mtl_search.search.affinity import AFFINITY_ATTR
+    from mtl_search.records.study import StudyRecord
 
-    record = study.user_attrs.get(AFFINITY_ATTR)
+    record = StudyRecord.read(study).affinity
     if record is None:
         raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity, or a space with families.tree.grouping affinity, when creating it)")
     if args.format == "json":

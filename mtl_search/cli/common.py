@@ -123,8 +123,8 @@ def share_below_one(text: str) -> float:
 
 
 def warn_of_trials_without_limits(study: Any, command: str) -> None:
-    """On stderr: complete trials that a run before 2026-12-03 trained without the study's
-    limits (they may stand on the front the command shows)."""
+    """On stderr: complete trials that a run of an earlier release trained without the
+    study's limits (they may stand on the front the command shows)."""
     from mtl_search.search.costs import trained_without_limits
 
     note = trained_without_limits(study)

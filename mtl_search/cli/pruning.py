@@ -46,11 +46,12 @@ def main(args: argparse.Namespace) -> int:
                         f"more than min_completed_trials ({base.min_completed_trials}); run more trials, ideally with --no-prune")
     timing = study_timing(study)
     pruned = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)))
-    # trials recorded before 2026-11-21 have no step counts: only the epochs budget replays them
+    # trials of record format 0 may have no step counts: only the epochs budget replays them
     budgets = ("epochs", "steps") if has_steps(curves) else ("epochs",)
     if base.budget not in budgets:
         print(f"note: study {args.study!r} prunes after equal steps, but some of its trials have no step counts "
-              "(recorded before 2026-11-21); only the epochs budget is replayed", file=sys.stderr)
+              "(stored in record format 0, before they were counted); only the epochs budget is replayed",
+              file=sys.stderr)
     grid = [settings for settings in settings_grid(base, budgets) if settings.budget in budgets]
     results = [replay_settings(curves, settings, timing) for settings in grid]
     floors = [foresight_floor(curves, settings, tolerance, timing) for settings in foresight_warmups(grid) for tolerance in FLOOR_TOLERANCES]

@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from mtl_search.cli.pareto import print_front
     from mtl_search.errors import UserError
     from mtl_search.search.hypervolume import store_hypervolume
-    from mtl_search.records.attributes import STUDY_ATTR
+    from mtl_search.records.study import StudyRecord
     from mtl_search.search.study import load_existing, pareto_trials
 
     # the study first: a missing one is refused before torch loads (seconds)
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if not pareto_trials(study):
         raise UserError(f"study {args.study!r}: no completed trial yet, so no front to refine")
-    data = reload_data(study.user_attrs.get(STUDY_ATTR, {}))
+    data = reload_data(StudyRecord.read(study))
 
     def progress(number: int, record: dict, retrained: bool) -> None:
         if args.format == "table":

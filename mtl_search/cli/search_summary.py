@@ -9,7 +9,8 @@ import optuna
 
 from mtl_search.cli.common import format_value, print_rows_table
 from mtl_search.errors import is_whole
-from mtl_search.records.attributes import AFFINITY_ATTR
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 
 # hypervolume history points shown on one line
 HISTORY_POINTS = 6
@@ -30,7 +31,7 @@ def objective_cells(row: dict[str, Any], objectives: Sequence[Any]) -> list[str]
 def print_search_summary(study: optuna.Study) -> None:
     for line in search_summary_lines(study):
         print(line)
-    affinity = study.user_attrs.get(AFFINITY_ATTR)
+    affinity = StudyRecord.read(study).affinity
     if affinity:
         print_affinity(affinity, study=study)
 
@@ -64,7 +65,8 @@ def population_line(trials: Sequence[optuna.trial.FrozenTrial]) -> str | None:
     """How the trials that trained to the end were trained: fused with others in one
     computation (``population_size`` above 1, see search/population.py) or alone; None when no
     trial recorded it (a study from before population training)."""
-    sizes = [size for trial in trials if is_whole(size := trial.user_attrs.get("population_size"))]
+    sizes = [size for trial in trials
+             if is_whole(size := TrialRecord.read(trial, only=("population_size",)).population_size)]
     if not sizes:
         return None
     fused = [size for size in sizes if size > 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.study import StudyRecord
 
 # Stable ids: attaching again replaces the figures instead of adding copies.
 ID_PREFIX = "mtl-search:"
@@ -23,4 +23,4 @@ def attach_figures(study: optuna.Study) -> list[str]:
 
 
 def is_mtl_search_study(study: optuna.Study) -> bool:
-    return STUDY_ATTR in study.user_attrs
+    return StudyRecord.read(study).made_by_mtl_search

@@ -25,7 +25,8 @@ from torch import nn
 from mtl_search.errors import UserError, check_output_path, is_whole
 from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
 from mtl_search.export.picks import find_trial, refusal
-from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.version import __version__
 
 SPEC_FILE = "architecture.json"
@@ -72,8 +73,8 @@ def export_trial(
     from mtl_search.tasks import Task
     from mtl_search.training import resolve_device, train_candidate
 
-    meta = study.user_attrs.get(STUDY_ATTR)
-    if not meta:
+    meta = StudyRecord.read(study)
+    if not meta.made_by_mtl_search:
         raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
     if is_whole(trial):  # a trial number: the trial it names
         trial = find_trial(study, trial)
@@ -94,14 +95,15 @@ def export_trial(
         data = _given_data(meta, data)
     final = Path(directory)
     _check_directory(final, force)  # before any training; the folder is only touched once every file is written
-    tasks = [Task.from_dict(t) for t in meta["tasks"]]
-    candidate = trial.user_attrs["candidate"]
+    tasks = [Task.from_dict(t) for t in meta.tasks]
+    record = TrialRecord.read(trial)
+    candidate = record.candidate.to_dict()
     notes: list[str] = []
     metrics: list[dict[str, Any]] = []
     model = None
     trained = candidate  # the settings the exported weights were trained with
     if not retrain and artifact_dir is not None and artifact_dir.is_dir():
-        model = build_model(candidate["architecture"], meta["input_schema"], tasks)
+        model = build_model(record.candidate.architecture, meta.input_schema, tasks)
         try:
             found = download_weights(study, trial, open_artifact_store(artifact_dir, create=False), model)
         except RuntimeError as error:  # the stored tensors do not fit the rebuilt network
@@ -112,7 +114,7 @@ def export_trial(
     if model is not None:
         weights_source = "artifact"
         for split in ("validation", "test"):
-            metrics.append({"split": split, "model": "these weights", "values": trial.user_attrs.get(split, {})})
+            metrics.append({"split": split, "model": "these weights", "values": getattr(record, split)})
     else:
         if not retrain:
             where = f"in {artifact_dir}" if artifact_dir is not None else "(the study keeps no artifacts)"
@@ -120,10 +122,10 @@ def export_trial(
                          "with the trial's settings on the train split.")
         data = data if data is not None else reload_data(meta)
         train_split = concat_splits(data.train, data.validation) if retrain else None
-        if retrain and trial.user_attrs.get("kept_epoch"):
+        if retrain and record.kept_epoch:
             # validation rows are training rows now, so they cannot choose an epoch: train
             # as long as the search's kept epoch and keep the last
-            kept = int(trial.user_attrs["kept_epoch"])
+            kept = record.kept_epoch
             trained = candidate | {"training": dict(candidate.get("training", {})) | {"epochs": kept, "checkpoint": "last"}}
             notes.append(f"Retrained for {kept} epoch(s): the epoch whose weights trial {trial.number} kept.")
         result = train_candidate(data, trained, device=resolve_device(device), train_split=train_split)
@@ -131,22 +133,22 @@ def export_trial(
         weights_source = "retrained (train+validation)" if retrain else "retrained (train)"
         if retrain:
             metrics.append({"split": "validation", "model": f"trial {trial.number} as searched (these weights trained on this split too)",
-                            "values": trial.user_attrs.get("validation", {})})
+                            "values": record.validation})
         else:
             metrics.append({"split": "validation", "model": "these weights", "values": result.validation})
         metrics.append({"split": "test", "model": "these weights", "values": result.test})
     model = model.cpu().eval()
-    if data is None and meta["input_schema"].get("kind") not in ("vector", "image", "tabular"):
+    if data is None and meta.input_schema.get("kind") not in ("vector", "image", "tabular"):
         data = reload_data(meta)
-    example = example_inputs(meta["input_schema"], data)
+    example = example_inputs(meta.input_schema, data)
 
     # Written into a staging folder and moved into place at the end: an export stopped half
     # way (Ctrl-C, SIGTERM, a failed write) leaves the --out folder as it was.
     with tempfile.TemporaryDirectory(prefix="mtl-search-export-") as staging:
         target = Path(staging)
-        spec = candidate["architecture"]
+        spec = record.candidate.architecture
         task_dicts = [t.to_dict() for t in tasks]
-        preprocessing = meta.get("preprocessing") or {}
+        preprocessing = meta.preprocessing
         labelled = with_labels(task_dicts, preprocessing.get("targets"))  # class labels, for what the outputs mean
         (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         save_weights(model, target / WEIGHTS_FILE)
@@ -160,7 +162,7 @@ def export_trial(
             "study": study.study_name,
             "trial": trial.number,
             "architecture": spec,
-            "input_schema": meta["input_schema"],
+            "input_schema": meta.input_schema,
             "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
                        for name, tensor in example.items()},
             "tasks": task_dicts,
@@ -173,17 +175,17 @@ def export_trial(
             "preprocessing": PREPROCESSING_FILE if preprocessing else None,
             "training": trained.get("training", {}),
             "loss_weighting": candidate.get("loss_weighting", {}),
-            "data": meta.get("data", {}),
+            "data": meta.data if meta.data is not None else {},
         }
         (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
-        objectives = meta.get("objectives", [])
+        objectives = [dataclasses.asdict(objective) for objective in meta.objectives]
         refined = _refined(study, trial, weights_source)
         (target / METRICS_FILE).write_text(json.dumps({
             "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, labelled) for t in labelled},
             "refined": refined}, indent=2) + "\n")
-        record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"), "sharing": trial.user_attrs.get("sharing"),
-                  "n_params": trial.user_attrs.get("n_params")}
-        (target / CARD_FILE).write_text(model_card(description, metrics, record, notes, preprocessing, refined))
+        card_record = {"candidate": candidate, "summary": record.summary if record.recorded("summary") else None,
+                       "sharing": record.sharing if record.recorded("sharing") else None, "n_params": record.n_params}
+        (target / CARD_FILE).write_text(model_card(description, metrics, card_record, notes, preprocessing, refined))
         _install(target, final)
     return ExportResult(final, trial.number, weights_source, notes)
 
@@ -238,7 +240,7 @@ def _install(staging: Path, directory: Path) -> None:
         shutil.move(str(path), str(directory / path.name))
 
 
-def _given_data(meta: dict[str, Any], given: Any) -> Any:
+def _given_data(meta: StudyRecord, given: Any) -> Any:
     """``given``, checked to be the study's data, with the study's tasks."""
     from mtl_search.search.study import data_differences
 
@@ -248,25 +250,25 @@ def _given_data(meta: dict[str, Any], given: Any) -> Any:
     return _with_stored_tasks(given, meta)
 
 
-def _with_stored_tasks(data: Any, meta: dict[str, Any]) -> Any:
+def _with_stored_tasks(data: Any, meta: StudyRecord) -> Any:
     """``data`` with the study's own tasks: a trial is retrained as it was trained, with the
-    stored target statistics (none stored, before 2026-12-03: its raw regression targets),
+    stored target statistics (a raw-unit task of a study of record format 0: mean 0, std 1),
     so that the model's output scaling is the one its weights were trained for."""
     from mtl_search.tasks import Task
 
-    stored = [Task.from_dict(t) for t in meta.get("tasks") or []]
+    stored = [Task.from_dict(t) for t in meta.tasks]
     if [t.name for t in stored] == data.task_names:
         data = dataclasses.replace(data, tasks=stored)
     return data
 
 
-def reload_data(meta: dict[str, Any]) -> Any:
+def reload_data(meta: StudyRecord) -> Any:
     """The study's data again, from its stored description (source, options, file), with
     the study's stored tasks."""
     from mtl_search.data import load_data
     from mtl_search.search.study import description_differences
 
-    described = meta.get("data") or {}
+    described = meta.data or {}
     source = described.get("source")
     if not source:
         raise UserError("the study records no data source, so its data cannot be reloaded for retraining")

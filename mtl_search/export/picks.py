@@ -22,6 +22,7 @@ import optuna
 
 from mtl_search.errors import UserError, is_whole
 from mtl_search.records.objective import Objective
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, stop_reason, study_objectives
 
 
@@ -33,8 +34,9 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     if number not in trials:
         raise UserError(f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})")
     trial = trials[number]
-    if trial.user_attrs.get("repeat_of") in trials:  # a repeat was never trained: its original was
-        trial = trials[trial.user_attrs["repeat_of"]]
+    repeat_of = TrialRecord.read(trial, only=("repeat_of",)).repeat_of
+    if repeat_of in trials:  # a repeat was never trained: its original was
+        trial = trials[repeat_of]
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise UserError(refusal(trial, study))
     return trial

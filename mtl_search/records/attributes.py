@@ -14,3 +14,5 @@ ARTIFACT_DIR_ATTR = "artifact_dir"
 AFFINITY_ATTR = "affinity"
 # the front's hypervolume and its history over trials
 HYPERVOLUME_ATTR = "hypervolume"
+# a refinement of trial N (mean and spread over training seeds): "refined:N"
+REFINED_PREFIX = "refined:"

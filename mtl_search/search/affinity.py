@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import UserError
 from mtl_search.records.attributes import AFFINITY_ATTR
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.tasks import Task
 from mtl_search.values import FloatChoice, FloatRange, IntChoice, IntRange
 
@@ -420,13 +422,13 @@ def study_affinity(
 ) -> dict[str, Any]:
     """The study's affinity record (user attribute ``affinity``: matrix, chain, ...), measured
     and stored on first use; a continued study keeps the one it was measured with."""
-    record = study.user_attrs.get(AFFINITY_ATTR)
+    record = StudyRecord.read(study).affinity
     if record is None:
         affinity = measure_affinity(data, settings, device=device)
         study.set_user_attr(AFFINITY_ATTR, affinity.to_data(settings) | {"chain": partition_chain(affinity)})
         # read back: of machines that created one study at once, the last writer's record is
         # the one every later reader (and a restart) gets
-        record = study.user_attrs[AFFINITY_ATTR]
+        record = StudyRecord.read(study).affinity or {}
     return record
 
 
@@ -487,7 +489,7 @@ def seed_with_affinity(
     (``with_affinity_chain``) first. ``measure`` False (the space wrote its own chain):
     the seeds are positions on that chain and nothing is measured.
     """
-    if study.get_trials(deepcopy=False) or "seeded" in study.user_attrs.get(AFFINITY_ATTR, {}):
+    if study.get_trials(deepcopy=False) or "seeded" in (StudyRecord.read(study).affinity or {}):
         return []
     if not measure:
         return _enqueue(study, seed_params(space, data.task_names, space.families["tree"].chain, settings.seeds_cap, settings.tree_shape))
@@ -499,7 +501,7 @@ def seed_with_affinity(
 
 def seeded_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The trials that ran (or wait to run) the seeded trees: the study's first enqueued trials."""
-    count = study.user_attrs.get(AFFINITY_ATTR, {}).get("seeded", 0)
+    count = (StudyRecord.read(study).affinity or {}).get("seeded", 0)
     enqueued = [t for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs]
     return sorted(enqueued, key=lambda t: t.number)[:count]
 
@@ -512,8 +514,13 @@ def seeded_rows(study: optuna.Study) -> list[tuple[int, str, str]]:
     seeded = seeded_trials(study)
     complete = optuna.trial.TrialState.COMPLETE
     front = {t.number for t in pareto_trials(study)} if any(t.state == complete for t in seeded) else set()
-    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), t.user_attrs.get("summary", "not started"))
+    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), _summary(t))
             for t in seeded]
+
+
+def _summary(trial: optuna.trial.FrozenTrial) -> str:
+    record = TrialRecord.read(trial, only=("summary",))
+    return record.summary if record.recorded("summary") else "not started"
 
 
 def _enqueue(study: optuna.Study, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:

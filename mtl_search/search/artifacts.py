@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from mtl_search.errors import UserError, check_output_path
 from mtl_search.records.attributes import ARTIFACT_DIR_ATTR
+from mtl_search.records.study import StudyRecord
 from mtl_search.search.storage import DEFAULT_STORAGE_DIR, is_memory_url, storage_url
 
 SPEC_FILE = "architecture.json"
@@ -63,7 +64,7 @@ def study_artifact_dir(study: optuna.Study) -> Path | None:
     storage URL (:func:`artifact_dir`); None for a storage without a URL or folder."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
-    recorded = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    recorded = StudyRecord.read(study).artifact_dir
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
     storage = getattr(study, "_storage", None)
@@ -74,7 +75,7 @@ def study_artifact_dir(study: optuna.Study) -> Path | None:
 def record_artifact_dir(study: optuna.Study, directory: Path) -> None:
     """Keep on ``study`` the folder its trials' artifacts go to, for export to find them."""
     absolute = str(directory.resolve())
-    if study.user_attrs.get(ARTIFACT_DIR_ATTR) != absolute:
+    if StudyRecord.read(study).artifact_dir != absolute:
         study.set_user_attr(ARTIFACT_DIR_ATTR, absolute)
 
 

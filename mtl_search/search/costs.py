@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import optuna
 
 from mtl_search.errors import UserError
-from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.records.objective import Objective
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 
 if TYPE_CHECKING:  # torch is imported where a network is measured: `studies` and `pareto` train nothing
     import torch
@@ -206,15 +207,16 @@ def count_infeasible(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
 
 def trained_without_limits(study: optuna.Study) -> str | None:
     """A note on the complete trials trained without a limit the study stores, over that
-    limit or not measured against it, or None. Only a run from before continued studies
-    were held to their limits (2026-12-03) trained such trials; the front may hold them."""
-    section = ((study.user_attrs.get(STUDY_ATTR) or {}).get("space") or {}).get("objectives") or {}
+    limit or not measured against it, or None. Only a run of an earlier release, which did
+    not hold a continued study to its limits, trained such trials; the front may hold them."""
+    section = StudyRecord.read(study).space_section("objectives")
     limits = {key: section[key] for key in LIMIT_FLAGS if section.get(key) is not None}
     if not limits:
         return None
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        costs = {"params": trial.user_attrs.get("n_params")} | (trial.user_attrs.get("costs") or {})
+        record = TrialRecord.read(trial, only=("n_params", "costs"))
+        costs = {"params": record.n_params} | record.costs
         if any(key not in trial.constraints and (costs.get(LIMITED_COSTS[key]) is None or costs[LIMITED_COSTS[key]] > limit)
                for key, limit in limits.items()):
             numbers.append(str(trial.number))

@@ -10,12 +10,14 @@ from typing import Any, Callable
 import optuna
 
 from mtl_search.architectures.describe import architecture_markdown
+from mtl_search.records.trial import TrialRecord
 
 
 def note_architecture(trial: optuna.trial.Trial, candidate: dict[str, Any], result: Any) -> None:
     """A result hook: save the trial's architecture in readable form as its dashboard note."""
     task_names = list(result.validation) or list(result.model.task_names)
-    record = {"candidate": candidate, "summary": trial.user_attrs.get("summary"),
+    stored = TrialRecord.read(trial)
+    record = {"candidate": candidate, "summary": stored.summary if stored.recorded("summary") else None,
               "sharing": result.sharing, "n_params": result.n_params}
     _save_note()(trial, f"### Trial {trial.number}\n\n" + architecture_markdown(record, task_names))
 

@@ -13,6 +13,7 @@ from mtl_search.architectures import summarize
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import TrialDiverged, UserError
 from mtl_search.records.objective import Objective
+from mtl_search.records.trial import Candidate, TrialRecord
 from mtl_search.search.costs import CostMeter, timing_batch
 from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
@@ -90,19 +91,18 @@ class CandidateObjective:
         """The sampler proposed a candidate the study already trained to the end: training is
         seeded, so training it again would give the same result. Take the earlier metrics.
 
-        Costs and hard limits are measured again (cheap, and the earlier trial may come from
-        a run before continued studies were held to their limits, 2026-12-03). The repeat has no ``history``, so it is never a second pruning
-        reference, and the front lists only the original (``repeat_of`` names it; export
-        follows it).
+        Costs and hard limits are measured again (cheap, and the earlier trial may come from a
+        run of an earlier release, which did not hold a continued study to its limits). The
+        repeat has no ``history``, so it is never a second pruning reference, and the front
+        lists only the original (``repeat_of`` names it; export follows it).
         """
-        trial.set_user_attr("repeat_of", earlier.number)
-        trial.set_user_attr("candidate", candidate)
-        trial.set_user_attr("summary", earlier.user_attrs.get("summary") or describe_candidate(candidate, self.data.task_names))
+        original = TrialRecord.read(earlier, only=("summary", *REPEATED_RECORDS))
+        summary = original.summary or describe_candidate(candidate, self.data.task_names)
+        TrialRecord(repeat_of=earlier.number, candidate=Candidate(**candidate), summary=summary).write(trial)
         costs = self.measure_costs(trial, candidate)
-        for key in REPEATED_RECORDS:
-            if key in earlier.user_attrs:
-                trial.set_user_attr(key, earlier.user_attrs[key])
-        return self.values(earlier.user_attrs["validation"], costs)
+        outcome = {name: getattr(original, name) for name in REPEATED_RECORDS if original.recorded(name)}
+        TrialRecord(**outcome).write(trial)
+        return self.values(original.validation, costs)
 
     def train_and_record(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> list[float]:
         costs = self.before_training(trial, candidate)
@@ -118,8 +118,8 @@ class CandidateObjective:
     def before_training(self, trial: optuna.trial.Trial, candidate: dict[str, Any]) -> dict[str, float]:
         """Record the candidate on the trial and measure its costs (see :meth:`measure_costs`,
         which raises :class:`optuna.TrialPruned` over a hard limit); the costs."""
-        trial.set_user_attr("candidate", candidate)
-        trial.set_user_attr("summary", describe_candidate(candidate, self.data.task_names))
+        summary = describe_candidate(candidate, self.data.task_names)
+        TrialRecord(candidate=Candidate(**candidate), summary=summary).write(trial)
         return self.measure_costs(trial, candidate)
 
     def epoch_callback(self, trial: optuna.trial.Trial, history: list[dict[str, Any]]) -> EpochCallback:
@@ -143,16 +143,14 @@ class CandidateObjective:
         if isinstance(outcome, BaseException):
             self._record_stop(trial, costs, history, outcome)
         result = outcome
-        for key, value in result.to_record().items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("population_size", result.population_size)
+        TrialRecord(**result.to_record(), population_size=result.population_size).write(trial)
         for hook in self.result_hooks:
             hook(trial, candidate, result)
         values = self.values(result.validation, costs)
         if not all(math.isfinite(v) for v in values):
             bad = [o.name for o, v in zip(self.objectives, values) if not math.isfinite(v)]
             reason = f"validation metric(s) not finite: {', '.join(bad)}"
-            trial.set_user_attr("fail_reason", reason)
+            TrialRecord(fail_reason=reason).write(trial)
             raise TrialFailed(reason)
         return values
 
@@ -162,17 +160,15 @@ class CandidateObjective:
             if history:  # recorded like a complete trial, up to the epoch it was stopped at
                 kept_epoch = history[-1]["kept_epoch"]
                 validation = history[kept_epoch - 1]["validation"]
-                trial.set_user_attr("validation", validation)
-                trial.set_user_attr("kept_epoch", kept_epoch)
-                trial.set_user_attr("history", history)
                 last_values = dict(zip((o.name for o in self.objectives), self.values(validation, costs)))
-                trial.set_user_attr("last_values", last_values)
+                TrialRecord(validation=validation, kept_epoch=kept_epoch, history=history,
+                            last_values=last_values).write(trial)
             raise error
         if isinstance(error, UserError) or not isinstance(error, Exception):  # Ctrl-C and the like
             raise error
         # a bug or resource problem in one candidate must not stop the study
         reason = str(error) if isinstance(error, TrialDiverged) else f"{type(error).__name__}: {error}"
-        trial.set_user_attr("fail_reason", reason)
+        TrialRecord(fail_reason=reason).write(trial)
         raise TrialFailed(reason) from error
 
     def values(self, validation: dict[str, dict[str, float]], costs: dict[str, float]) -> list[float]:
@@ -194,12 +190,12 @@ class CandidateObjective:
         model = build_model(candidate["architecture"], self.data.input_schema, self.data.tasks, stem=self.stem).to(device)
         costs = self.cost_meter.measure(model, timing_batch(self.data.validation, self.cost_meter.batch_size, device))
         del model
-        trial.set_user_attr("costs", costs)
+        TrialRecord(costs=costs).write(trial)
         for key, value in self.cost_meter.constraints(costs).items():
             trial.set_constraint(key, value)
         violation = self.cost_meter.describe_violation(costs)
         if violation is not None:
-            trial.set_user_attr("prune_reason", violation)
+            TrialRecord(prune_reason=violation).write(trial)
             raise optuna.TrialPruned(violation)
         return costs
 
@@ -208,7 +204,7 @@ def record_run_stop(trial: optuna.trial.Trial, error: BaseException) -> None:
     """What stops the run (a setting no candidate can train with, or a bug) fails ``trial``
     too: its reason is stored, so that it is not read as a trial whose worker died."""
     reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
-    trial.set_user_attr("fail_reason", f"{reason} (the run stopped here)")
+    TrialRecord(fail_reason=f"{reason} (the run stopped here)").write(trial)
 
 
 # What a repeat copies from the earlier trial: the outcome, not the per-epoch history.
@@ -243,10 +239,11 @@ def find_same_candidate(study: optuna.Study, candidate: dict[str, Any],
     if trials is None:
         trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     for trial in trials:
-        attrs = trial.user_attrs
         if trial.state != optuna.trial.TrialState.COMPLETE:
             continue
-        if attrs.get("repeat_of") is None and "validation" in attrs and "candidate" in attrs and candidate_key(attrs["candidate"]) == key:
+        record = TrialRecord.read(trial, only=("repeat_of", "validation", "candidate"))
+        if (record.repeat_of is None and record.recorded("validation") and record.recorded("candidate")
+                and candidate_key(record.candidate.to_dict()) == key):
             return trial
     return None
 

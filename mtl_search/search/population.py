@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import optuna
 
 from mtl_search.errors import Terminated
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.objective import (CandidateObjective, TrialFailed, candidate_key, find_same_candidate,
                                          record_run_stop)
 from mtl_search.search.param_names import RENAMED
@@ -320,7 +321,7 @@ class _Round:
         except TrialFailed:
             state = States.FAIL
         except KeyboardInterrupt as stop:  # a member's epoch callback saw the Ctrl-C
-            trial.set_user_attr("fail_reason", TERMINATED if isinstance(stop, Terminated) else INTERRUPTED)
+            TrialRecord(fail_reason=TERMINATED if isinstance(stop, Terminated) else INTERRUPTED).write(trial)
             state, self.stop = States.FAIL, self.stop or stop
         except Exception as error:  # what stops the run; the rest of the round is told first
             record_run_stop(trial, error)
@@ -340,9 +341,9 @@ class _Round:
         why = stop_reason(original) or original.state.name.lower()
         reason = f"{why} (the same candidate as trial {original.number}, not trained twice)"
         if original.state == States.PRUNED:
-            member.trial.set_user_attr("prune_reason", reason)
+            TrialRecord(prune_reason=reason).write(member.trial)
             raise optuna.TrialPruned(reason)
-        member.trial.set_user_attr("fail_reason", reason)
+        TrialRecord(fail_reason=reason).write(member.trial)
         raise TrialFailed(reason)
 
     def _abandon(self, stop: BaseException) -> None:
@@ -351,7 +352,7 @@ class _Round:
             if member.told is not None:
                 continue
             if isinstance(stop, KeyboardInterrupt):
-                member.trial.set_user_attr("fail_reason", TERMINATED if isinstance(stop, Terminated) else INTERRUPTED)
+                TrialRecord(fail_reason=TERMINATED if isinstance(stop, Terminated) else INTERRUPTED).write(member.trial)
             else:
                 record_run_stop(member.trial, stop)
             self.heartbeats.discard(member.trial._trial_id)

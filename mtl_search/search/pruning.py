@@ -28,9 +28,9 @@ last epoch that ended within the running trial's steps so far. ``budget: epochs`
 epoch ``e`` with epoch ``e``, but an epoch of batch 256 is half the steps of an epoch of
 batch 128, and that rule stopped large-batch trials three times as often as small-batch
 ones; the sampler then avoided them (docs/search.md). A reference whose history has no step
-counts (recorded before 2026-11-21) does not count under ``steps``.
+counts (stored in record format 0 before they were counted) does not count under ``steps``.
 
-``rule: projected`` (the default since 2026-12-02; ``median`` before) adds a second question,
+``rule: projected`` (the default; a study stored without a rule was pruned by ``median``) adds a second question,
 asked only of a trial the first one would prune: where does the trial's *own* learning curve point? Per objective, a power law
 (log value linear in log epoch) is fitted to its epochs from ``e // 2`` (at least 1) to
 ``e`` and followed to its last epoch; the trial is pruned only if that projected vector is
@@ -65,8 +65,9 @@ from typing import Any, Callable, Mapping, Sequence
 import optuna
 
 from mtl_search.errors import UserError
-from mtl_search.records.attributes import STUDY_ATTR
 from mtl_search.records.objective import Objective
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import EpochRecord, TrialRecord
 from mtl_search.search.costs import is_feasible
 from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
 
@@ -134,24 +135,24 @@ def with_study_pruning(space: Any, study: optuna.Study) -> Any:
 def with_study_rule(space: Any, study: optuna.Study) -> Any:
     """``space``, pruning by the rule stored with the study it continues, unless the space
     file or the command line names a rule: a study keeps its rule when the default changes
-    (median until 2026-12-02, projected since; a study stored before ``pruning.rule``
-    existed was pruned by the median rule). The rule brings its own defaults for the fields
-    the section does not set."""
-    stored = (study.user_attrs.get(STUDY_ATTR) or {}).get("space")
-    if stored is None or "rule" in space.pruning.model_fields_set:
+    (a study of record format 0 that stored no rule was pruned by the median rule). The rule
+    brings its own defaults for the fields the section does not set."""
+    stored = StudyRecord.read(study)
+    if stored.space is None or "rule" in space.pruning.model_fields_set:
         return space
-    rule = (stored.get("pruning") or {}).get("rule", "median")
+    rule = stored.pruning.get("rule", space.pruning.rule)
     return space if rule == space.pruning.rule else with_pruning_section(space, rule=rule)
 
 
 def with_study_budget(space: Any, study: optuna.Study) -> Any:
-    """``space``, pruning at equal epochs when it continues a study stored before
-    ``pruning.budget`` existed (its trials have no step counts to compare), unless the space
-    file or the command line names a budget."""
-    stored = (study.user_attrs.get(STUDY_ATTR) or {}).get("space")
-    if stored is None or "budget" in space.pruning.model_fields_set or "budget" in (stored.get("pruning") or {}):
+    """``space``, pruning at the budget stored with the study it continues, unless the space
+    file or the command line names a budget (a study of record format 0 that stored no
+    budget compared at equal epochs: its trials have no step counts to compare)."""
+    stored = StudyRecord.read(study)
+    budget = stored.pruning.get("budget", space.pruning.budget)
+    if stored.space is None or "budget" in space.pruning.model_fields_set or budget == space.pruning.budget:
         return space
-    return space.model_copy(update={"pruning": space.pruning.model_copy(update={"budget": "epochs"})})
+    return space.model_copy(update={"pruning": space.pruning.model_copy(update={"budget": budget})})
 
 
 def pruning_hooks(space: Any, objectives: Sequence[Objective], enabled: bool = True) -> list[DominatedTrialPruner]:
@@ -288,31 +289,32 @@ def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mappi
     return tuple(vector)
 
 
-def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial, history: Sequence[Mapping[str, Any]] | None = None) -> dict[int, Vector] | None:
+def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial,
+                   history: Sequence[EpochRecord] | None = None) -> dict[int, Vector] | None:
     """A finished trial's recorded history as {1-based epoch: minimised vector of the weights
     kept at that epoch}; None for an infeasible trial (over a hard limit), which is never a
     reference. ``history`` replaces the trial's recorded one (a replay's what-if)."""
     if not is_feasible(trial):
         return None
-    costs = trial.user_attrs.get("costs", {})
-    history = trial.user_attrs.get("history", []) if history is None else history
-    by_epoch = {int(entry["epoch"]): entry for entry in history}
+    record = TrialRecord.read(trial, only=("costs", "history") if history is None else ("costs",))
+    history = record.history if history is None else history
+    by_epoch = {entry.epoch: entry for entry in history}
     curve = {}
     for entry in history:
         # with training.checkpoint "best" a trial stopped at this epoch returns the kept epoch's values
-        kept = by_epoch.get(int(entry.get("kept_epoch", entry["epoch"])), entry)
-        vector = minimised_vector(objectives, kept.get("validation", {}), costs)
+        kept = by_epoch.get(entry.kept, entry)
+        vector = minimised_vector(objectives, kept.validation, record.costs)
         if vector is not None:
-            curve[int(entry["epoch"])] = vector
+            curve[entry.epoch] = vector
     return curve
 
 
-def cumulative_steps(history: Sequence[Mapping[str, Any]]) -> dict[int, int] | None:
+def cumulative_steps(history: Sequence[EpochRecord]) -> dict[int, int] | None:
     """{1-based epoch: optimiser steps at its end} of a recorded history; None when the
-    history predates step counts (such a trial is no reference for ``budget: steps``)."""
-    if not history or any("steps" not in entry for entry in history):
+    history has no step counts (record format 0: such a trial is no reference for ``budget: steps``)."""
+    if not history or any(entry.steps is None for entry in history):
         return None
-    return {int(entry["epoch"]): int(entry["steps"]) for entry in history}
+    return {entry.epoch: int(entry.steps) for entry in history if entry.steps is not None}
 
 
 def vector_at_budget(curve: Mapping[int, Vector], steps: Mapping[int, int] | None, epoch: int, at_steps: int | None, budget: str) -> Vector | None:
@@ -353,24 +355,29 @@ class DominatedTrialPruner:
         self._running: dict[tuple[str, int], dict[int, Vector]] = {}
 
     def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
-        reason = self.check(trial.study, trial.user_attrs, epoch + 1, scores, trial_number=trial.number, steps=record.get("steps"))
+        running = TrialRecord.read(trial, only=("costs", "candidate"))
+        reason = self.check(trial.study, running, epoch + 1, scores, trial_number=trial.number,
+                            steps=record.get("steps"))
         if reason is not None:
-            trial.set_user_attr("prune_reason", reason)
+            TrialRecord(prune_reason=reason).write(trial)
             raise optuna.TrialPruned(reason)
 
-    def check(self, study: optuna.Study, user_attrs: Mapping[str, Any], epoch: int, scores: dict[str, dict[str, float]], *,
+    def check(self, study: optuna.Study, running: TrialRecord | Mapping[str, Any], epoch: int,
+              scores: dict[str, dict[str, float]], *,
               trial_number: int | None = None, steps: int | None = None) -> str | None:
-        """The reason to prune at 1-based ``epoch``, or None to go on (``trial_number``: the
-        running trial's, which lets consecutive checks of one trial share a storage read and,
-        for rule "projected", builds its learning curve: without it that rule never prunes;
-        ``steps``: its optimiser steps so far, for ``budget: steps``)."""
+        """The reason to prune the ``running`` trial (its record, or its user attributes) at
+        1-based ``epoch``, or None to go on (``trial_number``: the running trial's, which lets
+        consecutive checks of one trial share a storage read and, for rule "projected", builds
+        its learning curve: without it that rule never prunes; ``steps``: its optimiser steps
+        so far, for ``budget: steps``)."""
         settings = self.settings
         if not settings.enabled:
             return None
-        current = minimised_vector(self.objectives, scores, user_attrs.get("costs", {}))
+        record = running if isinstance(running, TrialRecord) else TrialRecord.from_attrs(
+            running, "trial" if trial_number is None else f"trial {trial_number}")
+        current = minimised_vector(self.objectives, scores, record.costs)
         curve = self._record(None if trial_number is None else (study.study_name, trial_number), epoch, current)
-        total_epochs = user_attrs.get("candidate", {}).get("training", {}).get("epochs")
-        total_epochs = None if total_epochs is None else int(total_epochs)
+        total_epochs = record.candidate.epochs
         if epoch <= warmup(settings, total_epochs):
             return None  # before reading storage: the cheap exits first
         if current is None or (total_epochs is not None and epoch >= total_epochs):
@@ -421,7 +428,8 @@ class DominatedTrialPruner:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
                     curve = learning_curve(self.objectives, trial)
-                    self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(trial.user_attrs.get("history", [])))
+                    history = [] if curve is None else TrialRecord.read(trial, only=("history",)).history
+                    self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(history))
             if running is not None:
                 self._last_reads.pop(running, None)
                 self._last_reads[running] = now

@@ -13,7 +13,7 @@ import torch
 
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError, is_whole
-from mtl_search.records.attributes import AFFINITY_ATTR
+from mtl_search.records.study import StudyRecord
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
 from mtl_search.search.population import STRATEGIES as POPULATION_STRATEGIES, optimize_populations
@@ -149,7 +149,7 @@ def run_search(
     given_chain = affinity.has_given_chain(space)
     space = affinity.with_affinity_chain(study, data, space, affinity_settings, device=settings.device)
     if settings.seed_strategy == "affinity":
-        seeded_before = "seeded" in study.user_attrs.get(AFFINITY_ATTR, {})
+        seeded_before = "seeded" in (StudyRecord.read(study).affinity or {})
         if not affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device, measure=not given_chain) \
                 and not seeded_before:
             warnings.warn(f"study {settings.study_name!r} has trials already, and affinity seeding only starts a new study: "

@@ -110,10 +110,11 @@ class PruningSpace(StrictSection):
     """Pareto-aware pruning (mtl_search/search/pruning.py explains the rule)."""
 
     enabled: bool = True
-    # "projected" (the default since 2026-12-02): behind a completed trial at the same budget,
-    # and still behind one's final values after projecting its own learning curve; "median":
-    # behind half of the completed trials at the same budget (the default before: it lost
-    # the front of 64-epoch searches, docs/search.md "Which rule by default")
+    # "projected" (the default): behind a completed trial at the same budget, and still
+    # behind one's final values after projecting its own learning curve; "median": behind
+    # half of the completed trials at the same budget (it lost the front of 64-epoch
+    # searches, docs/search.md "Which rule by default"; studies of record format 0 that
+    # stored no rule were pruned by it)
     rule: Literal["median", "projected"] = "projected"
     # the defaults below are the median rule's; rule "projected" replaces those the section
     # does not set with PROJECTED_RULE_DEFAULTS (see _rule_defaults)
@@ -124,8 +125,9 @@ class PruningSpace(StrictSection):
     margin: float = Field(default=0.05, ge=0.0)
     min_dominators: int = Field(default=2, ge=1)
     min_dominator_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
-    # how "the same amount of training" is counted: optimiser steps, or epochs (the rule
-    # before 2026-11-21, which penalised large batches; docs/search.md)
+    # how "the same amount of training" is counted: optimiser steps, or epochs (which
+    # penalised large batches, docs/search.md; studies of record format 0 that stored no
+    # budget were pruned by it)
     budget: Literal["epochs", "steps"] = "steps"
 
     @model_validator(mode="after")

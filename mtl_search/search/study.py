@@ -2,18 +2,16 @@
 
 A study stores, besides Optuna's own records:
 
-- on the study (user attribute ``mtl_search``): the data description, the tasks, the input
-  schema, the objectives, the space and the preprocessing, so that later commands know
-  exactly what was searched;
-- on each trial: ``candidate`` (architecture spec, training settings, weighting),
-  ``summary`` (one line), ``history`` (per-epoch metrics and loss weights), ``validation``
-  and ``test`` metrics, ``n_params``, ``wall_time``, ``sharing`` (what the model learned
-  about sharing) and, for failed trials, ``fail_reason``.
+- on the study: its :class:`~mtl_search.records.study.StudyRecord` (the data description,
+  the tasks, the input schema, the objectives, the space and the preprocessing), so that
+  later commands know exactly what was searched;
+- on each trial: its :class:`~mtl_search.records.trial.TrialRecord` (the candidate, a
+  one-line summary, the per-epoch history, validation and test metrics, the parameter
+  count, what the model learned about sharing and, for trials that did not complete, why).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -23,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import optuna
 
 from mtl_search.errors import StudyWarning, UserError
-from mtl_search.records.attributes import SPACES_ATTR, STUDY_ATTR
+from mtl_search.records.attributes import SPACES_ATTR
 from mtl_search.records.objective import Objective
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.costs import cost_flags, cost_objective, other_limits
 from mtl_search.search.storage import open_storage, safe_url
 from mtl_search.tasks import Task
@@ -91,16 +91,17 @@ def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_
     raise UserError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def study_metadata(data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "data": data.description,
-        "tasks": [task.to_dict() for task in data.tasks],
-        "input_schema": data.input_schema,
-        "objectives": [dataclasses.asdict(o) for o in objectives],
-        "space": space,
-        "preprocessing": data.preprocessing,
-    }
+def study_record(data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None) -> StudyRecord:
+    """The record a new study stores: what it searches, on which data."""
+    return StudyRecord(
+        version=__version__,
+        data=data.description,
+        tasks=[task.to_dict() for task in data.tasks],
+        input_schema=data.input_schema,
+        objectives=list(objectives),
+        space=space,
+        preprocessing=data.preprocessing,
+    )
 
 
 def create_or_continue(
@@ -130,7 +131,7 @@ def create_or_continue(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([o.name for o in objectives])
-    study.set_user_attr(STUDY_ATTR, study_metadata(data, objectives, space))
+    study_record(data, objectives, space).write(study)
     return study
 
 
@@ -139,43 +140,43 @@ METADATA_WAIT = 15.0
 
 
 def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None = None) -> None:
-    stored = study.user_attrs.get(STUDY_ATTR)
+    stored = StudyRecord.read(study)
     deadline = time.monotonic() + METADATA_WAIT
     # A study without metadata and without trials is most likely being created right now.
-    while stored is None and not study.get_trials(deepcopy=False) and time.monotonic() < deadline:
+    while not stored.made_by_mtl_search and not study.get_trials(deepcopy=False) and time.monotonic() < deadline:
         time.sleep(0.1)
-        stored = study.user_attrs.get(STUDY_ATTR)
-    if stored is None:
+        stored = StudyRecord.read(study)
+    if not stored.made_by_mtl_search:
         raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
-    unscaled = _raw_unit_tasks(stored)
-    if unscaled:
+    if stored.raw_unit_tasks:
         # its trials and new ones would learn these targets on other scales: one front cannot compare them
-        raise UserError(f"study {name!r} was trained with regression targets in raw units (before 2026-12-03; "
-                        f"task(s) {', '.join(unscaled)}), and new trials learn them standardised; use another --study-name")
+        raise UserError(f"study {name!r} was trained with regression targets in raw units (stored in record format 0 "
+                        f"without target statistics; task(s) {', '.join(stored.raw_unit_tasks)}), and new trials learn "
+                        f"them standardised; use another --study-name")
     differences = data_differences(stored, data)
     if differences:
         raise UserError(f"study {name!r} was made with other data ({differences}); use the same data or another --study-name")
     # both in one message: a run that left out --objective params often left out --max-params too
-    problems = [_other_objectives([Objective(**o) for o in stored.get("objectives", [])], objectives)]
-    if space is not None and stored.get("space") is not None:
+    problems = [_other_objectives(stored.objectives, objectives)]
+    if space is not None and stored.space is not None:
         # a trial's feasibility was judged once, under the limits of its run: one front, one set of limits
-        problems.append(other_limits(stored["space"].get("objectives"), space.get("objectives")))
+        problems.append(other_limits(stored.space_section("objectives"), space.get("objectives")))
     if any(problems):
         raise UserError(f"study {name!r} {'; it also '.join(p for p in problems if p)}, or use another --study-name")
-    if space is not None and stored.get("space") is not None:
-        # a front mixing last-epoch and best-epoch values would compare unlike things; studies
-        # from before the option kept the last epoch
-        before = (stored["space"].get("training") or {}).get("checkpoint", "last")
+    if space is not None and stored.space is not None:
+        # a front mixing last-epoch and best-epoch values would compare unlike things
+        before = stored.space_section("training").get("checkpoint", "last")
         now = (space.get("training") or {}).get("checkpoint", "last")
         if before != now:
             raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
                             f"set training.checkpoint: {before} in the space file, or use another --study-name")
         # one front must not mix trials trained for different lengths either (unless the space searches the length)
-        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"), (stored["space"].get("training") or {}).get("epochs"))
+        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"),
+                                       stored.space_section("training").get("epochs"))
         if epochs_problem:
             raise UserError(f"study {name!r} {epochs_problem}, or use another --study-name")
         # tree.split_{d} are positions along the chain: another chain would change what they mean
-        chain_before = ((stored["space"].get("families") or {}).get("tree") or {}).get("chain")
+        chain_before = (stored.space_section("families").get("tree") or {}).get("chain")
         chain_now = ((space.get("families") or {}).get("tree") or {}).get("chain")
         if chain_before is not None and chain_now is not None and chain_before != chain_now:
             raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
@@ -193,8 +194,8 @@ def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], no
     spaces. ``normalise`` reads a stored space as this version would search it (defaults
     filled in, the study's pruning rule kept), so that an older study is not taken for
     another space; one this version cannot read is left alone."""
-    stored = study.user_attrs.get(STUDY_ATTR) or {}
-    before = stored.get("space")
+    stored = StudyRecord.read(study)
+    before = stored.space
     if before is None:
         return
     try:
@@ -205,19 +206,13 @@ def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], no
         return
     changed = sorted(key for key in set(as_searched) | set(space) if as_searched.get(key) != space.get(key))
     first = len(study.get_trials(deepcopy=False))
-    history = list(study.user_attrs.get(SPACES_ATTR) or [{"from_trial": 0, "space": before}])
+    history = list(stored.spaces or [{"from_trial": 0, "space": before}])
     history.append({"from_trial": first, "space": space})
     study.set_user_attr(SPACES_ATTR, history)
-    study.set_user_attr(STUDY_ATTR, stored | {"space": space})
+    stored.model_copy(update={"space": space}).write(study)
     warnings.warn(f"study {name!r} continues with another search space (it differs in {', '.join(changed)}): trials from "
                   f"{first} on are drawn from it, and the front holds trials of both; the report lists each space",
                   StudyWarning, stacklevel=2)
-
-
-def _raw_unit_tasks(stored: dict[str, Any]) -> list[str]:
-    """The regression tasks of a study's metadata ``stored`` without target statistics: a
-    study made before 2026-12-03, whose trials learned those targets in the column's units."""
-    return [t["name"] for t in stored.get("tasks") or [] if t.get("kind") == "regression" and "target_mean" not in t]
 
 
 def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
@@ -226,8 +221,9 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
     study made before ``--epochs`` was stored holds the space file's value); a study with
     no trained trial yet is held to its stored number, so that two machines starting it
     together agree."""
-    trained = sorted({epochs for trial in study.get_trials(deepcopy=False)
-                      if isinstance(epochs := ((trial.user_attrs.get("candidate") or {}).get("training") or {}).get("epochs"), int)})
+    candidates = (TrialRecord.read(trial, only=("candidate",)).candidate for trial in study.get_trials(deepcopy=False))
+    trained = sorted({epochs for candidate in candidates
+                      if isinstance(epochs := candidate.training.get("epochs"), int)})
     if not trained:
         trained = [stored] if isinstance(stored, int) else []
     if len(trained) != 1:
@@ -243,16 +239,17 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
 SHOWN_DIFFERENCES = 3
 
 
-def data_differences(stored: dict[str, Any], data: MultiTaskData) -> str | None:
-    """How ``data`` differs from the data the study's metadata ``stored`` describes, key by
+def data_differences(stored: StudyRecord, data: MultiTaskData) -> str | None:
+    """How ``data`` differs from the data the study's record ``stored`` describes, key by
     key (``tasks.conversion.given: 'clik' in the study, 'click' now``), or None. The
     description comes first (source, file, options; a table's tasks with their columns);
     when it is the same, the tasks as read (classes) and the input schema, which a changed
     file alters."""
-    now = json.loads(json.dumps(study_metadata(data, [], None)))  # as stored: tuples become lists
-    changed, found = _description_changes(stored.get("data"), now["data"])
+    now = json.loads(json.dumps(study_record(data, [], None).to_attrs()))  # as stored: tuples become lists
+    before = stored.to_attrs()
+    changed, found = _description_changes(before.get("data"), now["data"])
     for key in ("tasks", "input_schema"):
-        found = found or list(_differences(stored.get(key), now[key], key))
+        found = found or list(_differences(before.get(key), now[key], key))
     return _joined(changed, found)
 
 
@@ -373,15 +370,15 @@ def load_existing(name: str, storage_url: str | None) -> optuna.Study:
 
 
 def study_objectives(study: optuna.Study) -> list[Objective]:
-    stored = study.user_attrs.get(STUDY_ATTR, {})
-    if stored.get("objectives"):
-        return [Objective(**o) for o in stored["objectives"]]
+    stored = StudyRecord.read(study)
+    if stored.objectives:
+        return list(stored.objectives)
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
     return [Objective(n, "value", "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize") for n, d in zip(names, study.directions)]
 
 
 def study_tasks(study: optuna.Study) -> list[Task]:
-    return [Task.from_dict(t) for t in study.user_attrs.get(STUDY_ATTR, {}).get("tasks", [])]
+    return [Task.from_dict(t) for t in StudyRecord.read(study).tasks]
 
 
 # A FAIL trial with no fail_reason: mtl-search records one for every failure it sees, so it was
@@ -392,7 +389,7 @@ STALE_REASON = "no heartbeat for the grace period: its worker died or was killed
 def stop_reason(trial: optuna.trial.FrozenTrial, trials: Sequence[optuna.trial.FrozenTrial] = ()) -> str | None:
     """Why ``trial`` did not complete, on one line: its ``fail_reason`` or ``prune_reason``; for
     a trial failed by the heartbeat check, that, with the retry found among ``trials``."""
-    reason = str(trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason") or "").strip()
+    reason = str(TrialRecord.read(trial, only=("fail_reason", "prune_reason")).reason or "").strip()
     if reason:
         return reason.splitlines()[0]
     if trial.state != optuna.trial.TrialState.FAIL:
@@ -407,4 +404,5 @@ def pareto_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     A repeat of an earlier trial's candidate (user attribute ``repeat_of``, see
     search/objective.py) has the same values as that trial; only the original is listed.
     """
-    return sorted((t for t in study.best_trials if t.user_attrs.get("repeat_of") is None), key=lambda t: t.number)
+    originals = (t for t in study.best_trials if TrialRecord.read(t, only=("repeat_of",)).repeat_of is None)
+    return sorted(originals, key=lambda t: t.number)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol, Sequence
 import optuna
 
 from mtl_search.errors import Terminated, UserError, raise_terminated
+from mtl_search.records.trial import TrialRecord
 
 INTERRUPTED = "interrupted"
 TERMINATED = "terminated"
@@ -160,7 +161,7 @@ class _InterruptibleObjective:
             return self.objective(trial)
         except KeyboardInterrupt as stop:
             self.interrupts.armed = False
-            trial.set_user_attr("fail_reason", TERMINATED if isinstance(stop, Terminated) else INTERRUPTED)
+            TrialRecord(fail_reason=TERMINATED if isinstance(stop, Terminated) else INTERRUPTED).write(trial)
             raise  # Optuna stores the trial as FAIL and re-raises
         finally:
             self.interrupts.armed = False

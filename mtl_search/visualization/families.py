@@ -6,6 +6,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import study_objectives
 
 
@@ -14,7 +15,7 @@ def best_by_family(study: optuna.Study) -> dict[str, list[float]]:
     objectives = study_objectives(study)
     best: dict[str, list[float]] = {}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        family = trial.user_attrs.get("candidate", {}).get("architecture", {}).get("family", "unknown")
+        family = TrialRecord.read(trial, only=("candidate",)).candidate.family or "unknown"
         values = list(trial.values)
         if family not in best:
             best[family] = values
@@ -38,9 +39,10 @@ def family_figure(study: optuna.Study) -> go.Figure:
                                 text=[f"{v:.4g}" for v in values], textposition="auto"), row=1, col=index + 1)
     counts = {f: 0 for f in families}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if trial.user_attrs.get("repeat_of") is not None:
+        record = TrialRecord.read(trial, only=("candidate", "repeat_of"))
+        if record.repeat_of is not None:
             continue  # not trained: it repeats an earlier trial's candidate
-        family = trial.user_attrs.get("candidate", {}).get("architecture", {}).get("family", "unknown")
+        family = record.candidate.family or "unknown"
         counts[family] = counts.get(family, 0) + 1
     trials_text = ", ".join(f"{f}: {counts[f]}" for f in families) or "none"
     figure.update_layout(title=f"Best validation value per family (trained to the end: {trials_text})",

@@ -9,6 +9,7 @@ import optuna
 import plotly.graph_objects as go
 
 from mtl_search.records.objective import Objective
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, study_objectives
 
 FRONT_COLOUR = "#d62728"
@@ -20,13 +21,14 @@ def trial_point(trial: optuna.trial.FrozenTrial, objectives: list[Objective]) ->
     """The trial's objective values; for a pruned trial, its last validation scores (or None)."""
     if trial.state == optuna.trial.TrialState.COMPLETE and trial.values:
         return list(trial.values)
-    last = trial.user_attrs.get("validation") or {}
+    last = TrialRecord.read(trial, only=("validation",)).validation
     point = [last.get(o.task, {}).get(o.metric, math.nan) for o in objectives]
     return point if all(isinstance(v, (int, float)) and math.isfinite(v) for v in point) else None
 
 
 def _hover(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
-    return [f"trial {t.number} ({t.state.name.lower()})<br>{t.user_attrs.get('summary', '')}" for t in trials]
+    summaries = [TrialRecord.read(t, only=("summary",)).summary for t in trials]
+    return [f"trial {t.number} ({t.state.name.lower()})<br>{summary}" for t, summary in zip(trials, summaries)]
 
 
 def _axis_label(objective: Objective) -> str:
@@ -44,7 +46,7 @@ def _groups(study: optuna.Study) -> tuple[list[Objective], list[tuple[str, str, 
         ("pruned (last validation)", PRUNED_COLOUR, lambda t: t.state == optuna.trial.TrialState.PRUNED),
         # a repeat (search/objective.py) sits exactly on its original's point
         ("dominated", OTHER_COLOUR, lambda t: t.state == optuna.trial.TrialState.COMPLETE and t.number not in front_numbers
-         and t.user_attrs.get("repeat_of") is None),
+         and TrialRecord.read(t, only=("repeat_of",)).repeat_of is None),
         ("Pareto front", FRONT_COLOUR, lambda t: t.number in front_numbers),
     ):
         chosen, points = [], []

@@ -20,7 +20,8 @@ from mtl_search.analysis.front import conditional_notes
 from mtl_search.analysis.outcomes import Outcomes, outcome_line, trial_outcomes
 from mtl_search.analysis.refine import refined_record
 from mtl_search.architectures.describe import sharing_text
-from mtl_search.records.attributes import AFFINITY_ATTR, SPACES_ATTR, STUDY_ATTR
+from mtl_search.records.study import StudyRecord
+from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
 from mtl_search.version import __version__
 from mtl_search.visualization.architecture import sharing_figures, stack_figure, tree_figure
@@ -59,7 +60,7 @@ def main_figures(study: optuna.Study) -> dict[str, go.Figure]:
 def report_html(study: optuna.Study) -> str:
     objectives = study_objectives(study)
     front = pareto_trials(study)
-    meta = study.user_attrs.get(STUDY_ATTR, {})
+    meta = StudyRecord.read(study)
     task_names = [t.name for t in study_tasks(study)] or list(dict.fromkeys(o.task for o in objectives))
     figures = main_figures(study)
     trials = study.get_trials(deepcopy=False)
@@ -89,9 +90,10 @@ def report_html(study: optuna.Study) -> str:
     if not front:
         page.add("<p class='note'>No completed trial yet.</p>")
     for trial in front:
-        spec = trial.user_attrs.get("candidate", {}).get("architecture", {})
-        sharing = trial.user_attrs.get("sharing") or {}
-        page.add(f"<h3>Trial {trial.number}: {_e(trial.user_attrs.get('summary', ''))}</h3>")
+        record = TrialRecord.read(trial)
+        spec = record.candidate.architecture
+        sharing = record.sharing
+        page.add(f"<h3>Trial {trial.number}: {_e(record.summary)}</h3>")
         page.add("<div class='figures'>")
         tree = tree_figure(spec, task_names, title=f"Trial {trial.number}: task-grouping tree")
         if tree is not None:
@@ -117,7 +119,7 @@ def report_html(study: optuna.Study) -> str:
     page.add("<h2>Training curves</h2>")
     page.figure(figures["validation-curves"], "validation-curves")
 
-    affinity = study.user_attrs.get(AFFINITY_ATTR)
+    affinity = meta.affinity
     if affinity:
         page.add("<h2>Task affinity</h2>")
         page.add(_affinity_section(affinity, study))
@@ -126,7 +128,7 @@ def report_html(study: optuna.Study) -> str:
     page.add(_stopped_table(outcomes))
 
     page.add("<h2>Data and search space</h2>")
-    page.add(_data_section(meta, study.user_attrs.get(SPACES_ATTR) or []))
+    page.add(_data_section(meta))
     return page.render(f"{study.study_name}: mtl-search report")
 
 
@@ -154,24 +156,26 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
     (a property of the network, not of a split); refined trials as mean ± std over seeds."""
     if not front:
         return "<p class='note'>No completed trial yet, so no front.</p>"
+    stored = StudyRecord.read(study)
     tasks = [(i, o) for i, o in enumerate(objectives) if o.kind == "task"]
     costs = [(i, o) for i, o in enumerate(objectives) if o.kind != "task"]
     head = ("".join(f"<th>{_e(o.name)} (validation)</th>" for _, o in tasks) + "".join(f"<th>{_e(o.name)} (test)</th>" for _, o in tasks)
             + "".join(f"<th>{_e(o.name)}</th>" for _, o in costs))
     rows = []
     for trial in front:
-        test = trial.user_attrs.get("test", {})
-        refined = refined_record(study, trial.number) or {}
+        record = TrialRecord.read(trial)
+        test = record.test
+        refined = refined_record(study, trial.number, stored) or {}
         cells = "".join(f"<td>{_refined_or(refined.get('validation'), o, trial.values[i])}</td>" for i, o in tasks)
         cells += "".join(f"<td>{_refined_or(refined.get('test'), o, test.get(o.task, {}).get(o.metric))}</td>" for _, o in tasks)
         cells += "".join(f"<td>{_number(int(trial.values[i]) if o.name == 'params' else trial.values[i])}</td>" for i, o in costs)
-        params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(trial.user_attrs.get('n_params'))}</td>"
-        rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(trial.user_attrs.get('summary', ''))}</td></tr>")
+        params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(record.n_params)}</td>"
+        rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(record.summary)}</td></tr>")
     params_head = "" if any(o.name == "params" for _, o in costs) else "<th>parameters</th>"
     note = ("<p class='note'>Refined trials (<code>mtl-search refine</code>): the search's own run, then mean ± std over "
             "their training seeds (n). The front and <code>export --pick</code> are chosen on the search's own run, "
             "the same single seed for every trial; read the means to judge whether a difference is larger than the "
-            "seed noise.</p>" if any(refined_record(study, t.number) for t in front) else "")
+            "seed noise.</p>" if any(refined_record(study, t.number, stored) for t in front) else "")
     conditional = "".join(f"<p class='note'>{_e(line)}</p>" for line in conditional_notes(study))
     return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}{conditional}"
 
@@ -215,33 +219,34 @@ def _stopped_table(outcomes: Outcomes) -> str:
     return text + f"<table><tr><th>trial</th><th>state</th><th>reason</th></tr>{rows}</table>"
 
 
-def _data_section(meta: dict[str, Any], spaces: list[dict[str, Any]] = ()) -> str:
-    if not meta:
+def _data_section(meta: StudyRecord) -> str:
+    if not meta.made_by_mtl_search:
         return "<p class='note'>This study was not made by mtl-search: no data or space is recorded.</p>"
-    data = meta.get("data") or {}
+    spaces = meta.spaces
+    data = meta.data or {}
     options = data.get("options") or {}
     parts = [f"<p>Data source <b>{_e(data.get('source', 'unknown'))}</b>"
              + (f", file {_e(data['file'])}" if data.get("file") else "") + "</p>"]
     if options:
         parts.append("<table><tr><th>option</th><th>value</th></tr>"
                      + "".join(f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>" for k, v in options.items()) + "</table>")
-    tasks = meta.get("tasks") or []
+    tasks = meta.tasks
     if tasks:
         parts.append("<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th><th>scored on</th></tr>"
                      + "".join(f"<tr><td>{_e(t['name'])}</td><td>{_e(t['kind'])}</td><td>{t.get('n_classes') or ''}</td>"
                                f"<td>{_e(', '.join(t.get('metrics', [])))}</td>"
                                f"<td>{_e(_scored_on(t))}</td></tr>" for t in tasks) + "</table>")
-    parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.get('input_schema'), indent=2))}</pre>")
+    parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.input_schema or None, indent=2))}</pre>")
     if len(spaces) > 1:  # continued with other spaces: each, from the trial it applied to
         for index, entry in enumerate(spaces):
             until = f" to {spaces[index + 1]['from_trial'] - 1}" if index + 1 < len(spaces) else " on"
             parts.append(f"<h3>Search space of trials {entry['from_trial']}{until}</h3>"
                          f"<pre>{_e(yaml.safe_dump(entry['space'], sort_keys=False))}</pre>")
-    elif meta.get("space"):
-        parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta['space'], sort_keys=False))}</pre>")
-    if meta.get("preprocessing"):
+    elif meta.space:
+        parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta.space, sort_keys=False))}</pre>")
+    if meta.preprocessing:
         parts.append("<details><summary>preprocessing (fitted on the train split)</summary>"
-                     f"<pre>{_e(json.dumps(meta['preprocessing'], indent=2))}</pre></details>")
+                     f"<pre>{_e(json.dumps(meta.preprocessing, indent=2))}</pre></details>")
     return "\n".join(parts)
 
 

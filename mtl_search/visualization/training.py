@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mtl_search.records.objective import Objective
+from mtl_search.records.trial import TrialRecord
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
@@ -26,14 +27,14 @@ def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objecti
     objectives = [o for o in objectives if o.kind == "task"]
     figure = make_subplots(rows=1, cols=len(objectives), subplot_titles=[o.name for o in objectives])
     for t_index, trial in enumerate(trials):
-        history = trial.user_attrs.get("history") or []
-        kept = trial.user_attrs.get("kept_epoch")
+        stored = TrialRecord.read(trial)
+        kept = stored.kept_epoch
         for o_index, objective in enumerate(objectives):
             epochs, values = [], []
-            for i, record in enumerate(history):
-                value = record.get("validation", {}).get(objective.task, {}).get(objective.metric)
+            for record in stored.history:
+                value = record.validation.get(objective.task, {}).get(objective.metric)
                 if value is not None:
-                    epochs.append(record.get("epoch", i + 1))
+                    epochs.append(record.epoch)
                     values.append(value)
             figure.add_trace(go.Scatter(
                 x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}", legendgroup=str(trial.number),
@@ -54,13 +55,13 @@ def loss_weights_figure(trials: Sequence[optuna.trial.FrozenTrial], task_names: 
     """The loss weight of each task after every epoch; colour = trial, dash = task."""
     figure = go.Figure()
     for t_index, trial in enumerate(trials):
-        history = trial.user_attrs.get("history") or []
+        history = TrialRecord.read(trial).history
         for k_index, task in enumerate(task_names):
             epochs, values = [], []
-            for i, record in enumerate(history):
-                value = (record.get("weights") or {}).get(task)
+            for record in history:
+                value = record.weights.get(task)
                 if isinstance(value, (int, float)):
-                    epochs.append(record.get("epoch", i + 1))
+                    epochs.append(record.epoch)
                     values.append(value)
             if values:
                 figure.add_trace(go.Scatter(
@@ -73,4 +74,4 @@ def loss_weights_figure(trials: Sequence[optuna.trial.FrozenTrial], task_names: 
 
 
 def has_loss_weights(trials: Sequence[optuna.trial.FrozenTrial]) -> bool:
-    return any((record.get("weights") or {}) for t in trials for record in (t.user_attrs.get("history") or []))
+    return any(record.weights for t in trials for record in TrialRecord.read(t).history)

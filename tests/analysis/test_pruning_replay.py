@@ -115,11 +115,12 @@ def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path
     import dataclasses
 
     from mtl_search.records.objective import Objective
+    from mtl_search.records.trial import EpochRecord
 
     # a trial run with checkpoint: last that overfits after epoch 2
     losses = [0.9, 0.4, 0.6, 0.8]
     history = [{"epoch": e, "validation": {"a": {"mse": v, "loss": v}}} for e, v in enumerate(losses, 1)]
-    assert [h["kept_epoch"] for h in with_best_kept(history)] == [1, 2, 2, 2]
+    assert [h.kept_epoch for h in with_best_kept([EpochRecord(**h) for h in history])] == [1, 2, 2, 2]
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize"])
     study.set_user_attr("mtl_search", {"objectives": [dataclasses.asdict(Objective("a", "mse", "minimize"))]})
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8], user_attrs={"history": history}))

@@ -16,7 +16,7 @@ from mtl_search.analysis.refine import refined_record
 from mtl_search.architectures.conditional import joint_probabilities
 from mtl_search.export.bundle import reload_data
 from mtl_search.export.model_card import output_meaning, scoring
-from mtl_search.records.attributes import STUDY_ATTR
+from mtl_search.records.study import StudyRecord
 from mtl_search.tasks import Task
 
 
@@ -68,7 +68,7 @@ def test_card_says_a_conditional_output_is_given_its_condition_and_how_to_get_th
 
     # the card's claims checked against the exported model itself
     model = mtl_search.load(folder / "stored")
-    data = reload_data(study.user_attrs[STUDY_ATTR])
+    data = reload_data(StudyRecord.read(study))
     with torch.no_grad():
         outputs = model(data.validation.inputs)
     tasks = [Task.from_dict(t) for t in description["tasks"]]

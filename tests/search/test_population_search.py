@@ -105,7 +105,7 @@ def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_othe
     for trial in by_rate[1.0e6]:
         assert trial.state == States.FAIL
         assert "non-finite training loss" in trial.user_attrs["fail_reason"]
-        assert set(trial.user_attrs) == {"candidate", "summary", "fail_reason"}
+        assert set(trial.user_attrs) == {"schema_version", "candidate", "summary", "fail_reason"}
     pruned, = [trials[number] for number in pruned_numbers]
     assert pruned.state == States.PRUNED and pruned.user_attrs["prune_reason"] == "stopped by the test"
     # recorded up to where it stopped

@@ -155,22 +155,23 @@ def test_a_study_made_before_regression_targets_were_standardised(storage_url, c
     from mtl_search.data.synthetic import make_synthetic
     from mtl_search.export.bundle import reload_data
     from mtl_search.records.attributes import STUDY_ATTR
+    from mtl_search.records.study import StudyRecord
 
     data = make_synthetic(dim=8, rows=300, correlation=0.5)
-    # mean 0, std 1 carried by the tasks: trained exactly as before 2026-12-03 ...
+    # mean 0, std 1 carried by the tasks: trained exactly as an earlier release trained raw targets ...
     raw = dataclasses.replace(data, tasks=[dataclasses.replace(t, target_mean=0.0, target_std=1.0) for t in data.tasks])
     settings = SearchSettings(study_name="old", storage=storage_url, sampler="random", n_trials=1, save_artifacts=False)
     study = run_search(raw, parse_space(SMALL_SPACE), settings)
-    # ... and stored as then: tasks without statistics
-    meta = study.user_attrs[STUDY_ATTR]
+    # ... and stored as then: record format 0 (unversioned), tasks without statistics
+    meta = {k: v for k, v in study.user_attrs[STUDY_ATTR].items() if k != "schema_version"}
     study.set_user_attr(STUDY_ATTR, meta | {"tasks": [{k: v for k, v in t.items() if not k.startswith("target_")} for t in meta["tasks"]]})
     assert refusal(data, storage_url, "old") == (
-        "study 'old' was trained with regression targets in raw units (before 2026-12-03; task(s) task1, task2), "
-        "and new trials learn them standardised; use another --study-name")
+        "study 'old' was trained with regression targets in raw units (stored in record format 0 without target "
+        "statistics; task(s) task1, task2), and new trials learn them standardised; use another --study-name")
     create_empty_study(data, storage_url, "new")
     create_empty_study(make_synthetic(dim=8, rows=300, correlation=0.5), storage_url, "new")  # a study made now continues
 
-    assert [t.target_scale for t in reload_data(study.user_attrs[STUDY_ATTR]).tasks] == [(0.0, 1.0)] * 2
+    assert [t.target_scale for t in reload_data(StudyRecord.read(study)).tasks] == [(0.0, 1.0)] * 2
     assert cli("pareto", "old", "--storage", storage_url).code == 0
     assert cli("refine", "old", "--seeds", "1", "--storage", storage_url).code == 0
     # no stored weights: retrained on its raw targets, it gives the trial's own metrics again
