@@ -51,9 +51,19 @@ def main() -> None:
                 first_split = partition_chain(measure_affinity(data, AffinitySettings(measure=measure, seed=seed)))[1]
                 splits.append(sorted(sorted(group) for group in first_split))
             found = sum(split == truth for split in splits)
-            results.append({"correlation": correlation, "measure": measure, "found": found, "seeds": args.seeds, "first_splits": splits})
-            shown = ", ".join("right" if split == truth else "/".join("+".join(t.removeprefix("task") for t in g) for g in split)
-                              for split in splits)
+            results.append(
+                {
+                    "correlation": correlation,
+                    "measure": measure,
+                    "found": found,
+                    "seeds": args.seeds,
+                    "first_splits": splits,
+                }
+            )
+            shown = ", ".join(
+                "right" if split == truth else "/".join("+".join(t.removeprefix("task") for t in g) for g in split)
+                for split in splits
+            )
             print(f"{correlation:11.2f} {measure:10} {found:>3}/{args.seeds}  {shown}")
     write_result(args.name, vars(args), results)
 

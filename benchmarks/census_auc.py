@@ -41,9 +41,22 @@ BLOCK = {"norm": "none", "activation": "relu", "dropout": 0.0}
 TOWER = {"widths": [16]}
 MODELS = {
     # one trunk of two layers that both tasks read, then a small tower each
-    "shared_bottom": {"family": "tree", "widths": [64, 32], "groups": [[list(TASKS)], [list(TASKS)]], "block": BLOCK, "tower": TOWER},
+    "shared_bottom": {
+        "family": "tree",
+        "widths": [64, 32],
+        "groups": [[list(TASKS)], [list(TASKS)]],
+        "block": BLOCK,
+        "tower": TOWER,
+    },
     # eight one-layer experts, a softmax gate per task
-    "mmoe": {"family": "mmoe", "experts": 8, "expert_widths": [32], "bottom_widths": [], "block": BLOCK, "tower": TOWER},
+    "mmoe": {
+        "family": "mmoe",
+        "experts": 8,
+        "expert_widths": [32],
+        "bottom_widths": [],
+        "block": BLOCK,
+        "tower": TOWER,
+    },
 }
 
 
@@ -54,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: 10 (2 with --quick)")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per model (default: 3, 1 with --quick)")
     parser.add_argument("--device", default=None, help="torch device (default: GPU when present)")
-    parser.add_argument("--output", default=None, help="JSON file to write (default: benchmarks/results/[quick/]census_auc.json)")
+    parser.add_argument(
+        "--output", default=None, help="JSON file to write (default: benchmarks/results/[quick/]census_auc.json)"
+    )
     args = parser.parse_args(argv)
     args.output = args.output or str(result_path("census_auc", args.quick))
     epochs = args.epochs or (2 if args.quick else 10)
@@ -65,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     data = make_census(args.data_file, rows=rows)
     load_seconds = time.perf_counter() - started
-    print(f"census: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows "
-          f"(loaded in {load_seconds:.1f} s), {epochs} epochs, {seeds} seed(s), device {device}")
+    print(
+        f"census: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows "
+        f"(loaded in {load_seconds:.1f} s), {epochs} epochs, {seeds} seed(s), device {device}"
+    )
     available = set(family_names())
     results = {}
     for name, spec in MODELS.items():
@@ -75,15 +92,20 @@ def main(argv: list[str] | None = None) -> int:
             continue
         runs = []
         for seed in range(seeds):
-            candidate = {"architecture": spec, "training": {"epochs": epochs, "learning_rate": 1e-3, "batch_size": 256, "seed": seed}}
+            candidate = {
+                "architecture": spec,
+                "training": {"epochs": epochs, "learning_rate": 1e-3, "batch_size": 256, "seed": seed},
+            }
             result = train_candidate(data, candidate, device=device)
-            runs.append({
-                "seed": seed,
-                "test_auc": {task: result.test[task]["auc"] for task in TASKS},
-                "validation_auc": {task: result.validation[task]["auc"] for task in TASKS},
-                "seconds": round(result.wall_time, 1),
-                "n_params": result.n_params,
-            })
+            runs.append(
+                {
+                    "seed": seed,
+                    "test_auc": {task: result.test[task]["auc"] for task in TASKS},
+                    "validation_auc": {task: result.validation[task]["auc"] for task in TASKS},
+                    "seconds": round(result.wall_time, 1),
+                    "n_params": result.n_params,
+                }
+            )
         results[name] = {
             "spec": spec,
             "runs": runs,
@@ -93,21 +115,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'test AUC':52s} {'income':>8s} {'never married':>14s}")
     for name, result in results.items():
         auc = result["mean_test_auc"]
-        print(f"{'this run: ' + name + f' (mean of {seeds} seeds)':52s} {auc['income']:8.4f} {auc['never_married']:14.4f}")
+        print(
+            f"{'this run: ' + name + f' (mean of {seeds} seeds)':52s} {auc['income']:8.4f} {auc['never_married']:14.4f}"
+        )
     for source, figures in PUBLISHED.items():
         for name, (income, married) in figures.items():
             print(f"{source + ': ' + name:52s} {income:8.4f} {married:14.4f}")
 
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "data_file": Path(args.data_file).name,
-        "protocol": {"rows": rows or "all", "train": len(data.train), "validation": len(data.validation), "test": len(data.test),
-                     "epochs": epochs, "seeds": seeds, "learning_rate": 1e-3, "batch_size": 256, "device": str(device)},
-        "results": results,
-        "published": {source: {name: dict(zip(TASKS, aucs)) for name, aucs in figures.items()} for source, figures in PUBLISHED.items()},
-        "seconds": round(time.perf_counter() - started, 1),
-    }, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "data_file": Path(args.data_file).name,
+                "protocol": {
+                    "rows": rows or "all",
+                    "train": len(data.train),
+                    "validation": len(data.validation),
+                    "test": len(data.test),
+                    "epochs": epochs,
+                    "seeds": seeds,
+                    "learning_rate": 1e-3,
+                    "batch_size": 256,
+                    "device": str(device),
+                },
+                "results": results,
+                "published": {
+                    source: {name: dict(zip(TASKS, aucs)) for name, aucs in figures.items()}
+                    for source, figures in PUBLISHED.items()
+                },
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten to {output}")
     return 0
 

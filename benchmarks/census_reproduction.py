@@ -45,9 +45,30 @@ PUBLISHED = {
 def specs() -> dict[str, dict]:
     out = dict(MODELS)
     out["omoe"] = dict(MODELS["mmoe"], family="omoe")
-    out["ple"] = {"family": "ple", "levels": 2, "shared_experts": 2, "task_experts": 2, "expert_widths": [32], "block": BLOCK, "tower": TOWER}
-    out["cross_stitch"] = {"family": "cross_stitch", "widths": [64, 32], "units": [0], "alpha_self": 0.9, "block": BLOCK, "tower": TOWER}
-    out["single_task"] = {"family": "tree", "widths": [64, 32], "groups": [[[t] for t in TASKS]] * 2, "block": BLOCK, "tower": TOWER}
+    out["ple"] = {
+        "family": "ple",
+        "levels": 2,
+        "shared_experts": 2,
+        "task_experts": 2,
+        "expert_widths": [32],
+        "block": BLOCK,
+        "tower": TOWER,
+    }
+    out["cross_stitch"] = {
+        "family": "cross_stitch",
+        "widths": [64, 32],
+        "units": [0],
+        "alpha_self": 0.9,
+        "block": BLOCK,
+        "tower": TOWER,
+    }
+    out["single_task"] = {
+        "family": "tree",
+        "widths": [64, 32],
+        "groups": [[[t] for t in TASKS]] * 2,
+        "block": BLOCK,
+        "tower": TOWER,
+    }
     return out
 
 
@@ -64,28 +85,58 @@ def main() -> None:
         args.rows, args.epochs, args.seeds = 20000, 3, 1
     torch.set_num_threads(args.threads)
     data = load_data("census", {"group": 1, "rows": args.rows, "seed": 0}, data_file=str(args.data_file))
-    print(f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows", flush=True)
+    print(
+        f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows",
+        flush=True,
+    )
     runs = []
     for seed in range(args.seeds):
         for name, spec in specs().items():
-            candidate = {"architecture": spec, "training": {"epochs": args.epochs, "learning_rate": 1e-3, "batch_size": 256, "seed": seed},
-                         "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in TASKS}}}
+            candidate = {
+                "architecture": spec,
+                "training": {"epochs": args.epochs, "learning_rate": 1e-3, "batch_size": 256, "seed": seed},
+                "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in TASKS}},
+            }
             result = train_candidate(data, candidate, device="cpu")
-            runs.append({"model": name, "seed": seed, "n_params": result.n_params, "test_auc": {t: result.test[t]["auc"] for t in TASKS}})
-            print(f"  seed {seed} {name:<14} {result.n_params:>7} params  test AUC " + ", ".join(f"{t} {result.test[t]['auc']:.4f}" for t in TASKS), flush=True)
+            runs.append(
+                {
+                    "model": name,
+                    "seed": seed,
+                    "n_params": result.n_params,
+                    "test_auc": {t: result.test[t]["auc"] for t in TASKS},
+                }
+            )
+            print(
+                f"  seed {seed} {name:<14} {result.n_params:>7} params  test AUC "
+                + ", ".join(f"{t} {result.test[t]['auc']:.4f}" for t in TASKS),
+                flush=True,
+            )
     summary = {}
-    print(f"\ntest AUC, mean ± std over {args.seeds} seeds ({args.epochs} epochs, {len(data.train)} train rows) | published")
+    print(
+        f"\ntest AUC, mean ± std over {args.seeds} seeds ({args.epochs} epochs, {len(data.train)} train rows) | published"
+    )
     for name in specs():
         mine = [r for r in runs if r["model"] == name]
-        row = {t: {"mean": statistics.mean(r["test_auc"][t] for r in mine),
-                   "std": statistics.stdev([r["test_auc"][t] for r in mine]) if len(mine) > 1 else 0.0} for t in TASKS}
+        row = {
+            t: {
+                "mean": statistics.mean(r["test_auc"][t] for r in mine),
+                "std": statistics.stdev([r["test_auc"][t] for r in mine]) if len(mine) > 1 else 0.0,
+            }
+            for t in TASKS
+        }
         row["n_params"] = mine[0]["n_params"]
         row["published"] = {k: dict(zip(TASKS, v)) for k, v in PUBLISHED[name].items()}
         summary[name] = row
         published = "; ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PUBLISHED[name].items())
-        print(f"{name:<14}{row['income']['mean']:.4f} ± {row['income']['std']:.4f}  {row['never_married']['mean']:.4f} ± {row['never_married']['std']:.4f}  | {published}")
-    write_result("census_reproduction", vars(args) | {"data_file": str(args.data_file)}, {"summary": summary, "runs": runs},
-                 split={"train": len(data.train), "validation": len(data.validation), "test": len(data.test)})
+        print(
+            f"{name:<14}{row['income']['mean']:.4f} ± {row['income']['std']:.4f}  {row['never_married']['mean']:.4f} ± {row['never_married']['std']:.4f}  | {published}"
+        )
+    write_result(
+        "census_reproduction",
+        vars(args) | {"data_file": str(args.data_file)},
+        {"summary": summary, "runs": runs},
+        split={"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
+    )
 
 
 if __name__ == "__main__":

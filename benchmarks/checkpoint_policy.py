@@ -61,13 +61,26 @@ def trial_results(study: optuna.Study, device: str = "cpu") -> dict[str, list[di
         own = candidate.get("training", {}).get("checkpoint", "last")
         other = "best" if own == "last" else "last"
         # on the trials' own device (the CPU for studies made here): the retrain then repeats their training exactly
-        retrained = train_candidate(data, candidate | {"training": candidate.get("training", {}) | {"checkpoint": other}}, device=device)
+        retrained = train_candidate(
+            data, candidate | {"training": candidate.get("training", {}) | {"checkpoint": other}}, device=device
+        )
         for policy, validation, test, kept in (
-            (own, trial.user_attrs["validation"], trial.user_attrs["test"], trial.user_attrs.get("kept_epoch", len(trial.user_attrs.get("history", [])))),
+            (
+                own,
+                trial.user_attrs["validation"],
+                trial.user_attrs["test"],
+                trial.user_attrs.get("kept_epoch", len(trial.user_attrs.get("history", []))),
+            ),
             (other, retrained.validation, retrained.test, retrained.kept_epoch),
         ):
-            results[policy].append({"trial": trial.number, "validation": minimised_vector(objectives, validation, costs),
-                                    "test": minimised_vector(objectives, test, costs), "kept_epoch": kept})
+            results[policy].append(
+                {
+                    "trial": trial.number,
+                    "validation": minimised_vector(objectives, validation, costs),
+                    "test": minimised_vector(objectives, test, costs),
+                    "kept_epoch": kept,
+                }
+            )
     return results
 
 
@@ -84,7 +97,10 @@ def compare(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     reference = [1.1] * both.shape[1]
     all_tests = {policy: np.array([r["test"] for r in results[policy]]) for policy in POLICIES}
     # the same trials in the same order under both policies: how far each last epoch sits above its best
-    excess = np.mean(np.array([r["validation"] for r in results["last"]]) / np.array([r["validation"] for r in results["best"]]) - 1, axis=1)
+    excess = np.mean(
+        np.array([r["validation"] for r in results["last"]]) / np.array([r["validation"] for r in results["best"]]) - 1,
+        axis=1,
+    )
     return {
         "share_last_epoch_5pct_above_best": float(np.mean(excess > 0.05)),
         "mean_last_epoch_excess": float(np.mean(excess)),
@@ -95,7 +111,9 @@ def compare(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "epsilon_best_misses_last": epsilon_indicator(tests["last"], tests["best"]),
         "epsilon_last_misses_best": epsilon_indicator(tests["best"], tests["last"]),
         "all_trials_test_vs_last": float(np.mean(all_tests["best"] / all_tests["last"]) - 1),
-        "front_validation_optimism": {p: float(np.mean(np.array([r["validation"] for r in fronts[p]]) - tests[p])) for p in POLICIES},
+        "front_validation_optimism": {
+            p: float(np.mean(np.array([r["validation"] for r in fronts[p]]) - tests[p])) for p in POLICIES
+        },
     }
 
 
@@ -110,18 +128,26 @@ def main(argv: list[str] | None = None) -> int:
         for name, study in load_studies(args, folder):
             row = {"study": name} | compare(trial_results(study))
             rows.append(row)
-            print(f"{name}: test HV last {row['test_hv']['last']:.3f}, best {row['test_hv']['best']:.3f}; "
-                  f"epsilon best misses last {100 * row['epsilon_best_misses_last']:.1f} %, last misses best {100 * row['epsilon_last_misses_best']:.1f} %; "
-                  f"all trials' test {100 * row['all_trials_test_vs_last']:+.1f} % with best; mean kept epoch {row['mean_kept_epoch']['best']:.1f}; "
-                  f"last epoch > 5 % above best in {100 * row['share_last_epoch_5pct_above_best']:.0f} % of trials; "
-                  f"front validation - test: last {row['front_validation_optimism']['last']:+.5f}, best {row['front_validation_optimism']['best']:+.5f}",
-                  flush=True)
+            print(
+                f"{name}: test HV last {row['test_hv']['last']:.3f}, best {row['test_hv']['best']:.3f}; "
+                f"epsilon best misses last {100 * row['epsilon_best_misses_last']:.1f} %, last misses best {100 * row['epsilon_last_misses_best']:.1f} %; "
+                f"all trials' test {100 * row['all_trials_test_vs_last']:+.1f} % with best; mean kept epoch {row['mean_kept_epoch']['best']:.1f}; "
+                f"last epoch > 5 % above best in {100 * row['share_last_epoch_5pct_above_best']:.0f} % of trials; "
+                f"front validation - test: last {row['front_validation_optimism']['last']:+.5f}, best {row['front_validation_optimism']['best']:+.5f}",
+                flush=True,
+            )
     if not rows:
         raise SystemExit("no studies to compare")
     higher = sum(r["test_hv"]["best"] > r["test_hv"]["last"] for r in rows)
-    print(f"\nbest-epoch weights: higher test HV on {higher} of {len(rows)} studies; "
-          f"mean test HV last {statistics.fmean(r['test_hv']['last'] for r in rows):.3f}, best {statistics.fmean(r['test_hv']['best'] for r in rows):.3f}")
-    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"rows": rows, "best_higher_test_hv": higher})
+    print(
+        f"\nbest-epoch weights: higher test HV on {higher} of {len(rows)} studies; "
+        f"mean test HV last {statistics.fmean(r['test_hv']['last'] for r in rows):.3f}, best {statistics.fmean(r['test_hv']['best'] for r in rows):.3f}"
+    )
+    write_result(
+        args.name,
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        {"rows": rows, "best_higher_test_hv": higher},
+    )
     return 0
 
 

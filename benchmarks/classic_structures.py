@@ -63,17 +63,28 @@ def vector_structures(tasks: list[str], low_task: str) -> dict[str, dict[str, An
     if "mmoe" in structures:
         structures["mmoe+relationship"] = dict(structures["mmoe"], relationship=RELATIONSHIP)
     structures["hierarchy"] = {
-        "family": "hierarchy", "widths": [64, 32], "head_depths": {low_task: 1, high_task: 2},
-        "feed_upward": {low_task: True, high_task: False}, "prediction_embedding": 4, **common,
+        "family": "hierarchy",
+        "widths": [64, 32],
+        "head_depths": {low_task: 1, high_task: 2},
+        "feed_upward": {low_task: True, high_task: False},
+        "prediction_embedding": 4,
+        **common,
     }
     return structures
 
 
 def sequence_structures(tasks: list[str]) -> dict[str, tuple[dict[str, Any], bool]]:
     """name -> (spec, purchase conditional on click?)."""
+
     def tree(encoder: str) -> dict[str, Any]:
-        return {"family": "tree", "widths": [64], "groups": [[tasks]], "block": BLOCK, "tower": TOWER,
-                "stem": {"sequence_encoder": encoder, "sequence_width": 32, "embedding_dim": 16}}
+        return {
+            "family": "tree",
+            "widths": [64],
+            "groups": [[tasks]],
+            "block": BLOCK,
+            "tower": TOWER,
+            "stem": {"sequence_encoder": encoder, "sequence_width": 32, "embedding_dim": 16},
+        }
 
     structures = {
         "shared_bottom/gru, naive purchase": (tree("gru"), False),
@@ -82,8 +93,15 @@ def sequence_structures(tasks: list[str]) -> dict[str, tuple[dict[str, Any], boo
         "shared_bottom/attention, esmm": (tree("attention"), True),
     }
     if "mmoe" in family_names():
-        mmoe = {"family": "mmoe", "experts": 4, "expert_widths": [32], "bottom_widths": [], "block": BLOCK, "tower": TOWER,
-                "stem": {"sequence_encoder": "gru", "sequence_width": 32, "embedding_dim": 16}}
+        mmoe = {
+            "family": "mmoe",
+            "experts": 4,
+            "expert_widths": [32],
+            "bottom_widths": [],
+            "block": BLOCK,
+            "tower": TOWER,
+            "stem": {"sequence_encoder": "gru", "sequence_width": 32, "embedding_dim": 16},
+        }
         structures["mmoe/gru, esmm"] = (mmoe, True)
     return structures
 
@@ -97,7 +115,10 @@ def joint_auc(model: Any, data: MultiTaskData, condition: str, task: str) -> flo
 
 
 def train(data: MultiTaskData, spec: dict[str, Any], seed: int, epochs: int, device: Any) -> dict[str, Any]:
-    candidate = {"architecture": spec, "training": {"epochs": epochs, "learning_rate": 3e-3, "batch_size": 256, "seed": seed}}
+    candidate = {
+        "architecture": spec,
+        "training": {"epochs": epochs, "learning_rate": 3e-3, "batch_size": 256, "seed": seed},
+    }
     result = train_candidate(data, candidate, device=device)
     primary = {task.name: task.metrics[0] for task in data.tasks}
     test = {task: result.test[task][metric] for task, metric in primary.items()}
@@ -113,8 +134,14 @@ def train(data: MultiTaskData, spec: dict[str, Any], seed: int, epochs: int, dev
     }
 
 
-def run_structures(name: str, make_data: Callable[[int], MultiTaskData], structures: Callable[[MultiTaskData], dict[str, Any]],
-                   seeds: int, epochs: int, device: Any) -> list[dict[str, Any]]:
+def run_structures(
+    name: str,
+    make_data: Callable[[int], MultiTaskData],
+    structures: Callable[[MultiTaskData], dict[str, Any]],
+    seeds: int,
+    epochs: int,
+    device: Any,
+) -> list[dict[str, Any]]:
     rows = []
     runs: dict[str, list[dict[str, Any]]] = {}
     for seed in range(seeds):
@@ -123,13 +150,19 @@ def run_structures(name: str, make_data: Callable[[int], MultiTaskData], structu
             print(f"  {name:<10} seed {seed} {label:<34} {runs[label][-1]['test']}", flush=True)
     for label, results in runs.items():
         tasks = list(results[0]["test"])
-        rows.append({
-            "data": name, "structure": label, "metric": results[0]["metric"],
-            "test_mean": {t: statistics.fmean(r["test"][t] for r in results) for t in tasks},
-            "test_std": {t: statistics.pstdev(r["test"][t] for r in results) for t in tasks},
-            "n_params": results[0]["n_params"], "seconds_mean": statistics.fmean(r["seconds"] for r in results),
-            "learned_correlation": results[-1]["learned"], "seeds": len(results),
-        })
+        rows.append(
+            {
+                "data": name,
+                "structure": label,
+                "metric": results[0]["metric"],
+                "test_mean": {t: statistics.fmean(r["test"][t] for r in results) for t in tasks},
+                "test_std": {t: statistics.pstdev(r["test"][t] for r in results) for t in tasks},
+                "n_params": results[0]["n_params"],
+                "seconds_mean": statistics.fmean(r["seconds"] for r in results),
+                "learned_correlation": results[-1]["learned"],
+                "seeds": len(results),
+            }
+        )
     return rows
 
 
@@ -137,7 +170,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for data in dict.fromkeys(row["data"] for row in rows):
         block = [row for row in rows if row["data"] == data]
         tasks = list(block[0]["metric"])
-        header = f"{'structure':<34}" + "".join(f"{t + ' ' + block[0]['metric'][t]:>22}" for t in tasks) + f"{'params':>9}{'s/run':>8}"
+        header = (
+            f"{'structure':<34}"
+            + "".join(f"{t + ' ' + block[0]['metric'][t]:>22}" for t in tasks)
+            + f"{'params':>9}{'s/run':>8}"
+        )
         print(f"\n{data}\n{header}\n{'-' * len(header)}")
         for row in block:
             cells = "".join(f"{row['test_mean'][t]:>14.4f} ±{row['test_std'][t]:<6.4f}" for t in tasks)
@@ -150,10 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="default 10 (3 with --quick)")
     parser.add_argument("--small", action="store_true", help="the --quick data sizes, with the seeds and epochs given")
-    parser.add_argument("--data-file", default=str(REPO.parent / "shared" / "data" / "census-income.test.gz"),
-                        help="UCI census-income file for census group 1 (skipped when missing)")
+    parser.add_argument(
+        "--data-file",
+        default=str(REPO.parent / "shared" / "data" / "census-income.test.gz"),
+        help="UCI census-income file for census group 1 (skipped when missing)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: GPU when present)")
-    parser.add_argument("--output", default=None, help="JSON file to write (default: benchmarks/results/[quick/]classic_structures.json)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="JSON file to write (default: benchmarks/results/[quick/]classic_structures.json)",
+    )
     args = parser.parse_args(argv)
     args.output = args.output or str(result_path("classic_structures", args.quick))
     seeds = args.seeds or (1 if args.quick else 3)
@@ -163,36 +207,65 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     rows = run_structures(
-        "synthetic", lambda seed: make_synthetic(rows=4000 if small else 12000, correlation=0.5, seed=seed),
-        lambda data: {k: (data, s) for k, s in vector_structures(data.task_names, "task1").items()}, seeds, epochs, device)
+        "synthetic",
+        lambda seed: make_synthetic(rows=4000 if small else 12000, correlation=0.5, seed=seed),
+        lambda data: {k: (data, s) for k, s in vector_structures(data.task_names, "task1").items()},
+        seeds,
+        epochs,
+        device,
+    )
     census_note = "census group 1 skipped: no file at " + args.data_file
     if Path(args.data_file).exists():
         from mtl_search.data.census import make_census
 
         census = make_census(args.data_file, group=1, rows=6000 if small else 0)
-        rows += run_structures("census", lambda seed: census,
-                               lambda data: {k: (data, s) for k, s in vector_structures(data.task_names, "never_married").items()},
-                               seeds, epochs, device)
+        rows += run_structures(
+            "census",
+            lambda seed: census,
+            lambda data: {k: (data, s) for k, s in vector_structures(data.task_names, "never_married").items()},
+            seeds,
+            epochs,
+            device,
+        )
         census_note = f"census group 1 from {args.data_file}"
 
     def sequence_runs(seed: int) -> dict[str, Any]:
-        return {"conditional": make_sequences(rows=4000 if small else 20000, seed=seed),
-                "naive": make_sequences(rows=4000 if small else 20000, seed=seed, conditional=False)}
+        return {
+            "conditional": make_sequences(rows=4000 if small else 20000, seed=seed),
+            "naive": make_sequences(rows=4000 if small else 20000, seed=seed, conditional=False),
+        }
 
     rows += run_structures(
-        "sequences", sequence_runs,
-        lambda pair: {k: (pair["conditional" if esmm else "naive"], spec) for k, (spec, esmm) in sequence_structures(["click", "purchase", "dwell"]).items()},
-        seeds, epochs, device)
+        "sequences",
+        sequence_runs,
+        lambda pair: {
+            k: (pair["conditional" if esmm else "naive"], spec)
+            for k, (spec, esmm) in sequence_structures(["click", "purchase", "dwell"]).items()
+        },
+        seeds,
+        epochs,
+        device,
+    )
 
     print_table(rows)
     print(f"\n{census_note}; {seeds} seed(s), {epochs} epochs, device {device}, {time.perf_counter() - started:.0f} s")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + " ".join(["benchmarks/classic_structures.py", *(argv if argv is not None else sys.argv[1:])]),
-        "seeds": seeds, "epochs": epochs, "device": str(device), "census": census_note, "rows": rows,
-    }, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "command": "python "
+                + " ".join(["benchmarks/classic_structures.py", *(argv if argv is not None else sys.argv[1:])]),
+                "seeds": seeds,
+                "epochs": epochs,
+                "device": str(device),
+                "census": census_note,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {output}")
     return 0
 

@@ -44,8 +44,9 @@ print(json.dumps({"cpu_seconds": cpu, "wall_seconds": wall, "hits": cache.counts
 
 def load(cache_setting: str) -> dict:
     environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MTL_SEARCH_CACHE=cache_setting)
-    done = subprocess.run([sys.executable, "-c", LOAD, str(CENSUS_FILE)], capture_output=True, text=True,
-                          env=environment, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD, str(CENSUS_FILE)], capture_output=True, text=True, env=environment, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -74,8 +75,11 @@ def main() -> None:
     saved = medians["parse"]["cpu_seconds"] - medians["cache hit"]["cpu_seconds"]
     speedup = medians["parse"]["cpu_seconds"] / medians["cache hit"]["cpu_seconds"]
     print(f"  saved per load: {saved:.2f} CPU s ({speedup:.1f}x)")
-    write_result(args.name, {"repeats": repeats, "quick": args.quick, "file": CENSUS_FILE.name},
-                 {"runs": runs, "medians": medians})
+    write_result(
+        args.name,
+        {"repeats": repeats, "quick": args.quick, "file": CENSUS_FILE.name},
+        {"runs": runs, "medians": medians},
+    )
 
 
 if __name__ == "__main__":

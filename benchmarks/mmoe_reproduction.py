@@ -69,7 +69,9 @@ class OMoEFamily(MMoEFamily):
     name = "omoe"
 
     def build(self, spec, in_shape, task_names: Sequence[str], blocks):
-        return OMoEBody(spec["experts"], spec["expert_widths"], spec.get("bottom_widths", []), in_shape, task_names, blocks)
+        return OMoEBody(
+            spec["experts"], spec["expert_widths"], spec.get("bottom_widths", []), in_shape, task_names, blocks
+        )
 
 
 register_family(OMoEFamily())
@@ -96,23 +98,48 @@ def main() -> None:
             specs = architectures(8, 16, 113, 8, data.task_names)
             specs["omoe"] = dict(specs["mmoe"], family="omoe")
             for name in ("mmoe", "omoe", "shared_bottom"):
-                candidate = {"architecture": specs[name], "training": {"epochs": args.epochs, "learning_rate": args.learning_rate,
-                                                                        "batch_size": args.batch_size, "seed": seed}}
+                candidate = {
+                    "architecture": specs[name],
+                    "training": {
+                        "epochs": args.epochs,
+                        "learning_rate": args.learning_rate,
+                        "batch_size": args.batch_size,
+                        "seed": seed,
+                    },
+                }
                 result = train_candidate(data, candidate, device="cpu")
                 mse = statistics.mean(result.validation[t]["mse"] for t in data.task_names)
                 curve = [statistics.mean(e["validation"][t]["mse"] for t in data.task_names) for e in result.history]
                 train = [statistics.mean(e["train_loss"].values()) for e in result.history]
-                runs.append({"p": p, "seed": seed, "model": name, "n_params": result.n_params, "validation_mse": mse,
-                             "best_validation_mse": min(curve), "best_epoch": curve.index(min(curve)) + 1,
-                             "final_train_loss": train[-1], "mean_train_loss": statistics.mean(train),
-                             "validation_curve": curve, "train_curve": train})
-                print(f"p={p} seed {seed} {name:<14} params {result.n_params:>6}  validation mse last {mse:.4f} "
-                      f"best {min(curve):.4f} (epoch {curve.index(min(curve)) + 1})  train loss last {train[-1]:.4f} "
-                      f"mean {statistics.mean(train):.4f}", flush=True)
+                runs.append(
+                    {
+                        "p": p,
+                        "seed": seed,
+                        "model": name,
+                        "n_params": result.n_params,
+                        "validation_mse": mse,
+                        "best_validation_mse": min(curve),
+                        "best_epoch": curve.index(min(curve)) + 1,
+                        "final_train_loss": train[-1],
+                        "mean_train_loss": statistics.mean(train),
+                        "validation_curve": curve,
+                        "train_curve": train,
+                    }
+                )
+                print(
+                    f"p={p} seed {seed} {name:<14} params {result.n_params:>6}  validation mse last {mse:.4f} "
+                    f"best {min(curve):.4f} (epoch {curve.index(min(curve)) + 1})  train loss last {train[-1]:.4f} "
+                    f"mean {statistics.mean(train):.4f}",
+                    flush=True,
+                )
     summary: dict[str, Any] = {}
     models = ("mmoe", "omoe", "shared_bottom")
-    measures = {"validation_mse": "validation MSE, last epoch", "best_validation_mse": "validation MSE, best epoch",
-                "final_train_loss": "training loss, last epoch", "mean_train_loss": "training loss, mean over epochs"}
+    measures = {
+        "validation_mse": "validation MSE, last epoch",
+        "best_validation_mse": "validation MSE, best epoch",
+        "final_train_loss": "training loss, last epoch",
+        "mean_train_loss": "training loss, mean over epochs",
+    }
     for p in args.correlations:
         row: dict[str, Any] = {}
         for model in models:
@@ -120,9 +147,15 @@ def main() -> None:
             row[model] = {"n_params": mine[0]["n_params"]}
             for key in measures:
                 values = [r[key] for r in mine]
-                row[model][key] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+                row[model][key] = {
+                    "mean": statistics.mean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                }
             # the earlier key names, kept for readers of older result files
-            row[model]["mean"], row[model]["std"] = row[model]["validation_mse"]["mean"], row[model]["validation_mse"]["std"]
+            row[model]["mean"], row[model]["std"] = (
+                row[model]["validation_mse"]["mean"],
+                row[model]["validation_mse"]["std"],
+            )
         for key in measures:
             wins = 0
             for seed in range(args.seeds):
@@ -132,12 +165,17 @@ def main() -> None:
         row["mmoe_best_seeds"] = row["mmoe_best_seeds_validation_mse"]
         summary[str(p)] = row
     for key, title in measures.items():
-        print(f"\n{title}, mean over both tasks, mean ± std over {args.seeds} seeds ({args.epochs} epochs, {args.rows} rows):")
+        print(
+            f"\n{title}, mean over both tasks, mean ± std over {args.seeds} seeds ({args.epochs} epochs, {args.rows} rows):"
+        )
         print(f"{'p':<6}" + "".join(f"{m:>22}" for m in models) + f"{'MMoE best (seeds)':>20}")
         for p in args.correlations:
             row = summary[str(p)]
-            print(f"{p:<6}" + "".join(f"{row[m][key]['mean']:>13.4f} ± {row[m][key]['std']:<6.4f}" for m in models)
-                  + f"{row[f'mmoe_best_seeds_{key}']:>15}/{args.seeds}")
+            print(
+                f"{p:<6}"
+                + "".join(f"{row[m][key]['mean']:>13.4f} ± {row[m][key]['std']:<6.4f}" for m in models)
+                + f"{row[f'mmoe_best_seeds_{key}']:>15}/{args.seeds}"
+            )
     params = {m: summary[str(args.correlations[0])][m]["n_params"] for m in models}
     print("parameters: " + ", ".join(f"{m} {n}" for m, n in params.items()))
     write_result("mmoe_reproduction", vars(args), {"summary": summary, "runs": runs, "n_params": params})

@@ -37,8 +37,9 @@ from mtl_search.data.synthetic import make_synthetic
 from mtl_search.training import train_candidate
 
 
-
-def architectures(experts: int, expert_width: int, bottom_width: int, tower_width: int, task_names: list[str]) -> dict[str, dict[str, Any]]:
+def architectures(
+    experts: int, expert_width: int, bottom_width: int, tower_width: int, task_names: list[str]
+) -> dict[str, dict[str, Any]]:
     common = {"block": {"activation": "relu"}, "tower": {"widths": [tower_width]}, "stem": {}}
     return {
         "mmoe": {"family": "mmoe", "experts": experts, "expert_widths": [expert_width], "bottom_widths": [], **common},
@@ -51,19 +52,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     for seed in range(args.seeds):
         data = make_synthetic(rows=args.rows, correlation=args.correlation, seed=seed)
-        for name, spec in architectures(args.experts, args.expert_width, args.bottom_width, args.tower_width, data.task_names).items():
+        for name, spec in architectures(
+            args.experts, args.expert_width, args.bottom_width, args.tower_width, data.task_names
+        ).items():
             candidate = {
                 "architecture": spec,
-                "training": {"epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size, "seed": seed},
+                "training": {
+                    "epochs": args.epochs,
+                    "learning_rate": args.learning_rate,
+                    "batch_size": args.batch_size,
+                    "seed": seed,
+                },
             }
             result = train_candidate(data, candidate, device=args.device)
-            runs.append({
-                "model": name, "seed": seed, "n_params": result.n_params,
-                "validation_mse": {task: scores["mse"] for task, scores in result.validation.items()},
-                "seconds": round(result.wall_time, 2),
-            })
-            print(f"seed {seed} {name:<14} params {result.n_params:>6}  validation mse "
-                  + "  ".join(f"{t}={v:.4f}" for t, v in runs[-1]["validation_mse"].items()), flush=True)
+            runs.append(
+                {
+                    "model": name,
+                    "seed": seed,
+                    "n_params": result.n_params,
+                    "validation_mse": {task: scores["mse"] for task, scores in result.validation.items()},
+                    "seconds": round(result.wall_time, 2),
+                }
+            )
+            print(
+                f"seed {seed} {name:<14} params {result.n_params:>6}  validation mse "
+                + "  ".join(f"{t}={v:.4f}" for t, v in runs[-1]["validation_mse"].items()),
+                flush=True,
+            )
     return {"runs": runs, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -96,8 +111,12 @@ def print_table(summary: dict[str, dict[str, Any]], seeds: int) -> None:
     header = f"{'model':<14}{'params':>8}" + "".join(f"{t + ' mse':>20}" for t in tasks) + f"{'average':>20}{'wins':>7}"
     print(header)
     for name, row in summary.items():
-        cells = "".join(f"{row['validation_mse'][t]['mean']:>11.4f} ± {row['validation_mse'][t]['std']:<6.4f}" for t in tasks)
-        print(f"{name:<14}{row['n_params']:>8}{cells}{row['average_mse']['mean']:>11.4f} ± {row['average_mse']['std']:<6.4f}{row['wins']:>4}/{seeds}")
+        cells = "".join(
+            f"{row['validation_mse'][t]['mean']:>11.4f} ± {row['validation_mse'][t]['std']:<6.4f}" for t in tasks
+        )
+        print(
+            f"{name:<14}{row['n_params']:>8}{cells}{row['average_mse']['mean']:>11.4f} ± {row['average_mse']['std']:<6.4f}{row['wins']:>4}/{seeds}"
+        )
 
 
 def main() -> None:
@@ -109,13 +128,20 @@ def main() -> None:
     parser.add_argument("--correlation", type=float, default=0.5, help="task correlation p")
     parser.add_argument("--experts", type=int, default=8)
     parser.add_argument("--expert-width", type=int, default=16)
-    parser.add_argument("--bottom-width", type=int, default=113, help="shared-bottom hidden units (113: about MMoE's parameter count)")
+    parser.add_argument(
+        "--bottom-width", type=int, default=113, help="shared-bottom hidden units (113: about MMoE's parameter count)"
+    )
     parser.add_argument("--tower-width", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]mmoe_synthetic.json)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON file to write (default: benchmarks/results/[quick/]mmoe_synthetic.json)",
+    )
     args = parser.parse_args()
     args.output = args.output or result_path("mmoe_synthetic", args.quick)
     if args.quick:
@@ -130,7 +156,9 @@ def main() -> None:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "settings": settings, "summary": summary, **outcome,
+        "settings": settings,
+        "summary": summary,
+        **outcome,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

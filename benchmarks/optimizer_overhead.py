@@ -53,8 +53,9 @@ print(json.dumps({"first_cpu_seconds": first, "step_cpu_microseconds": per_step,
 
 def measure(which: str) -> dict:
     environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", MEASURE, which, str(STEPS)], capture_output=True, text=True,
-                          env=environment, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, which, str(STEPS)], capture_output=True, text=True, env=environment, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

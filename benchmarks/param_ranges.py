@@ -48,7 +48,9 @@ def main() -> None:
         for family in load_space(space_name).families:
             counts = sorted(parameter_counts(space_name, family, args.samples, args.dim, args.tasks))
             p10, p90 = counts[len(counts) // 10], counts[(9 * len(counts)) // 10]
-            print(f"{space_name:<14}{family:<14}{counts[0]:>9}{p10:>9}{int(statistics.median(counts)):>9}{p90:>9}{counts[-1]:>9}")
+            print(
+                f"{space_name:<14}{family:<14}{counts[0]:>9}{p10:>9}{int(statistics.median(counts)):>9}{p90:>9}{counts[-1]:>9}"
+            )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """mtl-search against peer libraries on census group 1 (issue 9).
 
 Peers (install with ``pip install -e .[bench]``; LibMTL needs ``--no-deps``, see
-docs/benchmarks.md): DeepCTR-Torch (``deepctr-torch``) MMOE, PLE and SharedBottom, and
+docs/benchmarks/index.md): DeepCTR-Torch (``deepctr-torch``) MMOE, PLE and SharedBottom, and
 LibMTL's MMoE, CGC and HPS architectures.
 
 What is matched, for every library:
@@ -91,9 +91,24 @@ def ours_spec(model: str) -> dict[str, Any]:
     block = {"norm": "none", "activation": "relu", "dropout": 0.0}
     tower = {"widths": [TOWER]}
     if model == "mmoe":
-        return {"family": "mmoe", "experts": EXPERTS, "expert_widths": [EXPERT_WIDTH], "bottom_widths": [], "block": block, "tower": tower}
+        return {
+            "family": "mmoe",
+            "experts": EXPERTS,
+            "expert_widths": [EXPERT_WIDTH],
+            "bottom_widths": [],
+            "block": block,
+            "tower": tower,
+        }
     if model == "ple":
-        return {"family": "ple", "levels": 1, "shared_experts": 2, "task_experts": 2, "expert_widths": [EXPERT_WIDTH], "block": block, "tower": tower}
+        return {
+            "family": "ple",
+            "levels": 1,
+            "shared_experts": 2,
+            "task_experts": 2,
+            "expert_widths": [EXPERT_WIDTH],
+            "block": block,
+            "tower": tower,
+        }
     return {"family": "tree", "widths": BOTTOM, "groups": [[list(TASKS)]] * len(BOTTOM), "block": block, "tower": tower}
 
 
@@ -105,7 +120,11 @@ def run_ours(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
     }
     result = train_candidate(data, candidate, device="cpu")
     seconds = [h["seconds"] for h in result.history]
-    return {"seconds_per_epoch": statistics.mean(seconds), "test_auc": {t: result.test[t]["auc"] for t in TASKS}, "n_params": result.n_params}
+    return {
+        "seconds_per_epoch": statistics.mean(seconds),
+        "test_auc": {t: result.test[t]["auc"] for t in TASKS},
+        "n_params": result.n_params,
+    }
 
 
 # -- DeepCTR-Torch -----------------------------------------------------------------------
@@ -117,7 +136,10 @@ def run_deepctr(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
 
     schema = data.input_schema
     dims = embedding_dims(schema)
-    columns = [SparseFeat(f"c{i}", vocabulary_size=c, embedding_dim=d) for i, (c, d) in enumerate(zip(schema["categorical"], dims))]
+    columns = [
+        SparseFeat(f"c{i}", vocabulary_size=c, embedding_dim=d)
+        for i, (c, d) in enumerate(zip(schema["categorical"], dims))
+    ]
     columns += [DenseFeat(f"n{i}", 1) for i in range(schema["numeric"])]
 
     def arrays(split) -> dict[str, np.ndarray]:
@@ -128,12 +150,30 @@ def run_deepctr(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
     def labels(split) -> np.ndarray:
         return np.stack([split.targets[t].numpy() for t in TASKS], axis=1).astype(np.float32)
 
-    common = dict(tower_dnn_hidden_units=(TOWER,), l2_reg_linear=0.0, l2_reg_embedding=0.0, l2_reg_dnn=0.0, seed=seed,
-                  task_types=("binary", "binary"), task_names=TASKS, device="cpu")
+    common = dict(
+        tower_dnn_hidden_units=(TOWER,),
+        l2_reg_linear=0.0,
+        l2_reg_embedding=0.0,
+        l2_reg_dnn=0.0,
+        seed=seed,
+        task_types=("binary", "binary"),
+        task_names=TASKS,
+        device="cpu",
+    )
     if model == "mmoe":
-        net = MMOE(columns, num_experts=EXPERTS, expert_dnn_hidden_units=(EXPERT_WIDTH,), gate_dnn_hidden_units=(), **common)
+        net = MMOE(
+            columns, num_experts=EXPERTS, expert_dnn_hidden_units=(EXPERT_WIDTH,), gate_dnn_hidden_units=(), **common
+        )
     elif model == "ple":
-        net = PLE(columns, shared_expert_num=2, specific_expert_num=2, num_levels=1, expert_dnn_hidden_units=(EXPERT_WIDTH,), gate_dnn_hidden_units=(), **common)
+        net = PLE(
+            columns,
+            shared_expert_num=2,
+            specific_expert_num=2,
+            num_levels=1,
+            expert_dnn_hidden_units=(EXPERT_WIDTH,),
+            gate_dnn_hidden_units=(),
+            **common,
+        )
     else:
         net = SharedBottom(columns, bottom_dnn_hidden_units=tuple(BOTTOM), **common)
     if DEEPCTR_INIT == "pytorch":
@@ -143,15 +183,30 @@ def run_deepctr(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
         for module in net.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 module.reset_parameters()
-    net.compile(torch.optim.Adam(net.parameters(), lr=1e-3), loss=["binary_crossentropy", "binary_crossentropy"], metrics=["auc"])
+    net.compile(
+        torch.optim.Adam(net.parameters(), lr=1e-3),
+        loss=["binary_crossentropy", "binary_crossentropy"],
+        metrics=["auc"],
+    )
     started = time.perf_counter()
-    net.fit(arrays(data.train), labels(data.train), batch_size=256, epochs=epochs, verbose=0,
-            validation_data=(arrays(data.validation), labels(data.validation)), shuffle=True)
+    net.fit(
+        arrays(data.train),
+        labels(data.train),
+        batch_size=256,
+        epochs=epochs,
+        verbose=0,
+        validation_data=(arrays(data.validation), labels(data.validation)),
+        shuffle=True,
+    )
     seconds = (time.perf_counter() - started) / epochs
     predicted = net.predict(arrays(data.test), batch_size=8192)
     y = labels(data.test)
     n_params = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"seconds_per_epoch": seconds, "test_auc": {t: auc(y[:, i], predicted[:, i]) for i, t in enumerate(TASKS)}, "n_params": n_params}
+    return {
+        "seconds_per_epoch": seconds,
+        "test_auc": {t: auc(y[:, i], predicted[:, i]) for i, t in enumerate(TASKS)},
+        "n_params": n_params,
+    }
 
 
 # -- LibMTL ------------------------------------------------------------------------------
@@ -176,7 +231,9 @@ def import_libmtl():
 class Embed(nn.Module):
     def __init__(self, schema: dict) -> None:
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(schema["categorical"], embedding_dims(schema)))
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(c, d) for c, d in zip(schema["categorical"], embedding_dims(schema))
+        )
         self.size = schema["numeric"] + sum(embedding_dims(schema))
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
@@ -199,9 +256,11 @@ def run_libmtl(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
         return nn.Sequential(nn.Linear(size, EXPERT_WIDTH), nn.ReLU())
 
     decoders = nn.ModuleDict({t: nn.Sequential(nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, 1)) for t in TASKS})
-    architecture, arch_args = {"mmoe": (MMoE, {"img_size": [size], "num_experts": [EXPERTS]}),
-                               "ple": (CGC, {"img_size": [size], "num_experts": [2, 2, 2]}),
-                               "shared_bottom": (HPS, {})}[model]
+    architecture, arch_args = {
+        "mmoe": (MMoE, {"img_size": [size], "num_experts": [EXPERTS]}),
+        "ple": (CGC, {"img_size": [size], "num_experts": [2, 2, 2]}),
+        "shared_bottom": (HPS, {}),
+    }[model]
 
     class MTLmodel(architecture, EW):  # what LibMTL.Trainer._prepare_model builds
         def __init__(self) -> None:
@@ -213,7 +272,9 @@ def run_libmtl(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
     parameters = list(embed.parameters()) + list(mtl.parameters())
     optimizer = torch.optim.Adam(parameters, lr=1e-3)
     train = data.train
-    dataset = torch.utils.data.TensorDataset(train.inputs["numeric"], train.inputs["categorical"], *[train.targets[t] for t in TASKS])
+    dataset = torch.utils.data.TensorDataset(
+        train.inputs["numeric"], train.inputs["categorical"], *[train.targets[t] for t in TASKS]
+    )
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=256, shuffle=True, generator=generator)
 
@@ -229,7 +290,12 @@ def run_libmtl(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
         mtl.epoch = epoch
         for numeric, categorical, *targets in loader:
             preds = mtl(embed(numeric, categorical))
-            losses = torch.stack([nn.functional.binary_cross_entropy_with_logits(preds[t].reshape(-1), y) for t, y in zip(TASKS, targets)])
+            losses = torch.stack(
+                [
+                    nn.functional.binary_cross_entropy_with_logits(preds[t].reshape(-1), y)
+                    for t, y in zip(TASKS, targets)
+                ]
+            )
             optimizer.zero_grad()
             mtl.backward(losses)
             optimizer.step()
@@ -237,8 +303,11 @@ def run_libmtl(data, model: str, epochs: int, seed: int) -> dict[str, Any]:
         [auc(data.validation.targets[t].numpy(), p) for t, p in zip(TASKS, predict(data.validation))]
     seconds = (time.perf_counter() - started) / epochs
     test = predict(data.test)
-    return {"seconds_per_epoch": seconds, "test_auc": {t: auc(data.test.targets[t].numpy(), p) for t, p in zip(TASKS, test)},
-            "n_params": sum(p.numel() for p in parameters)}
+    return {
+        "seconds_per_epoch": seconds,
+        "test_auc": {t: auc(data.test.targets[t].numpy(), p) for t, p in zip(TASKS, test)},
+        "n_params": sum(p.numel() for p in parameters),
+    }
 
 
 DEEPCTR_INIT = "pytorch"
@@ -250,13 +319,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=0, help="census rows sampled before the split (0: all 99,762)")
-    parser.add_argument("--models", nargs="+", default=["mmoe", "ple", "shared_bottom"], choices=["mmoe", "ple", "shared_bottom"])
+    parser.add_argument(
+        "--models", nargs="+", default=["mmoe", "ple", "shared_bottom"], choices=["mmoe", "ple", "shared_bottom"]
+    )
     parser.add_argument("--libraries", nargs="+", default=list(RUNNERS), choices=list(RUNNERS))
     parser.add_argument("--data-file", type=Path, default=CENSUS_FILE)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--deepctr-init", choices=("pytorch", "deepctr"), default="pytorch",
-                        help="pytorch: re-initialise DeepCTR-Torch's layers with PyTorch's defaults like the others (default); "
-                             "deepctr: keep its own N(0, init_std=1e-4)")
+    parser.add_argument(
+        "--deepctr-init",
+        choices=("pytorch", "deepctr"),
+        default="pytorch",
+        help="pytorch: re-initialise DeepCTR-Torch's layers with PyTorch's defaults like the others (default); "
+        "deepctr: keep its own N(0, init_std=1e-4)",
+    )
     parser.add_argument("--quick", action="store_true", help="20000 rows, 3 epochs, 1 seed")
     args = parser.parse_args()
     if args.quick:
@@ -266,7 +341,10 @@ def main() -> None:
     global DEEPCTR_INIT
     DEEPCTR_INIT = args.deepctr_init
     data = load_data("census", {"group": 1, "rows": args.rows, "seed": 0}, data_file=str(args.data_file))
-    print(f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows", flush=True)
+    print(
+        f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows",
+        flush=True,
+    )
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     # interleave libraries within each seed so that load drift hits all alike
@@ -281,22 +359,37 @@ def main() -> None:
                     print(f"  {key}: FAILED {errors[key]}", flush=True)
                     continue
                 results.setdefault(key, []).append(run)
-                print(f"  {key} seed {seed}: {run['seconds_per_epoch']:.2f} s/epoch, test AUC "
-                      + ", ".join(f"{t} {v:.4f}" for t, v in run["test_auc"].items()) + f", {run['n_params']} params", flush=True)
+                print(
+                    f"  {key} seed {seed}: {run['seconds_per_epoch']:.2f} s/epoch, test AUC "
+                    + ", ".join(f"{t} {v:.4f}" for t, v in run["test_auc"].items())
+                    + f", {run['n_params']} params",
+                    flush=True,
+                )
     summary = {}
-    print(f"\n{'model/library':<28}{'s/epoch':>9}{'AUC income':>12}{'AUC never_married':>19}{'params':>9}   (median over {args.seeds} seeds, {args.epochs} epochs)")
+    print(
+        f"\n{'model/library':<28}{'s/epoch':>9}{'AUC income':>12}{'AUC never_married':>19}{'params':>9}   (median over {args.seeds} seeds, {args.epochs} epochs)"
+    )
     for key, runs in results.items():
-        s = {"seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in runs),
-             "test_auc": {t: statistics.median(r["test_auc"][t] for r in runs) for t in TASKS},
-             "test_auc_spread": {t: (min(r["test_auc"][t] for r in runs), max(r["test_auc"][t] for r in runs)) for t in TASKS},
-             "n_params": runs[0]["n_params"]}
+        s = {
+            "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in runs),
+            "test_auc": {t: statistics.median(r["test_auc"][t] for r in runs) for t in TASKS},
+            "test_auc_spread": {
+                t: (min(r["test_auc"][t] for r in runs), max(r["test_auc"][t] for r in runs)) for t in TASKS
+            },
+            "n_params": runs[0]["n_params"],
+        }
         summary[key] = s
-        print(f"{key:<28}{s['seconds_per_epoch']:>9.2f}{s['test_auc']['income']:>12.4f}{s['test_auc']['never_married']:>19.4f}{s['n_params']:>9}")
+        print(
+            f"{key:<28}{s['seconds_per_epoch']:>9.2f}{s['test_auc']['income']:>12.4f}{s['test_auc']['never_married']:>19.4f}{s['n_params']:>9}"
+        )
     for key, message in errors.items():
         print(f"{key}: could not run: {message}")
-    write_result("peers", vars(args) | {"data_file": str(args.data_file)},
-                 {"summary": summary, "runs": results, "errors": errors, "libmtl_notes": LIBMTL_TRAINER_PROBLEMS},
-                 split={"train": len(data.train), "validation": len(data.validation), "test": len(data.test)})
+    write_result(
+        "peers",
+        vars(args) | {"data_file": str(args.data_file)},
+        {"summary": summary, "runs": results, "errors": errors, "libmtl_notes": LIBMTL_TRAINER_PROBLEMS},
+        split={"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
+    )
 
 
 if __name__ == "__main__":

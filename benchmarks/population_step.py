@@ -210,8 +210,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device: cuda, cuda:1")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="training.precision of the candidates (default fp32)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="training.precision of the candidates (default fp32)",
+    )
     add_result_options(parser, "population_step", "epochs 2, repeats 2")
     args = parser.parse_args()
     if args.quick:
@@ -233,8 +237,10 @@ def main() -> None:
             rows_results.append(measure(data, family, args))
     print()
     clock = "CPU ms" if DEVICE == "cpu" else f"elapsed ms on {DEVICE}"
-    print(f"{clock} per training step (per member for a population), median of interleaved repeats, 1 thread, "
-          f"precision {args.precision}")
+    print(
+        f"{clock} per training step (per member for a population), median of interleaved repeats, 1 thread, "
+        f"precision {args.precision}"
+    )
     header = f"{'rows':>6} {'family':<6} {'params':>7} {'alone':>7} {'bare':>7}"
     for k in args.population:
         header += f" {'K=' + str(k):>7} {'x':>5}"
@@ -249,8 +255,10 @@ def main() -> None:
         print(line)
     print("x: alone / population (how many times cheaper a member's step is); bare: plain MLP of about the same size")
     worst = max(r["member0_vs_alone_relative_validation_difference"] for r in rows_results)
-    print(f"member 0 of each population against the same candidate alone: final validation loss within {worst:.1e} "
-          "(relative)")
+    print(
+        f"member 0 of each population against the same candidate alone: final validation loss within {worst:.1e} "
+        "(relative)"
+    )
     settings = {key: value for key, value in vars(args).items() if key != "current_rows"}
     write_result(args.name, settings, rows_results)
 

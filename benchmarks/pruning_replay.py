@@ -52,26 +52,57 @@ from _record import write_result  # noqa: E402
 
 from mtl_search.search.pruning import PruningSettings  # noqa: E402
 from mtl_search.analysis.pruning_replay import (  # noqa: E402
-    FLOOR_TOLERANCES, FLOOR_WARMUPS, floor_label, foresight_floor, has_steps, replay_settings, study_curves, study_timing, warmup_label,
+    FLOOR_TOLERANCES,
+    FLOOR_WARMUPS,
+    floor_label,
+    foresight_floor,
+    has_steps,
+    replay_settings,
+    study_curves,
+    study_timing,
+    warmup_label,
 )
 
 
-def parse_args(argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True) -> argparse.Namespace:
+def parse_args(
+    argv: list[str] | None = None, *, name: str = "pruning_replay", description: str = __doc__, replay: bool = True
+) -> argparse.Namespace:
     """The studies to read (``--storage`` or ``--generate``); shared with checkpoint_policy.py."""
     parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
-    parser.add_argument("--storage", nargs="+", default=[], help="SQLAlchemy URL(s) of unpruned studies to use (every study in each)")
-    parser.add_argument("--generate", action="store_true", help="train unpruned baseline studies first (search_efficiency.py's baseline)")
-    parser.add_argument("--folder", type=Path, default=None, help="where --generate keeps its SQLite files (default: a temporary folder)")
+    parser.add_argument(
+        "--storage", nargs="+", default=[], help="SQLAlchemy URL(s) of unpruned studies to use (every study in each)"
+    )
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="train unpruned baseline studies first (search_efficiency.py's baseline)",
+    )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        default=None,
+        help="where --generate keeps its SQLite files (default: a temporary folder)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="--generate: studies (default: 3)")
     parser.add_argument("--trials", type=int, default=60, help="--generate: trials per study (default: 60)")
     parser.add_argument("--epochs", type=int, default=16, help="--generate: epochs per trial (default: 16)")
     parser.add_argument("--rows", type=int, default=2000, help="--generate: synthetic rows (default: 2000)")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default=None, help="--generate: training.checkpoint (default: the space's, best)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default=None,
+        help="--generate: training.checkpoint (default: the space's, best)",
+    )
     if replay:
-        parser.add_argument("--rebuild-best", action="store_true",
-                            help="replay the curves the trials would have had keeping their best epoch (for studies run with checkpoint: last)")
+        parser.add_argument(
+            "--rebuild-best",
+            action="store_true",
+            help="replay the curves the trials would have had keeping their best epoch (for studies run with checkpoint: last)",
+        )
     parser.add_argument("--name", default=name, help=f"results file benchmarks/results/NAME.json (default: {name})")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: generate 2 studies of 16 trials x 6 epochs on 1500 rows")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: generate 2 studies of 16 trials x 6 epochs on 1500 rows"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.generate, args.seeds, args.trials, args.epochs, args.rows = True, 2, 16, 6, 1500
@@ -87,18 +118,24 @@ def settings_grid(budgets: tuple[str, ...] = ("epochs",)) -> list[PruningSetting
     budget (steps only when every replayed trial recorded its steps)."""
     grid = []
     for budget in budgets:
-        for candidate in [PruningSettings(budget=budget), PruningSettings(min_dominator_fraction=0.0, budget=budget)] + [
-            PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction, budget=budget)
-            for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75))
-        ] + [PruningSettings.projected(budget=budget), PruningSettings.projected(warmup_fraction=0.0, budget=budget)]:
+        for candidate in (
+            [PruningSettings(budget=budget), PruningSettings(min_dominator_fraction=0.0, budget=budget)]
+            + [
+                PruningSettings(warmup_epochs=warmup, margin=margin, min_dominator_fraction=fraction, budget=budget)
+                for warmup, margin, fraction in itertools.product((1, 2), (0.0, 0.05), (0.0, 0.25, 0.5, 0.75))
+            ]
+            + [PruningSettings.projected(budget=budget), PruningSettings.projected(warmup_fraction=0.0, budget=budget)]
+        ):
             if candidate not in grid:
                 grid.append(candidate)
     return grid
 
 
 def label(settings: PruningSettings) -> str:
-    return (f"{settings.rule}, {settings.budget}, warmup {warmup_label(settings)}, margin {settings.margin:g}, "
-            f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs")
+    return (
+        f"{settings.rule}, {settings.budget}, warmup {warmup_label(settings)}, margin {settings.margin:g}, "
+        f">= {settings.min_dominators} and >= {settings.min_dominator_fraction:g} of refs"
+    )
 
 
 def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optuna.Study]]:
@@ -109,17 +146,25 @@ def load_studies(args: argparse.Namespace, folder: Path) -> list[tuple[str, optu
         import search_efficiency
 
         torch.set_num_threads(1)
-        options = search_efficiency.parse_args(["--trials", str(args.trials), "--epochs", str(args.epochs), "--rows", str(args.rows)]
-                                               + (["--checkpoint", args.checkpoint] if args.checkpoint else []))
+        options = search_efficiency.parse_args(
+            ["--trials", str(args.trials), "--epochs", str(args.epochs), "--rows", str(args.rows)]
+            + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+        )
         for seed in range(args.seeds):
             study, wall, _ = search_efficiency.run_variant("baseline", seed, options, folder)
-            print(f"generated seed {seed}: {args.trials} trials x {args.epochs} epochs on {args.rows} rows in {wall:.0f} s", flush=True)
+            print(
+                f"generated seed {seed}: {args.trials} trials x {args.epochs} epochs on {args.rows} rows in {wall:.0f} s",
+                flush=True,
+            )
             studies.append((f"baseline-{seed}", study))
     for url in args.storage:
         for summary in optuna.get_all_study_summaries(url):
             study = optuna.load_study(study_name=summary.study_name, storage=url)
             if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,)):
-                print(f"warning: study {summary.study_name!r} has pruned trials; its front is not the unpruned truth", flush=True)
+                print(
+                    f"warning: study {summary.study_name!r} has pruned trials; its front is not the unpruned truth",
+                    flush=True,
+                )
             studies.append((f"{url} {summary.study_name}", study))
     return studies
 
@@ -130,29 +175,56 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        studies = [(name, study_curves(study, rebuild_best=args.rebuild_best), study_timing(study)) for name, study in load_studies(args, folder)]
+        studies = [
+            (name, study_curves(study, rebuild_best=args.rebuild_best), study_timing(study))
+            for name, study in load_studies(args, folder)
+        ]
     studies = [entry for entry in studies if entry[1]]
     if not studies:
         raise SystemExit("no complete trials with a per-epoch history to replay")
     rows: list[dict[str, Any]] = []
-    print(f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c, _ in studies)} complete trials)")
+    print(
+        f"\npruning replay over {len(studies)} unpruned studies ({', '.join(str(len(c)) for _, c, _ in studies)} complete trials)"
+    )
     print(f"{'setting':92s} {'epochs trained':>16s} {'time':>6s} {'epsilon, max (per study)':>30s}")
     # steps are recorded since 2026-11-21; older studies replay the epoch budget only
     with_steps = all(has_steps(curves) for _, curves, _ in studies)
     for settings in settings_grid(("epochs", "steps") if with_steps else ("epochs",)):
-        rows.append(summarise(label(settings), dataclasses.asdict(settings), [replay_settings(curves, settings, timing) for _, curves, timing in studies]))
+        rows.append(
+            summarise(
+                label(settings),
+                dataclasses.asdict(settings),
+                [replay_settings(curves, settings, timing) for _, curves, timing in studies],
+            )
+        )
     floors: list[dict[str, Any]] = []
     for warmup_epochs, warmup_fraction in FLOOR_WARMUPS:
         settings = PruningSettings(warmup_epochs=warmup_epochs, warmup_fraction=warmup_fraction)
         for tolerance in FLOOR_TOLERANCES:
-            floors.append(summarise(f"floor: foresight, {floor_label(settings, tolerance)}", {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
-                                    [foresight_floor(curves, settings, tolerance, timing) for _, curves, timing in studies]))
-    costs = [{"fixed_seconds_per_trial": timing.fixed_seconds_per_trial, "seconds_per_epoch": timing.seconds_per_epoch}
-             for _, _, timing in studies if timing is not None]
+            floors.append(
+                summarise(
+                    f"floor: foresight, {floor_label(settings, tolerance)}",
+                    {"warmup_epochs": warmup_epochs, "warmup_fraction": warmup_fraction, "tolerance": tolerance},
+                    [foresight_floor(curves, settings, tolerance, timing) for _, curves, timing in studies],
+                )
+            )
+    costs = [
+        {"fixed_seconds_per_trial": timing.fixed_seconds_per_trial, "seconds_per_epoch": timing.seconds_per_epoch}
+        for _, _, timing in studies
+        if timing is not None
+    ]
     if costs:
-        print("what a trial costs besides its epochs, per study: " + ", ".join(f"{c['fixed_seconds_per_trial']:.3f} s" for c in costs)
-              + "; an epoch: " + ", ".join(f"{c['seconds_per_epoch']:.4f} s" for c in costs))
-    write_result(args.name, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, {"studies": [n for n, _, _ in studies], "rows": rows, "floors": floors, "costs": costs})
+        print(
+            "what a trial costs besides its epochs, per study: "
+            + ", ".join(f"{c['fixed_seconds_per_trial']:.3f} s" for c in costs)
+            + "; an epoch: "
+            + ", ".join(f"{c['seconds_per_epoch']:.4f} s" for c in costs)
+        )
+    write_result(
+        args.name,
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        {"studies": [n for n, _, _ in studies], "rows": rows, "floors": floors, "costs": costs},
+    )
     return 0
 
 
@@ -164,10 +236,21 @@ def summarise(name: str, settings: dict[str, Any], results: list[Any]) -> dict[s
     known = [e for e in epsilons if not math.isnan(e)]
     epsilon_max = max(known) if known else math.nan  # NaN: some values were not positive
     per_study = " ".join(f"{100 * e:.1f}" for e in epsilons)
-    print(f"{name:92s} {statistics.fmean(shares):16.2f} {time_mean:6.2f} {100 * epsilon_max:8.1f} % ({per_study})", flush=True)
-    return {"settings": settings, "label": name, "epoch_share": shares, "time_share": [None if math.isnan(t) else t for t in times],
-            "epsilon": [None if math.isnan(e) else e for e in epsilons], "front_stopped": [r.front_stopped for r in results], "epoch_share_mean": statistics.fmean(shares),
-            "time_share_mean": None if math.isnan(time_mean) else time_mean, "epsilon_max": None if math.isnan(epsilon_max) else epsilon_max}
+    print(
+        f"{name:92s} {statistics.fmean(shares):16.2f} {time_mean:6.2f} {100 * epsilon_max:8.1f} % ({per_study})",
+        flush=True,
+    )
+    return {
+        "settings": settings,
+        "label": name,
+        "epoch_share": shares,
+        "time_share": [None if math.isnan(t) else t for t in times],
+        "epsilon": [None if math.isnan(e) else e for e in epsilons],
+        "front_stopped": [r.front_stopped for r in results],
+        "epoch_share_mean": statistics.fmean(shares),
+        "time_share_mean": None if math.isnan(time_mean) else time_mean,
+        "epsilon_max": None if math.isnan(epsilon_max) else epsilon_max,
+    }
 
 
 if __name__ == "__main__":

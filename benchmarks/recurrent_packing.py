@@ -47,8 +47,13 @@ class PackedRecurrentEncoder(sequence.RecurrentEncoder):
 def train(data, encoder: str, args: argparse.Namespace, packed: bool) -> tuple[float, dict]:
     names = list(data.task_names)
     candidate = {
-        "architecture": {"family": "tree", "widths": [args.width], "groups": [[names]], "tower": {"widths": [8]},
-                         "stem": {"sequence_encoder": encoder, "sequence_width": args.width, "embedding_dim": 8}},
+        "architecture": {
+            "family": "tree",
+            "widths": [args.width],
+            "groups": [[names]],
+            "tower": {"widths": [8]},
+            "stem": {"sequence_encoder": encoder, "sequence_width": args.width, "embedding_dim": 8},
+        },
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "seed": 0},
     }
     module = PackedRecurrentEncoder if packed else sequence.RecurrentEncoder
@@ -73,7 +78,9 @@ def main() -> None:
     torch.set_num_threads(1)
     data = make_sequences(rows=args.rows, max_length=args.max_length, seed=0)
     results = {}
-    print(f"{'encoder':8} {'unpacked CPU s':>15} {'packed CPU s':>13} {'packed / unpacked':>18} {'max metric diff':>16}")
+    print(
+        f"{'encoder':8} {'unpacked CPU s':>15} {'packed CPU s':>13} {'packed / unpacked':>18} {'max metric diff':>16}"
+    )
     for encoder in ("gru", "lstm"):
         train(data, encoder, args, packed=False)  # warm-up: the first recurrent run pays one-off costs
         seconds: dict[bool, list[float]] = {False: [], True: []}
@@ -82,11 +89,19 @@ def main() -> None:
             for packed in (False, True):  # interleaved, so a slow spell hits both
                 elapsed, metrics[packed] = train(data, encoder, args, packed)
                 seconds[packed].append(elapsed)
-        difference = max(abs(metrics[True][task][name] - value)
-                         for task, values in metrics[False].items() for name, value in values.items())
+        difference = max(
+            abs(metrics[True][task][name] - value)
+            for task, values in metrics[False].items()
+            for name, value in values.items()
+        )
         unpacked, packed = statistics.median(seconds[False]), statistics.median(seconds[True])
-        results[encoder] = {"unpacked_cpu_s": unpacked, "packed_cpu_s": packed, "ratio": packed / unpacked,
-                            "max_metric_difference": difference, "runs": {"unpacked": seconds[False], "packed": seconds[True]}}
+        results[encoder] = {
+            "unpacked_cpu_s": unpacked,
+            "packed_cpu_s": packed,
+            "ratio": packed / unpacked,
+            "max_metric_difference": difference,
+            "runs": {"unpacked": seconds[False], "packed": seconds[True]},
+        }
         print(f"{encoder:8} {unpacked:15.2f} {packed:13.2f} {packed / unpacked:18.2f} {difference:16.2e}")
     write_result(args.name, vars(args), results)
 

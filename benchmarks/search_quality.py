@@ -62,7 +62,9 @@ GRID_SPACE = {
     "description": "search_quality grid: tree, 2 tasks, depth 1-3, width 16/64/256, fixed lr",
     "training": {"epochs": 10, "learning_rate": 3.0e-3, "batch_size": 256},
     "tower": {"depth": 1, "width": 16},
-    "families": {"tree": {"depth": {"choices": [1, 2, 3]}, "width": {"choices": [16, 64, 256]}, "grouping": "partitions"}},
+    "families": {
+        "tree": {"depth": {"choices": [1, 2, 3]}, "width": {"choices": [16, 64, 256]}, "grouping": "partitions"}
+    },
     "loss_weighting": {"static": {"weights": "equal"}},
     "pruning": {"enabled": False},
 }
@@ -73,9 +75,31 @@ def baseline_architectures() -> dict[str, dict[str, Any]]:
     tower = {"widths": [16]}
     return {
         "shared_bottom": {"family": "tree", "widths": [64, 64], "groups": None, "block": block, "tower": tower},
-        "mmoe_8x16": {"family": "mmoe", "experts": 8, "expert_widths": [16], "bottom_widths": [], "block": block, "tower": tower},
-        "ple_cgc": {"family": "ple", "levels": 1, "shared_experts": 2, "task_experts": 1, "expert_widths": [32], "block": block, "tower": tower},
-        "cross_stitch": {"family": "cross_stitch", "widths": [64, 64], "units": [0], "alpha_self": 0.9, "block": block, "tower": tower},
+        "mmoe_8x16": {
+            "family": "mmoe",
+            "experts": 8,
+            "expert_widths": [16],
+            "bottom_widths": [],
+            "block": block,
+            "tower": tower,
+        },
+        "ple_cgc": {
+            "family": "ple",
+            "levels": 1,
+            "shared_experts": 2,
+            "task_experts": 1,
+            "expert_widths": [32],
+            "block": block,
+            "tower": tower,
+        },
+        "cross_stitch": {
+            "family": "cross_stitch",
+            "widths": [64, 64],
+            "units": [0],
+            "alpha_self": 0.9,
+            "block": block,
+            "tower": tower,
+        },
     }
 
 
@@ -86,8 +110,16 @@ def baseline_candidates(task_names: list[str], epochs: int, seed: int) -> dict[s
         if arch["family"] == "tree":
             arch["groups"] = [[list(task_names)]] * len(arch["widths"])
         training = {"epochs": epochs, "learning_rate": 1e-3, "batch_size": 256, "optimizer": "adam", "seed": seed}
-        out[f"{name}/equal"] = {"architecture": arch, "training": training, "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in task_names}}}
-        out[f"{name}/uncertainty"] = {"architecture": arch, "training": training, "loss_weighting": {"method": "uncertainty", "initial_log_variance": 0.0}}
+        out[f"{name}/equal"] = {
+            "architecture": arch,
+            "training": training,
+            "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in task_names}},
+        }
+        out[f"{name}/uncertainty"] = {
+            "architecture": arch,
+            "training": training,
+            "loss_weighting": {"method": "uncertainty", "initial_log_variance": 0.0},
+        }
     return out
 
 
@@ -99,12 +131,27 @@ def grid_candidates(task_names: list[str], epochs: int, seed: int) -> list[dict[
         for split_at in range(depth + 1):  # tasks share blocks below split_at, separate from there
             groups = [[[a, b]] if d < split_at else [[a], [b]] for d in range(depth)]
             for width in (16, 64, 256):
-                out.append({
-                    "architecture": {"family": "tree", "widths": [width] * depth, "groups": groups,
-                                     "block": {"norm": "none", "activation": "relu", "dropout": 0.0}, "tower": {"widths": [16]}, "stem": {}},
-                    "training": {"epochs": epochs, "learning_rate": 3e-3, "batch_size": 256, "weight_decay": 0.0, "optimizer": "adam", "seed": seed},
-                    "loss_weighting": {"method": "static", "weights": {a: 1.0, b: 1.0}},
-                })
+                out.append(
+                    {
+                        "architecture": {
+                            "family": "tree",
+                            "widths": [width] * depth,
+                            "groups": groups,
+                            "block": {"norm": "none", "activation": "relu", "dropout": 0.0},
+                            "tower": {"widths": [16]},
+                            "stem": {},
+                        },
+                        "training": {
+                            "epochs": epochs,
+                            "learning_rate": 3e-3,
+                            "batch_size": 256,
+                            "weight_decay": 0.0,
+                            "optimizer": "adam",
+                            "seed": seed,
+                        },
+                        "loss_weighting": {"method": "static", "weights": {a: 1.0, b: 1.0}},
+                    }
+                )
     return out
 
 
@@ -117,18 +164,29 @@ def point(validation: dict, objectives, signs) -> list[float]:
     return (np.array([validation[o.task][o.metric] for o in objectives]) * signs).tolist()
 
 
-def search_points(data, space, sampler: str, seed: int, trials: int, epochs: int | None,
-                  startup_trials: int | None = None) -> tuple[list[list[float]], float]:
+def search_points(
+    data, space, sampler: str, seed: int, trials: int, epochs: int | None, startup_trials: int | None = None
+) -> tuple[list[list[float]], float]:
     signs, _ = signs_for(data)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         settings = SearchSettings(
-            study_name=f"quality-{sampler}-{seed}", storage=f"sqlite:///{folder}/s.db", sampler=sampler, seed=seed,
-            n_trials=trials, epochs=epochs, device="cpu", save_artifacts=False, startup_trials=startup_trials,
+            study_name=f"quality-{sampler}-{seed}",
+            storage=f"sqlite:///{folder}/s.db",
+            sampler=sampler,
+            seed=seed,
+            n_trials=trials,
+            epochs=epochs,
+            device="cpu",
+            save_artifacts=False,
+            startup_trials=startup_trials,
         )
         study = run_search(data, space, settings)
-        points = [(np.array(t.values) * signs).tolist() for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                  if t.values is not None and all(math.isfinite(v) for v in t.values)]
+        points = [
+            (np.array(t.values) * signs).tolist()
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.values is not None and all(math.isfinite(v) for v in t.values)
+        ]
     return points, time.perf_counter() - started
 
 
@@ -177,8 +235,19 @@ def compare(name: str, args) -> dict[str, Any]:
         # otherwise repeat the random sampler's first 10 trials exactly
         rnd, rnd_seconds = search_points(data, space, "random", seed + 1000, args.trials, args.epochs)
         base = train_points(data, baseline_candidates(data.task_names, args.epochs, seed))
-        per_seed.append({"seed": seed, "tpe": tpe, "random": rnd, "baselines": base, "seconds": {"tpe": tpe_seconds, "random": rnd_seconds}})
-        print(f"  {name} seed {seed}: {len(tpe)} tpe / {len(rnd)} random complete trials, {tpe_seconds:.0f}/{rnd_seconds:.0f} s", flush=True)
+        per_seed.append(
+            {
+                "seed": seed,
+                "tpe": tpe,
+                "random": rnd,
+                "baselines": base,
+                "seconds": {"tpe": tpe_seconds, "random": rnd_seconds},
+            }
+        )
+        print(
+            f"  {name} seed {seed}: {len(tpe)} tpe / {len(rnd)} random complete trials, {tpe_seconds:.0f}/{rnd_seconds:.0f} s",
+            flush=True,
+        )
     # one normalisation for the data set: the union of every point of every method and seed
     # (synthetic data differs per seed, so synthetic seeds are normalised separately)
     rows = []
@@ -187,16 +256,20 @@ def compare(name: str, args) -> dict[str, Any]:
         everything = np.array([p for r in group for p in r["tpe"] + r["random"] + list(r["baselines"].values())])
         low, high = everything.min(axis=0), everything.max(axis=0)
         base_points = list(record["baselines"].values())
-        rows.append({
-            "seed": record["seed"],
-            "hv_tpe": normalised_hv(record["tpe"], low, high),
-            "hv_random": normalised_hv(record["random"], low, high),
-            "hv_baselines": normalised_hv(base_points, low, high),
-            "baselines_dominated_by_tpe": sum(dominated_by(record["tpe"], p) for p in base_points),
-            "baselines_dominated_by_random": sum(dominated_by(record["random"], p) for p in base_points),
-            "n_baselines": len(base_points),
-            "undominated_baselines": [k for k, p in record["baselines"].items() if not dominated_by(record["tpe"], p)],
-        })
+        rows.append(
+            {
+                "seed": record["seed"],
+                "hv_tpe": normalised_hv(record["tpe"], low, high),
+                "hv_random": normalised_hv(record["random"], low, high),
+                "hv_baselines": normalised_hv(base_points, low, high),
+                "baselines_dominated_by_tpe": sum(dominated_by(record["tpe"], p) for p in base_points),
+                "baselines_dominated_by_random": sum(dominated_by(record["random"], p) for p in base_points),
+                "n_baselines": len(base_points),
+                "undominated_baselines": [
+                    k for k, p in record["baselines"].items() if not dominated_by(record["tpe"], p)
+                ],
+            }
+        )
     summary = {key: statistics.median(r[key] for r in rows) for key in ("hv_tpe", "hv_random", "hv_baselines")}
     summary["all_baselines_dominated_seeds"] = sum(r["baselines_dominated_by_tpe"] == r["n_baselines"] for r in rows)
     return {"per_seed": rows, "median": summary, "points": per_seed}
@@ -209,7 +282,10 @@ def grid_ceiling(args) -> dict[str, Any]:
         data = make_synthetic(rows=args.rows, correlation=0.5, seed=seed)
         signs, objectives = signs_for(data)
         started = time.perf_counter()
-        grid = [point(train_candidate(data, c, device="cpu").validation, objectives, signs) for c in grid_candidates(data.task_names, args.epochs, seed)]
+        grid = [
+            point(train_candidate(data, c, device="cpu").validation, objectives, signs)
+            for c in grid_candidates(data.task_names, args.epochs, seed)
+        ]
         grid_seconds = time.perf_counter() - started
         budget = math.ceil(0.25 * len(grid))
         # the default sampler (start-up scaled to the budget), TPE with Optuna's 10 start-up
@@ -223,14 +299,34 @@ def grid_ceiling(args) -> dict[str, Any]:
         low, high = everything.min(axis=0), everything.max(axis=0)
         hv_grid = normalised_hv(grid, low, high)
         fractions = {name: normalised_hv(points, low, high) / hv_grid for name, (points, _) in searches.items()}
-        rows.append({"seed": seed, "grid_trials": len(grid), "search_trials": budget, "hv_grid": hv_grid,
-                     "hv_search": fractions["tpe"] * hv_grid, "fraction": fractions["tpe"], "fractions": fractions,
-                     "seconds": {"grid": grid_seconds} | {name: sec for name, (_, sec) in searches.items()},
-                     "grid_points": grid, "search_points": {name: points for name, (points, _) in searches.items()}})
-        print(f"  grid seed {seed}: with {budget}/{len(grid)} trials the search reaches "
-              + ", ".join(f"{name} {f:.3f}" for name, f in fractions.items()) + " of the grid's HV", flush=True)
-    return {"per_seed": rows, "median_fraction": statistics.median(r["fraction"] for r in rows), "target_fraction": 0.95,
-            "median_fractions": {name: statistics.median(r["fractions"][name] for r in rows) for name in rows[0]["fractions"]}}
+        rows.append(
+            {
+                "seed": seed,
+                "grid_trials": len(grid),
+                "search_trials": budget,
+                "hv_grid": hv_grid,
+                "hv_search": fractions["tpe"] * hv_grid,
+                "fraction": fractions["tpe"],
+                "fractions": fractions,
+                "seconds": {"grid": grid_seconds} | {name: sec for name, (_, sec) in searches.items()},
+                "grid_points": grid,
+                "search_points": {name: points for name, (points, _) in searches.items()},
+            }
+        )
+        print(
+            f"  grid seed {seed}: with {budget}/{len(grid)} trials the search reaches "
+            + ", ".join(f"{name} {f:.3f}" for name, f in fractions.items())
+            + " of the grid's HV",
+            flush=True,
+        )
+    return {
+        "per_seed": rows,
+        "median_fraction": statistics.median(r["fraction"] for r in rows),
+        "target_fraction": 0.95,
+        "median_fractions": {
+            name: statistics.median(r["fractions"][name] for r in rows) for name in rows[0]["fractions"]
+        },
+    }
 
 
 def main() -> None:
@@ -239,16 +335,27 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="trials per search (mtl-search and random alike)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per candidate (search trials and baselines)")
     parser.add_argument("--rows", type=int, default=12000, help="synthetic rows")
-    parser.add_argument("--census-rows", type=int, default=20000,
-                        help="census rows sampled before the split (default 20000: 8,000 train rows; 0: all 99,762, about 5x longer)")
+    parser.add_argument(
+        "--census-rows",
+        type=int,
+        default=20000,
+        help="census rows sampled before the split (default 20000: 8,000 train rows; 0: all 99,762, about 5x longer)",
+    )
     parser.add_argument("--data-file", type=Path, default=CENSUS_FILE)
     parser.add_argument("--datasets", nargs="+", default=["synthetic_p0.5", "synthetic_p0.9", "census_group1"])
     parser.add_argument("--no-grid", action="store_true", help="skip the exhaustive-grid ceiling")
     parser.add_argument("--grid-only", action="store_true", help="only the exhaustive-grid ceiling (no --datasets)")
-    parser.add_argument("--name", default=None,
-                        help="results file name in benchmarks/results (default: search_quality, or search_quality_grid with --grid-only)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="results file name in benchmarks/results (default: search_quality, or search_quality_grid with --grid-only)",
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 8 trials, 3 epochs, 2000 synthetic / 6000 census rows, grid 1 seed")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 seeds, 8 trials, 3 epochs, 2000 synthetic / 6000 census rows, grid 1 seed",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.trials, args.epochs, args.rows, args.census_rows = 2, 8, 3, 2000, 6000
@@ -267,17 +374,27 @@ def main() -> None:
         if args.quick:
             grid_args.seeds = 1
         results["grid_ceiling"] = grid_ceiling(grid_args)
-    print(f"\nmedian normalised hypervolume over {args.seeds} seeds ({args.trials} trials, {args.epochs} epochs; ref {REFERENCE}):")
+    print(
+        f"\nmedian normalised hypervolume over {args.seeds} seeds ({args.trials} trials, {args.epochs} epochs; ref {REFERENCE}):"
+    )
     print(f"{'data':<16}{'mtl-search':>11}{'random':>9}{'baselines':>10}{'seeds with all 8 baselines dominated':>39}")
     for name in args.datasets:
         m = results[name]["median"]
-        print(f"{name:<16}{m['hv_tpe']:>11.3f}{m['hv_random']:>9.3f}{m['hv_baselines']:>10.3f}{m['all_baselines_dominated_seeds']:>30}/{args.seeds}")
+        print(
+            f"{name:<16}{m['hv_tpe']:>11.3f}{m['hv_random']:>9.3f}{m['hv_baselines']:>10.3f}{m['all_baselines_dominated_seeds']:>30}/{args.seeds}"
+        )
     if "grid_ceiling" in results:
         g = results["grid_ceiling"]
-        print(f"grid ceiling: search/grid HV median {g['median_fraction']:.3f} (target >= 0.95) with "
-              f"{g['per_seed'][0]['search_trials']}/{g['per_seed'][0]['grid_trials']} trials; "
-              + ", ".join(f"{name} {f:.3f}" for name, f in g["median_fractions"].items()))
-    write_result(args.name or ("search_quality_grid" if args.grid_only else "search_quality"), vars(args) | {"data_file": str(args.data_file)}, results)
+        print(
+            f"grid ceiling: search/grid HV median {g['median_fraction']:.3f} (target >= 0.95) with "
+            f"{g['per_seed'][0]['search_trials']}/{g['per_seed'][0]['grid_trials']} trials; "
+            + ", ".join(f"{name} {f:.3f}" for name, f in g["median_fractions"].items())
+        )
+    write_result(
+        args.name or ("search_quality_grid" if args.grid_only else "search_quality"),
+        vars(args) | {"data_file": str(args.data_file)},
+        results,
+    )
 
 
 if __name__ == "__main__":

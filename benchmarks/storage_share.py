@@ -55,8 +55,13 @@ def storage_entries(stats: pstats.Stats) -> list[dict]:
             continue
         outside = [timing for caller, timing in callers.items() if not storage_code(caller) and not transparent(caller)]
         if outside:
-            entries.append({"function": f"{function[0].split('optuna/')[-1]}:{function[2]}",
-                            "calls": sum(t[1] for t in outside), "cpu_seconds": sum(t[3] for t in outside)})
+            entries.append(
+                {
+                    "function": f"{function[0].split('optuna/')[-1]}:{function[2]}",
+                    "calls": sum(t[1] for t in outside),
+                    "cpu_seconds": sum(t[3] for t in outside),
+                }
+            )
     return sorted(entries, key=lambda e: -e["cpu_seconds"])
 
 
@@ -69,19 +74,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mtl-search-storage-") as tmp:
         profile = Path(tmp) / "run.prof"
         environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-        command = [sys.executable, "-c", PROFILE, str(profile), "run", "--trials", str(trials), "--quiet",
-                   "--storage", f"sqlite:///{Path(tmp) / 'study.db'}", "--study-name", "storage", "--device", "cpu"]
+        command = [
+            sys.executable,
+            "-c",
+            PROFILE,
+            str(profile),
+            "run",
+            "--trials",
+            str(trials),
+            "--quiet",
+            "--storage",
+            f"sqlite:///{Path(tmp) / 'study.db'}",
+            "--study-name",
+            "storage",
+            "--device",
+            "cpu",
+        ]
         subprocess.run(command, cwd=tmp, env=environment, check=True, stdout=subprocess.DEVNULL)
         stats = pstats.Stats(str(profile))
     total = max(timing[3] for timing in stats.stats.values())
     entries = storage_entries(stats)
     storage = sum(e["cpu_seconds"] for e in entries)
-    print(f"mtl-search run --trials {trials}: {total:.2f} CPU s under cProfile, of which Optuna's storage "
-          f"{storage:.2f} s ({100 * storage / total:.1f} %)")
+    print(
+        f"mtl-search run --trials {trials}: {total:.2f} CPU s under cProfile, of which Optuna's storage "
+        f"{storage:.2f} s ({100 * storage / total:.1f} %)"
+    )
     for entry in entries[:10]:
         print(f"  {entry['cpu_seconds']:7.3f} s {entry['calls']:6d} calls  {entry['function']}")
-    write_result(args.name, {"trials": trials, "quick": args.quick},
-                 {"total_cpu_seconds": total, "storage_cpu_seconds": storage, "entries": entries[:20]})
+    write_result(
+        args.name,
+        {"trials": trials, "quick": args.quick},
+        {"total_cpu_seconds": total, "storage_cpu_seconds": storage, "entries": entries[:20]},
+    )
 
 
 if __name__ == "__main__":

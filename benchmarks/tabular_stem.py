@@ -23,8 +23,40 @@ from _record import CENSUS_FILE, add_result_options, write_result  # noqa: E402 
 from mtl_search.architectures.blocks import TabularStem
 
 # census group 1's categorical cardinalities (train split), for a machine without the file
-CENSUS_CARDINALITIES = [10, 53, 47, 18, 4, 8, 25, 16, 6, 11, 3, 7, 9, 8, 6, 6, 52, 9, 9, 10, 10, 4, 4, 9, 44, 44,
-                        44, 6, 4, 4, 4, 3]
+CENSUS_CARDINALITIES = [
+    10,
+    53,
+    47,
+    18,
+    4,
+    8,
+    25,
+    16,
+    6,
+    11,
+    3,
+    7,
+    9,
+    8,
+    6,
+    6,
+    52,
+    9,
+    9,
+    10,
+    10,
+    4,
+    4,
+    9,
+    44,
+    44,
+    44,
+    6,
+    4,
+    4,
+    4,
+    3,
+]
 
 
 class TablePerColumn(nn.Module):
@@ -69,21 +101,28 @@ def main() -> None:
     torch.manual_seed(0)
     grouped = TabularStem(numeric, cardinalities)
     generator = torch.Generator().manual_seed(1)
-    inputs = {"numeric": torch.randn(256, numeric, generator=generator),
-              "categorical": torch.stack([torch.randint(0, c, (256,), generator=generator) for c in cardinalities], 1)}
+    inputs = {
+        "numeric": torch.randn(256, numeric, generator=generator),
+        "categorical": torch.stack([torch.randint(0, c, (256,), generator=generator) for c in cardinalities], 1),
+    }
     assert torch.equal(before(inputs), grouped(inputs)), "the stems differ"
     times: dict[str, list[float]] = {"table per column": [], "one gather": []}
     for _ in range(rounds):
         for name, stem in zip(times, (before, grouped)):
             times[name].append(cpu_per_step(stem, inputs, steps))
-    print(f"census stem ({source}): {numeric} numeric, {len(cardinalities)} categorical columns; "
-          f"batch 256, forward + backward, one thread")
+    print(
+        f"census stem ({source}): {numeric} numeric, {len(cardinalities)} categorical columns; "
+        f"batch 256, forward + backward, one thread"
+    )
     for name, values in times.items():
         print(f"  {name:<18} {statistics.median(values):8.1f} CPU us per step (median of {rounds} rounds of {steps})")
     speedup = statistics.median(times["table per column"]) / statistics.median(times["one gather"])
     print(f"  speed-up: {speedup:.2f}x")
-    write_result(args.name, {"rounds": rounds, "steps": steps, "source": source, "quick": args.quick},
-                 {"cpu_us_per_step": times, "speedup": speedup})
+    write_result(
+        args.name,
+        {"rounds": rounds, "steps": steps, "source": source, "quick": args.quick},
+        {"cpu_us_per_step": times, "speedup": speedup},
+    )
 
 
 if __name__ == "__main__":

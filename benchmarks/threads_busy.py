@@ -41,8 +41,22 @@ def usable_cores() -> int:
 def run_search(flags: list[str], trials: int, folder: Path, index: int, limit: float) -> dict:
     """One ``mtl-search run``: its CPU and wall seconds (``stopped`` when it ran past ``limit``)."""
     storage = f"sqlite:///{folder / f'run{index}.db'}"
-    command = [sys.executable, "-m", "mtl_search", "run", "--trials", str(trials), "--storage", storage,
-               "--study-name", "busy", "--quiet", "--device", "cpu", *flags]
+    command = [
+        sys.executable,
+        "-m",
+        "mtl_search",
+        "run",
+        "--trials",
+        str(trials),
+        "--storage",
+        storage,
+        "--study-name",
+        "busy",
+        "--quiet",
+        "--device",
+        "cpu",
+        *flags,
+    ]
     environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     environment["PYTHONPATH"] = str(REPO) + os.pathsep + environment.get("PYTHONPATH", "")
     errors = folder / f"run{index}.err"
@@ -67,10 +81,14 @@ def run_search(flags: list[str], trials: int, folder: Path, index: int, limit: f
         raise SystemExit(f"mtl-search run {' '.join(flags)} failed ({process.returncode}): {error}")
     finished = finished_trials(storage)
     cpu = usage.ru_utime + usage.ru_stime
-    return {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2), "stopped": stopped,
-            "finished_trials": finished,
-            "cpu_per_trial": round(cpu / finished, 3) if finished else None,
-            "wall_per_trial": round(wall / finished, 3) if finished else None}
+    return {
+        "cpu_seconds": round(cpu, 2),
+        "wall_seconds": round(wall, 2),
+        "stopped": stopped,
+        "finished_trials": finished,
+        "cpu_per_trial": round(cpu / finished, 3) if finished else None,
+        "wall_per_trial": round(wall / finished, 3) if finished else None,
+    }
 
 
 def finished_trials(storage: str) -> int:
@@ -91,11 +109,14 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
     for name, results in runs.items():
         finished = sum(r["finished_trials"] for r in results)
         cpu, wall = sum(r["cpu_seconds"] for r in results), sum(r["wall_seconds"] for r in results)
-        summary[name] = {"median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in results),
-                         "median_wall_seconds": statistics.median(r["wall_seconds"] for r in results),
-                         "any_stopped": any(r["stopped"] for r in results), "finished_trials": finished,
-                         "cpu_per_trial": cpu / finished if finished else None,
-                         "wall_per_trial": wall / finished if finished else None}
+        summary[name] = {
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in results),
+            "median_wall_seconds": statistics.median(r["wall_seconds"] for r in results),
+            "any_stopped": any(r["stopped"] for r in results),
+            "finished_trials": finished,
+            "cpu_per_trial": cpu / finished if finished else None,
+            "wall_per_trial": wall / finished if finished else None,
+        }
     reference = summary["default"]
     for row in summary.values():
         for key in ("cpu_per_trial", "wall_per_trial"):
@@ -120,15 +141,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials of each search (default: 10)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each setting, interleaved (default: 3)")
     parser.add_argument("--busy", type=int, default=2, help="spinning processes beside each search (default: 2)")
-    parser.add_argument("--run-timeout", type=float, default=100,
-                        help="stop a search after this many seconds (default: 100)")
+    parser.add_argument(
+        "--run-timeout", type=float, default=100, help="stop a search after this many seconds (default: 100)"
+    )
     add_result_options(parser, "threads_busy", "4 trials, 1 repetition")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.repeats = 4, 1
     cores = usable_cores()
-    settings = {"default": [], "threads 1": ["--threads", "1"],
-                f"threads {cores} (torch's own)": ["--threads", str(cores)]}
+    settings = {
+        "default": [],
+        "threads 1": ["--threads", "1"],
+        f"threads {cores} (torch's own)": ["--threads", str(cores)],
+    }
     load_before = os.getloadavg()
     runs: dict[str, list[dict]] = {name: [] for name in settings}
     # the spinners end on their own after the whole budget, should this script be killed
@@ -142,33 +167,54 @@ def main() -> None:
                     result = run_search(flags, args.trials, Path(tmp), index, args.run_timeout)
                     index += 1
                     runs[name].append(result)
-                    print(f"repeat {repeat + 1} {name:<24} CPU {show(result['cpu_seconds'], result['stopped']):>7} s"
-                          f"   wall {show(result['wall_seconds'], result['stopped']):>7} s   "
-                          f"{result['finished_trials']} trial(s) finished", flush=True)
+                    print(
+                        f"repeat {repeat + 1} {name:<24} CPU {show(result['cpu_seconds'], result['stopped']):>7} s"
+                        f"   wall {show(result['wall_seconds'], result['stopped']):>7} s   "
+                        f"{result['finished_trials']} trial(s) finished",
+                        flush=True,
+                    )
     finally:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
     load_after = os.getloadavg()
 
-    print(f"\nthe default search (--trials {args.trials}) beside {args.busy} spinning processes on {cores} usable "
-          f"cores; "
-          f"median of {args.repeats} run(s)")
+    print(
+        f"\nthe default search (--trials {args.trials}) beside {args.busy} spinning processes on {cores} usable "
+        f"cores; "
+        f"median of {args.repeats} run(s)"
+    )
     summary = summarise(runs)
-    print(f"{'setting':<26} {'CPU s':>8} {'wall s':>8} {'trials':>6} {'CPU s/trial':>11} {'wall s/trial':>12}"
-          f" {'CPU/trial x default':>19} {'wall/trial x default':>20}")
+    print(
+        f"{'setting':<26} {'CPU s':>8} {'wall s':>8} {'trials':>6} {'CPU s/trial':>11} {'wall s/trial':>12}"
+        f" {'CPU/trial x default':>19} {'wall/trial x default':>20}"
+    )
     for name, row in summary.items():
-        print(f"{name:<26} {show(row['median_cpu_seconds'], row['any_stopped']):>8} "
-              f"{show(row['median_wall_seconds'], row['any_stopped']):>8} {row['finished_trials']:>6} "
-              f"{fmt(row['cpu_per_trial']):>11} {fmt(row['wall_per_trial']):>12} "
-              f"{fmt(row['cpu_per_trial_x_default']):>19} {fmt(row['wall_per_trial_x_default']):>20}")
-    print("(CPU s and wall s: medians of the runs; trials: finished in all runs together; per trial: all runs' "
-          "seconds over those trials, process start-up included)")
+        print(
+            f"{name:<26} {show(row['median_cpu_seconds'], row['any_stopped']):>8} "
+            f"{show(row['median_wall_seconds'], row['any_stopped']):>8} {row['finished_trials']:>6} "
+            f"{fmt(row['cpu_per_trial']):>11} {fmt(row['wall_per_trial']):>12} "
+            f"{fmt(row['cpu_per_trial_x_default']):>19} {fmt(row['wall_per_trial_x_default']):>20}"
+        )
+    print(
+        "(CPU s and wall s: medians of the runs; trials: finished in all runs together; per trial: all runs' "
+        "seconds over those trials, process start-up included)"
+    )
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} (other work on the machine counts too)")
-    write_result(args.name, {"trials": args.trials, "repeats": args.repeats, "busy": args.busy, "cores": cores,
-                             "run_timeout": args.run_timeout, "quick": args.quick},
-                 {"runs": runs, "summary": summary}, load_average_before=list(load_before),
-                 load_average_after=list(load_after))
+    write_result(
+        args.name,
+        {
+            "trials": args.trials,
+            "repeats": args.repeats,
+            "busy": args.busy,
+            "cores": cores,
+            "run_timeout": args.run_timeout,
+            "quick": args.quick,
+        },
+        {"runs": runs, "summary": summary},
+        load_average_before=list(load_before),
+        load_average_after=list(load_after),
+    )
 
 
 if __name__ == "__main__":

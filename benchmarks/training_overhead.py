@@ -71,8 +71,14 @@ def candidate(width: int, depth: int, epochs: int, batch: int, seed: int) -> dic
             "block": {"norm": "none", "activation": "relu", "dropout": 0.0},
             "tower": {"widths": [TOWER]},
         },
-        "training": {"epochs": epochs, "learning_rate": 1e-3, "batch_size": batch, "optimizer": "adam", "seed": seed,
-                     "checkpoint": CHECKPOINT["policy"]},
+        "training": {
+            "epochs": epochs,
+            "learning_rate": 1e-3,
+            "batch_size": batch,
+            "optimizer": "adam",
+            "seed": seed,
+            "checkpoint": CHECKPOINT["policy"],
+        },
         "loss_weighting": {"method": "static", "weights": {t: 1.0 for t in TASKS}},
     }
 
@@ -86,7 +92,9 @@ class HandModel(nn.Module):
             layers += [nn.Linear(features, width), nn.ReLU()]
             features = width
         self.trunk = nn.Sequential(*layers)
-        self.towers = nn.ModuleList(nn.Sequential(nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, 1)) for _ in TASKS)
+        self.towers = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, TOWER), nn.ReLU(), nn.Linear(TOWER, 1)) for _ in TASKS
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.trunk(x)
@@ -111,7 +119,9 @@ def hand_train(data, width: int, depth: int, epochs: int, batch: int, seed: int,
     torch.manual_seed(seed)
     model = HandModel(data.input_schema["size"], width, depth)
     parameters = list(model.parameters())
-    optimizer = make_optimizer("adam", parameters, 1e-3, 0.0) if kernel == "same" else torch.optim.Adam(parameters, lr=1e-3)
+    optimizer = (
+        make_optimizer("adam", parameters, 1e-3, 0.0) if kernel == "same" else torch.optim.Adam(parameters, lr=1e-3)
+    )
     x, ys = data.train.inputs["x"], [data.train.targets[t] for t in TASKS]
     vx, vys = data.validation.inputs["x"], [data.validation.targets[t] for t in TASKS]
     generator = torch.Generator().manual_seed(seed)
@@ -136,8 +146,12 @@ def hand_train(data, width: int, depth: int, epochs: int, batch: int, seed: int,
             batches += 1
         history.append({"train_loss": (sums / batches).tolist(), "validation": hand_evaluate(model, vx, vys)})
     test = hand_evaluate(model, data.test.inputs["x"], [data.test.targets[t] for t in TASKS])
-    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started,
-            "validation": history[-1]["validation"], "test": test}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "validation": history[-1]["validation"],
+        "test": test,
+    }
 
 
 def ours_train(data, width: int, depth: int, epochs: int, batch: int, seed: int) -> dict:
@@ -163,20 +177,32 @@ def profile(data, args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=12000, help="synthetic rows (60%% train, 20%% validation, 20%% test)")
+    parser.add_argument(
+        "--rows", type=int, default=12000, help="synthetic rows (60%% train, 20%% validation, 20%% test)"
+    )
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1: least noise on a shared machine)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="cpu: process CPU time (default; steadier on a shared machine with --threads 1), wall: elapsed time")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch.set_num_threads (1: least noise on a shared machine)"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: process CPU time (default; steadier on a shared machine with --threads 1), wall: elapsed time",
+    )
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of one train_candidate run")
-    parser.add_argument("--checkpoint", choices=("last", "best"), default="last",
-                        help="mtl-search's training.checkpoint: last (default; what the bare loop does) or best (the search's "
-                             "default: it also copies the weights whenever an epoch improves; final metrics may then differ)")
+    parser.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="mtl-search's training.checkpoint: last (default; what the bare loop does) or best (the search's "
+        "default: it also copies the weights whenever an epoch improves; final metrics may then differ)",
+    )
     parser.add_argument("--quick", action="store_true", help="rows 3000, epochs 3, repeats 3")
     args = parser.parse_args()
     CHECKPOINT["policy"] = args.checkpoint
@@ -191,11 +217,16 @@ def main() -> None:
     for repeat in range(args.repeats):
         runs["mtl_search"].append(ours_train(data, args.width, args.depth, args.epochs, args.batch, 0))
         runs["bare"].append(hand_train(data, args.width, args.depth, args.epochs, args.batch, 0))
-        runs["bare_default_adam"].append(hand_train(data, args.width, args.depth, args.epochs, args.batch, 0, kernel="default"))
+        runs["bare_default_adam"].append(
+            hand_train(data, args.width, args.depth, args.epochs, args.batch, 0, kernel="default")
+        )
         o, b, d = runs["mtl_search"][-1], runs["bare"][-1], runs["bare_default_adam"][-1]
-        print(f"repeat {repeat + 1}: mtl-search {o['seconds']:.3f} s wall / {o['cpu_seconds']:.3f} s CPU, "
-              f"bare {b['seconds']:.3f} s wall / {b['cpu_seconds']:.3f} s CPU, "
-              f"bare with default Adam {d['seconds']:.3f} s wall / {d['cpu_seconds']:.3f} s CPU", flush=True)
+        print(
+            f"repeat {repeat + 1}: mtl-search {o['seconds']:.3f} s wall / {o['cpu_seconds']:.3f} s CPU, "
+            f"bare {b['seconds']:.3f} s wall / {b['cpu_seconds']:.3f} s CPU, "
+            f"bare with default Adam {d['seconds']:.3f} s wall / {d['cpu_seconds']:.3f} s CPU",
+            flush=True,
+        )
     clock = "cpu_seconds" if args.clock == "cpu" else "seconds"
     ours = statistics.median(r[clock] for r in runs["mtl_search"])
     bare = statistics.median(r[clock] for r in runs["bare"])
@@ -203,12 +234,16 @@ def main() -> None:
     ratio = ours / bare
     # per-repeat ratios (paired, same moment on the machine) are less noisy than the ratio of medians
     paired = statistics.median(o[clock] / b[clock] for o, b in zip(runs["mtl_search"], runs["bare"]))
-    print(f"\nmedian {'process CPU' if clock == 'cpu_seconds' else 'wall-clock'} seconds per training run ({args.epochs} epochs, {len(data.train)} train rows, batch {args.batch}):")
+    print(
+        f"\nmedian {'process CPU' if clock == 'cpu_seconds' else 'wall-clock'} seconds per training run ({args.epochs} epochs, {len(data.train)} train rows, batch {args.batch}):"
+    )
     print(f"  mtl-search train_candidate : {ours:.3f}")
     print(f"  bare PyTorch loop          : {bare:.3f}")
     print(f"  ratio (medians)            : {ratio:.3f}   (target <= 1.05)")
     print(f"  ratio (median of paired)   : {paired:.3f}")
-    print(f"  bare loop, default Adam    : {bare_default:.3f}   (fused kernel saves {1 - bare / bare_default:.1%} of it)")
+    print(
+        f"  bare loop, default Adam    : {bare_default:.3f}   (fused kernel saves {1 - bare / bare_default:.1%} of it)"
+    )
     print(f"  final validation MSE  ours {runs['mtl_search'][-1]['validation']}  bare {runs['bare'][-1]['validation']}")
     settings = {k: v for k, v in vars(args).items() if k != "profile"}
     results = {

@@ -64,7 +64,9 @@ def _commit_waiting_for_the_disk(dbapi_connection, connection_record) -> None:
     cursor.close()
 
 
-def search(data, folder: Path, name: str, shared: bool, trials: int, epochs: int, fsync: bool = False) -> tuple[float, list[dict]]:
+def search(
+    data, folder: Path, name: str, shared: bool, trials: int, epochs: int, fsync: bool = False
+) -> tuple[float, list[dict]]:
     from mtl_search.search import storage
 
     normal = storage._commit_without_waiting_for_the_disk
@@ -77,8 +79,15 @@ def search(data, folder: Path, name: str, shared: bool, trials: int, epochs: int
 
 
 def _search(data, folder: Path, name: str, shared: bool, trials: int, epochs: int) -> tuple[float, list[dict]]:
-    settings = SearchSettings(study_name=name, storage=f"sqlite:///{folder / (name + '.db')}", sampler="tpe", seed=0,
-                              n_trials=trials, epochs=epochs, save_artifacts=False)
+    settings = SearchSettings(
+        study_name=name,
+        storage=f"sqlite:///{folder / (name + '.db')}",
+        sampler="tpe",
+        seed=0,
+        n_trials=trials,
+        epochs=epochs,
+        save_artifacts=False,
+    )
     budget = TrialBudget(trials) if shared else LocalBudget(trials)
     started = time.perf_counter()
     study = run_search(data, load_space("default"), settings, budget=budget)
@@ -113,31 +122,56 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         search(data, folder, "warm-up", False, 3, 1)  # imports and first-use costs, in no figure
         for repeat in range(args.repeats):
-            order = labels[repeat % 3:] + labels[:repeat % 3]  # rotated, so that no variant always runs first
+            order = labels[repeat % 3 :] + labels[: repeat % 3]  # rotated, so that no variant always runs first
             params = {}
             for label in order:
-                wall, params[label] = search(data, folder, f"{label}-{repeat}", label == "shared", args.trials, args.epochs,
-                                             fsync=label == "fsync")
+                wall, params[label] = search(
+                    data,
+                    folder,
+                    f"{label}-{repeat}",
+                    label == "shared",
+                    args.trials,
+                    args.epochs,
+                    fsync=label == "fsync",
+                )
                 walls[label].append(wall)
                 print(f"repeat {repeat} {label:6s} {wall:6.1f} s", flush=True)
             if not params["alone"] == params["shared"] == params["fsync"]:
                 raise SystemExit("the runs proposed different candidates: the comparison is void")
-        splits = {label: profiled_split(data, folder, f"profiled-{label}", label == "shared", args.trials, args.epochs)
-                  for label in ("alone", "shared")}
+        splits = {
+            label: profiled_split(data, folder, f"profiled-{label}", label == "shared", args.trials, args.epochs)
+            for label in ("alone", "shared")
+        }
     median = {label: statistics.median(values) for label, values in walls.items()}
-    print(f"\n{args.trials} trials x {args.epochs} epochs, {args.rows} rows, default space, TPE, SQLite; same candidates in both")
-    print(f"{'':8s} {'median wall s':>14s} {'per trial ms':>13s}   profiled split (s): " + ", ".join(label for label, _, _ in PARTS))
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs, {args.rows} rows, default space, TPE, SQLite; same candidates in both"
+    )
+    print(
+        f"{'':8s} {'median wall s':>14s} {'per trial ms':>13s}   profiled split (s): "
+        + ", ".join(label for label, _, _ in PARTS)
+    )
     for label in labels:
         split = ", ".join(f"{splits[label][p]:.1f}" for p, _, _ in PARTS) if label in splits else "(not profiled)"
         print(f"{label:8s} {median[label]:14.1f} {1000 * median[label] / args.trials:13.0f}   {split}")
     saved = 1 - median["alone"] / median["shared"]
     print(f"without the constant liar: {saved:.1%} less wall time")
     saved_sync = 1 - median["alone"] / median["fsync"]
-    print(f"with synchronous=NORMAL rather than FULL: {saved_sync:.1%} less wall time "
-          f"({1000 * (median['fsync'] - median['alone']) / args.trials:.0f} ms a trial)")
-    write_result("trial_overhead", {"trials": args.trials, "epochs": args.epochs, "rows": args.rows, "repeats": args.repeats, "quick": args.quick},
-                 {"wall_s": walls, "median_wall_s": median, "saved_share": saved, "saved_share_synchronous_normal": saved_sync,
-                  "profiled_split_s": splits, "same_candidates": True})
+    print(
+        f"with synchronous=NORMAL rather than FULL: {saved_sync:.1%} less wall time "
+        f"({1000 * (median['fsync'] - median['alone']) / args.trials:.0f} ms a trial)"
+    )
+    write_result(
+        "trial_overhead",
+        {"trials": args.trials, "epochs": args.epochs, "rows": args.rows, "repeats": args.repeats, "quick": args.quick},
+        {
+            "wall_s": walls,
+            "median_wall_s": median,
+            "saved_share": saved,
+            "saved_share_synchronous_normal": saved_sync,
+            "profiled_split_s": splits,
+            "same_candidates": True,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     results = []
     for n_tasks in args.tasks:
-        data = make_synthetic(dim=args.dim, rows=args.rows, tasks=n_tasks, seed=0, validation_fraction=0.02, test_fraction=0.02)
+        data = make_synthetic(
+            dim=args.dim, rows=args.rows, tasks=n_tasks, seed=0, validation_fraction=0.02, test_fraction=0.02
+        )
         times: dict[str, list[float]] = {label: [] for label, _ in METHODS}
         for _ in range(args.repeats):
             for label, weighting in METHODS:
@@ -79,10 +81,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline = statistics.median(times["static"])
         for label, weighting in METHODS:
             median = statistics.median(times[label])
-            results.append({
-                "method": label, "config": weighting, "tasks": n_tasks,
-                "seconds_per_epoch": median, "relative_to_static": median / baseline, "repeats": times[label],
-            })
+            results.append(
+                {
+                    "method": label,
+                    "config": weighting,
+                    "tasks": n_tasks,
+                    "seconds_per_epoch": median,
+                    "relative_to_static": median / baseline,
+                    "repeats": times[label],
+                }
+            )
     return {
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(sys.argv),
@@ -114,7 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, one repeat, two tasks (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3, help="trainings per method (default: 3)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per training; the first is not timed (default: 4)")
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="epochs per training; the first is not timed (default: 4)"
+    )
     parser.add_argument("--rows", type=int, default=12000, help="synthetic rows (default: 12000, as in the MMoE paper)")
     parser.add_argument("--dim", type=int, default=100, help="input features (default: 100)")
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4], help="task counts to time (default: 2 4)")
@@ -122,10 +132,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=2, help="trunk blocks (default: 2)")
     parser.add_argument("--tower", type=int, default=16, help="tower hidden width (default: 16)")
     parser.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1, steadier on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default: 1, steadier on a shared machine)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default=None, help="cpu: process CPU time (default on the CPU), wall: elapsed time (default on a GPU)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]weighting_cost.json)")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="cpu: process CPU time (default on the CPU), wall: elapsed time (default on a GPU)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON file to write (default: benchmarks/results/[quick/]weighting_cost.json)",
+    )
     args = parser.parse_args(argv)
     args.output = args.output or result_path("weighting_cost", args.quick)
     if args.clock is None:
@@ -140,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['finished']}  {report['command']}  device={report['device']} torch={report['torch']} threads={report['threads']} clock={report['clock']}")
+    print(
+        f"{report['finished']}  {report['command']}  device={report['device']} torch={report['torch']} threads={report['threads']} clock={report['clock']}"
+    )
     print(table(report))
     print(f"written to {args.output}")
     return 0

@@ -48,9 +48,29 @@ def measure(workers: int, trials: int, epochs: int, rows: int, folder: Path) -> 
     space = folder / "space.yaml"
     space.write_text(SPACE.format(epochs=epochs))
     command = [
-        sys.executable, "-m", "mtl_search", "run", "--space", str(space), "--data-option", f"rows={rows}",
-        "--data-option", "dim=50", "--storage", storage, "--study-name", "bench", "--trials", str(trials),
-        "--workers", str(workers), "--sampler", "random", "--quiet", "--device", "cpu",
+        sys.executable,
+        "-m",
+        "mtl_search",
+        "run",
+        "--space",
+        str(space),
+        "--data-option",
+        f"rows={rows}",
+        "--data-option",
+        "dim=50",
+        "--storage",
+        storage,
+        "--study-name",
+        "bench",
+        "--trials",
+        str(trials),
+        "--workers",
+        str(workers),
+        "--sampler",
+        "random",
+        "--quiet",
+        "--device",
+        "cpu",
     ]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
@@ -73,7 +93,12 @@ def measure(workers: int, trials: int, epochs: int, rows: int, folder: Path) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 trials per setting instead of 24")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file to write (default: benchmarks/results/[quick/]workers_throughput.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON file to write (default: benchmarks/results/[quick/]workers_throughput.json)",
+    )
     args = parser.parse_args()
     args.out = args.out or result_path("workers_throughput", args.quick)
     trials, epochs, rows = (8, 4, 3000) if args.quick else (24, 6, 4000)
@@ -89,7 +114,14 @@ def main() -> None:
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "settings": {"trials": trials, "epochs": epochs, "rows": rows, "dim": 50, "sampler": "random", "storage": "sqlite"},
+        "settings": {
+            "trials": trials,
+            "epochs": epochs,
+            "rows": rows,
+            "dim": 50,
+            "sampler": "random",
+            "storage": "sqlite",
+        },
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in load_after],
         "runs": runs,
@@ -98,8 +130,12 @@ def main() -> None:
     }
     print(f"{'workers':>7} {'trials':>6} {'span s':>8} {'wall s':>8} {'trials/min':>10}")
     for run in runs:
-        print(f"{run['workers']:>7} {run['trials']:>6} {run['trial_span_seconds']:>8} {run['command_wall_seconds']:>8} {run['trials_per_minute']:>10}")
-    print(f"speedup with 2 workers: {speedup:.2f}x (target >= 1.7x); load average before {load_before[0]:.1f}, after {load_after[0]:.1f}")
+        print(
+            f"{run['workers']:>7} {run['trials']:>6} {run['trial_span_seconds']:>8} {run['command_wall_seconds']:>8} {run['trials_per_minute']:>10}"
+        )
+    print(
+        f"speedup with 2 workers: {speedup:.2f}x (target >= 1.7x); load average before {load_before[0]:.1f}, after {load_after[0]:.1f}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -86,4 +86,9 @@ def describe_validation_error(error: Any, prefix: str = "") -> str:
 
 def _is_union_tag(part: Any) -> bool:
     text = str(part)
-    return text in ("int", "float", "str", "bool", "none", "constant", "range", "choice") or text[:1].isupper() and "." not in text or text.startswith(("function-", "literal[", "list[", "dict[", "tagged-union["))
+    return (
+        text in ("int", "float", "str", "bool", "none", "constant", "range", "choice")
+        or text[:1].isupper()
+        and "." not in text
+        or text.startswith(("function-", "literal[", "list[", "dict[", "tagged-union["))
+    )

@@ -51,8 +51,10 @@ def instance_of(base: type, what: str) -> Callable[[Any], Any]:
             return value()
         if isinstance(value, base):
             return value
-        raise TypeError(f"{describe_object(value)} is not {what} (a subclass of {base.__module__}.{base.__qualname__}"
-                        f"{unimplemented(value, base)})")
+        raise TypeError(
+            f"{describe_object(value)} is not {what} (a subclass of {base.__module__}.{base.__qualname__}"
+            f"{unimplemented(value, base)})"
+        )
 
     return accept
 
@@ -64,8 +66,10 @@ def subclass_of(base: type, what: str) -> Callable[[Any], Any]:
     def accept(value: Any) -> Any:
         if isinstance(value, type) and issubclass(value, base) and not getattr(value, "__abstractmethods__", None):
             return value
-        raise TypeError(f"{describe_object(value)} is not {what} (a subclass of {base.__module__}.{base.__qualname__}"
-                        f"{unimplemented(value, base)})")
+        raise TypeError(
+            f"{describe_object(value)} is not {what} (a subclass of {base.__module__}.{base.__qualname__}"
+            f"{unimplemented(value, base)})"
+        )
 
     return accept
 
@@ -96,8 +100,14 @@ class Registry(Generic[T]):
     entry point's. ``what`` names the kind in messages ("architecture family").
     """
 
-    def __init__(self, group: str, what: str, accept: Callable[[Any], T], name_of: Callable[[T], str],
-                 unknown: str = "{what} {name!r} is not known (known: {known})") -> None:
+    def __init__(
+        self,
+        group: str,
+        what: str,
+        accept: Callable[[Any], T],
+        name_of: Callable[[T], str],
+        unknown: str = "{what} {name!r} is not known (known: {known})",
+    ) -> None:
         self.group = group
         self.what = what
         self._accept = accept
@@ -176,8 +186,10 @@ class Registry(Generic[T]):
         if known:
             return ", ".join(known)
         # the built-ins are entry points too: none at all means stale or missing package metadata
-        return f"none; no installed package provides {self.group} entry points, not even mtl-search: reinstall it " \
-               f"(pip install -e . in a clone) so that its entry points are written"
+        return (
+            f"none; no installed package provides {self.group} entry points, not even mtl-search: reinstall it "
+            f"(pip install -e . in a clone) so that its entry points are written"
+        )
 
     def _load(self, name: str) -> T:
         candidates = self._available()[name]
@@ -188,22 +200,28 @@ class Registry(Generic[T]):
         try:
             value = entry_point.load()
         except Exception as error:  # whatever a plugin's module raises on import, it is the plugin's fault
-            raise PluginError(f"{self.what} {name!r} could not be loaded from {_origin(entry_point)}: "
-                              f"{type(error).__name__}: {_first_line(error)}") from error
+            raise PluginError(
+                f"{self.what} {name!r} could not be loaded from {_origin(entry_point)}: "
+                f"{type(error).__name__}: {_first_line(error)}"
+            ) from error
         try:
             entry = self._accept(value)
         except TypeError as error:
             raise PluginError(f"{self.what} {name!r} from {_origin(entry_point)}: {_first_line(error)}") from error
         except Exception as error:  # the class's own constructor failed
-            raise PluginError(f"{self.what} {name!r} from {_origin(entry_point)} could not be created: "
-                              f"{type(error).__name__}: {_first_line(error)}") from error
+            raise PluginError(
+                f"{self.what} {name!r} from {_origin(entry_point)} could not be created: "
+                f"{type(error).__name__}: {_first_line(error)}"
+            ) from error
         try:
             own = self._own_name(entry, value)
         except TypeError as error:
             raise PluginError(f"{self.what} {name!r} from {_origin(entry_point)}: {_first_line(error)}") from error
         if own != name:
-            raise PluginError(f"{self.what} {name!r} from {_origin(entry_point)}: the object names itself {own!r}; "
-                              f"the entry point's name and the object's name must be the same")
+            raise PluginError(
+                f"{self.what} {name!r} from {_origin(entry_point)}: the object names itself {own!r}; "
+                f"the entry point's name and the object's name must be the same"
+            )
         return entry
 
 

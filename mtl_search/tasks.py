@@ -71,18 +71,26 @@ class Task:
         if not self.name or not all(c.isalnum() or c in "_-." for c in self.name):
             raise TaskError(f"task name {self.name!r}: use letters, digits, '_', '-' or '.'", "name")
         if self.kind not in KINDS:
-            raise TaskError(f"task {self.name!r}: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})", "kind")
+            raise TaskError(
+                f"task {self.name!r}: unknown kind {self.kind!r} (expected one of {', '.join(KINDS)})", "kind"
+            )
         if self.kind == "multiclass" and self.n_classes < 2:
-            raise TaskError(f"task {self.name!r}: a multiclass task needs at least 2 classes, got {self.n_classes}", "classes")
+            raise TaskError(
+                f"task {self.name!r}: a multiclass task needs at least 2 classes, got {self.n_classes}", "classes"
+            )
         if self.kind == "binary":
             object.__setattr__(self, "n_classes", 2)
         if not self.metrics:
             object.__setattr__(self, "metrics", DEFAULT_METRICS[self.kind])
         for metric in self.metrics:
             if metric not in METRICS:
-                raise TaskError(f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})", "metrics")
+                raise TaskError(
+                    f"task {self.name!r}: unknown metric {metric!r} (known: {', '.join(METRICS)})", "metrics"
+                )
             if self.kind not in METRICS[metric][1]:
-                raise TaskError(f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task", "metrics")
+                raise TaskError(
+                    f"task {self.name!r}: metric {metric!r} does not apply to a {self.kind} task", "metrics"
+                )
         self._check_target_statistics()
 
     def _check_target_statistics(self) -> None:
@@ -90,7 +98,10 @@ class Task:
         if mean is None and std is None:
             return
         if self.kind != "regression":
-            raise TaskError(f"task {self.name!r}: only a regression task has target_mean and target_std ({self.name!r} is {self.kind})", "target")
+            raise TaskError(
+                f"task {self.name!r}: only a regression task has target_mean and target_std ({self.name!r} is {self.kind})",
+                "target",
+            )
         if mean is None or std is None:
             raise TaskError(f"task {self.name!r}: give target_mean and target_std together", "target")
         try:
@@ -98,8 +109,11 @@ class Task:
         except (TypeError, ValueError):
             mean = std = math.nan
         if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-            raise TaskError(f"task {self.name!r}: target_mean must be a finite number and target_std a positive one, "
-                            f"got {self.target_mean!r} and {self.target_std!r}", "target")
+            raise TaskError(
+                f"task {self.name!r}: target_mean must be a finite number and target_std a positive one, "
+                f"got {self.target_mean!r} and {self.target_std!r}",
+                "target",
+            )
         object.__setattr__(self, "target_mean", mean)
         object.__setattr__(self, "target_std", std)
 
@@ -130,7 +144,9 @@ class Task:
             return dataclasses.replace(self, target_mean=0.0, target_std=1.0)
         mean = math.fsum(values) / values.size
         std = math.sqrt(math.fsum(np.square(values - mean)) / values.size)  # elementwise IEEE: the same everywhere
-        return dataclasses.replace(self, target_mean=mean, target_std=std if math.isfinite(std) and std > 1e-12 else 1.0)
+        return dataclasses.replace(
+            self, target_mean=mean, target_std=std if math.isfinite(std) and std > 1e-12 else 1.0
+        )
 
     # -- loss -------------------------------------------------------------------------
     def loss(self, output: torch.Tensor, target: torch.Tensor, *, all_labelled: bool = False) -> torch.Tensor:
@@ -287,13 +303,21 @@ def validate_conditions(tasks: Sequence[Task]) -> None:
         if task.given is None:
             continue
         if task.given not in by_name:
-            raise TaskError(f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})", "given", task.name)
+            raise TaskError(
+                f"task {task.name!r}: given={task.given} is not a task of the data (tasks: {', '.join(by_name)})",
+                "given",
+                task.name,
+            )
         if task.kind != "binary" or by_name[task.given].kind != "binary":
             raise TaskError(f"task {task.name!r}: given={task.given} needs both tasks to be binary", "given", task.name)
         seen = {task.name}
         current = by_name[task.given]
         while current.given is not None:
             if current.name in seen:
-                raise TaskError(f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}", "given", task.name)
+                raise TaskError(
+                    f"task {task.name!r}: the given= conditions form a cycle through {current.name!r}",
+                    "given",
+                    task.name,
+                )
             seen.add(current.name)
             current = by_name[current.given]

@@ -20,8 +20,10 @@ from typing import Any, Callable, Iterator
 from mtl_search.errors import UserError, is_whole
 
 DEFAULT_THREADS = 1
-THREADS_HELP = ("torch CPU threads of each process (default: 1, or $OMP_NUM_THREADS; more rarely helps the small "
-                "networks a search trains and slows training badly when other work shares the cores)")
+THREADS_HELP = (
+    "torch CPU threads of each process (default: 1, or $OMP_NUM_THREADS; more rarely helps the small "
+    "networks a search trains and slows training badly when other work shares the cores)"
+)
 
 
 def chosen_threads(threads: int | None = None) -> int:

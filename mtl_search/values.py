@@ -138,9 +138,16 @@ def extremes(param: Any) -> list[Any]:
     return [param]
 
 
-def _within(*, minimum: float | None = None, above: float | None = None, below: float | None = None, maximum: float | None = None) -> AfterValidator:
+def _within(
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    maximum: float | None = None,
+) -> AfterValidator:
     """A check, at load time, that every value a numeric parameter can take is in bounds:
     a width of 0 or a negative learning rate would otherwise train (or fail) trial after trial."""
+
     def check(param: Any) -> Any:
         for value in extremes(param):
             if minimum is not None and value < minimum:
@@ -152,6 +159,7 @@ def _within(*, minimum: float | None = None, above: float | None = None, below: 
             if maximum is not None and value > maximum:
                 raise ValueError(f"must be at most {maximum:g}, got {value:g}")
         return param
+
     return AfterValidator(check)
 
 
@@ -168,11 +176,13 @@ PositiveFloatRange = Annotated[FloatRange, _within(above=0)]  # static loss weig
 def one_of(allowed: Any, what: str) -> AfterValidator:
     """A check, at load time, that a string parameter (the constant or every choice) names one
     of ``allowed``: a bad name would otherwise fail only the trials that draw it."""
+
     def check(param: Any) -> Any:
         for name in getattr(param, "choices", [param]):
             if name not in allowed:
                 raise ValueError(f"{name!r} is not {what} (expected one of {', '.join(allowed)})")
         return param
+
     return AfterValidator(check)
 
 

@@ -71,7 +71,11 @@ def cli_process(tmp_path):
         full_env.update(env or {})
         process = subprocess.run(
             [sys.executable, "-m", "mtl_search", *args],
-            cwd=cwd or tmp_path, capture_output=True, text=True, timeout=timeout, env=full_env,
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
         )
         return CliResult(process.returncode, process.stdout, process.stderr)
 
@@ -91,11 +95,15 @@ def trained_study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained-study")
     url = f"sqlite:///{folder / 'studies.db'}"
     data = make_synthetic(dim=8, rows=300, correlation=0.5, seed=0)
-    space = parse_space({
-        "training": {"epochs": 2, "batch_size": 64},
-        "tower": {"depth": 1, "width": 8},
-        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}, "grouping": "partitions"}},
-        "loss_weighting": {"static": {"weights": "simplex"}},
-    })
+    space = parse_space(
+        {
+            "training": {"epochs": 2, "batch_size": 64},
+            "tower": {"depth": 1, "width": 8},
+            "families": {
+                "tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}, "grouping": "partitions"}
+            },
+            "loss_weighting": {"static": {"weights": "simplex"}},
+        }
+    )
     run_search(data, space, SearchSettings(study_name="tiny", storage=url, sampler="random", seed=0, n_trials=3))
     return url, "tiny", data

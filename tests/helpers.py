@@ -66,7 +66,9 @@ def outputs_in_every_format(folder, inputs):
     with torch.no_grad():
         loaded = mtl_search.load(folder)(inputs)
         traced = torch.jit.load(str(folder / "model.torchscript.pt"))(inputs)
-    from_onnx = ReferenceEvaluator(str(folder / "model.onnx")).run(None, {name: tensor.numpy() for name, tensor in inputs.items()})
+    from_onnx = ReferenceEvaluator(str(folder / "model.onnx")).run(
+        None, {name: tensor.numpy() for name, tensor in inputs.items()}
+    )
     for task, graph_output in zip(description["outputs"], from_onnx):
         torch.testing.assert_close(traced[task], loaded[task])
         torch.testing.assert_close(torch.from_numpy(graph_output), loaded[task], rtol=1e-4, atol=1e-5)

@@ -64,21 +64,39 @@ class PostgresServer:
 
     def start(self) -> None:
         subprocess.run(
-            self._command("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"),
-            check=True, capture_output=True, text=True,
+            self._command(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
         )
         self.process = subprocess.Popen(
             self._command(
-                "postgres", "-D", str(self.data_dir), "-p", str(self.port), "-h", "127.0.0.1",
-                "-k", str(self.root), "-c", "fsync=off", "-c", "max_connections=200",
+                "postgres",
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
             ),
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "server.log", "wb"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "server.log", "wb"),
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"postgres exited: {(self.root / 'server.log').read_text()[-2000:]}")
-            ready = subprocess.run(self._command("pg_isready", "-h", "127.0.0.1", "-p", str(self.port)), capture_output=True)
+            ready = subprocess.run(
+                self._command("pg_isready", "-h", "127.0.0.1", "-p", str(self.port)), capture_output=True
+            )
             if ready.returncode == 0:
                 return
             time.sleep(0.2)
@@ -87,8 +105,11 @@ class PostgresServer:
     def create_database(self) -> str:
         """A new empty database; returns its SQLAlchemy URL."""
         name = f"t_{uuid.uuid4().hex[:12]}"
-        subprocess.run(self._command("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name),
-                       check=True, capture_output=True)
+        subprocess.run(
+            self._command("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name),
+            check=True,
+            capture_output=True,
+        )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:

@@ -64,7 +64,11 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
 
 
 def imports_of(
-    module: str, path: Path, modules: dict[str, Path], package: str, dynamic: bool = True,
+    module: str,
+    path: Path,
+    modules: dict[str, Path],
+    package: str,
+    dynamic: bool = True,
 ) -> list[tuple[str, int]]:
     """The package's modules that ``module`` imports, anywhere in its file, with line numbers
     (``dynamic``: ``importlib.import_module`` calls too)."""
@@ -109,7 +113,9 @@ def layer_of(module: str, package: str, layers: tuple[tuple[str, ...], ...]) -> 
 
 
 def layer_violations(
-    root: Path, package: str, layers: tuple[tuple[str, ...], ...],
+    root: Path,
+    package: str,
+    layers: tuple[tuple[str, ...], ...],
 ) -> tuple[list[str], list[Violation]]:
     """Modules no layer names, and every import of a higher layer, for the package under ``root``."""
     modules = module_names(root, package)
@@ -140,7 +146,8 @@ def test_the_check_reports_an_upward_import_anywhere_in_a_module(tmp_path):
     # hidden inside a function and behind a relative import: still an import of a higher layer
     (package / "errors.py").write_text("def late():\n    from .search import study\n    return study\n")
     (package / "tasks.py").write_text(
-        "import importlib\n\ndef load(name):\n    return importlib.import_module(f'toy.search.{name}')\n")
+        "import importlib\n\ndef load(name):\n    return importlib.import_module(f'toy.search.{name}')\n"
+    )
     toy_layers = (("errors", "values"), ("tasks",), ("search",), ("",))
 
     unplaced, violations = layer_violations(tmp_path, "toy", toy_layers)
@@ -161,8 +168,10 @@ def test_no_two_modules_import_each_other_even_inside_functions():
     """
     root = Path(mtl_search.__file__).parent.parent
     modules = module_names(root, "mtl_search")
-    graph = {name: {imported for imported, _ in imports_of(name, path, modules, "mtl_search", dynamic=False)} - {name}
-             for name, path in modules.items()}
+    graph = {
+        name: {imported for imported, _ in imports_of(name, path, modules, "mtl_search", dynamic=False)} - {name}
+        for name, path in modules.items()
+    }
     cycles = []
     for start in graph:
         # depth-first from each module: a path back to it is a cycle

@@ -46,15 +46,22 @@ BUILT_INS = {
     "mtl_search.data_sources": {"synthetic", "census", "multidigits", "table", "sequences"},
     "mtl_search.stems": {"sequence"},
 }
-BASES = {"mtl_search.families": Family, "mtl_search.weightings": LossWeighting,
-         "mtl_search.data_sources": DataSource, "mtl_search.stems": Stem}
+BASES = {
+    "mtl_search.families": Family,
+    "mtl_search.weightings": LossWeighting,
+    "mtl_search.data_sources": DataSource,
+    "mtl_search.stems": Stem,
+}
 REGISTRIES = (FAMILIES, WEIGHTINGS, SOURCES, STEMS)
 
 
 def own_entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
     """The entry points mtl-search's own distribution declares in ``group``."""
-    return [entry_point for entry_point in importlib.metadata.entry_points(group=group)
-            if re.sub(r"[-_.]+", "-", entry_point.dist.name).lower() == "mtl-search"]
+    return [
+        entry_point
+        for entry_point in importlib.metadata.entry_points(group=group)
+        if re.sub(r"[-_.]+", "-", entry_point.dist.name).lower() == "mtl-search"
+    ]
 
 
 def test_the_entry_point_groups_list_every_built_in():
@@ -71,26 +78,38 @@ def test_every_built_in_class_has_its_entry_point_and_loads_under_its_name():
         for module_info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             module = importlib.import_module(module_info.name)
             for value in vars(module).values():
-                if (isinstance(value, type) and value.__module__ == module.__name__ and not inspect.isabstract(value)
-                        and issubclass(value, tuple(BASES.values())) and value not in (FunctionSource, FunctionStem)):
+                if (
+                    isinstance(value, type)
+                    and value.__module__ == module.__name__
+                    and not inspect.isabstract(value)
+                    and issubclass(value, tuple(BASES.values()))
+                    and value not in (FunctionSource, FunctionStem)
+                ):
                     defined.add(f"{value.__module__}:{value.__qualname__}")
     declared = {entry_point.value for group in BUILT_INS for entry_point in own_entry_points(group)}
     assert defined == declared
 
-    assert all(isinstance(get_family(name), Family) and get_family(name).name == name
-               for name in BUILT_INS["mtl_search.families"])
-    assert all(issubclass(get_method(name), LossWeighting) and get_method(name).name == name
-               for name in BUILT_INS["mtl_search.weightings"])
+    assert all(
+        isinstance(get_family(name), Family) and get_family(name).name == name
+        for name in BUILT_INS["mtl_search.families"]
+    )
+    assert all(
+        issubclass(get_method(name), LossWeighting) and get_method(name).name == name
+        for name in BUILT_INS["mtl_search.weightings"]
+    )
     assert all(SOURCES.get(name).name == name for name in BUILT_INS["mtl_search.data_sources"])
     assert STEMS.get("sequence").kind == "sequence"
 
 
 def test_listing_names_imports_no_plugin_and_not_torch():
-    code = ("import sys\nfrom mtl_search.plugins import Registry\n"
-            "names = Registry('mtl_search.families', 'family', lambda v: v, lambda v: v.name).names()\n"
-            "print(names, 'torch' in sys.modules, 'mtl_search.architectures' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
-                         cwd=REPO).stdout
+    code = (
+        "import sys\nfrom mtl_search.plugins import Registry\n"
+        "names = Registry('mtl_search.families', 'family', lambda v: v, lambda v: v.name).names()\n"
+        "print(names, 'torch' in sys.modules, 'mtl_search.architectures' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, cwd=REPO
+    ).stdout
     assert out.strip() == f"{sorted(BUILT_INS['mtl_search.families'])} False False"
 
 
@@ -106,15 +125,21 @@ def test_unknown_names_list_the_known_ones():
     assert str(error.value) == f"--data 'clicks': unknown data source (known: {', '.join(source_names())})"
     with pytest.raises(UserError, match=r"^input schema kind 'graph' is not known \(known: image, sequence, tabular, "):
         build_stem({"kind": "graph"})
-    for names, group in ((family_names(), "mtl_search.families"), (method_names(), "mtl_search.weightings"),
-                         (source_names(), "mtl_search.data_sources")):
+    for names, group in (
+        (family_names(), "mtl_search.families"),
+        (method_names(), "mtl_search.weightings"),
+        (source_names(), "mtl_search.data_sources"),
+    ):
         assert BUILT_INS[group] <= set(names)
 
 
 def test_an_empty_group_says_how_to_bring_the_entry_points_back():
     registry = Registry("mtl_search.nothing_here", "thing", lambda v: v, lambda v: v.name)
-    with pytest.raises(UserError, match=r"^thing 'x' is not known \(known: none; no installed package provides "
-                                        r"mtl_search.nothing_here entry points, not even mtl-search: reinstall it"):
+    with pytest.raises(
+        UserError,
+        match=r"^thing 'x' is not known \(known: none; no installed package provides "
+        r"mtl_search.nothing_here entry points, not even mtl-search: reinstall it",
+    ):
         registry.get("x")
 
 
@@ -126,9 +151,12 @@ def write_distribution(site: Path, name: str, entry_points: dict[str, dict[str, 
     info = site / f"{name.replace('-', '_')}-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in entries.items()) + "\n"
-        for group, entries in entry_points.items()))
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in entries.items()) + "\n"
+            for group, entries in entry_points.items()
+        )
+    )
     for module, source in modules.items():
         (site / f"{module}.py").write_text(source)
 
@@ -148,18 +176,24 @@ def site(tmp_path, monkeypatch):
 
 BROKEN = {
     "broken_import": "import a_module_nobody_has\n",
-    "wrong_types": ("from mtl_search.architectures import Family\n"
-                    "from mtl_search.architectures.tree import TreeFamily\n\n"
-                    "def not_a_class():\n    return 1\n\n"
-                    "class Unfinished(Family):\n    name = 'unfinished'\n\n"
-                    "class Misnamed(TreeFamily):\n    name = 'tree'\n\n"
-                    "class OtherTree(TreeFamily):\n    pass\n"),
+    "wrong_types": (
+        "from mtl_search.architectures import Family\n"
+        "from mtl_search.architectures.tree import TreeFamily\n\n"
+        "def not_a_class():\n    return 1\n\n"
+        "class Unfinished(Family):\n    name = 'unfinished'\n\n"
+        "class Misnamed(TreeFamily):\n    name = 'tree'\n\n"
+        "class OtherTree(TreeFamily):\n    pass\n"
+    ),
 }
 
 
 def test_a_plugin_that_cannot_be_used_is_named_with_its_distribution_and_entry_point(site):
-    entries = {"ring": "broken_import:RingFamily", "function": "wrong_types:not_a_class",
-               "unfinished": "wrong_types:Unfinished", "renamed": "wrong_types:Misnamed"}
+    entries = {
+        "ring": "broken_import:RingFamily",
+        "function": "wrong_types:not_a_class",
+        "unfinished": "wrong_types:Unfinished",
+        "renamed": "wrong_types:Misnamed",
+    }
     write_distribution(site, "broken-plugin", {"mtl_search.families": entries}, BROKEN)
     write_distribution(site, "second-tree", {"mtl_search.families": {"tree": "wrong_types:OtherTree"}}, {})
 
@@ -168,23 +202,26 @@ def test_a_plugin_that_cannot_be_used_is_named_with_its_distribution_and_entry_p
 
     expected = {
         "ring": f"architecture family 'ring' could not be loaded from {origin('ring')}: ModuleNotFoundError: No module "
-                f"named 'a_module_nobody_has'",
+        f"named 'a_module_nobody_has'",
         "function": f"architecture family 'function' from {origin('function')}: function wrong_types.not_a_class "
-                    f"is not an architecture family (a subclass of mtl_search.architectures.base.Family)",
+        f"is not an architecture family (a subclass of mtl_search.architectures.base.Family)",
         "unfinished": f"architecture family 'unfinished' from {origin('unfinished')}: class wrong_types.Unfinished "
-                      f"is not an architecture family (a subclass of mtl_search.architectures.base.Family, which "
-                      f"leaves build, sample, space_model, summary, validate unimplemented)",
+        f"is not an architecture family (a subclass of mtl_search.architectures.base.Family, which "
+        f"leaves build, sample, space_model, summary, validate unimplemented)",
         "renamed": f"architecture family 'renamed' from {origin('renamed')}: the object names itself 'tree'; the entry "
-                   f"point's name and the object's name must be the same",
+        f"point's name and the object's name must be the same",
     }
     for name, message in expected.items():
         with pytest.raises(PluginError) as error:
             get_family(name)
         assert str(error.value) == message
     # two distributions giving one name: both are named, and neither is chosen silently
-    with pytest.raises(PluginError, match=r"^architecture family 'tree' is provided twice \(distribution "
-                                          r"(mtl-search|second-tree) .*; distribution (mtl-search|second-tree) .*\): "
-                                          r"uninstall one"):
+    with pytest.raises(
+        PluginError,
+        match=r"^architecture family 'tree' is provided twice \(distribution "
+        r"(mtl-search|second-tree) .*; distribution (mtl-search|second-tree) .*\): "
+        r"uninstall one",
+    ):
         get_family("tree")
     # a registration in code is not an installed plugin: it wins, as documented
     register_family(TreeFamily())
@@ -195,22 +232,52 @@ def test_a_plugin_that_cannot_be_used_is_named_with_its_distribution_and_entry_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group, section, entry, fragments", [
-    ("mtl_search.families", "families", "broken_import:RingFamily",
-     ("architecture family 'ring' could not be loaded from distribution broken-plugin 0.1.0, entry point ring = "
-      "'broken_import:RingFamily'", "ModuleNotFoundError: No module named 'a_module_nobody_has'")),
-    ("mtl_search.weightings", "loss_weighting", "wrong_types:not_a_class",
-     ("loss weighting 'ring' from distribution broken-plugin 0.1.0, entry point ring = 'wrong_types:not_a_class'",
-      "function wrong_types.not_a_class is not a loss weighting")),
-])
+@pytest.mark.parametrize(
+    "group, section, entry, fragments",
+    [
+        (
+            "mtl_search.families",
+            "families",
+            "broken_import:RingFamily",
+            (
+                "architecture family 'ring' could not be loaded from distribution broken-plugin 0.1.0, entry point ring = "
+                "'broken_import:RingFamily'",
+                "ModuleNotFoundError: No module named 'a_module_nobody_has'",
+            ),
+        ),
+        (
+            "mtl_search.weightings",
+            "loss_weighting",
+            "wrong_types:not_a_class",
+            (
+                "loss weighting 'ring' from distribution broken-plugin 0.1.0, entry point ring = 'wrong_types:not_a_class'",
+                "function wrong_types.not_a_class is not a loss weighting",
+            ),
+        ),
+    ],
+)
 def test_the_command_line_names_a_broken_plugin_in_one_line(tmp_path, group, section, entry, fragments):
     site = tmp_path / "site"
     write_distribution(site, "broken-plugin", {group: {"ring": entry}}, BROKEN)
     families = "{ring: {}}" if section == "families" else "{tree: {}}"
     weighting = "\nloss_weighting: {ring: {}}" if section == "loss_weighting" else ""
     (tmp_path / "space.yaml").write_text(f"families: {families}{weighting}\n")
-    result = run_cli(tmp_path, site, "run", "--space", "space.yaml", "--data-option", "rows=200", "--trials", "1",
-                     "--epochs", "1", "--quiet", "--storage", f"sqlite:///{tmp_path / 'studies.db'}")
+    result = run_cli(
+        tmp_path,
+        site,
+        "run",
+        "--space",
+        "space.yaml",
+        "--data-option",
+        "rows=200",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--storage",
+        f"sqlite:///{tmp_path / 'studies.db'}",
+    )
     assert_one_line_error(result, *fragments)
 
 
@@ -218,8 +285,9 @@ def run_cli(cwd: Path, site: Path, *args: str) -> CliResult:
     """``python -m mtl_search ARGS`` with the plugins of ``site`` (and this checkout's package) importable."""
     path = os.pathsep.join(filter(None, (str(site), str(REPO), os.environ.get("PYTHONPATH"))))
     env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
-    process = subprocess.run([sys.executable, "-m", "mtl_search", *args], cwd=cwd, env=env, capture_output=True,
-                             text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-m", "mtl_search", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     return CliResult(process.returncode, process.stdout, process.stderr)
 
 
@@ -245,12 +313,42 @@ def test_the_guide_s_plugin_installs_with_pip_and_is_searched_by_name_from_a_spa
     (tmp_path / "space.yaml").write_text(files["space.yaml"])
     site = tmp_path / "site"
     # into a folder of its own, never into this environment
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(site), str(package)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    result = run_cli(tmp_path, site, "run", "--data", "two_targets", "--space", "space.yaml", "--trials", "2",
-                     "--epochs", "1", "--quiet", "--storage", storage)
+    result = run_cli(
+        tmp_path,
+        site,
+        "run",
+        "--data",
+        "two_targets",
+        "--space",
+        "space.yaml",
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--storage",
+        storage,
+    )
     assert result.code == 0, result
 
     trials = optuna.load_study(study_name="two_targets-space", storage=storage).trials
@@ -260,8 +358,12 @@ def test_the_guide_s_plugin_installs_with_pip_and_is_searched_by_name_from_a_spa
     pareto = run_cli(tmp_path, site, "pareto", "--storage", storage, "--format", "json", "two_targets-space")
     assert pareto.code == 0, pareto
     front = json.loads(pareto.out)
-    assert front and all(row["family"] == "shared_private" and row["loss_weighting"]["method"] == "inverse_loss"
-                         and row["summary"].startswith("shared_private shared + own block of width") for row in front)
+    assert front and all(
+        row["family"] == "shared_private"
+        and row["loss_weighting"]["method"] == "inverse_loss"
+        and row["summary"].startswith("shared_private shared + own block of width")
+        for row in front
+    )
     assert importlib.util.find_spec("shared_private") is None  # nothing stayed installed here
 
 
@@ -300,8 +402,9 @@ def test_families_and_weightings_registered_in_code_are_searched_from_a_space_fi
     register_family(WideTree())
     register_method(HalfWeights)
     try:
-        space = parse_space({"families": {"wide_tree": {"depth": 1, "width": 4}},
-                             "loss_weighting": {"half": {"share": 0.25}}})
+        space = parse_space(
+            {"families": {"wide_tree": {"depth": 1, "width": 4}}, "loss_weighting": {"half": {"share": 0.25}}}
+        )
         candidate = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask(), ["a", "b"])
         assert candidate["architecture"]["family"] == "wide_tree"
         # the default sample(): each field of the method's space model, as an argument of its class
@@ -320,8 +423,11 @@ def test_families_and_weightings_registered_in_code_are_searched_from_a_space_fi
 def test_registering_an_object_of_the_wrong_kind_is_a_type_error():
     with pytest.raises(TypeError, match=r"^class mtl_search.weighting.static.StaticWeighting is not an architecture "):
         register_family(StaticWeighting)
-    with pytest.raises(TypeError, match=r"is not a loss weighting \(a subclass of mtl_search.weighting.base."
-                                        r"LossWeighting, which leaves backward unimplemented\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"is not a loss weighting \(a subclass of mtl_search.weighting.base."
+        r"LossWeighting, which leaves backward unimplemented\)",
+    ):
         register_method(type("Lazy", (LossWeighting,), {"name": "lazy"}))
     with pytest.raises(TypeError, match=r"has no name: a loss weighting sets its name"):
         register_method(type("Nameless", (StaticWeighting,), {"name": ""}))

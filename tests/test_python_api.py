@@ -35,7 +35,7 @@ def test_the_documented_example_runs_and_its_study_is_an_ordinary_one(monkeypatc
     assert len(study.trials) == 8
     assert knee.number in {t.number for t in mtl_search.search.pareto_trials(study)}
     assert result.weights_source == "artifact"  # export found the study's artifacts by itself
-    assert 0 < mtl_search.search.front_hypervolume(study) <= 1.1 ** 2  # normalised, reference point 1.1 per objective
+    assert 0 < mtl_search.search.front_hypervolume(study) <= 1.1**2  # normalised, reference point 1.1 per objective
     lines = printed.getvalue().splitlines()
     assert lines[-1].startswith("artifact {") and "(5," in lines[-1]
     assert not list(tmp_path.iterdir())  # nothing written in the working folder
@@ -53,12 +53,18 @@ def test_a_table_made_in_python_is_searched_and_retrained_from_the_data_given(tm
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     frame = spend_and_churn()
     data = make_table_data(frame, targets_from_declarations(["churn:binary", "spend:regression"]))
-    space = parse_space({"training": {"epochs": 2}, "families": {"tree": {"depth": 1, "width": 8}}, "loss_weighting": {"static": {}}})
-    study = run_search(data, space, SearchSettings(study_name="frame", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=1))
+    space = parse_space(
+        {"training": {"epochs": 2}, "families": {"tree": {"depth": 1, "width": 8}}, "loss_weighting": {"static": {}}}
+    )
+    study = run_search(
+        data, space, SearchSettings(study_name="frame", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=1)
+    )
     trial = study.trials[0]
     with pytest.raises(UserError, match=r"given from Python .* export_trial\(\.\.\., data=\.\.\.\)"):
         export_trial(study, trial, tmp_path / "a", retrain=True)
-    other = make_table_data(frame.assign(spend=frame["spend"] * 2), targets_from_declarations(["churn:binary", "spend:regression"]))
+    other = make_table_data(
+        frame.assign(spend=frame["spend"] * 2), targets_from_declarations(["churn:binary", "spend:regression"])
+    )
     with pytest.raises(UserError, match=r"data= is not the data the study was made with \(tasks\.spend\.target_mean"):
         export_trial(study, trial, tmp_path / "b", retrain=True, data=other)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -99,8 +105,14 @@ def test_the_cli_spelling_of_the_affinity_measure_works_from_python(tmp_path):
 
     data = load_data("synthetic", {"rows": "300", "dim": "4"})
     space = parse_space({"training": {"epochs": 1}, "families": {"tree": {"depth": 1, "width": 4}}})
-    settings = SearchSettings(study_name="m", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=2, seed_strategy="affinity",
-                              affinity_measure="easy-hard", save_artifacts=False)
+    settings = SearchSettings(
+        study_name="m",
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        n_trials=2,
+        seed_strategy="affinity",
+        affinity_measure="easy-hard",
+        save_artifacts=False,
+    )
     study = run_search(data, space, settings)
     assert len(study.trials) == 2 and study.user_attrs["affinity"]["measure"] == "easy_hard"
 
@@ -109,12 +121,19 @@ def test_import_mtl_search_loads_neither_torch_nor_optuna_until_a_name_is_used()
     import subprocess
     import sys
 
-    code = ("import sys, mtl_search\n"
-            "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))\n"
-            "mtl_search.run_search\n"
-            "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, mtl_search\n"
+        "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))\n"
+        "mtl_search.run_search\n"
+        "print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.stdout.split("\n")[:2] == ["[]", "['optuna', 'torch']"], result.stderr
 
 
@@ -124,8 +143,16 @@ def test_every_top_level_name_is_the_defining_modules_own_and_documented():
     import mtl_search
 
     public = set(mtl_search.__all__) - {"__version__"}
-    assert {"run_search", "SearchSettings", "load_space", "load_data", "pareto_trials", "pick_trial", "export_trial",
-            "load"} <= public
+    assert {
+        "run_search",
+        "SearchSettings",
+        "load_space",
+        "load_data",
+        "pareto_trials",
+        "pick_trial",
+        "export_trial",
+        "load",
+    } <= public
     assert public <= set(dir(mtl_search))
     for name in public:
         value = getattr(mtl_search, name)
@@ -134,7 +161,7 @@ def test_every_top_level_name_is_the_defining_modules_own_and_documented():
     import pytest
 
     with pytest.raises(AttributeError, match="no attribute 'run'"):
-        mtl_search.run
+        _ = mtl_search.run
 
 
 def test_the_package_docstring_example_runs_as_written(monkeypatch, tmp_path):

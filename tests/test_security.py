@@ -65,11 +65,26 @@ def test_a_study_name_is_never_a_path(tmp_path, cli_process):
     work = tmp_path / "work"
     work.mkdir()
     space = work / "tiny.yaml"
-    space.write_text("training: {epochs: 1, batch_size: 64}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    space.write_text(
+        "training: {epochs: 1, batch_size: 64}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n"
+    )
     before = set(tmp_path.rglob("*"))
     name = "../../escaped/..\\x"
-    result = cli_process("run", "--space", str(space), "--data-option", "rows=200", "--data-option", "dim=8",
-                         "--trials", "1", "--quiet", "--study-name", name, cwd=work)
+    result = cli_process(
+        "run",
+        "--space",
+        str(space),
+        "--data-option",
+        "rows=200",
+        "--data-option",
+        "dim=8",
+        "--trials",
+        "1",
+        "--quiet",
+        "--study-name",
+        name,
+        cwd=work,
+    )
     assert result.code == 0, result
     created = set(tmp_path.rglob("*")) - before
     assert created and all(path.is_relative_to(work) for path in created), sorted(created)

@@ -12,19 +12,52 @@ from mtl_search.errors import UserError
 from mtl_search.tasks import Task, TaskError, parse_task_declaration
 
 
-@pytest.mark.parametrize("kwargs,field,message", [
-    ({"name": "a b", "kind": "binary"}, "name", "task name 'a b': use letters"),
-    ({"name": "spend", "kind": "regresion"}, "kind", "task 'spend': unknown kind 'regresion' (expected one of binary, multiclass, regression)"),
-    ({"name": "segment", "kind": "multiclass", "n_classes": 1}, "classes", "task 'segment': a multiclass task needs at least 2 classes, got 1"),
-    ({"name": "spend", "kind": "regression", "metrics": ("rmsee",)}, "metrics", "task 'spend': unknown metric 'rmsee'"),
-    ({"name": "spend", "kind": "regression", "metrics": ("auc",)}, "metrics", "task 'spend': metric 'auc' does not apply to a regression task"),
-    ({"name": "spend", "kind": "regression", "target_mean": 66.0, "target_std": 0.0}, "target",
-     "task 'spend': target_mean must be a finite number and target_std a positive one, got 66.0 and 0.0"),
-    ({"name": "spend", "kind": "regression", "target_mean": math.nan, "target_std": 1.0}, "target", "task 'spend': target_mean must be a finite"),
-    ({"name": "spend", "kind": "regression", "target_mean": 66.0}, "target", "task 'spend': give target_mean and target_std together"),
-    ({"name": "churn", "kind": "binary", "target_mean": 0.5, "target_std": 0.5}, "target",
-     "task 'churn': only a regression task has target_mean and target_std ('churn' is binary)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field,message",
+    [
+        ({"name": "a b", "kind": "binary"}, "name", "task name 'a b': use letters"),
+        (
+            {"name": "spend", "kind": "regresion"},
+            "kind",
+            "task 'spend': unknown kind 'regresion' (expected one of binary, multiclass, regression)",
+        ),
+        (
+            {"name": "segment", "kind": "multiclass", "n_classes": 1},
+            "classes",
+            "task 'segment': a multiclass task needs at least 2 classes, got 1",
+        ),
+        (
+            {"name": "spend", "kind": "regression", "metrics": ("rmsee",)},
+            "metrics",
+            "task 'spend': unknown metric 'rmsee'",
+        ),
+        (
+            {"name": "spend", "kind": "regression", "metrics": ("auc",)},
+            "metrics",
+            "task 'spend': metric 'auc' does not apply to a regression task",
+        ),
+        (
+            {"name": "spend", "kind": "regression", "target_mean": 66.0, "target_std": 0.0},
+            "target",
+            "task 'spend': target_mean must be a finite number and target_std a positive one, got 66.0 and 0.0",
+        ),
+        (
+            {"name": "spend", "kind": "regression", "target_mean": math.nan, "target_std": 1.0},
+            "target",
+            "task 'spend': target_mean must be a finite",
+        ),
+        (
+            {"name": "spend", "kind": "regression", "target_mean": 66.0},
+            "target",
+            "task 'spend': give target_mean and target_std together",
+        ),
+        (
+            {"name": "churn", "kind": "binary", "target_mean": 0.5, "target_std": 0.5},
+            "target",
+            "task 'churn': only a regression task has target_mean and target_std ('churn' is binary)",
+        ),
+    ],
+)
 def test_a_bad_task_names_its_field(kwargs, field, message):
     # a description file turns the field into its key (tasks.N.kind); the words stay the same
     with pytest.raises(TaskError) as error:
@@ -84,19 +117,28 @@ def test_the_constant_prediction_loss_is_the_scale_a_trained_loss_is_read_agains
     assert measured.constant_loss(target) == pytest.approx(1.0)  # standardised: predicting the mean
     assert Task("spend", "regression").constant_loss(target) == pytest.approx(100.0)  # raw units: the variance
     assert Task("click", "binary").constant_loss(torch.tensor([0.0, 0.0, 0.0, 1.0])) == pytest.approx(
-        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
-    assert Task("segment", "multiclass", n_classes=3).constant_loss(torch.tensor([0.0, 1.0, 2.0])) == pytest.approx(math.log(3))
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    )
+    assert Task("segment", "multiclass", n_classes=3).constant_loss(torch.tensor([0.0, 1.0, 2.0])) == pytest.approx(
+        math.log(3)
+    )
     assert Task("click", "binary").constant_loss(torch.tensor([1.0, 1.0])) == 0.0
     assert Task("click", "binary").constant_loss(torch.tensor([math.nan])) == 0.0
 
 
-@pytest.mark.parametrize("text,message", [
-    # classes= would be ignored, metrics= would mean the default ones: both refused, as in a description file
-    ("churn:binary:classes=3", "--task 'churn:binary:classes=3': only a multiclass task has classes (task 'churn' is binary)"),
-    ("spend:regression:classes=3", "--task 'spend:regression:classes=3': only a multiclass task has classes"),
-    ("spend:regression:metrics=", "--task 'spend:regression:metrics=': metrics= names no metric (known: auc,"),
-    ("spend:regression:metrics=+", "--task 'spend:regression:metrics=+': metrics= names no metric"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # classes= would be ignored, metrics= would mean the default ones: both refused, as in a description file
+        (
+            "churn:binary:classes=3",
+            "--task 'churn:binary:classes=3': only a multiclass task has classes (task 'churn' is binary)",
+        ),
+        ("spend:regression:classes=3", "--task 'spend:regression:classes=3': only a multiclass task has classes"),
+        ("spend:regression:metrics=", "--task 'spend:regression:metrics=': metrics= names no metric (known: auc,"),
+        ("spend:regression:metrics=+", "--task 'spend:regression:metrics=+': metrics= names no metric"),
+    ],
+)
 def test_a_declaration_option_that_would_be_ignored_is_refused(text, message):
     with pytest.raises(UserError) as error:
         parse_task_declaration(text)

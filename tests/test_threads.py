@@ -67,9 +67,23 @@ def _threads_seen(tmp_path, *flags, env=None):
     environment = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | (env or {})
     environment["PYTHONPATH"] = str(REPO)
     process = subprocess.run(
-        [sys.executable, "-c", OBSERVER, "run", "--trials", "2", "--storage", f"sqlite:///{tmp_path / 's.db'}",
-         *QUICK, *flags],
-        capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            OBSERVER,
+            "run",
+            "--trials",
+            "2",
+            "--storage",
+            f"sqlite:///{tmp_path / 's.db'}",
+            *QUICK,
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=tmp_path,
     )
     assert process.returncode == 0, process.stderr[-2000:]
     line = next(line for line in process.stdout.splitlines() if line.startswith("THREADS "))
@@ -89,8 +103,9 @@ def test_a_search_from_python_trains_with_its_threads_and_gives_the_callers_coun
     data = load_data("synthetic", {"rows": "300", "dim": "8"})
     seen = []
     before = torch.get_num_threads()
-    settings = SearchSettings(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=1, epochs=1,
-                              threads=before + 1)
+    settings = SearchSettings(
+        study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}", n_trials=1, epochs=1, threads=before + 1
+    )
     run_search(data, load_space("default"), settings, epoch_hooks=[lambda *_: seen.append(torch.get_num_threads())])
     assert seen == [before + 1]
     assert torch.get_num_threads() == before

@@ -14,8 +14,11 @@ from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
 
 def conditional_notes(study: optuna.Study) -> list[str]:
     """One line per entire-space (given=) task: its metrics are over the rows where its condition holds."""
-    return [f"{task.name}: metrics of P({task.name} = 1 | {task.given} = 1), on the rows where {task.given} = 1 (given={task.given})"
-            for task in study_tasks(study) if task.given is not None]
+    return [
+        f"{task.name}: metrics of P({task.name} = 1 | {task.given} = 1), on the rows where {task.given} = 1 (given={task.given})"
+        for task in study_tasks(study)
+        if task.given is not None
+    ]
 
 
 def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> dict[str, Any]:

@@ -36,7 +36,14 @@ import optuna
 from mtl_search.errors import UserError
 from mtl_search.search.hypervolume import epsilon_indicator, non_dominated
 from mtl_search.search.pruning import (
-    PruningSettings, Vector, cumulative_steps, dominates_with_margin, learning_curve, prune_verdict, settings_from_section, vector_at_budget,
+    PruningSettings,
+    Vector,
+    cumulative_steps,
+    dominates_with_margin,
+    learning_curve,
+    prune_verdict,
+    settings_from_section,
+    vector_at_budget,
     warmup,
 )
 from mtl_search.records.study import StudyRecord
@@ -64,8 +71,13 @@ class ReplayResult:
     time_share: float = math.nan  # of the trials' time left (StudyTiming.share_after); NaN without timings
 
     def to_data(self) -> dict[str, Any]:
-        return {"settings": dataclasses.asdict(self.settings), "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share),
-                "front_stopped": self.front_stopped, "epsilon": none_if_nan(self.epsilon)}
+        return {
+            "settings": dataclasses.asdict(self.settings),
+            "epoch_share": self.epoch_share,
+            "time_share": none_if_nan(self.time_share),
+            "front_stopped": self.front_stopped,
+            "epsilon": none_if_nan(self.epsilon),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +93,15 @@ class FloorResult:
     time_share: float = math.nan
 
     def to_data(self) -> dict[str, Any]:
-        return {"warmup_epochs": self.settings.warmup_epochs, "warmup_fraction": self.settings.warmup_fraction, "tolerance": self.tolerance,
-                "epoch_share": self.epoch_share, "time_share": none_if_nan(self.time_share), "front_stopped": self.front_stopped,
-                "epsilon": none_if_nan(self.epsilon)}
+        return {
+            "warmup_epochs": self.settings.warmup_epochs,
+            "warmup_fraction": self.settings.warmup_fraction,
+            "tolerance": self.tolerance,
+            "epoch_share": self.epoch_share,
+            "time_share": none_if_nan(self.time_share),
+            "front_stopped": self.front_stopped,
+            "epsilon": none_if_nan(self.epsilon),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +123,7 @@ class StudyTiming:
         if any(number not in self.epoch_seconds for number in trained) or self.total_seconds <= 0:
             return math.nan
         lengths = lengths or {}
-        saved = sum(sum(self.epoch_seconds[number][epochs:lengths.get(number)]) for number, epochs in trained.items())
+        saved = sum(sum(self.epoch_seconds[number][epochs : lengths.get(number)]) for number, epochs in trained.items())
         return 1.0 - saved / self.total_seconds
 
     @property
@@ -128,7 +146,11 @@ def study_timing(study: optuna.Study) -> StudyTiming | None:
     """The study's :class:`StudyTiming`, or None when it has no finished trial with a start
     and end time. A trial whose history lacks an epoch's seconds (or has a value that is not
     a number) keeps its duration in the total but has no epoch times (its replay time is NaN)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_start and t.datetime_complete]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and t.datetime_start and t.datetime_complete
+    ]
     if not trials:
         return None
     total = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
@@ -136,7 +158,9 @@ def study_timing(study: optuna.Study) -> StudyTiming | None:
     for trial in trials:
         history = sorted(TrialRecord.read(trial).history, key=lambda entry: entry.epoch)
         seconds = [entry.seconds for entry in history]
-        if seconds and all(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 for value in seconds):
+        if seconds and all(
+            isinstance(value, (int, float)) and math.isfinite(value) and value >= 0 for value in seconds
+        ):
             epoch_seconds[trial.number] = [float(value) for value in seconds]
     return StudyTiming(total, epoch_seconds, len(trials))
 
@@ -171,7 +195,13 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[Tri
         curve = learning_curve(objectives, trial, with_best_kept(recorded) if rebuild_best else None)
         if curve and sorted(curve) == list(range(1, len(curve) + 1)):  # every epoch, in order
             steps = cumulative_steps(recorded)
-            curves.append((trial.number, [curve[epoch] for epoch in sorted(curve)], None if steps is None else [steps[e] for e in sorted(curve)]))
+            curves.append(
+                (
+                    trial.number,
+                    [curve[epoch] for epoch in sorted(curve)],
+                    None if steps is None else [steps[e] for e in sorted(curve)],
+                )
+            )
     return sorted(curves)
 
 
@@ -180,8 +210,10 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
     with the trials it let finish as the references. A trial is never stopped at its last
     epoch, so the trials it keeps are those trained for their whole curve."""
     if settings.budget == "steps" and curves and not has_steps(curves):
-        raise UserError("pruning budget steps: some trials have no step counts (stored in record format 0, before "
-                        "they were counted); replay them with budget epochs")
+        raise UserError(
+            "pruning budget steps: some trials have no step counts (stored in record format 0, before "
+            "they were counted); replay them with budget epochs"
+        )
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     trained: dict[int, int] = {}
 
@@ -193,12 +225,18 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
         trained[number] = total
         for epoch in range(1, total + 1):
             at_steps = steps[epoch - 1] if steps else None
-            references = [(n, v) for n, c, s in kept if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None]
+            references = [
+                (n, v)
+                for n, c, s in kept
+                if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None
+            ]
             if prune_verdict(curve[epoch - 1], curve[:epoch], references, finals, epoch, total, settings) is not None:
                 trained[number] = epoch
                 break
         if trained[number] == total:
-            kept.append((number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1))))
+            kept.append(
+                (number, dict(enumerate(curve, start=1)), None if steps is None else dict(enumerate(steps, start=1)))
+            )
     return trained
 
 
@@ -212,7 +250,9 @@ def kept_numbers(curves: Sequence[TrialCurve], trained: Mapping[int, int]) -> li
     return [entry[0] for entry in curves if trained[entry[0]] == len(entry[1])]
 
 
-def replay_outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None) -> tuple[float, float, int, float]:
+def replay_outcome(
+    curves: Sequence[TrialCurve], trained: Mapping[int, int], timing: StudyTiming | None
+) -> tuple[float, float, int, float]:
     """(share of epochs trained, share of the trials' time left, true front trials stopped, epsilon of
     the kept front against the true one) when each trial trains ``trained[n]`` epochs."""
     finals = {entry[0]: entry[1][-1] for entry in curves}
@@ -229,7 +269,9 @@ def replay_outcome(curves: Sequence[TrialCurve], trained: Mapping[int, int], tim
     return epoch_share, math.nan if timing is None else timing.share_after(trained, lengths), front_stopped, epsilon
 
 
-def replay_settings(curves: Sequence[TrialCurve], settings: PruningSettings, timing: StudyTiming | None = None) -> ReplayResult:
+def replay_settings(
+    curves: Sequence[TrialCurve], settings: PruningSettings, timing: StudyTiming | None = None
+) -> ReplayResult:
     epoch_share, time_share, front_stopped, epsilon = replay_outcome(curves, replay_epochs(curves, settings), timing)
     return ReplayResult(settings, epoch_share, front_stopped, epsilon, time_share)
 
@@ -277,14 +319,20 @@ def ahead_of(finished: Vector, final: Vector, tolerance: float) -> bool:
     return len(finished) == len(final) and all(b <= w + tolerance * abs(w) for b, w in zip(finished, final))
 
 
-def foresight_floor(curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0, timing: StudyTiming | None = None) -> FloorResult:
-    epoch_share, time_share, front_stopped, epsilon = replay_outcome(curves, foresight_epochs(curves, settings, tolerance), timing)
+def foresight_floor(
+    curves: Sequence[TrialCurve], settings: PruningSettings, tolerance: float = 0.0, timing: StudyTiming | None = None
+) -> FloorResult:
+    epoch_share, time_share, front_stopped, epsilon = replay_outcome(
+        curves, foresight_epochs(curves, settings, tolerance), timing
+    )
     return FloorResult(settings, tolerance, epoch_share, front_stopped, epsilon, time_share)
 
 
 def warmup_label(settings: PruningSettings) -> str:
     """A setting's warm-up as the replay tables print it: "2", or "2 or 0.125 of epochs"."""
-    return f"{settings.warmup_epochs}" + (f" or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else "")
+    return f"{settings.warmup_epochs}" + (
+        f" or {settings.warmup_fraction:g} of epochs" if settings.warmup_fraction else ""
+    )
 
 
 def floor_label(settings: PruningSettings, tolerance: float) -> str:
@@ -309,9 +357,21 @@ def settings_grid(base: PruningSettings, budgets: Sequence[str] = ()) -> list[Pr
     projected = PruningSettings.projected(min_completed_trials=base.min_completed_trials)
     grid = [base]
     for budget in dict.fromkeys([base.budget, *budgets]):
-        candidates = [dataclasses.replace(median, enabled=True, warmup_epochs=warmup, warmup_fraction=0.0, min_dominator_fraction=fraction,
-                                          budget=budget) for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75))]
-        candidates += [dataclasses.replace(projected, budget=budget), dataclasses.replace(projected, warmup_fraction=0.0, budget=budget)]
+        candidates = [
+            dataclasses.replace(
+                median,
+                enabled=True,
+                warmup_epochs=warmup,
+                warmup_fraction=0.0,
+                min_dominator_fraction=fraction,
+                budget=budget,
+            )
+            for warmup, fraction in itertools.product((1, 2), (0.0, 0.25, 0.5, 0.75))
+        ]
+        candidates += [
+            dataclasses.replace(projected, budget=budget),
+            dataclasses.replace(projected, warmup_fraction=0.0, budget=budget),
+        ]
         grid += [candidate for candidate in candidates if candidate not in grid]
     return grid
 

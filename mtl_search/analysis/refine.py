@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the training side; `pareto` reads refined records without i
 
     from mtl_search.data.base import MultiTaskData
 
+
 def refined_record(study: optuna.Study, number: int, stored: StudyRecord | None = None) -> dict[str, Any] | None:
     """The refinement of trial ``number`` (None when it was not refined); ``stored``: the
     study's record when the caller has read it already."""
@@ -122,15 +123,19 @@ def refine_front(
     for trial in pareto_trials(study):
         earlier = refined_record(study, trial.number)
         wanted = precision or trial_precision(trial)
-        if (earlier is not None and len(earlier.get("seeds", [])) >= seeds + 1
-                and earlier.get("precision", "fp32") == wanted):
+        if (
+            earlier is not None
+            and len(earlier.get("seeds", [])) >= seeds + 1
+            and earlier.get("precision", "fp32") == wanted
+        ):
             records[trial.number] = earlier
             if on_trial is not None:
                 on_trial(trial.number, earlier, False)
             continue
         base = TrialRecord.read(trial, only=("candidate",)).candidate.seed
-        record = refine_trial(trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem,
-                              precision=precision)
+        record = refine_trial(
+            trial, data, [base + k for k in range(1, seeds + 1)], device=device, stem=stem, precision=precision
+        )
         study.set_user_attr(f"{REFINED_PREFIX}{trial.number}", record)
         records[trial.number] = record
         if on_trial is not None:

@@ -19,8 +19,15 @@ from typing import Any, Sequence
 from torch import nn
 
 from mtl_search.architectures.base import Body, Family, MultiTaskModel, make_towers
-from mtl_search.architectures.blocks import (BlockFactory, CustomStem, build_stem, check_keys, validate_block, validate_stem,
-                                             validate_tower)
+from mtl_search.architectures.blocks import (
+    BlockFactory,
+    CustomStem,
+    build_stem,
+    check_keys,
+    validate_block,
+    validate_stem,
+    validate_tower,
+)
 from mtl_search.architectures.registry import family_names, get_family, register_family
 from mtl_search.architectures.stems import Stem, register_stem
 from mtl_search.architectures.relationship import prior_from_spec, validate_relationship
@@ -29,7 +36,7 @@ from mtl_search.tasks import Task, validate_conditions
 from mtl_search.learned import summarize_learned
 
 # Keys every family's spec may have; a family declares its own as ``required_keys`` and
-# ``optional_keys`` (docs/architectures.md, "Spec keys").
+# ``optional_keys`` (docs/reference/architecture-spec.md, "Spec keys").
 COMMON_KEYS = ("family", "block", "tower", "stem", "relationship")
 
 
@@ -91,7 +98,9 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
     # the searched input encoder: networks that differ only there must not read alike
     stem = spec.get("stem") or {}
     if stem.get("sequence_encoder"):
-        text += f" seq={stem['sequence_encoder']}" + (f"/{stem['sequence_width']}" if stem.get("sequence_width") else "")
+        text += f" seq={stem['sequence_encoder']}" + (
+            f"/{stem['sequence_width']}" if stem.get("sequence_width") else ""
+        )
     if stem.get("embedding_dim"):
         text += f" emb={stem['embedding_dim']}"
     return text
@@ -112,8 +121,21 @@ def spec_from_json(text: str) -> dict[str, Any]:
 
 
 __all__ = [
-    "Body", "BlockFactory", "CustomStem", "Family", "MultiTaskModel", "Stem", "build_model", "build_stem",
-    "family_names", "get_family", "register_family", "register_stem", "spec_from_json", "spec_to_json", "summarize",
+    "Body",
+    "BlockFactory",
+    "CustomStem",
+    "Family",
+    "MultiTaskModel",
+    "Stem",
+    "build_model",
+    "build_stem",
+    "family_names",
+    "get_family",
+    "register_family",
+    "register_stem",
+    "spec_from_json",
+    "spec_to_json",
+    "summarize",
     "summarize_learned",
     "validate_spec",
 ]

@@ -74,8 +74,11 @@ class MultiTaskModel(nn.Module):
         # task -> (mean, std) of a regression target learned standardised: outputs are
         # raw * std + mean, in the target's units. Plain floats, not buffers: weights files
         # keep their tensors, and tracing (TorchScript, ONNX) bakes them in as constants.
-        self.output_scales = {name: (float(mean), float(std)) for name, (mean, std) in (output_scales or {}).items()
-                              if (mean, std) != (0.0, 1.0)}
+        self.output_scales = {
+            name: (float(mean), float(std))
+            for name, (mean, std) in (output_scales or {}).items()
+            if (mean, std) != (0.0, 1.0)
+        }
         # The last input of the towers, kept by forward() when asked, for methods that
         # work on the shared representation (MGDA-UB).
         self.keep_representations = False
@@ -91,8 +94,12 @@ class MultiTaskModel(nn.Module):
         if self.keep_representations:
             self.representations = representations
         if self.output_scales:  # after the body: a body that feeds predictions upward feeds the standardised ones
-            outputs = {name: output * self.output_scales[name][1] + self.output_scales[name][0] if name in self.output_scales else output
-                       for name, output in outputs.items()}
+            outputs = {
+                name: output * self.output_scales[name][1] + self.output_scales[name][0]
+                if name in self.output_scales
+                else output
+                for name, output in outputs.items()
+            }
         return outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -172,5 +179,7 @@ class Family(ABC):
         """The structure in one readable line."""
 
 
-def make_towers(body: Body, tasks: Sequence[Task], widths: Sequence[int], activation: str = "relu") -> dict[str, nn.Module]:
+def make_towers(
+    body: Body, tasks: Sequence[Task], widths: Sequence[int], activation: str = "relu"
+) -> dict[str, nn.Module]:
     return {task.name: Tower(body.out_shapes[task.name], widths, task.output_size, activation) for task in tasks}

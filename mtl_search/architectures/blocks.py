@@ -23,7 +23,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiL
 NORMS = ("none", "batch", "layer")
 BLOCK_TYPES = ("mlp", "conv")
 
-# The keys of the spec sections every family shares (docs/architectures.md lists them).
+# The keys of the spec sections every family shares (docs/reference/architecture-spec.md lists them).
 BLOCK_KEYS = ("type", "norm", "activation", "dropout")
 TOWER_KEYS = ("widths",)
 
@@ -34,7 +34,9 @@ TOWER_KEYS = ("widths",)
 def check_widths(value: Any, where: str, key: str, allow_empty: bool = True) -> None:
     """``value`` must be a list of positive whole numbers (non-empty unless ``allow_empty``)."""
     if not isinstance(value, list) or (not value and not allow_empty) or not all(is_whole(w) and w >= 1 for w in value):
-        raise UserError(f"{where}: {key} must be a {'' if allow_empty else 'non-empty '}list of positive whole numbers, got {value!r}")
+        raise UserError(
+            f"{where}: {key} must be a {'' if allow_empty else 'non-empty '}list of positive whole numbers, got {value!r}"
+        )
 
 
 def check_keys(section: Any, known: Sequence[str] | None, where: str, name: str = "") -> None:
@@ -97,10 +99,18 @@ class BlockFactory:
         pool_min: int = 8,
     ) -> None:
         validate_block({"type": kind, "norm": norm, "activation": activation, "dropout": dropout}, "BlockFactory")
-        self.kind, self.norm, self.activation, self.dropout, self.pool_min = kind, norm, activation, float(dropout), pool_min
+        self.kind, self.norm, self.activation, self.dropout, self.pool_min = (
+            kind,
+            norm,
+            activation,
+            float(dropout),
+            pool_min,
+        )
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], input_shape: Shape, where: str = "architecture spec", source: str = "input") -> "BlockFactory":
+    def from_spec(
+        cls, spec: dict[str, Any], input_shape: Shape, where: str = "architecture spec", source: str = "input"
+    ) -> "BlockFactory":
         """Blocks for a spec's ``block`` section and the stem's output shape; errors begin with
         ``where`` and call the stem's output ``source`` (e.g. "vector input"); the section
         itself is checked by ``validate_spec`` (and its values again by ``__init__``)."""
@@ -108,8 +118,10 @@ class BlockFactory:
         if kind == "mlp" and len(input_shape) != 1:
             kind = "conv"  # an MLP block cannot read an image; conv blocks stand in
         if kind == "conv" and len(input_shape) != 3:
-            raise UserError(f"{where}: block.type 'conv' needs image input (channels, height, width), "
-                            f"but the {source} has shape {tuple(input_shape)}")
+            raise UserError(
+                f"{where}: block.type 'conv' needs image input (channels, height, width), "
+                f"but the {source} has shape {tuple(input_shape)}"
+            )
         return cls(
             kind=kind,
             norm=spec.get("norm", "none"),
@@ -184,7 +196,7 @@ class Tower(nn.Sequential):
         # Weights saved before towers became Sequentials name the layers "net.<i>", Flatten always at 0.
         shift = 0 if isinstance(self[0], Flatten) else 1
         for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
-            index, rest = key[len(prefix) + len("net."):].split(".", 1)
+            index, rest = key[len(prefix) + len("net.") :].split(".", 1)
             state_dict[f"{prefix}{int(index) - shift}.{rest}"] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -227,7 +239,7 @@ class TabularStem(nn.Module):
         starts = _running_sums(sizes)
         with torch.no_grad():
             for start, size in zip(starts, sizes):
-                nn.init.normal_(self.embedding_weights[start:start + size])
+                nn.init.normal_(self.embedding_weights[start : start + size])
         # output feature f reads column[f]'s code, at base[f] + code * stride[f] of the flat weights
         column, stride, base = [], [], []
         for index, (start, dim) in enumerate(zip(starts, self.dims)):

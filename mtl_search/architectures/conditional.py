@@ -71,7 +71,9 @@ def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
     return torch.where(log_p > -math.log(2.0), torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
 
 
-def joint_loss(task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+def joint_loss(
+    task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """Mean binary cross-entropy of the joint probability against the joint label, all labelled rows."""
     log_p = joint_log_probability(task, tasks, outputs)
     label = joint_target(task, tasks, targets)
@@ -84,7 +86,9 @@ def joint_loss(task: Task, tasks: Sequence[Task], outputs: dict[str, torch.Tenso
     return -(label * log_p + (1 - label) * log_q).mean()
 
 
-def joint_losses(tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def joint_losses(
+    tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The training loss of every conditional task: its joint loss (ordinary tasks keep Task.loss)."""
     return {task.name: joint_loss(task, tasks, outputs, targets) for task in tasks if task.given is not None}
 

@@ -50,7 +50,15 @@ class CrossStitchSpace(BaseModel):
 
 
 class CrossStitchBody(Body):
-    def __init__(self, widths: Sequence[int], units: Sequence[int], alpha_self: float, in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        units: Sequence[int],
+        alpha_self: float,
+        in_shape: Shape,
+        task_names: Sequence[str],
+        blocks: BlockFactory,
+    ) -> None:
         super().__init__()
         self.task_names = list(task_names)
         self.columns = nn.ModuleList()
@@ -61,9 +69,9 @@ class CrossStitchBody(Body):
             shape = made[0][1]
         self.units = sorted(units)
         # alphas[str(layer)]: the unit after that layer
-        self.alphas = nn.ParameterDict({
-            str(layer): nn.Parameter(near_identity(len(self.task_names), alpha_self)) for layer in self.units
-        })
+        self.alphas = nn.ParameterDict(
+            {str(layer): nn.Parameter(near_identity(len(self.task_names), alpha_self)) for layer in self.units}
+        )
         self.out_shapes = {task: shape for task in self.task_names}
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -105,7 +113,11 @@ class CrossStitchFamily(Family):
             units = list(range(depth - 1))
         else:
             # a unit after the last layer would mix the towers' inputs, which is a choice too
-            units = [layer for layer in range(depth) if trial.suggest_categorical(f"cross_stitch.unit_{layer}", [True, False])]
+            units = [
+                layer
+                for layer in range(depth)
+                if trial.suggest_categorical(f"cross_stitch.unit_{layer}", [True, False])
+            ]
         # with no unit there is nothing to mix: alpha_self is not searched, and 1.0 (no mixing) says so
         alpha_self = suggest(trial, "cross_stitch.alpha_self", section.alpha_self) if units else 1.0
         return {"widths": [width] * depth, "units": units, "alpha_self": alpha_self}
@@ -114,8 +126,14 @@ class CrossStitchFamily(Family):
         validate_columns(spec, "cross_stitch")
         units = spec.get("units")
         depth = len(spec["widths"])
-        if not isinstance(units, list) or any(not is_whole(u) or not 0 <= u < depth for u in units) or len(set(units)) != len(units):
-            raise UserError(f"cross_stitch spec: units must list distinct layer indices in 0..{depth - 1}, got {units!r}")
+        if (
+            not isinstance(units, list)
+            or any(not is_whole(u) or not 0 <= u < depth for u in units)
+            or len(set(units)) != len(units)
+        ):
+            raise UserError(
+                f"cross_stitch spec: units must list distinct layer indices in 0..{depth - 1}, got {units!r}"
+            )
         check_fraction(spec.get("alpha_self"), "alpha_self", "cross_stitch")
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:

@@ -64,8 +64,11 @@ def sharing_text(sharing: Any) -> dict[str, str]:
     """The non-numeric-table parts of a sharing report (e.g. the tree line, a count), as text."""
     if not isinstance(sharing, dict):
         return {}
-    return {str(k): (v if isinstance(v, str) else json.dumps(v)) for k, v in sharing.items()
-            if isinstance(v, (str, int, float, bool))}
+    return {
+        str(k): (v if isinstance(v, str) else json.dumps(v))
+        for k, v in sharing.items()
+        if isinstance(v, (str, int, float, bool))
+    }
 
 
 def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> str:
@@ -95,8 +98,10 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
     lines += ["", f"- towers: {towers} per task ({', '.join(task_names)})"]
     for title, rows, columns, matrix in sharing_tables(record.get("sharing") or {}, task_names):
         lines += ["", f"Learned `{title}`:", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        lines += ["| " + row + " | " + " | ".join("" if math.isnan(v) else f"{v:.3f}" for v in values) + " |"
-                  for row, values in zip(rows, matrix)]
+        lines += [
+            "| " + row + " | " + " | ".join("" if math.isnan(v) else f"{v:.3f}" for v in values) + " |"
+            for row, values in zip(rows, matrix)
+        ]
     for key, text in sharing_text(record.get("sharing") or {}).items():
         lines += ["", f"- learned `{key}`: {text}"]
     lines += ["", "Spec:", "", "```json", json.dumps(spec, sort_keys=True), "```"]
@@ -104,6 +109,9 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
 
 
 def _is_matrix(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(r, list) and r and all(is_number(x) for x in r) for r in value)
-            and len({len(r) for r in value}) == 1)
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(r, list) and r and all(is_number(x) for x in r) for r in value)
+        and len({len(r) for r in value}) == 1
+    )

@@ -94,7 +94,15 @@ class MMoESpace(BaseModel):
 
 
 class MMoEBody(Body):
-    def __init__(self, n_experts: int, expert_widths: Sequence[int], bottom_widths: Sequence[int], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> None:
+    def __init__(
+        self,
+        n_experts: int,
+        expert_widths: Sequence[int],
+        bottom_widths: Sequence[int],
+        in_shape: Shape,
+        task_names: Sequence[str],
+        blocks: BlockFactory,
+    ) -> None:
         super().__init__()
         self.task_names = list(task_names)
         self.bottom, shape = blocks.stack(in_shape, bottom_widths)
@@ -164,7 +172,9 @@ class MMoEFamily(Family):
         check_widths(spec.get("bottom_widths", []), "mmoe spec", "bottom_widths")
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
-        return MMoEBody(spec["experts"], spec["expert_widths"], spec.get("bottom_widths", []), in_shape, task_names, blocks)
+        return MMoEBody(
+            spec["experts"], spec["expert_widths"], spec.get("bottom_widths", []), in_shape, task_names, blocks
+        )
 
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
         text = f"{spec['experts']}x{_format_widths(spec['expert_widths'])} experts, softmax gate per task"
@@ -197,7 +207,16 @@ class PLESpace(BaseModel):
 class PLEBody(Body):
     """Levels of shared and task experts; see the module docstring for the wiring."""
 
-    def __init__(self, levels: int, n_shared: int, n_task: int, expert_widths: Sequence[int], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> None:
+    def __init__(
+        self,
+        levels: int,
+        n_shared: int,
+        n_task: int,
+        expert_widths: Sequence[int],
+        in_shape: Shape,
+        task_names: Sequence[str],
+        blocks: BlockFactory,
+    ) -> None:
         super().__init__()
         self.task_names = list(task_names)
         self.levels = levels
@@ -210,9 +229,14 @@ class PLEBody(Body):
             made = [blocks.stack(shape, expert_widths) for _ in range(n_shared + len(self.task_names) * n_task)]
             self.shared_experts.append(nn.ModuleList(module for module, _ in made[:n_shared]))
             own = made[n_shared:]
-            self.task_experts.append(nn.ModuleDict({
-                task: nn.ModuleList(module for module, _ in own[i * n_task : (i + 1) * n_task]) for i, task in enumerate(self.task_names)
-            }))
+            self.task_experts.append(
+                nn.ModuleDict(
+                    {
+                        task: nn.ModuleList(module for module, _ in own[i * n_task : (i + 1) * n_task])
+                        for i, task in enumerate(self.task_names)
+                    }
+                )
+            )
             self.task_gates.append(nn.ModuleDict({task: Gate(shape, n_task + n_shared) for task in self.task_names}))
             if level < levels - 1 and n_shared:
                 self.shared_gates.append(Gate(shape, len(made)))
@@ -225,7 +249,10 @@ class PLEBody(Body):
         task_inputs = {task: features for task in self.task_names}
         for level in range(self.levels):
             shared_out = [expert(shared_input) for expert in self.shared_experts[level]]
-            task_out = {task: [expert(task_inputs[task]) for expert in self.task_experts[level][task]] for task in self.task_names}
+            task_out = {
+                task: [expert(task_inputs[task]) for expert in self.task_experts[level][task]]
+                for task in self.task_names
+            }
             next_inputs = {}
             for task in self.task_names:
                 weights = self.task_gates[level][task](task_inputs[task])
@@ -256,7 +283,9 @@ class PLEBody(Body):
         labels: dict[str, list[str]] = {}
         for level in range(self.levels):
             shared = [f"shared{i}" for i in range(len(self.shared_experts[level]))]
-            own = {task: [f"{task}.{i}" for i in range(len(self.task_experts[level][task]))] for task in self.task_names}
+            own = {
+                task: [f"{task}.{i}" for i in range(len(self.task_experts[level][task]))] for task in self.task_names
+            }
             for task in self.task_names:
                 labels[f"L{level}.{task}"] = own[task] + shared
             labels[f"L{level}.shared"] = [label for task in self.task_names for label in own[task]] + shared
@@ -290,9 +319,19 @@ class PLEFamily(Family):
         check_widths(spec.get("expert_widths"), "ple spec", "expert_widths", allow_empty=False)
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
-        return PLEBody(spec["levels"], spec["shared_experts"], spec["task_experts"], spec["expert_widths"], in_shape, task_names, blocks)
+        return PLEBody(
+            spec["levels"],
+            spec["shared_experts"],
+            spec["task_experts"],
+            spec["expert_widths"],
+            in_shape,
+            task_names,
+            blocks,
+        )
 
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:
         levels = spec["levels"]
         name = "CGC" if levels == 1 else f"{levels} levels"
-        return f"{name} s{spec['shared_experts']} t{spec['task_experts']} experts {_format_widths(spec['expert_widths'])}"
+        return (
+            f"{name} s{spec['shared_experts']} t{spec['task_experts']} experts {_format_widths(spec['expert_widths'])}"
+        )

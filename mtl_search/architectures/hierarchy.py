@@ -92,7 +92,9 @@ class HierarchyBody(Body):
         by_name = {task.name: task for task in tasks}
         self._heads = dict(heads)  # registered on the model already; a plain dict avoids a second copy
         self._readouts = {t: by_name[t].probabilities for t in self.task_names}
-        self.embeddings = nn.ModuleDict({t: nn.Linear(by_name[t].output_size, self.prediction_embedding) for t in self.feeders})
+        self.embeddings = nn.ModuleDict(
+            {t: nn.Linear(by_name[t].output_size, self.prediction_embedding) for t in self.feeders}
+        )
 
     def forward(self, features: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         representations: dict[str, torch.Tensor] = {}
@@ -154,7 +156,9 @@ def validate_hierarchy(spec: dict[str, Any], task_names: Sequence[str]) -> None:
     check_widths(widths, "hierarchy spec", "widths", allow_empty=False)
     heads = spec.get("head_depths")
     if not isinstance(heads, dict) or sorted(heads) != sorted(task_names):
-        raise UserError(f"hierarchy spec: head_depths must give a depth for each task {list(task_names)}, got {heads!r}")
+        raise UserError(
+            f"hierarchy spec: head_depths must give a depth for each task {list(task_names)}, got {heads!r}"
+        )
     for task, depth in heads.items():
         if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= len(widths):
             raise UserError(f"hierarchy spec: head_depths.{task}={depth!r} must lie in 1..{len(widths)}")
@@ -184,15 +188,19 @@ class HierarchyFamily(Family):
         # Only what changes the network is sampled: blocks above the highest head, feeding from
         # it, an embedding nobody feeds and anchoring with no lower head do not exist (the spec
         # says 0.0 for the last, as sluice does for a weight with nothing to weigh). Two placements that build the same network then have the same spec (the
-        # study trains it once, see docs/search.md "Repeated candidates"), and the sampler
+        # study trains it once, see docs/explanation/pruning.md "Repeated candidates"), and the sampler
         # models no parameter that has no effect.
         top = max(head_depths.values())
         below = [t for t in task_names if head_depths[t] < top]
-        feed_upward = {t: bool(suggest(trial, f"hierarchy.feed_{t}", section.feed_upward)) if t in below else False
-                       for t in task_names}
+        feed_upward = {
+            t: bool(suggest(trial, f"hierarchy.feed_{t}", section.feed_upward)) if t in below else False
+            for t in task_names
+        }
         spec: dict[str, Any] = {"widths": [width] * top, "head_depths": head_depths, "feed_upward": feed_upward}
         if any(feed_upward.values()):  # no neutral width exists, so the key is left out when nobody feeds
-            spec["prediction_embedding"] = suggest(trial, "hierarchy.prediction_embedding", section.prediction_embedding)
+            spec["prediction_embedding"] = suggest(
+                trial, "hierarchy.prediction_embedding", section.prediction_embedding
+            )
         spec["successive"] = suggest(trial, "hierarchy.successive", section.successive) if below else 0.0
         return spec
 
@@ -201,8 +209,14 @@ class HierarchyFamily(Family):
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
         return HierarchyBody(
-            spec["widths"], spec["head_depths"], spec.get("feed_upward", {}), spec.get("prediction_embedding", 8),
-            in_shape, task_names, blocks, successive=spec.get("successive", 0.0),
+            spec["widths"],
+            spec["head_depths"],
+            spec.get("feed_upward", {}),
+            spec.get("prediction_embedding", 8),
+            in_shape,
+            task_names,
+            blocks,
+            successive=spec.get("successive", 0.0),
         )
 
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:

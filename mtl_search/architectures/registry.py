@@ -31,8 +31,9 @@ def _checked_family(value: Any) -> Family:
     return family
 
 
-FAMILIES: Registry[Family] = Registry(FAMILIES_GROUP, "architecture family", _checked_family,
-                                      lambda family: family.name)
+FAMILIES: Registry[Family] = Registry(
+    FAMILIES_GROUP, "architecture family", _checked_family, lambda family: family.name
+)
 
 
 def register_family(family: Family) -> Family:

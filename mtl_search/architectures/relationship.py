@@ -41,7 +41,13 @@ class TaskRelationshipPrior(nn.Module):
     of ``task_names``). The module owns no parameters: the weights belong to the towers.
     """
 
-    def __init__(self, layers: Sequence[Sequence[torch.Tensor]], task_names: Sequence[str], weight: float, ridge: float = DEFAULT_RIDGE) -> None:
+    def __init__(
+        self,
+        layers: Sequence[Sequence[torch.Tensor]],
+        task_names: Sequence[str],
+        weight: float,
+        ridge: float = DEFAULT_RIDGE,
+    ) -> None:
         super().__init__()
         if not layers:
             raise UserError("relationship: the towers have no layer of equal shape in every task")
@@ -55,7 +61,9 @@ class TaskRelationshipPrior(nn.Module):
         self.register_buffer("precision", torch.eye(n_tasks) * n_tasks)
 
     @classmethod
-    def over_towers(cls, towers: Mapping[str, nn.Module], task_names: Sequence[str], weight: float, ridge: float = DEFAULT_RIDGE) -> "TaskRelationshipPrior":
+    def over_towers(
+        cls, towers: Mapping[str, nn.Module], task_names: Sequence[str], weight: float, ridge: float = DEFAULT_RIDGE
+    ) -> "TaskRelationshipPrior":
         """The prior over every Linear layer position whose weight shape agrees across tasks."""
         linears = {name: [m for m in towers[name].modules() if isinstance(m, nn.Linear)] for name in task_names}
         depth = min(len(layers) for layers in linears.values())
@@ -110,14 +118,18 @@ def closed_form_covariance(w: torch.Tensor, ridge: float) -> torch.Tensor:
     return (root + ridge * trace / n_tasks * identity) / ((1 + ridge) * trace)
 
 
-def prior_from_spec(settings: Any, towers: Mapping[str, nn.Module], task_names: Sequence[str]) -> TaskRelationshipPrior | None:
+def prior_from_spec(
+    settings: Any, towers: Mapping[str, nn.Module], task_names: Sequence[str]
+) -> TaskRelationshipPrior | None:
     """The prior a spec's ``relationship`` entry asks for; None when absent or weight 0."""
     if settings is None:
         return None
     validate_relationship(settings)
     if float(settings["weight"]) == 0.0:
         return None
-    return TaskRelationshipPrior.over_towers(towers, task_names, settings["weight"], settings.get("ridge", DEFAULT_RIDGE))
+    return TaskRelationshipPrior.over_towers(
+        towers, task_names, settings["weight"], settings.get("ridge", DEFAULT_RIDGE)
+    )
 
 
 def validate_relationship(settings: Any) -> None:
@@ -125,7 +137,9 @@ def validate_relationship(settings: Any) -> None:
         raise UserError("architecture spec: relationship must be an object with 'weight' (and optionally 'ridge')")
     unknown = set(settings) - {"weight", "ridge"}
     if unknown:
-        raise UserError(f"architecture spec: relationship.{sorted(unknown)[0]} is not a known key (known: weight, ridge)")
+        raise UserError(
+            f"architecture spec: relationship.{sorted(unknown)[0]} is not a known key (known: weight, ridge)"
+        )
     weight, ridge = settings["weight"], settings.get("ridge", DEFAULT_RIDGE)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
         raise UserError(f"architecture spec: relationship.weight must be a number >= 0, got {weight!r}")

@@ -178,7 +178,9 @@ class SluiceFamily(Family):
             "width": round_up(suggest(trial, "sluice.width", section.width), subspaces),
             "subspaces": subspaces,
             # one subspace has no pair to keep apart, so its weight is not searched
-            "orthogonality_weight": suggest(trial, "sluice.orthogonality_weight", section.orthogonality_weight) if subspaces > 1 else 0.0,
+            "orthogonality_weight": suggest(trial, "sluice.orthogonality_weight", section.orthogonality_weight)
+            if subspaces > 1
+            else 0.0,
             "alpha_self": suggest(trial, "sluice.alpha_self", section.alpha_self),
             "beta_init": suggest(trial, "sluice.beta_init", section.beta_init),
         }
@@ -197,12 +199,21 @@ class SluiceFamily(Family):
             raise UserError(f"sluice spec: orthogonality_weight must be a number >= 0, got {weight!r}")
         check_fraction(spec.get("alpha_self"), "alpha_self", "sluice")
         if spec.get("beta_init") not in BETA_INITS:
-            raise UserError(f"sluice spec: beta_init must be one of {', '.join(BETA_INITS)}, got {spec.get('beta_init')!r}")
+            raise UserError(
+                f"sluice spec: beta_init must be one of {', '.join(BETA_INITS)}, got {spec.get('beta_init')!r}"
+            )
 
     def build(self, spec: dict[str, Any], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> Body:
         return SluiceBody(
-            spec["depth"], spec["width"], spec["subspaces"], float(spec["orthogonality_weight"]),
-            float(spec["alpha_self"]), spec["beta_init"], in_shape, task_names, blocks,
+            spec["depth"],
+            spec["width"],
+            spec["subspaces"],
+            float(spec["orthogonality_weight"]),
+            float(spec["alpha_self"]),
+            spec["beta_init"],
+            in_shape,
+            task_names,
+            blocks,
         )
 
     def summary(self, spec: dict[str, Any], task_names: Sequence[str]) -> str:

@@ -50,8 +50,9 @@ STEMS: Registry[Stem] = Registry(STEMS_GROUP, "stem", instance_of(Stem, "a stem"
 class FunctionStem(Stem):
     """A stem made of a builder function, for :func:`register_stem`."""
 
-    def __init__(self, kind: str, builder: Callable[[dict[str, Any], dict[str, Any]], nn.Module],
-                 settings: Sequence[str] | None) -> None:
+    def __init__(
+        self, kind: str, builder: Callable[[dict[str, Any], dict[str, Any]], nn.Module], settings: Sequence[str] | None
+    ) -> None:
         self.kind = kind  # type: ignore[misc]  (per instance here, a class attribute in a subclass)
         self.settings = None if settings is None else tuple(settings)  # type: ignore[misc]
         self.builder = builder

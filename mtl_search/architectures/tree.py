@@ -49,7 +49,14 @@ class TreeSpace(BaseModel):
 
 
 class TreeBody(Body):
-    def __init__(self, widths: Sequence[int], groups: Sequence[Partition], in_shape: Shape, task_names: Sequence[str], blocks: BlockFactory) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int],
+        groups: Sequence[Partition],
+        in_shape: Shape,
+        task_names: Sequence[str],
+        blocks: BlockFactory,
+    ) -> None:
         super().__init__()
         self.task_names = list(task_names)
         self.groups = [[list(g) for g in partition] for partition in groups]
@@ -122,13 +129,18 @@ def validate_chain(chain: Sequence[Partition], task_names: Sequence[str]) -> Non
 def validate_tree(widths: Any, groups: Any, task_names: Sequence[str]) -> None:
     check_widths(widths, "tree spec", "widths")
     if not isinstance(groups, list) or not all(
-        isinstance(partition, list) and all(isinstance(group, list) and all(isinstance(task, str) for task in group) for group in partition)
+        isinstance(partition, list)
+        and all(isinstance(group, list) and all(isinstance(task, str) for task in group) for group in partition)
         for partition in groups
     ):
-        raise UserError("tree spec: groups must be a list of partitions, one per depth, each a list of groups of task "
-                        f'names (e.g. [[["a", "b"]], [["a"], ["b"]]]), got {groups!r}')
+        raise UserError(
+            "tree spec: groups must be a list of partitions, one per depth, each a list of groups of task "
+            f'names (e.g. [[["a", "b"]], [["a"], ["b"]]]), got {groups!r}'
+        )
     if len(widths) != len(groups):
-        raise UserError(f"tree spec: {len(widths)} widths but {len(groups)} partitions (groups): give one of each per depth")
+        raise UserError(
+            f"tree spec: {len(widths)} widths but {len(groups)} partitions (groups): give one of each per depth"
+        )
     _check_nested_partitions(groups, task_names, "tree spec", "depth")
 
 
@@ -138,9 +150,13 @@ def _check_nested_partitions(partitions: Sequence[Partition], task_names: Sequen
     for index, partition in enumerate(partitions):
         members = [task for group in partition for task in group]
         if sorted(members) != sorted(task_names) or any(not group for group in partition):
-            raise UserError(f"{where}: {unit} {index} groups {partition} must cover each task {list(task_names)} exactly once")
+            raise UserError(
+                f"{where}: {unit} {index} groups {partition} must cover each task {list(task_names)} exactly once"
+            )
         if index and any(not any(set(group) <= set(parent) for parent in partitions[index - 1]) for group in partition):
-            raise UserError(f"{where}: {unit} {index} groups {partition}: a group does not lie inside one group of {unit} {index - 1}")
+            raise UserError(
+                f"{where}: {unit} {index} groups {partition}: a group does not lie inside one group of {unit} {index - 1}"
+            )
 
 
 def format_tree(groups: Sequence[Partition], task_names: Sequence[str]) -> str:
@@ -187,7 +203,9 @@ def _runs(widths: Sequence[int]) -> list[int]:
     return [w for i, w in enumerate(widths) if i == 0 or widths[i - 1] != w] if len(set(widths)) == 1 else list(widths)
 
 
-def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[str], chain: Sequence[Partition] | None = None) -> list[Partition]:
+def sample_groups(
+    trial: Any, grouping: str, depth: int, task_names: Sequence[str], chain: Sequence[Partition] | None = None
+) -> list[Partition]:
     """Suggest a task-grouping tree of ``depth`` levels.
 
     ``partitions`` reaches every tree: at each depth, task number i picks a label in
@@ -200,8 +218,10 @@ def sample_groups(trial: Any, grouping: str, depth: int, task_names: Sequence[st
     tasks = list(task_names)
     if grouping == "affinity":
         if not chain:
-            raise UserError("families.tree.grouping affinity: no chain of groupings; run_search measures one "
-                            "from task affinity, or give families.tree.chain")
+            raise UserError(
+                "families.tree.grouping affinity: no chain of groupings; run_search measures one "
+                "from task affinity, or give families.tree.chain"
+            )
         groups, furthest = [], 0
         for d in range(depth):
             furthest = max(furthest, trial.suggest_int(f"tree.split_{d}", 0, len(chain) - 1))

@@ -9,7 +9,8 @@ from mtl_search.cli.common import add_study_arguments, dump_json
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "affinity", help="show the task affinity matrix of a study (from --seed-strategy affinity or grouping: affinity)",
+        "affinity",
+        help="show the task affinity matrix of a study (from --seed-strategy affinity or grouping: affinity)",
         description="Show the pairwise task affinities a study measured, after a short fully shared training, when it was "
         "seeded with --seed-strategy affinity or its space has families.tree.grouping affinity (easy-hard: share of "
         "training rows easy for both tasks or hard for both; lookahead: share of one task's loss a gradient step on "
@@ -30,7 +31,9 @@ def main(args: argparse.Namespace) -> int:
 
     record = StudyRecord.read(study).affinity
     if record is None:
-        raise UserError(f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity, or a space with families.tree.grouping affinity, when creating it)")
+        raise UserError(
+            f"study {args.study!r} has no task affinity (run it with --seed-strategy affinity, or a space with families.tree.grouping affinity, when creating it)"
+        )
     if args.format == "json":
         print(dump_json(record))
     else:

@@ -18,7 +18,9 @@ from mtl_search.errors import UserError
 
 def add_storage_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--storage", metavar="URL", default=None,
+        "--storage",
+        metavar="URL",
+        default=None,
         help="SQLAlchemy URL of the study database (default: $MTL_SEARCH_STORAGE, else sqlite:///studies/mtl-search.db)",
     )
 
@@ -28,7 +30,9 @@ def add_study_arguments(parser: argparse.ArgumentParser, formats: tuple[str, ...
     parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
     add_storage_option(parser)
     if formats:
-        parser.add_argument("--format", choices=formats, default=formats[0], help=f"output format (default: {formats[0]})")
+        parser.add_argument(
+            "--format", choices=formats, default=formats[0], help=f"output format (default: {formats[0]})"
+        )
 
 
 def parse_key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
@@ -86,8 +90,11 @@ def whole_number(minimum: int, maximum: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}" if maximum is None
-                                             else f"{text!r} must be between {minimum} and {maximum}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be at least {minimum}"
+                if maximum is None
+                else f"{text!r} must be between {minimum} and {maximum}"
+            )
         return value
 
     return parse

@@ -11,16 +11,26 @@ from mtl_search.cli.common import add_storage_option
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "dashboard", help="browse the studies in optuna-dashboard",
+        "dashboard",
+        help="browse the studies in optuna-dashboard",
         description="Start optuna-dashboard on the study storage with the trial artifact store attached (each "
         "trial's architecture spec and weights). Studies made by mtl-search get the report's figures attached first. "
         "Listens on 127.0.0.1 unless --host says otherwise.",
     )
     add_storage_option(parser)
-    parser.add_argument("--host", metavar="ADDRESS", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
     parser.add_argument("--port", metavar="N", type=_port, default=8080, help="port to listen on (default: 8080)")
-    parser.add_argument("--artifacts", metavar="DIR", default=None,
-                        help="artifact folder (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        default=None,
+        help="artifact folder (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)",
+    )
     parser.add_argument("--no-figures", action="store_true", help="do not attach the report's figures to the studies")
     parser.set_defaults(handler=main)
 

@@ -10,7 +10,8 @@ from mtl_search.threads import THREADS_HELP, with_threads
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "export", help="export a trial: spec, weights, TorchScript, ONNX, preprocessing, metrics, model card",
+        "export",
+        help="export a trial: spec, weights, TorchScript, ONNX, preprocessing, metrics, model card",
         description="Write one trial of a study to a folder: architecture spec (JSON), weights (safetensors), a "
         "TorchScript module, ONNX where the structure allows, the input preprocessing, the metrics with their "
         "splits and a README.md model card. Weights come from the trial's artifacts; --retrain (or a trial without "
@@ -24,12 +25,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--pick", metavar="RULE", help="knee | best:TASK | weights:TASK=W,...")
     parser.add_argument("--out", metavar="DIR", required=True, help="folder to write (must be empty unless --force)")
     add_storage_option(parser)
-    parser.add_argument("--artifacts", metavar="DIR", default=None,
-                        help="artifact folder of the search (default: $MTL_SEARCH_ARTIFACTS, else the folder the search wrote to, "
-                             "else artifacts/ beside a SQLite file, else studies/artifacts)")
-    parser.add_argument("--retrain", action="store_true", help="train the chosen architecture again on train + validation")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty folder, replacing earlier exported files")
-    parser.add_argument("--device", metavar="NAME", default=None, help="torch device for retraining (default: GPU when present)")
+    parser.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        default=None,
+        help="artifact folder of the search (default: $MTL_SEARCH_ARTIFACTS, else the folder the search wrote to, "
+        "else artifacts/ beside a SQLite file, else studies/artifacts)",
+    )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train the chosen architecture again on train + validation"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="write into a non-empty folder, replacing earlier exported files"
+    )
+    parser.add_argument(
+        "--device", metavar="NAME", default=None, help="torch device for retraining (default: GPU when present)"
+    )
     parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
@@ -44,10 +55,17 @@ def main(args: argparse.Namespace) -> int:
 
     trial = find_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
     result = export_trial(
-        study, trial, args.out, artifact_dir=args.artifacts,
-        retrain=args.retrain, force=args.force, device=args.device,
+        study,
+        trial,
+        args.out,
+        artifact_dir=args.artifacts,
+        retrain=args.retrain,
+        force=args.force,
+        device=args.device,
     )
-    print(f"exported trial {result.trial} of {study.study_name} to {result.directory} (weights: {result.weights_source})")
+    print(
+        f"exported trial {result.trial} of {study.study_name} to {result.directory} (weights: {result.weights_source})"
+    )
     for note in result.notes:
         print(f"note: {note}")
     return 0

@@ -10,21 +10,32 @@ from mtl_search.threads import THREADS_HELP, with_threads
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "refine", help="retrain the Pareto front with more seeds and record mean ± std",
+        "refine",
+        help="retrain the Pareto front with more seeds and record mean ± std",
         description="Retrain every trial of the study's Pareto front with K more training seeds (the same candidate, "
         "training.seed changed) on the study's own data, and record per task the mean and standard deviation of the "
         "validation and test metrics. `pareto` then shows mean ± std. The front is still chosen on validation; test is "
         "only reported.",
     )
     add_study_arguments(parser, formats=("table", "json"))
-    parser.add_argument("--seeds", metavar="K", type=whole_number(1), default=3,
-                        help="extra training seeds per front trial, trained as one population (default: 3)")
-    parser.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--seeds",
+        metavar="K",
+        type=whole_number(1),
+        default=3,
+        help="extra training seeds per front trial, trained as one population (default: 3)",
+    )
+    parser.add_argument(
+        "--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1"
+    )
     parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
-    add_precision_option(parser, None, "training precision of the extra seeds: fp32, bf16 or fp16 (default: each "
-                         "trial's own, as the search trained it)")
+    add_precision_option(
+        parser,
+        None,
+        "training precision of the extra seeds: fp32, bf16 or fp16 (default: each "
+        "trial's own, as the search trained it)",
+    )
     parser.set_defaults(handler=main)
-
 
 
 @with_threads
@@ -48,9 +59,12 @@ def main(args: argparse.Namespace) -> int:
 
     def progress(number: int, record: dict, retrained: bool) -> None:
         if args.format == "table":
-            print(f"trial {number}: retrained with seeds {record['seeds'][1:]}" if retrained else
-                  f"trial {number}: kept its refinement with {len(record['seeds']) - 1} seeds {record['seeds'][1:]} "
-                  f"(--seeds {args.seeds} asks for no more)")
+            print(
+                f"trial {number}: retrained with seeds {record['seeds'][1:]}"
+                if retrained
+                else f"trial {number}: kept its refinement with {len(record['seeds']) - 1} seeds {record['seeds'][1:]} "
+                f"(--seeds {args.seeds} asks for no more)"
+            )
 
     records = refine_front(study, data, args.seeds, device=device, on_trial=progress, precision=args.precision)
     store_hypervolume(study)

@@ -9,14 +9,17 @@ from mtl_search.cli.common import add_storage_option, write_html_page
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "report", help="write an HTML report of a study (front, families, architectures, training)",
+        "report",
+        help="write an HTML report of a study (front, families, architectures, training)",
         description="Write one self-contained HTML file: how the trials were spent, the Pareto front (refined trials "
         "as mean ± std), hypervolume over trials, the best value per family, the architecture of each front trial, "
         "loss weights and training curves, the task affinity, the trials that failed or were over a limit with their "
         "reasons, and the data and space that were searched. The figures are also attached to the study for optuna-dashboard.",
     )
     parser.add_argument("study", metavar="STUDY", help="study name (see `mtl-search studies`)")
-    parser.add_argument("--out", metavar="PATH", default="report.html", help="HTML file to write (default: report.html)")
+    parser.add_argument(
+        "--out", metavar="PATH", default="report.html", help="HTML file to write (default: report.html)"
+    )
     add_storage_option(parser)
     parser.set_defaults(handler=main)
 

@@ -12,7 +12,14 @@ from typing import Any
 
 import optuna
 
-from mtl_search.cli.common import add_storage_option, parse_key_values, positive_float, share_below_one, warn_of_trials_without_limits, whole_number
+from mtl_search.cli.common import (
+    add_storage_option,
+    parse_key_values,
+    positive_float,
+    share_below_one,
+    warn_of_trials_without_limits,
+    whole_number,
+)
 from mtl_search.cli.common import add_precision_option
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
@@ -26,88 +33,223 @@ POPULATION_STRATEGY_CHOICES = ("shared-structure", "independent")  # search/popu
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="run (or continue) a search and print its Pareto front",
+        "run",
+        help="run (or continue) a search and print its Pareto front",
         description="Train candidate multi-task networks sampled from a search space and record the "
         "Pareto front across tasks. With no arguments: the synthetic MMoE benchmark, the default space, "
         "the default SQLite storage.",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="NAME", default=None,
-                      help="data source: synthetic (default), census, multidigits, sequences, table (your own "
-                           "CSV/Parquet; see docs/data.md), or one an installed plugin adds (docs/extending.md)")
-    data.add_argument("--data-option", metavar="KEY=VALUE", action="append", default=[], help="option of the data source, repeatable (e.g. correlation=0.5)")
-    data.add_argument("--data-file", metavar="PATH", default=None, help="input file of the data source (CSV/Parquet for your own table, or its YAML description; see docs/data.md)")
-    data.add_argument("--task", metavar="NAME:KIND", action="append", default=[], help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)")
+    data.add_argument(
+        "--data",
+        metavar="NAME",
+        default=None,
+        help="data source: synthetic (default), census, multidigits, sequences, table (your own "
+        "CSV/Parquet; see docs/reference/data-sources.md), or one an installed plugin adds (docs/extending.md)",
+    )
+    data.add_argument(
+        "--data-option",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="option of the data source, repeatable (e.g. correlation=0.5)",
+    )
+    data.add_argument(
+        "--data-file",
+        metavar="PATH",
+        default=None,
+        help="input file of the data source (CSV/Parquet for your own table, or its YAML description; see docs/reference/data-sources.md)",
+    )
+    data.add_argument(
+        "--task",
+        metavar="NAME:KIND",
+        action="append",
+        default=[],
+        help="declare a task of your own table, repeatable (e.g. income:binary, segment:multiclass)",
+    )
     search = parser.add_argument_group("search")
-    search.add_argument("--space", metavar="PATH", default=None,
-                        help=f"search-space YAML file, or a bundled space by name: {', '.join(bundled_space_names())} "
-                             "(default: default; see docs/architectures.md and docs/classic_structures.md)")
-    search.add_argument("--trials", metavar="N", type=whole_number(1), default=20, help="number of trials to add (default: 20)")
-    search.add_argument("--timeout", metavar="SECONDS", type=positive_float, default=None, help="stop starting trials after this many seconds")
-    search.add_argument("--epochs", metavar="N", type=whole_number(1), default=None, help="training epochs of every trial (overrides the space)")
-    search.add_argument("--study-name", metavar="NAME", default=None, help="study to create or continue (default: <data>-<space>)")
+    search.add_argument(
+        "--space",
+        metavar="PATH",
+        default=None,
+        help=f"search-space YAML file, or a bundled space by name: {', '.join(bundled_space_names())} "
+        "(default: default; see docs/reference/architecture-spec.md and docs/explanation/classic-structures.md)",
+    )
+    search.add_argument(
+        "--trials", metavar="N", type=whole_number(1), default=20, help="number of trials to add (default: 20)"
+    )
+    search.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=positive_float,
+        default=None,
+        help="stop starting trials after this many seconds",
+    )
+    search.add_argument(
+        "--epochs",
+        metavar="N",
+        type=whole_number(1),
+        default=None,
+        help="training epochs of every trial (overrides the space)",
+    )
+    search.add_argument(
+        "--study-name", metavar="NAME", default=None, help="study to create or continue (default: <data>-<space>)"
+    )
     add_storage_option(search)
-    search.add_argument("--artifacts", metavar="DIR", default=None,
-                        help="where each trial's spec and weights go (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)")
+    search.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        default=None,
+        help="where each trial's spec and weights go (default: $MTL_SEARCH_ARTIFACTS, else artifacts/ beside a SQLite file, else studies/artifacts)",
+    )
     search.add_argument("--sampler", choices=SAMPLER_CHOICES, default="tpe", help="Optuna sampler (default: tpe)")
-    search.add_argument("--startup-trials", metavar="N", type=whole_number(1), default=None,
-                        help="random trials before TPE models the results (default: a quarter of --trials, 3 to 10)")
+    search.add_argument(
+        "--startup-trials",
+        metavar="N",
+        type=whole_number(1),
+        default=None,
+        help="random trials before TPE models the results (default: a quarter of --trials, 3 to 10)",
+    )
     # numpy's and the samplers' seeds are 32-bit unsigned
-    search.add_argument("--seed", metavar="N", type=whole_number(0, 2**32 - 1), default=0, help="seed of the sampler and of training (default: 0)")
-    search.add_argument("--device", metavar="NAME", default=None, help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1")
-    add_precision_option(search, "fp32", "fp32 (default), or bf16/fp16 autocast in the training steps, stored with "
-                         "each trial so that export and refine train it alike (see docs/how-to/gpu.md)")
+    search.add_argument(
+        "--seed",
+        metavar="N",
+        type=whole_number(0, 2**32 - 1),
+        default=0,
+        help="seed of the sampler and of training (default: 0)",
+    )
+    search.add_argument(
+        "--device",
+        metavar="NAME",
+        default=None,
+        help="torch device: auto (default: GPU when present), cpu, cuda, cuda:1",
+    )
+    add_precision_option(
+        search,
+        "fp32",
+        "fp32 (default), or bf16/fp16 autocast in the training steps, stored with "
+        "each trial so that export and refine train it alike (see docs/how-to/gpu.md)",
+    )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
-    efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/search.md)")
-    efficiency.add_argument("--objective", metavar="COST", action="append", choices=("params", "latency"), default=[],
-                            help="add a cost objective (minimised), repeatable: params, latency (ms per batch on --device)")
-    efficiency.add_argument("--max-params", metavar="N", type=whole_number(1), default=None,
-                            help="hard limit on trainable parameters: bigger candidates are not trained and never enter the front")
-    efficiency.add_argument("--max-latency-ms", metavar="X", type=positive_float, default=None,
-                            help="hard limit on the forward time of one batch in milliseconds (on --device)")
-    efficiency.add_argument("--no-prune", action="store_true", help="train every trial to the end (no Pareto-aware pruning)")
-    efficiency.add_argument("--prune-warmup", metavar="EPOCHS", type=whole_number(0), default=None,
-                            help="epochs before a trial may be pruned, at least (default: the space's pruning.warmup_epochs, else 2)")
-    efficiency.add_argument("--prune-warmup-fraction", metavar="SHARE", type=share_below_one, default=None,
-                            help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
-                                 "else 0.125 for rule projected, 0 for median)")
-    efficiency.add_argument("--prune-min-trials", metavar="N", type=whole_number(1), default=None,
-                            help="completed trials needed before pruning starts (default: the space's, else 5)")
-    efficiency.add_argument("--prune-budget", choices=("epochs", "steps"), default=None,
-                            help="compare trials after equal optimiser steps or equal epochs (default: the space's pruning.budget, else steps; "
-                                 "a study stored before the option keeps epochs)")
-    efficiency.add_argument("--prune-rule", choices=PRUNE_RULE_CHOICES, default=None,
-                            help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
-                                 "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
-                                 "trial's final values, never in the first eighth of its epochs (default: the space's pruning.rule, "
-                                 "else projected)")
-    efficiency.add_argument("--seed-strategy", choices=("none", "affinity"), default="none",
-                            help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)")
-    efficiency.add_argument("--seed-trees", choices=("uniform", "grown"), default=None,
-                            help="with --seed-strategy affinity: uniform = 3 trees, one grouping at every depth, size left to the sampler (default); "
-                                 "grown = the paper's top-down grown trees (up to 8) at the largest depth and middle width")
-    efficiency.add_argument("--affinity-measure", choices=("easy-hard", "lookahead"), default=None,
-                            help="with --seed-strategy affinity or families.tree.grouping affinity: easy-hard = the paper's agreement on which rows are hard (default); "
-                                 "lookahead = TAG's, how much a gradient step on one task lowers another's loss")
-    parallel = parser.add_argument_group("parallel and fault tolerance (see docs/parallel.md)")
-    parallel.add_argument("--workers", metavar="N", type=whole_number(1), default=1,
-                          help="worker processes on this machine sharing the study and the --trials budget (default: 1)")
-    parallel.add_argument("--grace-period", metavar="SECONDS", type=whole_number(2), default=None,
-                          help="a running trial without heartbeat this long (its worker died) is failed and retried "
-                          "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)")
-    parallel.add_argument("--population", metavar="K", type=whole_number(1), default=1,
-                          help="ask the sampler for K trials at once and train them in one call, fusing those of one "
-                          "structure; --timeout is checked between populations (default: 1, one trial at a time)")
-    parallel.add_argument("--population-strategy", choices=POPULATION_STRATEGY_CHOICES, default=None,
-                          help="shared-structure: a population's members take its first member's architecture, "
-                          "batch size, epochs, optimizer and weighting method and differ in learning rate, weight "
-                          "decay and loss weights, so they train fused but each population explores one structure; "
-                          "independent: K separate proposals, more structures, rarely fused (default: shared-structure)")
+    efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/explanation/pruning.md)")
+    efficiency.add_argument(
+        "--objective",
+        metavar="COST",
+        action="append",
+        choices=("params", "latency"),
+        default=[],
+        help="add a cost objective (minimised), repeatable: params, latency (ms per batch on --device)",
+    )
+    efficiency.add_argument(
+        "--max-params",
+        metavar="N",
+        type=whole_number(1),
+        default=None,
+        help="hard limit on trainable parameters: bigger candidates are not trained and never enter the front",
+    )
+    efficiency.add_argument(
+        "--max-latency-ms",
+        metavar="X",
+        type=positive_float,
+        default=None,
+        help="hard limit on the forward time of one batch in milliseconds (on --device)",
+    )
+    efficiency.add_argument(
+        "--no-prune", action="store_true", help="train every trial to the end (no Pareto-aware pruning)"
+    )
+    efficiency.add_argument(
+        "--prune-warmup",
+        metavar="EPOCHS",
+        type=whole_number(0),
+        default=None,
+        help="epochs before a trial may be pruned, at least (default: the space's pruning.warmup_epochs, else 2)",
+    )
+    efficiency.add_argument(
+        "--prune-warmup-fraction",
+        metavar="SHARE",
+        type=share_below_one,
+        default=None,
+        help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
+        "else 0.125 for rule projected, 0 for median)",
+    )
+    efficiency.add_argument(
+        "--prune-min-trials",
+        metavar="N",
+        type=whole_number(1),
+        default=None,
+        help="completed trials needed before pruning starts (default: the space's, else 5)",
+    )
+    efficiency.add_argument(
+        "--prune-budget",
+        choices=("epochs", "steps"),
+        default=None,
+        help="compare trials after equal optimiser steps or equal epochs (default: the space's pruning.budget, else steps; "
+        "a study stored before the option keeps epochs)",
+    )
+    efficiency.add_argument(
+        "--prune-rule",
+        choices=PRUNE_RULE_CHOICES,
+        default=None,
+        help="median: stop a trial behind half of the completed trials after as much training; projected: behind "
+        "one of them, and its own learning curve, projected to its last epoch, still behind a completed "
+        "trial's final values, never in the first eighth of its epochs (default: the space's pruning.rule, "
+        "else projected)",
+    )
+    efficiency.add_argument(
+        "--seed-strategy",
+        choices=("none", "affinity"),
+        default="none",
+        help="affinity: measure task affinity on a short shared network and try grouping trees from it first (default: none)",
+    )
+    efficiency.add_argument(
+        "--seed-trees",
+        choices=("uniform", "grown"),
+        default=None,
+        help="with --seed-strategy affinity: uniform = 3 trees, one grouping at every depth, size left to the sampler (default); "
+        "grown = the paper's top-down grown trees (up to 8) at the largest depth and middle width",
+    )
+    efficiency.add_argument(
+        "--affinity-measure",
+        choices=("easy-hard", "lookahead"),
+        default=None,
+        help="with --seed-strategy affinity or families.tree.grouping affinity: easy-hard = the paper's agreement on which rows are hard (default); "
+        "lookahead = TAG's, how much a gradient step on one task lowers another's loss",
+    )
+    parallel = parser.add_argument_group("parallel and fault tolerance (see docs/tutorials/many-machines.md)")
+    parallel.add_argument(
+        "--workers",
+        metavar="N",
+        type=whole_number(1),
+        default=1,
+        help="worker processes on this machine sharing the study and the --trials budget (default: 1)",
+    )
+    parallel.add_argument(
+        "--grace-period",
+        metavar="SECONDS",
+        type=whole_number(2),
+        default=None,
+        help="a running trial without heartbeat this long (its worker died) is failed and retried "
+        "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)",
+    )
+    parallel.add_argument(
+        "--population",
+        metavar="K",
+        type=whole_number(1),
+        default=1,
+        help="ask the sampler for K trials at once and train them in one call, fusing those of one "
+        "structure; --timeout is checked between populations (default: 1, one trial at a time)",
+    )
+    parallel.add_argument(
+        "--population-strategy",
+        choices=POPULATION_STRATEGY_CHOICES,
+        default=None,
+        help="shared-structure: a population's members take its first member's architecture, "
+        "batch size, epochs, optimizer and weighting method and differ in learning rate, weight "
+        "decay and loss weights, so they train fused but each population explores one structure; "
+        "independent: K separate proposals, more structures, rarely fused (default: shared-structure)",
+    )
     parallel.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
-
-
-
 
 
 @with_threads
@@ -121,9 +263,11 @@ def main(args: argparse.Namespace) -> int:
     trials_before = _trial_count(storage, settings.study_name) or 0
     try:
         if progress:
-            progress.start(f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
-                           + (f", {args.workers} workers" if args.workers > 1 else "")
-                           + (f", populations of {args.population}" if args.population > 1 else ""))
+            progress.start(
+                f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
+                + (f", {args.workers} workers" if args.workers > 1 else "")
+                + (f", populations of {args.population}" if args.population > 1 else "")
+            )
         if args.workers > 1:
             study, status = _run_workers(args, data, space, settings, storage, progress)
         else:
@@ -151,8 +295,10 @@ def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:
         return None
     if not outcomes.over_limit:
         return f"all {len(trials)} trial(s) of this run failed"
-    return (f"none of the {len(trials)} trial(s) of this run could enter the front: {outcomes.failed} failed, "
-            f"{outcomes.over_limit} over a hard limit")
+    return (
+        f"none of the {len(trials)} trial(s) of this run could enter the front: {outcomes.failed} failed, "
+        f"{outcomes.over_limit} over a hard limit"
+    )
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.BaseStorage]:
@@ -163,15 +309,21 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     if args.seed_trees is not None and args.seed_strategy != "affinity":
         raise UserError(f"--seed-trees {args.seed_trees}: only --seed-strategy affinity seeds trees")
     if args.population_strategy is not None and args.population == 1:
-        raise UserError(f"--population-strategy {args.population_strategy}: only --population K above 1 asks for "
-                        f"several trials at once")
+        raise UserError(
+            f"--population-strategy {args.population_strategy}: only --population K above 1 asks for "
+            f"several trials at once"
+        )
     if args.startup_trials is not None and args.sampler != "tpe":
-        raise UserError(f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}")
+        raise UserError(
+            f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}"
+        )
     # fail fast on a bad URL, before any data is read
     storage = open_storage(args.storage, grace_seconds=args.grace_period)
     if args.workers > 1 and is_in_memory(storage):
-        raise UserError(f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "
-                        f"use a SQLite file or a database server")
+        raise UserError(
+            f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "
+            f"use a SQLite file or a database server"
+        )
     space_path = resolve_space_path(args.space)
     # Imported only now, so that the refusals above answer without loading torch (seconds)
     from mtl_search.data import load_data
@@ -183,12 +335,23 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     from mtl_search.training import resolve_device
 
     space = load_space(space_path)
-    space = with_cost_options(space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms)
-    space = with_pruning_options(space, enabled=not args.no_prune, warmup_epochs=args.prune_warmup, min_completed_trials=args.prune_min_trials,
-                                budget=args.prune_budget, rule=args.prune_rule, warmup_fraction=args.prune_warmup_fraction)
+    space = with_cost_options(
+        space, objectives=args.objective, max_params=args.max_params, max_latency_ms=args.max_latency_ms
+    )
+    space = with_pruning_options(
+        space,
+        enabled=not args.no_prune,
+        warmup_epochs=args.prune_warmup,
+        min_completed_trials=args.prune_min_trials,
+        budget=args.prune_budget,
+        rule=args.prune_rule,
+        warmup_fraction=args.prune_warmup_fraction,
+    )
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
-        raise UserError(f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
-                        f"families.tree.grouping affinity and no chain of its own, measures affinity")
+        raise UserError(
+            f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
+            f"families.tree.grouping affinity and no chain of its own, measures affinity"
+        )
     options = parse_key_values(args.data_option, "--data-option")
     data = load_data(args.data, options, args.data_file, args.task)
     space.check_stem(data.input_schema, data.name)  # run_search checks too; here it fails before the progress bar
@@ -197,20 +360,38 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     study_name = args.study_name if args.study_name is not None else f"{data.name}-{space_path.stem}"
     _check_study_name(study_name)
     settings = SearchSettings(
-        study_name=study_name, storage=args.storage, sampler=args.sampler, seed=args.seed,
-        n_trials=args.trials, timeout=args.timeout, epochs=args.epochs, device=str(device),
+        study_name=study_name,
+        storage=args.storage,
+        sampler=args.sampler,
+        seed=args.seed,
+        n_trials=args.trials,
+        timeout=args.timeout,
+        epochs=args.epochs,
+        device=str(device),
         precision=args.precision,
-        artifacts=args.artifacts, grace_period=args.grace_period, seed_strategy=args.seed_strategy, seed_trees=args.seed_trees or "uniform",
+        artifacts=args.artifacts,
+        grace_period=args.grace_period,
+        seed_strategy=args.seed_strategy,
+        seed_trees=args.seed_trees or "uniform",
         affinity_measure=(args.affinity_measure or "easy-hard").replace("-", "_"),
-        startup_trials=args.startup_trials, population=args.population,
+        startup_trials=args.startup_trials,
+        population=args.population,
         population_strategy=args.population_strategy or "shared-structure",
         threads=args.threads,
     )
     return data, space, settings, storage
 
 
-def _search(args: argparse.Namespace, data: Any, space: Any, settings: Any, storage: optuna.storages.BaseStorage,
-            *, callbacks: list, budget: Any = None) -> optuna.Study:
+def _search(
+    args: argparse.Namespace,
+    data: Any,
+    space: Any,
+    settings: Any,
+    storage: optuna.storages.BaseStorage,
+    *,
+    callbacks: list,
+    budget: Any = None,
+) -> optuna.Study:
     """``run_search`` with everything the flags ask for; each worker process runs this too."""
     from mtl_search.search.runner import run_search
 
@@ -228,8 +409,14 @@ def search_in_worker(args: argparse.Namespace, *, worker_index: int, budget: Any
     _search(args, data, space, settings, storage, callbacks=callbacks, budget=budget)
 
 
-def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any, storage: optuna.storages.BaseStorage,
-                 progress: "_Progress | None") -> tuple[optuna.Study, int]:
+def _run_workers(
+    args: argparse.Namespace,
+    data: Any,
+    space: Any,
+    settings: Any,
+    storage: optuna.storages.BaseStorage,
+    progress: "_Progress | None",
+) -> tuple[optuna.Study, int]:
     """Create or check (and seed) the study here, one clear error and no race; then let the workers search it."""
     from mtl_search.errors import Terminated
     from mtl_search.search.workers import EXIT_INTERRUPTED, EXIT_TERMINATED, LocalBudget, WorkerPool
@@ -239,12 +426,18 @@ def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any,
     workers = min(args.workers, math.ceil(args.trials / args.population))
     if workers < args.workers:
         populations = f" in populations of {args.population}" if args.population > 1 else ""
-        print(f"mtl-search run: note: --workers {args.workers} for --trials {args.trials}{populations}: "
-              f"starting {workers}", file=sys.stderr)
+        print(
+            f"mtl-search run: note: --workers {args.workers} for --trials {args.trials}{populations}: "
+            f"starting {workers}",
+            file=sys.stderr,
+        )
     cores = os.cpu_count() or 1
     if workers > cores:
-        print(f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
-              f"(see docs/parallel.md)", file=sys.stderr)
+        print(
+            f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
+            f"(see docs/tutorials/many-machines.md)",
+            file=sys.stderr,
+        )
     pool = WorkerPool(workers, args.trials, search_in_worker, (args,), threads=args.threads)
     codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
     if EXIT_TERMINATED in codes:
@@ -252,9 +445,14 @@ def _run_workers(args: argparse.Namespace, data: Any, space: Any, settings: Any,
     if EXIT_INTERRUPTED in codes:
         raise KeyboardInterrupt
     if any(code != 0 for code in codes):
-        failed = ", ".join(f"{process.name} ({_describe_exit(code)})" for process, code in zip(pool.processes, codes) if code != 0)
-        print(f"mtl-search run: warning: worker(s) ended early: {failed}; a trial they left running is "
-              f"failed and retried after the grace period (see docs/parallel.md)", file=sys.stderr)
+        failed = ", ".join(
+            f"{process.name} ({_describe_exit(code)})" for process, code in zip(pool.processes, codes) if code != 0
+        )
+        print(
+            f"mtl-search run: warning: worker(s) ended early: {failed}; a trial they left running is "
+            f"failed and retried after the grace period (see docs/tutorials/many-machines.md)",
+            file=sys.stderr,
+        )
         return study, 2 if 2 in codes else 1
     return study, 0
 
@@ -274,7 +472,7 @@ def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int | None:
 
 
 def _continued(storage: optuna.storages.BaseStorage, name: str) -> str:
-    """" (continued, N trials so far)" when the study exists: a rerun after a stop says it resumed."""
+    """ " (continued, N trials so far)" when the study exists: a rerun after a stop says it resumed."""
     count = _trial_count(storage, name)
     return "" if count is None else f" (continued, {count} trials so far)"
 
@@ -291,8 +489,12 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"), transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            transient=False,
         )
         self.total = total
         self.task_id = None

@@ -65,8 +65,9 @@ def population_line(trials: Sequence[optuna.trial.FrozenTrial]) -> str | None:
     """How the trials that trained to the end were trained: fused with others in one
     computation (``population_size`` above 1, see search/population.py) or alone; None when no
     trial recorded it (a study from before population training)."""
-    sizes = [size for trial in trials
-             if is_whole(size := TrialRecord.read(trial, only=("population_size",)).population_size)]
+    sizes = [
+        size for trial in trials if is_whole(size := TrialRecord.read(trial, only=("population_size",)).population_size)
+    ]
     if not sizes:
         return None
     fused = [size for size in sizes if size > 1]
@@ -98,5 +99,6 @@ def seeded_lines(study: optuna.Study) -> list[str]:
     rows = seeded_rows(study)
     if not rows:
         return []
-    return ([f"seeded trees: the study's first {len(rows)} trial{'s' if len(rows) > 1 else ''}, fully shared first"]
-            + [f"  #{number} {state}: {summary}" for number, state, summary in rows])
+    return [f"seeded trees: the study's first {len(rows)} trial{'s' if len(rows) > 1 else ''}, fully shared first"] + [
+        f"  #{number} {state}: {summary}" for number, state, summary in rows
+    ]

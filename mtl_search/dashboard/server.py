@@ -27,6 +27,10 @@ def serve(storage: optuna.storages.BaseStorage, host: str, port: int, artifact_d
     """Run the dashboard until interrupted (blocks)."""
     from optuna_dashboard import run_server
 
-    store = optuna.artifacts.FileSystemArtifactStore(artifact_dir) if artifact_dir is not None and artifact_dir.is_dir() else None
+    store = (
+        optuna.artifacts.FileSystemArtifactStore(artifact_dir)
+        if artifact_dir is not None and artifact_dir.is_dir()
+        else None
+    )
     check_port_free(host, port)
     run_server(storage, host=host, port=port, artifact_store=store)

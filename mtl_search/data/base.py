@@ -74,8 +74,12 @@ class MultiTaskData:
         # Regression targets are learned standardised with their train statistics, measured
         # here so that every source gets them; a task that carries them (a study's stored
         # task, retrained) keeps its own.
-        self.tasks = [task.with_target_statistics(self.train.targets[task.name])
-                      if task.kind == "regression" and task.target_mean is None else task for task in self.tasks]
+        self.tasks = [
+            task.with_target_statistics(self.train.targets[task.name])
+            if task.kind == "regression" and task.target_mean is None
+            else task
+            for task in self.tasks
+        ]
 
     def _check_category_codes(self) -> None:
         """Each categorical column's codes lie in 0 .. its cardinality - 1: the tabular stem reads
@@ -94,8 +98,10 @@ class MultiTaskData:
                 values = codes[:, column]
                 wrong = values[(values < 0) | (values >= int(sizes[column]))][0]
                 size = int(sizes[column])
-                raise UserError(f"{self.name}: categorical column {column} of the {split_name} split has code "
-                                f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})")
+                raise UserError(
+                    f"{self.name}: categorical column {column} of the {split_name} split has code "
+                    f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})"
+                )
 
     def _warn_of_contradicting_conditions(self) -> None:
         """A row where a task's condition is 0 but its own label is 1 trains as joint label 0
@@ -105,12 +111,16 @@ class MultiTaskData:
         for task in self.tasks:
             if task.given is None:
                 continue
-            count = sum(int(((split.targets[task.given] == 0) & (split.targets[task.name] == 1)).sum())
-                        for split in (self.train, self.validation, self.test))
+            count = sum(
+                int(((split.targets[task.given] == 0) & (split.targets[task.name] == 1)).sum())
+                for split in (self.train, self.validation, self.test)
+            )
             if count:
-                warn_data(f"{self.name}: task {task.name!r} is given {task.given!r}, but {count} row(s) have "
-                          f"{task.given} = 0 and {task.name} = 1; they are read as {task.name} = 0 (the joint label "
-                          f"P({task.given} and {task.name})); check the two columns")
+                warn_data(
+                    f"{self.name}: task {task.name!r} is given {task.given!r}, but {count} row(s) have "
+                    f"{task.given} = 0 and {task.name} = 1; they are read as {task.name} = 0 (the joint label "
+                    f"P({task.given} and {task.name})); check the two columns"
+                )
 
     @property
     def task_names(self) -> list[str]:
@@ -121,7 +131,6 @@ class MultiTaskData:
             if task.name == name:
                 return task
         raise KeyError(name)
-
 
 
 class DataSource(ABC):
@@ -154,7 +163,12 @@ class DataSource(ABC):
 
 
 # how an option's expected value is named in errors ("a int" read badly)
-EXPECTED_VALUE = {int: "a whole number", float: "a number", list: "numbers separated by commas", tuple: "numbers separated by commas"}
+EXPECTED_VALUE = {
+    int: "a whole number",
+    float: "a number",
+    list: "numbers separated by commas",
+    tuple: "numbers separated by commas",
+}
 
 
 def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +179,9 @@ def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]
     parsed = dict(defaults)
     for key, raw in options.items():
         if key not in defaults:
-            raise UserError(f"--data-option {key}: unknown option for data source {source!r} (known: {', '.join(sorted(defaults))})")
+            raise UserError(
+                f"--data-option {key}: unknown option for data source {source!r} (known: {', '.join(sorted(defaults))})"
+            )
         default = defaults[key]
         if not isinstance(raw, str):
             parsed[key] = raw
@@ -181,15 +197,21 @@ def parse_options(source: str, options: dict[str, Any], defaults: dict[str, Any]
                 parsed[key] = float(raw)
             elif isinstance(default, (list, tuple)):
                 # brackets allowed: a stored description shows an unset list as [] (the default)
-                parsed[key] = [float(v) for v in raw.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
+                parsed[key] = [
+                    float(v) for v in raw.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()
+                ]
             else:
                 parsed[key] = raw
         except ValueError:
-            raise UserError(f"--data-option {key}={raw}: expected {EXPECTED_VALUE.get(type(default), type(default).__name__)}") from None
+            raise UserError(
+                f"--data-option {key}={raw}: expected {EXPECTED_VALUE.get(type(default), type(default).__name__)}"
+            ) from None
     return parsed
 
 
-def split_indices(n_rows: int, fractions: tuple[float, float, float], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def split_indices(
+    n_rows: int, fractions: tuple[float, float, float], seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A fixed, seeded train/validation/test split of ``n_rows`` row indices."""
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n_rows, generator=generator)

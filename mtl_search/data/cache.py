@@ -58,8 +58,13 @@ def cache_folder() -> Path | None:
     return Path(base) / "mtl-search" / "data"
 
 
-def cached_load(source: str, options: dict[str, Any], data_file: str | None, declarations: list[str],
-                parse: Callable[[], MultiTaskData]) -> MultiTaskData:
+def cached_load(
+    source: str,
+    options: dict[str, Any],
+    data_file: str | None,
+    declarations: list[str],
+    parse: Callable[[], MultiTaskData],
+) -> MultiTaskData:
     """``parse()``'s data, from the cache when an entry for exactly these inputs is there."""
     folder = cache_folder()
     if folder is None or not _cacheable(options, data_file):
@@ -71,8 +76,10 @@ def cached_load(source: str, options: dict[str, Any], data_file: str | None, dec
             data = read_entry(path, key)
         except _Unusable as reason:
             counts["rejected"] += 1
-            print(f"mtl-search: note: data cache entry {path} is unusable ({reason}); parsing {data_file} again",
-                  file=sys.stderr)
+            print(
+                f"mtl-search: note: data cache entry {path} is unusable ({reason}); parsing {data_file} again",
+                file=sys.stderr,
+            )
         else:
             counts["hits"] += 1
             return data
@@ -90,9 +97,16 @@ def _cacheable(options: dict[str, Any], data_file: str | None) -> bool:
 
 def entry_key(source: str, options: dict[str, Any], data_file: Path, declarations: list[str]) -> str:
     digest, size = _file_digest(data_file)
-    inputs = {"format": FORMAT, "code": _code_digest(), "source": source,
-              "options": {str(k): str(v) for k, v in sorted(options.items())}, "tasks": list(declarations),
-              "file": str(data_file.resolve()), "bytes": size, "sha256": digest}
+    inputs = {
+        "format": FORMAT,
+        "code": _code_digest(),
+        "source": source,
+        "options": {str(k): str(v) for k, v in sorted(options.items())},
+        "tasks": list(declarations),
+        "file": str(data_file.resolve()),
+        "bytes": size,
+        "sha256": digest,
+    }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -135,8 +149,14 @@ def write_entry(path: Path, key: str, data: MultiTaskData) -> bool:
             for name, tensor in getattr(split, part).items():
                 layout.append([split_name, part, name])
                 tensors.append((str(len(tensors)), tensor.detach().cpu().contiguous()))
-    manifest = {"name": data.name, "tasks": [task.to_dict() for task in data.tasks], "input_schema": data.input_schema,
-                "description": data.description, "preprocessing": data.preprocessing, "layout": layout}
+    manifest = {
+        "name": data.name,
+        "tasks": [task.to_dict() for task in data.tasks],
+        "input_schema": data.input_schema,
+        "description": data.description,
+        "preprocessing": data.preprocessing,
+        "layout": layout,
+    }
     metadata = {"key": key, "format": str(FORMAT), "manifest": json.dumps(manifest), "tensors": _tensor_digest(tensors)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,9 +193,13 @@ def read_entry(path: Path, key: str) -> MultiTaskData:
         for (split_name, part, name), (_, tensor) in zip(manifest["layout"], tensors, strict=True):
             getattr(splits[split_name], part)[name] = tensor
         return MultiTaskData(
-            name=manifest["name"], tasks=[Task.from_dict(task) for task in manifest["tasks"]],
-            train=splits["train"], validation=splits["validation"], test=splits["test"],
-            input_schema=manifest["input_schema"], description=manifest["description"],
+            name=manifest["name"],
+            tasks=[Task.from_dict(task) for task in manifest["tasks"]],
+            train=splits["train"],
+            validation=splits["validation"],
+            test=splits["test"],
+            input_schema=manifest["input_schema"],
+            description=manifest["description"],
             preprocessing=manifest["preprocessing"],
         )
     except (KeyError, TypeError, ValueError) as error:

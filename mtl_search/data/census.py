@@ -32,13 +32,48 @@ from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
 COLUMNS = (
-    "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour", "hs_college",
-    "marital_stat", "major_ind_code", "major_occ_code", "race", "hisp_origin", "sex", "union_member",
-    "unemp_reason", "full_or_part_emp", "capital_gains", "capital_losses", "stock_dividends",
-    "tax_filer_stat", "region_prev_res", "state_prev_res", "det_hh_fam_stat", "det_hh_summ",
-    "instance_weight", "mig_chg_msa", "mig_chg_reg", "mig_move_reg", "mig_same", "mig_prev_sunbelt",
-    "num_emp", "fam_under_18", "country_father", "country_mother", "country_self", "citizenship",
-    "own_or_self", "vet_question", "vet_benefits", "weeks_worked", "year", "income_50k",
+    "age",
+    "class_worker",
+    "det_ind_code",
+    "det_occ_code",
+    "education",
+    "wage_per_hour",
+    "hs_college",
+    "marital_stat",
+    "major_ind_code",
+    "major_occ_code",
+    "race",
+    "hisp_origin",
+    "sex",
+    "union_member",
+    "unemp_reason",
+    "full_or_part_emp",
+    "capital_gains",
+    "capital_losses",
+    "stock_dividends",
+    "tax_filer_stat",
+    "region_prev_res",
+    "state_prev_res",
+    "det_hh_fam_stat",
+    "det_hh_summ",
+    "instance_weight",
+    "mig_chg_msa",
+    "mig_chg_reg",
+    "mig_move_reg",
+    "mig_same",
+    "mig_prev_sunbelt",
+    "num_emp",
+    "fam_under_18",
+    "country_father",
+    "country_mother",
+    "country_self",
+    "citizenship",
+    "own_or_self",
+    "vet_question",
+    "vet_benefits",
+    "weeks_worked",
+    "year",
+    "income_50k",
 )
 NUMERIC = ("age", "wage_per_hour", "capital_gains", "capital_losses", "stock_dividends", "num_emp", "weeks_worked")
 INCOME_VALUES = ("- 50000.", "50000+.")
@@ -68,22 +103,37 @@ def read_census(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise UserError(f"--data-file {path}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as error:
-        raise UserError(f"--data-file {path}: not a readable census-income file ({' '.join(str(error).split())[:160]})") from None
+        raise UserError(
+            f"--data-file {path}: not a readable census-income file ({' '.join(str(error).split())[:160]})"
+        ) from None
     if first.shape[1] != len(COLUMNS):
-        raise UserError(f"--data-file {path}: expected the {len(COLUMNS)} comma-separated census-income columns, found {first.shape[1]} in line 1")
+        raise UserError(
+            f"--data-file {path}: expected the {len(COLUMNS)} comma-separated census-income columns, found {first.shape[1]} in line 1"
+        )
     try:
         frame = pd.read_csv(
-            path, header=None, names=list(COLUMNS), compression=compression, sep=",", nrows=nrows,
-            skipinitialspace=True, na_values=["?"], keep_default_na=False,
+            path,
+            header=None,
+            names=list(COLUMNS),
+            compression=compression,
+            sep=",",
+            nrows=nrows,
+            skipinitialspace=True,
+            na_values=["?"],
+            keep_default_na=False,
             dtype={column: ("float64" if column in NUMERIC + ("instance_weight",) else str) for column in COLUMNS},
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as error:
-        raise UserError(f"--data-file {path}: not a readable census-income file ({' '.join(str(error).split())[:160]})") from None
+        raise UserError(
+            f"--data-file {path}: not a readable census-income file ({' '.join(str(error).split())[:160]})"
+        ) from None
     income = frame["income_50k"].str.strip()
     bad = income.notna() & ~income.isin(INCOME_VALUES)
     if income.isna().any() or bad.any():
         line = int((income.isna() | bad).to_numpy().argmax()) + 1
-        raise UserError(f"--data-file {path}: line {line}: income_50k must be '- 50000.' or '50000+.' (is the row short of columns?)")
+        raise UserError(
+            f"--data-file {path}: line {line}: income_50k must be '- 50000.' or '50000+.' (is the row short of columns?)"
+        )
     return frame
 
 
@@ -134,9 +184,18 @@ def make_census(
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         max_int_categories=0,
-        description={"source": "census", "file": str(Path(path).resolve()), "options": {
-            "group": group, "encoding": encoding, "rows": rows, "seed": seed,
-            "test_fraction": test_fraction, "validation_fraction": validation_fraction}},
+        description={
+            "source": "census",
+            "file": str(Path(path).resolve()),
+            "options": {
+                "group": group,
+                "encoding": encoding,
+                "rows": rows,
+                "seed": seed,
+                "test_fraction": test_fraction,
+                "validation_fraction": validation_fraction,
+            },
+        },
     )
 
 
@@ -153,5 +212,7 @@ def load_census(options: dict, data_file: str | None, task_declarations: list[st
     if not data_file:
         raise UserError("--data census: give the UCI census-income file with --data-file (e.g. census-income.test.gz)")
     if task_declarations:
-        raise UserError("--task: the census source declares its own tasks (choose them with --data-option group=1 or group=2)")
+        raise UserError(
+            "--task: the census source declares its own tasks (choose them with --data-option group=1 or group=2)"
+        )
     return make_census(data_file, **parse_options("census", options, DEFAULTS))

@@ -47,7 +47,9 @@ def compose_pairs(
     """
     n_digits, height, width = images.shape
     if canvas < max(height, width) + shift:
-        raise UserError(f"--data-option canvas={canvas}: must be at least the digit size plus the shift ({max(height, width) + shift})")
+        raise UserError(
+            f"--data-option canvas={canvas}: must be at least the digit size plus the shift ({max(height, width) + shift})"
+        )
     if np.unique(labels).size < 2:
         raise UserError("multidigits: need digits of at least two classes")
     left = rng.integers(0, n_digits, n_images)
@@ -107,12 +109,22 @@ def make_multidigits(
     for pool, fraction in zip(pools, fractions):
         pool = pool.numpy()
         composed, left, right = compose_pairs(
-            images[pool] / scale, labels[pool], max(1, int(round(fraction * rows))), canvas=canvas, shift=shift, rng=rng,
+            images[pool] / scale,
+            labels[pool],
+            max(1, int(round(fraction * rows))),
+            canvas=canvas,
+            shift=shift,
+            rng=rng,
         )
-        splits.append(Split(
-            inputs={"image": torch.from_numpy(composed).unsqueeze(1)},
-            targets={"left": torch.from_numpy(left.astype(np.float32)), "right": torch.from_numpy(right.astype(np.float32))},
-        ))
+        splits.append(
+            Split(
+                inputs={"image": torch.from_numpy(composed).unsqueeze(1)},
+                targets={
+                    "left": torch.from_numpy(left.astype(np.float32)),
+                    "right": torch.from_numpy(right.astype(np.float32)),
+                },
+            )
+        )
     return MultiTaskData(
         name=name,
         tasks=[Task("left", "multiclass", n_classes=10), Task("right", "multiclass", n_classes=10)],
@@ -120,9 +132,18 @@ def make_multidigits(
         validation=splits[1],
         test=splits[2],
         input_schema={"kind": "image", "shape": [1, canvas, canvas], "key": "image"},
-        description={"source": name, "digits": source, "options": {
-            "rows": rows, "canvas": canvas, "shift": shift, "seed": seed,
-            "validation_fraction": validation_fraction, "test_fraction": test_fraction}},
+        description={
+            "source": name,
+            "digits": source,
+            "options": {
+                "rows": rows,
+                "canvas": canvas,
+                "shift": shift,
+                "seed": seed,
+                "validation_fraction": validation_fraction,
+                "test_fraction": test_fraction,
+            },
+        },
         # what a deployed model must do to a raw canvas: divide by this
         preprocessing={"kind": "image", "scale": scale, "shape": [1, canvas, canvas]},
     )
@@ -139,7 +160,9 @@ class MultiDigitsSource(DataSource):
 
 def load_multidigits(options: dict, data_file: str | None, task_declarations: list[str]) -> MultiTaskData:
     if data_file:
-        raise UserError("--data-file: the multidigits source builds its images from scikit-learn's digits and reads no file")
+        raise UserError(
+            "--data-file: the multidigits source builds its images from scikit-learn's digits and reads no file"
+        )
     if task_declarations:
         raise UserError("--task: the multidigits source declares its own tasks (left, right)")
     settings = parse_options("multidigits", options, DEFAULTS)

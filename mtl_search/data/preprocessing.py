@@ -55,7 +55,8 @@ def category_keys(series: pd.Series) -> pd.Series:
         whole = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < 2**53)
         text = pd.Series(
             np.where(whole, np.char.mod("%d", np.where(whole, values, 0).astype(np.int64)), values.astype(str)),
-            index=series.index, dtype=object,
+            index=series.index,
+            dtype=object,
         )
     elif pd.api.types.is_object_dtype(series):
         text = series.map(_key, na_action="ignore").astype(object)  # mixed types: one value at a time
@@ -98,8 +99,10 @@ def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
     infinite = np.isinf(values)
     if infinite.any():
         # a scaler or a loss would turn it into NaN for every row it touches
-        raise UserError(f"{where}: column {column!r} holds {values[infinite][0]:g} in {int(infinite.sum())} row(s); "
-                        f"leave such cells empty (missing) or give a finite number")
+        raise UserError(
+            f"{where}: column {column!r} holds {values[infinite][0]:g} in {int(infinite.sum())} row(s); "
+            f"leave such cells empty (missing) or give a finite number"
+        )
     return values
 
 
@@ -131,15 +134,27 @@ def fit_preprocessing(
             std = float(filled.std())
             if not math.isfinite(std) or std < 1e-12:
                 std = 1.0  # a constant column stays constant (0) instead of dividing by zero
-        numeric.append({
-            "column": column, "mean": mean, "std": std, "median": median,
-            "missing_indicator": bool(np.isnan(values).any()),
-        })
+        numeric.append(
+            {
+                "column": column,
+                "mean": mean,
+                "std": std,
+                "median": median,
+                "missing_indicator": bool(np.isnan(values).any()),
+            }
+        )
     categorical = []
     for column in categorical_columns:
         keys = category_keys(train_rows[column]).dropna()
         categorical.append({"column": column, "categories": sorted(set(keys.tolist()))})
-    return {"kind": "table", "encoding": encoding, "numeric": numeric, "categorical": categorical, "dropped": [], "targets": {}}
+    return {
+        "kind": "table",
+        "encoding": encoding,
+        "numeric": numeric,
+        "categorical": categorical,
+        "dropped": [],
+        "targets": {},
+    }
 
 
 def input_schema(preprocessing: dict[str, Any]) -> dict[str, Any]:
@@ -168,14 +183,18 @@ def _as_frame(rows: Any, where: str) -> pd.DataFrame:
         one_row = not any(isinstance(v, (list, tuple, np.ndarray, pd.Series)) for v in values)
         rows = pd.DataFrame([rows]) if one_row else pd.DataFrame(rows)
     if not isinstance(rows, pd.DataFrame):
-        raise UserError(f"{where}: expected a pandas DataFrame (or one row as a Series or dict), got {type(rows).__name__}")
+        raise UserError(
+            f"{where}: expected a pandas DataFrame (or one row as a Series or dict), got {type(rows).__name__}"
+        )
     repeated = rows.columns[rows.columns.duplicated()]
     if len(repeated):
         raise UserError(f"{where}: column {repeated[0]!r} appears more than once")
     return rows
 
 
-def apply_preprocessing(preprocessing: dict[str, Any], raw_rows: pd.DataFrame, where: str = "rows") -> dict[str, torch.Tensor]:
+def apply_preprocessing(
+    preprocessing: dict[str, Any], raw_rows: pd.DataFrame, where: str = "rows"
+) -> dict[str, torch.Tensor]:
     """Model inputs for raw rows (a DataFrame with the original feature columns).
 
     Extra columns are ignored; a missing or repeated feature column or text in a numeric

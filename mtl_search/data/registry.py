@@ -16,9 +16,13 @@ from mtl_search.plugins import DATA_SOURCES_GROUP, Registry, instance_of
 # loader(options: dict[str, str], data_file: str | None, task_declarations: list[str]) -> MultiTaskData
 Loader = Callable[..., MultiTaskData]
 
-SOURCES: Registry[DataSource] = Registry(DATA_SOURCES_GROUP, "data source", instance_of(DataSource, "a data source"),
-                                         lambda source: source.name,
-                                         unknown="--data {name!r}: unknown data source (known: {known})")
+SOURCES: Registry[DataSource] = Registry(
+    DATA_SOURCES_GROUP,
+    "data source",
+    instance_of(DataSource, "a data source"),
+    lambda source: source.name,
+    unknown="--data {name!r}: unknown data source (known: {known})",
+)
 
 
 class FunctionSource(DataSource):
@@ -75,5 +79,6 @@ def load_data(
 
     options, declarations = dict(options or {}), list(task_declarations or [])
     # a parsed file is kept (data/cache.py): each worker, refine and export reads it back instead of parsing it
-    return cached_load(name, options, data_file, declarations,
-                       lambda: source.load(dict(options), data_file, list(declarations)))
+    return cached_load(
+        name, options, data_file, declarations, lambda: source.load(dict(options), data_file, list(declarations))
+    )

@@ -9,7 +9,7 @@ categories. Three tasks read the history in different ways:
   most recent event is of category 1, so order matters and padding must be ignored;
 - ``purchase`` (binary, ``given=click`` by default): only possible after a click; more
   likely with many "premium" events (a fixed tenth of the ids). Its target is NaN where
-  click = 0 (the entire-space convention, see docs/classic_structures.md);
+  click = 0 (the entire-space convention, see docs/explanation/classic-structures.md);
   ``--data-option conditional=false`` declares it an ordinary task (same labels);
 - ``dwell`` (regression): the mean "appeal" of the events (a fixed value per id) plus a
   numeric feature and noise.
@@ -104,10 +104,20 @@ def make_sequences(
         Task("purchase", "binary", given="click" if conditional else None),
         Task("dwell", "regression"),
     ]
-    train, validation, test = split_indices(rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed)
+    train, validation, test = split_indices(
+        rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed
+    )
     full = Split(inputs=inputs, targets=targets)
-    options = {"rows": rows, "vocabulary": vocabulary, "max_length": max_length, "numeric": numeric, "conditional": conditional,
-               "seed": seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+    options = {
+        "rows": rows,
+        "vocabulary": vocabulary,
+        "max_length": max_length,
+        "numeric": numeric,
+        "conditional": conditional,
+        "seed": seed,
+        "validation_fraction": validation_fraction,
+        "test_fraction": test_fraction,
+    }
     return MultiTaskData(
         name="sequences",
         tasks=tasks,

@@ -77,16 +77,39 @@ def make_synthetic(
         raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
     _check_values(dim=dim, rows=rows, sines=sines, scale=scale, noise=noise, seed=seed, alpha=alpha, beta=beta)
     try:
-        return _generate(dim=dim, rows=rows, tasks=tasks, correlation=correlation, groups=groups, scale=scale, sines=sines,
-                         alpha=alpha, beta=beta, noise=noise, seed=seed,
-                         validation_fraction=validation_fraction, test_fraction=test_fraction)
+        return _generate(
+            dim=dim,
+            rows=rows,
+            tasks=tasks,
+            correlation=correlation,
+            groups=groups,
+            scale=scale,
+            sines=sines,
+            alpha=alpha,
+            beta=beta,
+            noise=noise,
+            seed=seed,
+            validation_fraction=validation_fraction,
+            test_fraction=test_fraction,
+        )
     except MemoryError:  # below the limits, yet more than this machine has
-        raise UserError(f"--data-option rows={rows}, dim={dim}: not enough memory for {rows * dim} input values; "
-                        "use fewer rows or a smaller dim") from None
+        raise UserError(
+            f"--data-option rows={rows}, dim={dim}: not enough memory for {rows * dim} input values; "
+            "use fewer rows or a smaller dim"
+        ) from None
 
 
-def _check_values(*, dim: int, rows: int, sines: int, scale: float, noise: float, seed: int,
-                  alpha: list[float] | None, beta: list[float] | None) -> None:
+def _check_values(
+    *,
+    dim: int,
+    rows: int,
+    sines: int,
+    scale: float,
+    noise: float,
+    seed: int,
+    alpha: list[float] | None,
+    beta: list[float] | None,
+) -> None:
     """The options numpy would fail on with a traceback (or train NaN from), named one by one."""
     if dim > MAX_DIM:
         raise UserError(f"--data-option dim={dim}: must be at most {MAX_DIM}")
@@ -102,26 +125,49 @@ def _check_values(*, dim: int, rows: int, sines: int, scale: float, noise: float
         raise UserError(f"--data-option seed={seed}: must be between 0 and {MAX_SEED}")
     for key, values in (("alpha", alpha), ("beta", beta)):
         if not all(math.isfinite(value) for value in values or ()):
-            raise UserError(f"--data-option {key}={','.join(str(value) for value in values or ())}: must be finite numbers")
+            raise UserError(
+                f"--data-option {key}={','.join(str(value) for value in values or ())}: must be finite numbers"
+            )
 
 
-def _generate(*, dim: int, rows: int, tasks: int, correlation: float, groups: int, scale: float, sines: int,
-              alpha: list[float] | None, beta: list[float] | None, noise: float, seed: int,
-              validation_fraction: float, test_fraction: float) -> MultiTaskData:
+def _generate(
+    *,
+    dim: int,
+    rows: int,
+    tasks: int,
+    correlation: float,
+    groups: int,
+    scale: float,
+    sines: int,
+    alpha: list[float] | None,
+    beta: list[float] | None,
+    noise: float,
+    seed: int,
+    validation_fraction: float,
+    test_fraction: float,
+) -> MultiTaskData:
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
     if tasks == 2 and groups == 1:
         # The paper's construction: w1 = c u1, w2 = c (p u1 + sqrt(1-p^2) u2).
-        weights = [scale * basis[:, 0], scale * (correlation * basis[:, 0] + math.sqrt(1 - correlation**2) * basis[:, 1])]
+        weights = [
+            scale * basis[:, 0],
+            scale * (correlation * basis[:, 0] + math.sqrt(1 - correlation**2) * basis[:, 1]),
+        ]
     else:
         # task k belongs to group g (contiguous blocks); directions 0..G-1 are the groups' common
         # directions, G.. the tasks' own, so tasks of different groups are orthogonal
         group_of = np.repeat(np.arange(groups), [len(block) for block in np.array_split(np.arange(tasks), groups)])
-        weights = [scale * (correlation * basis[:, group_of[k]] + math.sqrt(1 - correlation**2) * basis[:, groups + k]) for k in range(tasks)]
+        weights = [
+            scale * (correlation * basis[:, group_of[k]] + math.sqrt(1 - correlation**2) * basis[:, groups + k])
+            for k in range(tasks)
+        ]
     alpha_values = np.asarray(alpha if alpha else rng.normal(0.0, 0.1, sines), dtype=np.float64)
     beta_values = np.asarray(beta if beta else rng.normal(0.0, 0.1, sines), dtype=np.float64)
     if alpha_values.shape != beta_values.shape:
-        raise UserError(f"--data-option alpha/beta: need equally many values, got {alpha_values.size} and {beta_values.size}")
+        raise UserError(
+            f"--data-option alpha/beta: need equally many values, got {alpha_values.size} and {beta_values.size}"
+        )
     x = rng.standard_normal((rows, dim))
     targets = {}
     for k, w in enumerate(weights):
@@ -130,7 +176,9 @@ def _generate(*, dim: int, rows: int, tasks: int, correlation: float, groups: in
         y = y + rng.normal(0.0, noise, rows)
         targets[f"task{k + 1}"] = torch.tensor(y, dtype=torch.float32)
     inputs = {"x": torch.tensor(x, dtype=torch.float32)}
-    train, validation, test = split_indices(rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed)
+    train, validation, test = split_indices(
+        rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed
+    )
     full = Split(inputs=inputs, targets=targets)
     task_list = [Task(name=name, kind="regression") for name in targets]
     return MultiTaskData(
@@ -140,12 +188,25 @@ def _generate(*, dim: int, rows: int, tasks: int, correlation: float, groups: in
         validation=full.rows(validation),
         test=full.rows(test),
         input_schema={"kind": "vector", "size": dim},
-        description={"source": "synthetic", "options": {
-            "dim": dim, "rows": rows, "tasks": tasks, "correlation": correlation, "scale": scale,
-            "sines": sines, "alpha": list(alpha or []), "beta": list(beta or []), "noise": noise, "seed": seed,
-            "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+        description={
+            "source": "synthetic",
+            "options": {
+                "dim": dim,
+                "rows": rows,
+                "tasks": tasks,
+                "correlation": correlation,
+                "scale": scale,
+                "sines": sines,
+                "alpha": list(alpha or []),
+                "beta": list(beta or []),
+                "noise": noise,
+                "seed": seed,
+                "validation_fraction": validation_fraction,
+                "test_fraction": test_fraction,
+            }
             # recorded only when used, so studies made before the option existed still match
-            | ({"groups": groups} if groups != 1 else {})},
+            | ({"groups": groups} if groups != 1 else {}),
+        },
     )
 
 

@@ -36,7 +36,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from mtl_search.data.base import EXPECTED_VALUE, DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.data.preprocessing import (
-    ENCODINGS, NotNumeric, apply_preprocessing, category_keys, fit_preprocessing, input_schema, numeric_values, warn_data,
+    ENCODINGS,
+    NotNumeric,
+    apply_preprocessing,
+    category_keys,
+    fit_preprocessing,
+    input_schema,
+    numeric_values,
+    warn_data,
 )
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.tasks import Task, TaskError, parse_task_declaration, validate_conditions
@@ -188,26 +195,36 @@ def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[
             values = numeric_values(series, column, where)
         except NotNumeric:
             example = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].iloc[0]
-            raise UserError(f"{where}: task {task.name!r}: regression target column {column!r} holds text (e.g. {example!r})") from None
+            raise UserError(
+                f"{where}: task {task.name!r}: regression target column {column!r} holds text (e.g. {example!r})"
+            ) from None
         return torch.tensor(values, dtype=torch.float32), task, {"column": column, "kind": "regression"}
     keys = category_keys(series)
     classes = _sorted_classes(series, keys)
     if task.kind == "binary":
         if len(classes) != 2:
             shown = ", ".join(repr(c) for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
-            raise UserError(f"{where}: task {task.name!r}: a binary target needs exactly two values, column {column!r} has {len(classes)} ({shown})")
+            raise UserError(
+                f"{where}: task {task.name!r}: a binary target needs exactly two values, column {column!r} has {len(classes)} ({shown})"
+            )
         if target.positive is not None:
             positive = category_keys(pd.Series([target.positive])).iloc[0]
             if positive not in classes:
-                raise UserError(f"{where}: task {task.name!r}: positive={target.positive!r} is not a value of column {column!r} ({', '.join(classes)})")
+                raise UserError(
+                    f"{where}: task {task.name!r}: positive={target.positive!r} is not a value of column {column!r} ({', '.join(classes)})"
+                )
             classes = [c for c in classes if c != positive] + [positive]
     else:
         if len(classes) < 2:
             shown = repr(classes[0]) if classes else "no labels"
-            raise UserError(f"{where}: task {task.name!r}: a multiclass target needs at least two classes, column {column!r} has one ({shown})")
+            raise UserError(
+                f"{where}: task {task.name!r}: a multiclass target needs at least two classes, column {column!r} has one ({shown})"
+            )
         _check_class_labels(task, column, series, len(classes), int(keys.notna().sum()), where)
         if target.declared_classes and len(classes) > task.n_classes:
-            raise UserError(f"{where}: task {task.name!r}: declared classes={task.n_classes} but column {column!r} has {len(classes)} distinct values")
+            raise UserError(
+                f"{where}: task {task.name!r}: declared classes={task.n_classes} but column {column!r} has {len(classes)} distinct values"
+            )
         n_classes = max(len(classes), task.n_classes if target.declared_classes else 0)
         task = dataclasses.replace(task, n_classes=n_classes)
     index = {key: position for position, key in enumerate(classes)}
@@ -221,13 +238,17 @@ def _check_class_labels(task: Task, column: str, series: pd.Series, n_classes: i
         values = series.dropna().to_numpy(dtype=np.float64)
         fractional = values[np.floor(values) != values]
         if fractional.size:
-            raise UserError(f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
-                            f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression")
+            raise UserError(
+                f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
+                f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression"
+            )
     # fewer than two labelled rows a class on average: most classes could not be both trained and scored
     if n_classes * 2 > labelled:
-        raise UserError(f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
-                        f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
-                        "for a continuous target use kind regression")
+        raise UserError(
+            f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
+            f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
+            "for a continuous target use kind regression"
+        )
 
 
 def _sorted_classes(series: pd.Series, keys: pd.Series) -> list[str]:
@@ -264,7 +285,9 @@ def make_table_data(
     rows only. Class lists of classification targets come from every labelled row.
     """
     if not targets:
-        raise UserError(f"{where}: no task declared; use --task NAME:KIND (e.g. --task churn:binary) or a description file")
+        raise UserError(
+            f"{where}: no task declared; use --task NAME:KIND (e.g. --task churn:binary) or a description file"
+        )
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise UserError("--data-option validation_fraction/test_fraction: must be in (0, 1) and sum below 1")
     if rows < 0:
@@ -272,7 +295,9 @@ def make_table_data(
     for target in targets:
         _check_columns(frame, [target.column], where, "task column", named_by=target.named_by)
     _check_columns(frame, list(numeric) + list(categorical) + list(features or []), where, "declared column")
-    _check_columns(frame, list(ignore), where, "ignored column")  # a misspelt identifier would otherwise become a feature
+    _check_columns(
+        frame, list(ignore), where, "ignored column"
+    )  # a misspelt identifier would otherwise become a feature
     both = set(numeric) & set(categorical)
     if both:
         raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")
@@ -309,14 +334,18 @@ def make_table_data(
     if n_rows < 3:
         raise UserError(f"{where}: need at least 3 rows to split into train, validation and test, got {n_rows}")
     train_index, validation_index, test_index = split_indices(
-        n_rows, (1 - validation_fraction - test_fraction, validation_fraction, test_fraction), seed,
+        n_rows,
+        (1 - validation_fraction - test_fraction, validation_fraction, test_fraction),
+        seed,
     )
     target_tensors, tasks, target_state = {}, [], {}
     for target in targets:
         labels, task, state = encode_target(target, frame[target.column], where)
         for split_name, index in (("train", train_index), ("validation", validation_index)):
             if not bool((~torch.isnan(labels[index])).any()):
-                raise UserError(f"{where}: task {task.name!r}: column {target.column!r} has no labelled row in the {split_name} split")
+                raise UserError(
+                    f"{where}: task {task.name!r}: column {target.column!r} has no labelled row in the {split_name} split"
+                )
         target_tensors[task.name] = labels
         tasks.append(task)
         target_state[task.name] = state
@@ -325,13 +354,17 @@ def make_table_data(
     preprocessing = fit_preprocessing(train_rows, numeric_columns, categorical_columns, encoding=encoding, where=where)
     for entry in preprocessing["categorical"]:
         if len(entry["categories"]) > max(100, len(train_rows) // 2):
-            warn_data(f"{where}: categorical column {entry['column']!r} has {len(entry['categories'])} distinct values in train; "
-                      "if it is an identifier, ignore it")
+            warn_data(
+                f"{where}: categorical column {entry['column']!r} has {len(entry['categories'])} distinct values in train; "
+                "if it is an identifier, ignore it"
+            )
     for column in numeric_columns:
         # declared numeric: the user has looked at it already
         if column not in numeric and _looks_like_identifier(frame[column]):
-            warn_data(f"{where}: numeric column {column!r} holds a different whole number in every row; if it is an "
-                      f"identifier, ignore it (ignore: [{column}] in a description file, or --data-option ignore={column})")
+            warn_data(
+                f"{where}: numeric column {column!r} holds a different whole number in every row; if it is an "
+                f"identifier, ignore it (ignore: [{column}] in a description file, or --data-option ignore={column})"
+            )
     preprocessing["dropped"] = dropped
     preprocessing["targets"] = target_state
     full = Split(inputs=apply_preprocessing(preprocessing, frame, where), targets=target_tensors)
@@ -347,7 +380,9 @@ def make_table_data(
     )
 
 
-def _check_columns(frame: pd.DataFrame, columns: Sequence[str], where: str, what: str, named_by: str | None = None) -> None:
+def _check_columns(
+    frame: pd.DataFrame, columns: Sequence[str], where: str, what: str, named_by: str | None = None
+) -> None:
     for column in columns:
         if column not in frame.columns:
             known = ", ".join(list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
@@ -404,22 +439,34 @@ def _targets_from_description(description: TableDescription, path: str | Path | 
         key = f"tasks.{number}.{'column' if entry.column else 'name'}"
         try:
             task = Task(
-                name=entry.name, kind=entry.kind,
+                name=entry.name,
+                kind=entry.kind,
                 n_classes=entry.classes if entry.classes is not None else (2 if entry.kind == "multiclass" else 0),
-                metrics=tuple(entry.metrics), given=entry.given,
+                metrics=tuple(entry.metrics),
+                given=entry.given,
             )
         except TaskError as error:  # the fix belongs in the file: name its key, as for a missing column
             raise UserError(f"description file {path}: key tasks.{number}.{error.field}: {error}") from None
         if entry.classes is not None and entry.kind != "multiclass":  # would be ignored: say so rather than drop it
-            raise UserError(f"description file {path}: key tasks.{number}.classes: only a multiclass task has classes "
-                            f"(task {entry.name!r} is {entry.kind})")
+            raise UserError(
+                f"description file {path}: key tasks.{number}.classes: only a multiclass task has classes "
+                f"(task {entry.name!r} is {entry.kind})"
+            )
         earlier = [other.task.name for other in targets]
         if entry.name in earlier:
-            raise UserError(f"description file {path}: key tasks.{number}.name: task {entry.name!r} is declared twice "
-                            f"(also tasks.{earlier.index(entry.name)})")
-        targets.append(TargetColumn(task=task, column=entry.column or entry.name, positive=entry.positive,
-                                    declared_classes=entry.classes is not None,
-                                    named_by=f"description file {path}: key {key}"))
+            raise UserError(
+                f"description file {path}: key tasks.{number}.name: task {entry.name!r} is declared twice "
+                f"(also tasks.{earlier.index(entry.name)})"
+            )
+        targets.append(
+            TargetColumn(
+                task=task,
+                column=entry.column or entry.name,
+                positive=entry.positive,
+                declared_classes=entry.classes is not None,
+                named_by=f"description file {path}: key {key}",
+            )
+        )
     return targets
 
 
@@ -448,8 +495,13 @@ def _file_options(description: TableDescription, path: str | Path | None) -> dic
 FRACTIONS = ("validation_fraction", "test_fraction")
 
 
-def _check_description_against_targets(description: TableDescription, path: str | Path | None, targets: Sequence[TargetColumn],
-                                       options: dict[str, Any], settings: dict[str, Any]) -> None:
+def _check_description_against_targets(
+    description: TableDescription,
+    path: str | Path | None,
+    targets: Sequence[TargetColumn],
+    options: dict[str, Any],
+    settings: dict[str, Any],
+) -> None:
     """What the file gets wrong only together with other keys or the tasks, named by its keys:
     the two fractions, ``given:``, and a target listed under ``features:`` or ``ignore:`` (or
     their --data-option); make_table_data would drop such a column without a word."""
@@ -457,7 +509,9 @@ def _check_description_against_targets(description: TableDescription, path: str 
     for key in ("features", "ignore"):
         for column in _split_names(str(options.get(key, ""))):
             if column in columns:
-                raise UserError(f"--data-option {key}={options[key]}: column {column!r} is the target of task {columns[column]!r}")
+                raise UserError(
+                    f"--data-option {key}={options[key]}: column {column!r} is the target of task {columns[column]!r}"
+                )
     where = f"description file {path}"
     try:  # here, not when the data is made: before the warnings about its columns
         validate_conditions([target.task for target in targets])
@@ -471,14 +525,18 @@ def _check_description_against_targets(description: TableDescription, path: str 
     from_file = [key for key in FRACTIONS if key in description.options and key not in options]
     if from_file and not settings["validation_fraction"] + settings["test_fraction"] < 1:
         others = [f"--data-option {key}={options[key]}" for key in FRACTIONS if key in options]
-        raise UserError(f"{where}: key {', '.join(f'options.{key}' for key in from_file)}: validation_fraction + test_fraction "
-                        f"must be below 1, got {settings['validation_fraction']} + {settings['test_fraction']}"
-                        + (f" (with {others[0]})" if others else ""))
+        raise UserError(
+            f"{where}: key {', '.join(f'options.{key}' for key in from_file)}: validation_fraction + test_fraction "
+            f"must be below 1, got {settings['validation_fraction']} + {settings['test_fraction']}"
+            + (f" (with {others[0]})" if others else "")
+        )
     for key, listed in (("features", description.features or []), ("ignore", description.ignore)):
         for column in listed:
             if column in columns:
-                raise UserError(f"{where}: key {key}: column {column!r} is the target of task {columns[column]!r}; "
-                                f"remove it from {key}")
+                raise UserError(
+                    f"{where}: key {key}: column {column!r} is the target of task {columns[column]!r}; "
+                    f"remove it from {key}"
+                )
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -516,7 +574,11 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
     names = [t.task.name for t in targets]
     if len(set(names)) != len(names):
         twice = sorted(n for n in names if names.count(n) > 1)[0]
-        also = f" (also in description file {description_path})" if any(t.task.name == twice for t in targets if t.named_by) else ""
+        also = (
+            f" (also in description file {description_path})"
+            if any(t.task.name == twice for t in targets if t.named_by)
+            else ""
+        )
         raise UserError(f"--task: task {twice!r} is declared twice{also}")
     _check_description_against_targets(description, description_path, targets, options, settings)
     return make_table_data(
@@ -524,7 +586,9 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         targets,
         name=Path(table_path).stem.split(".")[0] or "table",
         where=f"--data-file {table_path}",
-        features=description.features if description.features is not None else (_split_names(settings["features"]) or None),
+        features=description.features
+        if description.features is not None
+        else (_split_names(settings["features"]) or None),
         ignore=description.ignore + _split_names(settings["ignore"]),
         numeric=description.numeric + _split_names(settings["numeric"]),
         categorical=description.categorical + _split_names(settings["categorical"]),

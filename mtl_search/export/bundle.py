@@ -35,7 +35,16 @@ ONNX_FILE = "model.onnx"
 PREPROCESSING_FILE = "preprocessing.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
-WRITTEN = (SPEC_FILE, MODEL_FILE, WEIGHTS_FILE, TORCHSCRIPT_FILE, ONNX_FILE, PREPROCESSING_FILE, METRICS_FILE, CARD_FILE)
+WRITTEN = (
+    SPEC_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    TORCHSCRIPT_FILE,
+    ONNX_FILE,
+    PREPROCESSING_FILE,
+    METRICS_FILE,
+    CARD_FILE,
+)
 
 
 @dataclasses.dataclass
@@ -67,6 +76,7 @@ def export_trial(
     table made in Python, which has no file to reload).
     """
     from mtl_search.architectures import build_model
+
     # the model card draws with plotly: imported here so that mtl_search.load stays light
     from mtl_search.export.model_card import model_card, output_meaning, scoring, with_labels
     from mtl_search.search.artifacts import download_weights, open_artifact_store, save_weights, study_artifact_dir
@@ -75,19 +85,25 @@ def export_trial(
 
     meta = StudyRecord.read(study)
     if not meta.made_by_mtl_search:
-        raise UserError(f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models")
+        raise UserError(
+            f"study {study.study_name!r} was not made by mtl-search: nothing records how to rebuild its models"
+        )
     if is_whole(trial):  # a trial number: the trial it names
         trial = find_trial(study, trial)
     if not isinstance(trial, optuna.trial.FrozenTrial):
         raise UserError(f"export_trial: trial must be a trial of the study (or its number), got {type(trial).__name__}")
     ours = {t.number: (t._trial_id, t.datetime_start) for t in study.get_trials(deepcopy=False)}
     if ours.get(trial.number) != (trial._trial_id, trial.datetime_start):  # ids alone repeat across databases
-        raise UserError(f"trial {trial.number} is not a trial of study {study.study_name!r} (take it from study.trials)")
+        raise UserError(
+            f"trial {trial.number} is not a trial of study {study.study_name!r} (take it from study.trials)"
+        )
     if trial.state != optuna.trial.TrialState.COMPLETE:
         raise UserError(refusal(trial, study))
     if artifact_dir is not None:
         artifact_dir = Path(artifact_dir)
-        if not artifact_dir.is_dir():  # named on purpose: retraining instead would hide a typo for as long as the search took
+        if (
+            not artifact_dir.is_dir()
+        ):  # named on purpose: retraining instead would hide a typo for as long as the search took
             open_artifact_store(artifact_dir, create=False)  # raises the one-line error
     else:
         artifact_dir = study_artifact_dir(study)
@@ -107,8 +123,10 @@ def export_trial(
         try:
             found = download_weights(study, trial, open_artifact_store(artifact_dir, create=False), model)
         except RuntimeError as error:  # the stored tensors do not fit the rebuilt network
-            raise UserError(f"trial {trial.number}: its stored weights do not fit the architecture rebuilt from its spec "
-                            f"(was it trained with a custom stem?): {str(error).splitlines()[0]}") from None
+            raise UserError(
+                f"trial {trial.number}: its stored weights do not fit the architecture rebuilt from its spec "
+                f"(was it trained with a custom stem?): {str(error).splitlines()[0]}"
+            ) from None
         if not found:
             model = None
     if model is not None:
@@ -118,22 +136,31 @@ def export_trial(
     else:
         if not retrain:
             where = f"in {artifact_dir}" if artifact_dir is not None else "(the study keeps no artifacts)"
-            notes.append(f"No stored weights for trial {trial.number} {where}: the architecture was retrained "
-                         "with the trial's settings on the train split.")
+            notes.append(
+                f"No stored weights for trial {trial.number} {where}: the architecture was retrained "
+                "with the trial's settings on the train split."
+            )
         data = data if data is not None else reload_data(meta)
         train_split = concat_splits(data.train, data.validation) if retrain else None
         if retrain and record.kept_epoch:
             # validation rows are training rows now, so they cannot choose an epoch: train
             # as long as the search's kept epoch and keep the last
             kept = record.kept_epoch
-            trained = candidate | {"training": dict(candidate.get("training", {})) | {"epochs": kept, "checkpoint": "last"}}
+            trained = candidate | {
+                "training": dict(candidate.get("training", {})) | {"epochs": kept, "checkpoint": "last"}
+            }
             notes.append(f"Retrained for {kept} epoch(s): the epoch whose weights trial {trial.number} kept.")
         result = train_candidate(data, trained, device=resolve_device(device), train_split=train_split)
         model = result.model
         weights_source = "retrained (train+validation)" if retrain else "retrained (train)"
         if retrain:
-            metrics.append({"split": "validation", "model": f"trial {trial.number} as searched (these weights trained on this split too)",
-                            "values": record.validation})
+            metrics.append(
+                {
+                    "split": "validation",
+                    "model": f"trial {trial.number} as searched (these weights trained on this split too)",
+                    "values": record.validation,
+                }
+            )
         else:
             metrics.append({"split": "validation", "model": "these weights", "values": result.validation})
         metrics.append({"split": "test", "model": "these weights", "values": result.test})
@@ -163,8 +190,10 @@ def export_trial(
             "trial": trial.number,
             "architecture": spec,
             "input_schema": meta.input_schema,
-            "inputs": {name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
-                       for name, tensor in example.items()},
+            "inputs": {
+                name: {"shape": ["batch", *tensor.shape[1:]], "dtype": str(tensor.dtype).removeprefix("torch.")}
+                for name, tensor in example.items()
+            },
             "tasks": task_dicts,
             "outputs": [t.name for t in tasks],
             "output_meaning": {t["name"]: output_meaning(t, labelled) for t in labelled},
@@ -180,11 +209,24 @@ def export_trial(
         (target / MODEL_FILE).write_text(json.dumps(description, indent=2) + "\n")
         objectives = [dataclasses.asdict(objective) for objective in meta.objectives]
         refined = _refined(study, trial, weights_source)
-        (target / METRICS_FILE).write_text(json.dumps({
-            "objectives": objectives, "metrics": metrics, "scoring": {t["name"]: scoring(t, labelled) for t in labelled},
-            "refined": refined}, indent=2) + "\n")
-        card_record = {"candidate": candidate, "summary": record.summary if record.recorded("summary") else None,
-                       "sharing": record.sharing if record.recorded("sharing") else None, "n_params": record.n_params}
+        (target / METRICS_FILE).write_text(
+            json.dumps(
+                {
+                    "objectives": objectives,
+                    "metrics": metrics,
+                    "scoring": {t["name"]: scoring(t, labelled) for t in labelled},
+                    "refined": refined,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        card_record = {
+            "candidate": candidate,
+            "summary": record.summary if record.recorded("summary") else None,
+            "sharing": record.sharing if record.recorded("sharing") else None,
+            "n_params": record.n_params,
+        }
         (target / CARD_FILE).write_text(model_card(description, metrics, card_record, notes, preprocessing, refined))
         _install(target, final)
     return ExportResult(final, trial.number, weights_source, notes)
@@ -204,8 +246,8 @@ def _refined(study: optuna.Study, trial: optuna.trial.FrozenTrial, weights_sourc
     }.get(weights_source, "The exported weights are not among these runs: they were trained on train + validation")
     return {
         "model": f"Trial {trial.number}'s architecture trained {len(seeds)} times on the train split with its settings and "
-                 f"training seeds {', '.join(map(str, seeds))} (seed {seeds[0]} is the search's run, the others "
-                 "`mtl-search refine`'s): mean ± sample standard deviation over the n runs",
+        f"training seeds {', '.join(map(str, seeds))} (seed {seeds[0]} is the search's run, the others "
+        "`mtl-search refine`'s): mean ± sample standard deviation over the n runs",
         "exported_weights": exported,
         "seeds": seeds,
         "validation": record.get("validation") or {},
@@ -279,8 +321,10 @@ def reload_data(meta: StudyRecord) -> Any:
     elif source == "table":
         declarations = [_declaration(t) for t in described.get("tasks", [])]
     if source == "table" and not described.get("file"):
-        raise UserError("the study's table was given from Python (make_table_data), so there is no file to reload it "
-                        "from; pass the same data to export_trial(..., data=...)")
+        raise UserError(
+            "the study's table was given from Python (make_table_data), so there is no file to reload it "
+            "from; pass the same data to export_trial(..., data=...)"
+        )
     data = load_data(source, options, described.get("file"), declarations)
     differences = description_differences(described, data.description)
     if differences:
@@ -322,7 +366,8 @@ def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str
             inputs["numeric"] = torch.randn(rows, int(schema["numeric"]), generator=generator)
         if schema["categorical"]:
             inputs["categorical"] = torch.stack(
-                [torch.randint(0, int(c), (rows,), generator=generator) for c in schema["categorical"]], dim=1)
+                [torch.randint(0, int(c), (rows,), generator=generator) for c in schema["categorical"]], dim=1
+            )
         return inputs
     # other input kinds (sequences, ...): the first rows of the real data
     return {k: v[:rows] for k, v in data.test.inputs.items()}
@@ -364,7 +409,9 @@ def _write_torchscript(model: nn.Module, example: dict[str, torch.Tensor], path:
             expected, got = model(check), traced(check)
         if set(expected) != set(got) or not all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected):
             rows = len(next(iter(check.values())))
-            raise RuntimeError(f"the traced module disagrees with the model on a batch of {rows} rows (traced with {rows - 1})")
+            raise RuntimeError(
+                f"the traced module disagrees with the model on a batch of {rows} rows (traced with {rows - 1})"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch suggests torch.export, which plain loaders lack
             torch.jit.save(traced, str(path))
@@ -399,8 +446,12 @@ def _write_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, 
             warnings.simplefilter("ignore")
             # The TorchScript-based exporter: it needs no extra packages and handles these graphs.
             torch.onnx.export(
-                _Positional(model, input_names, output_names), tuple(example[n] for n in input_names), str(path),
-                dynamo=False, input_names=input_names, output_names=output_names,
+                _Positional(model, input_names, output_names),
+                tuple(example[n] for n in input_names),
+                str(path),
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
                 dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
             )
         onnx.checker.check_model(onnx.load(str(path)))
@@ -434,5 +485,7 @@ def _check_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, 
             raise RuntimeError(f"the graph fails on {batch}: {_error_line(error)}") from None
     with torch.no_grad():
         expected = model(check)
-    if not all(torch.allclose(torch.from_numpy(g), expected[name], rtol=1e-4, atol=1e-4) for g, name in zip(got, output_names)):
+    if not all(
+        torch.allclose(torch.from_numpy(g), expected[name], rtol=1e-4, atol=1e-4) for g, name in zip(got, output_names)
+    ):
         raise RuntimeError(f"the graph disagrees with the model on {batch}")

@@ -39,8 +39,13 @@ class InputCheck:
     ``{name: (exclusive upper bound per column, or one for every element; column labels)}``.
     """
 
-    def __init__(self, inputs: dict[str, dict[str, Any]], codes: dict[str, tuple[list[int], list[str]]] | None = None) -> None:
-        self.inputs = {name: (tuple(int(s) for s in spec["shape"][1:]), getattr(torch, spec["dtype"])) for name, spec in inputs.items()}
+    def __init__(
+        self, inputs: dict[str, dict[str, Any]], codes: dict[str, tuple[list[int], list[str]]] | None = None
+    ) -> None:
+        self.inputs = {
+            name: (tuple(int(s) for s in spec["shape"][1:]), getattr(torch, spec["dtype"]))
+            for name, spec in inputs.items()
+        }
         self.codes = {name: (torch.tensor(bounds), labels) for name, (bounds, labels) in (codes or {}).items()}
 
     @classmethod
@@ -51,14 +56,18 @@ class InputCheck:
         if schema.get("kind") == "tabular" and schema.get("categorical"):
             columns = _categorical_columns(folder, description.get("preprocessing"))
             sizes = [int(c) for c in schema["categorical"]]
-            labels = [f"column {i}" + (f" {columns[i]!r}" if len(columns) == len(sizes) else "") for i in range(len(sizes))]
+            labels = [
+                f"column {i}" + (f" {columns[i]!r}" if len(columns) == len(sizes) else "") for i in range(len(sizes))
+            ]
             codes["categorical"] = (sizes, labels)
         elif schema.get("kind") == "sequence":
             codes["events"] = ([int(schema["vocabulary"]) + 1], ["event ids; 0 is padding"])
             codes["lengths"] = ([int(schema["max_length"]) + 1], ["events in each history"])
         return cls(description["inputs"], {name: c for name, c in codes.items() if name in description["inputs"]})
 
-    def __call__(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    def __call__(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         if torch.jit.is_tracing():
             return None  # a trace of the loaded model (TorchScript, ONNX) records the network alone
         if args:
@@ -87,13 +96,17 @@ class InputCheck:
         checked = {name: self._tensor(name, given[name], device, floats) for name in self.inputs}
         rows = {name: len(tensor) for name, tensor in checked.items()}
         if len(set(rows.values())) > 1:
-            raise UserError("inputs differ in batch size (" + ", ".join(f"{name}: {n} rows" for name, n in rows.items()) + ")")
+            raise UserError(
+                "inputs differ in batch size (" + ", ".join(f"{name}: {n} rows" for name, n in rows.items()) + ")"
+            )
         for name, tensor in checked.items():
             if name in self.codes:
                 self._check_codes(name, tensor)
         return checked
 
-    def _tensor(self, name: str, value: Any, device: torch.device | None, floats: torch.dtype | None = None) -> torch.Tensor:
+    def _tensor(
+        self, name: str, value: Any, device: torch.device | None, floats: torch.dtype | None = None
+    ) -> torch.Tensor:
         shape, dtype = self.inputs[name]
         if floats is not None and dtype.is_floating_point:
             dtype = floats
@@ -102,7 +115,9 @@ class InputCheck:
             try:
                 value = torch.from_numpy(np.ascontiguousarray(value))
             except TypeError:
-                raise UserError(f"input {name!r}: expected {wanted}, got a numpy array of dtype {value.dtype}") from None
+                raise UserError(
+                    f"input {name!r}: expected {wanted}, got a numpy array of dtype {value.dtype}"
+                ) from None
             if device is not None:
                 value = value.to(device)
         elif not isinstance(value, torch.Tensor):
@@ -113,11 +128,17 @@ class InputCheck:
             raise UserError(f"input {name!r}: expected {wanted}, {given}{one_row}")
         if value.dtype != dtype:
             if _kind(value.dtype) != _kind(dtype):
-                floats = "; floats are never rounded into codes" if _kind(dtype) == "integer" and _kind(value.dtype) == "float" else ""
+                floats = (
+                    "; floats are never rounded into codes"
+                    if _kind(dtype) == "integer" and _kind(value.dtype) == "float"
+                    else ""
+                )
                 raise UserError(f"input {name!r}: expected {wanted}, {given}{floats}")
             value = value.to(dtype)  # same kind, another width: float64 -> float32, int32 -> int64
         if device is not None and value.device != device:
-            raise UserError(f"input {name!r}: is on {value.device}, the model on {device}; move it with .to({str(device)!r})")
+            raise UserError(
+                f"input {name!r}: is on {value.device}, the model on {device}; move it with .to({str(device)!r})"
+            )
         return value
 
     def _check_codes(self, name: str, tensor: torch.Tensor) -> None:

@@ -40,7 +40,9 @@ def class_order(task: dict[str, Any]) -> str:
     if not classes:
         return ""
     unseen = int(task.get("n_classes") or 0) - len(classes)
-    return f"classes {classes} in this order" + (f", then {unseen} declared class(es) the data never held" if unseen > 0 else "")
+    return f"classes {classes} in this order" + (
+        f", then {unseen} declared class(es) the data never held" if unseen > 0 else ""
+    )
 
 
 def multiclass_meaning(task: dict[str, Any]) -> str:
@@ -76,15 +78,19 @@ def joint(task: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
     The towers output the conditional logit and training multiplies the probabilities down the
     chain (architectures/conditional.py), so the joint is that product here too.
     """
-    return (f"P({' and '.join(chain_events(task, tasks))})",
-            " * ".join(f"torch.sigmoid(outputs[{name!r}])" for name in condition_chain(task, tasks)))
+    return (
+        f"P({' and '.join(chain_events(task, tasks))})",
+        " * ".join(f"torch.sigmoid(outputs[{name!r}])" for name in condition_chain(task, tasks)),
+    )
 
 
 def output_meaning(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     """One line on what a task's raw output is (plain text, for model.json)."""
     if task["kind"] == "regression" and task.get("target_std") is not None:
-        return (OUTPUT_MEANING["regression"] + f" (the network learned it standardised with the train split's mean "
-                f"{task['target_mean']:.6g} and std {task['target_std']:.6g}, and turns it back)")
+        return (
+            OUTPUT_MEANING["regression"] + f" (the network learned it standardised with the train split's mean "
+            f"{task['target_mean']:.6g} and std {task['target_std']:.6g}, and turns it back)"
+        )
     if task["kind"] == "regression":
         return OUTPUT_MEANING["regression"]
     if task["kind"] == "multiclass":
@@ -102,16 +108,26 @@ def scoring(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     if not task.get("given"):
         text = f"computed over the rows of the split where {task['name']} is labelled"
         if task["kind"] == "regression" and task.get("target_std") is not None:
-            text += (f"; its `loss` is the mean squared error of the standardised target (MSE / {task['target_std']:.6g}², "
-                     f"the train split's std), what training minimised; the other metrics are in the column's units")
+            text += (
+                f"; its `loss` is the mean squared error of the standardised target (MSE / {task['target_std']:.6g}², "
+                f"the train split's std), what training minimised; the other metrics are in the column's units"
+            )
         return text
     conditions = " and ".join(chain_events(task, tasks)[1:])
-    return (f"computed from {probability(task, tasks)} over the rows of the split where {conditions}; its loss is the "
-            f"joint (entire-space) loss of {joint(task, tasks)[0]} over every labelled row")
+    return (
+        f"computed from {probability(task, tasks)} over the rows of the split where {conditions}; its loss is the "
+        f"joint (entire-space) loss of {joint(task, tasks)[0]} over every labelled row"
+    )
 
 
-def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], record: dict[str, Any],
-               notes: list[str], preprocessing: dict[str, Any], refined: dict[str, Any] | None = None) -> str:
+def model_card(
+    description: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    record: dict[str, Any],
+    notes: list[str],
+    preprocessing: dict[str, Any],
+    refined: dict[str, Any] | None = None,
+) -> str:
     tasks = with_labels(description["tasks"], (preprocessing or {}).get("targets"))
     task_names = [t["name"] for t in tasks]
     lines = [
@@ -129,9 +145,12 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
     conditional = [t for t in tasks if t.get("given")]
     for t in conditional:
         both, expression = joint(t, tasks)
-        lines += ["", f"**{t['name']} is conditional on {t['given']}** (entire-space task, declared `given={t['given']}`): "
-                  f"`torch.sigmoid(outputs[{t['name']!r}])` is {probability(t, tasks)}, the probability of {t['name']} "
-                  f"for a row where {t['given']} happens, not P({event(t)}). The joint {both} is `{expression}`."]
+        lines += [
+            "",
+            f"**{t['name']} is conditional on {t['given']}** (entire-space task, declared `given={t['given']}`): "
+            f"`torch.sigmoid(outputs[{t['name']!r}])` is {probability(t, tasks)}, the probability of {t['name']} "
+            f"for a row where {t['given']} happens, not P({event(t)}). The joint {both} is `{expression}`.",
+        ]
     lines += ["", "## Metrics", "", "| split | model | task | metric | value |", "|---|---|---|---|---|"]
     for entry in metrics:
         for task, values in (entry.get("values") or {}).items():
@@ -140,14 +159,32 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
                 lines.append(f"| {entry['split']} | {entry['model']} | {task} | {metric} | {shown} |")
     explained = [t for t in tasks if t.get("given") or (t["kind"] == "regression" and t.get("target_std") is not None)]
     lines += [""] + [f"{t['name']}: metrics {scoring(t, tasks)}." for t in explained] + ([""] if explained else [])
-    lines += ["The search chose among architectures by their validation metrics; the test split was never used "
-              "to choose anything. `metrics.json` has the same numbers.", ""]
+    lines += [
+        "The search chose among architectures by their validation metrics; the test split was never used "
+        "to choose anything. `metrics.json` has the same numbers.",
+        "",
+    ]
     lines += _refined_lines(refined)
-    lines += ["## Structure", "", architecture_markdown(record, task_names), "",
-              "## Inputs", "", "| input | shape | dtype |", "|---|---|---|"]
-    lines += [f"| `{name}` | {shape_text(tuple(spec['shape']))} | {spec['dtype']} |" for name, spec in description["inputs"].items()]
-    lines += ["", "The model `mtl_search.load` returns checks these names, shapes and dtypes (float64 becomes float32; "
-              "floats are never taken as codes); TorchScript and ONNX take them exactly as shown.", ""]
+    lines += [
+        "## Structure",
+        "",
+        architecture_markdown(record, task_names),
+        "",
+        "## Inputs",
+        "",
+        "| input | shape | dtype |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| `{name}` | {shape_text(tuple(spec['shape']))} | {spec['dtype']} |"
+        for name, spec in description["inputs"].items()
+    ]
+    lines += [
+        "",
+        "The model `mtl_search.load` returns checks these names, shapes and dtypes (float64 becomes float32; "
+        "floats are never taken as codes); TorchScript and ONNX take them exactly as shown.",
+        "",
+    ]
     if preprocessing:
         lines += [
             "Raw rows become these inputs with the preprocessing fitted on the train split (`preprocessing.json`):",
@@ -195,9 +232,13 @@ def model_card(description: dict[str, Any], metrics: list[dict[str, Any]], recor
             f"{', '.join(description['outputs'])}; the first dimension is the batch.",
             "",
         ]
-    lines += ["## Files", "",
-              "- `architecture.json`: the architecture spec", "- `model.json`: spec, input schema and tasks, what `mtl_search.load` reads",
-              "- `weights.safetensors`: the weights"]
+    lines += [
+        "## Files",
+        "",
+        "- `architecture.json`: the architecture spec",
+        "- `model.json`: spec, input schema and tasks, what `mtl_search.load` reads",
+        "- `weights.safetensors`: the weights",
+    ]
     if description.get("torchscript"):
         lines.append(f"- `{description['torchscript']}`: TorchScript module")
     if description.get("onnx"):
@@ -232,11 +273,19 @@ def _refined_lines(refined: dict[str, Any] | None) -> list[str]:
     """The `mtl-search refine` record: mean ± std over training seeds, kept apart from the exported weights' numbers."""
     if not refined:
         return []
-    lines = ["### Over several training seeds (`mtl-search refine`)", "", refined["model"] + ". " + refined["exported_weights"] + ".", "",
-             "| split | task | metric | mean ± std | n |", "|---|---|---|---|---|"]
+    lines = [
+        "### Over several training seeds (`mtl-search refine`)",
+        "",
+        refined["model"] + ". " + refined["exported_weights"] + ".",
+        "",
+        "| split | task | metric | mean ± std | n |",
+        "|---|---|---|---|---|",
+    ]
     for split in ("validation", "test"):
         for task, values in (refined.get(split) or {}).items():
             for metric, stats in values.items():
                 # the format `mtl-search pareto` shows refined values in, so the two read alike
-                lines.append(f"| {split} | {task} | {metric} | {stats['mean']:.4g} ± {stats['std']:.2g} | {stats['n']} |")
+                lines.append(
+                    f"| {split} | {task} | {metric} | {stats['mean']:.4g} ± {stats['std']:.2g} | {stats['n']} |"
+                )
     return lines + ["", "`metrics.json` has these under `refined`.", ""]

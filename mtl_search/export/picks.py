@@ -32,7 +32,9 @@ def find_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
         raise UserError(f"--trial {number!r}: a trial number is a whole number (an int), got {type(number).__name__}")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
-        raise UserError(f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})")
+        raise UserError(
+            f"--trial {number}: study {study.study_name!r} has no such trial (trials 0 to {len(trials) - 1})"
+        )
     trial = trials[number]
     repeat_of = TrialRecord.read(trial, only=("repeat_of",)).repeat_of
     if repeat_of in trials:  # a repeat was never trained: its original was
@@ -50,8 +52,10 @@ def refusal(trial: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
     reason = stop_reason(trial, study.get_trials(deepcopy=False))
     because = f" ({reason})" if reason else ""
     study_name = study.study_name
-    return (f"trial {trial.number} {STATE_WORDS.get(trial.state.name, 'is ' + trial.state.name.lower())}{because}; "
-            f"export a COMPLETE trial (see mtl-search pareto {study_name})")
+    return (
+        f"trial {trial.number} {STATE_WORDS.get(trial.state.name, 'is ' + trial.state.name.lower())}{because}; "
+        f"export a COMPLETE trial (see mtl-search pareto {study_name})"
+    )
 
 
 def pick_trial(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:

@@ -48,9 +48,11 @@ def stored_version(attrs: Mapping[str, Any], where: str) -> int:
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise StoredRecordError(f"{where}: stored {SCHEMA_KEY} {version!r} is not a record format version")
     if version > SCHEMA_VERSION:
-        raise NewerFormatError(f"{where} was stored in record format {version} by a newer mtl-search; this one "
-                               f"reads formats up to {SCHEMA_VERSION}: upgrade mtl-search (pip install -U mtl-search) "
-                               f"to open it")
+        raise NewerFormatError(
+            f"{where} was stored in record format {version} by a newer mtl-search; this one "
+            f"reads formats up to {SCHEMA_VERSION}: upgrade mtl-search (pip install -U mtl-search) "
+            f"to open it"
+        )
     return version
 
 
@@ -58,7 +60,7 @@ def migrated(attrs: Mapping[str, Any], migrations: Sequence[Migration], where: s
     """``attrs`` taken from their stored version to :data:`SCHEMA_VERSION`: ``migrations[v]``
     takes version ``v`` to ``v + 1``."""
     data = dict(attrs)
-    for step in migrations[stored_version(attrs, where):]:
+    for step in migrations[stored_version(attrs, where) :]:
         data = step(data)
     return data
 

@@ -17,11 +17,22 @@ from typing import Any, Mapping, Optional
 from pydantic import Field
 
 from mtl_search.records.attributes import (
-    AFFINITY_ATTR, ARTIFACT_DIR_ATTR, HYPERVOLUME_ATTR, REFINED_PREFIX, SPACES_ATTR, STUDY_ATTR,
+    AFFINITY_ATTR,
+    ARTIFACT_DIR_ATTR,
+    HYPERVOLUME_ATTR,
+    REFINED_PREFIX,
+    SPACES_ATTR,
+    STUDY_ATTR,
 )
 from mtl_search.records.objective import Objective
 from mtl_search.records.schema import (
-    SCHEMA_KEY, SCHEMA_VERSION, Attributes, Record, StoredRecordError, migrated, validated,
+    SCHEMA_KEY,
+    SCHEMA_VERSION,
+    Attributes,
+    Record,
+    StoredRecordError,
+    migrated,
+    validated,
 )
 
 # how a study of schema 0 that stored no pruning rule or budget was pruned: the median rule,
@@ -64,8 +75,11 @@ class StudyRecord(Record):
             "artifact_dir": attrs.get(ARTIFACT_DIR_ATTR),
             "affinity": attrs.get(AFFINITY_ATTR),
             "hypervolume": attrs.get(HYPERVOLUME_ATTR),
-            "refined": {key.removeprefix(REFINED_PREFIX): value for key, value in attrs.items()
-                        if key.startswith(REFINED_PREFIX)},
+            "refined": {
+                key.removeprefix(REFINED_PREFIX): value
+                for key, value in attrs.items()
+                if key.startswith(REFINED_PREFIX)
+            },
         }
         if stored is None:
             return validated(cls, beside, where)
@@ -114,11 +128,14 @@ def migrate_study_v0_to_v1(attrs: Attributes) -> Attributes:
         attrs["space"] = space
     tasks = attrs.get("tasks")
     if isinstance(tasks, list):
-        raw = [isinstance(task, dict) and task.get("kind") == "regression" and "target_mean" not in task
-               for task in tasks]
+        raw = [
+            isinstance(task, dict) and task.get("kind") == "regression" and "target_mean" not in task for task in tasks
+        ]
         if any(raw):
-            attrs["tasks"] = [task | {"target_mean": 0.0, "target_std": 1.0} if unscaled else task
-                              for task, unscaled in zip(tasks, raw)]
+            attrs["tasks"] = [
+                task | {"target_mean": 0.0, "target_std": 1.0} if unscaled else task
+                for task, unscaled in zip(tasks, raw)
+            ]
             attrs["raw_unit_tasks"] = [str(task.get("name")) for task, unscaled in zip(tasks, raw) if unscaled]
     return attrs | {SCHEMA_KEY: 1}
 

@@ -90,8 +90,9 @@ class TrialRecord(Record):
     population_size: Optional[int] = None
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], where: str = "trial",
-                   only: Collection[str] | None = None) -> TrialRecord:
+    def from_attrs(
+        cls, attrs: Mapping[str, Any], where: str = "trial", only: Collection[str] | None = None
+    ) -> TrialRecord:
         """The record of stored user attributes ``attrs``, migrated to the current format.
         ``only``: read just these fields, the others at their defaults (a scan of every trial
         of a large study need not check each history)."""

@@ -1,6 +1,6 @@
 """The search: spaces, studies, the trial loop, pruning, costs, affinity, hypervolume, dashboard notes.
 
-The names below are the Python entry points (see docs/python_api.md); they are imported on
+The names below are the Python entry points (see docs/how-to/python.md); they are imported on
 first use, so that importing one submodule (the CLI's ``--help`` does) stays cheap.
 """
 

@@ -27,7 +27,7 @@ two shapes (``AffinitySettings.tree_shape``):
 They are enqueued as the study's first trials, so the sampler starts from sensible sharing
 structures. The default is the cheaper, measured one: on grouped synthetic tasks, eight
 grown trees took 40 % of a 20-trial budget to one family at one size and lowered HV-all on
-4 of 5 seeds; three uniform trees are level with the unseeded sampler (docs/search.md).
+4 of 5 seeds; three uniform trees are level with the unseeded sampler (docs/explanation/pruning.md).
 """
 
 from __future__ import annotations
@@ -63,14 +63,13 @@ METHOD_NAMES = {
 # Groups up to this size are split by trying every two-way split; larger ones greedily.
 EXHAUSTIVE_SPLIT_LIMIT = 12
 
-# one line on how to read each measure's numbers (docs/search.md, Affinity seeding)
+# one line on how to read each measure's numbers (docs/explanation/pruning.md, Affinity seeding)
 AFFINITY_SCALES = {
     "easy_hard": "scale: share of rows easy for both tasks or hard for both; 1 = same rows hard, about 0.5 = unrelated, "
-                 "below 0.5 = opposite; the grouping order joins the highest first",
+    "below 0.5 = opposite; the grouping order joins the highest first",
     "lookahead": "scale: share of one task's loss that a gradient step on the other removes (averaged both ways); "
-                 "> 0 helps, < 0 hurts; values near 0 relative to the others mean the tasks barely interact",
+    "> 0 helps, < 0 hurts; values near 0 relative to the others mean the tasks barely interact",
 }
-
 
 
 def affinity_cells(record: dict[str, Any]) -> list[list[str]]:
@@ -82,7 +81,9 @@ def affinity_cells(record: dict[str, Any]) -> list[list[str]]:
 
 def grouping_order(record: dict[str, Any], arrow: str) -> str:
     """The stored chain of groupings as text: ``{a,b} -> {a}{b}``."""
-    return f" {arrow} ".join("".join("{" + ",".join(group) + "}" for group in partition) for partition in record.get("chain") or [])
+    return f" {arrow} ".join(
+        "".join("{" + ",".join(group) + "}" for group in partition) for partition in record.get("chain") or []
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +239,9 @@ class TaskAffinity:
         return record
 
 
-def measure_affinity(data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None) -> TaskAffinity:
+def measure_affinity(
+    data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None
+) -> TaskAffinity:
     """Train a short fully shared network and measure pairwise task affinity on training rows
     (``settings.measure``: easy/hard agreement or TAG's lookahead)."""
     from mtl_search.training import predict, resolve_device, train_candidate
@@ -246,18 +249,33 @@ def measure_affinity(data: MultiTaskData, settings: AffinitySettings = AffinityS
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     tasks = data.task_names
     candidate = {
-        "architecture": {"family": "tree", "widths": [settings.width] * settings.depth, "groups": [[list(tasks)]] * settings.depth,
-                         "block": {}, "tower": {"widths": []}, "stem": {}},
-        "training": {"epochs": settings.epochs, "learning_rate": settings.learning_rate, "batch_size": settings.batch_size, "seed": settings.seed},
+        "architecture": {
+            "family": "tree",
+            "widths": [settings.width] * settings.depth,
+            "groups": [[list(tasks)]] * settings.depth,
+            "block": {},
+            "tower": {"widths": []},
+            "stem": {},
+        },
+        "training": {
+            "epochs": settings.epochs,
+            "learning_rate": settings.learning_rate,
+            "batch_size": settings.batch_size,
+            "seed": settings.seed,
+        },
         "loss_weighting": {"method": "static"},
     }
     result = train_candidate(data, candidate, device=device)
     rows = data.train.rows(torch.arange(min(len(data.train), settings.max_rows))).to(device)
     if settings.measure == "lookahead":
-        directed = lookahead_affinity(result.model, data.tasks, rows, step=settings.learning_rate, batch_size=settings.batch_size)
+        directed = lookahead_affinity(
+            result.model, data.tasks, rows, step=settings.learning_rate, batch_size=settings.batch_size
+        )
         return TaskAffinity(tasks, symmetric(directed), "lookahead", directed)
     outputs = predict(result.model, rows)
-    losses = torch.stack([per_sample_losses(task, outputs[task.name], rows.targets[task.name]) for task in data.tasks], dim=1)
+    losses = torch.stack(
+        [per_sample_losses(task, outputs[task.name], rows.targets[task.name]) for task in data.tasks], dim=1
+    )
     return TaskAffinity(tasks, easy_hard_affinity(losses.cpu().numpy()))
 
 
@@ -323,7 +341,9 @@ def seed_trees(chain: Sequence[Partition], depth: int, max_trees: int | None = N
         for split_depth in range(depth - 1, -1, -1):
             trees.append([chain[k - 1] if d < split_depth else chain[k] for d in range(depth)])
     if max_trees is not None and len(trees) > max_trees:
-        keep = sorted({round(i * (len(trees) - 1) / (max_trees - 1)) for i in range(max_trees)}) if max_trees > 1 else [0]
+        keep = (
+            sorted({round(i * (len(trees) - 1) / (max_trees - 1)) for i in range(max_trees)}) if max_trees > 1 else [0]
+        )
         trees = [trees[i] for i in keep]
     return [[[list(g) for g in level] for level in tree] for tree in trees]
 
@@ -379,7 +399,13 @@ def chain_params(tree: Sequence[Partition], chain: Sequence[Partition]) -> dict[
     return {f"tree.split_{d}": chain.index(partition) for d, partition in enumerate(tree)}
 
 
-def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition], max_trees: int | None = None, shape: str = "uniform") -> list[dict[str, Any]]:
+def seed_params(
+    space: Any,
+    task_names: Sequence[str],
+    chain: Sequence[Partition],
+    max_trees: int | None = None,
+    shape: str = "uniform",
+) -> list[dict[str, Any]]:
     """Parameter dictionaries (for ``study.enqueue_trial``) of the seeded trees in ``space``.
 
     ``shape`` "uniform": the grouping labels for every depth up to the family's largest, so
@@ -392,10 +418,14 @@ def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition
         raise UserError("--seed-strategy affinity: the space has no tree family (families.tree) to seed")
     section = space.families["tree"]
     if section.grouping not in ("partitions", "affinity"):
-        raise UserError(f"--seed-strategy affinity: needs families.tree.grouping partitions or affinity, the space has {section.grouping!r}")
+        raise UserError(
+            f"--seed-strategy affinity: needs families.tree.grouping partitions or affinity, the space has {section.grouping!r}"
+        )
     if section.grouping == "affinity":
         if section.chain is None:
-            raise UserError("--seed-strategy affinity: families.tree.grouping affinity has no chain yet (with_affinity_chain gives it one)")
+            raise UserError(
+                "--seed-strategy affinity: families.tree.grouping affinity has no chain yet (with_affinity_chain gives it one)"
+            )
         chain = section.chain
         encode = functools.partial(chain_params, chain=chain)
     else:
@@ -407,7 +437,9 @@ def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition
     if shape == "uniform":
         return [fixed | encode(tree) for tree in uniform_trees(chain, depth, max_trees)]
     width = _middle(section.width)
-    if isinstance(section.depth, (IntRange, IntChoice)) and not (isinstance(section.depth, IntChoice) and len(section.depth.choices) == 1):
+    if isinstance(section.depth, (IntRange, IntChoice)) and not (
+        isinstance(section.depth, IntChoice) and len(section.depth.choices) == 1
+    ):
         fixed["tree.depth"] = depth
     if section.per_depth_width:
         if isinstance(section.width, (IntRange, IntChoice)):
@@ -418,7 +450,11 @@ def seed_params(space: Any, task_names: Sequence[str], chain: Sequence[Partition
 
 
 def study_affinity(
-    study: optuna.Study, data: MultiTaskData, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None,
+    study: optuna.Study,
+    data: MultiTaskData,
+    settings: AffinitySettings = AffinitySettings(),
+    *,
+    device: torch.device | str | None = None,
 ) -> dict[str, Any]:
     """The study's affinity record (user attribute ``affinity``: matrix, chain, ...), measured
     and stored on first use; a continued study keeps the one it was measured with."""
@@ -433,7 +469,12 @@ def study_affinity(
 
 
 def with_affinity_chain(
-    study: optuna.Study, data: MultiTaskData, space: Any, settings: AffinitySettings = AffinitySettings(), *, device: torch.device | str | None = None,
+    study: optuna.Study,
+    data: MultiTaskData,
+    space: Any,
+    settings: AffinitySettings = AffinitySettings(),
+    *,
+    device: torch.device | str | None = None,
 ) -> Any:
     """``space`` ready to sample: a tree family with ``grouping: affinity`` and no chain of its
     own gets the study's measured one (``study_affinity``). A chain the space gives is
@@ -492,7 +533,10 @@ def seed_with_affinity(
     if study.get_trials(deepcopy=False) or "seeded" in (StudyRecord.read(study).affinity or {}):
         return []
     if not measure:
-        return _enqueue(study, seed_params(space, data.task_names, space.families["tree"].chain, settings.seeds_cap, settings.tree_shape))
+        return _enqueue(
+            study,
+            seed_params(space, data.task_names, space.families["tree"].chain, settings.seeds_cap, settings.tree_shape),
+        )
     record = study_affinity(study, data, settings, device=device)
     seeds = seed_params(space, data.task_names, record["chain"], settings.seeds_cap, settings.tree_shape)
     study.set_user_attr(AFFINITY_ATTR, record | {"seeded": len(seeds)})
@@ -514,8 +558,9 @@ def seeded_rows(study: optuna.Study) -> list[tuple[int, str, str]]:
     seeded = seeded_trials(study)
     complete = optuna.trial.TrialState.COMPLETE
     front = {t.number for t in pareto_trials(study)} if any(t.state == complete for t in seeded) else set()
-    return [(t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), _summary(t))
-            for t in seeded]
+    return [
+        (t.number, t.state.name.lower() + (", on the front" if t.number in front else ""), _summary(t)) for t in seeded
+    ]
 
 
 def _summary(trial: optuna.trial.FrozenTrial) -> str:

@@ -126,7 +126,10 @@ class ArtifactUploader:
             save_weights(result.model, weights_path)
             for path, mimetype in ((spec_path, "application/json"), (weights_path, "application/octet-stream")):
                 optuna.artifacts.upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=trial, mimetype=mimetype,
+                    artifact_store=self.store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    mimetype=mimetype,
                 )
 
 

@@ -77,7 +77,9 @@ def other_limits(stored: Mapping[str, Any] | None, now: Mapping[str, Any] | None
 
     kept = [limit_flag(key, stored[key]) for key in changed if stored.get(key) is not None]
     dropped = [f"{LIMIT_FLAGS[key]} (or objectives.{key})" for key in changed if stored.get(key) is None]
-    fix = " and ".join([*([f"pass {' '.join(kept)}"] if kept else []), *([f"run without {' or '.join(dropped)}"] if dropped else [])])
+    fix = " and ".join(
+        [*([f"pass {' '.join(kept)}"] if kept else []), *([f"run without {' or '.join(dropped)}"] if dropped else [])]
+    )
     return f"judged its trials under {limits(stored)} and this run would judge them under {limits(now)}; {fix}"
 
 
@@ -110,7 +112,11 @@ class CostMeter:
     @classmethod
     def from_space(cls, objectives: Any) -> "CostMeter":
         """The meter a space's ``objectives:`` section asks for."""
-        return cls(objectives=tuple(objectives.extra), max_params=objectives.max_params, max_latency_ms=objectives.max_latency_ms)
+        return cls(
+            objectives=tuple(objectives.extra),
+            max_params=objectives.max_params,
+            max_latency_ms=objectives.max_latency_ms,
+        )
 
     @property
     def measures_latency(self) -> bool:
@@ -124,7 +130,9 @@ class CostMeter:
         """``{"params": n, "latency_ms": x}`` (latency only when needed) for ``model`` on ``batch``."""
         costs: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters() if p.requires_grad))}
         if self.measures_latency:
-            costs["latency_ms"] = forward_latency_ms(model, batch, warmup_passes=self.warmup_passes, timed_passes=self.timed_passes)
+            costs["latency_ms"] = forward_latency_ms(
+                model, batch, warmup_passes=self.warmup_passes, timed_passes=self.timed_passes
+            )
         return costs
 
     def constraints(self, costs: Mapping[str, float]) -> dict[str, float]:
@@ -150,7 +158,9 @@ class CostMeter:
         return "over limit: " + "; ".join(parts) if parts else None
 
 
-def with_cost_options(space: Any, *, objectives: Sequence[str] = (), max_params: int | None = None, max_latency_ms: float | None = None) -> Any:
+def with_cost_options(
+    space: Any, *, objectives: Sequence[str] = (), max_params: int | None = None, max_latency_ms: float | None = None
+) -> Any:
     """A copy of ``space`` with command-line cost options added to its ``objectives:`` section.
 
     ``objectives`` are added to the space's ``extra`` list (in order, without repeats); a
@@ -168,8 +178,9 @@ def with_cost_options(space: Any, *, objectives: Sequence[str] = (), max_params:
     return space.model_copy(update={"objectives": section.model_copy(update=update)})
 
 
-def forward_latency_ms(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, warmup_passes: int = 3,
-                      timed_passes: int = 11) -> float:
+def forward_latency_ms(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], *, warmup_passes: int = 3, timed_passes: int = 11
+) -> float:
     """Median wall time in milliseconds of one forward pass of ``batch`` in eval mode."""
     import torch
 
@@ -217,12 +228,17 @@ def trained_without_limits(study: optuna.Study) -> str | None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         record = TrialRecord.read(trial, only=("n_params", "costs"))
         costs = {"params": record.n_params} | record.costs
-        if any(key not in trial.constraints and (costs.get(LIMITED_COSTS[key]) is None or costs[LIMITED_COSTS[key]] > limit)
-               for key, limit in limits.items()):
+        if any(
+            key not in trial.constraints
+            and (costs.get(LIMITED_COSTS[key]) is None or costs[LIMITED_COSTS[key]] > limit)
+            for key, limit in limits.items()
+        ):
             numbers.append(str(trial.number))
     if not numbers:
         return None
     shown = " ".join(limit_flag(key, limit) for key, limit in limits.items())
-    return (f"trial{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} {'were' if len(numbers) > 1 else 'was'} trained by a run that "
-            f"left out the study's {shown} (before continued studies kept their limits); over it or not measured against it, "
-            f"{'they' if len(numbers) > 1 else 'it'} may stand on its front")
+    return (
+        f"trial{'s' if len(numbers) > 1 else ''} {', '.join(numbers)} {'were' if len(numbers) > 1 else 'was'} trained by a run that "
+        f"left out the study's {shown} (before continued studies kept their limits); over it or not measured against it, "
+        f"{'they' if len(numbers) > 1 else 'it'} may stand on its front"
+    )

@@ -1,6 +1,6 @@
 """Hypervolume of a study's front: one number for "how good is the front", over time.
 
-Normalisation (documented in docs/search.md): every objective is turned into "minimise"
+Normalisation (documented in docs/explanation/pruning.md): every objective is turned into "minimise"
 (maximised values negated) and min-max scaled to [0, 1] with bounds taken from the
 COMPLETE, feasible trials (the best value seen maps to 0, the worst to 1). The reference
 point is 1.1 in every objective, so a trial at the worst value of one objective still adds
@@ -38,7 +38,9 @@ def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, reference: Seque
     return _volume(non_dominated(pts), ref)
 
 
-def epsilon_indicator(front: Sequence[Sequence[float]] | np.ndarray, approximation: Sequence[Sequence[float]] | np.ndarray) -> float:
+def epsilon_indicator(
+    front: Sequence[Sequence[float]] | np.ndarray, approximation: Sequence[Sequence[float]] | np.ndarray
+) -> float:
     """Multiplicative epsilon indicator: the smallest ``e`` such that every non-dominated
     point of ``front`` has a point of ``approximation`` at most ``1 + e`` times as large
     on every objective (Zitzler et al., 2003).
@@ -136,7 +138,9 @@ def normalise(values: np.ndarray, bounds: tuple[Sequence[float], Sequence[float]
     return (values - low) / span
 
 
-def hypervolume_history(study: optuna.Study, bounds: tuple[Sequence[float], Sequence[float]] | None = None) -> list[dict[str, Any]]:
+def hypervolume_history(
+    study: optuna.Study, bounds: tuple[Sequence[float], Sequence[float]] | None = None
+) -> list[dict[str, Any]]:
     """The front's normalised hypervolume after each finished trial.
 
     Returns ``[{"trial": number, "hypervolume": value}, ...]`` in trial-number order, one

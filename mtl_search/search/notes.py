@@ -17,8 +17,12 @@ def note_architecture(trial: optuna.trial.Trial, candidate: dict[str, Any], resu
     """A result hook: save the trial's architecture in readable form as its dashboard note."""
     task_names = list(result.validation) or list(result.model.task_names)
     stored = TrialRecord.read(trial)
-    record = {"candidate": candidate, "summary": stored.summary if stored.recorded("summary") else None,
-              "sharing": result.sharing, "n_params": result.n_params}
+    record = {
+        "candidate": candidate,
+        "summary": stored.summary if stored.recorded("summary") else None,
+        "sharing": result.sharing,
+        "n_params": result.n_params,
+    }
     _save_note()(trial, f"### Trial {trial.number}\n\n" + architecture_markdown(record, task_names))
 
 
@@ -35,7 +39,11 @@ def _save_note() -> Callable[[optuna.trial.Trial, str], None]:
     try:
         spec = importlib.util.find_spec("optuna_dashboard")
         path = Path(spec.origin).parent / "_note.py" if spec and spec.origin else None
-        module_spec = importlib.util.spec_from_file_location("_mtl_search_dashboard_note", path) if path and path.exists() else None
+        module_spec = (
+            importlib.util.spec_from_file_location("_mtl_search_dashboard_note", path)
+            if path and path.exists()
+            else None
+        )
         if module_spec is None or module_spec.loader is None:
             raise ImportError("optuna_dashboard/_note.py not found")
         module = importlib.util.module_from_spec(module_spec)

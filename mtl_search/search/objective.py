@@ -78,7 +78,9 @@ class CandidateObjective:
             record_run_stop(trial, error)
             raise
 
-    def sample(self, trial: optuna.trial.Trial, trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> dict[str, Any]:
+    def sample(
+        self, trial: optuna.trial.Trial, trials: Sequence[optuna.trial.FrozenTrial] | None = None
+    ) -> dict[str, Any]:
         """The trial's candidate, suggested through it (``trials``: the study's, when already read)."""
         # the names stay storable when the study was searched with another space before
         sampling = RenamingTrial(trial, study_distributions(trial.study, trials))
@@ -87,7 +89,9 @@ class CandidateObjective:
             candidate["training"]["precision"] = self.precision
         return candidate
 
-    def repeat(self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial) -> list[float]:
+    def repeat(
+        self, trial: optuna.trial.Trial, candidate: dict[str, Any], earlier: optuna.trial.FrozenTrial
+    ) -> list[float]:
         """The sampler proposed a candidate the study already trained to the end: training is
         seeded, so training it again would give the same result. Take the earlier metrics.
 
@@ -109,8 +113,9 @@ class CandidateObjective:
         history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
         outcome: TrainResult | BaseException
         try:
-            outcome = train_candidate(self.data, candidate, device=self.device, on_epoch=self.epoch_callback(trial, history),
-                                      stem=self.stem)
+            outcome = train_candidate(
+                self.data, candidate, device=self.device, on_epoch=self.epoch_callback(trial, history), stem=self.stem
+            )
         except Exception as error:  # recorded as the trial's outcome; a Ctrl-C goes through
             outcome = error
         return self.after_training(trial, candidate, costs, history, outcome)
@@ -134,8 +139,14 @@ class CandidateObjective:
 
         return on_epoch
 
-    def after_training(self, trial: optuna.trial.Trial, candidate: dict[str, Any], costs: dict[str, float],
-                       history: list[dict[str, Any]], outcome: TrainResult | BaseException) -> list[float]:
+    def after_training(
+        self,
+        trial: optuna.trial.Trial,
+        candidate: dict[str, Any],
+        costs: dict[str, float],
+        history: list[dict[str, Any]],
+        outcome: TrainResult | BaseException,
+    ) -> list[float]:
         """Record how training ended on the trial: the objective values of a trained candidate,
         else raise. A pruned trial keeps its ``history`` and re-raises :class:`optuna.TrialPruned`;
         a diverged or broken candidate gets a ``fail_reason`` and raises :class:`TrialFailed`;
@@ -154,15 +165,17 @@ class CandidateObjective:
             raise TrialFailed(reason)
         return values
 
-    def _record_stop(self, trial: optuna.trial.Trial, costs: dict[str, float], history: list[dict[str, Any]],
-                     error: BaseException) -> NoReturn:
+    def _record_stop(
+        self, trial: optuna.trial.Trial, costs: dict[str, float], history: list[dict[str, Any]], error: BaseException
+    ) -> NoReturn:
         if isinstance(error, optuna.TrialPruned):
             if history:  # recorded like a complete trial, up to the epoch it was stopped at
                 kept_epoch = history[-1]["kept_epoch"]
                 validation = history[kept_epoch - 1]["validation"]
                 last_values = dict(zip((o.name for o in self.objectives), self.values(validation, costs)))
-                TrialRecord(validation=validation, kept_epoch=kept_epoch, history=history,
-                            last_values=last_values).write(trial)
+                TrialRecord(
+                    validation=validation, kept_epoch=kept_epoch, history=history, last_values=last_values
+                ).write(trial)
             raise error
         if isinstance(error, UserError) or not isinstance(error, Exception):  # Ctrl-C and the like
             raise error
@@ -187,7 +200,9 @@ class CandidateObjective:
         from mtl_search.training import resolve_device
 
         device = self.device if isinstance(self.device, torch.device) else resolve_device(self.device)
-        model = build_model(candidate["architecture"], self.data.input_schema, self.data.tasks, stem=self.stem).to(device)
+        model = build_model(candidate["architecture"], self.data.input_schema, self.data.tasks, stem=self.stem).to(
+            device
+        )
         costs = self.cost_meter.measure(model, timing_batch(self.data.validation, self.cost_meter.batch_size, device))
         del model
         TrialRecord(costs=costs).write(trial)
@@ -226,8 +241,9 @@ def candidate_key(candidate: dict[str, Any]) -> str:
     return json.dumps(candidate, sort_keys=True, default=str)
 
 
-def find_same_candidate(study: optuna.Study, candidate: dict[str, Any],
-                        trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> optuna.trial.FrozenTrial | None:
+def find_same_candidate(
+    study: optuna.Study, candidate: dict[str, Any], trials: Sequence[optuna.trial.FrozenTrial] | None = None
+) -> optuna.trial.FrozenTrial | None:
     """The earliest trial of ``study`` (or of ``trials``, read from it) that trained exactly
     ``candidate`` to the end.
 
@@ -242,8 +258,12 @@ def find_same_candidate(study: optuna.Study, candidate: dict[str, Any],
         if trial.state != optuna.trial.TrialState.COMPLETE:
             continue
         record = TrialRecord.read(trial, only=("repeat_of", "validation", "candidate"))
-        if (record.repeat_of is None and record.recorded("validation") and record.recorded("candidate")
-                and candidate_key(record.candidate.to_dict()) == key):
+        if (
+            record.repeat_of is None
+            and record.recorded("validation")
+            and record.recorded("candidate")
+            and candidate_key(record.candidate.to_dict()) == key
+        ):
             return trial
     return None
 

@@ -18,14 +18,21 @@ import hashlib
 from typing import Any, Sequence
 
 import optuna
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution,
-                                  check_distribution_compatibility, distribution_to_json)
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+    distribution_to_json,
+)
 
 RENAMED = "~"
 
 
-def study_distributions(study: optuna.Study,
-                        trials: Sequence[optuna.trial.FrozenTrial] | None = None) -> dict[str, BaseDistribution]:
+def study_distributions(
+    study: optuna.Study, trials: Sequence[optuna.trial.FrozenTrial] | None = None
+) -> dict[str, BaseDistribution]:
     """Each parameter name of the study's trials (``trials``: read from it already) with a
     distribution stored under it."""
     known: dict[str, BaseDistribution] = {}
@@ -73,7 +80,9 @@ class RenamingTrial:
             fixed[new] = fixed[name]
         return new
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
         name = self._name(name, FloatDistribution(low, high, log=log, step=step))
         return self._trial.suggest_float(name, low, high, step=step, log=log)
 

@@ -50,8 +50,13 @@ import optuna
 
 from mtl_search.errors import Terminated
 from mtl_search.records.trial import TrialRecord
-from mtl_search.search.objective import (CandidateObjective, TrialFailed, candidate_key, find_same_candidate,
-                                         record_run_stop)
+from mtl_search.search.objective import (
+    CandidateObjective,
+    TrialFailed,
+    candidate_key,
+    find_same_candidate,
+    record_run_stop,
+)
 from mtl_search.search.param_names import RENAMED
 from mtl_search.search.study import stop_reason
 from mtl_search.search.workers import INTERRUPTED, TERMINATED, Budget, Callback, _Interrupts
@@ -188,8 +193,16 @@ class _Member:
 class _Round:
     """One population: ask, prepare, train, tell (see the module docstring)."""
 
-    def __init__(self, study: optuna.Study, objective: CandidateObjective, count: int, strategy: str,
-                 heartbeats: Heartbeats, interrupts: _Interrupts, callbacks: Sequence[Callback]) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        objective: CandidateObjective,
+        count: int,
+        strategy: str,
+        heartbeats: Heartbeats,
+        interrupts: _Interrupts,
+        callbacks: Sequence[Callback],
+    ) -> None:
         self.study = study
         self.objective = objective
         self.count = count
@@ -244,8 +257,10 @@ class _Round:
         finally:
             self.study.sampler = base
         key = candidate_key(member.candidate)
-        same = next((other for other in self.members[:-1]
-                     if other.same_as is None and candidate_key(other.candidate) == key), None)
+        same = next(
+            (other for other in self.members[:-1] if other.same_as is None and candidate_key(other.candidate) == key),
+            None,
+        )
         if same is None:
             member.earlier = find_same_candidate(self.study, member.candidate)
         elif same.earlier is not None:  # both repeat a trial of the study
@@ -296,8 +311,11 @@ class _Round:
         if not to_train:
             return
         outcomes = train_population(
-            objective.data, [m.candidate for m in to_train], device=objective.device,
-            on_epoch=[objective.epoch_callback(m.trial, m.history) for m in to_train], stem=objective.stem,
+            objective.data,
+            [m.candidate for m in to_train],
+            device=objective.device,
+            on_epoch=[objective.epoch_callback(m.trial, m.history) for m in to_train],
+            stem=objective.stem,
         )
         for member, outcome in zip(to_train, outcomes):
             member.outcome = outcome

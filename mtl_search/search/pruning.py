@@ -27,7 +27,7 @@ trials that had the same amount of training?". Training is counted in optimiser 
 last epoch that ended within the running trial's steps so far. ``budget: epochs`` compares
 epoch ``e`` with epoch ``e``, but an epoch of batch 256 is half the steps of an epoch of
 batch 128, and that rule stopped large-batch trials three times as often as small-batch
-ones; the sampler then avoided them (docs/search.md). A reference whose history has no step
+ones; the sampler then avoided them (docs/explanation/pruning.md). A reference whose history has no step
 counts (stored in record format 0 before they were counted) does not count under ``steps``.
 
 ``rule: projected`` (the default; a study stored without a rule was pruned by ``median``) adds a second question,
@@ -42,7 +42,7 @@ no margin, and its warm-up to an eighth of the trial's epochs, which kept slow s
 live searches (``PROJECTED_RULE_DEFAULTS`` in ``search/space.py``). Replayed on 17 unpruned
 studies in six sets it stopped fewer front trials than ``median`` in every set, and trained
 0.04 to 0.27 more of the epochs (with a fixed warm-up of 2: 0.04 less to 0.14 more;
-docs/search.md).
+docs/explanation/pruning.md).
 
 With the fraction at 0.5 the first question is the median stopping rule (Golovin et al., "Google Vizier",
 KDD 2017) with Pareto dominance in place of "worse than the median": stop a trial that at
@@ -110,12 +110,27 @@ class PruningSettings:
         return cls(**({"rule": "projected"} | dict(PROJECTED_RULE_DEFAULTS) | changes))
 
 
-def with_pruning_options(space: Any, *, enabled: bool = True, warmup_epochs: int | None = None, min_completed_trials: int | None = None,
-                         budget: str | None = None, rule: str | None = None, warmup_fraction: float | None = None) -> Any:
+def with_pruning_options(
+    space: Any,
+    *,
+    enabled: bool = True,
+    warmup_epochs: int | None = None,
+    min_completed_trials: int | None = None,
+    budget: str | None = None,
+    rule: str | None = None,
+    warmup_fraction: float | None = None,
+) -> Any:
     """A copy of ``space`` with command-line pruning options applied to its ``pruning:`` section."""
-    update: dict[str, Any] = {"budget": budget, "rule": rule, "warmup_epochs": warmup_epochs, "min_completed_trials": min_completed_trials,
-                              "warmup_fraction": warmup_fraction}
-    update = {key: value for key, value in update.items() if value is not None} | ({} if enabled else {"enabled": False})
+    update: dict[str, Any] = {
+        "budget": budget,
+        "rule": rule,
+        "warmup_epochs": warmup_epochs,
+        "min_completed_trials": min_completed_trials,
+        "warmup_fraction": warmup_fraction,
+    }
+    update = {key: value for key, value in update.items() if value is not None} | (
+        {} if enabled else {"enabled": False}
+    )
     return with_pruning_section(space, **update) if update else space
 
 
@@ -188,7 +203,13 @@ def warmup(settings: PruningSettings, total_epochs: int | None) -> int:
     return max(settings.warmup_epochs, share)
 
 
-def dominators_to_prune(current: Vector, references: Sequence[tuple[int, Vector]], epoch: int, total_epochs: int | None, settings: PruningSettings) -> list[int] | None:
+def dominators_to_prune(
+    current: Vector,
+    references: Sequence[tuple[int, Vector]],
+    epoch: int,
+    total_epochs: int | None,
+    settings: PruningSettings,
+) -> list[int] | None:
     """The rule itself, on plain vectors: the trial numbers that dominate ``current`` at
     1-based ``epoch`` when they are enough to prune it, else None.
 
@@ -206,8 +227,15 @@ def dominators_to_prune(current: Vector, references: Sequence[tuple[int, Vector]
     return dominators if len(dominators) >= needed else None
 
 
-def prune_verdict(current: Vector, curve: Sequence[Vector], references: Sequence[tuple[int, Vector]], finals: Callable[[], Sequence[tuple[int, Vector]]],
-                  epoch: int, total_epochs: int | None, settings: PruningSettings) -> tuple[list[int], list[int]] | None:
+def prune_verdict(
+    current: Vector,
+    curve: Sequence[Vector],
+    references: Sequence[tuple[int, Vector]],
+    finals: Callable[[], Sequence[tuple[int, Vector]]],
+    epoch: int,
+    total_epochs: int | None,
+    settings: PruningSettings,
+) -> tuple[list[int], list[int]] | None:
     """The whole rule, as the live pruner and the replay both apply it: None to go on, or
     (the references that dominate ``current`` after as much training, the completed trials
     whose ``finals`` dominate where ``curve`` points; empty for rule "median").
@@ -256,7 +284,9 @@ def projected_final(curve: Sequence[Vector], total_epochs: int) -> Vector | None
     return tuple(projected)
 
 
-def projection_dominators(curve: Sequence[Vector], total_epochs: int | None, finals: Sequence[tuple[int, Vector]], margin: float) -> list[int]:
+def projection_dominators(
+    curve: Sequence[Vector], total_epochs: int | None, finals: Sequence[tuple[int, Vector]], margin: float
+) -> list[int]:
     """The completed trials whose final vectors dominate (with ``margin``) where ``curve``
     points at its last epoch; none when its last epoch is unknown or it cannot be projected."""
     projected = None if total_epochs is None or not curve else projected_final(curve, total_epochs)
@@ -270,7 +300,9 @@ def shown_numbers(numbers: Sequence[int], limit: int = 5) -> str:
     return ", ".join(str(n) for n in numbers[:limit]) + (", ..." if len(numbers) > limit else "")
 
 
-def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mapping[str, float]], costs: Mapping[str, float]) -> Vector | None:
+def minimised_vector(
+    objectives: Sequence[Objective], scores: Mapping[str, Mapping[str, float]], costs: Mapping[str, float]
+) -> Vector | None:
     """The objectives at one epoch as a vector to minimise (maximised values as 1 - value).
 
     ``scores`` are validation metrics ``{task: {metric: value}}``, ``costs`` the trial's
@@ -289,8 +321,9 @@ def minimised_vector(objectives: Sequence[Objective], scores: Mapping[str, Mappi
     return tuple(vector)
 
 
-def learning_curve(objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial,
-                   history: Sequence[EpochRecord] | None = None) -> dict[int, Vector] | None:
+def learning_curve(
+    objectives: Sequence[Objective], trial: optuna.trial.FrozenTrial, history: Sequence[EpochRecord] | None = None
+) -> dict[int, Vector] | None:
     """A finished trial's recorded history as {1-based epoch: minimised vector of the weights
     kept at that epoch}; None for an infeasible trial (over a hard limit), which is never a
     reference. ``history`` replaces the trial's recorded one (a replay's what-if)."""
@@ -317,7 +350,9 @@ def cumulative_steps(history: Sequence[EpochRecord]) -> dict[int, int] | None:
     return {entry.epoch: int(entry.steps) for entry in history if entry.steps is not None}
 
 
-def vector_at_budget(curve: Mapping[int, Vector], steps: Mapping[int, int] | None, epoch: int, at_steps: int | None, budget: str) -> Vector | None:
+def vector_at_budget(
+    curve: Mapping[int, Vector], steps: Mapping[int, int] | None, epoch: int, at_steps: int | None, budget: str
+) -> Vector | None:
     """A reference's vector after as much training as a running trial at ``epoch`` (whose
     steps so far are ``at_steps``): the same epoch, or with ``budget`` "steps" its last epoch
     that ended within ``at_steps``. None when it has no such epoch."""
@@ -343,7 +378,13 @@ class DominatedTrialPruner:
     epoch. The caches belong to one study: a check on another study starts them afresh.
     """
 
-    def __init__(self, objectives: Sequence[Objective], settings: PruningSettings = PruningSettings(), *, refresh_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        objectives: Sequence[Objective],
+        settings: PruningSettings = PruningSettings(),
+        *,
+        refresh_seconds: float = 10.0,
+    ) -> None:
         self.objectives = list(objectives)
         self.settings = settings
         self.refresh_seconds = refresh_seconds
@@ -354,17 +395,27 @@ class DominatedTrialPruner:
         # (study name, trial number) -> {epoch: vector}: the running trials' curves, for rule "projected"
         self._running: dict[tuple[str, int], dict[int, Vector]] = {}
 
-    def __call__(self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]) -> None:
+    def __call__(
+        self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]
+    ) -> None:
         running = TrialRecord.read(trial, only=("costs", "candidate"))
-        reason = self.check(trial.study, running, epoch + 1, scores, trial_number=trial.number,
-                            steps=record.get("steps"))
+        reason = self.check(
+            trial.study, running, epoch + 1, scores, trial_number=trial.number, steps=record.get("steps")
+        )
         if reason is not None:
             TrialRecord(prune_reason=reason).write(trial)
             raise optuna.TrialPruned(reason)
 
-    def check(self, study: optuna.Study, running: TrialRecord | Mapping[str, Any], epoch: int,
-              scores: dict[str, dict[str, float]], *,
-              trial_number: int | None = None, steps: int | None = None) -> str | None:
+    def check(
+        self,
+        study: optuna.Study,
+        running: TrialRecord | Mapping[str, Any],
+        epoch: int,
+        scores: dict[str, dict[str, float]],
+        *,
+        trial_number: int | None = None,
+        steps: int | None = None,
+    ) -> str | None:
         """The reason to prune the ``running`` trial (its record, or its user attributes) at
         1-based ``epoch``, or None to go on (``trial_number``: the running trial's, which lets
         consecutive checks of one trial share a storage read and, for rule "projected", builds
@@ -373,8 +424,11 @@ class DominatedTrialPruner:
         settings = self.settings
         if not settings.enabled:
             return None
-        record = running if isinstance(running, TrialRecord) else TrialRecord.from_attrs(
-            running, "trial" if trial_number is None else f"trial {trial_number}")
+        record = (
+            running
+            if isinstance(running, TrialRecord)
+            else TrialRecord.from_attrs(running, "trial" if trial_number is None else f"trial {trial_number}")
+        )
         current = minimised_vector(self.objectives, scores, record.costs)
         curve = self._record(None if trial_number is None else (study.study_name, trial_number), epoch, current)
         total_epochs = record.candidate.epochs
@@ -395,7 +449,9 @@ class DominatedTrialPruner:
 
     def _finals(self) -> list[tuple[int, Vector]]:
         """(trial number, final vector) of the references read so far."""
-        return [(number, entry[0][max(entry[0])]) for number, entry in sorted(self._curves.items()) if entry and entry[0]]
+        return [
+            (number, entry[0][max(entry[0])]) for number, entry in sorted(self._curves.items()) if entry and entry[0]
+        ]
 
     def _record(self, trial: tuple[str, int] | None, epoch: int, vector: Vector | None) -> list[Vector]:
         """The running trial's learning curve up to ``epoch`` (empty when an epoch is missing,
@@ -413,7 +469,9 @@ class DominatedTrialPruner:
             return []
         return [by_epoch[e] for e in range(1, epoch + 1)]
 
-    def references(self, study: optuna.Study, epoch: int, running: int | None = None, steps: int | None = None) -> list[tuple[int, Vector]]:
+    def references(
+        self, study: optuna.Study, epoch: int, running: int | None = None, steps: int | None = None
+    ) -> list[tuple[int, Vector]]:
         """(trial number, vector after as much training) of every complete, feasible trial
         that had as much (``vector_at_budget``; ``steps``: the running trial's so far).
 
@@ -441,4 +499,3 @@ class DominatedTrialPruner:
             if vector is not None:
                 references.append((number, vector))
         return references
-

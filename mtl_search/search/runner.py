@@ -132,9 +132,18 @@ def run_search(
     # a population's members run together too: the constant liar keeps them apart
     shared = shared or settings.population > 1
     study = create_or_continue(
-        settings.study_name, settings.storage, data, objectives, space.to_data(),
-        make_sampler(settings.sampler, settings.seed + settings.worker_index, n_trials=settings.n_trials,
-                     n_startup_trials=settings.startup_trials, shared=shared),
+        settings.study_name,
+        settings.storage,
+        data,
+        objectives,
+        space.to_data(),
+        make_sampler(
+            settings.sampler,
+            settings.seed + settings.worker_index,
+            n_trials=settings.n_trials,
+            n_startup_trials=settings.startup_trials,
+            shared=shared,
+        ),
         storage=storage,
     )
     if artifacts is not None:
@@ -142,34 +151,66 @@ def run_search(
 
         record_artifact_dir(study, artifacts[0])
     space = pruning.with_study_pruning(space, study)
-    record_other_space(study, settings.study_name, space.to_data(),
-                       lambda stored: pruning.with_study_pruning(parse_space(stored), study).to_data())
-    affinity_settings = affinity.AffinitySettings(seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure)
+    record_other_space(
+        study,
+        settings.study_name,
+        space.to_data(),
+        lambda stored: pruning.with_study_pruning(parse_space(stored), study).to_data(),
+    )
+    affinity_settings = affinity.AffinitySettings(
+        seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure
+    )
     # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
     given_chain = affinity.has_given_chain(space)
     space = affinity.with_affinity_chain(study, data, space, affinity_settings, device=settings.device)
     if settings.seed_strategy == "affinity":
         seeded_before = "seeded" in (StudyRecord.read(study).affinity or {})
-        if not affinity.seed_with_affinity(study, data, space, affinity_settings, device=settings.device, measure=not given_chain) \
-                and not seeded_before:
-            warnings.warn(f"study {settings.study_name!r} has trials already, and affinity seeding only starts a new study: "
-                          f"nothing was seeded (use another --study-name to seed one)", StudyWarning, stacklevel=2)
+        if (
+            not affinity.seed_with_affinity(
+                study, data, space, affinity_settings, device=settings.device, measure=not given_chain
+            )
+            and not seeded_before
+        ):
+            warnings.warn(
+                f"study {settings.study_name!r} has trials already, and affinity seeding only starts a new study: "
+                f"nothing was seeded (use another --study-name to seed one)",
+                StudyWarning,
+                stacklevel=2,
+            )
     for params in enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     objective = CandidateObjective(
-        data, space, objectives, seed=settings.seed, device=settings.device,
+        data,
+        space,
+        objectives,
+        seed=settings.seed,
+        device=settings.device,
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
-        cost_meter=costs.CostMeter.from_space(space.objectives), result_hooks=[*result_hooks, *record_hooks(artifacts)], stem=stem,
+        cost_meter=costs.CostMeter.from_space(space.objectives),
+        result_hooks=[*result_hooks, *record_hooks(artifacts)],
+        stem=stem,
         precision=settings.precision,
     )
     if settings.population == 1:
         optimize_study(
-            study, objective, budget,
-            timeout=settings.timeout, catch=(TrialFailed,), callbacks=callbacks,
+            study,
+            objective,
+            budget,
+            timeout=settings.timeout,
+            catch=(TrialFailed,),
+            callbacks=callbacks,
         )
     else:
-        optimize_populations(study, objective, budget, size=settings.population, strategy=settings.population_strategy,
-                             storage=storage, timeout=settings.timeout, callbacks=callbacks)
+        optimize_populations(
+            study,
+            objective,
+            budget,
+            size=settings.population,
+            strategy=settings.population_strategy,
+            storage=storage,
+            timeout=settings.timeout,
+            callbacks=callbacks,
+        )
     hypervolume.store_hypervolume(study)  # for `pareto` and reports (search/hypervolume.py)
     return study
 
@@ -177,8 +218,9 @@ def run_search(
 SEED_STRATEGIES = ("none", "affinity")
 
 
-def check_precision_for(precision: Any, device: torch.device, space: SearchSpace | None = None,
-                        name: str = "precision") -> None:
+def check_precision_for(
+    precision: Any, device: torch.device, space: SearchSpace | None = None, name: str = "precision"
+) -> None:
     """A one-line :class:`UserError` (naming ``name``) for a precision that is not one, that
     ``device`` cannot train in, or, with ``space``, that refuses one of the space's weightings
     (fp16 and gradnorm, training/precision.py): refused before any trial, rather than stopping
@@ -187,9 +229,11 @@ def check_precision_for(precision: Any, device: torch.device, space: SearchSpace
     check_supported(precision, device, name)
     refused = [m for m in space.loss_weighting if m in FP16_REFUSED_WEIGHTINGS] if space and precision == "fp16" else []
     if refused:
-        raise UserError(f"{name} fp16: the space offers loss weighting {refused[0]}, which takes optimiser steps of "
-                        f"its own that cannot skip a batch whose fp16 gradients overflowed; use bf16, or a space "
-                        f"without {refused[0]}")
+        raise UserError(
+            f"{name} fp16: the space offers loss weighting {refused[0]}, which takes optimiser steps of "
+            f"its own that cannot skip a batch whose fp16 gradients overflowed; use bf16, or a space "
+            f"without {refused[0]}"
+        )
 
 
 def _check_settings(settings: SearchSettings) -> SearchSettings:
@@ -210,8 +254,9 @@ def _check_settings(settings: SearchSettings) -> SearchSettings:
     if not is_whole(settings.population) or settings.population < 1:
         raise UserError(f"population {settings.population!r}: must be a whole number of at least 1")
     if settings.population_strategy not in POPULATION_STRATEGIES:
-        raise UserError(f"population_strategy {settings.population_strategy!r}: expected one of "
-                        f"{', '.join(POPULATION_STRATEGIES)}")
+        raise UserError(
+            f"population_strategy {settings.population_strategy!r}: expected one of {', '.join(POPULATION_STRATEGIES)}"
+        )
     if settings.seed_strategy not in SEED_STRATEGIES:
         raise UserError(f"seed_strategy {settings.seed_strategy!r}: expected one of {', '.join(SEED_STRATEGIES)}")
     settings = dataclasses.replace(settings, affinity_measure=settings.affinity_measure.replace("-", "_"))
@@ -236,9 +281,11 @@ def _check_scorable(data: MultiTaskData, objectives: Sequence[Any]) -> None:
         labels = labels[~torch.isnan(labels)]
         if labels.numel() == 0 or bool((labels == labels[0]).all()):
             only = f"all {float(labels[0]):g}" if labels.numel() else "none"
-            raise UserError(f"task {task.name!r}: the validation split has {labels.numel()} labelled row(s), {only}, so its "
-                            f"{objective.metric} cannot be computed and every trial would fail; use more rows "
-                            f"(--data-option rows=...)")
+            raise UserError(
+                f"task {task.name!r}: the validation split has {labels.numel()} labelled row(s), {only}, so its "
+                f"{objective.metric} cannot be computed and every trial would fail; use more rows "
+                f"(--data-option rows=...)"
+            )
 
 
 def artifact_store(settings: SearchSettings, storage: optuna.storages.BaseStorage) -> tuple[Path, Any] | None:

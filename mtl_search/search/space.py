@@ -32,11 +32,20 @@ from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import resolve_space_path
-from mtl_search.values import (Count, FloatRange, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, StrParam,
-                                      StrictSection, one_of, suggest)
+from mtl_search.values import (
+    Count,
+    FloatRange,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Probability,
+    StrParam,
+    StrictSection,
+    one_of,
+    suggest,
+)
 from mtl_search.training.trainer import OPTIMIZERS
 from mtl_search.weighting import get_method
-
 
 
 class TrainingSpace(StrictSection):
@@ -100,10 +109,11 @@ class ObjectivesSpace(StrictSection):
 
 
 # what rule "projected" changes unless the section sets it: a loose same-budget test, since
-# the projection is what keeps the late bloomers (docs/search.md, "The projected rule")
+# the projection is what keeps the late bloomers (docs/explanation/pruning.md, "The projected rule")
 # and a warm-up of an eighth of the trial's epochs, which kept slow starters live (same place)
 PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
-    {"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0, "warmup_fraction": 0.125})
+    {"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0, "warmup_fraction": 0.125}
+)
 
 
 class PruningSpace(StrictSection):
@@ -113,7 +123,7 @@ class PruningSpace(StrictSection):
     # "projected" (the default): behind a completed trial at the same budget, and still
     # behind one's final values after projecting its own learning curve; "median": behind
     # half of the completed trials at the same budget (it lost the front of 64-epoch
-    # searches, docs/search.md "Which rule by default"; studies of record format 0 that
+    # searches, docs/explanation/pruning.md "Which rule by default"; studies of record format 0 that
     # stored no rule were pruned by it)
     rule: Literal["median", "projected"] = "projected"
     # the defaults below are the median rule's; rule "projected" replaces those the section
@@ -126,7 +136,7 @@ class PruningSpace(StrictSection):
     min_dominators: int = Field(default=2, ge=1)
     min_dominator_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     # how "the same amount of training" is counted: optimiser steps, or epochs (which
-    # penalised large batches, docs/search.md; studies of record format 0 that stored no
+    # penalised large batches, docs/explanation/pruning.md; studies of record format 0 that stored no
     # budget were pruned by it)
     budget: Literal["epochs", "steps"] = "steps"
 
@@ -188,16 +198,24 @@ class SearchSpace(StrictSection):
         settings = stem_settings()
         if kind not in settings:
             return  # a stem registered without its settings: nothing to compare with
-        unread = [key for key in StemSpace.model_fields if getattr(self.stem, key) is not None and key not in settings[kind]]
+        unread = [
+            key for key in StemSpace.model_fields if getattr(self.stem, key) is not None and key not in settings[kind]
+        ]
         if not unread:
             return
         readers = {key: [other for other, keys in settings.items() if key in keys] for key in unread}
-        key = min(unread, key=lambda name: len(readers[name]))  # the narrowest need says best what data the space is for
-        raise UserError(f"space file {self._source}: key stem.{key} needs {' or '.join(readers[key])} data, but data "
-                        f"{data_name!r} has {kind} inputs; use such data or a space without stem.{key}")
+        key = min(
+            unread, key=lambda name: len(readers[name])
+        )  # the narrowest need says best what data the space is for
+        raise UserError(
+            f"space file {self._source}: key stem.{key} needs {' or '.join(readers[key])} data, but data "
+            f"{data_name!r} has {kind} inputs; use such data or a space without stem.{key}"
+        )
 
     # -- sampling ---------------------------------------------------------------------
-    def sample(self, trial: Any, task_names: Sequence[str], *, seed: int = 0, epochs: int | None = None) -> dict[str, Any]:
+    def sample(
+        self, trial: Any, task_names: Sequence[str], *, seed: int = 0, epochs: int | None = None
+    ) -> dict[str, Any]:
         """One candidate, suggested through ``trial``: {architecture, training, loss_weighting}."""
         family_name = _choose(trial, "family", list(self.families))
         family = get_family(family_name)
@@ -287,8 +305,9 @@ def load_space(path: str | os.PathLike[str] | None = None) -> SearchSpace:
     try:
         raw = _load_unique_keys(text)
     except _DuplicateKey as error:
-        raise UserError(f"space file {resolved}: key {error.key} appears twice (line {error.line}); "
-                        "YAML would keep only the last") from None
+        raise UserError(
+            f"space file {resolved}: key {error.key} appears twice (line {error.line}); YAML would keep only the last"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

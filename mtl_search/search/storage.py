@@ -79,7 +79,11 @@ def heartbeat_interval(grace: int) -> int:
 
 
 def open_storage(
-    url: str | None = None, *, heartbeat: bool = True, create: bool = True, grace_seconds: int | None = None,
+    url: str | None = None,
+    *,
+    heartbeat: bool = True,
+    create: bool = True,
+    grace_seconds: int | None = None,
 ) -> optuna.storages.RDBStorage:
     """An RDB storage for ``url`` (``None``: ``$MTL_SEARCH_STORAGE`` or the default SQLite file).
 
@@ -92,7 +96,9 @@ def open_storage(
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise UserError(f"--storage {safe_url(url)!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)") from None
+        raise UserError(
+            f"--storage {safe_url(url)!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)"
+        ) from None
     engine_kwargs: dict = {}
     if is_memory_url(parsed):
         # one process's database, which no other worker can watch; and SQLAlchemy gives each
@@ -110,7 +116,7 @@ def open_storage(
                 except OSError as error:
                     raise UserError(f"--storage {url!r}: cannot create {path.parent} ({error.strerror})") from None
         # Several workers write to one SQLite file: wait for the lock instead of failing.
-        # WAL journal (see below and docs/parallel.md): readers never block the writer.
+        # WAL journal (see below and docs/tutorials/many-machines.md): readers never block the writer.
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -124,7 +130,9 @@ def open_storage(
                         engine_kwargs=engine_kwargs,
                         heartbeat_interval=heartbeat_interval(grace) if grace else None,
                         grace_period=grace,
-                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3) if grace else None,
+                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+                        if grace
+                        else None,
                     )
                 if parsed.get_backend_name() == "sqlite" and not is_memory_url(parsed):
                     _use_wal_journal(storage)
@@ -137,12 +145,21 @@ def open_storage(
     except ImportError as error:  # Optuna turns a missing driver module into a bare ImportError
         raise UserError(_missing_driver(url, parsed, getattr(error.__cause__, "name", None) or error.name)) from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlalchemy.exc.NoSuchModuleError) as error:
-        reason = str(getattr(error, "orig", error)).strip().splitlines()[0] if str(getattr(error, "orig", error)).strip() else type(error).__name__
+        reason = (
+            str(getattr(error, "orig", error)).strip().splitlines()[0]
+            if str(getattr(error, "orig", error)).strip()
+            else type(error).__name__
+        )
         raise UserError(f"--storage {safe_url(url)}: cannot open the database ({reason})") from None
 
 
 # pip package of the SQLAlchemy drivers people name most, for the missing-driver message
-DRIVER_PACKAGES = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "mysqldb": "mysqlclient",
+}
 
 
 def _missing_driver(url: str, parsed: sqlalchemy.engine.URL, module: str | None) -> str:

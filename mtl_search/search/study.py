@@ -62,8 +62,14 @@ def startup_trials(n_trials: int | None) -> int:
     return min(MAX_STARTUP_TRIALS, max(MIN_STARTUP_TRIALS, math.ceil(n_trials / 4)))
 
 
-def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_startup_trials: int | None = None,
-                 shared: bool = True) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    seed: int | None,
+    *,
+    n_trials: int | None = None,
+    n_startup_trials: int | None = None,
+    shared: bool = True,
+) -> optuna.samplers.BaseSampler:
     """The sampler by name, seeded, for a run of ``n_trials`` trials.
 
     ``tpe`` (default): multivariate TPE with grouped conditional parameters, which handles
@@ -82,8 +88,13 @@ def make_sampler(name: str, seed: int | None, *, n_trials: int | None = None, n_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=shared,
-                                              n_startup_trials=startup_trials(n_trials) if n_startup_trials is None else n_startup_trials)
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,
+                constant_liar=shared,
+                n_startup_trials=startup_trials(n_trials) if n_startup_trials is None else n_startup_trials,
+            )
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
         if name == "random":
@@ -139,7 +150,13 @@ def create_or_continue(
 METADATA_WAIT = 15.0
 
 
-def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None = None) -> None:
+def _check_same_search(
+    study: optuna.Study,
+    name: str,
+    data: MultiTaskData,
+    objectives: Sequence[Objective],
+    space: dict[str, Any] | None = None,
+) -> None:
     stored = StudyRecord.read(study)
     deadline = time.monotonic() + METADATA_WAIT
     # A study without metadata and without trials is most likely being created right now.
@@ -150,12 +167,16 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         raise UserError(f"study {name!r} exists but was not made by mtl-search; choose another --study-name")
     if stored.raw_unit_tasks:
         # its trials and new ones would learn these targets on other scales: one front cannot compare them
-        raise UserError(f"study {name!r} was trained with regression targets in raw units (stored in record format 0 "
-                        f"without target statistics; task(s) {', '.join(stored.raw_unit_tasks)}), and new trials learn "
-                        f"them standardised; use another --study-name")
+        raise UserError(
+            f"study {name!r} was trained with regression targets in raw units (stored in record format 0 "
+            f"without target statistics; task(s) {', '.join(stored.raw_unit_tasks)}), and new trials learn "
+            f"them standardised; use another --study-name"
+        )
     differences = data_differences(stored, data)
     if differences:
-        raise UserError(f"study {name!r} was made with other data ({differences}); use the same data or another --study-name")
+        raise UserError(
+            f"study {name!r} was made with other data ({differences}); use the same data or another --study-name"
+        )
     # both in one message: a run that left out --objective params often left out --max-params too
     problems = [_other_objectives(stored.objectives, objectives)]
     if space is not None and stored.space is not None:
@@ -168,25 +189,32 @@ def _check_same_search(study: optuna.Study, name: str, data: MultiTaskData, obje
         before = stored.space_section("training").get("checkpoint", "last")
         now = (space.get("training") or {}).get("checkpoint", "last")
         if before != now:
-            raise UserError(f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
-                            f"set training.checkpoint: {before} in the space file, or use another --study-name")
+            raise UserError(
+                f"study {name!r} keeps each trial's {before} epoch and this space its {now} one; "
+                f"set training.checkpoint: {before} in the space file, or use another --study-name"
+            )
         # one front must not mix trials trained for different lengths either (unless the space searches the length)
-        epochs_problem = _other_epochs(study, (space.get("training") or {}).get("epochs"),
-                                       stored.space_section("training").get("epochs"))
+        epochs_problem = _other_epochs(
+            study, (space.get("training") or {}).get("epochs"), stored.space_section("training").get("epochs")
+        )
         if epochs_problem:
             raise UserError(f"study {name!r} {epochs_problem}, or use another --study-name")
         # tree.split_{d} are positions along the chain: another chain would change what they mean
         chain_before = (stored.space_section("families").get("tree") or {}).get("chain")
         chain_now = ((space.get("families") or {}).get("tree") or {}).get("chain")
         if chain_before is not None and chain_now is not None and chain_before != chain_now:
-            raise UserError(f"study {name!r} searched along another families.tree.chain; use the study's chain "
-                            f"or another --study-name")
+            raise UserError(
+                f"study {name!r} searched along another families.tree.chain; use the study's chain "
+                f"or another --study-name"
+            )
 
 
 # user attribute: every space a study was searched with, [{"from_trial": N, "space": ...}, ...]
 
 
-def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], normalise: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+def record_other_space(
+    study: optuna.Study, name: str, space: dict[str, Any], normalise: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
     """A run that continues ``study`` with another space (other families, ranges, pruning) may:
     each trial stores its own candidate, so the front stays true. The study then records
     ``space`` (as this run searches it) as its own, keeps the earlier ones (``SPACES_ATTR``)
@@ -210,9 +238,12 @@ def record_other_space(study: optuna.Study, name: str, space: dict[str, Any], no
     history.append({"from_trial": first, "space": space})
     study.set_user_attr(SPACES_ATTR, history)
     stored.model_copy(update={"space": space}).write(study)
-    warnings.warn(f"study {name!r} continues with another search space (it differs in {', '.join(changed)}): trials from "
-                  f"{first} on are drawn from it, and the front holds trials of both; the report lists each space",
-                  StudyWarning, stacklevel=2)
+    warnings.warn(
+        f"study {name!r} continues with another search space (it differs in {', '.join(changed)}): trials from "
+        f"{first} on are drawn from it, and the front holds trials of both; the report lists each space",
+        StudyWarning,
+        stacklevel=2,
+    )
 
 
 def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
@@ -222,15 +253,18 @@ def _other_epochs(study: optuna.Study, now: Any, stored: Any) -> str | None:
     no trained trial yet is held to its stored number, so that two machines starting it
     together agree."""
     candidates = (TrialRecord.read(trial, only=("candidate",)).candidate for trial in study.get_trials(deepcopy=False))
-    trained = sorted({epochs for candidate in candidates
-                      if isinstance(epochs := candidate.training.get("epochs"), int)})
+    trained = sorted(
+        {epochs for candidate in candidates if isinstance(epochs := candidate.training.get("epochs"), int)}
+    )
     if not trained:
         trained = [stored] if isinstance(stored, int) else []
     if len(trained) != 1:
         return None  # nothing trained yet, or a study that searched the number of epochs
     if isinstance(now, int) and now != trained[0]:
         return f"trained its trials for {trained[0]} epochs and this run would train {now}; pass --epochs {trained[0]}"
-    if now is not None and not isinstance(now, int) and isinstance(stored, int):  # a constant study, continued with a searched length
+    if (
+        now is not None and not isinstance(now, int) and isinstance(stored, int)
+    ):  # a constant study, continued with a searched length
         return f"trained its trials for {trained[0]} epochs and this space searches training.epochs; pass --epochs {trained[0]}"
     return None
 
@@ -259,13 +293,15 @@ LOCATION_KEYS = ("file", "description_file")
 
 
 def content_change(stored: Any, now: Any) -> str | None:
-    """"the table file's content changed (...)" when both descriptions carry a fingerprint
+    """ "the table file's content changed (...)" when both descriptions carry a fingerprint
     of the file (``content``) and they differ; None otherwise."""
     before, after = (stored or {}).get("content"), (now or {}).get("content")
     if not before or not after or before == after:
         return None
-    return (f"file {(now or {}).get('file')}: its content changed since the study was made, sha256 "
-            f"{str(before.get('sha256'))[:12]}... in the study, {str(after.get('sha256'))[:12]}... now")
+    return (
+        f"file {(now or {}).get('file')}: its content changed since the study was made, sha256 "
+        f"{str(before.get('sha256'))[:12]}... in the study, {str(after.get('sha256'))[:12]}... now"
+    )
 
 
 def comparable_description(stored: Any, now: Any, *, ignore_content: bool = False) -> Any:
@@ -301,7 +337,10 @@ def _description_changes(stored: Any, now: Any) -> tuple[str | None, list[str]]:
 def _joined(changed: str | None, found: list[str]) -> str | None:
     """One message: the content change first, then at most SHOWN_DIFFERENCES keys."""
     more = len(found) - SHOWN_DIFFERENCES
-    return "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "") or None
+    return (
+        "; ".join(([changed] if changed else []) + found[:SHOWN_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
+        or None
+    )
 
 
 def _differences(before: Any, after: Any, path: str) -> Iterator[str]:
@@ -311,8 +350,15 @@ def _differences(before: Any, after: Any, path: str) -> Iterator[str]:
         for key in dict.fromkeys([*before, *after]):
             if key not in before and after[key] is None:
                 continue  # a field added since, at its default: the study's data did not differ in it
-            yield from _differences(before.get(key, _ABSENT), after.get(key, _ABSENT), f"{path}.{key}" if path else str(key))
-    elif isinstance(before, list) and isinstance(after, list) and _entry_names(before) and _entry_names(before) == _entry_names(after):
+            yield from _differences(
+                before.get(key, _ABSENT), after.get(key, _ABSENT), f"{path}.{key}" if path else str(key)
+            )
+    elif (
+        isinstance(before, list)
+        and isinstance(after, list)
+        and _entry_names(before)
+        and _entry_names(before) == _entry_names(after)
+    ):
         for old, new in zip(before, after):
             yield from _differences(old, new, f"{path}.{old['name']}")
     elif before != after:
@@ -343,8 +389,12 @@ def _other_objectives(stored: Sequence[Objective], now: Sequence[Objective]) -> 
     if before == after:
         return None
     missing, added = [n for n in before if n not in after], [n for n in after if n not in before]
-    what = "; ".join([*(["missing " + ", ".join(missing)] if missing else []), *(["new " + ", ".join(added)] if added else [])])
-    text = f"has objectives {', '.join(before) or 'none'} and this run {', '.join(after)} ({what or 'in another order'})"
+    what = "; ".join(
+        [*(["missing " + ", ".join(missing)] if missing else []), *(["new " + ", ".join(added)] if added else [])]
+    )
+    text = (
+        f"has objectives {', '.join(before) or 'none'} and this run {', '.join(after)} ({what or 'in another order'})"
+    )
     if [o.name for o in stored if o.kind != "cost"] != [o.name for o in now if o.kind != "cost"]:
         return f"{text}; use the same tasks and metrics (objectives.metrics)"
     costs = [o.metric for o in stored if o.kind == "cost"]
@@ -363,7 +413,10 @@ def load_existing(name: str, storage_url: str | None) -> optuna.Study:
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
         shown = sorted(names)[:10]
-        known = (", ".join(shown) + (f", ... ({len(names)} in all; mtl-search studies lists them)" if len(names) > len(shown) else "")) or "none"
+        known = (
+            ", ".join(shown)
+            + (f", ... ({len(names)} in all; mtl-search studies lists them)" if len(names) > len(shown) else "")
+        ) or "none"
         where = safe_url(storage.url) if hasattr(storage, "url") else "the storage"
         raise UserError(f"study {name!r} not found in {where} (studies there: {known})")
     return optuna.load_study(study_name=name, storage=storage)
@@ -374,7 +427,10 @@ def study_objectives(study: optuna.Study) -> list[Objective]:
     if stored.objectives:
         return list(stored.objectives)
     names = study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
-    return [Objective(n, "value", "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize") for n, d in zip(names, study.directions)]
+    return [
+        Objective(n, "value", "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize")
+        for n, d in zip(names, study.directions)
+    ]
 
 
 def study_tasks(study: optuna.Study) -> list[Task]:

@@ -211,14 +211,16 @@ class WorkerPool:
     database connections is unsafe.
     """
 
-    def __init__(self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = (),
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, n_workers: int, n_trials: int, target: Callable[..., Any], args: tuple = (), threads: int | None = None
+    ) -> None:
         self.context = multiprocessing.get_context("spawn")
         self.budget = TrialBudget(n_trials, self.context)
         self.finished: Any = self.context.Queue()
         self.processes = [
             self.context.Process(
-                target=_worker_main, args=(target, args, index, self.budget, self.finished, threads),
+                target=_worker_main,
+                args=(target, args, index, self.budget, self.finished, threads),
                 name=f"mtl-search-worker-{index + 1}",
             )
             for index in range(n_workers)
@@ -264,8 +266,9 @@ class WorkerPool:
             process.join()
 
 
-def _worker_main(target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any,
-                 threads: int | None) -> None:
+def _worker_main(
+    target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any, threads: int | None
+) -> None:
     from mtl_search.threads import apply_threads
 
     apply_threads(threads, interop=True)

@@ -10,4 +10,12 @@ from mtl_search.training.trainer import (
     train_candidate,
 )
 
-__all__ = ["DEFAULT_TRAINING", "TrainResult", "count_parameters", "evaluate", "predict", "resolve_device", "train_candidate"]
+__all__ = [
+    "DEFAULT_TRAINING",
+    "TrainResult",
+    "count_parameters",
+    "evaluate",
+    "predict",
+    "resolve_device",
+    "train_candidate",
+]

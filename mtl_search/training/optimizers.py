@@ -42,14 +42,21 @@ class FusedAdam:
     skipped at that step, as torch does.
     """
 
-    def __init__(self, groups: Iterable[dict[str, Any]], *, lr: float, weight_decay: float,
-                 decoupled_weight_decay: bool = False) -> None:
+    def __init__(
+        self, groups: Iterable[dict[str, Any]], *, lr: float, weight_decay: float, decoupled_weight_decay: bool = False
+    ) -> None:
         kernel = fused_kernel(decoupled_weight_decay)
         if kernel is None:
             raise RuntimeError("this torch has no fused Adam kernel")
         self._kernel = kernel
-        self.defaults = {"lr": lr, "weight_decay": weight_decay, "betas": BETAS, "eps": EPS, "fused": True,
-                         "decoupled_weight_decay": decoupled_weight_decay}
+        self.defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "betas": BETAS,
+            "eps": EPS,
+            "fused": True,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
         self.param_groups = [{"lr": lr, "weight_decay": weight_decay} | dict(group) for group in groups]
         for group in self.param_groups:
             group["params"] = list(group["params"])
@@ -82,6 +89,20 @@ class FusedAdam:
                     kind.append(tensor)
             for parameters, grads, exp_avgs, exp_avg_sqs, steps in batches.values():
                 torch._foreach_add_(steps, 1)
-                self._kernel(parameters, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=group["lr"],
-                             beta1=BETAS[0], beta2=BETAS[1], weight_decay=group["weight_decay"], eps=EPS,
-                             maximize=False, grad_scale=None, found_inf=None)
+                self._kernel(
+                    parameters,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    [],
+                    steps,
+                    amsgrad=False,
+                    lr=group["lr"],
+                    beta1=BETAS[0],
+                    beta2=BETAS[1],
+                    weight_decay=group["weight_decay"],
+                    eps=EPS,
+                    maximize=False,
+                    grad_scale=None,
+                    found_inf=None,
+                )

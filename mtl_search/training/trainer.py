@@ -23,8 +23,13 @@ from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
-from mtl_search.training.precision import (FP16_REFUSED_WEIGHTINGS, LossScaling, autocast, check_precision,
-                                           check_supported)
+from mtl_search.training.precision import (
+    FP16_REFUSED_WEIGHTINGS,
+    LossScaling,
+    autocast,
+    check_precision,
+    check_supported,
+)
 from mtl_search.weighting import make_weighting
 
 EVAL_CHUNK = 8192
@@ -135,8 +140,9 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 
 
-def make_optimizer(name: str, parameters: list[nn.Parameter] | list[dict[str, Any]], learning_rate: float,
-                   weight_decay: float) -> torch.optim.Optimizer | FusedAdam:
+def make_optimizer(
+    name: str, parameters: list[nn.Parameter] | list[dict[str, Any]], learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer | FusedAdam:
     """The optimiser ``training.optimizer`` names, with PyTorch's fused kernel where it has one.
 
     PyTorch's default on CPU updates parameter after parameter in a Python loop; the fused
@@ -180,7 +186,10 @@ def replaces_kept(score: float, kept_score: float) -> bool:
 
 
 def training_losses(
-    tasks: Sequence[Task], outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], fully_labelled: dict[str, bool] | None = None,
+    tasks: Sequence[Task],
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    fully_labelled: dict[str, bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every task's training loss on one batch, in task order (as weightings expect).
 
@@ -188,8 +197,11 @@ def training_losses(
     ``fully_labelled[name]`` True skips the task's missing-label check.
     """
     fully_labelled = fully_labelled or {}
-    losses = {task.name: task.loss(outputs[task.name], targets[task.name], all_labelled=fully_labelled.get(task.name, False))
-              for task in tasks if task.given is None}
+    losses = {
+        task.name: task.loss(outputs[task.name], targets[task.name], all_labelled=fully_labelled.get(task.name, False))
+        for task in tasks
+        if task.given is None
+    }
     if len(losses) < len(tasks):
         losses |= joint_losses(tasks, outputs, targets)
         losses = {task.name: losses[task.name] for task in tasks}
@@ -197,7 +209,11 @@ def training_losses(
 
 
 def checked_epoch_losses(
-    task_names: Sequence[str], values: Sequence[float], constant_losses: dict[str, float], epoch: int, learning_rate: float,
+    task_names: Sequence[str],
+    values: Sequence[float],
+    constant_losses: dict[str, float],
+    epoch: int,
+    learning_rate: float,
 ) -> dict[str, float]:
     """The epoch's mean training loss per task; raise :class:`TrialDiverged` when one is not
     finite or has blown up (:func:`check_blown_up`)."""
@@ -209,7 +225,9 @@ def checked_epoch_losses(
     return losses
 
 
-def check_blown_up(losses: dict[str, float], constant_losses: dict[str, float], epoch: int, learning_rate: float) -> None:
+def check_blown_up(
+    losses: dict[str, float], constant_losses: dict[str, float], epoch: int, learning_rate: float
+) -> None:
     """Raise :class:`TrialDiverged` when a task's epoch loss is :data:`BLOWN_UP_FACTOR` times
     that of predicting a constant (see :meth:`Task.constant_loss`)."""
     for name, loss in losses.items():
@@ -217,7 +235,8 @@ def check_blown_up(losses: dict[str, float], constant_losses: dict[str, float], 
         if loss > BLOWN_UP_FACTOR * reference:
             raise TrialDiverged(
                 f"training loss of task {name} reached {loss:.3g} in epoch {epoch + 1}, over {BLOWN_UP_FACTOR:.0e} "
-                f"times that of a constant prediction ({reference:.3g}): the weights blew up (learning rate {learning_rate:g})")
+                f"times that of a constant prediction ({reference:.3g}): the weights blew up (learning rate {learning_rate:g})"
+            )
 
 
 CANDIDATE_KEYS = ("architecture", "training", "loss_weighting")
@@ -230,7 +249,9 @@ def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
     (``epoch``, ``lr``, ``trainng``), nor return an untrained model for ``epochs: 0``.
     """
     if not isinstance(candidate, dict):
-        raise UserError(f"candidate: expected a mapping with keys {', '.join(CANDIDATE_KEYS)}, got {type(candidate).__name__}")
+        raise UserError(
+            f"candidate: expected a mapping with keys {', '.join(CANDIDATE_KEYS)}, got {type(candidate).__name__}"
+        )
     unknown = [key for key in candidate if key not in CANDIDATE_KEYS]
     if unknown:
         raise UserError(f"candidate: unknown key {unknown[0]!r} (expected {', '.join(CANDIDATE_KEYS)})")
@@ -246,12 +267,18 @@ def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
     for key, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
         value = config[key]
         if not is_whole(value) or value < minimum or value >= 2**64:
-            expected = "a whole number from 0 to 2**64 - 1 (torch's seeds)" if key == "seed" else f"a whole number >= {minimum}"
+            expected = (
+                "a whole number from 0 to 2**64 - 1 (torch's seeds)"
+                if key == "seed"
+                else f"a whole number >= {minimum}"
+            )
             raise UserError(f"training.{key}: expected {expected}, got {value!r}")
     for key, positive in (("learning_rate", True), ("weight_decay", False)):
         value = config[key]
         if not is_number(value) or not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise UserError(f"training.{key}: expected a finite number {'above' if positive else 'at least'} 0, got {value!r}")
+            raise UserError(
+                f"training.{key}: expected a finite number {'above' if positive else 'at least'} 0, got {value!r}"
+            )
     if config["checkpoint"] not in CHECKPOINTS:
         raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
     check_precision(config["precision"])
@@ -287,18 +314,24 @@ def train_candidate(
         stem = copy.deepcopy(stem)
     model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
     task_names = data.task_names
-    weighting = make_weighting(candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}).to(device)
+    weighting = make_weighting(
+        candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}
+    ).to(device)
     model.keep_representations = weighting.needs_representations
     if precision == "fp16" and weighting.name in FP16_REFUSED_WEIGHTINGS:
-        raise UserError(f"training.precision fp16: loss weighting {weighting.name} takes optimiser steps of its own "
-                        f"that cannot skip a batch whose fp16 gradients overflowed; use bf16 or fp32")
+        raise UserError(
+            f"training.precision fp16: loss weighting {weighting.name} takes optimiser steps of its own "
+            f"that cannot skip a batch whose fp16 gradients overflowed; use bf16 or fp32"
+        )
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0
     groups = [{"params": trainable}]
     weighting_parameters = [p for p in weighting.parameters() if p.requires_grad]
     if weighting_parameters:  # an empty group would still cost Adam a pass per step
         groups.append({"params": weighting_parameters, "weight_decay": 0.0})
-    optimizer = make_optimizer(config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"]))
+    optimizer = make_optimizer(
+        config["optimizer"], groups, float(config["learning_rate"]), float(config["weight_decay"])
+    )
     low_precision = autocast(precision, device)
     scaling = LossScaling(device) if precision == "fp16" else None
 
@@ -338,8 +371,9 @@ def train_candidate(
                 weighting.backward(losses, model, model.regularization())
                 optimizer.step()
             else:
-                scaling.backward_and_step(weighting, losses, model, model.regularization(), optimizer,
-                                          weighting_parameters)
+                scaling.backward_and_step(
+                    weighting, losses, model, model.regularization(), optimizer, weighting_parameters
+                )
             loss_sums += torch.stack([losses[name].detach() for name in task_names])
             batches += 1
         steps += batches
@@ -357,15 +391,17 @@ def train_candidate(
             if kept_scores is None or replaces_kept(score, kept_score):
                 kept_epoch, kept_scores, kept_score = epoch + 1, scores, score
                 kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": train_losses,
-            "validation": scores,
-            "weights": used_weights,
-            "seconds": time.perf_counter() - epoch_started,
-            "steps": steps,
-            "kept_epoch": kept_epoch,
-        })
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_losses,
+                "validation": scores,
+                "weights": used_weights,
+                "seconds": time.perf_counter() - epoch_started,
+                "steps": steps,
+                "kept_epoch": kept_epoch,
+            }
+        )
         if on_epoch is not None:
             on_epoch(epoch, kept_scores, history[-1])  # kept_scores: what the trial would return if it stopped now
 
@@ -413,6 +449,8 @@ def evaluate(model: MultiTaskModel, data: MultiTaskData, split: Split) -> dict[s
     for task in data.tasks:
         target = targets[task.name]
         metrics = task.evaluate(outputs[task.name], target)
-        metrics["loss"] = float(joint[task.name]) if task.name in joint else float(task.loss(outputs[task.name], target))
+        metrics["loss"] = (
+            float(joint[task.name]) if task.name in joint else float(task.loss(outputs[task.name], target))
+        )
         scores[task.name] = metrics
     return scores

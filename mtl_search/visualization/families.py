@@ -31,12 +31,27 @@ def family_figure(study: optuna.Study) -> go.Figure:
     objectives = study_objectives(study)
     best = best_by_family(study)
     families = list(best)
-    figure = make_subplots(rows=1, cols=len(objectives), subplot_titles=[
-        f"{o.name} ({'higher' if o.direction == 'maximize' else 'lower'} is better)" for o in objectives])
+    figure = make_subplots(
+        rows=1,
+        cols=len(objectives),
+        subplot_titles=[
+            f"{o.name} ({'higher' if o.direction == 'maximize' else 'lower'} is better)" for o in objectives
+        ],
+    )
     for index, objective in enumerate(objectives):
         values = [best[f][index] for f in families]
-        figure.add_trace(go.Bar(x=families, y=values, name=objective.name, showlegend=False,
-                                text=[f"{v:.4g}" for v in values], textposition="auto"), row=1, col=index + 1)
+        figure.add_trace(
+            go.Bar(
+                x=families,
+                y=values,
+                name=objective.name,
+                showlegend=False,
+                text=[f"{v:.4g}" for v in values],
+                textposition="auto",
+            ),
+            row=1,
+            col=index + 1,
+        )
     counts = {f: 0 for f in families}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         record = TrialRecord.read(trial, only=("candidate", "repeat_of"))
@@ -45,6 +60,9 @@ def family_figure(study: optuna.Study) -> go.Figure:
         family = record.candidate.family or "unknown"
         counts[family] = counts.get(family, 0) + 1
     trials_text = ", ".join(f"{f}: {counts[f]}" for f in families) or "none"
-    figure.update_layout(title=f"Best validation value per family (trained to the end: {trials_text})",
-                         template="plotly_white", height=380)
+    figure.update_layout(
+        title=f"Best validation value per family (trained to the end: {trials_text})",
+        template="plotly_white",
+        height=380,
+    )
     return figure

@@ -35,7 +35,9 @@ def _axis_label(objective: Objective) -> str:
     return f"{objective.name} ({'higher' if objective.direction == 'maximize' else 'lower'} is better)"
 
 
-def _groups(study: optuna.Study) -> tuple[list[Objective], list[tuple[str, str, list[optuna.trial.FrozenTrial], list[list[float]]]]]:
+def _groups(
+    study: optuna.Study,
+) -> tuple[list[Objective], list[tuple[str, str, list[optuna.trial.FrozenTrial], list[list[float]]]]]:
     """(objectives, [(label, colour, trials, points)]) for pruned, dominated and front trials."""
     objectives = study_objectives(study)
     front = pareto_trials(study)
@@ -45,8 +47,15 @@ def _groups(study: optuna.Study) -> tuple[list[Objective], list[tuple[str, str, 
     for label, colour, keep in (
         ("pruned (last validation)", PRUNED_COLOUR, lambda t: t.state == optuna.trial.TrialState.PRUNED),
         # a repeat (search/objective.py) sits exactly on its original's point
-        ("dominated", OTHER_COLOUR, lambda t: t.state == optuna.trial.TrialState.COMPLETE and t.number not in front_numbers
-         and TrialRecord.read(t, only=("repeat_of",)).repeat_of is None),
+        (
+            "dominated",
+            OTHER_COLOUR,
+            lambda t: (
+                t.state == optuna.trial.TrialState.COMPLETE
+                and t.number not in front_numbers
+                and TrialRecord.read(t, only=("repeat_of",)).repeat_of is None
+            ),
+        ),
         ("Pareto front", FRONT_COLOUR, lambda t: t.number in front_numbers),
     ):
         chosen, points = [], []
@@ -69,22 +78,32 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
             if is_front:  # sorted so that the staircase line runs along the front
                 order = sorted(range(len(points)), key=lambda i: points[i][0])
                 trials, points = [trials[i] for i in order], [points[i] for i in order]
-            figure.add_trace(go.Scatter(
-                x=[p[0] for p in points], y=[p[1] for p in points],
-                mode="markers+lines" if is_front else "markers",
-                line={"shape": "hv", "dash": "dot"} if is_front else None,
-                marker={"color": colour, "size": 10 if is_front else 7},
-                name=label, text=_hover(trials), hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
-            ))
+            figure.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    mode="markers+lines" if is_front else "markers",
+                    line={"shape": "hv", "dash": "dot"} if is_front else None,
+                    marker={"color": colour, "size": 10 if is_front else 7},
+                    name=label,
+                    text=_hover(trials),
+                    hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+                )
+            )
         figure.update_layout(xaxis_title=_axis_label(objectives[0]), yaxis_title=_axis_label(objectives[1]))
     else:
         figure = go.Figure()
         for label, colour, trials, points in groups:
-            figure.add_trace(go.Splom(
-                dimensions=[{"label": o.name, "values": [p[i] for p in points]} for i, o in enumerate(objectives)],
-                marker={"color": colour, "size": 8 if label == "Pareto front" else 6},
-                name=label, text=_hover(trials), diagonal_visible=False, showupperhalf=False,
-            ))
+            figure.add_trace(
+                go.Splom(
+                    dimensions=[{"label": o.name, "values": [p[i] for p in points]} for i, o in enumerate(objectives)],
+                    marker={"color": colour, "size": 8 if label == "Pareto front" else 6},
+                    name=label,
+                    text=_hover(trials),
+                    diagonal_visible=False,
+                    showupperhalf=False,
+                )
+            )
     figure.update_layout(title=f"Study {study.study_name}: Pareto front ({n_front} trials)", template="plotly_white")
     return figure
 
@@ -93,10 +112,18 @@ def parallel_coordinates_figure(study: optuna.Study) -> go.Figure:
     """One line per front trial across every objective (for three or more tasks)."""
     objectives = study_objectives(study)
     front = pareto_trials(study)
-    figure = go.Figure(go.Parcoords(
-        line={"color": [t.number for t in front], "colorscale": "Viridis", "showscale": True,
-              "colorbar": {"title": "trial"}},
-        dimensions=[{"label": _axis_label(o), "values": [t.values[i] for t in front]} for i, o in enumerate(objectives)],
-    ))
+    figure = go.Figure(
+        go.Parcoords(
+            line={
+                "color": [t.number for t in front],
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": "trial"},
+            },
+            dimensions=[
+                {"label": _axis_label(o), "values": [t.values[i] for t in front]} for i, o in enumerate(objectives)
+            ],
+        )
+    )
     figure.update_layout(title="Pareto front: parallel coordinates (colour = trial number)", template="plotly_white")
     return figure

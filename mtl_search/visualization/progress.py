@@ -13,10 +13,20 @@ def hypervolume_figure(study: optuna.Study) -> go.Figure | None:
     except ImportError:
         return None
     history = hypervolume_history(study)
-    figure = go.Figure(go.Scatter(
-        x=[h["trial"] for h in history], y=[h["hypervolume"] for h in history],
-        mode="lines+markers", line={"shape": "hv"}, name="hypervolume",
-    ))
-    figure.update_layout(title="Hypervolume of the front after each trial (objectives min-max normalised, reference 1.1)",
-                         xaxis_title="trial", yaxis_title="hypervolume", template="plotly_white", height=360)
+    figure = go.Figure(
+        go.Scatter(
+            x=[h["trial"] for h in history],
+            y=[h["hypervolume"] for h in history],
+            mode="lines+markers",
+            line={"shape": "hv"},
+            name="hypervolume",
+        )
+    )
+    figure.update_layout(
+        title="Hypervolume of the front after each trial (objectives min-max normalised, reference 1.1)",
+        xaxis_title="trial",
+        yaxis_title="hypervolume",
+        template="plotly_white",
+        height=360,
+    )
     return figure

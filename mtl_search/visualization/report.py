@@ -67,9 +67,11 @@ def report_html(study: optuna.Study) -> str:
     outcomes = trial_outcomes(trials)
     page = _Page()
     page.add(f"<h1>Study {_e(study.study_name)}</h1>")
-    page.add(f"<p class='note'>{len(trials)} trials: {_e(outcome_line(outcomes))}"
-             + f". Objectives (validation split): {_e(', '.join(o.name + (' ↑' if o.direction == 'maximize' else ' ↓') for o in objectives))}."
-             + f" Made by mtl-search {__version__}.</p>")
+    page.add(
+        f"<p class='note'>{len(trials)} trials: {_e(outcome_line(outcomes))}"
+        + f". Objectives (validation split): {_e(', '.join(o.name + (' ↑' if o.direction == 'maximize' else ' ↓') for o in objectives))}."
+        + f" Made by mtl-search {__version__}.</p>"
+    )
 
     page.add("<h2>Pareto front</h2>")
     page.add(_front_table(study, front, objectives))
@@ -81,7 +83,9 @@ def report_html(study: optuna.Study) -> str:
     if "hypervolume" in figures:
         page.figure(figures["hypervolume"], "hypervolume")
     else:
-        page.add("<p class='note'>Not available: this installation has no hypervolume module, or the study has one objective.</p>")
+        page.add(
+            "<p class='note'>Not available: this installation has no hypervolume module, or the study has one objective.</p>"
+        )
 
     page.add("<h2>Families compared</h2>")
     page.figure(figures["best-per-family"], "best-per-family")
@@ -108,7 +112,9 @@ def report_html(study: optuna.Study) -> str:
         texts = sharing_text(sharing)
         if texts:
             page.add("<ul>" + "".join(f"<li>learned {_e(k)}: {_e(v)}</li>" for k, v in texts.items()) + "</ul>")
-        page.add(f"<details><summary>spec</summary><pre>{_e(json.dumps(spec, indent=2, sort_keys=True))}</pre></details>")
+        page.add(
+            f"<details><summary>spec</summary><pre>{_e(json.dumps(spec, indent=2, sort_keys=True))}</pre></details>"
+        )
 
     page.add("<h2>Loss weights</h2>")
     if "loss-weights" in figures:
@@ -140,15 +146,24 @@ class _Page:
         self.parts.append(text)
 
     def figure(self, figure: go.Figure, div_id: str) -> None:
-        self.parts.append(figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                         config={"displaylogo": False, "responsive": True}))
+        self.parts.append(
+            figure.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=div_id,
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
 
     def render(self, title: str) -> str:
         # the generator tag is mtl_search.cli.common.GENERATOR_META: it lets `report` replace its own pages
-        return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><meta name='generator' content='mtl-search'>"
-                f"<title>{_e(title)}</title><style>{STYLE}</style>"
-                f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head>\n<body>\n"
-                + "\n".join(self.parts) + "\n</body></html>\n")
+        return (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><meta name='generator' content='mtl-search'>"
+            f"<title>{_e(title)}</title><style>{STYLE}</style>"
+            f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head>\n<body>\n"
+            + "\n".join(self.parts)
+            + "\n</body></html>\n"
+        )
 
 
 def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], objectives: list[Any]) -> str:
@@ -159,23 +174,34 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
     stored = StudyRecord.read(study)
     tasks = [(i, o) for i, o in enumerate(objectives) if o.kind == "task"]
     costs = [(i, o) for i, o in enumerate(objectives) if o.kind != "task"]
-    head = ("".join(f"<th>{_e(o.name)} (validation)</th>" for _, o in tasks) + "".join(f"<th>{_e(o.name)} (test)</th>" for _, o in tasks)
-            + "".join(f"<th>{_e(o.name)}</th>" for _, o in costs))
+    head = (
+        "".join(f"<th>{_e(o.name)} (validation)</th>" for _, o in tasks)
+        + "".join(f"<th>{_e(o.name)} (test)</th>" for _, o in tasks)
+        + "".join(f"<th>{_e(o.name)}</th>" for _, o in costs)
+    )
     rows = []
     for trial in front:
         record = TrialRecord.read(trial)
         test = record.test
         refined = refined_record(study, trial.number, stored) or {}
         cells = "".join(f"<td>{_refined_or(refined.get('validation'), o, trial.values[i])}</td>" for i, o in tasks)
-        cells += "".join(f"<td>{_refined_or(refined.get('test'), o, test.get(o.task, {}).get(o.metric))}</td>" for _, o in tasks)
-        cells += "".join(f"<td>{_number(int(trial.values[i]) if o.name == 'params' else trial.values[i])}</td>" for i, o in costs)
+        cells += "".join(
+            f"<td>{_refined_or(refined.get('test'), o, test.get(o.task, {}).get(o.metric))}</td>" for _, o in tasks
+        )
+        cells += "".join(
+            f"<td>{_number(int(trial.values[i]) if o.name == 'params' else trial.values[i])}</td>" for i, o in costs
+        )
         params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(record.n_params)}</td>"
         rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(record.summary)}</td></tr>")
     params_head = "" if any(o.name == "params" for _, o in costs) else "<th>parameters</th>"
-    note = ("<p class='note'>Refined trials (<code>mtl-search refine</code>): the search's own run, then mean ± std over "
-            "their training seeds (n). The front and <code>export --pick</code> are chosen on the search's own run, "
-            "the same single seed for every trial; read the means to judge whether a difference is larger than the "
-            "seed noise.</p>" if any(refined_record(study, t.number, stored) for t in front) else "")
+    note = (
+        "<p class='note'>Refined trials (<code>mtl-search refine</code>): the search's own run, then mean ± std over "
+        "their training seeds (n). The front and <code>export --pick</code> are chosen on the search's own run, "
+        "the same single seed for every trial; read the means to judge whether a difference is larger than the "
+        "seed noise.</p>"
+        if any(refined_record(study, t.number, stored) for t in front)
+        else ""
+    )
     conditional = "".join(f"<p class='note'>{_e(line)}</p>" for line in conditional_notes(study))
     return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}{conditional}"
 
@@ -190,32 +216,51 @@ def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> s
 def _affinity_section(record: dict[str, Any], study: optuna.Study) -> str:
     """The measured affinity matrix, how it was measured, the grouping order it gives and how
     the seeded trees did (as `mtl-search affinity`)."""
-    from mtl_search.search.affinity import AFFINITY_SCALES, affinity_cells, grouping_order, seeded_rows  # one wording for the CLI and the report
+    from mtl_search.search.affinity import (
+        AFFINITY_SCALES,
+        affinity_cells,
+        grouping_order,
+        seeded_rows,
+    )  # one wording for the CLI and the report
 
     tasks = record["tasks"]
-    rows = "".join(f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
-                   for task, cells in zip(tasks, affinity_cells(record)))
+    rows = "".join(
+        f"<tr><th>{_e(task)}</th>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+        for task, cells in zip(tasks, affinity_cells(record))
+    )
     chain = grouping_order(record, "→")
-    return (f"<table><tr><th></th>{''.join(f'<th>{_e(t)}</th>' for t in tasks)}</tr>{rows}</table>"
-            f"<p class='note'>{_e(record.get('method', ''))}. {_e(AFFINITY_SCALES.get(record.get('measure', 'easy_hard'), ''))}."
-            + (f" Grouping order: {_e(chain)}." if chain else "") + "</p>" + _seeded_table(seeded_rows(study)))
+    return (
+        f"<table><tr><th></th>{''.join(f'<th>{_e(t)}</th>' for t in tasks)}</tr>{rows}</table>"
+        f"<p class='note'>{_e(record.get('method', ''))}. {_e(AFFINITY_SCALES.get(record.get('measure', 'easy_hard'), ''))}."
+        + (f" Grouping order: {_e(chain)}." if chain else "")
+        + "</p>"
+        + _seeded_table(seeded_rows(study))
+    )
 
 
 def _seeded_table(rows: list[tuple[int, str, str]]) -> str:
     if not rows:
         return ""
-    cells = "".join(f"<tr><td>{number}</td><td>{_e(state)}</td><td>{_e(summary)}</td></tr>" for number, state, summary in rows)
-    return ("<p class='note'>The seeded trees, enqueued as the study's first trials (fully shared first):</p>"
-            f"<table><tr><th>trial</th><th>outcome</th><th>architecture</th></tr>{cells}</table>")
+    cells = "".join(
+        f"<tr><td>{number}</td><td>{_e(state)}</td><td>{_e(summary)}</td></tr>" for number, state, summary in rows
+    )
+    return (
+        "<p class='note'>The seeded trees, enqueued as the study's first trials (fully shared first):</p>"
+        f"<table><tr><th>trial</th><th>outcome</th><th>architecture</th></tr>{cells}</table>"
+    )
 
 
 def _stopped_table(outcomes: Outcomes) -> str:
     """Every failed trial and every pruned one the pruner did not stop for being dominated, with its reason."""
-    text = (f"<p class='note'>{outcomes.dominated} trial(s) were stopped early by the Pareto-aware pruner "
-            "(dominated by completed trials at the same budget; <code>mtl-search pruning STUDY</code> replays the rule).</p>")
+    text = (
+        f"<p class='note'>{outcomes.dominated} trial(s) were stopped early by the Pareto-aware pruner "
+        "(dominated by completed trials at the same budget; <code>mtl-search pruning STUDY</code> replays the rule).</p>"
+    )
     if not outcomes.stopped:
         return text + "<p class='note'>No trial failed or was over a hard limit.</p>"
-    rows = "".join(f"<tr><td>{number}</td><td>{state}</td><td>{_e(reason)}</td></tr>" for number, state, reason in outcomes.stopped)
+    rows = "".join(
+        f"<tr><td>{number}</td><td>{state}</td><td>{_e(reason)}</td></tr>" for number, state, reason in outcomes.stopped
+    )
     return text + f"<table><tr><th>trial</th><th>state</th><th>reason</th></tr>{rows}</table>"
 
 
@@ -225,28 +270,44 @@ def _data_section(meta: StudyRecord) -> str:
     spaces = meta.spaces
     data = meta.data or {}
     options = data.get("options") or {}
-    parts = [f"<p>Data source <b>{_e(data.get('source', 'unknown'))}</b>"
-             + (f", file {_e(data['file'])}" if data.get("file") else "") + "</p>"]
+    parts = [
+        f"<p>Data source <b>{_e(data.get('source', 'unknown'))}</b>"
+        + (f", file {_e(data['file'])}" if data.get("file") else "")
+        + "</p>"
+    ]
     if options:
-        parts.append("<table><tr><th>option</th><th>value</th></tr>"
-                     + "".join(f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>" for k, v in options.items()) + "</table>")
+        parts.append(
+            "<table><tr><th>option</th><th>value</th></tr>"
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>" for k, v in options.items())
+            + "</table>"
+        )
     tasks = meta.tasks
     if tasks:
-        parts.append("<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th><th>scored on</th></tr>"
-                     + "".join(f"<tr><td>{_e(t['name'])}</td><td>{_e(t['kind'])}</td><td>{t.get('n_classes') or ''}</td>"
-                               f"<td>{_e(', '.join(t.get('metrics', [])))}</td>"
-                               f"<td>{_e(_scored_on(t))}</td></tr>" for t in tasks) + "</table>")
+        parts.append(
+            "<h3>Tasks</h3><table><tr><th>task</th><th>kind</th><th>classes</th><th>metrics</th><th>scored on</th></tr>"
+            + "".join(
+                f"<tr><td>{_e(t['name'])}</td><td>{_e(t['kind'])}</td><td>{t.get('n_classes') or ''}</td>"
+                f"<td>{_e(', '.join(t.get('metrics', [])))}</td>"
+                f"<td>{_e(_scored_on(t))}</td></tr>"
+                for t in tasks
+            )
+            + "</table>"
+        )
     parts.append(f"<h3>Inputs</h3><pre>{_e(json.dumps(meta.input_schema or None, indent=2))}</pre>")
     if len(spaces) > 1:  # continued with other spaces: each, from the trial it applied to
         for index, entry in enumerate(spaces):
             until = f" to {spaces[index + 1]['from_trial'] - 1}" if index + 1 < len(spaces) else " on"
-            parts.append(f"<h3>Search space of trials {entry['from_trial']}{until}</h3>"
-                         f"<pre>{_e(yaml.safe_dump(entry['space'], sort_keys=False))}</pre>")
+            parts.append(
+                f"<h3>Search space of trials {entry['from_trial']}{until}</h3>"
+                f"<pre>{_e(yaml.safe_dump(entry['space'], sort_keys=False))}</pre>"
+            )
     elif meta.space:
         parts.append(f"<h3>Search space</h3><pre>{_e(yaml.safe_dump(meta.space, sort_keys=False))}</pre>")
     if meta.preprocessing:
-        parts.append("<details><summary>preprocessing (fitted on the train split)</summary>"
-                     f"<pre>{_e(json.dumps(meta.preprocessing, indent=2))}</pre></details>")
+        parts.append(
+            "<details><summary>preprocessing (fitted on the train split)</summary>"
+            f"<pre>{_e(json.dumps(meta.preprocessing, indent=2))}</pre></details>"
+        )
     return "\n".join(parts)
 
 

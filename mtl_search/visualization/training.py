@@ -36,18 +36,39 @@ def validation_curves_figure(trials: Sequence[optuna.trial.FrozenTrial], objecti
                 if value is not None:
                     epochs.append(record.epoch)
                     values.append(value)
-            figure.add_trace(go.Scatter(
-                x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}", legendgroup=str(trial.number),
-                showlegend=o_index == 0, line={"color": _colour(t_index)},
-            ), row=1, col=o_index + 1)
+            figure.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=values,
+                    mode="lines+markers",
+                    name=f"trial {trial.number}",
+                    legendgroup=str(trial.number),
+                    showlegend=o_index == 0,
+                    line={"color": _colour(t_index)},
+                ),
+                row=1,
+                col=o_index + 1,
+            )
             if kept in epochs:
-                figure.add_trace(go.Scatter(
-                    x=[kept], y=[values[epochs.index(kept)]], mode="markers", name=f"trial {trial.number}: kept epoch {kept}",
-                    legendgroup=str(trial.number), showlegend=False, marker={"symbol": "star", "size": 13, "color": _colour(t_index)},
-                ), row=1, col=o_index + 1)
+                figure.add_trace(
+                    go.Scatter(
+                        x=[kept],
+                        y=[values[epochs.index(kept)]],
+                        mode="markers",
+                        name=f"trial {trial.number}: kept epoch {kept}",
+                        legendgroup=str(trial.number),
+                        showlegend=False,
+                        marker={"symbol": "star", "size": 13, "color": _colour(t_index)},
+                    ),
+                    row=1,
+                    col=o_index + 1,
+                )
     figure.update_xaxes(title_text="epoch")
-    figure.update_layout(title="Validation metrics per epoch (Pareto-front trials; star: the epoch whose weights each returns)",
-                         template="plotly_white", height=380)
+    figure.update_layout(
+        title="Validation metrics per epoch (Pareto-front trials; star: the epoch whose weights each returns)",
+        template="plotly_white",
+        height=380,
+    )
     return figure
 
 
@@ -64,12 +85,22 @@ def loss_weights_figure(trials: Sequence[optuna.trial.FrozenTrial], task_names: 
                     epochs.append(record.epoch)
                     values.append(value)
             if values:
-                figure.add_trace(go.Scatter(
-                    x=epochs, y=values, mode="lines+markers", name=f"trial {trial.number}: {task}",
-                    line={"color": _colour(t_index), "dash": DASHES[k_index % len(DASHES)]},
-                ))
-    figure.update_layout(title="Loss weights per epoch (colour: trial, dash: task)", xaxis_title="epoch",
-                         yaxis_title="weight", template="plotly_white", height=380)
+                figure.add_trace(
+                    go.Scatter(
+                        x=epochs,
+                        y=values,
+                        mode="lines+markers",
+                        name=f"trial {trial.number}: {task}",
+                        line={"color": _colour(t_index), "dash": DASHES[k_index % len(DASHES)]},
+                    )
+                )
+    figure.update_layout(
+        title="Loss weights per epoch (colour: trial, dash: task)",
+        xaxis_title="epoch",
+        yaxis_title="weight",
+        template="plotly_white",
+        height=380,
+    )
     return figure
 
 

@@ -134,7 +134,9 @@ def task_gradients(losses: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor
     rows = []
     for loss in losses:
         grads = torch.autograd.grad(loss, list(inputs), retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1) for g, x in zip(grads, inputs)]))
+        rows.append(
+            torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1) for g, x in zip(grads, inputs)])
+        )
     return torch.stack(rows)
 
 
@@ -163,13 +165,20 @@ def check_smallest(param: Any, minimum: float, *, strict: bool) -> Any:
     """A space validator's check: ``param`` never goes below ``minimum`` (nor reaches it, if ``strict``)."""
     low = smallest_value(param)
     if low < minimum or (strict and low == minimum):
-        raise ValueError(f"must be positive, got {low}" if strict and minimum == 0 else f"must be at least {minimum:g}, got {low}")
+        raise ValueError(
+            f"must be positive, got {low}" if strict and minimum == 0 else f"must be at least {minimum:g}, got {low}"
+        )
     return param
 
 
-def combine(losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Tensor], extra: torch.Tensor | None) -> torch.Tensor:
+def combine(
+    losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Tensor], extra: torch.Tensor | None
+) -> torch.Tensor:
     # A weight of exactly 1 adds no multiply node: this runs every batch.
-    terms = [loss if isinstance(weights[name], float) and weights[name] == 1.0 else weights[name] * loss for name, loss in losses.items()]
+    terms = [
+        loss if isinstance(weights[name], float) and weights[name] == 1.0 else weights[name] * loss
+        for name, loss in losses.items()
+    ]
     total = terms[0]
     for term in terms[1:]:
         total = total + term
@@ -180,10 +189,11 @@ def combine(losses: dict[str, torch.Tensor], weights: dict[str, float | torch.Te
 
 def shared_parameters(model: nn.Module, method: str) -> list[nn.Parameter]:
     """``model.shared_parameters()``: the parameters every task's loss reaches, which the
-    gradient methods balance. A model of one's own must provide it (docs/loss_weighting.md)."""
+    gradient methods balance. A model of one's own must provide it (docs/explanation/loss-weighting.md)."""
     getter = getattr(model, "shared_parameters", None)
     if not callable(getter):
-        raise UserError(f"loss weighting {method!r} needs model.shared_parameters(), the parameters every task's loss "
-                        f"reaches; {type(model).__name__} has none (see docs/loss_weighting.md, 'On a model of your own')")
+        raise UserError(
+            f"loss weighting {method!r} needs model.shared_parameters(), the parameters every task's loss "
+            f"reaches; {type(model).__name__} has none (see docs/how-to/weighting-own-loop.md)"
+        )
     return list(getter())
-

@@ -68,7 +68,9 @@ class GradNorm(LossWeighting):
         if not alpha >= 0:
             raise UserError(f"loss_weighting.gradnorm.alpha: must be at least 0, got {alpha}")
         if not weight_learning_rate > 0:
-            raise UserError(f"loss_weighting.gradnorm.weight_learning_rate: must be positive, got {weight_learning_rate}")
+            raise UserError(
+                f"loss_weighting.gradnorm.weight_learning_rate: must be positive, got {weight_learning_rate}"
+            )
         self.alpha = float(alpha)
         self.weight_learning_rate = float(weight_learning_rate)
         # a buffer, not a parameter: the weights take steps of their own optimiser only, never the trainer's

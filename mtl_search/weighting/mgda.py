@@ -133,7 +133,9 @@ class MGDA(LossWeighting):
     ) -> None:
         super().__init__(task_names)
         if normalization not in NORMALIZATIONS:
-            raise UserError(f"loss_weighting.mgda.normalization: {normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
+            raise UserError(
+                f"loss_weighting.mgda.normalization: {normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
+            )
         if gradients not in ("auto", "parameters"):
             raise UserError(f"loss_weighting.mgda.gradients: {gradients!r} is not 'auto' or 'parameters'")
         self.normalization = normalization

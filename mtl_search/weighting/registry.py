@@ -25,13 +25,16 @@ def _checked_weighting(value: Any) -> type[LossWeighting]:
     """``value`` as a weighting class, its space model checked (TypeError if it is not a pydantic model)."""
     method = _as_weighting(value)
     if not (isinstance(method.space_model, type) and issubclass(method.space_model, BaseModel)):
-        raise TypeError(f"loss weighting {method.__module__}.{method.__qualname__}: space_model must be a pydantic "
-                        f"model class, got {method.space_model!r}")
+        raise TypeError(
+            f"loss weighting {method.__module__}.{method.__qualname__}: space_model must be a pydantic "
+            f"model class, got {method.space_model!r}"
+        )
     return method
 
 
-WEIGHTINGS: Registry[type[LossWeighting]] = Registry(WEIGHTINGS_GROUP, "loss weighting", _checked_weighting,
-                                                     lambda method: method.name)
+WEIGHTINGS: Registry[type[LossWeighting]] = Registry(
+    WEIGHTINGS_GROUP, "loss weighting", _checked_weighting, lambda method: method.name
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +53,20 @@ class Method:
     def as_class(self) -> type[LossWeighting]:
         """A subclass of ``constructor`` that carries the other pieces as its class attributes."""
         if not (isinstance(self.constructor, type) and issubclass(self.constructor, LossWeighting)):
-            raise TypeError(f"Method {self.name!r}: constructor must be a LossWeighting subclass, "
-                            f"got {self.constructor!r}")
+            raise TypeError(
+                f"Method {self.name!r}: constructor must be a LossWeighting subclass, got {self.constructor!r}"
+            )
         sample = self.sample
-        settings = {"__module__": self.constructor.__module__, "name": self.name, "space_model": self.space_model,
-                    "needs_task_kinds": self.needs_task_kinds,
-                    "sample": classmethod(lambda cls, trial, section, task_names: sample(trial, section, task_names))}
-        return types.new_class(self.constructor.__name__, (self.constructor,),
-                               exec_body=lambda namespace: namespace.update(settings))
+        settings = {
+            "__module__": self.constructor.__module__,
+            "name": self.name,
+            "space_model": self.space_model,
+            "needs_task_kinds": self.needs_task_kinds,
+            "sample": classmethod(lambda cls, trial, section, task_names: sample(trial, section, task_names)),
+        }
+        return types.new_class(
+            self.constructor.__name__, (self.constructor,), exec_body=lambda namespace: namespace.update(settings)
+        )
 
 
 def register_method(method: type[LossWeighting] | Method) -> type[LossWeighting]:

@@ -32,14 +32,20 @@ class StaticWeighting(LossWeighting):
             weights = {}
         if not isinstance(weights, dict):
             # "simplex" and ranges are search-space settings: a candidate holds the drawn numbers
-            raise UserError(f"loss weighting 'static': weights {weights!r}: expected 'equal' or a weight per task "
-                            f"({', '.join(self.task_names)}); 'simplex' and ranges belong in a space file")
+            raise UserError(
+                f"loss weighting 'static': weights {weights!r}: expected 'equal' or a weight per task "
+                f"({', '.join(self.task_names)}); 'simplex' and ranges belong in a space file"
+            )
         unknown = [name for name in weights if name not in self.task_names]
         if unknown:
-            raise UserError(f"loss weighting 'static': weight for unknown task {unknown[0]!r} (tasks: {', '.join(self.task_names)})")
+            raise UserError(
+                f"loss weighting 'static': weight for unknown task {unknown[0]!r} (tasks: {', '.join(self.task_names)})"
+            )
         for name, value in weights.items():
             if not is_number(value) or not math.isfinite(value) or value < 0:
-                raise UserError(f"loss weighting 'static': weight of {name}: expected a finite number >= 0, got {value!r}")
+                raise UserError(
+                    f"loss weighting 'static': weight of {name}: expected a finite number >= 0, got {value!r}"
+                )
         self._weights = {name: float(weights.get(name, 1.0)) for name in self.task_names}
 
     def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
@@ -60,10 +66,14 @@ class StaticWeighting(LossWeighting):
         if section.weights == "simplex":
             # -log(u) of independent uniforms, normalised, is uniform on the simplex (Dirichlet(1)),
             # so a sampler exploring u evenly explores every weight ratio evenly.
-            draws = {name: -math.log(max(trial.suggest_float(f"static.u_{name}", 0.0, 1.0), 1e-12))
-                     for name in task_names}
+            draws = {
+                name: -math.log(max(trial.suggest_float(f"static.u_{name}", 0.0, 1.0), 1e-12)) for name in task_names
+            }
             total = sum(draws.values()) or 1.0
             return {"weights": {name: len(task_names) * value / total for name, value in draws.items()}}
         rng = section.weights
-        return {"weights": {name: trial.suggest_float(f"static.w_{name}", rng.low, rng.high, log=rng.log)
-                            for name in task_names}}
+        return {
+            "weights": {
+                name: trial.suggest_float(f"static.w_{name}", rng.low, rng.high, log=rng.log) for name in task_names
+            }
+        }

@@ -15,11 +15,20 @@ def spent_study() -> optuna.Study:
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.add_trial(optuna.trial.create_trial(values=[1.0, 2.0]))
     study.add_trial(optuna.trial.create_trial(values=[1.0, 2.0], user_attrs={"repeat_of": 0}))
-    study.add_trial(optuna.trial.create_trial(state=States.PRUNED, user_attrs={"prune_reason": "dominated at epoch 2 by 2 of 3"}))
-    study.add_trial(optuna.trial.create_trial(state=States.PRUNED, system_attrs={"constraints:max_params": 0.4},
-                                              user_attrs={"prune_reason": "over limit: 1400 parameters > --max-params 1000"}))
+    study.add_trial(
+        optuna.trial.create_trial(state=States.PRUNED, user_attrs={"prune_reason": "dominated at epoch 2 by 2 of 3"})
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=States.PRUNED,
+            system_attrs={"constraints:max_params": 0.4},
+            user_attrs={"prune_reason": "over limit: 1400 parameters > --max-params 1000"},
+        )
+    )
     study.add_trial(optuna.trial.create_trial(state=States.PRUNED))
-    study.add_trial(optuna.trial.create_trial(state=States.FAIL, user_attrs={"fail_reason": "non-finite training loss in epoch 5"}))
+    study.add_trial(
+        optuna.trial.create_trial(state=States.FAIL, user_attrs={"fail_reason": "non-finite training loss in epoch 5"})
+    )
     study.add_trial(optuna.trial.create_trial(state=States.FAIL))
     study.add_trial(optuna.trial.create_trial(values=[3.0, 1.0], system_attrs={"failed_trial": 6}))
     study.enqueue_trial({})
@@ -34,7 +43,8 @@ def test_the_counts_add_up_to_the_trials_and_each_stop_is_explained():
     assert outcome_line(outcomes) == (
         "3 complete (1 repeated an earlier candidate and was not trained again), 3 pruned (1 dominated early, "
         "1 over a hard limit, 1 other), 2 failed (1 lost with their worker: no heartbeat), "
-        "1 running (not in the front yet; see docs/parallel.md)")
+        "1 running (not in the front yet; see docs/tutorials/many-machines.md)"
+    )
     assert stopped_lines(outcomes) == [
         "trial 5 failed: non-finite training loss in epoch 5",
         "trial 6 failed: no heartbeat for the grace period: its worker died or was killed; retried as trial 7",
@@ -50,4 +60,6 @@ def test_the_report_lists_every_trial_off_the_front_with_its_reason():
     table = _stopped_table(trial_outcomes(spent_study().trials))
     assert "1 trial(s) were stopped early by the Pareto-aware pruner" in table
     assert table.count("<tr>") == 1 + 4
-    assert "over limit: 1400 parameters &gt; --max-params 1000" in table and "non-finite training loss in epoch 5" in table
+    assert (
+        "over limit: 1400 parameters &gt; --max-params 1000" in table and "non-finite training loss in epoch 5" in table
+    )

@@ -22,7 +22,12 @@ def flat(value: tuple[float, float]) -> list[tuple[float, float]]:
 # Two fast starters that plateau at (1, 1), four that plateau at (2, 0.5), and a late bloomer
 # that is behind the fast two for most of its training and ends best on both objectives.
 LATE_BLOOMER = [(3.0, 3.0), (2.0, 2.0), (1.5, 1.5), (1.5, 1.5), (1.5, 1.5), (0.5, 0.5)]
-CURVES = [(0, flat((1.0, 1.0))), (1, flat((1.0, 1.0))), *[(n, flat((2.0, 0.5))) for n in range(2, 6)], (6, LATE_BLOOMER)]
+CURVES = [
+    (0, flat((1.0, 1.0))),
+    (1, flat((1.0, 1.0))),
+    *[(n, flat((2.0, 0.5))) for n in range(2, 6)],
+    (6, LATE_BLOOMER),
+]
 
 
 def test_a_count_only_rule_stops_the_late_bloomer_and_the_replay_says_what_it_cost():
@@ -39,7 +44,9 @@ def test_a_count_only_rule_stops_the_late_bloomer_and_the_replay_says_what_it_co
 def test_the_steps_budget_replays_references_at_equal_steps():
     # six references improve by 0.5 per epoch at 2 optimiser steps per epoch (a small batch);
     # the last trial improves by 0.3 per epoch at 1 step per epoch (twice the batch)
-    references = [(n, [(4 - 0.5 * e,) * 2 for e in range(1, EPOCHS + 1)], [2 * e for e in range(1, EPOCHS + 1)]) for n in range(6)]
+    references = [
+        (n, [(4 - 0.5 * e,) * 2 for e in range(1, EPOCHS + 1)], [2 * e for e in range(1, EPOCHS + 1)]) for n in range(6)
+    ]
     large_batch = (6, [(4 - 0.3 * e,) * 2 for e in range(1, EPOCHS + 1)], list(range(1, EPOCHS + 1)))
     count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0, budget="epochs")
     # at equal epochs it is behind from epoch 3 (3.1 against 2.5) and is stopped there
@@ -61,14 +68,17 @@ def test_the_grid_starts_with_the_given_settings_and_has_no_duplicates():
     assert grid[0] == base and len(grid) == len(set(grid)) == 11
     assert all(s.margin == 0.1 for s in grid if s.rule == "median")
     # the projected rule with its own defaults, and with a fixed warm-up
-    assert [(s.warmup_epochs, s.warmup_fraction, s.margin, s.min_dominators, s.min_dominator_fraction) for s in grid if s.rule == "projected"] == [
-        (2, 0.125, 0.0, 1, 0.0), (2, 0.0, 0.0, 1, 0.0)]
+    assert [
+        (s.warmup_epochs, s.warmup_fraction, s.margin, s.min_dominators, s.min_dominator_fraction)
+        for s in grid
+        if s.rule == "projected"
+    ] == [(2, 0.125, 0.0, 1, 0.0), (2, 0.0, 0.0, 1, 0.0)]
 
 
 def test_the_projected_rule_keeps_a_steady_late_bloomer_and_stops_a_flat_trial():
     # behind the two (1, 1) references at epochs 3 and 4, but falling along a power law
     # (4 t^-0.9) that ends at (0.8, 0.8), ahead of every reference
-    bloomer = (6, [(4.0 * t ** -0.9,) * 2 for t in range(1, EPOCHS + 1)])
+    bloomer = (6, [(4.0 * t**-0.9,) * 2 for t in range(1, EPOCHS + 1)])
     stuck = (7, flat((1.5, 1.5)))  # behind (1, 1) and going nowhere
     curves = [*CURVES[:6], bloomer, stuck]
     count_only = PruningSettings(min_dominators=2, min_dominator_fraction=0.0, budget="epochs")
@@ -123,7 +133,9 @@ def test_curves_can_be_rebuilt_as_if_each_trial_had_kept_its_best_epoch(tmp_path
     assert [h.kept_epoch for h in with_best_kept([EpochRecord(**h) for h in history])] == [1, 2, 2, 2]
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["minimize"])
     study.set_user_attr("mtl_search", {"objectives": [dataclasses.asdict(Objective("a", "mse", "minimize"))]})
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8], user_attrs={"history": history}))
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8], user_attrs={"history": history})
+    )
     assert [v[0] for v in study_curves(study)[0][1]] == losses  # as recorded
     assert [v[0] for v in study_curves(study, rebuild_best=True)[0][1]] == [0.9, 0.4, 0.4, 0.4]
 
@@ -158,7 +170,9 @@ def test_the_floor_keeps_exactly_the_trials_undominated_by_every_earlier_trial_o
     from mtl_search.search.pruning import dominates_with_margin
 
     rng = random.Random(3)
-    curves = [(n, [(rng.uniform(0.1, 1), rng.uniform(0.1, 1), rng.uniform(0.1, 1)) for _ in range(EPOCHS)]) for n in range(60)]
+    curves = [
+        (n, [(rng.uniform(0.1, 1), rng.uniform(0.1, 1), rng.uniform(0.1, 1)) for _ in range(EPOCHS)]) for n in range(60)
+    ]
     trained = foresight_epochs(curves, PruningSettings(warmup_epochs=1, budget="epochs"))
     finals = [curve[-1] for _, curve in curves]
     records = {n for n in range(60) if not any(dominates_with_margin(finals[m], finals[n], 0.0) for m in range(n))}
@@ -178,19 +192,33 @@ def test_time_left_takes_off_only_the_untrained_epochs_seconds():
     # replayed: trial 1, behind trial 0 throughout, is stopped after epoch 2 (the first after a
     # warm-up of 1), saving its last epoch's 2 s
     curves = [(n, flat((1.0 + n, 1.0 + n))[:3]) for n in range(2)]
-    result = replay_settings(curves, PruningSettings(warmup_epochs=1, min_completed_trials=1, min_dominators=1, budget="epochs"), timing)
+    result = replay_settings(
+        curves, PruningSettings(warmup_epochs=1, min_completed_trials=1, min_dominators=1, budget="epochs"), timing
+    )
     assert (result.epoch_share, result.time_share) == (pytest.approx(5 / 6), pytest.approx(0.8))
     assert math.isnan(replay_settings(curves, PruningSettings(budget="epochs")).time_share)  # no timings given
 
 
-def timed_trial(number: int, state: optuna.trial.TrialState, seconds: float, history: list[dict]) -> optuna.trial.FrozenTrial:
+def timed_trial(
+    number: int, state: optuna.trial.TrialState, seconds: float, history: list[dict]
+) -> optuna.trial.FrozenTrial:
     import datetime
 
     start = datetime.datetime(2026, 12, 2, 12, 0, 0) + datetime.timedelta(hours=number)  # hours apart: gaps never count
     return optuna.trial.FrozenTrial(
-        number=number, trial_id=number, state=state, value=None, values=[1.0] if state == optuna.trial.TrialState.COMPLETE else None,
-        datetime_start=start, datetime_complete=start + datetime.timedelta(seconds=seconds), params={}, distributions={},
-        user_attrs={"history": history}, system_attrs={}, intermediate_values={})
+        number=number,
+        trial_id=number,
+        state=state,
+        value=None,
+        values=[1.0] if state == optuna.trial.TrialState.COMPLETE else None,
+        datetime_start=start,
+        datetime_complete=start + datetime.timedelta(seconds=seconds),
+        params={},
+        distributions={},
+        user_attrs={"history": history},
+        system_attrs={},
+        intermediate_values={},
+    )
 
 
 def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in_order():
@@ -199,7 +227,14 @@ def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in
     study = optuna.create_study(directions=["minimize"])
     assert study_timing(study) is None  # nothing finished
     complete, pruned = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
-    study.add_trial(timed_trial(0, complete, 10.0, [{"epoch": 2, "seconds": 3.0}, {"epoch": 1, "seconds": 1.0}, {"epoch": 3, "seconds": 2.0}]))
+    study.add_trial(
+        timed_trial(
+            0,
+            complete,
+            10.0,
+            [{"epoch": 2, "seconds": 3.0}, {"epoch": 1, "seconds": 1.0}, {"epoch": 3, "seconds": 2.0}],
+        )
+    )
     study.add_trial(timed_trial(1, pruned, 4.0, [{"epoch": 1, "seconds": 1.5}]))
     study.add_trial(timed_trial(2, complete, 5.0, [{"epoch": 1}]))  # recorded without times
     study.add_trial(timed_trial(3, complete, 1.0, [{"epoch": 1, "seconds": None}]))  # a bad value: no times, no error
@@ -208,7 +243,9 @@ def test_study_timing_sums_the_trials_durations_and_keeps_each_epochs_seconds_in
     assert timing.total_seconds == pytest.approx(20.0) and timing.trials == 4
     assert timing.epoch_seconds == {0: [1.0, 3.0, 2.0], 1: [1.5]}
     # what a trial costs besides its epochs: (20 - 7.5) / 4
-    assert timing.fixed_seconds_per_trial == pytest.approx(12.5 / 4) and timing.seconds_per_epoch == pytest.approx(7.5 / 4)
+    assert timing.fixed_seconds_per_trial == pytest.approx(12.5 / 4) and timing.seconds_per_epoch == pytest.approx(
+        7.5 / 4
+    )
     # trial 0 stopped after its first epoch saves its last two (3 + 2 s)
     assert timing.share_after({0: 1}) == pytest.approx(0.75)
     # ... or only the second when the replay had two of its epochs

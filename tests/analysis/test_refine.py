@@ -17,12 +17,16 @@ def test_summary_is_mean_sample_std_and_count():
 
 
 def test_refine_retrains_the_front_and_pareto_rows_carry_it(tiny_synthetic, storage_url):
-    space = parse_space({
-        "training": {"epochs": 2, "batch_size": 128},
-        "families": {"tree": {"depth": 1, "width": {"choices": [8, 16]}}},
-        "loss_weighting": {"static": {}},
-    })
-    study = run_search(tiny_synthetic, space, SearchSettings("refine", storage=storage_url, n_trials=2, save_artifacts=False))
+    space = parse_space(
+        {
+            "training": {"epochs": 2, "batch_size": 128},
+            "families": {"tree": {"depth": 1, "width": {"choices": [8, 16]}}},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    study = run_search(
+        tiny_synthetic, space, SearchSettings("refine", storage=storage_url, n_trials=2, save_artifacts=False)
+    )
     front = pareto_trials(study)
     trial = front[0]
     # retraining with the trial's own seed reproduces its validation metrics: the exact candidate is used

@@ -20,8 +20,12 @@ def regression_tasks(n: int) -> list[Task]:
     return [Task(name=f"task{i + 1}", kind="regression") for i in range(n)]
 
 
-def with_common(spec: dict[str, Any], block: dict[str, Any] | None = None, tower: list[int] | None = None) -> dict[str, Any]:
-    return dict(spec, block=dict(block or SMOOTH_BLOCK), tower={"widths": list(tower if tower is not None else [4])}, stem={})
+def with_common(
+    spec: dict[str, Any], block: dict[str, Any] | None = None, tower: list[int] | None = None
+) -> dict[str, Any]:
+    return dict(
+        spec, block=dict(block or SMOOTH_BLOCK), tower={"widths": list(tower if tower is not None else [4])}, stem={}
+    )
 
 
 def inputs_for(schema: dict[str, Any], rows: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -70,7 +74,9 @@ def assert_gradients_reach_every_parameter(model: MultiTaskModel, inputs: dict[s
     assert not missing, f"no gradient reaches {missing}"
 
 
-def assert_shared_parameters_are_those_several_tasks_reach(model: MultiTaskModel, inputs: dict[str, torch.Tensor]) -> None:
+def assert_shared_parameters_are_those_several_tasks_reach(
+    model: MultiTaskModel, inputs: dict[str, torch.Tensor]
+) -> None:
     reached = tasks_reaching(model, inputs)
     by_id = {id(p): name for name, p in model.body.named_parameters()}
     declared = {by_id[id(p)] for p in model.body.shared_parameters()}
@@ -90,7 +96,10 @@ def assert_spec_round_trips(spec: dict[str, Any]) -> None:
 
 
 def assert_training_lowers_loss(data, spec: dict[str, Any], epochs: int = 6) -> dict[str, Any]:
-    candidate = {"architecture": spec, "training": {"epochs": epochs, "learning_rate": 1e-2, "batch_size": 64, "seed": 0}}
+    candidate = {
+        "architecture": spec,
+        "training": {"epochs": epochs, "learning_rate": 1e-2, "batch_size": 64, "seed": 0},
+    }
     result = train_candidate(data, candidate, device="cpu")
     first, last = result.history[0]["validation"], result.history[-1]["validation"]
     for task in data.task_names:

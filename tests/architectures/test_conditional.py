@@ -15,7 +15,10 @@ nan = math.nan
 CLICK = Task("click", "binary")
 CONVERSION = Task("conversion", "binary", given="click")
 TASKS = [CLICK, CONVERSION]
-OUTPUTS = {"click": torch.tensor([[0.3], [-1.0], [2.0], [0.0]]), "conversion": torch.tensor([[1.5], [0.2], [-0.7], [3.0]])}
+OUTPUTS = {
+    "click": torch.tensor([[0.3], [-1.0], [2.0], [0.0]]),
+    "conversion": torch.tensor([[1.5], [0.2], [-0.7], [3.0]]),
+}
 # conversion is only defined where click = 1 (NaN elsewhere)
 TARGETS = {"click": torch.tensor([1.0, 0.0, 1.0, 0.0]), "conversion": torch.tensor([1.0, nan, 0.0, nan])}
 
@@ -67,11 +70,14 @@ def test_chained_conditions_multiply_down_the_chain():
     assert joint_target(order, tasks, targets).tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("tasks, fragment", [
-    ([Task("b", "binary", given="a")], "given=a is not a task"),
-    ([Task("a", "regression"), Task("b", "binary", given="a")], "binary"),
-    ([Task("a", "binary", given="b"), Task("b", "binary", given="a")], "cycle"),
-])
+@pytest.mark.parametrize(
+    "tasks, fragment",
+    [
+        ([Task("b", "binary", given="a")], "given=a is not a task"),
+        ([Task("a", "regression"), Task("b", "binary", given="a")], "binary"),
+        ([Task("a", "binary", given="b"), Task("b", "binary", given="a")], "cycle"),
+    ],
+)
 def test_bad_conditions_are_user_errors(tasks, fragment):
     with pytest.raises(UserError, match=fragment):
         validate_conditions(tasks)
@@ -79,14 +85,21 @@ def test_bad_conditions_are_user_errors(tasks, fragment):
 
 def test_training_scores_conditional_task_on_clicked_rows():
     data = make_sequences(rows=300, max_length=6, seed=0)
-    spec = {"family": "tree", "widths": [8], "groups": [[["click", "purchase", "dwell"]]], "tower": {"widths": []},
-            "stem": {"sequence_width": 8, "embedding_dim": 4}}
+    spec = {
+        "family": "tree",
+        "widths": [8],
+        "groups": [[["click", "purchase", "dwell"]]],
+        "tower": {"widths": []},
+        "stem": {"sequence_width": 8, "embedding_dim": 4},
+    }
     result = train_candidate(data, {"architecture": spec, "training": {"epochs": 1, "batch_size": 64}}, device="cpu")
     scores = evaluate(result.model, data, data.validation)
     with torch.no_grad():
         model_outputs = result.model.eval()(data.validation.inputs)
     clicked = data.validation.targets["click"] == 1
-    expected = Task("purchase", "binary").evaluate(model_outputs["purchase"][clicked], data.validation.targets["purchase"][clicked])
+    expected = Task("purchase", "binary").evaluate(
+        model_outputs["purchase"][clicked], data.validation.targets["purchase"][clicked]
+    )
     assert scores["purchase"]["auc"] == pytest.approx(expected["auc"])
     joint = joint_losses(data.tasks, model_outputs, data.validation.targets)["purchase"]
     assert scores["purchase"]["loss"] == pytest.approx(float(joint), rel=1e-5)

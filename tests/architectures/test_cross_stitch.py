@@ -6,9 +6,19 @@ from mtl_search.architectures import get_family, summarize
 from mtl_search.architectures.cross_stitch import combine_columns, near_identity
 from mtl_search.errors import UserError
 from tests.architectures.family_checks import (
-    IMAGE, VECTOR, assert_forward_shapes, assert_gradients_reach_every_parameter,
-    assert_shared_parameters_are_those_several_tasks_reach, assert_spec_round_trips, assert_training_lowers_loss,
-    build, inputs_for, linear, n_params, towers, with_common,
+    IMAGE,
+    VECTOR,
+    assert_forward_shapes,
+    assert_gradients_reach_every_parameter,
+    assert_shared_parameters_are_those_several_tasks_reach,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    build,
+    inputs_for,
+    linear,
+    n_params,
+    towers,
+    with_common,
 )
 
 SPEC = with_common({"family": "cross_stitch", "widths": [8, 8], "units": [0, 1], "alpha_self": 0.8})
@@ -18,7 +28,10 @@ def test_builds_from_spec_and_summarises():
     model = build(SPEC, 3)
     assert len(model.body.columns) == 2 and len(model.body.columns[0]) == 3
     assert summarize(SPEC, ["task1", "task2"]) == "cross_stitch units after layers 1,2 of 2 layers w=8 a=0.80 tower=4"
-    assert summarize(dict(SPEC, units=[]), ["task1", "task2"]) == "cross_stitch no units (separate columns), 2 layers w=8 tower=4"
+    assert (
+        summarize(dict(SPEC, units=[]), ["task1", "task2"])
+        == "cross_stitch no units (separate columns), 2 layers w=8 tower=4"
+    )
 
 
 @pytest.mark.parametrize("n_tasks", [2, 3, 5])
@@ -69,7 +82,13 @@ def test_training_lowers_loss_and_reports_learned_alpha(tiny_synthetic):
 
 
 def test_runs_on_images_with_conv_blocks():
-    model = build(with_common({"family": "cross_stitch", "widths": [4, 4], "units": [0], "alpha_self": 0.9}, block={"type": "conv"}), 3, IMAGE)
+    model = build(
+        with_common(
+            {"family": "cross_stitch", "widths": [4, 4], "units": [0], "alpha_self": 0.9}, block={"type": "conv"}
+        ),
+        3,
+        IMAGE,
+    )
     outputs = model(inputs_for(IMAGE, rows=5))
     assert {tuple(o.shape) for o in outputs.values()} == {(5, 1)}
 
@@ -77,7 +96,9 @@ def test_runs_on_images_with_conv_blocks():
 def test_sampling_chooses_unit_layers():
     family = get_family("cross_stitch")
     section = family.space_model().model_validate({"depth": 3, "width": 8, "units": "searched"})
-    trial = optuna.trial.FixedTrial({"cross_stitch.unit_0": True, "cross_stitch.unit_1": False, "cross_stitch.unit_2": True})
+    trial = optuna.trial.FixedTrial(
+        {"cross_stitch.unit_0": True, "cross_stitch.unit_1": False, "cross_stitch.unit_2": True}
+    )
     assert family.sample(trial, section, ["a", "b"]) == {"widths": [8, 8, 8], "units": [0, 2], "alpha_self": 0.9}
     every = family.space_model().model_validate({"depth": 3, "units": "every_layer"})
     assert family.sample(optuna.trial.FixedTrial({}), every, ["a", "b"])["units"] == [0, 1]
@@ -85,7 +106,9 @@ def test_sampling_chooses_unit_layers():
 
 def test_alpha_self_is_searched_only_when_some_unit_mixes():
     family = get_family("cross_stitch")
-    section = family.space_model().model_validate({"depth": 2, "width": 8, "units": "searched", "alpha_self": {"low": 0.5, "high": 1.0}})
+    section = family.space_model().model_validate(
+        {"depth": 2, "width": 8, "units": "searched", "alpha_self": {"low": 0.5, "high": 1.0}}
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen_no_units = seen_units = False
     for _ in range(12):
@@ -100,7 +123,15 @@ def test_alpha_self_is_searched_only_when_some_unit_mixes():
     assert seen_no_units and seen_units
 
 
-@pytest.mark.parametrize("bad, key", [({"widths": []}, "widths"), ({"units": [2]}, "units"), ({"units": [0, 0]}, "units"), ({"alpha_self": 1.5}, "alpha_self")])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"widths": []}, "widths"),
+        ({"units": [2]}, "units"),
+        ({"units": [0, 0]}, "units"),
+        ({"alpha_self": 1.5}, "alpha_self"),
+    ],
+)
 def test_bad_spec_is_a_user_error_naming_the_key(bad, key):
     with pytest.raises(UserError, match=f"cross_stitch spec: {key}"):
         build(dict(SPEC, **bad))

@@ -9,18 +9,30 @@ from mtl_search.architectures.hierarchy import HierarchySpace
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 from tests.architectures.family_checks import (
-    IMAGE, VECTOR, assert_gradients_reach_every_parameter, assert_spec_round_trips, assert_training_lowers_loss,
-    inputs_for, regression_tasks, with_common,
+    IMAGE,
+    VECTOR,
+    assert_gradients_reach_every_parameter,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    inputs_for,
+    regression_tasks,
+    with_common,
 )
 
 TASKS = ["task1", "task2", "task3"]
 
 
 def hierarchy(heads, feed=None, widths=(8, 6, 5), embedding=3, successive=0.0):
-    return with_common({
-        "family": "hierarchy", "widths": list(widths), "head_depths": dict(zip(TASKS, heads)),
-        "feed_upward": dict(zip(TASKS, feed or (True, True, True))), "prediction_embedding": embedding, "successive": successive,
-    })
+    return with_common(
+        {
+            "family": "hierarchy",
+            "widths": list(widths),
+            "head_depths": dict(zip(TASKS, heads)),
+            "feed_upward": dict(zip(TASKS, feed or (True, True, True))),
+            "prediction_embedding": embedding,
+            "successive": successive,
+        }
+    )
 
 
 @pytest.mark.parametrize("heads", list(itertools.product([1, 2, 3], repeat=3)))
@@ -56,8 +68,19 @@ def test_a_scaled_regression_head_feeds_its_standardised_prediction_upward():
     for scale in ((0.0, 1.0), (1000.0, 200.0)):
         torch.manual_seed(0)
         tasks = [Task("task1", "regression", target_mean=scale[0], target_std=scale[1]), Task("task2", "binary")]
-        model = build_model(with_common({"family": "hierarchy", "widths": [8, 6], "head_depths": {"task1": 1, "task2": 2},
-                                         "feed_upward": {"task1": True, "task2": False}, "prediction_embedding": 3}), VECTOR, tasks)
+        model = build_model(
+            with_common(
+                {
+                    "family": "hierarchy",
+                    "widths": [8, 6],
+                    "head_depths": {"task1": 1, "task2": 2},
+                    "feed_upward": {"task1": True, "task2": False},
+                    "prediction_embedding": 3,
+                }
+            ),
+            VECTOR,
+            tasks,
+        )
         outputs[scale] = model(inputs)
     plain, scaled = outputs[(0.0, 1.0)], outputs[(1000.0, 200.0)]
     torch.testing.assert_close(scaled["task1"], plain["task1"] * 200 + 1000)
@@ -166,8 +189,13 @@ def test_sampling_searches_each_head_depth_and_feed():
 def test_sampling_writes_only_what_changes_the_network():
     # two placements that build the same network get the same spec, so the study trains it once
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    section = HierarchySpace(depth={"low": 1, "high": 4}, width=16, feed_upward={"choices": [True, False]},
-                             prediction_embedding={"choices": [4, 8]}, successive={"choices": [0.0, 1e-3]})
+    section = HierarchySpace(
+        depth={"low": 1, "high": 4},
+        width=16,
+        feed_upward={"choices": [True, False]},
+        prediction_embedding={"choices": [4, 8]},
+        successive={"choices": [0.0, 1e-3]},
+    )
     family = get_family("hierarchy")
     seen_top = set()
     for _ in range(60):
@@ -188,13 +216,16 @@ def test_sampling_writes_only_what_changes_the_network():
     assert seen_top == {1, 2, 3, 4}
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"head_depths": {"task1": 4, "task2": 1, "task3": 1}}, "head_depths.task1=4"),
-    ({"head_depths": {"task1": 1}}, "head_depths must give a depth for each task"),
-    ({"widths": []}, "widths"),
-    ({"feed_upward": {"task9": True}}, "feed_upward"),
-    ({"successive": -1}, "successive"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"head_depths": {"task1": 4, "task2": 1, "task3": 1}}, "head_depths.task1=4"),
+        ({"head_depths": {"task1": 1}}, "head_depths must give a depth for each task"),
+        ({"widths": []}, "widths"),
+        ({"feed_upward": {"task9": True}}, "feed_upward"),
+        ({"successive": -1}, "successive"),
+    ],
+)
 def test_bad_specs_are_user_errors(change, fragment):
     with pytest.raises(UserError, match=fragment):
         build_model(dict(hierarchy((1, 2, 3)), **change), VECTOR, regression_tasks(3))

@@ -4,9 +4,18 @@ import torch
 from mtl_search.architectures import get_family, summarize
 from mtl_search.errors import UserError
 from tests.architectures.family_checks import (
-    IMAGE, assert_forward_shapes, assert_gradients_reach_every_parameter,
-    assert_shared_parameters_are_those_several_tasks_reach, assert_spec_round_trips, assert_training_lowers_loss,
-    build, inputs_for, linear, n_params, towers, with_common,
+    IMAGE,
+    assert_forward_shapes,
+    assert_gradients_reach_every_parameter,
+    assert_shared_parameters_are_those_several_tasks_reach,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    build,
+    inputs_for,
+    linear,
+    n_params,
+    towers,
+    with_common,
 )
 
 SPEC = with_common({"family": "mmoe", "experts": 3, "expert_widths": [8], "bottom_widths": [6]})
@@ -76,14 +85,21 @@ def test_sharing_report_averages_gates_over_evaluation_rows_only():
 
 
 def test_training_lowers_loss_and_reports_gates(tiny_synthetic):
-    sharing = assert_training_lowers_loss(tiny_synthetic, with_common(
-        {"family": "mmoe", "experts": 4, "expert_widths": [16], "bottom_widths": []}, block={"activation": "relu"}))
+    sharing = assert_training_lowers_loss(
+        tiny_synthetic,
+        with_common(
+            {"family": "mmoe", "experts": 4, "expert_widths": [16], "bottom_widths": []}, block={"activation": "relu"}
+        ),
+    )
     assert set(sharing["gates"]) == {"task1", "task2"}
     assert sum(sharing["gates"]["task1"].values()) == pytest.approx(1.0, abs=0.01)
 
 
 def test_runs_on_images_with_conv_blocks():
-    spec = with_common({"family": "mmoe", "experts": 2, "expert_widths": [4, 4], "bottom_widths": [3]}, block={"type": "conv", "activation": "relu"})
+    spec = with_common(
+        {"family": "mmoe", "experts": 2, "expert_widths": [4, 4], "bottom_widths": [3]},
+        block={"type": "conv", "activation": "relu"},
+    )
     model = build(spec, 3, IMAGE)
     outputs = model(inputs_for(IMAGE, rows=5))
     assert {tuple(o.shape) for o in outputs.values()} == {(5, 1)}
@@ -94,12 +110,17 @@ def test_sampling_respects_the_space():
     import optuna
 
     family = get_family("mmoe")
-    section = family.space_model().model_validate({"experts": {"low": 2, "high": 4}, "expert_depth": 2, "expert_width": {"choices": [8]}, "bottom_depth": 0})
+    section = family.space_model().model_validate(
+        {"experts": {"low": 2, "high": 4}, "expert_depth": 2, "expert_width": {"choices": [8]}, "bottom_depth": 0}
+    )
     spec = family.sample(optuna.trial.FixedTrial({"mmoe.experts": 3}), section, ["a", "b"])
     assert spec == {"experts": 3, "expert_widths": [8, 8], "bottom_widths": []}
 
 
-@pytest.mark.parametrize("bad, key", [({"experts": 0}, "experts"), ({"expert_widths": []}, "expert_widths"), ({"bottom_widths": [0]}, "bottom_widths")])
+@pytest.mark.parametrize(
+    "bad, key",
+    [({"experts": 0}, "experts"), ({"expert_widths": []}, "expert_widths"), ({"bottom_widths": [0]}, "bottom_widths")],
+)
 def test_bad_spec_is_a_user_error_naming_the_key(bad, key):
     with pytest.raises(UserError, match=f"mmoe spec: {key}"):
         build(dict(SPEC, **bad))

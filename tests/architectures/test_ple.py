@@ -3,16 +3,35 @@ import pytest
 from mtl_search.architectures import summarize
 from mtl_search.errors import UserError
 from tests.architectures.family_checks import (
-    IMAGE, VECTOR, assert_forward_shapes, assert_gradients_reach_every_parameter,
-    assert_shared_parameters_are_those_several_tasks_reach, assert_spec_round_trips, assert_training_lowers_loss,
-    build, inputs_for, linear, n_params, towers, with_common,
+    IMAGE,
+    VECTOR,
+    assert_forward_shapes,
+    assert_gradients_reach_every_parameter,
+    assert_shared_parameters_are_those_several_tasks_reach,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    build,
+    inputs_for,
+    linear,
+    n_params,
+    towers,
+    with_common,
 )
 
 SPEC = with_common({"family": "ple", "levels": 2, "shared_experts": 2, "task_experts": 1, "expert_widths": [8]})
 
 
 def ple(levels, shared, task, widths=(8,), **common):
-    return with_common({"family": "ple", "levels": levels, "shared_experts": shared, "task_experts": task, "expert_widths": list(widths)}, **common)
+    return with_common(
+        {
+            "family": "ple",
+            "levels": levels,
+            "shared_experts": shared,
+            "task_experts": task,
+            "expert_widths": list(widths),
+        },
+        **common,
+    )
 
 
 def test_builds_from_spec_and_summarises():
@@ -67,10 +86,15 @@ def test_runs_on_images_with_conv_blocks():
     assert {tuple(o.shape) for o in outputs.values()} == {(5, 1)}
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"levels": 0}, "levels"), ({"shared_experts": -1}, "shared_experts"),
-    ({"shared_experts": 0, "task_experts": 0}, "at least 1"), ({"expert_widths": "8"}, "expert_widths"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"levels": 0}, "levels"),
+        ({"shared_experts": -1}, "shared_experts"),
+        ({"shared_experts": 0, "task_experts": 0}, "at least 1"),
+        ({"expert_widths": "8"}, "expert_widths"),
+    ],
+)
 def test_bad_spec_is_a_user_error_naming_the_key(bad, message):
     with pytest.raises(UserError, match=f"ple spec: .*{message}"):
         build(dict(SPEC, **bad))

@@ -51,7 +51,9 @@ def test_reestimate_matches_closed_form_with_relative_ridge():
     trace = root.trace()
     expected = (root + 0.1 * trace / 3 * torch.eye(3).double().numpy()) / (1.1 * trace)
     torch.testing.assert_close(model.relationship.covariance.double(), torch.from_numpy(expected), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(model.relationship.precision.double() @ torch.from_numpy(expected), torch.eye(3).double(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        model.relationship.precision.double() @ torch.from_numpy(expected), torch.eye(3).double(), rtol=1e-3, atol=1e-4
+    )
     assert model.relationship.covariance.trace().item() == pytest.approx(1.0, abs=1e-5)
 
 
@@ -70,12 +72,16 @@ def test_closed_form_sees_correlated_tasks_and_stays_well_conditioned():
 
 
 def test_prior_covers_only_layers_whose_shape_agrees_across_tasks():
-    towers = {"a": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)),
-              "b": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))}
+    towers = {
+        "a": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)),
+        "b": torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)),
+    }
     prior = TaskRelationshipPrior.over_towers(towers, ["a", "b"], weight=1.0)
     assert prior.stacked().shape == (12, 2)
     with pytest.raises(UserError, match="no layer of equal shape"):
-        TaskRelationshipPrior.over_towers({"a": torch.nn.Linear(4, 2), "b": torch.nn.Linear(4, 1)}, ["a", "b"], weight=1.0)
+        TaskRelationshipPrior.over_towers(
+            {"a": torch.nn.Linear(4, 2), "b": torch.nn.Linear(4, 1)}, ["a", "b"], weight=1.0
+        )
 
 
 def test_training_reestimates_and_records_the_task_covariance(tiny_synthetic3):
@@ -94,12 +100,15 @@ def test_spec_without_weight_or_with_zero_weight_has_no_prior():
     assert "rel=0.5" in summarize(spec(weight=0.5), ["task1", "task2", "task3"])
 
 
-@pytest.mark.parametrize("settings, fragment", [
-    ({"weight": -1}, "relationship.weight"),
-    ({"weight": 1, "ridge": 0}, "relationship.ridge"),
-    ({"weight": 1, "rigde": 0.1}, "relationship.rigde"),
-    ({"ridge": 0.1}, "relationship must be an object with 'weight'"),
-])
+@pytest.mark.parametrize(
+    "settings, fragment",
+    [
+        ({"weight": -1}, "relationship.weight"),
+        ({"weight": 1, "ridge": 0}, "relationship.ridge"),
+        ({"weight": 1, "rigde": 0.1}, "relationship.rigde"),
+        ({"ridge": 0.1}, "relationship must be an object with 'weight'"),
+    ],
+)
 def test_bad_relationship_settings_are_user_errors(settings, fragment):
     with pytest.raises(UserError, match=fragment):
         build_model(dict(spec(), relationship=settings), VECTOR, regression_tasks(3))

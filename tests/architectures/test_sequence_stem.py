@@ -49,8 +49,13 @@ def test_output_shape_is_encoder_width_plus_numeric_and_feeds_a_family():
     module = stem("gru")
     assert module.out_shape == (8,)
     tasks = [Task("a", "binary"), Task("b", "regression")]
-    spec = {"family": "tree", "widths": [5], "groups": [[["a", "b"]]], "tower": {"widths": []},
-            "stem": {"sequence_encoder": "attention", "sequence_width": 6}}
+    spec = {
+        "family": "tree",
+        "widths": [5],
+        "groups": [[["a", "b"]]],
+        "tower": {"widths": []},
+        "stem": {"sequence_encoder": "attention", "sequence_width": 6},
+    }
     model = build_model(spec, SCHEMA, tasks)
     assert isinstance(model.stem, SequenceStem)
     outputs = model(batch([[1, 2, 0], [4, 0, 0]], [2, 1], [[0.0, 1.0], [1.0, 0.0]]))
@@ -64,10 +69,13 @@ def test_empty_history_reads_one_padding_event():
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("spec, fragment", [
-    ({"sequence_encoder": "rnn"}, "sequence_encoder 'rnn'"),
-    ({"sequence_width": 0}, "sequence_width"),
-])
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ({"sequence_encoder": "rnn"}, "sequence_encoder 'rnn'"),
+        ({"sequence_width": 0}, "sequence_width"),
+    ],
+)
 def test_bad_stem_settings_are_user_errors(spec, fragment):
     with pytest.raises(UserError, match=fragment):
         build_stem(SCHEMA, spec)

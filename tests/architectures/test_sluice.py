@@ -5,12 +5,32 @@ from mtl_search.architectures import summarize
 from mtl_search.architectures.sluice import orthogonality
 from mtl_search.errors import UserError
 from tests.architectures.family_checks import (
-    IMAGE, VECTOR, assert_forward_shapes, assert_gradients_reach_every_parameter,
-    assert_shared_parameters_are_those_several_tasks_reach, assert_spec_round_trips, assert_training_lowers_loss,
-    build, inputs_for, linear, n_params, towers, with_common,
+    IMAGE,
+    VECTOR,
+    assert_forward_shapes,
+    assert_gradients_reach_every_parameter,
+    assert_shared_parameters_are_those_several_tasks_reach,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    build,
+    inputs_for,
+    linear,
+    n_params,
+    towers,
+    with_common,
 )
 
-SPEC = with_common({"family": "sluice", "depth": 2, "width": 8, "subspaces": 2, "orthogonality_weight": 0.1, "alpha_self": 0.9, "beta_init": "uniform"})
+SPEC = with_common(
+    {
+        "family": "sluice",
+        "depth": 2,
+        "width": 8,
+        "subspaces": 2,
+        "orthogonality_weight": 0.1,
+        "alpha_self": 0.9,
+        "beta_init": "uniform",
+    }
+)
 
 
 def test_builds_from_spec_and_summarises():
@@ -107,10 +127,16 @@ def test_runs_on_images_where_layers_differ_in_map_size():
     assert model.regularization() is not None
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"width": 9}, "not a multiple"), ({"subspaces": 0}, "subspaces"), ({"orthogonality_weight": -1}, "orthogonality_weight"),
-    ({"beta_init": "first"}, "beta_init"), ({"alpha_self": -0.1}, "alpha_self"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"width": 9}, "not a multiple"),
+        ({"subspaces": 0}, "subspaces"),
+        ({"orthogonality_weight": -1}, "orthogonality_weight"),
+        ({"beta_init": "first"}, "beta_init"),
+        ({"alpha_self": -0.1}, "alpha_self"),
+    ],
+)
 def test_bad_spec_is_a_user_error_naming_the_key(bad, message):
     with pytest.raises(UserError, match=f"sluice spec: .*{message}"):
         build(dict(SPEC, **bad))
@@ -122,8 +148,12 @@ def test_sampling_rounds_width_to_subspaces_and_skips_the_weight_without_pairs()
     from mtl_search.architectures import get_family
 
     family = get_family("sluice")
-    section = family.space_model().model_validate({"width": 30, "subspaces": {"choices": [1, 4]}, "orthogonality_weight": {"low": 0.001, "high": 0.1}})
-    four = family.sample(optuna.trial.FixedTrial({"sluice.subspaces": 4, "sluice.orthogonality_weight": 0.05}), section, ["a", "b"])
+    section = family.space_model().model_validate(
+        {"width": 30, "subspaces": {"choices": [1, 4]}, "orthogonality_weight": {"low": 0.001, "high": 0.1}}
+    )
+    four = family.sample(
+        optuna.trial.FixedTrial({"sluice.subspaces": 4, "sluice.orthogonality_weight": 0.05}), section, ["a", "b"]
+    )
     assert (four["width"], four["orthogonality_weight"]) == (32, 0.05)
     one = family.sample(optuna.trial.FixedTrial({"sluice.subspaces": 1}), section, ["a", "b"])
     assert (one["width"], one["orthogonality_weight"]) == (30, 0.0)
@@ -136,4 +166,7 @@ def test_a_bad_beta_init_in_a_space_is_refused_when_it_is_loaded(beta_init):
     # not only when a trial draws sluice and builds it
     with pytest.raises(UserError) as error:
         parse_space({"families": {"sluice": {"beta_init": beta_init}}}, "s.yaml")
-    assert str(error.value) == "space file s.yaml: key families.sluice.beta_init: 'first' is not a beta init (expected one of last, uniform)"
+    assert (
+        str(error.value)
+        == "space file s.yaml: key families.sluice.beta_init: 'first' is not a beta init (expected one of last, uniform)"
+    )

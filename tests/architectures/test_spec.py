@@ -7,7 +7,16 @@ import optuna
 import pytest
 import torch
 
-from mtl_search.architectures import COMMON_KEYS, build_model, family_names, get_family, spec_from_json, spec_to_json, summarize, validate_spec
+from mtl_search.architectures import (
+    COMMON_KEYS,
+    build_model,
+    family_names,
+    get_family,
+    spec_from_json,
+    spec_to_json,
+    summarize,
+    validate_spec,
+)
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -70,13 +79,18 @@ def test_malformed_spec_json_is_a_user_error():
 def test_an_unknown_family_is_a_user_error_even_when_not_a_string(family):
     with pytest.raises(UserError) as error:
         build_model(dict(SPEC, family=family), {"kind": "vector", "size": 5}, TASKS)
-    assert str(error.value).startswith(f"architecture family {family!r} is not known (known: cross_stitch, hierarchy, mmoe, ple")
+    assert str(error.value).startswith(
+        f"architecture family {family!r} is not known (known: cross_stitch, hierarchy, mmoe, ple"
+    )
 
 
 def test_an_unknown_top_level_key_is_refused_naming_it_and_the_known_keys():
     with pytest.raises(UserError) as error:
         build_model(dict(SPEC, widthz=[8]), {"kind": "vector", "size": 5}, TASKS)
-    assert str(error.value) == "tree spec: widthz is not a known key (known: widths, groups, family, block, tower, stem, relationship)"
+    assert (
+        str(error.value)
+        == "tree spec: widthz is not a known key (known: widths, groups, family, block, tower, stem, relationship)"
+    )
 
 
 @pytest.mark.parametrize("name", ["mmoe", "ple", "cross_stitch", "sluice", "hierarchy"])
@@ -84,7 +98,9 @@ def test_every_family_refuses_a_key_it_does_not_declare(name):
     family = get_family(name)
     spec = sampled_spec(name)
     validate_spec(spec, ["a", "b", "c"])
-    with pytest.raises(UserError, match=f"^{name} spec: depht is not a known key \\(known: {', '.join(family.required_keys)}"):
+    with pytest.raises(
+        UserError, match=f"^{name} spec: depht is not a known key \\(known: {', '.join(family.required_keys)}"
+    ):
         validate_spec(dict(spec, depht=2), ["a", "b", "c"])
     missing = family.required_keys[-1]
     with pytest.raises(UserError, match=f"^{name} spec: {missing} is missing \\(required: "):
@@ -101,9 +117,14 @@ def sampled_spec(name: str) -> dict:
 # a space that writes every key the search can put in a spec: all families, every tree
 # grouping, explicit block type, searched stem settings and the relationship prior
 EVERYTHING = {
-    "families": {"tree": {"depth": {"low": 1, "high": 3}, "per_depth_width": True}, "mmoe": {"bottom_depth": {"low": 0, "high": 2}},
-                 "ple": {"levels": {"low": 1, "high": 3}}, "cross_stitch": {"units": "searched"}, "sluice": {"subspaces": {"choices": [1, 2]}},
-                 "hierarchy": {"feed_upward": {"choices": [True, False]}, "successive": {"low": 0.0, "high": 1.0}}},
+    "families": {
+        "tree": {"depth": {"low": 1, "high": 3}, "per_depth_width": True},
+        "mmoe": {"bottom_depth": {"low": 0, "high": 2}},
+        "ple": {"levels": {"low": 1, "high": 3}},
+        "cross_stitch": {"units": "searched"},
+        "sluice": {"subspaces": {"choices": [1, 2]}},
+        "hierarchy": {"feed_upward": {"choices": [True, False]}, "successive": {"low": 0.0, "high": 1.0}},
+    },
     "block": {"type": "mlp", "dropout": {"low": 0.0, "high": 0.5}},
     "tower": {"depth": {"low": 0, "high": 2}},
     "stem": {"embedding_dim": 4, "sequence_encoder": {"choices": ["gru", "attention"]}, "sequence_width": 8},
@@ -111,16 +132,34 @@ EVERYTHING = {
 }
 
 
-@pytest.mark.parametrize("space", ["branching", "default", "experts", "hierarchy", "loss_weights", "relationship", "sequences",
-                                   "soft_sharing", "everything", "tree_affinity", "tree_branch_points", "tree_separate"])
+@pytest.mark.parametrize(
+    "space",
+    [
+        "branching",
+        "default",
+        "experts",
+        "hierarchy",
+        "loss_weights",
+        "relationship",
+        "sequences",
+        "soft_sharing",
+        "everything",
+        "tree_affinity",
+        "tree_branch_points",
+        "tree_separate",
+    ],
+)
 def test_every_spec_the_search_samples_is_valid(space):
     """What trials store must stay valid however strict the checks of hand-written specs get."""
     from mtl_search.search.space import load_space, parse_space
 
     chain = [[["a", "b", "c"]], [["a", "b"], ["c"]], [["a"], ["b"], ["c"]]]
-    raw = {"everything": EVERYTHING, "tree_affinity": {"families": {"tree": {"grouping": "affinity", "chain": chain}}},
-           "tree_branch_points": {"families": {"tree": {"grouping": "branch_points", "depth": 3}}},
-           "tree_separate": {"families": {"tree": {"grouping": "separate"}}}}
+    raw = {
+        "everything": EVERYTHING,
+        "tree_affinity": {"families": {"tree": {"grouping": "affinity", "chain": chain}}},
+        "tree_branch_points": {"families": {"tree": {"grouping": "branch_points", "depth": 3}}},
+        "tree_separate": {"families": {"tree": {"grouping": "separate"}}},
+    }
     loaded = parse_space(raw[space]) if space in raw else load_space(space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     families = set()
@@ -134,7 +173,9 @@ def test_every_spec_the_search_samples_is_valid(space):
 def test_the_docs_list_every_spec_key_of_every_family():
     from mtl_search.architectures.blocks import BLOCK_KEYS, TOWER_KEYS, stem_settings
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "architecture-spec.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "architecture-spec.md").read_text(
+        encoding="utf-8"
+    )
     keys = text.split("## Spec keys", 1)[1].split("\n## ", 1)[0]
     for name in family_names():
         family = get_family(name)
@@ -142,6 +183,11 @@ def test_the_docs_list_every_spec_key_of_every_family():
         for key in (*family.required_keys, *family.optional_keys):
             assert f"`{key}`" in section, (name, key)
     stem_keys = {key for keys in stem_settings().values() for key in keys}
-    common = [*COMMON_KEYS, *(f"block.{k}" for k in BLOCK_KEYS), *(f"tower.{k}" for k in TOWER_KEYS), *(f"stem.{k}" for k in stem_keys)]
+    common = [
+        *COMMON_KEYS,
+        *(f"block.{k}" for k in BLOCK_KEYS),
+        *(f"tower.{k}" for k in TOWER_KEYS),
+        *(f"stem.{k}" for k in stem_keys),
+    ]
     for key in common:
         assert f"`{key}`" in keys, key

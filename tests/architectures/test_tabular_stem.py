@@ -58,7 +58,7 @@ def test_a_width_given_for_every_column_gives_the_same_outputs_too():
 def test_training_steps_keep_the_two_equal():
     before, stem = _both()
     heads = []
-    for module in (before, stem):
+    for _ in (before, stem):
         torch.manual_seed(3)
         heads.append(nn.Linear(stem.out_shape[0], 2))
     optimizers = [torch.optim.Adam([*m.parameters(), *h.parameters()], lr=1e-2) for m, h in zip((before, stem), heads)]
@@ -98,8 +98,10 @@ def test_data_with_a_category_code_beyond_its_columns_table_is_refused():
     from mtl_search.tasks import Task
 
     def split(codes):
-        return Split(inputs={"numeric": torch.zeros(len(codes), 1), "categorical": torch.tensor(codes)},
-                     targets={"y": torch.zeros(len(codes))})
+        return Split(
+            inputs={"numeric": torch.zeros(len(codes), 1), "categorical": torch.tensor(codes)},
+            targets={"y": torch.zeros(len(codes))},
+        )
 
     schema = {"kind": "tabular", "numeric": 1, "categorical": [3, 2]}
     good = split([[0, 1], [2, 0]])

@@ -5,20 +5,38 @@ import pytest
 from mtl_search.architectures import summarize
 from mtl_search.errors import UserError
 from tests.architectures.family_checks import (
-    IMAGE, VECTOR, assert_forward_shapes, assert_gradients_reach_every_parameter,
-    assert_shared_parameters_are_those_several_tasks_reach, assert_spec_round_trips, assert_training_lowers_loss,
-    build, inputs_for, linear, n_params, towers, with_common,
+    IMAGE,
+    VECTOR,
+    assert_forward_shapes,
+    assert_gradients_reach_every_parameter,
+    assert_shared_parameters_are_those_several_tasks_reach,
+    assert_spec_round_trips,
+    assert_training_lowers_loss,
+    build,
+    inputs_for,
+    linear,
+    n_params,
+    towers,
+    with_common,
 )
 
 # depth 0: all together; depth 1: task3 leaves; depth 2: everyone alone
-SPEC = with_common({"family": "tree", "widths": [8, 6, 4], "groups": [
-    [["task1", "task2", "task3"]], [["task1", "task2"], ["task3"]], [["task1"], ["task2"], ["task3"]]]})
+SPEC = with_common(
+    {
+        "family": "tree",
+        "widths": [8, 6, 4],
+        "groups": [[["task1", "task2", "task3"]], [["task1", "task2"], ["task3"]], [["task1"], ["task2"], ["task3"]]],
+    }
+)
 
 
 def test_builds_from_spec_and_summarises():
     model = build(SPEC, 3)
     assert [len(level) for level in model.body.blocks] == [1, 2, 3]
-    assert summarize(SPEC, ["task1", "task2", "task3"]) == "tree 0:{task1,task2,task3} 1:{task1,task2}{task3} 2:{task1}{task2}{task3} w=8/6/4 tower=4"
+    assert (
+        summarize(SPEC, ["task1", "task2", "task3"])
+        == "tree 0:{task1,task2,task3} 1:{task1,task2}{task3} 2:{task1}{task2}{task3} w=8/6/4 tower=4"
+    )
 
 
 @pytest.mark.parametrize("n_tasks", [2, 3, 5])
@@ -49,7 +67,10 @@ def test_spec_json_round_trip():
 
 
 def test_training_lowers_loss(tiny_synthetic):
-    spec = with_common({"family": "tree", "widths": [16, 16], "groups": [[["task1", "task2"]], [["task1"], ["task2"]]]}, block={"activation": "relu"})
+    spec = with_common(
+        {"family": "tree", "widths": [16, 16], "groups": [[["task1", "task2"]], [["task1"], ["task2"]]]},
+        block={"activation": "relu"},
+    )
     sharing = assert_training_lowers_loss(tiny_synthetic, spec)
     assert sharing == {"tree": "0:{task1,task2} 1:{task1}{task2}"}
 
@@ -66,14 +87,17 @@ def test_groups_that_merge_again_are_a_user_error():
         build(spec, 3)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"widths": None}, "tree spec: widths is missing (required: widths, groups)"),
-    ({"groups": None}, "tree spec: groups is missing (required: widths, groups)"),
-    ({"widths": 16}, "tree spec: widths must be a list of positive whole numbers, got 16"),
-    ({"widths": [True, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [True, 6, 4]"),
-    ({"widths": [8.0, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [8.0, 6, 4]"),
-    ({"widths": ["8", 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got ['8', 6, 4]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"widths": None}, "tree spec: widths is missing (required: widths, groups)"),
+        ({"groups": None}, "tree spec: groups is missing (required: widths, groups)"),
+        ({"widths": 16}, "tree spec: widths must be a list of positive whole numbers, got 16"),
+        ({"widths": [True, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [True, 6, 4]"),
+        ({"widths": [8.0, 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got [8.0, 6, 4]"),
+        ({"widths": ["8", 6, 4]}, "tree spec: widths must be a list of positive whole numbers, got ['8', 6, 4]"),
+    ],
+)
 def test_a_bad_or_missing_widths_or_groups_key_is_a_one_line_user_error(change, message):
     spec = {key: value for key, value in dict(SPEC, **change).items() if value is not None}
     with pytest.raises(UserError) as error:
@@ -81,12 +105,17 @@ def test_a_bad_or_missing_widths_or_groups_key_is_a_one_line_user_error(change, 
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("groups", [
-    "task1,task2,task3",  # a string, not partitions: once read as 17 one-letter partitions
-    [["task1", "task2", "task3"]] * 3,  # partitions of names, not of groups
-    [[["task1", "task2", 3]]] * 3,  # a group holds something else than task names
-])
+@pytest.mark.parametrize(
+    "groups",
+    [
+        "task1,task2,task3",  # a string, not partitions: once read as 17 one-letter partitions
+        [["task1", "task2", "task3"]] * 3,  # partitions of names, not of groups
+        [[["task1", "task2", 3]]] * 3,  # a group holds something else than task names
+    ],
+)
 def test_groups_that_are_not_partitions_of_task_names_are_refused_as_such(groups):
-    with pytest.raises(UserError, match=r"^tree spec: groups must be a list of partitions, one per depth, .*, got ") as error:
+    with pytest.raises(
+        UserError, match=r"^tree spec: groups must be a list of partitions, one per depth, .*, got "
+    ) as error:
         build(dict(SPEC, groups=groups), 3)
     assert repr(groups) in str(error.value)

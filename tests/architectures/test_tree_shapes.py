@@ -25,7 +25,9 @@ def branch_point_trees():
         yield leave, groups
 
 
-@pytest.mark.parametrize("leave,groups", list(branch_point_trees()), ids=lambda v: str(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(
+    "leave,groups", list(branch_point_trees()), ids=lambda v: str(v) if isinstance(v, tuple) else ""
+)
 def test_every_branch_configuration_builds_with_correct_shapes(leave, groups):
     spec = {"family": "tree", "widths": [6, 5, 4], "groups": groups, "tower": {"widths": [3]}}
     model = build_model(spec, {"kind": "vector", "size": 7}, TASKS)
@@ -38,6 +40,7 @@ def test_every_branch_configuration_builds_with_correct_shapes(leave, groups):
 def test_fully_shared_and_fully_separate_parameter_counts():
     shared = {"family": "tree", "widths": [8, 8], "groups": [[NAMES], [NAMES]], "tower": {"widths": []}}
     separate = {"family": "tree", "widths": [8, 8], "groups": [[[n] for n in NAMES]] * 2, "tower": {"widths": []}}
+
     def count(spec):
         return sum(p.numel() for p in build_model(spec, {"kind": "vector", "size": 7}, TASKS).parameters())
 

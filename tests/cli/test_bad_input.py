@@ -50,14 +50,38 @@ ROWS = [
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/unknown_key.yaml"], ["colour", "unknown key"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/not_a_mapping.yaml"], ["not_a_mapping.yaml"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "{tmp}/bad_range.yaml"], ["depth"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "sequences"],
-     ["sequences.yaml: key stem.sequence_encoder needs sequence data, but data 'synthetic' has vector inputs"]),
+    (
+        "run",
+        ["--storage", "sqlite:///{tmp}/r.db", "--space", "sequences"],
+        ["sequences.yaml: key stem.sequence_encoder needs sequence data, but data 'synthetic' has vector inputs"],
+    ),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data", "nowhere"], ["--data", "'nowhere'"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "colour=blue"], ["colour"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "rows=lots"], ["rows=lots", "expected a whole number"]),
+    (
+        "run",
+        ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "rows=lots"],
+        ["rows=lots", "expected a whole number"],
+    ),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-option", "novalue"], ["--data-option", "KEY=VALUE"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data", "table", "--data-file", "{tmp}/missing.csv", "--task", "y:binary"], ["missing.csv"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--data-file", "{tmp}/python_tag.yaml", "--task", "y:binary"], ["python_tag.yaml"]),
+    (
+        "run",
+        [
+            "--storage",
+            "sqlite:///{tmp}/r.db",
+            "--data",
+            "table",
+            "--data-file",
+            "{tmp}/missing.csv",
+            "--task",
+            "y:binary",
+        ],
+        ["missing.csv"],
+    ),
+    (
+        "run",
+        ["--storage", "sqlite:///{tmp}/r.db", "--data-file", "{tmp}/python_tag.yaml", "--task", "y:binary"],
+        ["python_tag.yaml"],
+    ),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--device", "toaster"], ["--device", "toaster"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--study-name", "bad\nname"], ["--study-name"]),
     ("run", ["--storage", "sqlite:///{tmp}/r.db", "--study-name", ""], ["--study-name ''", "1 to 200"]),
@@ -66,11 +90,23 @@ ROWS = [
     ("studies", ["--storage", MALFORMED_URL], ["--storage", "not a valid"]),
     ("studies", ["--storage", UNREACHABLE], ["--storage", "cannot open"]),
     ("studies", ["--storage", "{nodb}"], ["--storage", "no database file"]),
-    ("studies", ["--storage", "mysql+pymysql://u:secret@localhost:1/db"], ["--storage", "'pymysql'", "not installed", "pip install"]),
+    (
+        "studies",
+        ["--storage", "mysql+pymysql://u:secret@localhost:1/db"],
+        ["--storage", "'pymysql'", "not installed", "pip install"],
+    ),
     ("run", ["--storage", "sqlite://", "--workers", "2"], ["--workers 2", "in-memory"]),
     ("run", ["--storage", "sqlite:///{db_file}/x.db"], ["--storage", "studies.db is a file, not a folder"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--artifacts", "{db_file}/art"], ["--artifacts", "studies.db is a file, not a folder"]),
-    ("export", ["s", "--storage", "{db}", "--trial", "0", "--artifacts", "{tmp}/nowhere", "--out", "{tmp}/e"], ["--artifacts", "nowhere: no such folder"]),
+    (
+        "run",
+        ["--storage", "sqlite:///{tmp}/r.db", "--artifacts", "{db_file}/art"],
+        ["--artifacts", "studies.db is a file, not a folder"],
+    ),
+    (
+        "export",
+        ["s", "--storage", "{db}", "--trial", "0", "--artifacts", "{tmp}/nowhere", "--out", "{tmp}/e"],
+        ["--artifacts", "nowhere: no such folder"],
+    ),
     # dashboard
     ("dashboard", ["--storage", "{db}", "--port", "{busy_port}", "--no-figures"], ["--port", "in use"]),
     ("dashboard", ["--storage", "{db}", "--port", "99999"], ["--port"]),
@@ -81,16 +117,39 @@ ROWS = [
     ("export", ["s", "--storage", "{db}", "--pick", "best:nosuchtask", "--out", "{tmp}/export"], ["nosuchtask"]),
     ("export", ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}"], ["--out"]),
     # report: an output path that cannot be written (its folder would be a file)
-    ("report", ["s", "--storage", "{db}", "--out", "{db_file}/report.html"], ["--out", "studies.db is a file, not a folder"]),
-    ("export", ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}/model"], ["--out", "studies.db is a file, not a folder"]),
-    ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}/front.html"], ["--html", "studies.db is a file, not a folder"]),
+    (
+        "report",
+        ["s", "--storage", "{db}", "--out", "{db_file}/report.html"],
+        ["--out", "studies.db is a file, not a folder"],
+    ),
+    (
+        "export",
+        ["s", "--storage", "{db}", "--trial", "0", "--out", "{db_file}/model"],
+        ["--out", "studies.db is a file, not a folder"],
+    ),
+    (
+        "pareto",
+        ["s", "--storage", "{db}", "--html", "{db_file}/front.html"],
+        ["--html", "studies.db is a file, not a folder"],
+    ),
     # a page written over a file that is not one (the study itself, by a slip of the tab key)
-    ("report", ["s", "--storage", "{db}", "--out", "{db_file}"], ["--out", "studies.db: the file exists and is not an HTML page"]),
-    ("pareto", ["s", "--storage", "{db}", "--html", "{db_file}"], ["--html", "studies.db: the file exists and is not an HTML page"]),
+    (
+        "report",
+        ["s", "--storage", "{db}", "--out", "{db_file}"],
+        ["--out", "studies.db: the file exists and is not an HTML page"],
+    ),
+    (
+        "pareto",
+        ["s", "--storage", "{db}", "--html", "{db_file}"],
+        ["--html", "studies.db: the file exists and is not an HTML page"],
+    ),
     ("refine", ["s", "--storage", "{db}", "--seeds", "0"], ["--seeds"]),
     ("run", ["--precision", "fp8"], ["--precision", "'fp8'"]),
-    ("run", ["--storage", "sqlite:///{tmp}/r.db", "--space", "loss_weights", "--precision", "fp16"],
-     ["--precision fp16", "loss weighting gradnorm"]),
+    (
+        "run",
+        ["--storage", "sqlite:///{tmp}/r.db", "--space", "loss_weights", "--precision", "fp16"],
+        ["--precision fp16", "loss weighting gradnorm"],
+    ),
     ("refine", ["s", "--storage", "{db}", "--precision", "half"], ["--precision", "'half'"]),
 ]
 # Each study command: an unknown study, a malformed URL, an unreachable server, a missing file.
@@ -105,7 +164,13 @@ for _command in STUDY_COMMANDS:
 # An unknown flag after a command is that command's mistake, and the message names the command.
 for _command in COMMANDS:
     _study = ["s"] if _command in STUDY_COMMANDS else []
-    ROWS.append((_command, [*_study, *NEEDS.get(_command, []), "--bogus"], [f"mtl-search {_command}: error: unrecognized arguments: --bogus"]))
+    ROWS.append(
+        (
+            _command,
+            [*_study, *NEEDS.get(_command, []), "--bogus"],
+            [f"mtl-search {_command}: error: unrecognized arguments: --bogus"],
+        )
+    )
 
 # The dashboard would serve (and block) if a check were missing: run it in a child process.
 IN_CHILD = {"dashboard"}
@@ -122,16 +187,26 @@ def world(tmp_path_factory):
     for name, text in SPACES.items():
         (tmp / name).write_text(text.replace("{tmp}", str(tmp)))
     db = f"sqlite:///{tmp / 'studies.db'}"
-    space = parse_space({"training": {"epochs": 1, "batch_size": 64}, "families": {"tree": {"depth": 1, "width": 8}},
-                         "loss_weighting": {"static": {}}})
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 64},
+            "families": {"tree": {"depth": 1, "width": 8}},
+            "loss_weighting": {"static": {}},
+        }
+    )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     data = make_synthetic(dim=8, rows=300)
     run_search(data, space, SearchSettings(study_name="s", storage=db, n_trials=1, sampler="random"))
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    values = {"tmp": str(tmp), "db": db, "db_file": str(tmp / "studies.db"), "nodb": f"sqlite:///{tmp / 'none' / 'absent.db'}",
-              "busy_port": str(listener.getsockname()[1])}
+    values = {
+        "tmp": str(tmp),
+        "db": db,
+        "db_file": str(tmp / "studies.db"),
+        "nodb": f"sqlite:///{tmp / 'none' / 'absent.db'}",
+        "busy_port": str(listener.getsockname()[1]),
+    }
     yield values
     listener.close()
 

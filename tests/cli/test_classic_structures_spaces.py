@@ -13,14 +13,30 @@ SEQUENCES = ("--data", "sequences", "--data-option", "rows=300", "--data-option"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("space, data", [
-    ("relationship", SYNTHETIC),
-    ("hierarchy", SYNTHETIC),
-    ("sequences", SEQUENCES),
-])
+@pytest.mark.parametrize(
+    "space, data",
+    [
+        ("relationship", SYNTHETIC),
+        ("hierarchy", SYNTHETIC),
+        ("sequences", SEQUENCES),
+    ],
+)
 def test_space_runs_three_trials(cli, storage_url, space, data):
-    result = cli("run", "--space", str(SPACES_DIR / f"{space}.yaml"), "--trials", "3", "--epochs", "1",
-                 "--storage", storage_url, "--study-name", space, "--quiet", *data)
+    result = cli(
+        "run",
+        "--space",
+        str(SPACES_DIR / f"{space}.yaml"),
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        space,
+        "--quiet",
+        *data,
+    )
     assert result.code == 0, result
     study = optuna.load_study(study_name=space, storage=storage_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -48,4 +64,6 @@ def test_bad_sequence_option_is_a_one_line_error(cli, storage_url):
 def test_bad_encoder_in_a_space_is_a_one_line_error(cli, storage_url, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("families: {tree: {}}\nstem: {sequence_encoder: rnn}\n")
-    assert_one_line_error(cli("run", "--space", str(space), "--storage", storage_url, "--quiet"), "stem.sequence_encoder")
+    assert_one_line_error(
+        cli("run", "--space", str(space), "--storage", storage_url, "--quiet"), "stem.sequence_encoder"
+    )

@@ -44,15 +44,24 @@ def test_a_population_run_gives_its_trials_a_front_and_says_how_they_trained(cli
 def test_a_run_whose_every_trial_failed_exits_1_and_a_later_good_run_exits_0(cli, storage_url, tmp_path):
     diverging = tmp_path / "diverging.yaml"  # Adam at learning rate 1e4: every trial diverges
     diverging.write_text("families: {tree: {}}\ntraining: {learning_rate: 10000.0}\n")
-    result = cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "f", "--space", str(diverging), *QUICK)
+    result = cli(
+        "run", "--trials", "2", "--storage", storage_url, "--study-name", "f", "--space", str(diverging), *QUICK
+    )
     assert result.code == 1, result
-    assert result.err.strip().splitlines()[-1] == "mtl-search run: error: all 2 trial(s) of this run failed (reasons above)"
+    assert (
+        result.err.strip().splitlines()[-1]
+        == "mtl-search run: error: all 2 trial(s) of this run failed (reasons above)"
+    )
     assert "trial 0 failed: " in result.out and "trial 1 failed: " in result.out and "training loss" in result.out
     # every trial over a hard limit: nothing could enter the front either
-    result = cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "f-limits", "--max-params", "1", *QUICK)
+    result = cli(
+        "run", "--trials", "2", "--storage", storage_url, "--study-name", "f-limits", "--max-params", "1", *QUICK
+    )
     assert result.code == 1, result
-    assert result.err.strip().splitlines()[-1] == ("mtl-search run: error: none of the 2 trial(s) of this run could enter the "
-                                                   "front: 0 failed, 2 over a hard limit (reasons above)")
+    assert result.err.strip().splitlines()[-1] == (
+        "mtl-search run: error: none of the 2 trial(s) of this run could enter the "
+        "front: 0 failed, 2 over a hard limit (reasons above)"
+    )
     # the failures stay in the study; a run that completes a trial is a success again
     result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "f", *QUICK)
     assert result.code == 0, result
@@ -74,7 +83,9 @@ def test_continuing_with_another_space_warns_and_the_study_keeps_every_space(cli
     other = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "sp", "--space", "branching", *QUICK)
     assert other.code == 0, other
     warning = [line for line in other.err.splitlines() if "another search space" in line]
-    assert len(warning) == 1 and warning[0].startswith("mtl-search run: warning: study 'sp' continues with another search space")
+    assert len(warning) == 1 and warning[0].startswith(
+        "mtl-search run: warning: study 'sp' continues with another search space"
+    )
     assert "families" in warning[0] and "pruning" in warning[0] and "trials from 3 on" in warning[0]
     study = optuna.load_study(study_name="sp", storage=storage_url)
     spaces = study.user_attrs["spaces"]
@@ -97,7 +108,18 @@ def test_continuing_with_another_space_warns_and_the_study_keeps_every_space(cli
 
 def test_continuing_with_other_data_is_refused(cli, storage_url):
     assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK).code == 0
-    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "d", *QUICK, "--data-option", "correlation=0.9")
+    result = cli(
+        "run",
+        "--trials",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "d",
+        *QUICK,
+        "--data-option",
+        "correlation=0.9",
+    )
     assert_one_line_error(result, "study 'd' was made with other data (options.correlation: 0.5 in the study, 0.9 now)")
 
 
@@ -119,12 +141,49 @@ def test_a_continued_study_and_its_space_agree_on_searching_the_epochs(cli, stor
     searched = tmp_path / "searched.yaml"
     searched.write_text(fixed.read_text().replace("epochs: 2", "epochs: {choices: [1, 2]}"))
     quick = [a for a in QUICK if a not in ("--epochs", "2")]  # the space files say
-    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(fixed)).code == 0
-    result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(searched))
-    assert_one_line_error(result, "study 'fixed' trained its trials for 2 epochs and this space searches training.epochs")
+    assert (
+        cli(
+            "run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(fixed)
+        ).code
+        == 0
+    )
+    result = cli(
+        "run", "--trials", "1", "--storage", storage_url, "--study-name", "fixed", *quick, "--space", str(searched)
+    )
+    assert_one_line_error(
+        result, "study 'fixed' trained its trials for 2 epochs and this space searches training.epochs"
+    )
     # a study that searches its epochs goes on searching them
-    assert cli("run", "--trials", "2", "--storage", storage_url, "--study-name", "searched", *quick, "--space", str(searched)).code == 0
-    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "searched", *quick, "--space", str(searched)).code == 0
+    assert (
+        cli(
+            "run",
+            "--trials",
+            "2",
+            "--storage",
+            storage_url,
+            "--study-name",
+            "searched",
+            *quick,
+            "--space",
+            str(searched),
+        ).code
+        == 0
+    )
+    assert (
+        cli(
+            "run",
+            "--trials",
+            "1",
+            "--storage",
+            storage_url,
+            "--study-name",
+            "searched",
+            *quick,
+            "--space",
+            str(searched),
+        ).code
+        == 0
+    )
     # a study with no trained trial yet is held to its stored number (two machines starting it together agree)
     from mtl_search.data.synthetic import make_synthetic
     from mtl_search.errors import UserError
@@ -134,17 +193,24 @@ def test_a_continued_study_and_its_space_agree_on_searching_the_epochs(cli, stor
     data, space = make_synthetic(rows=300, dim=8), load_space(fixed)
     run_search(data, space, SearchSettings("empty", storage=storage_url, n_trials=0, save_artifacts=False))
     with pytest.raises(UserError, match="study 'empty' trained its trials for 2 epochs and this run would train 3"):
-        run_search(data, space, SearchSettings("empty", storage=storage_url, n_trials=1, epochs=3, save_artifacts=False))
+        run_search(
+            data, space, SearchSettings("empty", storage=storage_url, n_trials=1, epochs=3, save_artifacts=False)
+        )
 
 
 def test_continuing_with_another_checkpoint_policy_is_refused(cli, storage_url, tmp_path):
     """A front of last-epoch values must not fill up with best-epoch ones (studies made before
     training.checkpoint existed kept the last epoch)."""
     last = tmp_path / "last.yaml"
-    last.write_text("training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
+    last.write_text(
+        "training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n"
+    )
     best = tmp_path / "best.yaml"
     best.write_text(last.read_text().replace("checkpoint: last", "checkpoint: best"))
-    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "c", *QUICK, "--space", str(last)).code == 0
+    assert (
+        cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "c", *QUICK, "--space", str(last)).code
+        == 0
+    )
     result = cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "c", *QUICK, "--space", str(best))
     assert_one_line_error(result, "study 'c'", "last epoch", "training.checkpoint: last")
     study = optuna.load_study(study_name="c", storage=storage_url)
@@ -153,16 +219,28 @@ def test_continuing_with_another_checkpoint_policy_is_refused(cli, storage_url, 
 
 def test_a_study_from_before_training_checkpoint_continues_only_with_last(cli, storage_url, tmp_path):
     last = tmp_path / "last.yaml"
-    last.write_text("training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
-    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code == 0
+    last.write_text(
+        "training: {epochs: 1, checkpoint: last}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n"
+    )
+    assert (
+        cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code
+        == 0
+    )
     # what a study made before the option stored: a space without training.checkpoint
     study = optuna.load_study(study_name="old", storage=storage_url)
     meta = study.user_attrs["mtl_search"]
     del meta["space"]["training"]["checkpoint"]
     study.set_user_attr("mtl_search", meta)
-    assert_one_line_error(cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK),
-                          "study 'old'", "last epoch", "training.checkpoint: last")
-    assert cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code == 0
+    assert_one_line_error(
+        cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK),
+        "study 'old'",
+        "last epoch",
+        "training.checkpoint: last",
+    )
+    assert (
+        cli("run", "--trials", "1", "--storage", storage_url, "--study-name", "old", *QUICK, "--space", str(last)).code
+        == 0
+    )
 
 
 def test_same_seed_same_study_results(cli, tmp_path):
@@ -226,8 +304,13 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(finished_study, output)
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first write: every write fails
     try:
-        writer = subprocess.run([sys.executable, "-m", "mtl_search", "pareto", "f", "--storage", finished_study, *output],
-                                stdout=write_end, stderr=subprocess.PIPE, text=True, env=env)
+        writer = subprocess.run(
+            [sys.executable, "-m", "mtl_search", "pareto", "f", "--storage", finished_study, *output],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
     finally:
         os.close(write_end)
     assert writer.stderr == "", writer.stderr
@@ -242,7 +325,9 @@ def test_studies_lists_counts_and_front_size(cli, finished_study, monkeypatch):
     assert result.code == 0
     header = next(line for line in result.out.splitlines() if "study" in line and "waiting" in line)
     row = next(line for line in result.out.splitlines() if line.strip("│┃ ").startswith("f "))
-    cells = dict(zip([c.strip() for c in header.split("┃") if c.strip()], [c.strip() for c in row.split("│") if c.strip()]))
+    cells = dict(
+        zip([c.strip() for c in header.split("┃") if c.strip()], [c.strip() for c in row.split("│") if c.strip()])
+    )
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert cells["trials"] == str(len(states)) and cells["waiting"] == "1"
     assert cells["complete"] == str(states.count(optuna.trial.TrialState.COMPLETE))
@@ -268,7 +353,10 @@ def test_malformed_storage_url_is_one_line(cli, url):
 
 def test_a_password_in_a_storage_url_never_reaches_the_terminal(cli):
     # a port that is not a number: the URL does not parse, and its text used to be printed whole
-    for url in ("postgresql://mtl:s3cret@db-host:notaport/mtl", "postgresql+nosuchdriver://mtl:s3cret@db-host:5432/mtl"):
+    for url in (
+        "postgresql://mtl:s3cret@db-host:notaport/mtl",
+        "postgresql+nosuchdriver://mtl:s3cret@db-host:5432/mtl",
+    ):
         result = cli("studies", "--storage", url)
         assert result.code == 2 and "--storage" in result.err and "s3cret" not in result.err + result.out, result
         assert "mtl:***@db-host" in result.err
@@ -322,11 +410,25 @@ def test_a_given_that_names_no_task_stores_no_study(cli, storage_url, tmp_path):
     frame["big"], frame["small"] = (frame.a > 0).astype(int), ((frame.a > 0) & (frame.b > 0)).astype(int)
     frame.to_csv(tmp_path / "t.csv", index=False)
     description = tmp_path / "d.yaml"
-    description.write_text("file: t.csv\ntasks:\n  - {name: big, kind: binary}\n  - {name: small, kind: binary, given: bigg}\n")
+    description.write_text(
+        "file: t.csv\ntasks:\n  - {name: big, kind: binary}\n  - {name: small, kind: binary, given: bigg}\n"
+    )
     space = tmp_path / "s.yaml"
     space.write_text("training: {epochs: 1}\nfamilies: {tree: {depth: 1, width: 8}}\nloss_weighting: {static: {}}\n")
-    run = ("run", "--data-file", str(description), "--space", str(space), "--trials", "1", "--storage", storage_url,
-           "--study-name", "err_d3", "--quiet")
+    run = (
+        "run",
+        "--data-file",
+        str(description),
+        "--space",
+        str(space),
+        "--trials",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "err_d3",
+        "--quiet",
+    )
     assert_one_line_error(cli(*run), "task 'small': given=bigg is not a task of the data (tasks: big, small)")
     assert "no studies yet" in cli("studies", "--storage", storage_url).out
     description.write_text(description.read_text().replace("bigg", "big"))
@@ -340,8 +442,10 @@ def test_help_answers_without_importing_torch_and_offers_what_the_search_takes()
     import subprocess
     import sys
 
-    code = ("import sys\nfrom mtl_search.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    code = (
+        "import sys\nfrom mtl_search.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().endswith("no torch"), result.stderr  # torch takes about 2 s to import
     from mtl_search.cli import run

@@ -18,8 +18,22 @@ def completed_trials(storage_url: str, study_name: str) -> list[optuna.trial.Fro
 @pytest.mark.slow
 @pytest.mark.skipif(not CENSUS_FILE.exists(), reason="the census file is not at hand")
 def test_run_on_census(cli, storage_url):
-    result = cli("run", "--data", "census", "--data-file", str(CENSUS_FILE), "--data-option", "rows=3000",
-                 "--trials", "3", "--epochs", "1", "--storage", storage_url, "--quiet")
+    result = cli(
+        "run",
+        "--data",
+        "census",
+        "--data-file",
+        str(CENSUS_FILE),
+        "--data-option",
+        "rows=3000",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--storage",
+        storage_url,
+        "--quiet",
+    )
     assert result.code == 0, result
     trials = completed_trials(storage_url, "census-default")
     assert len(trials) == 3
@@ -30,8 +44,20 @@ def test_run_on_census(cli, storage_url):
 
 @pytest.mark.slow
 def test_run_on_multidigits(cli, storage_url):
-    result = cli("run", "--data", "multidigits", "--data-option", "rows=600",
-                 "--trials", "3", "--epochs", "1", "--storage", storage_url, "--quiet")
+    result = cli(
+        "run",
+        "--data",
+        "multidigits",
+        "--data-option",
+        "rows=600",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--storage",
+        storage_url,
+        "--quiet",
+    )
     assert result.code == 0, result
     trials = completed_trials(storage_url, "multidigits-default")
     assert len(trials) == 3

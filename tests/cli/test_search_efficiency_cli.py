@@ -15,8 +15,23 @@ TINY = ["--data-option", "rows=300", "--data-option", "dim=10", "--epochs", "1",
 @pytest.mark.slow
 def test_run_with_cost_objective_limit_and_seeding_then_pareto_and_affinity(cli, storage_url, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich wraps table headers to the terminal width
-    result = cli("run", *TINY, "--trials", "3", "--storage", storage_url, "--study-name", "costly",
-                 "--objective", "params", "--max-params", "14000", "--no-prune", "--seed-strategy", "affinity")
+    result = cli(
+        "run",
+        *TINY,
+        "--trials",
+        "3",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "costly",
+        "--objective",
+        "params",
+        "--max-params",
+        "14000",
+        "--no-prune",
+        "--seed-strategy",
+        "affinity",
+    )
     assert result.code == 0, result
     assert "params ↓" in result.out and "hypervolume:" in result.out and "over a hard limit" in result.out
     header = next(line for line in result.out.splitlines() if "trial" in line and "params ↓" in line)
@@ -37,12 +52,32 @@ def test_run_with_cost_objective_limit_and_seeding_then_pareto_and_affinity(cli,
     assert "infeasible" in studies.out
     # seeding again is a no-op (the seeds went in when the study was new), and so is asking for it
     # on a study that was never seeded: the second says so
-    again = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "costly", "--objective", "params",
-                "--max-params", "14000", "--no-prune", "--seed-strategy", "affinity")
+    again = cli(
+        "run",
+        *TINY,
+        "--trials",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "costly",
+        "--objective",
+        "params",
+        "--max-params",
+        "14000",
+        "--no-prune",
+        "--seed-strategy",
+        "affinity",
+    )
     assert again.code == 0 and "affinity seeding only starts a new study" not in again.err, again
     assert cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain").code == 0
-    late = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain", "--seed-strategy", "affinity")
-    assert late.code == 0 and "warning: study 'plain' has trials already, and affinity seeding only starts a new study" in late.err
+    late = cli(
+        "run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "plain", "--seed-strategy", "affinity"
+    )
+    assert (
+        late.code == 0
+        and "warning: study 'plain' has trials already, and affinity seeding only starts a new study" in late.err
+    )
 
 
 def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
@@ -52,17 +87,43 @@ def test_bad_cost_and_pruning_flags_are_one_line_errors(cli, storage_url):
     assert_one_line_error(cli("run", "--seed-strategy", "magic", "--storage", storage_url), "--seed-strategy")
     assert_one_line_error(cli("run", "--prune-budget", "seconds", "--storage", storage_url), "--prune-budget")
     assert_one_line_error(cli("run", "--prune-rule", "mean", "--storage", storage_url), "--prune-rule")
-    assert_one_line_error(cli("run", "--prune-warmup-fraction", "1", "--storage", storage_url), "--prune-warmup-fraction", "less than 1")
-    assert_one_line_error(cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity")
-    assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees")
-    assert_one_line_error(cli("run", "--affinity-measure", "lookahead", "--storage", storage_url), "--affinity-measure lookahead",
-                          "--seed-strategy affinity", "families.tree.grouping affinity")
-    assert_one_line_error(cli("run", "--seed-strategy", "affinity", "--affinity-measure", "psychic", "--storage", storage_url), "--affinity-measure")
+    assert_one_line_error(
+        cli("run", "--prune-warmup-fraction", "1", "--storage", storage_url), "--prune-warmup-fraction", "less than 1"
+    )
+    assert_one_line_error(
+        cli("run", "--seed-trees", "grown", "--storage", storage_url), "--seed-trees grown", "--seed-strategy affinity"
+    )
+    assert_one_line_error(
+        cli("run", "--seed-strategy", "affinity", "--seed-trees", "bushy", "--storage", storage_url), "--seed-trees"
+    )
+    assert_one_line_error(
+        cli("run", "--affinity-measure", "lookahead", "--storage", storage_url),
+        "--affinity-measure lookahead",
+        "--seed-strategy affinity",
+        "families.tree.grouping affinity",
+    )
+    assert_one_line_error(
+        cli("run", "--seed-strategy", "affinity", "--affinity-measure", "psychic", "--storage", storage_url),
+        "--affinity-measure",
+    )
 
 
 def test_grown_seed_trees_from_the_command_line(cli, storage_url):
-    result = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "grown", "--no-prune",
-                 "--seed-strategy", "affinity", "--seed-trees", "grown")
+    result = cli(
+        "run",
+        *TINY,
+        "--trials",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "grown",
+        "--no-prune",
+        "--seed-strategy",
+        "affinity",
+        "--seed-trees",
+        "grown",
+    )
     assert result.code == 0, result
     from mtl_search.search.study import load_existing
 
@@ -73,13 +134,26 @@ def test_grown_seed_trees_from_the_command_line(cli, storage_url):
     lines = cli("affinity", "grown", "--storage", storage_url).out.splitlines()
     start = lines.index("seeded trees: the study's first 4 trials, fully shared first")
     assert re.match(r"  #0 complete, on the front: tree 0-\d:{task1,task2} ", lines[start + 1])
-    assert lines[start + 2:start + 5] == [f"  #{n} waiting: not started" for n in (1, 2, 3)]
+    assert lines[start + 2 : start + 5] == [f"  #{n} waiting: not started" for n in (1, 2, 3)]
 
 
 def test_lookahead_affinity_from_the_command_line(cli, storage_url, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
-    result = cli("run", *TINY, "--trials", "1", "--storage", storage_url, "--study-name", "tag", "--no-prune",
-                 "--seed-strategy", "affinity", "--affinity-measure", "lookahead")
+    result = cli(
+        "run",
+        *TINY,
+        "--trials",
+        "1",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "tag",
+        "--no-prune",
+        "--seed-strategy",
+        "affinity",
+        "--affinity-measure",
+        "lookahead",
+    )
     assert result.code == 0, result
     from mtl_search.search.study import load_existing
 
@@ -97,8 +171,23 @@ def test_a_space_that_searches_along_the_affinity_chain(cli, storage_url, tmp_pa
     branching = (SPACES_DIR / "branching.yaml").read_text()
     space = tmp_path / "chain.yaml"
     space.write_text(branching.replace("grouping: partitions", "grouping: affinity"))
-    result = cli("run", *TINY, "--data-option", "tasks=3", "--trials", "3", "--storage", storage_url, "--study-name", "chain",
-                 "--space", str(space), "--no-prune", "--affinity-measure", "lookahead")
+    result = cli(
+        "run",
+        *TINY,
+        "--data-option",
+        "tasks=3",
+        "--trials",
+        "3",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "chain",
+        "--space",
+        str(space),
+        "--no-prune",
+        "--affinity-measure",
+        "lookahead",
+    )
     assert result.code == 0, result
     from mtl_search.search.study import load_existing
 
@@ -107,7 +196,9 @@ def test_a_space_that_searches_along_the_affinity_chain(cli, storage_url, tmp_pa
     assert record["measure"] == "lookahead" and "seeded" not in record
     assert {p for t in study.trials for p in t.params if p.startswith("tree.")} >= {"tree.depth", "tree.split_0"}
     for trial in study.trials:
-        assert all(partition in record["chain"] for partition in trial.user_attrs["candidate"]["architecture"]["groups"])
+        assert all(
+            partition in record["chain"] for partition in trial.user_attrs["candidate"]["architecture"]["groups"]
+        )
     shown = cli("affinity", "chain", "--storage", storage_url)
     assert shown.code == 0 and "grouping order" in shown.out
 
@@ -122,7 +213,19 @@ def test_affinity_and_refine_name_what_is_missing(cli, storage_url):
 
 def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich wraps table headers to the terminal width
-    result = cli("run", *TINY, "--epochs", "3", "--trials", "7", "--no-prune", "--storage", storage_url, "--study-name", "unpruned")
+    result = cli(
+        "run",
+        *TINY,
+        "--epochs",
+        "3",
+        "--trials",
+        "7",
+        "--no-prune",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "unpruned",
+    )
     assert result.code == 0, result
     table = cli("pruning", "unpruned", "--storage", storage_url)
     assert table.code == 0, table
@@ -150,7 +253,9 @@ def test_pruning_replays_settings_on_an_unpruned_study(cli, storage_url, monkeyp
 
 
 def test_prune_budget_from_the_command_line_is_stored_with_the_space(cli, storage_url):
-    result = cli("run", *TINY, "--trials", "2", "--prune-budget", "epochs", "--storage", storage_url, "--study-name", "steps")
+    result = cli(
+        "run", *TINY, "--trials", "2", "--prune-budget", "epochs", "--storage", storage_url, "--study-name", "steps"
+    )
     assert result.code == 0, result
     from mtl_search.search.study import load_existing
 
@@ -166,19 +271,46 @@ def test_prune_rule_from_the_command_line_brings_its_defaults_and_is_stored(cli,
     result = cli("run", *TINY, "--trials", "2", "--storage", storage_url, "--study-name", "default-rule")
     assert result.code == 0, result
     stored = load_existing("default-rule", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
-    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
-        "projected", 0.0, 1, 0.0, 0.125)
+    assert (
+        stored["rule"],
+        stored["margin"],
+        stored["min_dominators"],
+        stored["min_dominator_fraction"],
+        stored["warmup_fraction"],
+    ) == ("projected", 0.0, 1, 0.0, 0.125)
     # the rule before 2026-12-02, with its own defaults
-    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "median", "--storage", storage_url, "--study-name", "median")
+    result = cli(
+        "run", *TINY, "--trials", "2", "--prune-rule", "median", "--storage", storage_url, "--study-name", "median"
+    )
     assert result.code == 0, result
     stored = load_existing("median", storage_url).user_attrs["mtl_search"]["space"]["pruning"]
-    assert (stored["rule"], stored["margin"], stored["min_dominators"], stored["min_dominator_fraction"], stored["warmup_fraction"]) == (
-        "median", 0.05, 2, 0.5, 0.0)
+    assert (
+        stored["rule"],
+        stored["margin"],
+        stored["min_dominators"],
+        stored["min_dominator_fraction"],
+        stored["warmup_fraction"],
+    ) == ("median", 0.05, 2, 0.5, 0.0)
     # a fixed warm-up for the projected rule, from the command line
-    result = cli("run", *TINY, "--trials", "2", "--prune-rule", "projected", "--prune-warmup-fraction", "0", "--storage", storage_url,
-                 "--study-name", "projected-fixed")
+    result = cli(
+        "run",
+        *TINY,
+        "--trials",
+        "2",
+        "--prune-rule",
+        "projected",
+        "--prune-warmup-fraction",
+        "0",
+        "--storage",
+        storage_url,
+        "--study-name",
+        "projected-fixed",
+    )
     assert result.code == 0, result
-    assert load_existing("projected-fixed", storage_url).user_attrs["mtl_search"]["space"]["pruning"]["warmup_fraction"] == 0.0
+    assert (
+        load_existing("projected-fixed", storage_url).user_attrs["mtl_search"]["space"]["pruning"]["warmup_fraction"]
+        == 0.0
+    )
 
 
 def test_pruning_needs_enough_complete_trials(cli, storage_url):
@@ -189,9 +321,12 @@ def test_pruning_needs_enough_complete_trials(cli, storage_url):
 def test_continuing_without_the_cost_flags_is_refused_naming_them(cli, storage_url):
     costly = ["--trials", "1", "--storage", storage_url, "--study-name", "cost", "--no-prune"]
     assert cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000").code == 0
-    assert_one_line_error(cli("run", *TINY, *costly), "study 'cost' has objectives task1/mse, task2/mse, params and this run task1/mse, "
-                          "task2/mse (missing params); pass --objective params; it also judged its trials under --max-params 6000 and "
-                          "this run would judge them under no --max-params; pass --max-params 6000, or use another --study-name")
+    assert_one_line_error(
+        cli("run", *TINY, *costly),
+        "study 'cost' has objectives task1/mse, task2/mse, params and this run task1/mse, "
+        "task2/mse (missing params); pass --objective params; it also judged its trials under --max-params 6000 and "
+        "this run would judge them under no --max-params; pass --max-params 6000, or use another --study-name",
+    )
     result = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000")
     assert result.code == 0 and "warning" not in result.err
     from mtl_search.search.study import load_existing

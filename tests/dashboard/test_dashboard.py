@@ -34,7 +34,10 @@ def dashboard(trained_study, tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "mtl_search", "dashboard", "--storage", url, "--port", str(port)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
     )
     try:
@@ -60,7 +63,9 @@ def test_dashboard_shows_objectives_notes_figures_and_artifacts(dashboard, train
     study_id = next(s["study_id"] for s in studies if s["study_name"] == name)
     detail = json.loads(get(dashboard, f"/api/studies/{study_id}"))
     assert detail["objective_names"] == ["task1/mse", "task2/mse"]
-    assert {"mtl-search:pareto-front", "mtl-search:best-per-family"} <= {g["id"] for g in detail["plotly_graph_objects"]}
+    assert {"mtl-search:pareto-front", "mtl-search:best-per-family"} <= {
+        g["id"] for g in detail["plotly_graph_objects"]
+    }
     study = optuna.load_study(study_name=name, storage=url)
     trial = detail["trials"][0]
     assert trial["note"]["body"].startswith("### Trial 0")

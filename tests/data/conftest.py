@@ -24,17 +24,19 @@ def customer_table(rows: int = 300, seed: int = 0) -> pd.DataFrame:
     score = rng.normal(0, 1, rows)
     spend = 3 * score + (plan == 2) + rng.normal(0, 0.1, rows)
     spend[rng.random(rows) < 0.3] = np.nan  # partially labelled task
-    return pd.DataFrame({
-        "customer_id": np.arange(rows),
-        "age": age,
-        "city": city,
-        "plan": plan,
-        "premium": rng.random(rows) < 0.5,
-        "score": score,
-        "churn": np.where(score + rng.normal(0, 0.5, rows) > 0, "yes", "no"),
-        "segment": np.array(["a", "b", "c"])[plan - 1],
-        "spend": spend,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(rows),
+            "age": age,
+            "city": city,
+            "plan": plan,
+            "premium": rng.random(rows) < 0.5,
+            "score": score,
+            "churn": np.where(score + rng.normal(0, 0.5, rows) > 0, "yes", "no"),
+            "segment": np.array(["a", "b", "c"])[plan - 1],
+            "spend": spend,
+        }
+    )
 
 
 @pytest.fixture

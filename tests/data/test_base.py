@@ -17,10 +17,19 @@ def data_with(*tasks: Task) -> MultiTaskData:
     return MultiTaskData("tiny", list(tasks), split, split, split, {"kind": "vector", "size": 2})
 
 
-@pytest.mark.parametrize(("tasks", "message"), [
-    ((Task("big", "binary"), Task("small", "binary", given="bigg")), "task 'small': given=bigg is not a task of the data (tasks: big, small)"),
-    ((Task("amount", "regression"), Task("small", "binary", given="amount")), "task 'small': given=amount needs both tasks to be binary"),
-])
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (
+            (Task("big", "binary"), Task("small", "binary", given="bigg")),
+            "task 'small': given=bigg is not a task of the data (tasks: big, small)",
+        ),
+        (
+            (Task("amount", "regression"), Task("small", "binary", given="amount")),
+            "task 'small': given=amount needs both tasks to be binary",
+        ),
+    ],
+)
 def test_a_given_that_cannot_hold_is_refused_when_the_data_is_made(tasks, message):
     # made, not first trained: a search would otherwise store its study before the first trial failed
     with pytest.raises(UserError) as error:
@@ -33,13 +42,31 @@ def test_a_given_naming_a_binary_task_is_data():
 
 
 def test_regression_targets_are_measured_on_the_labelled_train_rows_only():
-    train = Split(inputs={"x": torch.zeros(4, 2)}, targets={"spend": torch.tensor([10.0, 30.0, math.nan, 20.0]), "churn": torch.ones(4)})
-    other = Split(inputs={"x": torch.zeros(2, 2)}, targets={"spend": torch.tensor([1000.0, -1000.0]), "churn": torch.ones(2)})
-    data = MultiTaskData("tiny", [Task("spend", "regression"), Task("churn", "binary")], train, other, other, {"kind": "vector", "size": 2})
+    train = Split(
+        inputs={"x": torch.zeros(4, 2)},
+        targets={"spend": torch.tensor([10.0, 30.0, math.nan, 20.0]), "churn": torch.ones(4)},
+    )
+    other = Split(
+        inputs={"x": torch.zeros(2, 2)}, targets={"spend": torch.tensor([1000.0, -1000.0]), "churn": torch.ones(2)}
+    )
+    data = MultiTaskData(
+        "tiny",
+        [Task("spend", "regression"), Task("churn", "binary")],
+        train,
+        other,
+        other,
+        {"kind": "vector", "size": 2},
+    )
     assert data.task("spend").target_mean == 20.0
     assert data.task("spend").target_std == pytest.approx(math.sqrt(200 / 3))
     assert data.task("churn").target_mean is None
     # a task that carries its statistics (a study's stored task, retrained) keeps them
-    kept = MultiTaskData("tiny", [Task("spend", "regression", target_mean=0.0, target_std=1.0), Task("churn", "binary")],
-                         train, other, other, {"kind": "vector", "size": 2})
+    kept = MultiTaskData(
+        "tiny",
+        [Task("spend", "regression", target_mean=0.0, target_std=1.0), Task("churn", "binary")],
+        train,
+        other,
+        other,
+        {"kind": "vector", "size": 2},
+    )
     assert kept.task("spend").target_scale == (0.0, 1.0)

@@ -23,7 +23,12 @@ def test_reads_the_uci_format(census_head):
     assert frame.shape == (400, 42)
     assert list(frame.columns) == list(COLUMNS)
     first = frame.iloc[0]  # 38, Private, 6, 36, 1st 2nd 3rd or 4th grade, ...
-    assert (first["age"], first["class_worker"], first["det_ind_code"], first["education"]) == (38, "Private", "6", "1st 2nd 3rd or 4th grade")
+    assert (first["age"], first["class_worker"], first["det_ind_code"], first["education"]) == (
+        38,
+        "Private",
+        "6",
+        "1st 2nd 3rd or 4th grade",
+    )
     assert frame["mig_chg_msa"].isna().iloc[0]  # "?" is missing
 
 
@@ -31,7 +36,13 @@ def test_group_1_income_and_never_married(census_head):
     frame = read_census(census_head)
     data = census(census_head)
     assert [(t.name, t.kind) for t in data.tasks] == [("income", "binary"), ("never_married", "binary")]
-    labels = torch.cat([data.train.targets["never_married"], data.validation.targets["never_married"], data.test.targets["never_married"]])
+    labels = torch.cat(
+        [
+            data.train.targets["never_married"],
+            data.validation.targets["never_married"],
+            data.test.targets["never_married"],
+        ]
+    )
     assert labels.sum() == (frame["marital_stat"] == "Never married").sum()
     assert (len(data.train), len(data.validation), len(data.test)) == (160, 40, 200)  # half is test
     features = [e["column"] for e in data.preprocessing["numeric"] + data.preprocessing["categorical"]]

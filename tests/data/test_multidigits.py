@@ -53,8 +53,13 @@ def test_sklearn_digits_source():
 def test_every_family_trains_on_images(family):
     images, labels = blocks(n=60, size=6)
     data = make_multidigits(images, labels, rows=60, seed=0)
-    space = parse_space({"families": {family: {}}, "training": {"epochs": 1, "batch_size": 16},
-                         "loss_weighting": {"static": {"weights": "equal"}}})
+    space = parse_space(
+        {
+            "families": {family: {}},
+            "training": {"epochs": 1, "batch_size": 16},
+            "loss_weighting": {"static": {"weights": "equal"}},
+        }
+    )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     result = train_candidate(data, space.sample(trial, data.task_names), device="cpu")
     for task in ("left", "right"):

@@ -15,7 +15,9 @@ def label_correlation(data):
 
 
 def test_label_correlation_rises_with_p():
-    correlations = [label_correlation(make_synthetic(dim=20, rows=3000, correlation=p, seed=3)) for p in (0.0, 0.3, 0.6, 0.9)]
+    correlations = [
+        label_correlation(make_synthetic(dim=20, rows=3000, correlation=p, seed=3)) for p in (0.0, 0.3, 0.6, 0.9)
+    ]
     assert all(lo < hi for lo, hi in zip(correlations, correlations[1:])), correlations
     assert abs(correlations[0]) < 0.1 and correlations[-1] > 0.8
 
@@ -45,7 +47,10 @@ def test_groups_relate_tasks_within_a_group_only():
 
 
 def test_one_group_is_the_original_construction():
-    grouped, plain = make_synthetic(dim=12, rows=300, tasks=3, groups=1, seed=2), make_synthetic(dim=12, rows=300, tasks=3, seed=2)
+    grouped, plain = (
+        make_synthetic(dim=12, rows=300, tasks=3, groups=1, seed=2),
+        make_synthetic(dim=12, rows=300, tasks=3, seed=2),
+    )
     assert torch.equal(grouped.train.targets["task3"], plain.train.targets["task3"])
     with pytest.raises(UserError, match="groups=5"):
         make_synthetic(dim=12, rows=300, tasks=3, groups=5)
@@ -62,17 +67,23 @@ def test_options_from_the_command_line_are_typed_and_checked():
         load_data("synthetic", {"correlation": "1.5"})
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"noise": "-1"}, "--data-option noise=-1: must be a finite number, at least 0"),
-    ({"noise": "inf"}, "--data-option noise=inf: must be a finite number, at least 0"),
-    ({"scale": "nan"}, "--data-option scale=nan: must be a finite number"),
-    ({"seed": "-1"}, "--data-option seed=-1: must be between 0 and 4294967295"),
-    ({"sines": "-1"}, "--data-option sines=-1: must lie between 0 and"),
-    ({"alpha": "inf", "beta": "0"}, "--data-option alpha=inf: must be finite numbers"),
-    # refused before hundreds of GiB are asked for
-    ({"rows": "1000000000"}, "--data-option rows=1000000000: rows x dim (1000000000 x 100) must be at most 1000000000 values"),
-    ({"dim": "100000000"}, "--data-option dim=100000000: must be at most 10000"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"noise": "-1"}, "--data-option noise=-1: must be a finite number, at least 0"),
+        ({"noise": "inf"}, "--data-option noise=inf: must be a finite number, at least 0"),
+        ({"scale": "nan"}, "--data-option scale=nan: must be a finite number"),
+        ({"seed": "-1"}, "--data-option seed=-1: must be between 0 and 4294967295"),
+        ({"sines": "-1"}, "--data-option sines=-1: must lie between 0 and"),
+        ({"alpha": "inf", "beta": "0"}, "--data-option alpha=inf: must be finite numbers"),
+        # refused before hundreds of GiB are asked for
+        (
+            {"rows": "1000000000"},
+            "--data-option rows=1000000000: rows x dim (1000000000 x 100) must be at most 1000000000 values",
+        ),
+        ({"dim": "100000000"}, "--data-option dim=100000000: must be at most 10000"),
+    ],
+)
 def test_values_numpy_would_fail_on_are_named(options, message):
     with pytest.raises(UserError) as error:
         load_data("synthetic", options)
@@ -105,6 +116,8 @@ def test_a_bad_option_is_one_line_on_the_command_line_and_stores_no_study(cli, s
 
     from tests.helpers import assert_one_line_error
 
-    result = cli("run", "--data-option", "noise=-1", "--trials", "1", "--epochs", "1", "--storage", storage_url, "--quiet")
+    result = cli(
+        "run", "--data-option", "noise=-1", "--trials", "1", "--epochs", "1", "--storage", storage_url, "--quiet"
+    )
     assert_one_line_error(result, "--data-option noise=-1: must be a finite number, at least 0")
     assert optuna.get_all_study_names(storage_url) == []

@@ -125,8 +125,10 @@ def test_a_data_warning_is_one_line_on_stderr(run_table, customers_csv):
     result = run_table(customers_csv, "--task", "churn:binary", "--epochs", "1")
     assert result.code == 0, result
     warned = [line for line in result.err.splitlines() if "customer_id" in line]
-    assert warned == [f"mtl-search run: warning: --data-file {customers_csv}: numeric column 'customer_id' holds a different whole number "
-                      "in every row; if it is an identifier, ignore it (ignore: [customer_id] in a description file, or --data-option ignore=customer_id)"]
+    assert warned == [
+        f"mtl-search run: warning: --data-file {customers_csv}: numeric column 'customer_id' holds a different whole number "
+        "in every row; if it is an identifier, ignore it (ignore: [customer_id] in a description file, or --data-option ignore=customer_id)"
+    ]
     assert "DataWarning" not in result.err and "warn_data" not in result.err  # no file:line header, no source line
 
 
@@ -154,7 +156,8 @@ def test_task_column_absent_from_a_description_file_names_its_key(run_table, tmp
     # the misspelling is in the YAML, so the message points there and still names the table
     (tmp_path / "d.yaml").write_text(
         "tasks:\n  - {name: churn, kind: binary}\n  - {name: spend, kind: regression, column: spent}\n"
-        "  - {name: income, kind: binary}\n")
+        "  - {name: income, kind: binary}\n"
+    )
     result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}")
     assert_one_line_error(result, "d.yaml: key tasks.1.column: task column 'spent' not found in", "customers.csv")
     (tmp_path / "d.yaml").write_text("tasks:\n  - {name: churn, kind: binary}\n  - {name: income, kind: binary}\n")
@@ -164,8 +167,11 @@ def test_task_column_absent_from_a_description_file_names_its_key(run_table, tmp
 
 def test_an_ignored_column_must_exist(run_table, customers_csv):
     # a misspelt identifier column would otherwise be kept as a feature
-    assert_one_line_error(run_table(customers_csv, "--task", "churn:binary", "--data-option", "ignore=nosuch"), "customers.csv",
-                          "ignored column 'nosuch' not found")
+    assert_one_line_error(
+        run_table(customers_csv, "--task", "churn:binary", "--data-option", "ignore=nosuch"),
+        "customers.csv",
+        "ignored column 'nosuch' not found",
+    )
 
 
 def test_unknown_task_kind(run_table, customers_csv):
@@ -175,19 +181,31 @@ def test_unknown_task_kind(run_table, customers_csv):
 def test_multiclass_target_with_one_class(run_table, tmp_path, customers):
     customers["segment"] = "a"
     customers.to_csv(tmp_path / "t.csv", index=False)
-    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "segment:multiclass"), "t.csv", "'segment'", "at least two classes")
+    assert_one_line_error(
+        run_table(tmp_path / "t.csv", "--task", "segment:multiclass"), "t.csv", "'segment'", "at least two classes"
+    )
 
 
 def test_binary_target_with_three_values(run_table, customers_csv):
-    assert_one_line_error(run_table(customers_csv, "--task", "segment:binary"), "customers.csv", "'segment'", "exactly two values", "has 3")
+    assert_one_line_error(
+        run_table(customers_csv, "--task", "segment:binary"),
+        "customers.csv",
+        "'segment'",
+        "exactly two values",
+        "has 3",
+    )
 
 
 def test_regression_target_holding_text(run_table, customers_csv):
-    assert_one_line_error(run_table(customers_csv, "--task", "city:regression"), "customers.csv", "'city'", "holds text")
+    assert_one_line_error(
+        run_table(customers_csv, "--task", "city:regression"), "customers.csv", "'city'", "holds text"
+    )
 
 
 @pytest.mark.parametrize("column,task,value", [("age", "churn:binary", np.inf), ("score", "score:regression", -np.inf)])
-def test_an_infinite_value_is_refused_before_a_study_is_stored(run_table, tmp_path, customers, column, task, value, storage_url):
+def test_an_infinite_value_is_refused_before_a_study_is_stored(
+    run_table, tmp_path, customers, column, task, value, storage_url
+):
     customers.loc[len(customers) - 1, column] = value  # the last row: a validation or test row, whatever the split
     customers.to_csv(tmp_path / "t.csv", index=False)
     result = run_table(tmp_path / "t.csv", "--task", task)
@@ -204,8 +222,11 @@ def test_a_study_continues_on_the_same_bytes_anywhere_and_not_on_changed_ones(ru
     assert run_table(tmp_path / "moved" / "t.csv", *tasks).code == 0
     customers["churn"] = customers["churn"].to_numpy()[::-1]  # other labels, same columns, same path
     customers.to_csv(tmp_path / "t.csv", index=False)
-    assert_one_line_error(run_table(tmp_path / "t.csv", *tasks), "study 'same' was made with other data",
-                          "t.csv: its content changed since the study was made, sha256")
+    assert_one_line_error(
+        run_table(tmp_path / "t.csv", *tasks),
+        "study 'same' was made with other data",
+        "t.csv: its content changed since the study was made, sha256",
+    )
 
 
 def test_task_without_labels_in_train(run_table, tmp_path, customers):
@@ -214,7 +235,9 @@ def test_task_without_labels_in_train(run_table, tmp_path, customers):
     only_test.iloc[test.numpy()] = customers["score"].iloc[test.numpy()]
     customers["late"] = only_test  # labelled in the test rows only
     customers.to_csv(tmp_path / "t.csv", index=False)
-    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "late:regression"), "'late'", "no labelled row in the train split")
+    assert_one_line_error(
+        run_table(tmp_path / "t.csv", "--task", "late:regression"), "'late'", "no labelled row in the train split"
+    )
 
 
 def test_column_declared_numeric_holding_text(run_table, customers_csv):
@@ -222,21 +245,30 @@ def test_column_declared_numeric_holding_text(run_table, customers_csv):
     assert_one_line_error(result, "customers.csv", "'city'", "numeric but holds text", "Lyon")
 
 
-@pytest.mark.parametrize("header,message", [
-    ("customer_id,age,city,age", "column 'age' appears twice in the header"),  # pandas: 'age.1'
-    (",age,city,plan", "column 1 has no name in the header"),  # pandas: 'Unnamed: 0'
-])
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        ("customer_id,age,city,age", "column 'age' appears twice in the header"),  # pandas: 'age.1'
+        (",age,city,plan", "column 1 has no name in the header"),  # pandas: 'Unnamed: 0'
+    ],
+)
 def test_a_repeated_or_blank_column_name_is_refused(run_table, tmp_path, customers_csv, header, message, storage_url):
     text = customers_csv.read_text()
     (tmp_path / "t.csv").write_text(text.replace("customer_id,age,city,plan", header, 1))
-    assert_one_line_error(run_table(tmp_path / "t.csv", "--task", "churn:binary"), f"--data-file {tmp_path / 't.csv'}: {message}")
+    assert_one_line_error(
+        run_table(tmp_path / "t.csv", "--task", "churn:binary"), f"--data-file {tmp_path / 't.csv'}: {message}"
+    )
     assert optuna.get_all_study_names(storage_url) == []
 
 
 def test_a_target_in_the_ignore_or_feature_option_is_refused(customers_csv):
-    with pytest.raises(UserError, match=r"^--data-option ignore=customer_id,churn: column 'churn' is the target of task 'churn'$"):
+    with pytest.raises(
+        UserError, match=r"^--data-option ignore=customer_id,churn: column 'churn' is the target of task 'churn'$"
+    ):
         load(customers_csv, tasks=["churn:binary"], ignore="customer_id,churn")
-    with pytest.raises(UserError, match=r"^--data-option features=age,spend: column 'spend' is the target of task 'spend'$"):
+    with pytest.raises(
+        UserError, match=r"^--data-option features=age,spend: column 'spend' is the target of task 'spend'$"
+    ):
         load(customers_csv, features="age,spend")
 
 
@@ -247,38 +279,78 @@ def test_no_task_declared(run_table, customers_csv):
 CHURN = "tasks:\n  - {name: churn, kind: binary}\n"
 
 
-@pytest.mark.parametrize("text,message", [
-    # the same words as a space file's typo
-    (CHURN + "featurez: [age]\n", "key featurez: unknown key"),
-    ("tasks:\n  - {name: churn, kind: binary, colum: churned}\n", "key tasks.0.colum: unknown key"),
-    (CHURN + "options: {encodng: onehot}\n", "key options.encodng: unknown option (known: categorical, encoding,"),
-    (CHURN + "options: {seed: abc}\n", "key options.seed: expected a whole number, got 'abc'"),
-    (CHURN + "options: {encoding: onehott}\n", "key options.encoding: expected one of embedding, onehot, got 'onehott'"),
-    (CHURN + "  - {name: spend, kind: regresion}\n", "key tasks.1.kind: task 'spend': unknown kind 'regresion'"),
-    (CHURN + "  - {name: spend, kind: regression, metrics: [mae, rmsee]}\n", "key tasks.1.metrics: task 'spend': unknown metric 'rmsee'"),
-    (CHURN + "  - {name: spend, kind: regression, metrics: [auc]}\n", "key tasks.1.metrics: task 'spend': metric 'auc' does not apply"),
-    # classes: 0 once became 2 unseen
-    (CHURN + "  - {name: segment, kind: multiclass, classes: 0}\n", "key tasks.1.classes: task 'segment': a multiclass task needs at least 2 classes, got 0"),
-    (CHURN + "  - {name: 'spend!', kind: regression}\n", "key tasks.1.name: task name 'spend!'"),
-    ("tasks:\n  - {name: churn, kind: binary, positive: [yes]}\n", "key tasks.0.positive: expected one value of the column"),
-    (CHURN + "features: age\n", "key features: Input should be a valid list"),
-    # a key that would be ignored, a task twice, numbers out of range
-    (CHURN + "  - {name: spend, kind: regression, classes: 3}\n", "key tasks.1.classes: only a multiclass task has classes (task 'spend' is regression)"),
-    (CHURN + "  - {name: churn, kind: binary, column: premium}\n", "key tasks.1.name: task 'churn' is declared twice (also tasks.0)"),
-    (CHURN + "options: {rows: -5}\n", "key options.rows: must be 0 (every row) or positive, got -5"),
-    (CHURN + "options: {test_fraction: 1.5}\n", "key options.test_fraction: must be between 0 and 1, got 1.5"),
-    # wrong only together: once named as command-line options, without the file
-    (CHURN + "options: {validation_fraction: 0.7, test_fraction: 0.5}\n",
-     "key options.validation_fraction, options.test_fraction: validation_fraction + test_fraction must be below 1, got 0.7 + 0.5"),
-    (CHURN + "options: {validation_fraction: 0.8}\n", "key options.validation_fraction: validation_fraction + test_fraction must be below 1, got 0.8 + 0.2"),
-    (CHURN + "  - {name: spend, kind: regression, given: bigg}\n", "key tasks.1.given: task 'spend': given=bigg is not a task of the data"),
-    (CHURN + "  - {name: spend, kind: regression, given: churn}\n", "key tasks.1.given: task 'spend': given=churn needs both tasks to be binary"),
-    ("tasks:\n  - {name: churn, kind: binary, given: premium}\n  - {name: premium, kind: binary, given: churn}\n",
-     "key tasks.0.given: task 'churn': the given= conditions form a cycle"),
-    # a target as a feature, or ignored: a contradiction, once dropped without a word
-    (CHURN + "features: [churn, age]\n", "key features: column 'churn' is the target of task 'churn'"),
-    (CHURN.replace("binary}", "binary, column: premium}") + "ignore: [premium]\n", "key ignore: column 'premium' is the target of task 'churn'"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # the same words as a space file's typo
+        (CHURN + "featurez: [age]\n", "key featurez: unknown key"),
+        ("tasks:\n  - {name: churn, kind: binary, colum: churned}\n", "key tasks.0.colum: unknown key"),
+        (CHURN + "options: {encodng: onehot}\n", "key options.encodng: unknown option (known: categorical, encoding,"),
+        (CHURN + "options: {seed: abc}\n", "key options.seed: expected a whole number, got 'abc'"),
+        (
+            CHURN + "options: {encoding: onehott}\n",
+            "key options.encoding: expected one of embedding, onehot, got 'onehott'",
+        ),
+        (CHURN + "  - {name: spend, kind: regresion}\n", "key tasks.1.kind: task 'spend': unknown kind 'regresion'"),
+        (
+            CHURN + "  - {name: spend, kind: regression, metrics: [mae, rmsee]}\n",
+            "key tasks.1.metrics: task 'spend': unknown metric 'rmsee'",
+        ),
+        (
+            CHURN + "  - {name: spend, kind: regression, metrics: [auc]}\n",
+            "key tasks.1.metrics: task 'spend': metric 'auc' does not apply",
+        ),
+        # classes: 0 once became 2 unseen
+        (
+            CHURN + "  - {name: segment, kind: multiclass, classes: 0}\n",
+            "key tasks.1.classes: task 'segment': a multiclass task needs at least 2 classes, got 0",
+        ),
+        (CHURN + "  - {name: 'spend!', kind: regression}\n", "key tasks.1.name: task name 'spend!'"),
+        (
+            "tasks:\n  - {name: churn, kind: binary, positive: [yes]}\n",
+            "key tasks.0.positive: expected one value of the column",
+        ),
+        (CHURN + "features: age\n", "key features: Input should be a valid list"),
+        # a key that would be ignored, a task twice, numbers out of range
+        (
+            CHURN + "  - {name: spend, kind: regression, classes: 3}\n",
+            "key tasks.1.classes: only a multiclass task has classes (task 'spend' is regression)",
+        ),
+        (
+            CHURN + "  - {name: churn, kind: binary, column: premium}\n",
+            "key tasks.1.name: task 'churn' is declared twice (also tasks.0)",
+        ),
+        (CHURN + "options: {rows: -5}\n", "key options.rows: must be 0 (every row) or positive, got -5"),
+        (CHURN + "options: {test_fraction: 1.5}\n", "key options.test_fraction: must be between 0 and 1, got 1.5"),
+        # wrong only together: once named as command-line options, without the file
+        (
+            CHURN + "options: {validation_fraction: 0.7, test_fraction: 0.5}\n",
+            "key options.validation_fraction, options.test_fraction: validation_fraction + test_fraction must be below 1, got 0.7 + 0.5",
+        ),
+        (
+            CHURN + "options: {validation_fraction: 0.8}\n",
+            "key options.validation_fraction: validation_fraction + test_fraction must be below 1, got 0.8 + 0.2",
+        ),
+        (
+            CHURN + "  - {name: spend, kind: regression, given: bigg}\n",
+            "key tasks.1.given: task 'spend': given=bigg is not a task of the data",
+        ),
+        (
+            CHURN + "  - {name: spend, kind: regression, given: churn}\n",
+            "key tasks.1.given: task 'spend': given=churn needs both tasks to be binary",
+        ),
+        (
+            "tasks:\n  - {name: churn, kind: binary, given: premium}\n  - {name: premium, kind: binary, given: churn}\n",
+            "key tasks.0.given: task 'churn': the given= conditions form a cycle",
+        ),
+        # a target as a feature, or ignored: a contradiction, once dropped without a word
+        (CHURN + "features: [churn, age]\n", "key features: column 'churn' is the target of task 'churn'"),
+        (
+            CHURN.replace("binary}", "binary, column: premium}") + "ignore: [premium]\n",
+            "key ignore: column 'premium' is the target of task 'churn'",
+        ),
+    ],
+)
 def test_bad_description_file_names_the_file_and_key(tmp_path, customers_csv, text, message):
     (tmp_path / "d.yaml").write_text(text)
     with pytest.raises(UserError) as error:
@@ -296,25 +368,37 @@ def test_a_bad_description_file_is_one_line_on_the_command_line(run_table, tmp_p
     # a task in the file and on the command line
     (tmp_path / "d.yaml").write_text(CHURN)
     result = run_table(customers_csv, "--data-option", f"description={tmp_path / 'd.yaml'}", "--task", "churn:binary")
-    assert_one_line_error(result, f"--task: task 'churn' is declared twice (also in description file {tmp_path / 'd.yaml'})")
+    assert_one_line_error(
+        result, f"--task: task 'churn' is declared twice (also in description file {tmp_path / 'd.yaml'})"
+    )
 
 
 def test_fractions_from_the_file_and_the_command_line_name_both(tmp_path, customers_csv):
     (tmp_path / "d.yaml").write_text(CHURN + "options: {validation_fraction: 0.7}\n")
     with pytest.raises(UserError) as error:
         load_data(None, {"description": str(tmp_path / "d.yaml"), "test_fraction": "0.5"}, str(customers_csv), [])
-    assert str(error.value) == (f"description file {tmp_path / 'd.yaml'}: key options.validation_fraction: validation_fraction + "
-                                "test_fraction must be below 1, got 0.7 + 0.5 (with --data-option test_fraction=0.5)")
+    assert str(error.value) == (
+        f"description file {tmp_path / 'd.yaml'}: key options.validation_fraction: validation_fraction + "
+        "test_fraction must be below 1, got 0.7 + 0.5 (with --data-option test_fraction=0.5)"
+    )
 
 
 def test_a_continuous_column_is_no_multiclass_target(run_table, customers_csv):
     # it used to train one class per value, scoring accuracy 0, and exit 0
-    assert_one_line_error(run_table(customers_csv, "--task", "spend:multiclass"), "customers.csv", "task 'spend'",
-                          "needs whole numbers or text as classes", "use kind regression")
+    assert_one_line_error(
+        run_table(customers_csv, "--task", "spend:multiclass"),
+        "customers.csv",
+        "task 'spend'",
+        "needs whole numbers or text as classes",
+        "use kind regression",
+    )
 
 
 def test_a_multiclass_target_needs_two_labelled_rows_per_class(customers_csv, tmp_path, customers):
-    with pytest.raises(UserError, match="'customer_id' has 300 distinct values in 300 labelled rows; for a continuous target use kind regression"):
+    with pytest.raises(
+        UserError,
+        match="'customer_id' has 300 distinct values in 300 labelled rows; for a continuous target use kind regression",
+    ):
         load(customers_csv, tasks=["customer_id:multiclass"])
     customers["pairs"] = np.arange(len(customers)) // 2  # 150 classes of two rows each: the most allowed
     customers.to_csv(tmp_path / "t.csv", index=False)
@@ -326,7 +410,10 @@ def test_a_multiclass_target_needs_two_labelled_rows_per_class(customers_csv, tm
 
 
 def test_an_identifier_column_earns_a_warning(customers_csv):
-    with pytest.warns(DataWarning, match=r"numeric column 'customer_id' holds a different whole number in every row; .*ignore: \[customer_id\]"):
+    with pytest.warns(
+        DataWarning,
+        match=r"numeric column 'customer_id' holds a different whole number in every row; .*ignore: \[customer_id\]",
+    ):
         load(customers_csv)
 
 
@@ -346,8 +433,16 @@ def test_raw_rows_with_unseen_and_missing_values(customers_csv):
     from mtl_search.data.preprocessing import apply_preprocessing
 
     data = load(customers_csv, ignore="customer_id")
-    rows = pd.DataFrame({"age": [None, 40.0], "city": ["Paris", " Oslo "], "plan": ["2", 3.0],
-                         "premium": [True, False], "score": [0.0, 1.0], "unused": [1, 2]})
+    rows = pd.DataFrame(
+        {
+            "age": [None, 40.0],
+            "city": ["Paris", " Oslo "],
+            "plan": ["2", 3.0],
+            "premium": [True, False],
+            "score": [0.0, 1.0],
+            "unused": [1, 2],
+        }
+    )
     inputs = apply_preprocessing(data.preprocessing, rows)
     age = data.preprocessing["numeric"][0]
     assert math.isclose(float(inputs["numeric"][0, 0]), (age["median"] - age["mean"]) / age["std"], rel_tol=1e-5)
@@ -364,7 +459,9 @@ def test_raw_rows_with_unseen_and_missing_values(customers_csv):
 
     with pytest.raises(UserError, match="^rows: column 'age' appears more than once$"):
         apply_preprocessing(data.preprocessing, pd.concat([rows, rows[["age"]]], axis=1))
-    with pytest.raises(UserError, match="^rows: expected a pandas DataFrame \\(or one row as a Series or dict\\), got list$"):
+    with pytest.raises(
+        UserError, match="^rows: expected a pandas DataFrame \\(or one row as a Series or dict\\), got list$"
+    ):
         apply_preprocessing(data.preprocessing, [1, 2])
 
 
@@ -376,8 +473,11 @@ def test_a_conditional_label_set_where_its_condition_is_not_is_warned_about(tmp_
     frame["active"] = 1
     frame.loc[:2, "active"] = 0  # three rows: not active, yet churned
     frame.loc[:2, "churn"] = 1
-    with pytest.warns(DataWarning, match=r"task 'churn' is given 'active', but 3 row\(s\) have active = 0 and churn = 1; "
-                                         r"they are read as churn = 0"):
+    with pytest.warns(
+        DataWarning,
+        match=r"task 'churn' is given 'active', but 3 row\(s\) have active = 0 and churn = 1; "
+        r"they are read as churn = 0",
+    ):
         make_table_data(frame, targets_from_declarations(["active:binary", "churn:binary:given=active"]))
     frame.loc[:2, "churn"] = 0
     with warnings.catch_warnings():

@@ -60,15 +60,33 @@ def test_export_writes_every_file_and_a_model_card(exported, trained_study):
     study = optuna.load_study(study_name=name, storage=url)
     trial = study.trials[json.loads((exported / "model.json").read_text())["trial"]]
     assert {p.name for p in exported.iterdir()} == {
-        "architecture.json", "model.json", "weights.safetensors", "model.torchscript.pt", "model.onnx", "metrics.json", "README.md"}
+        "architecture.json",
+        "model.json",
+        "weights.safetensors",
+        "model.torchscript.pt",
+        "model.onnx",
+        "metrics.json",
+        "README.md",
+    }
     assert json.loads((exported / "architecture.json").read_text()) == trial.user_attrs["candidate"]["architecture"]
     written = json.loads((exported / "metrics.json").read_text())
     assert [(m["split"], m["values"]) for m in written["metrics"]] == [
-        ("validation", trial.user_attrs["validation"]), ("test", trial.user_attrs["test"])]
+        ("validation", trial.user_attrs["validation"]),
+        ("test", trial.user_attrs["test"]),
+    ]
     assert written["refined"] is None  # never refined: nothing to add, and the card says nothing of it
     card = (exported / "README.md").read_text()
     assert "mtl-search refine" not in card
-    for fragment in ("task1", "task2", "mse", "mtl_search.load", "torch.jit.load", "| validation |", "| test |", trial.user_attrs["summary"]):
+    for fragment in (
+        "task1",
+        "task2",
+        "mse",
+        "mtl_search.load",
+        "torch.jit.load",
+        "| validation |",
+        "| test |",
+        trial.user_attrs["summary"],
+    ):
         assert fragment in card
     import onnx
 
@@ -102,7 +120,9 @@ def test_python_export_finds_the_study_artifacts_by_itself(exported, trained_stu
     # or by its number, as the CLI's --trial takes it
     by_number = export_trial(study, trial.number, tmp_path / "by-number")
     assert by_number.weights_source == "artifact"
-    assert (tmp_path / "by-number" / "weights.safetensors").read_bytes() == (exported / "weights.safetensors").read_bytes()
+    assert (tmp_path / "by-number" / "weights.safetensors").read_bytes() == (
+        exported / "weights.safetensors"
+    ).read_bytes()
 
 
 def test_a_trial_of_another_study_is_refused(trained_study, tmp_path):
@@ -142,8 +162,19 @@ def test_torchscript_runs_where_mtl_search_cannot_be_imported(exported, trained_
     inputs = {"x": data.test.inputs["x"][:17]}  # a batch size the trace never saw
     torch.save(inputs, tmp_path / "inputs.pt")
     process = subprocess.run(
-        [sys.executable, "-I", "-c", WITHOUT_MTL_SEARCH, str(exported), str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            WITHOUT_MTL_SEARCH,
+            str(exported),
+            str(tmp_path / "inputs.pt"),
+            str(tmp_path / "outputs.pt"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert process.returncode == 0 and "ok" in process.stdout, process.stderr
     outputs = torch.load(tmp_path / "outputs.pt", weights_only=True)
@@ -172,17 +203,33 @@ def test_retraining_when_no_weights_are_stored_reproduces_the_trial(cli, trained
     trial = pareto_trials(study)[0]
     empty = tmp_path / "no-artifacts"
     empty.mkdir()
-    result = cli("export", name, "--trial", str(trial.number), "--storage", url, "--artifacts", str(empty), "--out", str(tmp_path / "a"))
+    result = cli(
+        "export",
+        name,
+        "--trial",
+        str(trial.number),
+        "--storage",
+        url,
+        "--artifacts",
+        str(empty),
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert result.code == 0, result
     assert "retrained (train)" in result.out
     validation = json.loads((tmp_path / "a" / "metrics.json").read_text())["metrics"][0]
     for task, values in trial.user_attrs["validation"].items():
         assert validation["values"][task]["mse"] == pytest.approx(values["mse"], rel=1e-4)
-    result = cli("export", name, "--trial", str(trial.number), "--storage", url, "--retrain", "--out", str(tmp_path / "b"))
+    result = cli(
+        "export", name, "--trial", str(trial.number), "--storage", url, "--retrain", "--out", str(tmp_path / "b")
+    )
     assert result.code == 0, result
     description = json.loads((tmp_path / "b" / "model.json").read_text())
     assert description["weights_source"] == "retrained (train+validation)"
     # validation rows are training rows now: it trains as long as the epoch the search kept
     assert f"Retrained for {trial.user_attrs['kept_epoch']} epoch(s)" in (tmp_path / "b" / "README.md").read_text()
-    assert description["training"]["epochs"] == trial.user_attrs["kept_epoch"] and description["training"]["checkpoint"] == "last"
+    assert (
+        description["training"]["epochs"] == trial.user_attrs["kept_epoch"]
+        and description["training"]["checkpoint"] == "last"
+    )
     assert mtl_search.load(tmp_path / "b") is not None

@@ -21,13 +21,19 @@ def hierarchy_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hierarchy-export")
     url = f"sqlite:///{folder / 'studies.db'}"
     data = make_synthetic(dim=6, rows=200, correlation=0.5, seed=0)
-    space = parse_space({
-        "training": {"epochs": 1, "batch_size": 64},
-        "tower": {"depth": 1, "width": 4},
-        "families": {"hierarchy": {"depth": 2, "width": 8, "feed_upward": True, "prediction_embedding": 3}},
-    })
-    study = run_search(data, space, SearchSettings(study_name="h", storage=url, sampler="random", n_trials=1),
-                       enqueue=[{"hierarchy.head_task1": 1, "hierarchy.head_task2": 2}])
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 64},
+            "tower": {"depth": 1, "width": 4},
+            "families": {"hierarchy": {"depth": 2, "width": 8, "feed_upward": True, "prediction_embedding": 3}},
+        }
+    )
+    study = run_search(
+        data,
+        space,
+        SearchSettings(study_name="h", storage=url, sampler="random", n_trials=1),
+        enqueue=[{"hierarchy.head_task1": 1, "hierarchy.head_task2": 2}],
+    )
     assert "task1@1^ task2@2" in study.trials[0].user_attrs["summary"]  # the fed prediction is in the graph
     out = folder / "model"
     assert main(["export", "h", "--trial", "0", "--storage", url, "--out", str(out)]) == 0
@@ -63,7 +69,9 @@ def test_a_graph_frozen_to_the_example_batch_is_not_written_and_the_note_names_t
     assert not list(tmp_path.iterdir())  # nothing that only works on 4 rows is left behind
     # the cause, not TorchScript's "The following operation failed in the TorchScript interpreter."
     assert notes[0] == "TorchScript not written: RuntimeError: shape '[4, -1]' is invalid for input of size 5"
-    assert notes[1].startswith("ONNX not written: RuntimeError: the graph fails on a batch of 5 rows (exported with 4): ")
+    assert notes[1].startswith(
+        "ONNX not written: RuntimeError: the graph fails on a batch of 5 rows (exported with 4): "
+    )
     assert all("\n" not in note for note in notes)
 
 
@@ -75,11 +83,18 @@ def test_recurrent_sequence_models_export_to_onnx_quietly(encoder, tmp_path, cap
 
     torch.manual_seed(0)
     schema = {"kind": "sequence", "vocabulary": 9, "max_length": 6, "numeric": 0}
-    spec = {"family": "tree", "widths": [5], "groups": [[["a", "b"]]], "tower": {"widths": []},
-            "stem": {"sequence_encoder": encoder, "sequence_width": 4, "embedding_dim": 3}}
+    spec = {
+        "family": "tree",
+        "widths": [5],
+        "groups": [[["a", "b"]]],
+        "tower": {"widths": []},
+        "stem": {"sequence_encoder": encoder, "sequence_width": 4, "embedding_dim": 3},
+    }
     model = build_model(spec, schema, [Task("a", "binary"), Task("b", "regression")]).eval()
-    example = {"events": torch.tensor([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9], [2, 0, 0, 0, 0, 0], [3, 3, 0, 0, 0, 0]]),
-               "lengths": torch.tensor([3, 6, 1, 2])}
+    example = {
+        "events": torch.tensor([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9], [2, 0, 0, 0, 0, 0], [3, 3, 0, 0, 0, 0]]),
+        "lengths": torch.tensor([3, 6, 1, 2]),
+    }
     notes: list[str] = []
     assert _write_onnx(model, example, tmp_path / "model.onnx", notes), notes  # and it ran on 5 rows
     assert "Warning" not in capfd.readouterr().err

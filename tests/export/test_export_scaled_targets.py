@@ -32,7 +32,9 @@ def spend_export(tmp_path_factory):
     spend_and_churn().to_csv(folder / "customers.csv", index=False)
     data = load_data("table", {}, str(folder / "customers.csv"), ["churn:binary", "spend:regression"])
     url = f"sqlite:///{folder / 'studies.db'}"
-    run_search(data, parse_space(SHARED_TRUNK), SearchSettings(study_name="spend", storage=url, sampler="random", n_trials=1))
+    run_search(
+        data, parse_space(SHARED_TRUNK), SearchSettings(study_name="spend", storage=url, sampler="random", n_trials=1)
+    )
     out = folder / "model"
     assert main(["export", "spend", "--trial", "0", "--storage", url, "--out", str(out)]) == 0
     return out, data

@@ -25,35 +25,45 @@ def constructed_study(storage: str | None = None) -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["ctr/auc", "price/mse"])
-    study.set_user_attr(STUDY_ATTR, {"objectives": OBJECTIVES, "tasks": [], "input_schema": {"kind": "vector", "size": 3}})
+    study.set_user_attr(
+        STUDY_ATTR, {"objectives": OBJECTIVES, "tasks": [], "input_schema": {"kind": "vector", "size": 3}}
+    )
     for values in ((0.90, 4.0), (0.80, 2.0), (0.60, 1.0), (0.70, 3.0)):
         study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={"summary": "tree"}))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "diverged"}))
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "diverged"})
+    )
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
     return study
 
 
-@pytest.mark.parametrize("rule, expected", [
-    # normalised over the front: 0 -> (1, 0), 1 -> (2/3, 2/3), 2 -> (0, 1); 1 is nearest to (1, 1)
-    ("knee", 1),
-    ("best:ctr", 0),
-    ("best:price", 2),
-    ("weights:ctr=1,price=0", 0),
-    ("weights:ctr=1,price=1", 1),  # sums 1, 4/3, 1
-    ("weights:ctr=1,price=3", 2),  # sums 1, 8/3, 3
-    ("weights:price/mse=1", 2),  # an objective named in full
-])
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        # normalised over the front: 0 -> (1, 0), 1 -> (2/3, 2/3), 2 -> (0, 1); 1 is nearest to (1, 1)
+        ("knee", 1),
+        ("best:ctr", 0),
+        ("best:price", 2),
+        ("weights:ctr=1,price=0", 0),
+        ("weights:ctr=1,price=1", 1),  # sums 1, 4/3, 1
+        ("weights:ctr=1,price=3", 2),  # sums 1, 8/3, 3
+        ("weights:price/mse=1", 2),  # an objective named in full
+    ],
+)
 def test_each_rule_picks_the_expected_front_trial(rule, expected):
     assert pick_trial(constructed_study(), rule).number == expected
 
 
-@pytest.mark.parametrize("rule, fragment", [
-    ("best:nope", "no task 'nope'"),
-    ("weights:ctr=-1", "weight >= 0"),
-    ("weights:ctr=0", "positive weight"),
-    ("middle", "expected knee"),
-    ("weights:ctr=1,ctr=2", "ctr/auc is weighted twice"),  # not silently the last one
-])
+@pytest.mark.parametrize(
+    "rule, fragment",
+    [
+        ("best:nope", "no task 'nope'"),
+        ("weights:ctr=-1", "weight >= 0"),
+        ("weights:ctr=0", "positive weight"),
+        ("middle", "expected knee"),
+        ("weights:ctr=1,ctr=2", "ctr/auc is weighted twice"),  # not silently the last one
+    ],
+)
 def test_bad_rules_name_the_problem(rule, fragment):
     with pytest.raises(UserError, match=fragment):
         pick_trial(constructed_study(), rule)
@@ -72,12 +82,25 @@ def test_an_unknown_task_lists_the_tasks_and_no_cost_objective():
 def test_failed_and_pruned_trials_are_refused_with_their_reason():
     study = constructed_study()
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA error\nat line 3"}))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={"prune_reason": "params 9000 > 5000"}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "CUDA error\nat line 3"}
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs={"prune_reason": "params 9000 > 5000"}
+        )
+    )
     assert find_trial(study, 3).number == 3  # dominated but complete: fine
     advice = "; export a COMPLETE trial (see mtl-search pareto hand-made)"
-    for number, message in ((4, "trial 4 failed (diverged)"), (5, "trial 5 was pruned"), (6, "trial 6 failed (no heartbeat for the grace period: its worker died or was killed)"),
-                            (7, "trial 7 failed (CUDA error)"), (8, "trial 8 was pruned (params 9000 > 5000)")):
+    for number, message in (
+        (4, "trial 4 failed (diverged)"),
+        (5, "trial 5 was pruned"),
+        (6, "trial 6 failed (no heartbeat for the grace period: its worker died or was killed)"),
+        (7, "trial 7 failed (CUDA error)"),
+        (8, "trial 8 was pruned (params 9000 > 5000)"),
+    ):
         with pytest.raises(UserError) as error:
             find_trial(study, number)
         assert str(error.value) == message + advice
@@ -86,7 +109,9 @@ def test_failed_and_pruned_trials_are_refused_with_their_reason():
 def test_export_cli_refuses_failed_and_pruned_trials_with_one_line(cli, storage_url, tmp_path):
     constructed_study(storage_url)
     result = cli("export", "hand-made", "--trial", "4", "--storage", storage_url, "--out", str(tmp_path / "out"))
-    assert_one_line_error(result, "trial 4 failed (diverged); export a COMPLETE trial (see mtl-search pareto hand-made)")
+    assert_one_line_error(
+        result, "trial 4 failed (diverged); export a COMPLETE trial (see mtl-search pareto hand-made)"
+    )
     result = cli("export", "hand-made", "--trial", "5", "--storage", storage_url, "--out", str(tmp_path / "out"))
     assert_one_line_error(result, "trial 5 was pruned; export a COMPLETE trial")
     assert not (tmp_path / "out").exists()

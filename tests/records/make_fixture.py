@@ -16,9 +16,27 @@ from pathlib import Path
 from mtl_search.cli import main
 
 STUDY = "stored"
-QUICK = ["--data-option", "rows=200", "--data-option", "dim=6", "--epochs", "2", "--quiet", "--sampler", "random",
-         "--seed", "0", "--max-params", "1000", "--objective", "params",
-         "--prune-min-trials", "1", "--prune-warmup", "0"]
+QUICK = [
+    "--data-option",
+    "rows=200",
+    "--data-option",
+    "dim=6",
+    "--epochs",
+    "2",
+    "--quiet",
+    "--sampler",
+    "random",
+    "--seed",
+    "0",
+    "--max-params",
+    "1000",
+    "--objective",
+    "params",
+    "--prune-min-trials",
+    "1",
+    "--prune-warmup",
+    "0",
+]
 SPACE = """
 training: {{epochs: 2, batch_size: 64, learning_rate: {rate}, checkpoint: best}}
 tower: {{depth: 1, width: 4}}

@@ -15,13 +15,21 @@ from mtl_search.records.study import STUDY_MIGRATIONS, StudyRecord, migrate_stud
 from mtl_search.records.trial import TRIAL_MIGRATIONS, Candidate, EpochRecord, TrialRecord, migrate_trial_v0_to_v1
 from mtl_search.search.pruning import cumulative_steps
 
-CANDIDATE = {"architecture": {"family": "tree", "groups": [[["a", "b"]]], "widths": [8]},
-             "training": {"epochs": 2, "seed": 3, "learning_rate": 0.01}, "loss_weighting": {"method": "static"}}
+CANDIDATE = {
+    "architecture": {"family": "tree", "groups": [[["a", "b"]]], "widths": [8]},
+    "training": {"epochs": 2, "seed": 3, "learning_rate": 0.01},
+    "loss_weighting": {"method": "static"},
+}
 
 
 def epoch(number: int, **extra) -> dict:
-    return {"epoch": number, "train_loss": {"a": 0.5}, "validation": {"a": {"mse": 1.0 / number}},
-            "weights": {"a": 1.0}, "seconds": 0.25} | extra
+    return {
+        "epoch": number,
+        "train_loss": {"a": 0.5},
+        "validation": {"a": {"mse": 1.0 / number}},
+        "weights": {"a": 1.0},
+        "seconds": 0.25,
+    } | extra
 
 
 def test_a_migration_for_every_earlier_format():
@@ -42,9 +50,11 @@ def test_trial_v0_to_v1_marks_epochs_without_step_counts_and_keeps_each_epoch_s_
 
 
 def test_study_v0_to_v1_writes_out_what_an_older_space_left_out_and_lists_raw_unit_tasks():
-    tasks = [{"name": "spend", "kind": "regression", "metrics": ["mse"]},
-             {"name": "churn", "kind": "binary", "metrics": ["auc"]},
-             {"name": "age", "kind": "regression", "metrics": ["mae"], "target_mean": 40.0, "target_std": 12.0}]
+    tasks = [
+        {"name": "spend", "kind": "regression", "metrics": ["mse"]},
+        {"name": "churn", "kind": "binary", "metrics": ["auc"]},
+        {"name": "age", "kind": "regression", "metrics": ["mae"], "target_mean": 40.0, "target_std": 12.0},
+    ]
     old = {"tasks": tasks, "space": {"training": {"epochs": 4}, "pruning": {"warmup_epochs": 2}}}
     new = migrate_study_v0_to_v1(old)
     assert new[SCHEMA_KEY] == 1
@@ -66,10 +76,14 @@ def test_migrations_run_only_from_the_stored_format():
     assert "rule" not in StudyRecord.from_attrs({STUDY_ATTR: {SCHEMA_KEY: 1, "space": space}}).pruning
 
 
-@pytest.mark.parametrize("read", [
-    lambda version: TrialRecord.from_attrs({SCHEMA_KEY: version, "summary": "tree"}, "trial 4"),
-    lambda version: StudyRecord.from_attrs({STUDY_ATTR: {SCHEMA_KEY: version}}, "study 'x'"),
-], ids=["trial", "study"])
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda version: TrialRecord.from_attrs({SCHEMA_KEY: version, "summary": "tree"}, "trial 4"),
+        lambda version: StudyRecord.from_attrs({STUDY_ATTR: {SCHEMA_KEY: version}}, "study 'x'"),
+    ],
+    ids=["trial", "study"],
+)
 def test_a_record_of_a_newer_format_is_refused_naming_the_format_and_the_upgrade(read):
     read(SCHEMA_VERSION)  # the current format reads
     with pytest.raises(NewerFormatError) as refused:
@@ -80,11 +94,14 @@ def test_a_record_of_a_newer_format_is_refused_naming_the_format_and_the_upgrade
     assert message.startswith(("trial 4 ", "study 'x' "))
 
 
-@pytest.mark.parametrize("attrs, named", [
-    ({"history": [{"epoch": "first"}]}, "history.0.epoch 'first'"),
-    ({"candidate": ["tree"]}, "candidate ['tree']"),
-    ({SCHEMA_KEY: "1"}, "schema_version '1'"),
-])
+@pytest.mark.parametrize(
+    "attrs, named",
+    [
+        ({"history": [{"epoch": "first"}]}, "history.0.epoch 'first'"),
+        ({"candidate": ["tree"]}, "candidate ['tree']"),
+        ({SCHEMA_KEY: "1"}, "schema_version '1'"),
+    ],
+)
 def test_a_malformed_trial_record_is_refused_in_one_line_naming_the_field(attrs, named):
     with pytest.raises(StoredRecordError) as refused:
         TrialRecord.from_attrs(attrs, "trial 2")
@@ -95,19 +112,41 @@ def test_a_trial_record_written_in_parts_reads_back_whole():
     study = optuna.create_study(directions=["minimize"])
     trial = study.ask()
     history = [EpochRecord(**epoch(1, steps=4, kept_epoch=1)), EpochRecord(**epoch(2, steps=8, kept_epoch=2))]
-    parts = [TrialRecord(candidate=Candidate(**CANDIDATE), summary="tree 0:{a,b} w=8"),
-             TrialRecord(costs={"params": 120.0}),
-             TrialRecord(history=history, validation={"a": {"mse": 0.5}}, kept_epoch=2, test={"a": {"mse": 0.6}},
-                         n_params=120, wall_time=1.5, sharing={"tree": "0:{a,b}"}, weighting={"method": "static"},
-                         population_size=1)]
+    parts = [
+        TrialRecord(candidate=Candidate(**CANDIDATE), summary="tree 0:{a,b} w=8"),
+        TrialRecord(costs={"params": 120.0}),
+        TrialRecord(
+            history=history,
+            validation={"a": {"mse": 0.5}},
+            kept_epoch=2,
+            test={"a": {"mse": 0.6}},
+            n_params=120,
+            wall_time=1.5,
+            sharing={"tree": "0:{a,b}"},
+            weighting={"method": "static"},
+            population_size=1,
+        ),
+    ]
     for part in parts:
         part.write(trial)  # each writes only its own fields
     study.tell(trial, [0.5])
     stored = study.trials[0]
     assert stored.user_attrs[SCHEMA_KEY] == SCHEMA_VERSION
-    assert set(stored.user_attrs) == {SCHEMA_KEY, "candidate", "summary", "costs", "history", "validation",
-                                      "kept_epoch", "test", "n_params", "wall_time", "sharing", "weighting",
-                                      "population_size"}
+    assert set(stored.user_attrs) == {
+        SCHEMA_KEY,
+        "candidate",
+        "summary",
+        "costs",
+        "history",
+        "validation",
+        "kept_epoch",
+        "test",
+        "n_params",
+        "wall_time",
+        "sharing",
+        "weighting",
+        "population_size",
+    }
     assert stored.user_attrs["candidate"] == CANDIDATE  # exactly as sampled: repeats are found by it
     record = TrialRecord.read(stored)
     whole = TrialRecord(**{name: getattr(part, name) for part in parts for name in part.model_fields_set})
@@ -118,8 +157,12 @@ def test_a_trial_record_written_in_parts_reads_back_whole():
 
 
 def test_a_trial_record_keeps_what_a_newer_minor_change_added():
-    attrs = {SCHEMA_KEY: SCHEMA_VERSION, "summary": "tree", "energy_joules": 3.0,
-             "history": [epoch(1, steps=4, kept_epoch=1, memory_mb=12.5)]}
+    attrs = {
+        SCHEMA_KEY: SCHEMA_VERSION,
+        "summary": "tree",
+        "energy_joules": 3.0,
+        "history": [epoch(1, steps=4, kept_epoch=1, memory_mb=12.5)],
+    }
     assert TrialRecord.from_attrs(attrs).to_attrs() == attrs
 
 
@@ -134,11 +177,15 @@ def test_a_study_record_writes_and_reads_back_and_reads_what_is_stored_beside_it
     study = optuna.create_study(study_name="s", directions=["minimize", "minimize"])
     assert not StudyRecord.read(study).made_by_mtl_search
     objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
-    record = StudyRecord(version="1.0", data={"source": "synthetic", "options": {"rows": 50}},
-                         tasks=[{"name": "a", "kind": "regression", "metrics": ["mse"], "target_mean": 0.1,
-                                 "target_std": 2.0}],
-                         input_schema={"kind": "vector", "size": 4}, objectives=objectives,
-                         space={"pruning": {"rule": "projected", "budget": "steps"}}, preprocessing={"inputs": []})
+    record = StudyRecord(
+        version="1.0",
+        data={"source": "synthetic", "options": {"rows": 50}},
+        tasks=[{"name": "a", "kind": "regression", "metrics": ["mse"], "target_mean": 0.1, "target_std": 2.0}],
+        input_schema={"kind": "vector", "size": 4},
+        objectives=objectives,
+        space={"pruning": {"rule": "projected", "budget": "steps"}},
+        preprocessing={"inputs": []},
+    )
     record.write(study)
     study.set_user_attr(SPACES_ATTR, [{"from_trial": 0, "space": {}}])
     study.set_user_attr("refined:3", {"seeds": [0, 1]})
@@ -149,8 +196,16 @@ def test_a_study_record_writes_and_reads_back_and_reads_what_is_stored_beside_it
     assert read.spaces == [{"from_trial": 0, "space": {}}] and read.refined == {3: {"seeds": [0, 1]}}
     assert read.affinity == {"tasks": ["a"], "seeded": 2} and read.hypervolume is None
     # what is stored beside the record is not written with it
-    assert set(read.to_attrs()) == {SCHEMA_KEY, "version", "data", "tasks", "input_schema", "objectives", "space",
-                                    "preprocessing"}
+    assert set(read.to_attrs()) == {
+        SCHEMA_KEY,
+        "version",
+        "data",
+        "tasks",
+        "input_schema",
+        "objectives",
+        "space",
+        "preprocessing",
+    }
     assert read.space_section("pruning") == read.pruning == {"rule": "projected", "budget": "steps"}
     assert read.space_section("families") == {}
 

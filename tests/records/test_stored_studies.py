@@ -122,8 +122,20 @@ def test_a_stored_study_continues_with_trials_of_the_current_format(stored_study
     url, version = stored_study
     space = tmp_path / "steady.yaml"
     space.write_text(SPACE.format(rate=0.01))
-    result = cli("run", "--trials", "2", "--space", str(space), "--storage", url, "--study-name", "stored",
-                 "--artifacts", str(tmp_path / "artifacts"), *QUICK)
+    result = cli(
+        "run",
+        "--trials",
+        "2",
+        "--space",
+        str(space),
+        "--storage",
+        url,
+        "--study-name",
+        "stored",
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        *QUICK,
+    )
     assert result.code == 0, result
     study = optuna.load_study(study_name="stored", storage=url)
     assert [t.user_attrs.get(SCHEMA_KEY, 0) for t in study.trials] == [version] * 9 + [SCHEMA_VERSION] * 2

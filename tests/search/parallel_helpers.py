@@ -39,15 +39,36 @@ def write_space(folder: Path, epochs: int = 2) -> Path:
 
 
 def run_args(space: Path, storage: str, study: str, trials: int, *extra: str) -> list[str]:
-    return ["run", "--space", str(space), *TINY_DATA, "--storage", storage, "--study-name", study,
-            "--trials", str(trials), "--quiet", "--sampler", "random", *extra]
+    return [
+        "run",
+        "--space",
+        str(space),
+        *TINY_DATA,
+        "--storage",
+        storage,
+        "--study-name",
+        study,
+        "--trials",
+        str(trials),
+        "--quiet",
+        "--sampler",
+        "random",
+        *extra,
+    ]
 
 
 def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """``mtl-search ARGS`` in its own process group (so a test can send it Ctrl-C like a terminal)."""
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "mtl_search", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mtl_search", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def study_created(path: Path, study: str) -> bool:

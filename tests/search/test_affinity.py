@@ -13,8 +13,16 @@ from mtl_search.architectures import build_model
 from mtl_search.architectures.tree import validate_tree
 from mtl_search.errors import UserError
 from mtl_search.search.affinity import (
-    AffinitySettings, TaskAffinity, easy_hard_affinity, lookahead_affinity, measure_affinity, partition_chain, seed_params, seed_trees,
-    seed_with_affinity, uniform_trees,
+    AffinitySettings,
+    TaskAffinity,
+    easy_hard_affinity,
+    lookahead_affinity,
+    measure_affinity,
+    partition_chain,
+    seed_params,
+    seed_trees,
+    seed_with_affinity,
+    uniform_trees,
 )
 from mtl_search.data.synthetic import make_synthetic
 from mtl_search.search.runner import SearchSettings, run_search
@@ -24,13 +32,15 @@ NAN = float("nan")
 
 
 def test_affinity_counts_rows_where_tasks_agree():
-    losses = np.array([
-        # a     b     c (= a reversed)  d (half labelled)
-        [0.1, 0.2, 0.9, 0.1],
-        [0.2, 0.1, 0.8, NAN],
-        [0.8, 0.9, 0.2, 0.9],
-        [0.9, 0.8, 0.1, NAN],
-    ])
+    losses = np.array(
+        [
+            # a     b     c (= a reversed)  d (half labelled)
+            [0.1, 0.2, 0.9, 0.1],
+            [0.2, 0.1, 0.8, NAN],
+            [0.8, 0.9, 0.2, 0.9],
+            [0.9, 0.8, 0.1, NAN],
+        ]
+    )
     matrix = easy_hard_affinity(losses)
     assert np.allclose(np.diag(matrix), 1.0)
     assert matrix[0, 1] == 1.0  # same rows easy, same rows hard
@@ -43,7 +53,14 @@ def test_affinity_counts_rows_where_tasks_agree():
 def test_lookahead_is_the_share_of_loss_one_step_on_another_task_removes(tiny_synthetic3):
     data = tiny_synthetic3
     torch.manual_seed(0)
-    architecture = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "block": {}, "tower": {"widths": []}, "stem": {}}
+    architecture = {
+        "family": "tree",
+        "widths": [8],
+        "groups": [[data.task_names]],
+        "block": {},
+        "tower": {"widths": []},
+        "stem": {},
+    }
     model = build_model(architecture, data.input_schema, data.tasks)
     rows = data.train.rows(torch.arange(64))
     untouched = copy.deepcopy(model.state_dict())
@@ -55,6 +72,7 @@ def test_lookahead_is_the_share_of_loss_one_step_on_another_task_removes(tiny_sy
         outputs = net(rows.inputs)
         # each task's training loss (a regression's on the standardised scale)
         return [task.loss(outputs[task.name], rows.targets[task.name]) for task in data.tasks]
+
     before = losses(model)
     stepped = copy.deepcopy(model)
     shared = stepped.shared_parameters()
@@ -94,7 +112,7 @@ def test_lookahead_handles_conditional_tasks_and_missing_labels():
 
 def block_affinity() -> TaskAffinity:
     # {a, b} and {c, d} are affine pairs; c-d less so than a-b
-    m = np.array([[1, .9, .5, .5], [.9, 1, .5, .5], [.5, .5, 1, .7], [.5, .5, .7, 1]], dtype=float)
+    m = np.array([[1, 0.9, 0.5, 0.5], [0.9, 1, 0.5, 0.5], [0.5, 0.5, 1, 0.7], [0.5, 0.5, 0.7, 1]], dtype=float)
     return TaskAffinity(["a", "b", "c", "d"], m)
 
 
@@ -149,11 +167,13 @@ def test_space_without_partitions_cannot_be_seeded():
 
 
 def test_seeded_trees_are_the_first_trials_and_build(tiny_synthetic3, storage_url):
-    space = parse_space({
-        "training": {"epochs": 1, "batch_size": 128},
-        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
-        "loss_weighting": {"static": {}},
-    })
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 128},
+            "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
+            "loss_weighting": {"static": {}},
+        }
+    )
     settings = SearchSettings("seeded", storage=storage_url, n_trials=1, save_artifacts=False)
     study = run_search(tiny_synthetic3, space, settings)  # creates the study; one ordinary trial
     assert seed_with_affinity(study, tiny_synthetic3, space) == []  # a study with trials is not re-seeded
@@ -168,7 +188,9 @@ def test_seeded_trees_are_the_first_trials_and_build(tiny_synthetic3, storage_ur
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.number for t in waiting] == [0, 1, 2]
 
-    study = run_search(tiny_synthetic3, space, SearchSettings("fresh", storage=storage_url, n_trials=3, save_artifacts=False))
+    study = run_search(
+        tiny_synthetic3, space, SearchSettings("fresh", storage=storage_url, n_trials=3, save_artifacts=False)
+    )
     for trial, partition in zip(sorted(study.trials, key=lambda t: t.number), chain):
         assert trial.state == optuna.trial.TrialState.COMPLETE
         architecture = trial.user_attrs["candidate"]["architecture"]
@@ -177,25 +199,39 @@ def test_seeded_trees_are_the_first_trials_and_build(tiny_synthetic3, storage_ur
 
 
 def test_grown_trees_fix_the_largest_depth_and_the_middle_width(tiny_synthetic3, storage_url):
-    space = parse_space({
-        "training": {"epochs": 1, "batch_size": 128},
-        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
-        "loss_weighting": {"static": {}},
-    })
-    study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=0, save_artifacts=False))
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 128},
+            "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16, 32]}}},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    study = run_search(
+        tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=0, save_artifacts=False)
+    )
     seeds = seed_with_affinity(study, tiny_synthetic3, space, AffinitySettings(tree_shape="grown"))
     expected = seed_trees(study.user_attrs["affinity"]["chain"], depth=2)
     assert len(seeds) == len(expected) == 5
-    study = run_search(tiny_synthetic3, space, SearchSettings("grown", storage=storage_url, n_trials=len(expected), save_artifacts=False))
+    study = run_search(
+        tiny_synthetic3,
+        space,
+        SearchSettings("grown", storage=storage_url, n_trials=len(expected), save_artifacts=False),
+    )
     for trial, groups in zip(sorted(study.trials, key=lambda t: t.number), expected):
         architecture = trial.user_attrs["candidate"]["architecture"]
         assert architecture["groups"] == groups and architecture["widths"] == [16, 16]
         build_model(architecture, tiny_synthetic3.input_schema, tiny_synthetic3.tasks)
 
+
 def affinity_grouping_space(chain=None):
     tree = {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}, "grouping": "affinity"}
-    return parse_space({"training": {"epochs": 1, "batch_size": 128},
-                        "families": {"tree": tree | ({"chain": chain} if chain else {})}, "loss_weighting": {"static": {}}})
+    return parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 128},
+            "families": {"tree": tree | ({"chain": chain} if chain else {})},
+            "loss_weighting": {"static": {}},
+        }
+    )
 
 
 def walks_along(groups, chain):
@@ -228,7 +264,11 @@ def test_affinity_grouping_searches_only_trees_cut_from_the_measured_chain(tiny_
 
 
 def test_affinity_grouping_measures_the_chain_without_seeding(tiny_synthetic3, storage_url):
-    study = run_search(tiny_synthetic3, affinity_grouping_space(), SearchSettings("unseeded", storage=storage_url, n_trials=2, save_artifacts=False))
+    study = run_search(
+        tiny_synthetic3,
+        affinity_grouping_space(),
+        SearchSettings("unseeded", storage=storage_url, n_trials=2, save_artifacts=False),
+    )
     record = study.user_attrs["affinity"]
     assert "seeded" not in record and len(record["chain"]) == 3
     assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], record["chain"]) for t in study.trials)
@@ -245,15 +285,32 @@ def test_a_chain_given_in_the_space_is_checked_and_used_as_is(tiny_synthetic3, s
     assert all(walks_along(t.user_attrs["candidate"]["architecture"]["groups"], chain) for t in study.trials)
     other = [[list(names)], [names[:2], [names[2]]]]
     with pytest.raises(UserError, match="searched along another families.tree.chain"):
-        run_search(tiny_synthetic3, affinity_grouping_space(other), SearchSettings("given", storage=storage_url, n_trials=1, save_artifacts=False))
+        run_search(
+            tiny_synthetic3,
+            affinity_grouping_space(other),
+            SearchSettings("given", storage=storage_url, n_trials=1, save_artifacts=False),
+        )
 
     crossing = [[list(names)], [[names[0], names[1]], [names[2]]], [[names[0], names[2]], [names[1]]]]
     # named like every other space error: the file, then the key
-    with pytest.raises(UserError, match=r"^space file space: key families.tree.chain: entry 2 .* does not lie inside one group of entry 1"):
-        run_search(tiny_synthetic3, affinity_grouping_space(crossing), SearchSettings("crossing", storage=storage_url, n_trials=1, save_artifacts=False))
+    with pytest.raises(
+        UserError,
+        match=r"^space file space: key families.tree.chain: entry 2 .* does not lie inside one group of entry 1",
+    ):
+        run_search(
+            tiny_synthetic3,
+            affinity_grouping_space(crossing),
+            SearchSettings("crossing", storage=storage_url, n_trials=1, save_artifacts=False),
+        )
     with pytest.raises(UserError, match=r"families.tree.chain: entry 0 .* must cover each task"):
-        run_search(tiny_synthetic3, affinity_grouping_space([[["nope"]]]), SearchSettings("unknown", storage=storage_url, n_trials=1, save_artifacts=False))
-    assert {s.study_name for s in optuna.get_all_study_summaries(storage_url)} == {"given"}  # refused before a study was stored
+        run_search(
+            tiny_synthetic3,
+            affinity_grouping_space([[["nope"]]]),
+            SearchSettings("unknown", storage=storage_url, n_trials=1, save_artifacts=False),
+        )
+    assert {s.study_name for s in optuna.get_all_study_summaries(storage_url)} == {
+        "given"
+    }  # refused before a study was stored
 
 
 def test_a_chain_needs_the_affinity_grouping():

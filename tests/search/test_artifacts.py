@@ -58,9 +58,16 @@ def _one_trial_search(storage: str, artifacts: str | None):
     from mtl_search.data.synthetic import make_synthetic
     from mtl_search.search import SearchSettings, parse_space, run_search
 
-    space = parse_space({"training": {"epochs": 1, "batch_size": 64}, "families": {"tree": {"depth": 1, "width": 8}},
-                         "loss_weighting": {"static": {}}})
-    settings = SearchSettings(study_name="own-folder", storage=storage, sampler="random", n_trials=1, artifacts=artifacts)
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 64},
+            "families": {"tree": {"depth": 1, "width": 8}},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    settings = SearchSettings(
+        study_name="own-folder", storage=storage, sampler="random", n_trials=1, artifacts=artifacts
+    )
     return run_search(make_synthetic(dim=8, rows=300), space, settings)
 
 
@@ -87,6 +94,8 @@ def test_a_bad_artifact_folder_is_refused_before_a_study_is_stored(tmp_path):
 
 def test_an_in_memory_study_runs_without_heartbeat_errors(cli_process):
     # a subprocess: pytest would turn the heartbeat thread's exceptions into warnings
-    result = cli_process("run", "--storage", "sqlite://", "--trials", "2", "--epochs", "1", "--data-option", "rows=300", "--quiet")
+    result = cli_process(
+        "run", "--storage", "sqlite://", "--trials", "2", "--epochs", "1", "--data-option", "rows=300", "--quiet"
+    )
     assert result.code == 0 and "Pareto front" in result.out, result
     assert "Traceback" not in result.err  # the heartbeat thread once found no tables there, each trial

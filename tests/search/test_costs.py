@@ -19,15 +19,24 @@ from mtl_search.training import count_parameters
 
 
 def space(**objectives):
-    return parse_space({
-        "training": {"epochs": 1, "batch_size": 128},
-        "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 64]}}},
-        "loss_weighting": {"static": {}},
-        "objectives": objectives,
-    })
+    return parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 128},
+            "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 64]}}},
+            "loss_weighting": {"static": {}},
+            "objectives": objectives,
+        }
+    )
 
 
-SPEC = {"family": "tree", "widths": [16], "groups": [[["task1", "task2"]]], "block": {}, "tower": {"widths": []}, "stem": {}}
+SPEC = {
+    "family": "tree",
+    "widths": [16],
+    "groups": [[["task1", "task2"]]],
+    "block": {},
+    "tower": {"widths": []},
+    "stem": {},
+}
 
 
 def test_meter_counts_parameters_and_times_a_batch(tiny_synthetic):
@@ -41,8 +50,13 @@ def test_meter_counts_parameters_and_times_a_batch(tiny_synthetic):
 
 def test_constraints_are_relative_excess():
     meter = CostMeter(max_params=1000, max_latency_ms=2.0)
-    assert meter.constraints({"params": 1500, "latency_ms": 1.0}) == pytest.approx({"max_params": 0.5, "max_latency_ms": -0.5})
-    assert meter.describe_violation({"params": 1500, "latency_ms": 1.0}) == "over limit: 1500 parameters > --max-params 1000"
+    assert meter.constraints({"params": 1500, "latency_ms": 1.0}) == pytest.approx(
+        {"max_params": 0.5, "max_latency_ms": -0.5}
+    )
+    assert (
+        meter.describe_violation({"params": 1500, "latency_ms": 1.0})
+        == "over limit: 1500 parameters > --max-params 1000"
+    )
     assert meter.describe_violation({"params": 999, "latency_ms": 1.0}) is None
 
 
@@ -63,8 +77,11 @@ def test_cli_options_merge_into_the_space():
 def test_a_limit_keeps_big_candidates_untrained_and_off_the_front(tiny_synthetic, storage_url):
     torch.manual_seed(0)
     # width 8 trees have ~300 parameters, width 64 ones several thousand
-    study = run_search(tiny_synthetic, space(extra=["params"], max_params=1500),
-                       SearchSettings("limited", storage=storage_url, sampler="random", n_trials=8, save_artifacts=False))
+    study = run_search(
+        tiny_synthetic,
+        space(extra=["params"], max_params=1500),
+        SearchSettings("limited", storage=storage_url, sampler="random", n_trials=8, save_artifacts=False),
+    )
     trials = study.trials
     assert study.metric_names == ["task1/mse", "task2/mse", "params"]
     over = [t for t in trials if not is_feasible(t)]
@@ -77,10 +94,14 @@ def test_a_limit_keeps_big_candidates_untrained_and_off_the_front(tiny_synthetic
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all(t.values[2] <= 1500 and t.values[2] == t.user_attrs["n_params"] for t in complete)
     # a complete but infeasible trial that beats everything still stays off the front
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0, 1.0],
-        system_attrs={"constraints:max_params": 0.2}, user_attrs={"candidate": {}, "summary": "too big"},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[0.0, 0.0, 1.0],
+            system_attrs={"constraints:max_params": 0.2},
+            user_attrs={"candidate": {}, "summary": "too big"},
+        )
+    )
     front = {t.number for t in pareto_trials(study)}
     assert front and front <= {t.number for t in complete}
     assert all(row["summary"] != "too big" for row in front_rows(study))
@@ -88,18 +109,33 @@ def test_a_limit_keeps_big_candidates_untrained_and_off_the_front(tiny_synthetic
 
 def test_a_continued_study_keeps_its_limits_or_says_which_flag_to_pass(tiny_synthetic, storage_url):
     def continue_with(**objectives):
-        run_search(tiny_synthetic, space(extra=["params"], **objectives),
-                   SearchSettings("kept", storage=storage_url, n_trials=0, save_artifacts=False))
+        run_search(
+            tiny_synthetic,
+            space(extra=["params"], **objectives),
+            SearchSettings("kept", storage=storage_url, n_trials=0, save_artifacts=False),
+        )
 
     continue_with(max_params=1500)
     # left out, changed or added: trials judged under one limit must not share a front with others
     for objectives, fault in [
-        ({}, "judged its trials under --max-params 1500 and this run would judge them under no --max-params; pass --max-params 1500"),
-        ({"max_params": 6000}, "under --max-params 1500 and this run would judge them under --max-params 6000; pass --max-params 1500"),
-        ({"max_params": 1500, "max_latency_ms": 2.5}, "under no --max-latency-ms and this run would judge them under --max-latency-ms 2.5; "
-                                                      "run without --max-latency-ms (or objectives.max_latency_ms)"),
-        ({"max_latency_ms": 2.5}, "under --max-params 1500 no --max-latency-ms and this run would judge them under no --max-params "
-                                  "--max-latency-ms 2.5; pass --max-params 1500 and run without --max-latency-ms"),
+        (
+            {},
+            "judged its trials under --max-params 1500 and this run would judge them under no --max-params; pass --max-params 1500",
+        ),
+        (
+            {"max_params": 6000},
+            "under --max-params 1500 and this run would judge them under --max-params 6000; pass --max-params 1500",
+        ),
+        (
+            {"max_params": 1500, "max_latency_ms": 2.5},
+            "under no --max-latency-ms and this run would judge them under --max-latency-ms 2.5; "
+            "run without --max-latency-ms (or objectives.max_latency_ms)",
+        ),
+        (
+            {"max_latency_ms": 2.5},
+            "under --max-params 1500 no --max-latency-ms and this run would judge them under no --max-params "
+            "--max-latency-ms 2.5; pass --max-params 1500 and run without --max-latency-ms",
+        ),
     ]:
         with pytest.raises(UserError) as error:
             continue_with(**objectives)
@@ -122,7 +158,8 @@ def test_trials_trained_without_a_limit_the_study_stores_are_named(tiny_syntheti
     unjudged.set_user_attr("mtl_search", meta)
     assert trained_without_limits(unjudged) == (
         "trials 0, 1 were trained by a run that left out the study's --max-params 100000 --max-latency-ms 2.5 (before continued "
-        "studies kept their limits); over it or not measured against it, they may stand on its front")
+        "studies kept their limits); over it or not measured against it, they may stand on its front"
+    )
     meta["space"]["objectives"] |= {"max_latency_ms": None}
     unjudged.set_user_attr("mtl_search", meta)
     assert trained_without_limits(unjudged) is None  # within the parameter limit

@@ -22,8 +22,26 @@ def test_a_population_search_on_cuda_then_export_and_load_on_cuda(precision, cli
         pytest.skip(f"{torch.cuda.get_device_name()} has no bf16")
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     result = cli_process(
-        "run", "--device", "cuda", "--population", "4", "--trials", "4", "--epochs", "2", "--precision", precision,
-        "--data-option", "rows=2000", "--no-prune", "--quiet", "--study-name", "gpu", "--storage", url, timeout=600,
+        "run",
+        "--device",
+        "cuda",
+        "--population",
+        "4",
+        "--trials",
+        "4",
+        "--epochs",
+        "2",
+        "--precision",
+        precision,
+        "--data-option",
+        "rows=2000",
+        "--no-prune",
+        "--quiet",
+        "--study-name",
+        "gpu",
+        "--storage",
+        url,
+        timeout=600,
     )
     assert result.code == 0, result
     assert "trained to the end: 4 fused with others (groups of 4), 0 alone" in result.out, result
@@ -49,8 +67,20 @@ def test_a_population_search_on_cuda_then_export_and_load_on_cuda(precision, cli
         torch.testing.assert_close(from_gpu[task].cpu(), output, rtol=1e-4, atol=1e-4, msg=task)
 
     # retrained on the GPU, in the precision the trial was searched in
-    retrained = cli_process("export", "gpu", "--storage", url, "--trial", str(number), "--out",
-                            str(tmp_path / "retrained"), "--retrain", "--device", "cuda", timeout=600)
+    retrained = cli_process(
+        "export",
+        "gpu",
+        "--storage",
+        url,
+        "--trial",
+        str(number),
+        "--out",
+        str(tmp_path / "retrained"),
+        "--retrain",
+        "--device",
+        "cuda",
+        timeout=600,
+    )
     assert retrained.code == 0, retrained
     model = mtl_search.load(tmp_path / "retrained", device="cuda")
     with torch.no_grad():

@@ -37,8 +37,20 @@ def test_sampled_candidates_build_and_run(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(FAMILY_FILES))
 def test_cli_run_completes_with_each_family_file(cli, storage_url, name):
-    result = cli("run", "--space", str(SPACES_DIR / f"{name}.yaml"), "--trials", "3", "--epochs", "2",
-                 "--storage", storage_url, "--data-option", "rows=600", "--quiet")
+    result = cli(
+        "run",
+        "--space",
+        str(SPACES_DIR / f"{name}.yaml"),
+        "--trials",
+        "3",
+        "--epochs",
+        "2",
+        "--storage",
+        storage_url,
+        "--data-option",
+        "rows=600",
+        "--quiet",
+    )
     assert result.code == 0, result
     study = optuna.load_study(study_name=f"synthetic-{name}", storage=storage_url)
     trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])

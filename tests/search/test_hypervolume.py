@@ -6,7 +6,15 @@ import numpy as np
 import optuna
 import pytest
 
-from mtl_search.search.hypervolume import epsilon_indicator, front_bounds, front_hypervolume, hypervolume, hypervolume_history, objective_bounds, store_hypervolume
+from mtl_search.search.hypervolume import (
+    epsilon_indicator,
+    front_bounds,
+    front_hypervolume,
+    hypervolume,
+    hypervolume_history,
+    objective_bounds,
+    store_hypervolume,
+)
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 
@@ -15,7 +23,9 @@ def test_two_dimensional_front_by_hand():
     # strips: (1.1-0)*(1.1-1) + (1.1-0.5)*(1-0.5) + (1.1-1)*(0.5-0) = 0.11 + 0.30 + 0.05
     assert hypervolume([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], [1.1, 1.1]) == pytest.approx(0.46)
     # a dominated point, a duplicate and a point beyond the reference change nothing
-    assert hypervolume([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.6, 0.6], [0.5, 0.5], [2.0, -1.0]], [1.1, 1.1]) == pytest.approx(0.46)
+    assert hypervolume(
+        [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.6, 0.6], [0.5, 0.5], [2.0, -1.0]], [1.1, 1.1]
+    ) == pytest.approx(0.46)
     assert hypervolume(np.empty((0, 2)), [1.1, 1.1]) == 0.0
 
 
@@ -38,14 +48,15 @@ def test_agrees_with_optunas_exact_algorithm_on_random_fronts():
 
 def test_history_of_a_study_normalised_by_hand(storage_url):
     study = optuna.create_study(storage=storage_url, directions=["maximize", "minimize"])
+
     def add(values, state=COMPLETE, **kw):
         study.add_trial(optuna.trial.create_trial(state=state, values=values if state == COMPLETE else None, **kw))
 
-    add([0.5, 10.0])                    # 0 -> normalised (1, 0)
-    add(None, state=PRUNED)             # 1: pruned, adds nothing
-    add([1.0, 20.0])                    # 2 -> (0, 1)
+    add([0.5, 10.0])  # 0 -> normalised (1, 0)
+    add(None, state=PRUNED)  # 1: pruned, adds nothing
+    add([1.0, 20.0])  # 2 -> (0, 1)
     add([0.99, 1.0], system_attrs={"constraints:max_params": 0.5})  # 3: infeasible, would dominate, ignored
-    add([0.75, 15.0])                   # 4 -> (0.5, 0.5)
+    add([0.75, 15.0])  # 4 -> (0.5, 0.5)
     history = hypervolume_history(study)
     assert [h["trial"] for h in history] == [0, 1, 2, 3, 4]
     assert [h["hypervolume"] for h in history] == pytest.approx([0.11, 0.11, 0.21, 0.21, 0.46])

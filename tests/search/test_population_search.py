@@ -20,10 +20,16 @@ States = optuna.trial.TrialState
 
 # the default families, with a few training settings to search: small and quick
 SPACE = {
-    "training": {"epochs": 2, "learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
-                 "weight_decay": {"low": 1.0e-6, "high": 1.0e-3, "log": True}, "batch_size": {"choices": [64, 128]}},
-    "families": {"tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}},
-                 "mmoe": {"experts": 2, "expert_width": {"choices": [8, 16]}}},
+    "training": {
+        "epochs": 2,
+        "learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True},
+        "weight_decay": {"low": 1.0e-6, "high": 1.0e-3, "log": True},
+        "batch_size": {"choices": [64, 128]},
+    },
+    "families": {
+        "tree": {"depth": {"low": 1, "high": 2}, "width": {"choices": [8, 16]}},
+        "mmoe": {"experts": 2, "expert_width": {"choices": [8, 16]}},
+    },
     "loss_weighting": {"static": {"weights": "simplex"}},
 }
 
@@ -31,17 +37,23 @@ SPACE = {
 def search(data, storage_url, name, *, space=SPACE, epoch_hooks=(), callbacks=(), **settings):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = {"sampler": "random", "save_artifacts": False} | settings
-    return run_search(data, parse_space(space), SearchSettings(name, storage=storage_url, **settings),
-                      epoch_hooks=epoch_hooks, callbacks=callbacks)
+    return run_search(
+        data,
+        parse_space(space),
+        SearchSettings(name, storage=storage_url, **settings),
+        epoch_hooks=epoch_hooks,
+        callbacks=callbacks,
+    )
 
 
 def rounds(trials, size):
     """The trials of each population, by trial number (a round asks its members one after the other)."""
-    return [trials[start:start + size] for start in range(0, len(trials), size)]
+    return [trials[start : start + size] for start in range(0, len(trials), size)]
 
 
 def test_a_population_run_spends_its_budget_on_distinct_candidates_recorded_like_single_trials(
-        tiny_synthetic, storage_url):
+    tiny_synthetic, storage_url
+):
     single = search(tiny_synthetic, storage_url, "single", n_trials=2)
     populations = search(tiny_synthetic, storage_url, "population", n_trials=10, population=4)
 
@@ -58,7 +70,8 @@ def test_a_population_run_spends_its_budget_on_distinct_candidates_recorded_like
 
 
 def test_members_of_a_shared_structure_population_share_the_fusion_key_and_differ_in_training(
-        tiny_synthetic, storage_url):
+    tiny_synthetic, storage_url
+):
     study = search(tiny_synthetic, storage_url, "shared", n_trials=8, population=4)
     keys_by_round = []
     for members in rounds(study.get_trials(deepcopy=False), 4):
@@ -72,18 +85,24 @@ def test_members_of_a_shared_structure_population_share_the_fusion_key_and_diffe
         keys_by_round.append(keys.pop())
     assert keys_by_round[0] != keys_by_round[1]  # the next round's leader is a new proposal
 
-    independent = search(tiny_synthetic, storage_url, "independent", n_trials=4, population=4,
-                         population_strategy="independent")
+    independent = search(
+        tiny_synthetic, storage_url, "independent", n_trials=4, population=4, population_strategy="independent"
+    )
     candidates = [t.user_attrs["candidate"] for t in independent.get_trials(deepcopy=False)]
     assert len({fusion_key(c, tiny_synthetic) for c in candidates}) > 1
 
 
 def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_others_complete(
-        tiny_synthetic, storage_url):
+    tiny_synthetic, storage_url
+):
     # learning rate 1e6 blows the loss up in the first epoch; the members of a round differ in it
     space = {
-        "training": {"epochs": 3, "learning_rate": {"choices": [1.0e-3, 1.0e6]},
-                     "weight_decay": {"low": 1.0e-6, "high": 1.0e-3, "log": True}, "batch_size": 64},
+        "training": {
+            "epochs": 3,
+            "learning_rate": {"choices": [1.0e-3, 1.0e6]},
+            "weight_decay": {"low": 1.0e-6, "high": 1.0e-3, "log": True},
+            "batch_size": 64,
+        },
         "families": {"tree": {"depth": 1, "width": 8}},
         "loss_weighting": {"static": {}},
     }
@@ -96,8 +115,15 @@ def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_othe
             trial.set_user_attr("prune_reason", "stopped by the test")
             raise optuna.TrialPruned("stopped by the test")
 
-    study = search(tiny_synthetic, storage_url, "faults", space=space, n_trials=8, population=4,
-                   epoch_hooks=[prune_one_in_the_second_round])
+    study = search(
+        tiny_synthetic,
+        storage_url,
+        "faults",
+        space=space,
+        n_trials=8,
+        population=4,
+        epoch_hooks=[prune_one_in_the_second_round],
+    )
     trials = study.get_trials(deepcopy=False)
     assert len(trials) == 8
     by_rate = {rate: [t for t in trials if t.params["training.learning_rate"] == rate] for rate in (1.0e-3, 1.0e6)}
@@ -106,7 +132,7 @@ def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_othe
         assert trial.state == States.FAIL
         assert "non-finite training loss" in trial.user_attrs["fail_reason"]
         assert set(trial.user_attrs) == {"schema_version", "candidate", "summary", "fail_reason"}
-    pruned, = [trials[number] for number in pruned_numbers]
+    (pruned,) = [trials[number] for number in pruned_numbers]
     assert pruned.state == States.PRUNED and pruned.user_attrs["prune_reason"] == "stopped by the test"
     # recorded up to where it stopped
     assert len(pruned.user_attrs["history"]) == 2 and pruned.user_attrs["kept_epoch"] == 2
@@ -117,8 +143,11 @@ def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_othe
 
 def test_members_with_one_candidate_train_once_and_the_others_are_repeats(tiny_synthetic, storage_url):
     # two candidates only: four members must repeat one of them, and a second round repeats earlier trials
-    space = {"training": {"epochs": 2, "learning_rate": {"choices": [1.0e-3, 2.0e-3]}, "batch_size": 64},
-             "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}}, "loss_weighting": {"static": {}}}
+    space = {
+        "training": {"epochs": 2, "learning_rate": {"choices": [1.0e-3, 2.0e-3]}, "batch_size": 64},
+        "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}},
+        "loss_weighting": {"static": {}},
+    }
     study = search(tiny_synthetic, storage_url, "twice", space=space, n_trials=8, population=4)
     trials = study.get_trials(deepcopy=False)
     assert all(t.state == States.COMPLETE for t in trials)
@@ -134,11 +163,15 @@ def test_members_with_one_candidate_train_once_and_the_others_are_repeats(tiny_s
 
 def test_a_member_over_a_hard_limit_is_pruned_before_training_and_the_round_goes_on(tiny_synthetic, storage_url):
     # a tree of width 8 has about 500 parameters, of width 64 many more
-    space = {"training": {"epochs": 2, "learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "batch_size": 64},
-             "families": {"tree": {"depth": 1, "width": {"choices": [8, 64]}}}, "loss_weighting": {"static": {}},
-             "objectives": {"max_params": 1500}}
-    study = search(tiny_synthetic, storage_url, "limits", space=space, n_trials=8, population=4,
-                   population_strategy="independent")
+    space = {
+        "training": {"epochs": 2, "learning_rate": {"low": 1.0e-3, "high": 1.0e-2, "log": True}, "batch_size": 64},
+        "families": {"tree": {"depth": 1, "width": {"choices": [8, 64]}}},
+        "loss_weighting": {"static": {}},
+        "objectives": {"max_params": 1500},
+    }
+    study = search(
+        tiny_synthetic, storage_url, "limits", space=space, n_trials=8, population=4, population_strategy="independent"
+    )
     trials = study.get_trials(deepcopy=False)
     wide = [t for t in trials if t.user_attrs["candidate"]["architecture"]["widths"] == [64]]
     narrow = [t for t in trials if t.user_attrs["candidate"]["architecture"]["widths"] == [8]]
@@ -163,15 +196,19 @@ def test_the_summary_says_how_many_trials_trained_fused_and_how_many_alone(tiny_
         return optuna.trial.create_trial(state=States.COMPLETE, values=[1.0], user_attrs=attrs)
 
     assert population_line([made(1), made(4), made(4), made(2), made(None)]) == (
-        "trained to the end: 3 fused with others (groups of 2 to 4), 1 alone")
+        "trained to the end: 3 fused with others (groups of 2 to 4), 1 alone"
+    )
     assert population_line([made(3), made(3)]) == "trained to the end: 2 fused with others (groups of 3), 0 alone"
     assert population_line([made(None)]) is None  # a study from before population training
 
 
-@pytest.mark.parametrize("signum, stop, word", [(signal.SIGINT, KeyboardInterrupt, "interrupted"),
-                                                (signal.SIGTERM, Terminated, "terminated")])
+@pytest.mark.parametrize(
+    "signum, stop, word",
+    [(signal.SIGINT, KeyboardInterrupt, "interrupted"), (signal.SIGTERM, Terminated, "terminated")],
+)
 def test_a_stop_while_a_population_trains_fails_its_members_with_the_reason(
-        tiny_synthetic, storage_url, signum, stop, word):
+    tiny_synthetic, storage_url, signum, stop, word
+):
     def stop_in_trial_5(trial, epoch, scores, record):
         if trial.number == 5:
             os.kill(os.getpid(), signum)  # a Ctrl-C (or a scheduler's SIGTERM) while the second round trains
@@ -248,8 +285,9 @@ def test_refine_trains_the_seeds_of_a_population_run_s_front_in_the_same_format(
     trial = study.trials[0]
     candidate = trial.user_attrs["candidate"]
     candidate = candidate | {"training": candidate["training"] | {"learning_rate": 1.0e6}}
-    diverging = optuna.trial.create_trial(state=States.COMPLETE, values=trial.values,
-                                          user_attrs=trial.user_attrs | {"candidate": candidate})
+    diverging = optuna.trial.create_trial(
+        state=States.COMPLETE, values=trial.values, user_attrs=trial.user_attrs | {"candidate": candidate}
+    )
     with pytest.raises(TrialDiverged):
         refine_trial(diverging, tiny_synthetic, [1, 2])
 
@@ -257,8 +295,11 @@ def test_refine_trains_the_seeds_of_a_population_run_s_front_in_the_same_format(
 def test_bad_population_settings_are_refused(cli, tiny_synthetic, storage_url):
     assert_one_line_error(cli("run", "--population", "0"), "--population", "'0'")
     assert_one_line_error(cli("run", "--population", "two"), "--population", "'two'")
-    assert_one_line_error(cli("run", "--population-strategy", "independent", "--storage", storage_url),
-                          "--population-strategy independent", "--population")
+    assert_one_line_error(
+        cli("run", "--population-strategy", "independent", "--storage", storage_url),
+        "--population-strategy independent",
+        "--population",
+    )
     for bad in ({"population": 0}, {"population": 2.5}, {"population_strategy": "clever"}):
         with pytest.raises(UserError, match="population"):
             search(tiny_synthetic, storage_url, "bad", n_trials=1, **bad)

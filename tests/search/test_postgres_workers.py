@@ -15,8 +15,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def test_three_processes_join_one_study_and_account_for_every_trial(postgres_url, tmp_path, cli):
     space = write_space(tmp_path)
     # Like three machines: separate processes, a fresh database (no tables yet), started at once,
-    # each with its own sampler seed as docs/parallel.md advises.
-    processes = [start_cli(run_args(space, postgres_url, "shared", 3, "--seed", str(seed)), tmp_path) for seed in range(3)]
+    # each with its own sampler seed as docs/tutorials/many-machines.md advises.
+    processes = [
+        start_cli(run_args(space, postgres_url, "shared", 3, "--seed", str(seed)), tmp_path) for seed in range(3)
+    ]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
@@ -31,8 +33,20 @@ def test_three_processes_join_one_study_and_account_for_every_trial(postgres_url
     assert study.user_attrs[STUDY_ATTR]["data"]["options"]["rows"] == 300
 
     # A machine started with other data is refused, in one line, before it runs anything.
-    other = cli("run", "--space", str(space), "--data-option", "rows=400", "--data-option", "dim=8",
-                "--storage", postgres_url, "--study-name", "shared", "--quiet")
+    other = cli(
+        "run",
+        "--space",
+        str(space),
+        "--data-option",
+        "rows=400",
+        "--data-option",
+        "dim=8",
+        "--storage",
+        postgres_url,
+        "--study-name",
+        "shared",
+        "--quiet",
+    )
     assert_one_line_error(other, "study 'shared'", "other data")
     assert len(study.get_trials(deepcopy=False)) == 9
 

@@ -11,7 +11,13 @@ import pytest
 
 from mtl_search.errors import UserError
 from mtl_search.search.pruning import (
-    DominatedTrialPruner, PruningSettings, dominates_with_margin, learning_curve, minimised_vector, projected_final, vector_at_budget,
+    DominatedTrialPruner,
+    PruningSettings,
+    dominates_with_margin,
+    learning_curve,
+    minimised_vector,
+    projected_final,
+    vector_at_budget,
 )
 from mtl_search.analysis.pruning_replay import replay
 from mtl_search.records.objective import Objective
@@ -26,16 +32,24 @@ def scores(mse: float, auc: float) -> dict:
 
 def curve(final_mse: float, final_auc: float, epochs: int = EPOCHS, steps_per_epoch: int | None = None) -> list[dict]:
     """A learning curve that improves linearly to the final values (with optimiser steps when given)."""
-    return [{"epoch": e, "validation": scores(final_mse + 0.1 * (epochs - e), final_auc - 0.02 * (epochs - e))}
-            | ({"steps": e * steps_per_epoch} if steps_per_epoch else {}) for e in range(1, epochs + 1)]
+    return [
+        {"epoch": e, "validation": scores(final_mse + 0.1 * (epochs - e), final_auc - 0.02 * (epochs - e))}
+        | ({"steps": e * steps_per_epoch} if steps_per_epoch else {})
+        for e in range(1, epochs + 1)
+    ]
 
 
-def make_study(storage: optuna.storages.BaseStorage | None, finals: list[tuple[float, float]], constraints: list[dict] | None = None,
-               steps_per_epoch: int | None = None) -> optuna.Study:
+def make_study(
+    storage: optuna.storages.BaseStorage | None,
+    finals: list[tuple[float, float]],
+    constraints: list[dict] | None = None,
+    steps_per_epoch: int | None = None,
+) -> optuna.Study:
     study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
     for i, (mse, auc) in enumerate(finals):
         trial = optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE, values=[mse, auc],
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[mse, auc],
             user_attrs={"history": curve(mse, auc, steps_per_epoch=steps_per_epoch)},
             system_attrs={f"constraints:{k}": v for k, v in (constraints[i] if constraints else {}).items()},
         )
@@ -57,7 +71,9 @@ def storage(tmp_path_factory):
 
 # count-only settings (no fraction of the references needed) keep these constructed cases small;
 # their curves count epochs (the steps budget has tests of its own below)
-SETTINGS = PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=0.0, budget="epochs")
+SETTINGS = PruningSettings(
+    warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1, min_dominator_fraction=0.0, budget="epochs"
+)
 FINALS = [(0.5, 0.90), (0.6, 0.88), (0.7, 0.85)]
 
 
@@ -118,7 +134,9 @@ def test_min_dominators_counts_distinct_references(storage):
     study = make_study(storage, FINALS)
     # at epoch 5 only trial 0 (mse 1.0, auc .80) beats (1.08, .77) by the margin
     one_beats = scores(1.08, 0.77)
-    strict = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, min_dominators=2, budget="epochs"))
+    strict = DominatedTrialPruner(
+        OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, min_dominators=2, budget="epochs")
+    )
     strict(running_trial(study), 4, one_beats, {})
     with pytest.raises(optuna.TrialPruned):
         DominatedTrialPruner(OBJECTIVES, SETTINGS)(running_trial(study), 4, one_beats, {})
@@ -129,8 +147,17 @@ def test_the_fraction_of_references_that_must_dominate(storage, fraction, pruned
     # at epoch 5 the references are (1.0, .80), (1.1, .78), (1.2, .75), (3.5, .20): two of
     # the four beat (1.15, .76) by the 2 % margin, so half of them do, three quarters do not
     study = make_study(storage, FINALS + [(3.0, 0.30)])
-    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.02, min_dominators=1,
-                                                               min_dominator_fraction=fraction, budget="epochs"))
+    pruner = DominatedTrialPruner(
+        OBJECTIVES,
+        PruningSettings(
+            warmup_epochs=2,
+            min_completed_trials=3,
+            margin=0.02,
+            min_dominators=1,
+            min_dominator_fraction=fraction,
+            budget="epochs",
+        ),
+    )
     trial = running_trial(study)
     if pruned:
         with pytest.raises(optuna.TrialPruned, match="by 2 of 4 completed trials"):
@@ -168,10 +195,16 @@ def test_cost_objectives_protect_smaller_networks(storage):
     objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
     study = optuna.create_study(storage=storage, directions=["minimize", "minimize"])
     for mse in (0.5, 0.6, 0.7):
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE, values=[mse, 10000.0],
-            user_attrs={"history": [{"epoch": e, "validation": {"a": {"mse": mse}}} for e in range(1, 11)], "costs": {"params": 10000.0}},
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                values=[mse, 10000.0],
+                user_attrs={
+                    "history": [{"epoch": e, "validation": {"a": {"mse": mse}}} for e in range(1, 11)],
+                    "costs": {"params": 10000.0},
+                },
+            )
+        )
     pruner = DominatedTrialPruner(objectives, SETTINGS)
     small = running_trial(study)
     small.set_user_attr("costs", {"params": 500.0})
@@ -195,26 +228,48 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
     from mtl_search.search.space import parse_space
     from mtl_search.search.study import pareto_trials
 
-    space = parse_space({
-        "training": {"epochs": 4, "batch_size": 128},
-        "families": {"tree": {"depth": 1, "width": 8}},
-        "loss_weighting": {"static": {}},
-        "pruning": {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.02, "min_dominators": 1, "min_dominator_fraction": 0.0}
-        | ({"rule": rule} if rule else {}),
-    })
+    space = parse_space(
+        {
+            "training": {"epochs": 4, "batch_size": 128},
+            "families": {"tree": {"depth": 1, "width": 8}},
+            "loss_weighting": {"static": {}},
+            "pruning": {
+                "warmup_epochs": 1,
+                "min_completed_trials": 1,
+                "margin": 0.02,
+                "min_dominators": 1,
+                "min_dominator_fraction": 0.0,
+            }
+            | ({"rule": rule} if rule else {}),
+        }
+    )
     settings = SearchSettings(f"behind-perfect-{rule}", n_trials=0, save_artifacts=False)
     study = run_search(tiny_synthetic, space, settings, storage=storage)
     # one optimiser step per epoch: by any running trial's second epoch it had all four behind it
-    perfect = [{"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
-    study = run_search(tiny_synthetic, space, SearchSettings(f"behind-perfect-{rule}", n_trials=2, save_artifacts=False), storage=storage)
+    perfect = [
+        {"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)
+    ]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}
+        )
+    )
+    study = run_search(
+        tiny_synthetic,
+        space,
+        SearchSettings(f"behind-perfect-{rule}", n_trials=2, save_artifacts=False),
+        storage=storage,
+    )
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     assert len(pruned) == 2
     for trial in pruned:
         history = trial.user_attrs["history"]
         steps = history[-1]["steps"]
-        assert trial.user_attrs["prune_reason"] == f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02)" + (
-            PERFECT_TRIAL_REASONS[rule])
+        assert (
+            trial.user_attrs["prune_reason"]
+            == f"dominated at epoch 2 ({steps} steps) by 1 of 1 completed trials (0; margin 0.02)"
+            + (PERFECT_TRIAL_REASONS[rule])
+        )
         assert [h["epoch"] for h in history] == [1, 2]
         # recorded like a complete trial: each epoch's own values and the epoch kept so far
         assert all({"validation", "train_loss", "kept_epoch"} <= set(h) for h in history)
@@ -224,14 +279,22 @@ def test_a_search_prunes_behind_a_perfect_trial_and_keeps_the_record(tiny_synthe
         assert trial.user_attrs["last_values"]["task1/mse"] == trial.user_attrs["validation"]["task1"]["mse"] > 0
     assert [t.number for t in pareto_trials(study)] == [0]
     # the same search without pruning trains to the end
-    off = run_search(tiny_synthetic, space, SearchSettings(f"not-pruned-{rule}", n_trials=1, save_artifacts=False, prune=False), storage=storage)
+    off = run_search(
+        tiny_synthetic,
+        space,
+        SearchSettings(f"not-pruned-{rule}", n_trials=1, save_artifacts=False, prune=False),
+        storage=storage,
+    )
     assert off.trials[0].state == optuna.trial.TrialState.COMPLETE
 
 
 def test_the_margin_on_an_auc_is_relative_to_its_error(storage):
     # references at epoch 5: mse 1.0 and AUC 0.95 - 0.02 * 5 = 0.85 at best (error 0.15)
     study = make_study(storage, [(0.5, 0.95), (0.5, 0.95), (0.5, 0.95)])
-    pruner = DominatedTrialPruner(OBJECTIVES, PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.05, min_dominators=2, budget="epochs"))
+    pruner = DominatedTrialPruner(
+        OBJECTIVES,
+        PruningSettings(warmup_epochs=2, min_completed_trials=3, margin=0.05, min_dominators=2, budget="epochs"),
+    )
     # AUC 0.84 has error 0.16: 0.15 is at least 5 % less, so the trial is behind on both
     # objectives. A margin of 5 % of the AUC itself (0.042) would never have pruned it.
     with pytest.raises(optuna.TrialPruned, match="margin 0.05"):
@@ -246,14 +309,22 @@ def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage
     pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=3600)
     trial = running_trial(study)
     pruner(trial, 3, hopeless, {})
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}
+        )
+    )
     pruner(trial, 4, hopeless, {})  # the same trial within the refresh time: the third reference is not read yet
     with pytest.raises(optuna.TrialPruned):
         pruner(running_trial(study), 4, hopeless, {})  # the next trial reads storage again
     always = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=0)
     late = running_trial(make_study(storage, FINALS[:2]))
     always(late, 3, hopeless, {})
-    late.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}))
+    late.study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}
+        )
+    )
     with pytest.raises(optuna.TrialPruned):
         always(late, 4, hopeless, {})
 
@@ -263,20 +334,29 @@ def test_references_are_compared_at_the_weights_they_kept():
     # at later epochs it stands where it would have stopped, not where its last weights drifted
     values = [0.9, 0.6, 0.3, 0.5, 0.8]
     history = [{"epoch": e, "validation": scores(v, 0.9), "kept_epoch": min(e, 3)} for e, v in enumerate(values, 1)]
-    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.3, 0.9], user_attrs={"history": history})
+    trial = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, values=[0.3, 0.9], user_attrs={"history": history}
+    )
     curve_of = learning_curve(OBJECTIVES, trial)
     assert [curve_of[e][0] for e in range(1, 6)] == pytest.approx([0.9, 0.6, 0.3, 0.3, 0.3])
     # without kept_epoch (studies from before the option) the epoch's own values are used
-    plain = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.8, 0.9],
-                                      user_attrs={"history": [{k: v for k, v in h.items() if k != "kept_epoch"} for h in history]})
+    plain = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE,
+        values=[0.8, 0.9],
+        user_attrs={"history": [{k: v for k, v in h.items() if k != "kept_epoch"} for h in history]},
+    )
     assert [learning_curve(OBJECTIVES, plain)[e][0] for e in range(1, 6)] == pytest.approx(values)
 
 
 def test_a_reference_counts_with_what_it_had_after_as_many_steps():
     curve_ = {1: (3.0,), 2: (2.0,), 3: (1.0,)}
     steps = {1: 10, 2: 20, 3: 30}
-    assert vector_at_budget(curve_, steps, epoch=2, at_steps=25, budget="steps") == (2.0,)  # its epoch 2 ended within 25 steps
-    assert vector_at_budget(curve_, steps, epoch=2, at_steps=100, budget="steps") == (1.0,)  # all of it, with fewer steps
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=25, budget="steps") == (
+        2.0,
+    )  # its epoch 2 ended within 25 steps
+    assert vector_at_budget(curve_, steps, epoch=2, at_steps=100, budget="steps") == (
+        1.0,
+    )  # all of it, with fewer steps
     assert vector_at_budget(curve_, steps, epoch=2, at_steps=5, budget="steps") is None  # not one epoch within 5 steps
     assert vector_at_budget(curve_, None, epoch=2, at_steps=25, budget="steps") is None  # recorded before step counts
     assert vector_at_budget(curve_, steps, epoch=2, at_steps=25, budget="epochs") == (2.0,)
@@ -310,12 +390,22 @@ def test_a_continued_study_keeps_its_rule_unless_the_space_or_command_line_names
     from mtl_search.search.space import parse_space
 
     study = optuna.create_study()
-    space = parse_space({"families": {"tree": {}}, "loss_weighting": {"static": {}}})  # names no rule: the default, projected
+    space = parse_space(
+        {"families": {"tree": {}}, "loss_weighting": {"static": {}}}
+    )  # names no rule: the default, projected
     assert with_study_rule(space, study) is space  # nothing stored: a new study
     # a study stored with the median rule (every space stored since the option names its rule) stays on it, with its defaults
-    study.set_user_attr("mtl_search", {"space": parse_space({"families": {"tree": {}}, "pruning": {"rule": "median"}}).to_data()})
+    study.set_user_attr(
+        "mtl_search", {"space": parse_space({"families": {"tree": {}}, "pruning": {"rule": "median"}}).to_data()}
+    )
     kept = with_study_rule(space, study).pruning
-    assert (kept.rule, kept.margin, kept.min_dominators, kept.min_dominator_fraction, kept.warmup_fraction) == ("median", 0.05, 2, 0.5, 0.0)
+    assert (kept.rule, kept.margin, kept.min_dominators, kept.min_dominator_fraction, kept.warmup_fraction) == (
+        "median",
+        0.05,
+        2,
+        0.5,
+        0.0,
+    )
     # what the space file sets stays; a rule named by the file or the command line wins
     tuned = parse_space({"families": {"tree": {}}, "pruning": {"margin": 0.1}})
     assert (with_study_rule(tuned, study).pruning.rule, with_study_rule(tuned, study).pruning.margin) == ("median", 0.1)
@@ -332,13 +422,39 @@ def test_a_search_continued_without_a_rule_prunes_by_the_study_s_rule(tiny_synth
     from mtl_search.search.runner import SearchSettings, run_search
     from mtl_search.search.space import parse_space
 
-    section = {"warmup_epochs": 1, "min_completed_trials": 1, "margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0}
-    base = {"training": {"epochs": 4, "batch_size": 128}, "families": {"tree": {"depth": 1, "width": 8}}, "loss_weighting": {"static": {}}}
-    study = run_search(tiny_synthetic, parse_space(base | {"pruning": section | {"rule": "median"}}), SearchSettings("kept-rule", n_trials=0, save_artifacts=False), storage=storage)
-    perfect = [{"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)]
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}))
+    section = {
+        "warmup_epochs": 1,
+        "min_completed_trials": 1,
+        "margin": 0.0,
+        "min_dominators": 1,
+        "min_dominator_fraction": 0.0,
+    }
+    base = {
+        "training": {"epochs": 4, "batch_size": 128},
+        "families": {"tree": {"depth": 1, "width": 8}},
+        "loss_weighting": {"static": {}},
+    }
+    study = run_search(
+        tiny_synthetic,
+        parse_space(base | {"pruning": section | {"rule": "median"}}),
+        SearchSettings("kept-rule", n_trials=0, save_artifacts=False),
+        storage=storage,
+    )
+    perfect = [
+        {"epoch": e, "steps": e, "validation": {"task1": {"mse": 0.0}, "task2": {"mse": 0.0}}} for e in range(1, 5)
+    ]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[0.0, 0.0], user_attrs={"history": perfect}
+        )
+    )
     # continued with a space that names no rule (the default would be projected)
-    study = run_search(tiny_synthetic, parse_space(base | {"pruning": section}), SearchSettings("kept-rule", n_trials=1, save_artifacts=False), storage=storage)
+    study = run_search(
+        tiny_synthetic,
+        parse_space(base | {"pruning": section}),
+        SearchSettings("kept-rule", n_trials=1, save_artifacts=False),
+        storage=storage,
+    )
     reason = study.trials[-1].user_attrs["prune_reason"]
     assert reason.startswith("dominated at epoch 2") and "projected" not in reason
 
@@ -358,8 +474,8 @@ def test_a_study_stored_before_the_budget_option_keeps_pruning_at_equal_epochs()
 
 
 def test_a_power_law_curve_is_projected_to_its_last_epoch():
-    curve = [(2.0 * t ** -0.5, 3.0) for t in range(1, 9)]  # one objective falls, one is flat
-    assert projected_final(curve, 32) == pytest.approx((2.0 * 32 ** -0.5, 3.0))
+    curve = [(2.0 * t**-0.5, 3.0) for t in range(1, 9)]  # one objective falls, one is flat
+    assert projected_final(curve, 32) == pytest.approx((2.0 * 32**-0.5, 3.0))
     # a rising curve, a value that is not positive or a single epoch projects no gain
     assert projected_final([(1.0, 0.0), (2.0, 0.0)], 10) == (2.0, 0.0)
     assert projected_final([(1.0, 1.0)], 10) == (1.0, 1.0)
@@ -377,15 +493,18 @@ def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(s
     """The same projected rule in both places: random falling curves, each checked live
     against the three references (after each epoch, as the objective does) and replayed."""
     study = make_study(storage, FINALS)
-    references = [(n, [minimised_vector(OBJECTIVES, entry["validation"], {}) for entry in curve(*final)]) for n, final in enumerate(FINALS)]
+    references = [
+        (n, [minimised_vector(OBJECTIVES, entry["validation"], {}) for entry in curve(*final)])
+        for n, final in enumerate(FINALS)
+    ]
     rng = np.random.default_rng(0)
     settings = dataclasses.replace(PROJECTED, warmup_fraction=0.3)  # a warm-up of 3 of the 10 epochs, in both places
     stopped_live = []
     for n in range(40):
         # falling to a floor, with 20 % noise from epoch to epoch, on both objectives
         start, rate, floor = rng.uniform(1.0, 3.0), rng.uniform(0.0, 1.5), rng.uniform(0.4, 1.2)
-        mse = [(floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
-        error = [0.1 * (floor + start * t ** -rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
+        mse = [(floor + start * t**-rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
+        error = [0.1 * (floor + start * t**-rate) * rng.uniform(0.8, 1.2) for t in range(1, EPOCHS + 1)]
         values = [scores(m, 1 - e) for m, e in zip(mse, error)]
         pruner, trial, stopped = DominatedTrialPruner(OBJECTIVES, settings), running_trial(study), None
         for epoch, epoch_scores in enumerate(values):

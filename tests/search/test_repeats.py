@@ -20,7 +20,9 @@ TWO_CANDIDATES = {
 
 def search(data, storage_url, name, n_trials):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    settings = SearchSettings(study_name=name, storage=storage_url, sampler="random", seed=0, n_trials=n_trials, save_artifacts=False)
+    settings = SearchSettings(
+        study_name=name, storage=storage_url, sampler="random", seed=0, n_trials=n_trials, save_artifacts=False
+    )
     return run_search(data, parse_space(TWO_CANDIDATES), settings)
 
 
@@ -51,12 +53,17 @@ def test_a_candidate_pruned_before_is_trained_again(tiny_synthetic, storage_url)
     # the pruning settings may have changed since; the pruner stops it again if they did not
     candidate = search(tiny_synthetic, storage_url, "first", 1).trials[0].user_attrs["candidate"]
     study = search(tiny_synthetic, storage_url, "second", 0)
-    study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.PRUNED,
-        params={"training.learning_rate": candidate["training"]["learning_rate"]},
-        distributions={"training.learning_rate": optuna.distributions.CategoricalDistribution([1.0e-3, 3.0e-3])},
-        user_attrs={"candidate": candidate, "prune_reason": "dominated at epoch 1 by 2 of 3 completed trials (7, 8; margin 0.05)"},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"training.learning_rate": candidate["training"]["learning_rate"]},
+            distributions={"training.learning_rate": optuna.distributions.CategoricalDistribution([1.0e-3, 3.0e-3])},
+            user_attrs={
+                "candidate": candidate,
+                "prune_reason": "dominated at epoch 1 by 2 of 3 completed trials (7, 8; margin 0.05)",
+            },
+        )
+    )
     # the same seed and sampler propose the same first candidate again
     study = search(tiny_synthetic, storage_url, "second", 1)
     again = study.trials[1]
@@ -74,7 +81,9 @@ def test_a_repeat_is_held_to_the_limits_of_its_own_run(tiny_synthetic, storage_u
     meta = study.user_attrs["mtl_search"]
     meta["space"]["objectives"] = limited.to_data()["objectives"]
     study.set_user_attr("mtl_search", meta)
-    settings = SearchSettings(study_name="limits", storage=storage_url, sampler="random", seed=0, n_trials=1, save_artifacts=False)
+    settings = SearchSettings(
+        study_name="limits", storage=storage_url, sampler="random", seed=0, n_trials=1, save_artifacts=False
+    )
     study = run_search(tiny_synthetic, limited, settings)
     repeat = study.trials[1]
     assert repeat.user_attrs["repeat_of"] == 0

@@ -16,15 +16,22 @@ def test_grace_period_comes_from_the_flag_then_the_environment(monkeypatch):
     assert heartbeat_interval(7) == 2 and heartbeat_interval(2) == 1 and heartbeat_interval(600) == 10
 
 
-@pytest.mark.parametrize("value,fragment", [("1", "$MTL_SEARCH_GRACE_PERIOD 1: must be at least 2"),
-                                            ("soon", "$MTL_SEARCH_GRACE_PERIOD 'soon': expected a whole number")])
+@pytest.mark.parametrize(
+    "value,fragment",
+    [
+        ("1", "$MTL_SEARCH_GRACE_PERIOD 1: must be at least 2"),
+        ("soon", "$MTL_SEARCH_GRACE_PERIOD 'soon': expected a whole number"),
+    ],
+)
 def test_a_bad_grace_period_in_the_environment_is_named(monkeypatch, value, fragment):
     monkeypatch.setenv("MTL_SEARCH_GRACE_PERIOD", value)
     with pytest.raises(UserError, match=fragment.replace("$", r"\$")):
         grace_period()
 
 
-@pytest.mark.parametrize("url,in_memory", [("sqlite://", True), ("sqlite:///:memory:", True), ("sqlite:///{tmp}/s.db", False)])
+@pytest.mark.parametrize(
+    "url,in_memory", [("sqlite://", True), ("sqlite:///:memory:", True), ("sqlite:///{tmp}/s.db", False)]
+)
 def test_in_memory_storages_are_recognised(tmp_path, url, in_memory):
     assert is_in_memory(open_storage(url.format(tmp=tmp_path), heartbeat=False)) is in_memory
 

@@ -41,7 +41,9 @@ def all_trees(tasks, depth):
 
 def canonical(tree, tasks):
     order = {t: i for i, t in enumerate(tasks)}
-    return tuple(tuple(sorted((tuple(sorted(g, key=order.get)) for g in level), key=lambda g: order[g[0]])) for level in tree)
+    return tuple(
+        tuple(sorted((tuple(sorted(g, key=order.get)) for g in level), key=lambda g: order[g[0]])) for level in tree
+    )
 
 
 def reachable_trees(tasks, depth):
@@ -78,7 +80,9 @@ def test_tree_counts_match_combinatorics():
 def test_branch_point_grouping_is_per_task_branching():
     family = TreeFamily()
     params = {"tree.depth": 3, "tree.width": 4, "tree.branch_a": 0, "tree.branch_b": 2, "tree.branch_c": 3}
-    spec = family.sample(optuna.trial.FixedTrial(params), TreeSpace(depth=3, width=4, grouping="branch_points"), ["a", "b", "c"])
+    spec = family.sample(
+        optuna.trial.FixedTrial(params), TreeSpace(depth=3, width=4, grouping="branch_points"), ["a", "b", "c"]
+    )
     assert spec["groups"] == [[["a"], ["b", "c"]], [["a"], ["b", "c"]], [["a"], ["b"], ["c"]]]
 
 
@@ -95,7 +99,10 @@ def test_affinity_grouping_reaches_exactly_the_nested_trees_cut_from_its_chain()
         family.validate({"widths": [4] * depth, "groups": groups}, tasks)  # groups only split as depth grows
         reached.add(canonical(groups, tasks))
     # every non-decreasing walk along the chain, and nothing else
-    expected = {canonical([CHAIN[k] for k in walk], tasks) for walk in itertools.combinations_with_replacement(range(len(CHAIN)), depth)}
+    expected = {
+        canonical([CHAIN[k] for k in walk], tasks)
+        for walk in itertools.combinations_with_replacement(range(len(CHAIN)), depth)
+    }
     assert reached == expected and len(expected) == 20
 
 
@@ -103,4 +110,6 @@ def test_affinity_grouping_without_a_chain_is_a_clear_error():
     from mtl_search.errors import UserError
 
     with pytest.raises(UserError, match="no chain of groupings"):
-        TreeFamily().sample(optuna.trial.FixedTrial({"tree.split_0": 0}), TreeSpace(depth=1, width=4, grouping="affinity"), ["a", "b"])
+        TreeFamily().sample(
+            optuna.trial.FixedTrial({"tree.split_0": 0}), TreeSpace(depth=1, width=4, grouping="affinity"), ["a", "b"]
+        )

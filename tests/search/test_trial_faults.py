@@ -10,12 +10,16 @@ from mtl_search.search.space import parse_space
 
 def test_a_diverging_candidate_fails_with_its_reason_and_the_search_goes_on(tiny_synthetic, storage_url):
     # learning rate 1e6 blows the loss up in the first epoch; 1e-3 trains fine
-    space = parse_space({
-        "training": {"epochs": 2, "learning_rate": {"choices": [1.0e-3, 1.0e6]}, "batch_size": 64},
-        "families": {"tree": {"depth": 1, "width": 8}},
-        "loss_weighting": {"static": {}},
-    })
-    settings = SearchSettings(study_name="diverge", storage=storage_url, sampler="random", seed=0, n_trials=6, save_artifacts=False)
+    space = parse_space(
+        {
+            "training": {"epochs": 2, "learning_rate": {"choices": [1.0e-3, 1.0e6]}, "batch_size": 64},
+            "families": {"tree": {"depth": 1, "width": 8}},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    settings = SearchSettings(
+        study_name="diverge", storage=storage_url, sampler="random", seed=0, n_trials=6, save_artifacts=False
+    )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = run_search(tiny_synthetic, space, settings)
 
@@ -42,16 +46,29 @@ def test_an_error_that_stops_the_run_is_the_failed_trials_reason_not_a_lost_work
     from mtl_search.errors import UserError
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.standard_normal(300), "y": rng.standard_normal(300),
-                          "three": rng.integers(0, 3, 300), "four": rng.integers(0, 4, 300)})
+    frame = pd.DataFrame(
+        {
+            "x": rng.standard_normal(300),
+            "y": rng.standard_normal(300),
+            "three": rng.integers(0, 3, 300),
+            "four": rng.integers(0, 4, 300),
+        }
+    )
     data = make_table_data(frame, targets_from_declarations(["three:multiclass", "four:multiclass"]))
-    space = parse_space({"training": {"epochs": 1}, "relationship": {"weight": 0.01}, "tower": {"depth": 0},
-                         "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}}, "loss_weighting": {"static": {}}})
+    space = parse_space(
+        {
+            "training": {"epochs": 1},
+            "relationship": {"weight": 0.01},
+            "tower": {"depth": 0},
+            "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}},
+            "loss_weighting": {"static": {}},
+        }
+    )
     settings = SearchSettings(study_name="stops", storage=storage_url, n_trials=2, save_artifacts=False)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with pytest.raises(UserError, match="relationship") as error:
         run_search(data, space, settings)
-    trial, = optuna.load_study(study_name="stops", storage=storage_url).trials
+    (trial,) = optuna.load_study(study_name="stops", storage=storage_url).trials
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == f"{error.value} (the run stopped here)"
     assert trial_outcomes([trial]).lost == 0

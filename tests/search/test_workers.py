@@ -14,7 +14,16 @@ import pytest
 
 from mtl_search.search.workers import LocalBudget, TrialBudget, optimize_study
 from tests.search.parallel_helpers import (
-    FINISHED, RAN_TO_END, run_args, start_cli, states, study_created, trials, wait_for, worker_pids, write_space,
+    FINISHED,
+    RAN_TO_END,
+    run_args,
+    start_cli,
+    states,
+    study_created,
+    trials,
+    wait_for,
+    worker_pids,
+    write_space,
 )
 
 
@@ -75,7 +84,11 @@ def test_four_workers_share_one_sqlite_study_without_lock_errors(tmp_path):
 def _training(storage: str, name: str) -> int:
     """Running trials that have sampled their candidate (and so are training)."""
     try:
-        return sum(1 for t in trials(storage, name) if t.state == optuna.trial.TrialState.RUNNING and "candidate" in t.user_attrs)
+        return sum(
+            1
+            for t in trials(storage, name)
+            if t.state == optuna.trial.TrialState.RUNNING and "candidate" in t.user_attrs
+        )
     except (KeyError, sqlalchemy.exc.OperationalError):  # not created yet, or tables being created
         return 0
 
@@ -88,8 +101,13 @@ def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     process = start_cli(args, tmp_path)
     # Kill one worker while both are in the middle of a trial: sampled (its candidate stored)
     # and training, so that the retry can be checked against the killed trial's parameters.
-    wait_for(lambda: study_created(tmp_path / "studies.db", "kill") and _training(storage, "kill") == 2
-             and len(worker_pids(process.pid)) == 2)
+    wait_for(
+        lambda: (
+            study_created(tmp_path / "studies.db", "kill")
+            and _training(storage, "kill") == 2
+            and len(worker_pids(process.pid)) == 2
+        )
+    )
     victim = worker_pids(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     out, err = process.communicate(timeout=300)
@@ -114,8 +132,13 @@ def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     # what happened to it is told, though the killed process could not record a reason
     summary = cli("pareto", "kill", "--storage", storage).out
     assert "1 failed (1 lost with their worker: no heartbeat)" in summary and "running" not in summary
-    refused = cli("export", "kill", "--trial", str(failed[0].number), "--storage", storage, "--out", str(tmp_path / "m"))
-    assert f"no heartbeat for the grace period: its worker died or was killed; retried as trial {retries[0].number})" in refused.err
+    refused = cli(
+        "export", "kill", "--trial", str(failed[0].number), "--storage", storage, "--out", str(tmp_path / "m")
+    )
+    assert (
+        f"no heartbeat for the grace period: its worker died or was killed; retried as trial {retries[0].number})"
+        in refused.err
+    )
 
 
 def test_ctrl_c_during_a_trial_fails_it_with_the_reason_and_stops_the_loop():
@@ -198,20 +221,28 @@ def test_ctrl_c_between_trials_stops_before_the_next_one():
             os.kill(os.getpid(), signal.SIGINT)  # lands while the loop saves the finished trial
 
     with pytest.raises(KeyboardInterrupt):
-        optimize_study(study, lambda trial: trial.suggest_float("x", 0, 1), LocalBudget(10), callbacks=[interrupt_after_second])
+        optimize_study(
+            study, lambda trial: trial.suggest_float("x", 0, 1), LocalBudget(10), callbacks=[interrupt_after_second]
+        )
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
-def _stop_a_running_search(tmp_path, study: str, stop, *, code: int, word: str, completed: int,
-                           extra: tuple = ()) -> tuple:
+def _stop_a_running_search(
+    tmp_path, study: str, stop, *, code: int, word: str, completed: int, extra: tuple = ()
+) -> tuple:
     """Start a 2-worker run (with ``extra`` flags), ``stop(process)`` once ``completed`` trials finished and one runs;
     check it ends with exit status ``code``, says ``word`` and leaves no trial RUNNING, every
     stopped trial failed with the reason ``word``. Returns (space, storage, trials)."""
     space = write_space(tmp_path, epochs=6)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     process = start_cli(run_args(space, storage, study, 50, "--workers", "2", *extra), tmp_path)
-    wait_for(lambda: study_created(tmp_path / "studies.db", study) and states(storage, study)["COMPLETE"] >= completed
-             and states(storage, study)["RUNNING"] >= 1)
+    wait_for(
+        lambda: (
+            study_created(tmp_path / "studies.db", study)
+            and states(storage, study)["COMPLETE"] >= completed
+            and states(storage, study)["RUNNING"] >= 1
+        )
+    )
     stop(process)
     _, err = process.communicate(timeout=120)
     assert process.returncode == code, err
@@ -229,8 +260,14 @@ def _stop_a_running_search(tmp_path, study: str, stop, *, code: int, word: str, 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
     # what a terminal's Ctrl-C does: SIGINT to the whole process group
-    space, storage, found = _stop_a_running_search(tmp_path, "stop", lambda process: os.killpg(process.pid, signal.SIGINT),
-                                                   code=130, word="interrupted", completed=2)
+    space, storage, found = _stop_a_running_search(
+        tmp_path,
+        "stop",
+        lambda process: os.killpg(process.pid, signal.SIGINT),
+        code=130,
+        word="interrupted",
+        completed=2,
+    )
     completed = {t.number: t.values for t in found if t.state == optuna.trial.TrialState.COMPLETE}
     assert len(completed) >= 2
 
@@ -243,16 +280,24 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_workers_running_populations_cleanly(tmp_path):
-    _, _, found = _stop_a_running_search(tmp_path, "stop-populations",
-                                         lambda process: os.killpg(process.pid, signal.SIGINT),
-                                         code=130, word="interrupted", completed=3, extra=("--population", "3"))
+    _, _, found = _stop_a_running_search(
+        tmp_path,
+        "stop-populations",
+        lambda process: os.killpg(process.pid, signal.SIGINT),
+        code=130,
+        word="interrupted",
+        completed=3,
+        extra=("--population", "3"),
+    )
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in found) >= 3
 
 
 @pytest.mark.slow
 def test_sigterm_to_the_run_reaches_its_workers_and_leaves_no_trial_running(tmp_path):
     # SIGTERM to the parent alone, as a scheduler sends it: the parent passes it on
-    _stop_a_running_search(tmp_path, "term", lambda process: process.terminate(), code=143, word="terminated", completed=1)
+    _stop_a_running_search(
+        tmp_path, "term", lambda process: process.terminate(), code=143, word="terminated", completed=1
+    )
 
 
 def test_more_workers_than_trials_start_one_per_trial(tmp_path):

@@ -194,8 +194,11 @@ TINY_SPACE = {
 
 
 def search(tiny_synthetic, storage_url: str, name: str, **settings: Any) -> optuna.Study:
-    return run_search(tiny_synthetic, parse_space(TINY_SPACE), SearchSettings(
-        study_name=name, storage=storage_url, sampler="random", n_trials=2, **settings))
+    return run_search(
+        tiny_synthetic,
+        parse_space(TINY_SPACE),
+        SearchSettings(study_name=name, storage=storage_url, sampler="random", n_trials=2, **settings),
+    )
 
 
 def test_a_search_stores_the_precision_with_each_candidate_and_none_by_default(tiny_synthetic, storage_url):
@@ -244,7 +247,8 @@ def test_refine_and_export_retrain_a_trial_in_its_own_precision(tiny_synthetic, 
     assert record["precision"] == "bf16"
     seed5 = train_candidate(tiny_synthetic, item | {"training": item["training"] | {"seed": 5}})
     assert record["validation"]["task1"]["loss"]["mean"] == pytest.approx(
-        (trial.user_attrs["validation"]["task1"]["loss"] + seed5.validation["task1"]["loss"]) / 2)
+        (trial.user_attrs["validation"]["task1"]["loss"] + seed5.validation["task1"]["loss"]) / 2
+    )
     assert "precision" not in refine_trial(trial, tiny_synthetic, [5], precision="fp32")  # fp32: the format as before
     first = refine_front(study, tiny_synthetic, 1)
     assert all(r["precision"] == "bf16" for r in first.values())

@@ -15,12 +15,15 @@ def no_gpu(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("cuda", "--device 'cuda': no CUDA device is available on this machine"),
-    ("mps", "--device 'mps': no MPS (Apple GPU) device is available on this machine"),
-    ("toaster", "--device 'toaster': not a device name (cpu, cuda, cuda:1, mps, auto)"),
-    ("meta", "--device 'meta': no meta device is available on this machine (cpu, cuda, mps, auto)"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("cuda", "--device 'cuda': no CUDA device is available on this machine"),
+        ("mps", "--device 'mps': no MPS (Apple GPU) device is available on this machine"),
+        ("toaster", "--device 'toaster': not a device name (cpu, cuda, cuda:1, mps, auto)"),
+        ("meta", "--device 'meta': no meta device is available on this machine (cpu, cuda, mps, auto)"),
+    ],
+)
 def test_a_device_this_machine_lacks_is_refused(no_gpu, name, message):
     with pytest.raises(UserError) as error:
         resolve_device(name)

@@ -9,7 +9,12 @@ from mtl_search.errors import TrialDiverged
 from mtl_search.training import evaluate, train_candidate
 from mtl_search.training.trainer import checkpoint_score, replaces_kept
 
-SPEC = {"family": "tree", "widths": [16, 16], "groups": [[["task1", "task2"]], [["task1"], ["task2"]]], "tower": {"widths": [8]}}
+SPEC = {
+    "family": "tree",
+    "widths": [16, 16],
+    "groups": [[["task1", "task2"]], [["task1"], ["task2"]]],
+    "tower": {"widths": [8]},
+}
 
 
 def candidate(**training):
@@ -48,7 +53,10 @@ def test_same_seed_gives_the_same_metrics(tiny_synthetic):
 
 
 def test_static_weights_scale_the_task_losses(tiny_synthetic):
-    only_task1 = train_candidate(tiny_synthetic, candidate(epochs=5) | {"loss_weighting": {"method": "static", "weights": {"task1": 1.0, "task2": 0.0}}})
+    only_task1 = train_candidate(
+        tiny_synthetic,
+        candidate(epochs=5) | {"loss_weighting": {"method": "static", "weights": {"task1": 1.0, "task2": 0.0}}},
+    )
     both = train_candidate(tiny_synthetic, candidate(epochs=5))
     assert only_task1.history[-1]["weights"] == {"task1": 1.0, "task2": 0.0}
     # with no weight on task2 its shared-trunk-free tower never trains, so it stays worse
@@ -63,8 +71,11 @@ def test_a_diverging_candidate_stops_with_a_reason(tiny_synthetic):
 def test_a_blown_up_but_finite_loss_fails_like_a_non_finite_one(tiny_synthetic):
     # Adam at learning rate 10 keeps the loss finite (about 1e12 on standardised targets); left
     # to complete, such a trial would set the hypervolume's bounds and the figures' axes
-    with pytest.raises(TrialDiverged, match=r"training loss of task task1 reached .* in epoch 1, over 1e\+06 times "
-                                            r"that of a constant prediction \(1\): the weights blew up \(learning rate 10\)"):
+    with pytest.raises(
+        TrialDiverged,
+        match=r"training loss of task task1 reached .* in epoch 1, over 1e\+06 times "
+        r"that of a constant prediction \(1\): the weights blew up \(learning rate 10\)",
+    ):
         train_candidate(tiny_synthetic, candidate(learning_rate=10.0))
     # a high learning rate that spikes and recovers is left alone
     recovered = train_candidate(tiny_synthetic, candidate(learning_rate=1.0))
@@ -74,10 +85,12 @@ def test_a_blown_up_but_finite_loss_fails_like_a_non_finite_one(tiny_synthetic):
 def test_checkpoint_score_is_scale_free_and_respects_dominance():
     def scores(a, b):
         return {"task1": {"loss": a}, "task2": {"loss": b}}
+
     assert checkpoint_score(scores(0.5, 2.0)) == pytest.approx(math.log(0.5) + math.log(2.0))
     # halving one task's loss counts as much whatever that task's scale
     assert checkpoint_score(scores(0.5, 200.0)) - checkpoint_score(scores(1.0, 200.0)) == pytest.approx(
-        checkpoint_score(scores(0.5, 2.0)) - checkpoint_score(scores(1.0, 2.0)))
+        checkpoint_score(scores(0.5, 2.0)) - checkpoint_score(scores(1.0, 2.0))
+    )
     assert checkpoint_score(scores(0.4, 1.9)) < checkpoint_score(scores(0.5, 2.0))  # better on both: lower
     assert checkpoint_score(scores(math.nan, 1.0)) == math.inf  # never kept over a finite epoch
     assert replaces_kept(0.5, 1.0) and not replaces_kept(1.0, 1.0) and not replaces_kept(math.inf, 1.0)
@@ -116,20 +129,29 @@ def test_an_unknown_checkpoint_is_refused(tiny_synthetic):
         train_candidate(tiny_synthetic, candidate(checkpoint="middle"))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"training": {"epoch": 1}}, "training.epoch: unknown key (expected one of epochs, learning_rate, "),
-    ({"training": {"lr": 0.5}}, "training.lr: unknown key"),
-    ({"trainng": {"epochs": 1}}, "candidate: unknown key 'trainng' (expected architecture, training, loss_weighting)"),
-    ({"training": {"epochs": 0}}, "training.epochs: expected a whole number >= 1, got 0"),
-    ({"training": {"epochs": 1.5}}, "training.epochs: expected a whole number >= 1, got 1.5"),
-    ({"training": {"batch_size": -5}}, "training.batch_size: expected a whole number >= 1, got -5"),
-    ({"training": {"seed": "a"}}, "training.seed: expected a whole number from 0 to 2**64 - 1"),
-    ({"training": {"learning_rate": -0.1}}, "training.learning_rate: expected a finite number above 0, got -0.1"),
-    ({"training": {"learning_rate": float("nan")}}, "training.learning_rate: expected a finite number above 0, got nan"),
-    ({"training": {"weight_decay": -1e-4}}, "training.weight_decay: expected a finite number at least 0"),
-    ({"training": {"optimizer": "rmsprop"}}, "training.optimizer 'rmsprop': expected one of adam, adamw, sgd"),
-    ({"training": "fast"}, "candidate training: expected a mapping, got 'fast'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"training": {"epoch": 1}}, "training.epoch: unknown key (expected one of epochs, learning_rate, "),
+        ({"training": {"lr": 0.5}}, "training.lr: unknown key"),
+        (
+            {"trainng": {"epochs": 1}},
+            "candidate: unknown key 'trainng' (expected architecture, training, loss_weighting)",
+        ),
+        ({"training": {"epochs": 0}}, "training.epochs: expected a whole number >= 1, got 0"),
+        ({"training": {"epochs": 1.5}}, "training.epochs: expected a whole number >= 1, got 1.5"),
+        ({"training": {"batch_size": -5}}, "training.batch_size: expected a whole number >= 1, got -5"),
+        ({"training": {"seed": "a"}}, "training.seed: expected a whole number from 0 to 2**64 - 1"),
+        ({"training": {"learning_rate": -0.1}}, "training.learning_rate: expected a finite number above 0, got -0.1"),
+        (
+            {"training": {"learning_rate": float("nan")}},
+            "training.learning_rate: expected a finite number above 0, got nan",
+        ),
+        ({"training": {"weight_decay": -1e-4}}, "training.weight_decay: expected a finite number at least 0"),
+        ({"training": {"optimizer": "rmsprop"}}, "training.optimizer 'rmsprop': expected one of adam, adamw, sgd"),
+        ({"training": "fast"}, "candidate training: expected a mapping, got 'fast'"),
+    ],
+)
 def test_a_hand_written_candidate_with_a_mistake_is_refused_before_training(tiny_synthetic, change, message):
     # a typo must not train quietly on the defaults, nor epochs 0 return an untrained model
     from mtl_search.errors import UserError

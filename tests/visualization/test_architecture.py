@@ -5,15 +5,27 @@ from __future__ import annotations
 from mtl_search.visualization.architecture import stack_figure, tree_figure
 
 TASKS = ["click", "purchase", "dwell"]
-HIERARCHY = {"widths": [64, 64, 64, 64], "head_depths": {"click": 1, "purchase": 2, "dwell": 3},
-             "feed_upward": {"click": True, "purchase": False, "dwell": True}, "prediction_embedding": 4}
+HIERARCHY = {
+    "widths": [64, 64, 64, 64],
+    "head_depths": {"click": 1, "purchase": 2, "dwell": 3},
+    "feed_upward": {"click": True, "purchase": False, "dwell": True},
+    "prediction_embedding": 4,
+}
 
 
 def test_the_stack_figure_hangs_each_head_under_the_block_it_reads():
     figure = stack_figure(HIERARCHY, TASKS)
     nodes = figure.data[-1]
     # the fourth width is never built (no head above block 3), so it is not drawn
-    assert list(nodes.text) == ["input", "block 1", "block 2", "block 3", "click tower", "purchase tower", "dwell tower"]
+    assert list(nodes.text) == [
+        "input",
+        "block 1",
+        "block 2",
+        "block 3",
+        "click tower",
+        "purchase tower",
+        "dwell tower",
+    ]
     assert list(nodes.x[4:]) == [1.0, 2.0, 3.0]
     assert "click: tower reads block 1; its prediction feeds block 2" in nodes.hovertext
     assert "purchase: tower reads block 2" in nodes.hovertext

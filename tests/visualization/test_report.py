@@ -26,37 +26,78 @@ def three_task_study() -> optuna.Study:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([f"{t}/mse" for t in TASKS])
-    study.set_user_attr(STUDY_ATTR, {
-        "data": {"source": "synthetic", "options": {"rows": 50}},
-        "tasks": [{"name": t, "kind": "regression", "n_classes": 0, "metrics": ["mse"], "given": None} for t in TASKS],
-        "input_schema": {"kind": "vector", "size": 4},
-        "objectives": [{"task": t, "metric": "mse", "direction": "minimize"} for t in TASKS],
-        "space": {"families": {"tree": {}, "mmoe": {}}},
-        "preprocessing": {},
-    })
+    study.set_user_attr(
+        STUDY_ATTR,
+        {
+            "data": {"source": "synthetic", "options": {"rows": 50}},
+            "tasks": [
+                {"name": t, "kind": "regression", "n_classes": 0, "metrics": ["mse"], "given": None} for t in TASKS
+            ],
+            "input_schema": {"kind": "vector", "size": 4},
+            "objectives": [{"task": t, "metric": "mse", "direction": "minimize"} for t in TASKS],
+            "space": {"families": {"tree": {}, "mmoe": {}}},
+            "preprocessing": {},
+        },
+    )
     records = [
-        ("tree", {"groups": [[["a", "b", "c"]], [["a", "b"], ["c"]]], "widths": [8, 8]}, {"tree": "0:{a,b,c} 1:{a,b}{c}"}, (1.0, 2.0, 3.0)),
+        (
+            "tree",
+            {"groups": [[["a", "b", "c"]], [["a", "b"], ["c"]]], "widths": [8, 8]},
+            {"tree": "0:{a,b,c} 1:{a,b}{c}"},
+            (1.0, 2.0, 3.0),
+        ),
         ("mmoe", {"experts": 2}, {"gates": {t: {"e0": 0.25, "e1": 0.75} for t in TASKS}}, (2.0, 1.0, 3.0)),
-        ("cross_stitch", {"widths": [8]}, {"alpha": {"after_layer_0": [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.2, 0.8]]}}, (3.0, 3.0, 1.0)),
+        (
+            "cross_stitch",
+            {"widths": [8]},
+            {"alpha": {"after_layer_0": [[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.2, 0.8]]}},
+            (3.0, 3.0, 1.0),
+        ),
         ("tree", {"groups": [[["a"], ["b"], ["c"]]], "widths": [8]}, {}, (4.0, 4.0, 4.0)),  # dominated
     ]
     for family, spec, sharing, values in records:
-        history = [{"epoch": e, "validation": {t: {"mse": v + 1 - e} for t, v in zip(TASKS, values)},
-                    "weights": {t: 1.0 + 0.1 * e for t in TASKS}} for e in (1, 2)]
+        history = [
+            {
+                "epoch": e,
+                "validation": {t: {"mse": v + 1 - e} for t, v in zip(TASKS, values)},
+                "weights": {t: 1.0 + 0.1 * e for t in TASKS},
+            }
+            for e in (1, 2)
+        ]
         # the first trial kept its first epoch (training.checkpoint best); the others predate the record
         kept = {"kept_epoch": 1} if family == "tree" and values[0] == 1.0 else {}
-        study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={
-            "candidate": {"architecture": {"family": family, **spec}}, "summary": f"{family} <summary>",
-            "sharing": sharing, "history": history, "test": {t: {"mse": 9.0} for t in TASKS}, "n_params": 100} | kept))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={
-        "validation": {t: {"mse": 5.0} for t in TASKS}}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=list(values),
+                user_attrs={
+                    "candidate": {"architecture": {"family": family, **spec}},
+                    "summary": f"{family} <summary>",
+                    "sharing": sharing,
+                    "history": history,
+                    "test": {t: {"mse": 9.0} for t in TASKS},
+                    "n_params": 100,
+                }
+                | kept,
+            )
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, user_attrs={"validation": {t: {"mse": 5.0} for t in TASKS}}
+        )
+    )
     return study
 
 
 def test_three_task_report_has_every_section_and_draws_each_family():
     study = three_task_study()
     figures = main_figures(study)
-    assert set(figures) >= {"pareto-front", "pareto-parallel-coordinates", "best-per-family", "loss-weights", "validation-curves"}
+    assert set(figures) >= {
+        "pareto-front",
+        "pareto-parallel-coordinates",
+        "best-per-family",
+        "loss-weights",
+        "validation-curves",
+    }
     splom_names = [trace.name for trace in figures["pareto-front"].data]
     assert splom_names == ["pruned (last validation)", "dominated", "Pareto front"]
     assert [len(trace.dimensions[0].values) for trace in figures["pareto-front"].data] == [1, 1, 3]
@@ -70,8 +111,15 @@ def test_three_task_report_has_every_section_and_draws_each_family():
     page = report_html(study)
     assert page.count(plotly.offline.get_plotlyjs()[:300]) == 1  # plotly.js inlined exactly once
     assert "<script src=" not in page  # nothing fetched from the network
-    for heading in ("Pareto front", "Hypervolume over trials", "Families compared", "Architectures on the front",
-                    "Loss weights", "Training curves", "Data and search space"):
+    for heading in (
+        "Pareto front",
+        "Hypervolume over trials",
+        "Families compared",
+        "Architectures on the front",
+        "Loss weights",
+        "Training curves",
+        "Data and search space",
+    ):
         assert f"<h2>{heading}</h2>" in page
     for div in ("trial-0-tree", "trial-1-sharing-0", "trial-2-sharing-0"):
         assert f'id="{div}"' in page
@@ -81,9 +129,22 @@ def test_three_task_report_has_every_section_and_draws_each_family():
 
 def test_a_hierarchy_on_the_front_is_drawn_as_heads_on_its_stack():
     study = three_task_study()
-    spec = {"family": "hierarchy", "widths": [8, 8], "head_depths": {"a": 1, "b": 2, "c": 2}, "feed_upward": {"a": True}}
-    study.add_trial(optuna.trial.create_trial(values=[0.5, 5.0, 5.0], user_attrs={
-        "candidate": {"architecture": spec}, "summary": "hierarchy L=2", "sharing": {"hierarchy": "a@1^ b@2 c@2"}}))
+    spec = {
+        "family": "hierarchy",
+        "widths": [8, 8],
+        "head_depths": {"a": 1, "b": 2, "c": 2},
+        "feed_upward": {"a": True},
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.5, 5.0, 5.0],
+            user_attrs={
+                "candidate": {"architecture": spec},
+                "summary": "hierarchy L=2",
+                "sharing": {"hierarchy": "a@1^ b@2 c@2"},
+            },
+        )
+    )
     page = report_html(study)
     assert 'id="trial-5-stack"' in page and "a: tower reads block 1; its prediction feeds block 2" in page
     assert "trial-5-tree" not in page and "trial-0-stack" not in page
@@ -93,13 +154,21 @@ def test_sharing_reports_become_labelled_tables():
     gates = sharing_tables({"gates": {"L0.a": {"a.0": 0.5, "shared0": 0.5}, "L0.shared": {"shared0": 1.0}}}, TASKS)
     assert gates[0][:3] == ("gates", ["L0.a", "L0.shared"], ["a.0", "shared0"])
     assert gates[0][3][1][0] != gates[0][3][1][0]  # a gate without that expert: NaN, not 0
-    sluice = sharing_tables({"subspaces": 2, "alpha": [[[1.0, 0.0], [0.0, 1.0]]], "beta": {"a": [0.5, 0.5]}}, ["a", "b"])
+    sluice = sharing_tables(
+        {"subspaces": 2, "alpha": [[[1.0, 0.0], [0.0, 1.0]]], "beta": {"a": [0.5, 0.5]}}, ["a", "b"]
+    )
     assert [(title, rows, columns) for title, rows, columns, _ in sluice] == [
-        ("alpha[0]", ["a", "b"], ["a", "b"]), ("beta", ["a"], ["layer 1", "layer 2"])]
+        ("alpha[0]", ["a", "b"], ["a", "b"]),
+        ("beta", ["a"], ["layer 1", "layer 2"]),
+    ]
     # with 2 subspaces per task, alpha mixes task-major subspaces: the card says which is which
-    (_, rows, columns, _), = sharing_tables({"alpha": [[[float(i == j) for j in range(4)] for i in range(4)]]}, ["a", "b"])
+    ((_, rows, columns, _),) = sharing_tables(
+        {"alpha": [[[float(i == j) for j in range(4)] for i in range(4)]]}, ["a", "b"]
+    )
     assert rows == columns == ["a.s0", "a.s1", "b.s0", "b.s1"]
-    text = architecture_markdown({"candidate": {"architecture": {"family": "mmoe"}}, "sharing": {"gates": {"a": {"e0": 1.0}}}}, ["a"])
+    text = architecture_markdown(
+        {"candidate": {"architecture": {"family": "mmoe"}}, "sharing": {"gates": {"a": {"e0": 1.0}}}}, ["a"]
+    )
     assert "Learned `gates`" in text and "| a | 1.000 |" in text
 
 
@@ -118,7 +187,9 @@ def test_report_of_unknown_study_is_a_one_line_error(cli, trained_study, tmp_pat
     from tests.helpers import assert_one_line_error
 
     url, _, _ = trained_study
-    assert_one_line_error(cli("report", "nope", "--storage", url, "--out", str(tmp_path / "r.html")), "study 'nope' not found")
+    assert_one_line_error(
+        cli("report", "nope", "--storage", url, "--out", str(tmp_path / "r.html")), "study 'nope' not found"
+    )
 
 
 # -- in a real browser -------------------------------------------------------------------
@@ -128,13 +199,30 @@ def open_in_chromium(chromium: str, page: str, folder) -> tuple[str, str, bytes]
     """(rendered DOM, browser log, screenshot PNG) of the page opened headless, offline."""
     (folder / "page.html").write_text(page)
     process = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={folder / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1280,1600",
-         "--force-device-scale-factor=0.5",  # a half-size screenshot: the same layout, a quarter of the pixels to decode
-         "--enable-unsafe-swiftshader",  # software WebGL for scatter matrices, without deprecation messages
-         "--virtual-time-budget=5000", f"--screenshot={folder / 'shot.png'}", "--dump-dom", (folder / "page.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={folder / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1600",
+            "--force-device-scale-factor=0.5",  # a half-size screenshot: the same layout, a quarter of the pixels to decode
+            "--enable-unsafe-swiftshader",  # software WebGL for scatter matrices, without deprecation messages
+            "--virtual-time-budget=5000",
+            f"--screenshot={folder / 'shot.png'}",
+            "--dump-dom",
+            (folder / "page.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return process.stdout, process.stderr, (folder / "shot.png").read_bytes()
 
@@ -148,8 +236,8 @@ def png_pixels(data: bytes) -> list[bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     position, idat, header = 8, b"", None
     while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        body = data[position + 8:position + 8 + length]
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        body = data[position + 8 : position + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -160,7 +248,7 @@ def png_pixels(data: bytes) -> list[bytes]:
     size = 3 if colour == 2 else 4
     raw, stride, rows, previous = zlib.decompress(idat), width * size, [], bytearray(width * size)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for x in range(stride):
             left = line[x - size] if x >= size else 0
             up, corner = previous[x], previous[x - size] if x >= size else 0
@@ -195,7 +283,7 @@ def test_report_renders_in_chromium_without_console_errors(which, trained_study,
     assert divs and set(divs) == drawn
     rows = png_pixels(screenshot)
     step = len(rows[0]) // 640  # bytes per pixel
-    colours = {row[i:i + 3] for row in rows for i in range(0, len(row), step)}
+    colours = {row[i : i + 3] for row in rows for i in range(0, len(row), step)}
     assert len(colours) > 20  # text, markers and lines, not a blank page
     assert any(r > 180 and g < 90 and b < 90 for r, g, b in colours)  # the front's red markers
 
@@ -203,7 +291,9 @@ def test_report_renders_in_chromium_without_console_errors(which, trained_study,
 @pytest.mark.browser
 def test_the_console_check_catches_a_broken_page(tmp_path):
     chromium = require_chromium()
-    _, log, _ = open_in_chromium(chromium, "<html><body><script>throw new Error('boom')</script></body></html>", tmp_path)
+    _, log, _ = open_in_chromium(
+        chromium, "<html><body><script>throw new Error('boom')</script></body></html>", tmp_path
+    )
     assert any("boom" in line for line in console_errors(log))
 
 
@@ -212,8 +302,12 @@ def test_front_table_shows_costs_once_and_refined_trials_as_mean_and_std():
     from mtl_search.visualization.report import _front_table
 
     study = optuna.create_study(directions=["minimize", "minimize"])
-    study.add_trial(optuna.trial.create_trial(values=[0.5, 1234.0], user_attrs={"test": {"a": {"mse": 0.6}}, "summary": "tree"}))
-    study.set_user_attr("refined:0", {"seeds": [0, 1], "validation": {"a": {"mse": {"mean": 0.55, "std": 0.05, "n": 2}}}, "test": {}})
+    study.add_trial(
+        optuna.trial.create_trial(values=[0.5, 1234.0], user_attrs={"test": {"a": {"mse": 0.6}}, "summary": "tree"})
+    )
+    study.set_user_attr(
+        "refined:0", {"seeds": [0, 1], "validation": {"a": {"mse": {"mean": 0.55, "std": 0.05, "n": 2}}}, "test": {}}
+    )
     objectives = [Objective("a", "mse", "minimize"), Objective("", "params", "minimize", kind="cost")]
     table = _front_table(study, study.trials, objectives)
     headers = re.findall(r"<th>(.*?)</th>", table)
@@ -225,9 +319,17 @@ def test_front_table_shows_costs_once_and_refined_trials_as_mean_and_std():
 
 def test_report_shows_the_measured_affinity_and_why_trials_left_the_front():
     study = three_task_study()
-    study.set_user_attr("affinity", {"tasks": TASKS, "matrix": [[1.0, 0.7, 0.5], [0.7, 1.0, 0.52], [0.5, 0.52, 1.0]],
-                                     "measure": "easy_hard", "method": "lu2017 easy/hard agreement", "seeded": 3,
-                                     "chain": [[["a", "b", "c"]], [["a", "b"], ["c"]]]})
+    study.set_user_attr(
+        "affinity",
+        {
+            "tasks": TASKS,
+            "matrix": [[1.0, 0.7, 0.5], [0.7, 1.0, 0.52], [0.5, 0.52, 1.0]],
+            "measure": "easy_hard",
+            "method": "lu2017 easy/hard agreement",
+            "seeded": 3,
+            "chain": [[["a", "b", "c"]], [["a", "b"], ["c"]]],
+        },
+    )
     study.enqueue_trial({})  # a seeded tree still waiting to run
     waiting = len(study.trials) - 1
     page = report_html(study)

@@ -35,8 +35,11 @@ def test_a_small_temperature_does_not_overflow():
 
 def test_the_trainer_records_the_weights_each_epoch_used(tiny_synthetic):
     spec = {"family": "tree", "widths": [8], "groups": [[["task1", "task2"]]], "tower": {"widths": []}}
-    candidate = {"architecture": spec, "loss_weighting": {"method": "dwa", "temperature": 0.5},
-                 "training": {"epochs": 4, "batch_size": 64}}
+    candidate = {
+        "architecture": spec,
+        "loss_weighting": {"method": "dwa", "temperature": 0.5},
+        "training": {"epochs": 4, "batch_size": 64},
+    }
     history = train_candidate(tiny_synthetic, candidate).history
     losses = [[h["train_loss"][t] for t in ("task1", "task2")] for h in history]
     weights = [[h["weights"][t] for t in ("task1", "task2")] for h in history]

@@ -12,25 +12,32 @@ from mtl_search.weighting import method_names
 
 DEFAULT_SECTIONS = load_space().families
 # the tree's extremes: no shared parameter at all, and one representation all towers read
-CASES = [(name, None) for name in family_names()] + [("tree", {"grouping": "separate"}), ("tree", {"grouping": "shared"})]
+CASES = [(name, None) for name in family_names()] + [
+    ("tree", {"grouping": "separate"}),
+    ("tree", {"grouping": "shared"}),
+]
 
 
 def sampled_candidate(data, family, section, method):
     """A candidate drawn by a real Optuna trial from the family's default space section."""
     if section is None:
         section = DEFAULT_SECTIONS[family].model_dump() if family in DEFAULT_SECTIONS else {}
-    space = parse_space({
-        "families": {family: section},
-        "loss_weighting": {method: {}},
-        "training": {"batch_size": 64},
-        "tower": {"depth": 1, "width": 8},
-    })
+    space = parse_space(
+        {
+            "families": {family: section},
+            "loss_weighting": {method: {}},
+            "training": {"batch_size": 64},
+            "tower": {"depth": 1, "width": 8},
+        }
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     return space.sample(study.ask(), data.task_names, seed=0, epochs=2)
 
 
 @pytest.mark.parametrize("method", method_names())
-@pytest.mark.parametrize(("family", "section"), CASES, ids=[f"{f}-{(s or {}).get('grouping', 'default')}" for f, s in CASES])
+@pytest.mark.parametrize(
+    ("family", "section"), CASES, ids=[f"{f}-{(s or {}).get('grouping', 'default')}" for f, s in CASES]
+)
 def test_every_method_trains_every_family(tiny_synthetic3, family, section, method):
     candidate = sampled_candidate(tiny_synthetic3, family, section, method)
     assert candidate["architecture"]["family"] == family

@@ -66,7 +66,10 @@ def _setup(data, groups):
 
 
 def _expected_weights(losses, inputs):
-    g = [torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, inputs, retain_graph=True)]) for loss in losses.values()]
+    g = [
+        torch.cat([x.reshape(-1) for x in torch.autograd.grad(loss, inputs, retain_graph=True)])
+        for loss in losses.values()
+    ]
     gamma = closed_form(g[0].detach().numpy(), g[1].detach().numpy())
     return {"task1": 2 * gamma, "task2": 2 * (1 - gamma)}
 

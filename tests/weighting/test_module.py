@@ -27,8 +27,10 @@ def test_to_moves_learned_parameters_in_place_and_buffers(device):
     assert uncertainty.log_variances is parameter
     assert (parameter.device.type, parameter.dtype) == (device, torch.float64)
     assert (uncertainty.precision_factors.device.type, uncertainty.precision_factors.dtype) == (device, torch.float64)
-    losses = {"a": torch.tensor(0.5, device=device, dtype=torch.float64),
-              "b": torch.tensor(2.0, device=device, dtype=torch.float64)}
+    losses = {
+        "a": torch.tensor(0.5, device=device, dtype=torch.float64),
+        "b": torch.tensor(2.0, device=device, dtype=torch.float64),
+    }
     uncertainty.backward(losses, torch.nn.Identity(), None)
     assert parameter.grad is not None and parameter.grad.device.type == device
 
@@ -47,8 +49,11 @@ def test_gradnorm_steps_its_weights_on_the_gradient_of_its_own_loss():
     reference = torch.nn.Parameter(torch.ones(3))
     optimizer = torch.optim.Adam([reference], lr=learning_rate)
     first = torch.tensor([1.0, 2.0, 0.5])
-    batches = [(first, [1.0, 4.0, 0.5]), (torch.tensor([0.9, 1.0, 0.4]), [2.0, 1.0, 1.0]),
-               (torch.tensor([0.5, 1.5, 0.45]), [1.0, 1.0, 3.0])]
+    batches = [
+        (first, [1.0, 4.0, 0.5]),
+        (torch.tensor([0.9, 1.0, 0.4]), [2.0, 1.0, 1.0]),
+        (torch.tensor([0.5, 1.5, 0.45]), [1.0, 1.0, 3.0]),
+    ]
     for losses, norms in batches:
         norms = torch.tensor(norms)
         gradnorm.update_weights(losses, norms)

@@ -1,4 +1,4 @@
-"""A weighting object on a model of one's own, as docs/loss_weighting.md describes, and the
+"""A weighting object on a model of one's own, as docs/explanation/loss-weighting.md describes, and the
 one-line errors of a candidate's loss_weighting written by hand."""
 
 import re
@@ -61,20 +61,37 @@ def test_every_method_trains_a_model_of_ones_own(method):
 def test_a_gradient_method_names_what_the_model_lacks(method):
     model = NoSharedParameters()
     x, y = torch.randn(16, 4), torch.randn(16, 2)
-    weighting = make_weighting({"method": method, **({"gradients": "parameters"} if method == "mgda" else {})}, ["a", "b"])
+    weighting = make_weighting(
+        {"method": method, **({"gradients": "parameters"} if method == "mgda" else {})}, ["a", "b"]
+    )
     with pytest.raises(UserError, match=re.escape(f"loss weighting {method!r} needs model.shared_parameters()")):
         weighting.backward(losses_of(model, x, y), model, None)
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"method": "static", "weights": "simplex"}, "loss weighting 'static': weights 'simplex': expected 'equal' or a weight per task (a, b)"),
-    ({"method": "static", "weights": {"task_1": 5.0}}, "loss weighting 'static': weight for unknown task 'task_1' (tasks: a, b)"),
-    ({"method": "static", "weights": {"a": -1.0}}, "loss weighting 'static': weight of a: expected a finite number >= 0, got -1.0"),
-    ({"method": "static", "weights": {"a": float("nan")}}, "weight of a: expected a finite number >= 0, got nan"),
-    ({"method": "uncertainty", "initial_log_variance": "x"}, "loss weighting 'uncertainty': could not convert string to float: 'x'"),
-    ({"method": "dwa", "temprature": 2.0}, "loss weighting 'dwa': "),
-    (["static"], "loss weighting: expected a method name or a mapping with 'method', got ['static']"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"method": "static", "weights": "simplex"},
+            "loss weighting 'static': weights 'simplex': expected 'equal' or a weight per task (a, b)",
+        ),
+        (
+            {"method": "static", "weights": {"task_1": 5.0}},
+            "loss weighting 'static': weight for unknown task 'task_1' (tasks: a, b)",
+        ),
+        (
+            {"method": "static", "weights": {"a": -1.0}},
+            "loss weighting 'static': weight of a: expected a finite number >= 0, got -1.0",
+        ),
+        ({"method": "static", "weights": {"a": float("nan")}}, "weight of a: expected a finite number >= 0, got nan"),
+        (
+            {"method": "uncertainty", "initial_log_variance": "x"},
+            "loss weighting 'uncertainty': could not convert string to float: 'x'",
+        ),
+        ({"method": "dwa", "temprature": 2.0}, "loss weighting 'dwa': "),
+        (["static"], "loss weighting: expected a method name or a mapping with 'method', got ['static']"),
+    ],
+)
 def test_a_bad_weighting_config_is_one_line(config, message):
     with pytest.raises(UserError, match=re.escape(message)):
         make_weighting(config, ["a", "b"])

@@ -13,7 +13,7 @@ def test_loss_weights_space_searches_every_method():
 
 
 def test_default_space_searches_the_cheap_methods():
-    # gradient-based methods cost 1.3-2.3x per epoch (docs/loss_weighting.md); the default keeps run time short
+    # gradient-based methods cost 1.3-2.3x per epoch (docs/explanation/loss-weighting.md); the default keeps run time short
     assert sorted(load_space("default").loss_weighting) == ["dwa", "static", "uncertainty"]
 
 
@@ -34,16 +34,25 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     assert -1.0 <= seen["uncertainty"]["initial_log_variance"] <= 1.0
 
 
-@pytest.mark.parametrize(("section", "key"), [
-    ({"dwa": {"temperature": {"low": 0.0, "high": 2.0}}}, "loss_weighting.dwa.temperature"),
-    ({"gradnorm": {"alpha": -1.0}}, "loss_weighting.gradnorm.alpha"),
-    ({"mgda": {"normalization": {"choices": ["l2", "max"]}}}, "loss_weighting.mgda.normalization"),
-    ({"pcgrad": {"seed": 3}}, "loss_weighting.pcgrad.seed"),
-    # a negative static weight trains that task by gradient ascent
-    ({"static": {"weights": {"low": -2.0, "high": -1.0}}}, "loss_weighting.static.weights: must be more than 0, got -2"),
-    ({"static": {"weights": {"low": 0.0, "high": 1.0}}}, "loss_weighting.static.weights: must be more than 0, got 0"),
-    ({"softmax": {}}, "loss_weighting.softmax"),
-])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"dwa": {"temperature": {"low": 0.0, "high": 2.0}}}, "loss_weighting.dwa.temperature"),
+        ({"gradnorm": {"alpha": -1.0}}, "loss_weighting.gradnorm.alpha"),
+        ({"mgda": {"normalization": {"choices": ["l2", "max"]}}}, "loss_weighting.mgda.normalization"),
+        ({"pcgrad": {"seed": 3}}, "loss_weighting.pcgrad.seed"),
+        # a negative static weight trains that task by gradient ascent
+        (
+            {"static": {"weights": {"low": -2.0, "high": -1.0}}},
+            "loss_weighting.static.weights: must be more than 0, got -2",
+        ),
+        (
+            {"static": {"weights": {"low": 0.0, "high": 1.0}}},
+            "loss_weighting.static.weights: must be more than 0, got 0",
+        ),
+        ({"softmax": {}}, "loss_weighting.softmax"),
+    ],
+)
 def test_a_bad_weighting_value_names_its_key(section, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")) as error:
         parse_space({"families": {"tree": {}}, "loss_weighting": section})

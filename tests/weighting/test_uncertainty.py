@@ -26,15 +26,20 @@ def test_the_loss_equals_the_formula_for_given_log_variances():
 
 def test_the_log_variance_gradient_vanishes_where_the_formula_has_its_minimum():
     # d/ds (c e^-s L + s/2) = 0 at s = log(2 c L)
-    weighting = weighting_with([math.log(2 * 0.5 * 3.0), math.log(2 * 1.0 * 0.2)], {"a": "regression", "b": "multiclass"})
+    weighting = weighting_with(
+        [math.log(2 * 0.5 * 3.0), math.log(2 * 1.0 * 0.2)], {"a": "regression", "b": "multiclass"}
+    )
     weighting.backward({"a": torch.tensor(3.0), "b": torch.tensor(0.2)}, torch.nn.Identity(), None)
     assert weighting.log_variances.grad.abs().max() < 1e-6
 
 
 def test_the_trainer_learns_the_log_variances(tiny_synthetic):
     spec = {"family": "tree", "widths": [8], "groups": [[["task1", "task2"]]], "tower": {"widths": []}}
-    candidate = {"architecture": spec, "loss_weighting": {"method": "uncertainty"},
-                 "training": {"epochs": 3, "batch_size": 32, "learning_rate": 0.05}}
+    candidate = {
+        "architecture": spec,
+        "loss_weighting": {"method": "uncertainty"},
+        "training": {"epochs": 3, "batch_size": 32, "learning_rate": 0.05},
+    }
     result = train_candidate(tiny_synthetic, candidate)
     assert result.weighting == {"method": "uncertainty", "initial_log_variance": 0.0}
     # s_t moves towards log(L_t); as the losses fall below 1 the weight 0.5 exp(-s_t) rises above 0.5
