@@ -282,10 +282,19 @@ def _worker_main(
     try:
         target(*args, worker_index=index, budget=budget, callbacks=[report])
     except KeyboardInterrupt as stop:
+        _ignore_stop_signals()  # the parent forwards the stop too: a second one must not break the exit
         sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
     except UserError as error:
         print(f"mtl-search worker {multiprocessing.current_process().name}: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     finally:
+        _ignore_stop_signals()
         finished.close()
         finished.join_thread()  # everything reported reaches the parent before we exit
+
+
+def _ignore_stop_signals() -> None:
+    """A worker that is done ignores further stop signals: one landing while it exits (the group's
+    Ctrl-C and the parent's forwarded one both arrive) would only break an exit handler with a traceback."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
