@@ -112,8 +112,13 @@ class _Interrupts:
 
     def __exit__(self, *exc: object) -> None:
         global _active
+        # A stopped worker ignores the stops still on their way (the group's Ctrl-C and the
+        # parent's forwarded one both arrive): one landing while it records its trials or exits
+        # would only break a cleanup with a traceback. The parent keeps its handlers, so that a
+        # second Ctrl-C still ends a slow exit.
+        stopped_worker = self.requested is not None and multiprocessing.parent_process() is not None
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            signal.signal(signum, signal.SIG_IGN if stopped_worker else previous)
         if self._previous_unraisable_hook is not None:
             sys.unraisablehook = self._previous_unraisable_hook
             _active = None
