@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows, args)
     print_table(summary)
     path = write_result(args.name, vars(args), {"runs": rows, "summary": summary})
-    print(f"\nwritten to {path}\nrerun: python benchmarks/population_search.py {' '.join(argv or sys.argv[1:])}")
+    print(f"rerun: python benchmarks/population_search.py {' '.join(argv or sys.argv[1:])} ({path})")
     return 0
 
 
