@@ -43,6 +43,7 @@ from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import OneLineWarning, UserError
 from mtl_search.tasks import Task
+from mtl_search.training.optimizers import BETAS, EPS, fused_kernel
 from mtl_search.training.trainer import (
     OPTIMIZERS,
     EpochCallback,
@@ -63,10 +64,6 @@ from mtl_search.weighting.base import LossWeighting
 # Loss weightings whose total loss is a function of the member's own task losses and its own
 # (stacked) state only, so that it runs inside the vmapped step exactly as alone.
 FUSED_WEIGHTINGS = ("static", "dwa", "uncertainty")
-# torch.optim's defaults for the optimisers make_optimizer builds (it sets only lr, weight
-# decay and SGD's momentum)
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 BATCHED_OPTIMIZERS = ("adam", "adamw", "sgd")
 # Spec keys that only set a network's initial values, not its structure: members may differ
 # there (each is built from its own spec).
@@ -420,8 +417,11 @@ class StackedParameters:
         self.weight_decays = [float(v) for v in weight_decays]
         self._state: list[torch.Tensor] = []
         self._first_grads_checked = False
+        # Adam's update at learning rate 1 (AdamW's decay is applied separately, per member)
         self._kernel = (
-            optimizer != "sgd" and hasattr(torch, "_fused_adam_") and self.flat.device.type in ("cpu", "cuda")
+            fused_kernel(decoupled_weight_decay=False)
+            if optimizer != "sgd" and self.flat.device.type in ("cpu", "cuda")
+            else None
         )
         self._kernel_step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
         self._prepare()
@@ -434,7 +434,7 @@ class StackedParameters:
         """Views, gradient buffer and per-value hyperparameters for the current members."""
         count = self.members
         self.grad = torch.zeros_like(self.flat)
-        self._delta = torch.zeros_like(self.flat) if self._kernel else None
+        self._delta = torch.zeros_like(self.flat) if self._kernel is not None else None
         self.leaves: list[torch.Tensor] = []
         self._blocks: list[tuple[int, int]] = []
         offset = 0
@@ -509,14 +509,14 @@ class StackedParameters:
         if not self._state:
             self._state = [torch.zeros_like(flat), torch.zeros_like(flat)]
         exp_avg, exp_avg_sq = self._state
-        beta1, beta2 = ADAM_BETAS
-        if self._kernel:
+        beta1, beta2 = BETAS
+        if self._kernel is not None:
             try:
                 # PyTorch's fused Adam kernel at learning rate 1 writes the update into a
                 # zeroed buffer; each member's learning rate then scales its part of it
                 self._delta.zero_()
                 self._kernel_step.fill_(self.steps)
-                torch._fused_adam_(
+                self._kernel(
                     [self._delta],
                     [grad],
                     [exp_avg],
@@ -527,7 +527,7 @@ class StackedParameters:
                     beta1=beta1,
                     beta2=beta2,
                     weight_decay=0.0,
-                    eps=ADAM_EPS,
+                    eps=EPS,
                     amsgrad=False,
                     maximize=False,
                 )
@@ -536,12 +536,12 @@ class StackedParameters:
             except (RuntimeError, TypeError):  # no such kernel for this device or torch: the same formula below
                 if self.steps > 1:
                     raise
-                self._kernel = False
+                self._kernel = None
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias_correction1 = 1 - beta1**self.steps
         bias_correction2 = 1 - beta2**self.steps
-        denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(ADAM_EPS)
+        denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(EPS)
         flat.sub_(exp_avg.div(denominator).mul_(self._learning_rate).div_(bias_correction1))
 
     def keep(self, members: Sequence[int]) -> None:
