@@ -17,7 +17,7 @@ from mtl_search.records.trial import Candidate, TrialRecord
 from mtl_search.search.costs import CostMeter, timing_batch
 from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
-from mtl_search.search.workers import raise_if_stopped
+from mtl_search.search.workers import raise_if_stopped, shielded
 from mtl_search.training import TrainResult, train_candidate
 from mtl_search.training.trainer import EpochCallback
 
@@ -132,10 +132,11 @@ class CandidateObjective:
         runs the epoch hooks (which may raise :class:`optuna.TrialPruned`)."""
 
         def on_epoch(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
-            raise_if_stopped()  # a Ctrl-C that landed where Python could not raise it
-            history.append(record)
-            for hook in self.epoch_hooks:
-                hook(trial, epoch, scores, record)
+            raise_if_stopped()  # a Ctrl-C that landed where it could not be raised
+            with shielded():  # the epoch's record is written whole
+                history.append(record)
+                for hook in self.epoch_hooks:
+                    hook(trial, epoch, scores, record)
 
         return on_epoch
 

@@ -10,10 +10,15 @@ anywhere else (sampling, saving a result) the loop finishes that step and stops 
 next trial. A second Ctrl-C is ignored so that it cannot break this bookkeeping. SIGTERM is
 handled alike (``fail_reason`` "terminated", :class:`mtl_search.errors.Terminated`).
 
-Python cannot raise out of a garbage-collector callback or ``__del__``: a signal landing there
-would be printed as "Exception ignored" with a traceback and dropped, and the trial would train
-on. Such a stop is kept instead, without the traceback, and raised by :func:`raise_if_stopped`,
-which the objective calls after every epoch.
+A stop is never raised inside a storage call (SQLAlchemy, sqlite3, Optuna's storages): a
+``KeyboardInterrupt`` there skips the session's rollback, and the open transaction makes the
+trial's own FAIL record fail with "database is locked". Nor can Python raise out of a
+garbage-collector callback or ``__del__``: a signal landing there would be printed as
+"Exception ignored" with a traceback and dropped, and the trial would train on. Both kinds of
+stop are kept and raised at the next safe point: :func:`raise_if_stopped`, which the objective
+calls after every epoch, or the end of a :func:`shielded` block. A worker keeps a stop that
+arrives while it starts (loading data, opening the study) the same way, and its search stops
+before its first trial.
 """
 
 from __future__ import annotations
@@ -25,16 +30,21 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Protocol, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import optuna
 
-from mtl_search.errors import Terminated, UserError, raise_terminated
+from mtl_search.errors import Terminated, UserError
 from mtl_search.records.trial import TrialRecord
 
 INTERRUPTED = "interrupted"
 TERMINATED = "terminated"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Code a stop must not be raised in: a KeyboardInterrupt skips its rollback (Optuna's sessions
+# only roll back on Exception) and leaves a transaction open.
+STORAGE_MODULES = ("sqlalchemy", "sqlite3", "optuna.storages", "alembic")
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
@@ -102,6 +112,7 @@ class _Interrupts:
 
     def __enter__(self) -> "_Interrupts":
         global _active
+        self.requested = self.requested or _startup_stop  # a worker stopped while it started
         # Handlers can only be installed from the main thread; elsewhere Ctrl-C is Python's default.
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
@@ -132,14 +143,29 @@ class _Interrupts:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
             return
-        self.requested = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.requested = _stop_for(signum)
         if self.forward is not None:
             self.forward(signum)
-        if self.armed:
+        if self.armed and not in_storage_call(frame):
             raise self.requested
 
 
 _active: _Interrupts | None = None  # the handling of this process's optimize_study, while it runs
+_startup_stop: type[KeyboardInterrupt] | None = None  # a stop a worker received before its search began
+
+
+def _stop_for(signum: int) -> type[KeyboardInterrupt]:
+    return Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def in_storage_call(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or a caller of it runs storage code (see ``STORAGE_MODULES``)."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__") or ""
+        if any(module == name or module.startswith(name + ".") for name in STORAGE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def raise_if_stopped() -> None:
@@ -150,6 +176,23 @@ def raise_if_stopped() -> None:
     """
     interrupts = _active
     if interrupts is not None and interrupts.armed and interrupts.requested is not None:
+        raise interrupts.requested
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Run a trial's bookkeeping (writing its epoch record) whole: a stop arriving meanwhile is
+    raised when the block ends, not in the middle of a storage write. A no-op outside a trial."""
+    interrupts = _active
+    if interrupts is None or not interrupts.armed:
+        yield
+        return
+    interrupts.armed = False
+    try:
+        yield
+    finally:
+        interrupts.armed = True
+    if interrupts.requested is not None:
         raise interrupts.requested
 
 
@@ -278,14 +321,18 @@ def _worker_main(
 
     apply_threads(threads, interop=True)
     # Ctrl-C reaches the whole process group; optimize_study decides what it interrupts.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, raise_terminated)
+    # Until its search installs its own handling, a stop is only kept: raised while the worker
+    # opens the study, it could land in a storage call or a garbage-collector callback.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _keep_startup_stop)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         finished.put(trial)
 
     try:
         target(*args, worker_index=index, budget=budget, callbacks=[report])
+        if _startup_stop is not None:  # stopped before its search began
+            raise _startup_stop
     except KeyboardInterrupt as stop:
         _ignore_stop_signals()  # the parent forwards the stop too: a second one must not break the exit
         sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
@@ -296,6 +343,11 @@ def _worker_main(
         _ignore_stop_signals()
         finished.close()
         finished.join_thread()  # everything reported reaches the parent before we exit
+
+
+def _keep_startup_stop(signum: int, frame: Any) -> None:
+    global _startup_stop
+    _startup_stop = _startup_stop or _stop_for(signum)
 
 
 def _ignore_stop_signals() -> None:

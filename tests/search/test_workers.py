@@ -93,9 +93,16 @@ def _training(storage: str, name: str) -> int:
         return 0
 
 
+def _still_running(process) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"the run ended before the moment to stop it: {process.communicate()[1]}")
+    return True
+
+
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_trial(tmp_path, cli):
-    space = write_space(tmp_path, epochs=6)
+    # long enough trials that, even on a loaded machine, both workers are seen training at once
+    space = write_space(tmp_path, epochs=20)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     args = run_args(space, storage, "kill", 8, "--workers", "2", "--grace-period", "2")
     process = start_cli(args, tmp_path)
@@ -103,7 +110,8 @@ def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     # and training, so that the retry can be checked against the killed trial's parameters.
     wait_for(
         lambda: (
-            study_created(tmp_path / "studies.db", "kill")
+            _still_running(process)
+            and study_created(tmp_path / "studies.db", "kill")
             and _training(storage, "kill") == 2
             and len(worker_pids(process.pid)) == 2
         )
@@ -238,7 +246,8 @@ def _stop_a_running_search(
     process = start_cli(run_args(space, storage, study, 50, "--workers", "2", *extra), tmp_path)
     wait_for(
         lambda: (
-            study_created(tmp_path / "studies.db", study)
+            _still_running(process)
+            and study_created(tmp_path / "studies.db", study)
             and states(storage, study)["COMPLETE"] >= completed
             and states(storage, study)["RUNNING"] >= 1
         )
@@ -304,3 +313,68 @@ def test_more_workers_than_trials_start_one_per_trial(tmp_path):
     _, err, found = _search_with_workers(tmp_path, "few", 1, 3)
     assert "--workers 3 for --trials 1: starting 1" in err
     assert len(found) == 1
+
+
+def test_a_stop_landing_in_a_storage_write_lets_the_write_finish_and_is_raised_after_it(tmp_path):
+    # A KeyboardInterrupt inside SQLAlchemy skips the session's rollback; the open transaction
+    # then made the trial's FAIL record fail with "database is locked" when another process wrote.
+    from mtl_search.search.workers import raise_if_stopped
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'studies.db'}")
+    study = optuna.create_study(storage=storage)
+    after_the_write = []
+
+    def stop_during(conn, cursor, statement, parameters, context, executemany):
+        if "trial_user_attributes" in statement and "INSERT" in statement:
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, inside SQLAlchemy
+
+    def objective(trial):
+        if trial.number == 1:
+            sqlalchemy.event.listen(storage.engine, "before_cursor_execute", stop_during)
+            try:
+                trial.set_user_attr("epoch", 1)  # the epoch record being written
+            finally:
+                sqlalchemy.event.remove(storage.engine, "before_cursor_execute", stop_during)
+            after_the_write.append(True)
+            raise_if_stopped()  # the next safe point
+        return trial.suggest_float("x", 0, 1)
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize_study(study, objective, LocalBudget(10))
+    assert after_the_write == [True]
+    stopped = study.trials[1]
+    assert stopped.state == optuna.trial.TrialState.FAIL
+    assert stopped.user_attrs["epoch"] == 1 and stopped.user_attrs["fail_reason"] == "interrupted"
+
+
+def test_a_stop_during_a_shielded_block_is_raised_when_the_block_ends():
+    from mtl_search.search.workers import shielded
+
+    study = optuna.create_study()
+    reached = []
+
+    def objective(trial):
+        if trial.number == 1:
+            with shielded():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("rest of the block")
+            reached.append("after the block")  # never: the stop is raised as the block ends
+        return trial.suggest_float("x", 0, 1)
+
+    with pytest.raises(KeyboardInterrupt):
+        optimize_study(study, objective, LocalBudget(10))
+    assert reached == ["rest of the block"]
+    assert study.trials[1].user_attrs["fail_reason"] == "interrupted"
+
+
+def test_a_worker_stopped_while_it_starts_runs_no_trial(monkeypatch):
+    from mtl_search.errors import Terminated
+    from mtl_search.search import workers
+
+    # what the start-up handler keeps when SIGTERM arrives while the worker loads its data
+    monkeypatch.setattr(workers, "_startup_stop", None)
+    workers._keep_startup_stop(signal.SIGTERM, None)
+    study = optuna.create_study()
+    with pytest.raises(Terminated):
+        optimize_study(study, lambda trial: trial.suggest_float("x", 0, 1), LocalBudget(10))
+    assert study.trials == []
