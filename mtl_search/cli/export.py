@@ -53,7 +53,11 @@ def main(args: argparse.Namespace) -> int:
     study = load_existing(args.study, args.storage)
     from mtl_search.export import export_trial, find_trial, pick_trial
 
+    from mtl_search.export.picks import explain_pick
+
     trial = find_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
+    if args.trial is None:
+        print(explain_pick(study, trial, args.pick))
     result = export_trial(
         study,
         trial,

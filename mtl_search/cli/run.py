@@ -16,6 +16,7 @@ from mtl_search.cli.common import (
     add_storage_option,
     parse_key_values,
     positive_float,
+    share,
     share_below_one,
     warn_of_trials_without_limits,
     whole_number,
@@ -115,8 +116,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seed",
         metavar="N",
         type=whole_number(0, 2**32 - 1),
-        default=0,
-        help="seed of the sampler and of training (default: 0)",
+        default=None,
+        help="seed of training and of the sampler (default: the study's own: a new study draws one at random "
+        "and records it, and each continuation samples from a new seed derived from it)",
     )
     search.add_argument(
         "--device",
@@ -171,6 +173,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
         "else 0.125 for rule projected, 0 for median)",
+    )
+    efficiency.add_argument(
+        "--prune-min-complete-share",
+        metavar="SHARE",
+        type=share,
+        default=None,
+        help="pruning pauses while fewer than this share of the study's finished trials trained to the end, so "
+        "that the sampler keeps learning (default: the space's pruning.min_complete_share, else 1/3; 0: never pauses)",
     )
     efficiency.add_argument(
         "--prune-min-trials",
@@ -346,6 +356,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         budget=args.prune_budget,
         rule=args.prune_rule,
         warmup_fraction=args.prune_warmup_fraction,
+        min_complete_share=args.prune_min_complete_share,
     )
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
         raise UserError(
