@@ -44,7 +44,9 @@ class Transfer:
 
 
 def transfer(
-    values: Mapping[str, Mapping[str, Any]], references: Mapping[str, ReferenceModel], objectives: Sequence[Objective],
+    values: Mapping[str, Mapping[str, Any]],
+    references: Mapping[str, ReferenceModel],
+    objectives: Sequence[Objective],
     split: str = "validation",
 ) -> Transfer:
     """Delta-m of a network whose metrics are ``values`` (``{task: {metric: value}}``) against

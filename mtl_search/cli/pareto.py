@@ -137,7 +137,9 @@ def print_references(references: Any, objectives: list, rows: list[dict]) -> Non
                     f"{model.seconds:.1f}" if model.seconds is not None else "-",
                 ]
             )
-    print_rows_table("References (one model per task)", ["model", "objective", "validation", "test", "size", "seconds"], table)
+    print_rows_table(
+        "References (one model per task)", ["model", "objective", "validation", "test", "size", "seconds"], table
+    )
     if references.sized_like_trial is not None:
         print(
             f"single-task networks: sized like the front's median network (trial {references.sized_like_trial}, "

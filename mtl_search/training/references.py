@@ -76,9 +76,7 @@ def parameter_count(
     (on torch's meta device) so that sizing a large one costs nothing."""
     view = single_task_view(data, task_name)
     with torch.device("meta"):
-        model = build_model(
-            single_task_spec(task_name, width, template), view.input_schema, view.tasks, stem=stem
-        )
+        model = build_model(single_task_spec(task_name, width, template), view.input_schema, view.tasks, stem=stem)
     return count_parameters(model)
 
 
@@ -143,7 +141,9 @@ def feature_matrix(split: Split) -> Any:
     """Every input of ``split`` as plain columns (categorical codes as numbers), inputs in name order."""
     import numpy as np
 
-    parts = [split.inputs[name].detach().cpu().reshape(len(split), -1).double().numpy() for name in sorted(split.inputs)]
+    parts = [
+        split.inputs[name].detach().cpu().reshape(len(split), -1).double().numpy() for name in sorted(split.inputs)
+    ]
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(split), 0))
 
 
