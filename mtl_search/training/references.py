@@ -9,7 +9,6 @@ holds), so their metrics compare one to one with a trial's.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import time
 from typing import Any
@@ -123,8 +122,12 @@ def train_single_task(
 
 
 def gbdt_available() -> bool:
-    """Whether LightGBM is installed (the ``gbdt`` extra)."""
-    return importlib.util.find_spec("lightgbm") is not None
+    """Whether LightGBM can be imported (the ``gbdt`` extra)."""
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def gbdt_refusal(data: MultiTaskData) -> str | None:
