@@ -34,10 +34,12 @@ def _traces(figure):
     return {trace.name: trace for trace in figure.data}
 
 
-def test_two_tasks_the_references_are_points_and_the_report_shows_delta_m(tiny_synthetic):
+def test_two_tasks_the_references_are_points_and_the_report_shows_delta_m(tiny_synthetic, storage_url):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = run_search(
-        tiny_synthetic, parse_space(SPACE), SearchSettings("figure", storage=None, n_trials=1, save_artifacts=False)
+        tiny_synthetic,
+        parse_space(SPACE),
+        SearchSettings("figure", storage=storage_url, n_trials=1, save_artifacts=False),
     )
     assert "single-task networks" not in _traces(pareto_figure(study))
     assert "mtl-search baselines STUDY" in report_html(study)  # says how to get references
@@ -52,7 +54,7 @@ def test_two_tasks_the_references_are_points_and_the_report_shows_delta_m(tiny_s
     assert f"task1 {(0.5 - value) / 0.5 * 100:+.2f}" in page
 
 
-def test_with_a_parameter_objective_lightgbm_is_a_line_at_its_metric():
+def test_with_a_parameter_objective_lightgbm_is_a_line_at_its_metric(storage_url):
     from mtl_search.data.table import make_table_data, targets_from_declarations
     from tests.helpers import spend_and_churn
 
@@ -60,7 +62,7 @@ def test_with_a_parameter_objective_lightgbm_is_a_line_at_its_metric():
     data = make_table_data(spend_and_churn(rows=300), targets_from_declarations(["spend:regression"]))
     space = parse_space(SPACE | {"families": {"tree": {"depth": 1, "width": {"choices": [4, 8, 16]}}}})
     space = space.model_copy(update={"objectives": space.objectives.model_copy(update={"extra": ["params"]})})
-    study = run_search(data, space, SearchSettings("params", storage=None, n_trials=3, save_artifacts=False))
+    study = run_search(data, space, SearchSettings("params", storage=storage_url, n_trials=3, save_artifacts=False))
     record = _references(["spend"], n_params=123)
     record.write(study)
     traces = _traces(pareto_figure(study))
