@@ -133,6 +133,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "each trial so that export and refine train it alike (see docs/how-to/gpu.md)",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.add_argument(
+        "--baselines",
+        action="store_true",
+        help="after the search, train the reference models as `mtl-search baselines` does (single-task networks, "
+        "and LightGBM when installed), so that the front shows Delta-m against them",
+    )
     efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/explanation/pruning.md)")
     efficiency.add_argument(
         "--objective",
@@ -285,6 +291,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.stop()
+    if args.baselines and status == 0:
+        _train_baselines(args, study, data, settings)
     print_front(study)
     warn_of_trials_without_limits(study, "run")
     nothing = _nothing_usable(study.get_trials(deepcopy=False)[trials_before:])
@@ -293,6 +301,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"mtl-search run: error: {nothing} (reasons above)", file=sys.stderr)
         status = 1
     return status
+
+
+def _train_baselines(args: argparse.Namespace, study: optuna.Study, data: Any, settings: Any) -> None:
+    """``--baselines``: the references of the study as it now stands; a study with no front
+    yet gets a note instead (its trials all failed or were pruned)."""
+    from mtl_search.cli.baselines import train_and_report
+    from mtl_search.search.study import pareto_trials
+
+    if not pareto_trials(study):
+        print("mtl-search run: note: no front yet, so no baselines were trained", file=sys.stderr)
+        return
+    train_and_report(study, data, device=settings.device, gbdt=True, quiet=args.quiet, command="run")
 
 
 def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:

@@ -91,6 +91,7 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
                 )
             )
         figure.update_layout(xaxis_title=_axis_label(objectives[0]), yaxis_title=_axis_label(objectives[1]))
+        add_reference_traces(figure, study, objectives, [p for group in groups for p in group[3]])
     else:
         figure = go.Figure()
         for label, colour, trials, points in groups:
@@ -104,8 +105,71 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
                     showupperhalf=False,
                 )
             )
+        add_reference_traces(figure, study, objectives, [])
     figure.update_layout(title=f"Study {study.study_name}: Pareto front ({n_front} trials)", template="plotly_white")
     return figure
+
+
+# the reference models of `mtl-search baselines`, by the label analysis/references.py gives them
+REFERENCE_STYLES = {
+    "single-task network": ("#1f77b4", "diamond", "single-task networks"),
+    "LightGBM": ("#2ca02c", "square", "LightGBM per task"),
+}
+
+
+def add_reference_traces(
+    figure: go.Figure, study: optuna.Study, objectives: list[Objective], points: list[list[float]]
+) -> None:
+    """The study's stored reference models (validation): a marker where every objective has a
+    value; with two objectives and one value known (LightGBM has no parameter count), a dashed
+    line at that value across the ``points`` drawn; nothing where none is known."""
+    from mtl_search.analysis.references import reference_points
+    from mtl_search.records.references import ReferenceRecord
+
+    for label, point in reference_points(ReferenceRecord.read(study), objectives).items():
+        colour, symbol, name = REFERENCE_STYLES.get(label, ("#555555", "x", label))
+        text = f"{name} (validation)<br>" + "<br>".join(
+            f"{o.name}: {v:.4g}" for o, v in zip(objectives, point) if v is not None
+        )
+        if all(v is not None for v in point):
+            if len(objectives) == 2:
+                figure.add_trace(
+                    go.Scatter(
+                        x=[point[0]],
+                        y=[point[1]],
+                        mode="markers",
+                        marker={"color": colour, "symbol": symbol, "size": 13, "line": {"color": "white", "width": 1}},
+                        name=name,
+                        text=[text],
+                        hovertemplate="%{text}<extra></extra>",
+                    )
+                )
+            else:
+                figure.add_trace(
+                    go.Splom(
+                        dimensions=[{"label": o.name, "values": [v]} for o, v in zip(objectives, point)],
+                        marker={"color": colour, "symbol": symbol, "size": 11},
+                        name=name,
+                        text=[text],
+                        diagonal_visible=False,
+                        showupperhalf=False,
+                    )
+                )
+        elif len(objectives) == 2 and points and any(v is not None for v in point):
+            known = 0 if point[0] is not None else 1
+            other = [p[1 - known] for p in points]
+            ends = [min(other), max(other)]
+            line = {"x": [point[0]] * 2, "y": ends} if known == 0 else {"x": ends, "y": [point[1]] * 2}
+            figure.add_trace(
+                go.Scatter(
+                    **line,
+                    mode="lines",
+                    line={"color": colour, "dash": "dash", "width": 2},
+                    name=name,
+                    text=[text, text],
+                    hovertemplate="%{text}<extra></extra>",
+                )
+            )
 
 
 def parallel_coordinates_figure(study: optuna.Study) -> go.Figure:
