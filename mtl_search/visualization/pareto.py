@@ -10,8 +10,8 @@ values.
 from __future__ import annotations
 
 import math
-import statistics
 
+import numpy as np
 import optuna
 import plotly.graph_objects as go
 
@@ -22,8 +22,8 @@ from mtl_search.search.study import pareto_trials, study_objectives
 FRONT_COLOUR = "#d62728"
 OTHER_COLOUR = "rgba(120,120,120,0.35)"
 PRUNED_COLOUR = "rgba(120,120,200,0.25)"
-# A gap of more than this many times the front's width on an axis (or the other trials' median
-# distance from it, when larger) between the front and a trial leaves the trial off the axis.
+# A gap of more than this many times the front's width on an axis (or the other trials' lower-
+# quartile distance from it, when larger) between the front and a trial leaves the trial off the axis.
 OUTLIER_REACH = 3.0
 AXIS_MARGIN = 0.06  # of the axis's span, on each side, so that edge markers are not cut
 
@@ -121,48 +121,61 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
 
 
 def axis_ranges(front: list[list[float]], others: list[list[float]]) -> list[tuple[float, float]] | None:
-    """Per objective, the (low, high) its axis shows: every front point, and the other trials
-    (dominated or pruned) near the front on that axis, with a margin. None without a front.
+    """Per objective, the (low, high) its axis shows: every front point and the other trials
+    (dominated or pruned) near the front, with a margin. None without a front.
 
-    Near: taken in order of distance from the front's extent, each trial is within a step of
-    the front or of a nearer trial, the step being ``OUTLIER_REACH`` times the front's width on
-    the axis or the others' median distance, whichever is larger (so that a front of one point
-    still shows the trials around it). A gap wider than a step leaves the rest off the axis.
+    Near on an axis: taken in order of distance from the front's extent, each trial is within a
+    step of the front or of a nearer trial, the step being ``OUTLIER_REACH`` times the front's
+    width on the axis or the others' lower-quartile distance, whichever is larger (so that a
+    front of one point still shows the trials around it); a gap wider than a step leaves the
+    rest out. A trial sets the range only when it is near on every axis: one far off on one
+    axis would otherwise stretch the others too.
     """
     if not front:
         return None
-    ranges = []
+    extents = []
     for axis in range(len(front[0])):
         low = min(point[axis] for point in front)
         high = max(point[axis] for point in front)
-        distances = sorted((max(low - point[axis], point[axis] - high, 0.0), point[axis]) for point in others)
-        outside = [distance for distance, _ in distances if distance > 0]
-        step = OUTLIER_REACH * max(high - low, statistics.median(outside) if outside else 0.0)
+        distances = sorted(max(low - point[axis], point[axis] - high, 0.0) for point in others)
+        outside = [distance for distance in distances if distance > 0]
+        step = OUTLIER_REACH * max(high - low, float(np.percentile(outside, 25)) if outside else 0.0)
         reached = 0.0
-        for distance, value in distances:
+        for distance in distances:
             if distance > reached + step:
                 break
             reached = distance
-            low, high = min(low, value), max(high, value)
+        extents.append((low - reached, high + reached))
+    near = [point for point in others if all(low <= value <= high for value, (low, high) in zip(point, extents))]
+    ranges = []
+    for axis in range(len(front[0])):
+        values = [point[axis] for point in front + near]
+        low, high = min(values), max(values)
         margin = AXIS_MARGIN * (high - low) if high > low else 0.05 * abs(high) or 0.05
         ranges.append((low - margin, high + margin))
     return ranges
 
 
 def fit_axes(figure: go.Figure, ranges: list[tuple[float, float]] | None) -> None:
-    """Set the scatter's axis ranges; a point outside them is drawn on the edge as a triangle
-    pointing its way. Hover texts read the values from ``customdata``, so they stay the trial's."""
+    """Set the scatter's axis ranges and move the points outside them to one trace of their own,
+    drawn on the edge as triangles pointing their way, with their values in the hover."""
     if ranges is None:
         return
     (x_low, x_high), (y_low, y_high) = ranges
-    outside = 0
-    for trace in figure.data:
+    far: dict[str, list] = {"x": [], "y": [], "symbol": [], "colour": [], "text": [], "values": []}
+    for trace in list(figure.data):
         if not isinstance(trace, go.Scatter) or trace.x is None:
             continue
-        xs, ys = list(trace.x), list(trace.y)
-        symbols = []
-        for index, (x, y) in enumerate(zip(xs, ys)):
-            symbol = (
+        inside = [x_low <= x <= x_high and y_low <= y <= y_high for x, y in zip(trace.x, trace.y)]
+        if all(inside):
+            continue
+        texts = list(trace.text) if isinstance(trace.text, (list, tuple)) else [trace.text] * len(inside)
+        for x, y, text, kept in zip(trace.x, trace.y, texts, inside):
+            if kept:
+                continue
+            far["x"].append(min(max(x, x_low), x_high))
+            far["y"].append(min(max(y, y_low), y_high))
+            far["symbol"].append(
                 "triangle-left"
                 if x < x_low
                 else "triangle-right"
@@ -170,42 +183,37 @@ def fit_axes(figure: go.Figure, ranges: list[tuple[float, float]] | None) -> Non
                 else "triangle-down"
                 if y < y_low
                 else "triangle-up"
-                if y > y_high
-                else "circle"
             )
-            outside += symbol != "circle"
-            symbols.append(symbol)
-            xs[index], ys[index] = min(max(x, x_low), x_high), min(max(y, y_low), y_high)
-        if all(symbol == "circle" for symbol in symbols):
-            continue
-        template = trace.hovertemplate or "%{x}, %{y}<extra></extra>"
-        size = trace.marker.size if isinstance(trace.marker.size, (int, float)) else 7
-        edge = [symbol != "circle" for symbol in symbols]
+            far["colour"].append(trace.marker.color)
+            far["text"].append(text)
+            far["values"].append([x, y])
         trace.update(
-            customdata=[[x, y] for x, y in zip(trace.x, trace.y)],
-            hovertemplate=template.replace("%{x", "%{customdata[0]").replace("%{y", "%{customdata[1]"),
-            x=xs,
-            y=ys,
-            marker_symbol=symbols,
-            # larger and outlined: a faded pruned point on the edge would be lost in the corner
-            marker_size=[size + 5 if moved else size for moved in edge],
-            marker_line={"width": [1.5 if moved else 0 for moved in edge], "color": "#555"},
-            cliponaxis=False,
+            x=[x for x, kept in zip(trace.x, inside) if kept],
+            y=[y for y, kept in zip(trace.y, inside) if kept],
+            text=[text for text, kept in zip(texts, inside) if kept],
+        )
+    if far["x"]:
+        figure.add_trace(
+            go.Scatter(
+                x=far["x"],
+                y=far["y"],
+                mode="markers",
+                # outlined: a faded pruned point on the edge would be lost in the corner
+                marker={
+                    "symbol": far["symbol"],
+                    "color": far["colour"],
+                    "size": 12,
+                    "line": {"width": 1.5, "color": "#555"},
+                },
+                name="far off, drawn at the edge",
+                text=far["text"],
+                customdata=far["values"],
+                hovertemplate="%{text}<br>%{customdata[0]:.4g}, %{customdata[1]:.4g}<extra></extra>",
+                cliponaxis=False,
+            )
         )
     figure.update_xaxes(range=[x_low, x_high])
     figure.update_yaxes(range=[y_low, y_high])
-    if outside:
-        figure.add_annotation(
-            text=f"{outside} trial(s) far from the front drawn at the edge as triangles; hover for their values",
-            xref="paper",
-            yref="paper",
-            x=0,
-            y=1.0,
-            xanchor="left",
-            yanchor="bottom",
-            showarrow=False,
-            font={"size": 11, "color": "#666"},
-        )
 
 
 def parallel_coordinates_figure(study: optuna.Study) -> go.Figure:
