@@ -15,6 +15,7 @@ normalised with bounds shared by both runs of that seed
 (``mtl_search.search.hypervolume.front_bounds``).
 
     python benchmarks/starved_search.py                    # census (20,000 rows), 16 epochs, 3 seeds
+    python benchmarks/starved_search.py --rows 4000        # a small table: noisier early epochs
     python benchmarks/starved_search.py --quick            # a smoke run
     python benchmarks/starved_search.py --data synthetic --seeds 5
 """
@@ -42,7 +43,7 @@ from mtl_search.search.hypervolume import front_bounds, front_hypervolume  # noq
 REPO = Path(__file__).resolve().parents[1]
 DATA_ARGS = {
     "synthetic": [],
-    "census": ["--data", "census", "--data-file", str(CENSUS_FILE), "--data-option", "rows=20000"],
+    "census": ["--data", "census", "--data-file", str(CENSUS_FILE)],
 }
 VARIANTS = {"no floor": ["--prune-min-complete-share", "0"], "default floor": []}
 
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--startup-trials", type=int, default=5, help="random start-up trials (default: 5)")
     parser.add_argument("--epochs", type=int, default=16, help="epochs per trial (default: 16)")
     parser.add_argument("--threads", type=int, default=1, help="--threads of every search (default: 1)")
+    parser.add_argument("--rows", type=int, default=20000, help="census rows sampled (default: 20000)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further arguments for every run")
     add_result_options(parser, "starved_search", "a smoke run: synthetic only, 1 seed, 10 trials, 4 epochs")
     args = parser.parse_args(argv)
@@ -72,6 +74,7 @@ def run_one(folder: Path, data: str, variant: str, seed: int, args: argparse.Nam
         "mtl_search",
         "run",
         *DATA_ARGS[data],
+        *(["--data-option", f"rows={args.rows}"] if data == "census" else []),
         *("--trials", str(args.trials), "--startup-trials", str(args.startup_trials)),
         *("--epochs", str(args.epochs), "--seed", str(seed), "--threads", str(args.threads)),
         *("--study-name", name, "--storage", storage, "--quiet"),
