@@ -44,9 +44,13 @@ def test_two_tasks_the_references_are_points_and_the_report_shows_delta_m(tiny_s
     assert "single-task networks" not in _traces(pareto_figure(study))
     assert "mtl-search baselines STUDY" in report_html(study)  # says how to get references
     _references(["task1", "task2"]).write(study)
-    traces = _traces(pareto_figure(study))
+    figure = pareto_figure(study)
+    traces = _traces(figure)
     assert list(traces["single-task networks"].x) == [0.5] and list(traces["single-task networks"].y) == [1.5]
     assert list(traces["LightGBM per task"].x) == [0.25] and list(traces["LightGBM per task"].y) == [1.25]
+    # the axes fit the front, and widen to keep every reference in view
+    (x_low, x_high), (y_low, y_high) = figure.layout.xaxis.range, figure.layout.yaxis.range
+    assert x_low < 0.25 and x_high > 0.5 and y_low < 1.25 and y_high > 1.5
     page = report_html(study)
     assert "Δm % (validation)" in page and "<h3>References</h3>" in page and "7 trees" in page
     # the one trial's change on task1 against 0.5, as the report prints it
