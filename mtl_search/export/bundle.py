@@ -431,7 +431,8 @@ def _write_program(
     """``torch.export`` the model with a dynamic batch dimension, save it and check the saved file."""
     batch = torch.export.Dim("batch")
     try:
-        with warnings.catch_warnings():
+        # torch.export logs which symbols a reloaded graph no longer needs: nothing a user acts on
+        with warnings.catch_warnings(), _quiet("torch._export", "torch.export"):
             warnings.simplefilter("ignore")
             program = torch.export.export(
                 model, (example,), dynamic_shapes=({name: {0: batch} for name in example},), strict=False

@@ -190,12 +190,14 @@ def test_the_exported_program_runs_where_mtl_search_cannot_be_imported(exported,
 def test_non_empty_folder_needs_force(cli, exported, trained_study):
     url, name, _ = trained_study
     (exported / "notes.txt").write_text("mine")
+    (exported / "model.torchscript.pt").write_bytes(b"what an older export wrote")
     result = cli("export", name, "--trial", "0", "--storage", url, "--out", str(exported))
     assert_one_line_error(result, "--out", "not empty", "--force")
     result = cli("export", name, "--trial", "0", "--storage", url, "--out", str(exported), "--force")
     assert result.code == 0, result
     assert json.loads((exported / "model.json").read_text())["trial"] == 0
     assert (exported / "notes.txt").read_text() == "mine"  # only exported files are replaced
+    assert not (exported / "model.torchscript.pt").exists()  # no stale graph of another network survives
 
 
 @pytest.mark.slow
