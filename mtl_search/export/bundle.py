@@ -397,8 +397,8 @@ _CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 def _error_line(error: BaseException) -> str:
     """``Type: message`` of ``error`` in one line, for a note.
 
-    An error re-raised with the traceback of the one it wraps in its text names its cause on
-    the last such line; otherwise the message's first line is the one that says what failed.
+    An error whose text carries the traceback of the error it wraps names its cause on its last
+    ``Type: message`` line; otherwise the message's first line says what failed.
     """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:

@@ -222,7 +222,7 @@ def model_card(
         lines += ["Reading the outputs: " + "; ".join(labelled) + ".", ""]
     if description.get("onnx"):
         lines += [
-            f"ONNX (`{description['onnx']}`): inputs {', '.join(description['inputs'])} (in that order), outputs "
+            f"ONNX (`{description['onnx']}`): inputs {', '.join(description['inputs'])} (in that order), outputs named "
             f"{', '.join(description['outputs'])}; the first dimension is the batch. With onnxruntime:",
             "",
             "```python",
