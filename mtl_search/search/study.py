@@ -282,6 +282,9 @@ def data_differences(stored: StudyRecord, data: MultiTaskData) -> str | None:
     now = json.loads(json.dumps(study_record(data, [], None).to_attrs()))  # as stored: tuples become lists
     before = stored.to_attrs()
     changed, found = _description_changes(before.get("data"), now["data"])
+    stored_schema = before.get("input_schema")
+    if isinstance(stored_schema, dict) and "numeric_quantiles" not in stored_schema:
+        now["input_schema"].pop("numeric_quantiles", None)  # stored before the schema carried quantiles
     for key in ("tasks", "input_schema"):
         found = found or list(_differences(before.get(key), now[key], key))
     return _joined(changed, found)

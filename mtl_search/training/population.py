@@ -117,6 +117,8 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
                                               overflowed: alone, only that candidate's step; a
                                               stacked step would skip every member's, or need
                                               per-member step counts the fused kernel lacks
+    a learning-rate schedule other than       the batched optimiser keeps one fixed learning
+    constant, or a warm-up                    rate per member
     a key whose fused step failed earlier     an operation without a batching rule (the group
     in this process                           then trained alone; the failure is remembered)
     ========================================  ===================================================
@@ -155,6 +157,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         return None, f"optimizer {config['optimizer']} has no batched version"
     if config["precision"] == "fp16":
         return None, "fp16 loss scaling skips the steps of one member whose gradients overflowed, not of a group"
+    if config["schedule"] != "constant" or config["warmup_fraction"]:
+        return None, f"learning-rate schedule {config['schedule']} has no batched version"
     block = spec.get("block") or {}
     if block.get("norm") == "batch":
         return None, "batch normalisation keeps running statistics per member"
