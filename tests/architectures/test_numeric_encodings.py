@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -220,3 +221,36 @@ def test_a_tiny_search_samples_the_new_options_end_to_end(storage_url):
         assert ("stem.periodic_sigma" in trial.params) == (stem["numeric_encoding"] == "periodic")
         model = build_model(candidate["architecture"], data.input_schema, data.tasks)
         assert model(data.test.inputs)["churn"].shape == (len(data.test), 1)
+
+
+@pytest.mark.parametrize(
+    "stem",
+    [
+        {"numeric_encoding": "piecewise_linear", "numeric_bins": 8, "numeric_embedding_dim": 4},
+        {"numeric_encoding": "periodic", "periodic_frequencies": 3, "numeric_embedding_dim": 0},
+    ],
+)
+def test_an_encoded_model_exports_and_takes_the_same_raw_rows(tmp_path, stem):
+    from mtl_search.export import export_trial
+    from tests.helpers import outputs_in_every_format
+
+    frame = spend_and_churn(rows=200, seed=4)
+    data = make_table_data(frame, targets_from_declarations(["churn:binary"]), scaling="quantile")
+    space = parse_space(
+        {
+            "training": {"epochs": 2, "batch_size": 32, "schedule": "cosine"},
+            "stem": {key: {"choices": [value]} for key, value in stem.items()},
+            "families": {"tree": {"depth": 1, "width": 8}},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    settings = SearchSettings("encoded", storage=f"sqlite:///{tmp_path / 's.db'}", sampler="random", n_trials=1)
+    study = run_search(data, space, settings)
+    export_trial(study, study.trials[0], tmp_path / "model")
+    # the export's preprocessing quantile-normalises raw rows as the study's data did
+    state = json.loads((tmp_path / "model" / "preprocessing.json").read_text())
+    inputs = apply_preprocessing(state, frame)
+    test_rows = data.test.inputs["numeric"]
+    assert any(torch.allclose(test_rows[0], row, atol=1e-6) for row in inputs["numeric"])
+    loaded = outputs_in_every_format(tmp_path / "model", {"numeric": inputs["numeric"][:5]})
+    assert loaded["churn"].shape == (5, 1)
