@@ -254,3 +254,13 @@ def test_an_encoded_model_exports_and_takes_the_same_raw_rows(tmp_path, stem):
     assert any(torch.allclose(test_rows[0], row, atol=1e-6) for row in inputs["numeric"])
     loaded = outputs_in_every_format(tmp_path / "model", {"numeric": inputs["numeric"][:5]})
     assert loaded["churn"].shape == (5, 1)
+
+
+def test_the_one_line_summary_names_the_numeric_encoding():
+    from mtl_search.architectures import summarize
+
+    spec = {"family": "tree", "widths": [8], "groups": [[["a", "b"]]]}
+    assert summarize(spec, ["a", "b"]) == "tree 0:{a,b} w=8"
+    pl = {"numeric_encoding": "piecewise_linear", "numeric_bins": 32, "numeric_embedding_dim": 8}
+    assert summarize(spec | {"stem": pl}, ["a", "b"]) == "tree 0:{a,b} w=8 num=pl32x8"
+    assert summarize(spec | {"stem": {"numeric_encoding": "periodic"}}, ["a", "b"]) == "tree 0:{a,b} w=8 num=per16x16"
