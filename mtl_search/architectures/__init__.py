@@ -111,6 +111,8 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
         text += (
             f" num={'pl' if encoding == 'piecewise_linear' else 'per'}{detail}x{stem.get('numeric_embedding_dim', 16)}"
         )
+    if (stem.get("ensemble_members") or 1) > 1:
+        text += f" ens={stem['ensemble_members']}"
     return text
 
 

@@ -244,8 +244,11 @@ class TabularStem(nn.Module):
         periodic_frequencies: int = 16,
         periodic_sigma: float = 0.1,
         numeric_quantiles: Sequence[Sequence[float]] | None = None,
+        ensemble_members: int = 1,
     ) -> None:
         super().__init__()
+        if not is_whole(ensemble_members) or ensemble_members < 1:
+            raise UserError(f"stem.ensemble_members: expected a whole number >= 1, got {ensemble_members!r}")
         self.numeric = numeric
         self.numeric_encoder = _numeric_encoder(
             numeric,
@@ -274,6 +277,13 @@ class TabularStem(nn.Module):
             self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
         numeric_width = self.numeric_encoder.out_features if self.numeric_encoder is not None else numeric
         self.out_shape = (numeric_width + sum(self.dims),)
+        # An ensemble sharing every weight but one scale per member and feature (TabM-mini, Gorishniy
+        # et al. 2025): the members' rows run through the network stacked member after member, and
+        # MultiTaskModel averages their outputs when predicting. Random signs make the members differ.
+        self.members = int(ensemble_members)
+        if self.members > 1:
+            signs = torch.randint(0, 2, (self.members, self.out_shape[0])).float() * 2 - 1
+            self.member_scales = nn.Parameter(signs)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
@@ -284,7 +294,10 @@ class TabularStem(nn.Module):
             codes = inputs["categorical"].index_select(1, self.feature_column)
             positions = codes * self.feature_stride + self.feature_base
             parts.append(self.embedding_weights.index_select(0, positions.flatten()).view(positions.shape))
-        return torch.cat(parts, dim=1)
+        features = torch.cat(parts, dim=1)
+        if self.members > 1:  # (members * batch, features), member-major
+            features = (features.unsqueeze(0) * self.member_scales.unsqueeze(1)).flatten(0, 1)
+        return features
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Weights saved with an nn.Embedding per column ("embeddings.<i>.weight") are its flat tables in order.
@@ -394,6 +407,7 @@ TABULAR_NUMERIC_SETTINGS = (
     "numeric_embedding_dim",
     "periodic_frequencies",
     "periodic_sigma",
+    "ensemble_members",
 )
 _STEM_SETTINGS: dict[str, tuple[str, ...]] = {
     "vector": (),

@@ -7,7 +7,7 @@ A space file has these sections (all optional but ``families``)::
     block:      {type, norm, activation, dropout}       # backbone blocks, every family
     tower:      {depth, width}                          # task towers
     stem:       {embedding_dim, numeric_encoding, numeric_bins, numeric_embedding_dim, periodic_frequencies,
-                 periodic_sigma, sequence_encoder, sequence_width}  # embeddings, numeric encodings, sequences
+                 periodic_sigma, ensemble_members, sequence_encoder, sequence_width}  # tables, sequences
     relationship: {weight, ridge}                       # task-relationship prior on the towers
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
@@ -91,6 +91,9 @@ class StemSpace(StrictSection):
     numeric_embedding_dim: NonNegativeInt | None = None
     periodic_frequencies: Count | None = None
     periodic_sigma: PositiveFloat | None = None
+    # tables: ensemble members sharing the network's weights, each with its own scale per stem
+    # feature (TabM-mini); their outputs are averaged when predicting. None: one network
+    ensemble_members: Count | None = None
     # sequence inputs (the "sequence" stem): gru, lstm or attention, and the encoder's width
     sequence_encoder: StrParam | None = None
     sequence_width: Count | None = None
@@ -252,6 +255,8 @@ class SearchSpace(StrictSection):
             stem["embedding_dim"] = suggest(trial, "stem.embedding_dim", self.stem.embedding_dim)
         if self.stem.numeric_encoding is not None:
             stem.update(self._sample_numeric_encoding(trial))
+        if self.stem.ensemble_members is not None:
+            stem["ensemble_members"] = suggest(trial, "stem.ensemble_members", self.stem.ensemble_members)
         if self.stem.sequence_encoder is not None:
             stem["sequence_encoder"] = suggest(trial, "stem.sequence_encoder", self.stem.sequence_encoder)
         if self.stem.sequence_width is not None:

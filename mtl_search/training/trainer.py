@@ -380,6 +380,10 @@ def train_candidate(
                 break  # a lone last row would break batch normalisation and teaches little
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
             targets = {name: shuffled.targets[name][start:stop] for name in task_names}
+            if model.members > 1:  # each ensemble member is scored on the batch (rows stacked member-major)
+                targets = {
+                    name: target.repeat(model.members, *[1] * (target.dim() - 1)) for name, target in targets.items()
+                }
             with low_precision():
                 outputs = model(inputs)
                 losses = training_losses(data.tasks, outputs, targets, fully_labelled)

@@ -264,3 +264,33 @@ def test_the_one_line_summary_names_the_numeric_encoding():
     pl = {"numeric_encoding": "piecewise_linear", "numeric_bins": 32, "numeric_embedding_dim": 8}
     assert summarize(spec | {"stem": pl}, ["a", "b"]) == "tree 0:{a,b} w=8 num=pl32x8"
     assert summarize(spec | {"stem": {"numeric_encoding": "periodic"}}, ["a", "b"]) == "tree 0:{a,b} w=8 num=per16x16"
+
+
+def test_an_ensemble_scores_each_member_in_training_and_averages_them_when_predicting():
+    frame = spend_and_churn(rows=120, seed=5)
+    data = make_table_data(frame, targets_from_declarations(["churn:binary", "spend:regression"]))
+    spec = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "stem": {"ensemble_members": 3}}
+    torch.manual_seed(0)
+    model = build_model(spec, data.input_schema, data.tasks)
+    assert model.members == 3
+    scales = model.stem.member_scales.detach()
+    assert scales.shape == (3, model.stem.out_shape[0]) and set(scales.flatten().tolist()) <= {-1.0, 1.0}
+    inputs = {name: tensor[:5] for name, tensor in data.test.inputs.items()}
+    model.train()
+    stacked = model(inputs)
+    assert stacked["churn"].shape == (15, 1)  # member after member
+    model.eval()
+    averaged = model(inputs)
+    torch.testing.assert_close(averaged["churn"], stacked["churn"].view(3, 5, 1).mean(0))
+    torch.testing.assert_close(averaged["spend"], stacked["spend"].view(3, 5, -1).mean(0))
+    # member 0's rows are the stem's features times its scales
+    model.stem.members = 1
+    plain = model.stem(inputs)
+    model.stem.members = 3
+    torch.testing.assert_close(model.stem(inputs)[:5], plain * scales[0])
+
+    result = train_candidate(data, {"architecture": spec, "training": {"epochs": 2, "batch_size": 32}})
+    assert result.model.members == 3 and len(result.history) == 2
+    assert math.isfinite(result.test["churn"]["auc"])
+    with pytest.raises(UserError, match="stem.ensemble_members: expected a whole number >= 1, got 0"):
+        build_model(spec | {"stem": {"ensemble_members": 0}}, data.input_schema, data.tasks)

@@ -531,3 +531,10 @@ def test_a_learning_rate_schedule_trains_alone(data2, training):
     assert fusion_key(candidate(FAMILY_SPECS["tree"][0], schedule="constant"), data2) is not None
     results = train_population(data2, [item, candidate(FAMILY_SPECS["tree"][0], **training, seed=4)])
     assert [r.population_size for r in results] == [1, 1]
+
+
+def test_an_ensemble_stem_trains_alone():
+    data = tabular_data()
+    spec = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "stem": {"ensemble_members": 2}}
+    assert "ensemble" in alone_reason(candidate(spec), data)
+    assert fusion_key(candidate(spec | {"stem": {"ensemble_members": 1}}), data) is not None
