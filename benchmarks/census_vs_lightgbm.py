@@ -78,8 +78,7 @@ def run_lightgbm(data, seed: int, threads: int) -> dict:  # noqa: ANN001
     return result
 
 
-def run_network_search(data, seed: int, trials: int, epochs: int | None, folder: str) -> dict:  # noqa: ANN001
-    space = load_space("tabular")
+def run_network_search(data, space, seed: int, trials: int, epochs: int | None, folder: str) -> dict:  # noqa: ANN001
     settings = SearchSettings(
         f"census-tabular-{seed}",
         storage=f"sqlite:///{folder}/search-{seed}.db",
@@ -124,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=None, help="trials per search; default 12, 3 quick")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial; default: the space's (16)")
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads (default 1)")
+    parser.add_argument("--space", default="tabular", help="space file or bundled space (default: tabular)")
     add_result_options(parser, "census_vs_lightgbm", "6,000 rows, one seed, 3 trials of 2 epochs (a smoke run)")
     args = parser.parse_args(argv)
     try:
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     wall_started = time.perf_counter()
 
+    space = load_space(args.space)
     data = make_census(args.data_file, rows=rows, scaling="quantile")
     print(
         f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows; "
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         searches = []
         for seed in range(seeds):
-            searches.append(run_network_search(data, seed, trials, epochs, folder))
+            searches.append(run_network_search(data, space, seed, trials, epochs, folder))
             last = searches[-1]
             print(
                 f"search seed {seed}: {last['complete']} complete, {last['pruned']} pruned, "
@@ -194,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows or "all",
             "seeds": seeds,
             "trials": trials,
-            "epochs": epochs or load_space("tabular").training.epochs,
+            "epochs": epochs or space.training.epochs,
             "threads": args.threads,
-            "space": "tabular",
+            "space": args.space,
+            "space_content": space.to_data(),
             "scaling": "quantile",
         },
         {
