@@ -17,6 +17,7 @@ Prints the test AUC per task and the CPU seconds of each (this process's user + 
     python benchmarks/census_vs_lightgbm.py                       # 3 seeds, 12 trials each
     python benchmarks/census_vs_lightgbm.py --quick               # 6,000 rows, 1 seed, 3 trials of 2 epochs
     python benchmarks/census_vs_lightgbm.py --seeds 5 --trials 20
+    python benchmarks/census_vs_lightgbm.py --space benchmarks/spaces/tabular_regularised.yaml --name NAME
 
 Needs LightGBM (``pip install lightgbm``).
 """
