@@ -103,6 +103,16 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
         )
     if stem.get("embedding_dim"):
         text += f" emb={stem['embedding_dim']}"
+    encoding = stem.get("numeric_encoding", "none")
+    if encoding != "none":
+        detail = (
+            stem.get("numeric_bins", 16) if encoding == "piecewise_linear" else stem.get("periodic_frequencies", 16)
+        )
+        text += (
+            f" num={'pl' if encoding == 'piecewise_linear' else 'per'}{detail}x{stem.get('numeric_embedding_dim', 16)}"
+        )
+    if (stem.get("ensemble_members") or 1) > 1:
+        text += f" ens={stem['ensemble_members']}"
     return text
 
 

@@ -83,6 +83,9 @@ class MultiTaskModel(nn.Module):
         # work on the shared representation (MGDA-UB).
         self.keep_representations = False
         self.representations: dict[str, torch.Tensor] = {}
+        # ensemble members whose rows the stem stacks (TabularStem's ensemble_members): training
+        # scores each member's outputs (the trainer repeats the targets), predicting averages them
+        self.members = int(getattr(stem, "members", 1))
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         features = self.stem(inputs)
@@ -93,6 +96,8 @@ class MultiTaskModel(nn.Module):
             outputs = {name: self.towers[name](representations[name]) for name in self.task_names}
         if self.keep_representations:
             self.representations = representations
+        if self.members > 1 and not self.training:
+            outputs = {name: output.unflatten(0, (self.members, -1)).mean(0) for name, output in outputs.items()}
         if self.output_scales:  # after the body: a body that feeds predictions upward feeds the standardised ones
             outputs = {
                 name: output * self.output_scales[name][1] + self.output_scales[name][0]

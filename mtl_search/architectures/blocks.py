@@ -13,8 +13,11 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from mtl_search.architectures.numeric import NUMERIC_ENCODINGS, PeriodicEncoding, PiecewiseLinearEncoding
+
 # register_stem: importable from here too, beside the built-in stems
 from mtl_search.architectures.stems import STEMS, register_stem, registered_stem_settings  # noqa: F401
+
 from mtl_search.errors import UserError, is_number, is_whole
 
 Shape = tuple[int, ...]
@@ -229,9 +232,33 @@ class TabularStem(nn.Module):
     table per column gave, value for value.
     """
 
-    def __init__(self, numeric: int, categorical: Sequence[int], embedding_dim: int | None = None) -> None:
+    def __init__(
+        self,
+        numeric: int,
+        categorical: Sequence[int],
+        embedding_dim: int | None = None,
+        *,
+        numeric_encoding: str = "none",
+        numeric_bins: int = 16,
+        numeric_embedding_dim: int = 16,
+        periodic_frequencies: int = 16,
+        periodic_sigma: float = 0.1,
+        numeric_quantiles: Sequence[Sequence[float]] | None = None,
+        ensemble_members: int = 1,
+    ) -> None:
         super().__init__()
+        if not is_whole(ensemble_members) or ensemble_members < 1:
+            raise UserError(f"stem.ensemble_members: expected a whole number >= 1, got {ensemble_members!r}")
         self.numeric = numeric
+        self.numeric_encoder = _numeric_encoder(
+            numeric,
+            numeric_encoding,
+            numeric_bins,
+            numeric_embedding_dim,
+            periodic_frequencies,
+            periodic_sigma,
+            numeric_quantiles,
+        )
         self.cardinalities = [int(c) for c in categorical]
         self.dims = [embedding_dim or min(16, math.ceil(1.6 * c**0.56)) for c in self.cardinalities]
         sizes = [c * d for c, d in zip(self.cardinalities, self.dims)]
@@ -248,17 +275,29 @@ class TabularStem(nn.Module):
             base += range(start, start + dim)
         for name, values in (("feature_column", column), ("feature_stride", stride), ("feature_base", base)):
             self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
-        self.out_shape = (numeric + sum(self.dims),)
+        numeric_width = self.numeric_encoder.out_features if self.numeric_encoder is not None else numeric
+        self.out_shape = (numeric_width + sum(self.dims),)
+        # An ensemble sharing every weight but one scale per member and feature (TabM-mini, Gorishniy
+        # et al. 2025): the members' rows run through the network stacked member after member, and
+        # MultiTaskModel averages their outputs when predicting. Random signs make the members differ.
+        self.members = int(ensemble_members)
+        if self.members > 1:
+            signs = torch.randint(0, 2, (self.members, self.out_shape[0])).float() * 2 - 1
+            self.member_scales = nn.Parameter(signs)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.numeric:
-            parts.append(inputs["numeric"])
+            numeric = inputs["numeric"]
+            parts.append(numeric if self.numeric_encoder is None else self.numeric_encoder(numeric))
         if self.cardinalities:
             codes = inputs["categorical"].index_select(1, self.feature_column)
             positions = codes * self.feature_stride + self.feature_base
             parts.append(self.embedding_weights.index_select(0, positions.flatten()).view(positions.shape))
-        return torch.cat(parts, dim=1)
+        features = torch.cat(parts, dim=1)
+        if self.members > 1:  # (members * batch, features), member-major
+            features = (features.unsqueeze(0) * self.member_scales.unsqueeze(1)).flatten(0, 1)
+        return features
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # Weights saved with an nn.Embedding per column ("embeddings.<i>.weight") are its flat tables in order.
@@ -266,6 +305,39 @@ class TabularStem(nn.Module):
         if keys and all(key in state_dict for key in keys):
             state_dict[f"{prefix}embedding_weights"] = torch.cat([state_dict.pop(key).flatten() for key in keys])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _numeric_encoder(
+    numeric: int,
+    encoding: str,
+    bins: int,
+    embedding_dim: int,
+    frequencies: int,
+    sigma: float,
+    quantiles: Sequence[Sequence[float]] | None,
+) -> nn.Module | None:
+    """The stem's encoder of the numeric columns (architectures/numeric.py), None for the values as they are."""
+    if encoding not in NUMERIC_ENCODINGS:
+        raise UserError(f"stem.numeric_encoding {encoding!r}: expected one of {', '.join(NUMERIC_ENCODINGS)}")
+    for key, value, minimum in (
+        ("numeric_bins", bins, 1),
+        ("numeric_embedding_dim", embedding_dim, 0),
+        ("periodic_frequencies", frequencies, 1),
+    ):
+        if not is_whole(value) or value < minimum:
+            raise UserError(f"stem.{key}: expected a whole number >= {minimum}, got {value!r}")
+    if not is_number(sigma) or not math.isfinite(sigma) or sigma <= 0:
+        raise UserError(f"stem.periodic_sigma: expected a finite number above 0, got {sigma!r}")
+    if encoding == "none" or not numeric:
+        return None
+    if encoding == "periodic":
+        return PeriodicEncoding(numeric, int(frequencies), float(sigma), int(embedding_dim))
+    if quantiles is None or len(quantiles) != numeric:
+        raise UserError(
+            "stem.numeric_encoding piecewise_linear: the data's input schema has no training quantiles of its "
+            "numeric columns (numeric_quantiles); load the data again with this version to get them"
+        )
+    return PiecewiseLinearEncoding(quantiles, int(bins), int(embedding_dim))
 
 
 def _running_sums(values: Iterable[int]) -> list[int]:
@@ -313,7 +385,14 @@ def build_stem(schema: dict[str, Any], spec: dict[str, Any] | None = None) -> nn
     if kind == "image":
         return VectorStem(schema.get("key", "image"), tuple(int(s) for s in schema["shape"]))
     if kind == "tabular":
-        return TabularStem(int(schema["numeric"]), [int(c) for c in schema["categorical"]], spec.get("embedding_dim"))
+        numeric_options = {key: spec[key] for key in TABULAR_NUMERIC_SETTINGS if spec.get(key) is not None}
+        return TabularStem(
+            int(schema["numeric"]),
+            [int(c) for c in schema["categorical"]],
+            spec.get("embedding_dim"),
+            numeric_quantiles=schema.get("numeric_quantiles"),
+            **numeric_options,
+        )
     if kind in STEMS:  # other kinds (sequences, a plugin's): mtl_search/architectures/stems.py
         return STEMS.get(kind).build(schema, spec)
     known = ", ".join(sorted({*_STEM_SETTINGS, *STEMS.names()}))
@@ -322,7 +401,19 @@ def build_stem(schema: dict[str, Any], spec: dict[str, Any] | None = None) -> nn
 
 # The stem spec keys each kind's stem reads: a space that searches a key the data's stem
 # ignores would record parameters without effect (SearchSpace.check_stem refuses it).
-_STEM_SETTINGS: dict[str, tuple[str, ...]] = {"vector": (), "image": (), "tabular": ("embedding_dim",)}
+TABULAR_NUMERIC_SETTINGS = (
+    "numeric_encoding",
+    "numeric_bins",
+    "numeric_embedding_dim",
+    "periodic_frequencies",
+    "periodic_sigma",
+    "ensemble_members",
+)
+_STEM_SETTINGS: dict[str, tuple[str, ...]] = {
+    "vector": (),
+    "image": (),
+    "tabular": ("embedding_dim", *TABULAR_NUMERIC_SETTINGS),
+}
 
 
 def stem_settings() -> dict[str, tuple[str, ...]]:

@@ -17,7 +17,8 @@ The columns a group predicts are removed from the features, and so is ``instance
 (a survey weight). Seven columns are numeric (standardised with train statistics); the
 others, the industry/occupation/year codes included, are categorical. ``encoding=embedding``
 (default) learns an embedding per categorical column; ``encoding=onehot`` feeds one dense
-one-hot vector. Split: a seeded random ``test_fraction`` (half) is the test set, and
+one-hot vector. ``scaling=quantile`` quantile-normalises the numeric columns (fitted on the
+train rows) instead of standardising them. Split: a seeded random ``test_fraction`` (half) is the test set, and
 ``validation_fraction`` of all rows (a tenth) the validation set; the rest trains.
 ``rows=N`` keeps a seeded random sample of N rows first, for quick runs.
 """
@@ -85,6 +86,7 @@ INCOME_VALUES = ("- 50000.", "50000+.")
 DEFAULTS = {
     "group": 1,
     "encoding": "embedding",
+    "scaling": "standard",
     "rows": 0,
     "seed": 0,
     "test_fraction": 0.5,
@@ -167,6 +169,7 @@ def make_census(
     *,
     group: int = 1,
     encoding: str = "embedding",
+    scaling: str = "standard",
     rows: int = 0,
     seed: int = 0,
     test_fraction: float = 0.5,
@@ -186,6 +189,7 @@ def make_census(
         numeric=list(NUMERIC),
         categorical=[c for c in COLUMNS if c not in NUMERIC and c != "instance_weight"],  # codes included
         encoding=encoding,
+        scaling=scaling,
         rows=rows,
         seed=seed,
         validation_fraction=validation_fraction,
@@ -198,6 +202,8 @@ def make_census(
             "options": {
                 "group": group,
                 "encoding": encoding,
+                # only when not the default: studies made before the option compare equal
+                **({"scaling": scaling} if scaling != "standard" else {}),
                 "rows": rows,
                 "seed": seed,
                 "test_fraction": test_fraction,

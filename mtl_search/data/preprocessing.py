@@ -17,6 +17,14 @@ trimmed text, with whole-number floats written as integers, so ``6``, ``6.0``, `
 ``" 6"`` are one category. ``encoding``: ``embedding`` gives the inputs ``numeric`` (float)
 and ``categorical`` (int64 codes) for a learned embedding per column; ``onehot`` gives one
 dense float input ``x``: the numeric block followed by a one-hot block per categorical column.
+
+Each numeric entry also keeps ``quantiles``: the column's train values at QUANTILE_LEVELS evenly
+spaced levels (0, 1/128, ..., 1). ``scaling: quantile`` (default ``standard``) maps a value to the
+normal score of its train quantile level (quantile normalisation, read off those quantiles by
+linear interpolation; a run of equal quantiles, as a column that is mostly 0 has, maps to the
+middle of its levels) instead of ``(x - mean) / std``. The input schema carries the quantiles
+on the inputs' scale (``numeric_quantiles``), which is where the piecewise-linear numeric
+encoding takes its bin edges from.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ import torch
 from mtl_search.errors import OneLineWarning, UserError
 
 ENCODINGS = ("embedding", "onehot")
+SCALINGS = ("standard", "quantile")
+QUANTILE_LEVELS = 129
+# quantile normalisation clips the levels to this distance from 0 and 1: the normal scores stay within +-3.1
+QUANTILE_CLIP = 1e-3
 
 
 class DataWarning(OneLineWarning):
@@ -163,11 +175,15 @@ def fit_preprocessing(
     categorical_columns: Sequence[str],
     *,
     encoding: str = "embedding",
+    scaling: str = "standard",
     where: str = "data",
 ) -> dict[str, Any]:
     """Fit the feature state on the train rows (see the module docstring for its layout)."""
     if encoding not in ENCODINGS:
         raise UserError(f"--data-option encoding={encoding}: expected one of {', '.join(ENCODINGS)}")
+    if scaling not in SCALINGS:
+        raise UserError(f"--data-option scaling={scaling}: expected one of {', '.join(SCALINGS)}")
+    levels = np.linspace(0.0, 1.0, QUANTILE_LEVELS)
     numeric = []
     for column in numeric_columns:
         values = numeric_values(train_rows[column], column, where)
@@ -175,7 +191,9 @@ def fit_preprocessing(
         if present.size == 0:
             median = mean = 0.0
             std = 1.0
+            quantiles = [0.0] * QUANTILE_LEVELS
         else:
+            quantiles = [float(q) for q in np.quantile(present, levels)]
             median = float(np.median(present))
             filled = np.where(np.isnan(values), median, values)
             mean = float(filled.mean())
@@ -189,6 +207,7 @@ def fit_preprocessing(
                 "std": std,
                 "median": median,
                 "missing_indicator": bool(np.isnan(values).any()),
+                "quantiles": quantiles,
             }
         )
     categorical = []
@@ -198,6 +217,7 @@ def fit_preprocessing(
     return {
         "kind": "table",
         "encoding": encoding,
+        "scaling": scaling,
         "numeric": numeric,
         "categorical": categorical,
         "dropped": [],
@@ -211,7 +231,28 @@ def input_schema(preprocessing: dict[str, Any]) -> dict[str, Any]:
     cardinalities = [len(entry["categories"]) + 1 for entry in preprocessing["categorical"]]
     if preprocessing["encoding"] == "onehot":
         return {"kind": "vector", "size": n_numeric + sum(cardinalities), "key": "x"}
-    return {"kind": "tabular", "numeric": n_numeric, "categorical": cardinalities}
+    schema: dict[str, Any] = {"kind": "tabular", "numeric": n_numeric, "categorical": cardinalities}
+    entries = preprocessing["numeric"]
+    if entries and all("quantiles" in entry for entry in entries):  # states stored before quantiles have none
+        scaling = preprocessing.get("scaling", "standard")
+        scaled = [scale_numeric(entry, np.array(entry["quantiles"]), scaling) for entry in entries]
+        indicators = [[0.0, 1.0] for entry in entries if entry["missing_indicator"]]
+        schema["numeric_quantiles"] = [[round(float(v), 6) for v in column] for column in scaled] + indicators
+    return schema
+
+
+def scale_numeric(entry: dict[str, Any], values: np.ndarray, scaling: str) -> np.ndarray:
+    """A numeric column's values (missing ones filled) on the inputs' scale, by the entry's train statistics."""
+    if scaling == "standard":
+        return (values - entry["mean"]) / entry["std"]
+    quantiles = np.asarray(entry["quantiles"], dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(quantiles))
+    # equal quantiles (a spike of one value) become one point at the mean of their levels
+    points, position = np.unique(quantiles, return_inverse=True)
+    point_levels = np.bincount(position, weights=levels) / np.bincount(position)
+    level = np.interp(values, points, point_levels) if len(points) > 1 else np.full(values.shape, 0.5)
+    level = np.clip(level, QUANTILE_CLIP, 1.0 - QUANTILE_CLIP)
+    return torch.special.ndtri(torch.from_numpy(level)).numpy()
 
 
 def numeric_width(preprocessing: dict[str, Any]) -> int:
@@ -257,11 +298,12 @@ def apply_preprocessing(
     if absent:
         raise UserError(f"{where}: feature column {absent[0]!r} is missing ({len(absent)} missing in all)")
     n_rows = len(raw_rows)
+    scaling = preprocessing.get("scaling", "standard")  # states stored before the option scale as standard
     numeric_parts, indicators = [], []
     for entry in preprocessing["numeric"]:
         values = numeric_values(raw_rows[entry["column"]], entry["column"], where)
         missing = np.isnan(values)
-        numeric_parts.append((np.where(missing, entry["median"], values) - entry["mean"]) / entry["std"])
+        numeric_parts.append(scale_numeric(entry, np.where(missing, entry["median"], values), scaling))
         if entry["missing_indicator"]:
             indicators.append(missing.astype(np.float64))
     columns = numeric_parts + indicators

@@ -49,6 +49,7 @@ from mtl_search.data.base import EXPECTED_VALUE, DataSource, MultiTaskData, Spli
 from mtl_search.data.preprocessing import (
     ENCODINGS,
     MISSING_MARKERS,
+    SCALINGS,
     blank_missing_markers,
     NotNumeric,
     apply_preprocessing,
@@ -64,6 +65,7 @@ from mtl_search.tasks import Task, TaskError, parse_task_declaration, validate_c
 DEFAULTS = {
     "description": "",  # path of a YAML description file
     "encoding": "embedding",  # or onehot
+    "scaling": "standard",  # numeric columns: standard (mean and std) or quantile (normal scores of train quantiles)
     "rows": 0,  # 0: every row; else a seeded random sample of this many rows
     "seed": 0,
     "validation_fraction": 0.2,
@@ -385,6 +387,7 @@ def make_table_data(
     numeric: Sequence[str] = (),
     categorical: Sequence[str] = (),
     encoding: str = "embedding",
+    scaling: str = "standard",
     rows: int = 0,
     seed: int = 0,
     validation_fraction: float = 0.2,
@@ -467,7 +470,9 @@ def make_table_data(
         target_state[task.name] = state
 
     train_rows = frame.iloc[train_index.numpy()]
-    preprocessing = fit_preprocessing(train_rows, numeric_columns, categorical_columns, encoding=encoding, where=where)
+    preprocessing = fit_preprocessing(
+        train_rows, numeric_columns, categorical_columns, encoding=encoding, scaling=scaling, where=where
+    )
     for entry in preprocessing["categorical"]:
         if len(entry["categories"]) > max(100, len(train_rows) // 2):
             warn_data(
@@ -619,6 +624,8 @@ def _file_options(description: TableDescription, path: str | Path | None) -> dic
             raise UserError(f"{where}: expected {EXPECTED_VALUE[type(known[key])]}, got {value!r}") from None
         if key == "encoding" and options[key] not in ENCODINGS:
             raise UserError(f"{where}: expected one of {', '.join(ENCODINGS)}, got {value!r}")
+        if key == "scaling" and options[key] not in SCALINGS:
+            raise UserError(f"{where}: expected one of {', '.join(SCALINGS)}, got {value!r}")
         if key == "rows" and int(options[key]) < 0:
             raise UserError(f"{where}: must be 0 (every row) or positive, got {value!r}")
         if key in ("validation_fraction", "test_fraction") and not 0 < float(options[key]) < 1:
@@ -744,6 +751,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         numeric=description.numeric + _split_names(settings["numeric"]),
         categorical=description.categorical + _split_names(settings["categorical"]),
         encoding=settings["encoding"],
+        scaling=settings["scaling"],
         rows=settings["rows"],
         seed=settings["seed"],
         validation_fraction=settings["validation_fraction"],
@@ -756,6 +764,7 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
             "content": file_fingerprint(table_path),
             "description_file": str(Path(description_path).resolve()) if description_path else None,
             "tasks": [t.task.to_dict() | {"column": t.column} | _rule_record(t) for t in targets],
-            "options": settings,
+            # scaling and missing only when not the default: studies made before the options compare equal
+            "options": {k: v for k, v in settings.items() if (k, v) not in (("scaling", "standard"), ("missing", ""))},
         },
     )

@@ -3,10 +3,11 @@
 A space file has these sections (all optional but ``families``)::
 
     description: free text
-    training:   {epochs, learning_rate, batch_size, weight_decay, optimizer}
+    training:   {epochs, learning_rate, batch_size, weight_decay, optimizer, schedule, warmup_fraction}
     block:      {type, norm, activation, dropout}       # backbone blocks, every family
     tower:      {depth, width}                          # task towers
-    stem:       {embedding_dim, sequence_encoder, sequence_width}  # embeddings, sequence encoder
+    stem:       {embedding_dim, numeric_encoding, numeric_bins, numeric_embedding_dim, periodic_frequencies,
+                 periodic_sigma, ensemble_members, sequence_encoder, sequence_width}  # tables, sequences
     relationship: {weight, ridge}                       # task-relationship prior on the towers
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 
 from mtl_search.architectures import get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
+from mtl_search.architectures.numeric import NUMERIC_ENCODINGS
 from mtl_search.errors import UserError, describe_validation_error
 from mtl_search.search.bundled import resolve_space_path
 from mtl_search.values import (
@@ -44,6 +46,7 @@ from mtl_search.values import (
     one_of,
     suggest,
 )
+from mtl_search.training.schedules import SCHEDULES
 from mtl_search.training.trainer import OPTIMIZERS
 from mtl_search.weighting import get_method
 
@@ -57,6 +60,10 @@ class TrainingSpace(StrictSection):
     # which weights a trial returns: the epoch with the lowest geometric mean of its tasks'
     # validation losses ("best"), or the last epoch's ("last"); a policy, not searched
     checkpoint: Literal["best", "last"] = "best"
+    # the learning rate over a trial (training/schedules.py); None: not sampled, the constant rate
+    schedule: Annotated[StrParam, one_of(SCHEDULES, "a schedule")] | None = None
+    # warm-up share of a trial's steps; None: the schedule's own (cosine 5 %, one_cycle 30 %)
+    warmup_fraction: Probability | None = None
 
 
 class BlockSpace(StrictSection):
@@ -76,6 +83,17 @@ class TowerSpace(StrictSection):
 class StemSpace(StrictSection):
     # width of each categorical column's embedding; None: a rule of thumb per column
     embedding_dim: Count | None = None
+    # tables: how numeric columns enter the network (architectures/numeric.py): none (as they are),
+    # piecewise_linear (bins at training quantiles) or periodic (learned frequencies); None: none
+    numeric_encoding: Annotated[StrParam, one_of(NUMERIC_ENCODINGS, "a numeric encoding")] | None = None
+    # sampled only when the encoding reads them; None: the stem's defaults (16, 16, 16, 0.1)
+    numeric_bins: Count | None = None
+    numeric_embedding_dim: NonNegativeInt | None = None
+    periodic_frequencies: Count | None = None
+    periodic_sigma: PositiveFloat | None = None
+    # tables: ensemble members sharing the network's weights, each with its own scale per stem
+    # feature (TabM-mini); their outputs are averaged when predicting. None: one network
+    ensemble_members: Count | None = None
     # sequence inputs (the "sequence" stem): gru, lstm or attention, and the encoder's width
     sequence_encoder: StrParam | None = None
     sequence_width: Count | None = None
@@ -240,6 +258,10 @@ class SearchSpace(StrictSection):
         stem = {}
         if self.stem.embedding_dim is not None:
             stem["embedding_dim"] = suggest(trial, "stem.embedding_dim", self.stem.embedding_dim)
+        if self.stem.numeric_encoding is not None:
+            stem.update(self._sample_numeric_encoding(trial))
+        if self.stem.ensemble_members is not None:
+            stem["ensemble_members"] = suggest(trial, "stem.ensemble_members", self.stem.ensemble_members)
         if self.stem.sequence_encoder is not None:
             stem["sequence_encoder"] = suggest(trial, "stem.sequence_encoder", self.stem.sequence_encoder)
         if self.stem.sequence_width is not None:
@@ -259,11 +281,27 @@ class SearchSpace(StrictSection):
             "seed": seed,
             "checkpoint": self.training.checkpoint,
         }
+        if self.training.schedule is not None:
+            training["schedule"] = suggest(trial, "training.schedule", self.training.schedule)
+            if self.training.warmup_fraction is not None:
+                training["warmup_fraction"] = suggest(trial, "training.warmup_fraction", self.training.warmup_fraction)
         method_name = _choose(trial, "loss_weighting", list(self.loss_weighting))
         method = get_method(method_name)
         weighting = {"method": method_name}
         weighting.update(method.sample(trial, self.loss_weighting[method_name], task_names))
         return {"architecture": architecture, "training": training, "loss_weighting": weighting}
+
+    def _sample_numeric_encoding(self, trial: Any) -> dict[str, Any]:
+        """The numeric encoding and the settings it reads (an encoding's settings are sampled only with it)."""
+        encoding = suggest(trial, "stem.numeric_encoding", self.stem.numeric_encoding)
+        stem: dict[str, Any] = {"numeric_encoding": encoding}
+        reads = {"none": (), "piecewise_linear": ("numeric_bins", "numeric_embedding_dim")}.get(
+            encoding, ("periodic_frequencies", "periodic_sigma", "numeric_embedding_dim")
+        )
+        for key in reads:
+            if getattr(self.stem, key) is not None:
+                stem[key] = suggest(trial, f"stem.{key}", getattr(self.stem, key))
+        return stem
 
     def to_data(self) -> dict[str, Any]:
         """The validated space as JSON data (stored on the study)."""

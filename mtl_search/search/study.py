@@ -336,6 +336,11 @@ def data_differences(stored: StudyRecord, data: MultiTaskData) -> str | None:
     now = json.loads(json.dumps(study_record(data, [], None).to_attrs()))  # as stored: tuples become lists
     before = stored.to_attrs()
     changed, found = _description_changes(before.get("data"), now["data"])
+    # the train quantiles follow from the file, the options and the split, which the description
+    # already compares; a study stored before the schema carried them has none
+    for record in (before, now):
+        if isinstance(record.get("input_schema"), dict):
+            record["input_schema"] = {k: v for k, v in record["input_schema"].items() if k != "numeric_quantiles"}
     for key in ("tasks", "input_schema"):
         found = found or list(_differences(before.get(key), now[key], key))
     return _joined(changed, found)

@@ -117,6 +117,10 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
                                               overflowed: alone, only that candidate's step; a
                                               stacked step would skip every member's, or need
                                               per-member step counts the fused kernel lacks
+    stem.ensemble_members above 1             the step would score the members' stacked rows
+                                              against targets it does not repeat
+    a learning-rate schedule other than       the batched optimiser keeps one fixed learning
+    constant, or a warm-up                    rate per member
     a key whose fused step failed earlier     an operation without a batching rule (the group
     in this process                           then trained alone; the failure is remembered)
     ========================================  ===================================================
@@ -155,12 +159,16 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         return None, f"optimizer {config['optimizer']} has no batched version"
     if config["precision"] == "fp16":
         return None, "fp16 loss scaling skips the steps of one member whose gradients overflowed, not of a group"
+    if config["schedule"] != "constant" or config["warmup_fraction"]:
+        return None, f"learning-rate schedule {config['schedule']} has no batched version"
     block = spec.get("block") or {}
     if block.get("norm") == "batch":
         return None, "batch normalisation keeps running statistics per member"
     if block.get("dropout", 0.0) > 0:
         return None, "dropout masks drawn for a population cannot be those of the member alone"
     stem = spec.get("stem") or {}
+    if (stem.get("ensemble_members") or 1) > 1:
+        return None, "an ensemble's stacked member rows have no batched version"
     if data.input_schema.get("kind") == "sequence" and stem.get("sequence_encoder", "gru") in RECURRENT_ENCODERS:
         return None, f"the {stem.get('sequence_encoder', 'gru')} sequence encoder has no batching rule"
     structure = {key: value for key, value in spec.items() if key not in INITIAL_VALUE_KEYS.get(spec["family"], ())}

@@ -23,6 +23,7 @@ from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
+from mtl_search.training.schedules import check_schedule, learning_rates, steps_per_epoch
 from mtl_search.training.precision import (
     FP16_REFUSED_WEIGHTINGS,
     LossScaling,
@@ -52,6 +53,10 @@ DEFAULT_TRAINING = {
     "checkpoint": "last",
     # fp32, or bf16/fp16 autocast in the training steps (training/precision.py)
     "precision": "fp32",
+    # the learning rate over the run (training/schedules.py): constant, cosine or one_cycle, with
+    # learning_rate as the peak; warmup_fraction None: the schedule's own warm-up
+    "schedule": "constant",
+    "warmup_fraction": None,
 }
 CHECKPOINTS = ("best", "last")
 
@@ -282,6 +287,7 @@ def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
     if config["checkpoint"] not in CHECKPOINTS:
         raise UserError(f"training.checkpoint {config['checkpoint']!r}: expected best or last")
     check_precision(config["precision"])
+    check_schedule(config["schedule"], config["warmup_fraction"])
     return config
 
 
@@ -297,7 +303,8 @@ def train_candidate(
     """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
-    batch_size, weight_decay, optimizer, seed, checkpoint, precision) and ``loss_weighting``. With
+    batch_size, weight_decay, optimizer, seed, checkpoint, precision, schedule, warmup_fraction) and
+    ``loss_weighting``. A schedule sets every parameter group's learning rate before each step. With
     ``checkpoint: best`` the returned model holds the weights of the epoch with the best
     :func:`checkpoint_score`, and ``validation``/``test`` are that epoch's. ``train_split``
     replaces the training rows (used to retrain on train + validation for export).
@@ -347,6 +354,18 @@ def train_candidate(
     kept_epoch, kept_scores, kept_score, kept_state = 0, None, math.inf, None
     steps = 0  # optimiser steps so far: the amount of training, whatever the batch size
     started = time.perf_counter()
+    epoch_steps = steps_per_epoch(n_rows, batch_size)
+    scheduled = config["schedule"] != "constant" or bool(config["warmup_fraction"])
+    rates = (
+        learning_rates(
+            config["schedule"],
+            float(config["learning_rate"]),
+            epoch_steps * int(config["epochs"]),
+            config["warmup_fraction"],
+        )
+        if scheduled
+        else None
+    )
 
     for epoch in range(int(config["epochs"])):
         epoch_started = time.perf_counter()
@@ -361,11 +380,18 @@ def train_candidate(
                 break  # a lone last row would break batch normalisation and teaches little
             inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
             targets = {name: shuffled.targets[name][start:stop] for name in task_names}
+            if model.members > 1:  # each ensemble member is scored on the batch (rows stacked member-major)
+                targets = {
+                    name: target.repeat(model.members, *[1] * (target.dim() - 1)) for name, target in targets.items()
+                }
             with low_precision():
                 outputs = model(inputs)
                 losses = training_losses(data.tasks, outputs, targets, fully_labelled)
             if precision != "fp32":  # weightings combine and log the losses in fp32
                 losses = {name: loss.float() for name, loss in losses.items()}
+            if rates is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = rates[steps + batches]
             optimizer.zero_grad(set_to_none=True)
             if scaling is None:
                 weighting.backward(losses, model, model.regularization())

@@ -104,7 +104,9 @@ def test_mlp_blocks_on_image_input_still_become_conv_blocks():
         (
             "stem",
             {"embeding_dim": 4},
-            "tree spec: stem.embeding_dim is not a known key (known: embedding_dim, sequence_encoder, sequence_width)",
+            "tree spec: stem.embeding_dim is not a known key (known: embedding_dim, ensemble_members, numeric_bins, "
+            "numeric_embedding_dim, numeric_encoding, periodic_frequencies, periodic_sigma, sequence_encoder, "
+            "sequence_width)",
         ),
         ("block", "mlp", "tree spec: block must be an object with keys type, norm, activation, dropout, got 'mlp'"),
         ("tower", [8], "tree spec: tower must be an object with keys widths, got [8]"),

@@ -39,7 +39,10 @@ def test_csv_with_declared_tasks(customers_csv):
     assert prep["targets"]["churn"]["classes"] == ["no", "yes"]  # 1 = "yes"
     assert prep["targets"]["segment"]["classes"] == ["a", "b", "c"]
     # age has gaps, so it gets a missing indicator: 2 numeric + 1 indicator column
-    assert data.input_schema == {"kind": "tabular", "numeric": 3, "categorical": [4, 4, 3]}
+    schema = dict(data.input_schema)
+    quantiles = schema.pop("numeric_quantiles")  # the train quantiles on the inputs' scale, per numeric column
+    assert schema == {"kind": "tabular", "numeric": 3, "categorical": [4, 4, 3]}
+    assert len(quantiles) == 3 and quantiles[2] == [0.0, 1.0]  # the missing indicator's
     assert data.train.inputs["numeric"].shape == (180, 3)
     assert data.train.inputs["categorical"].dtype == torch.int64
     json.dumps(prep)  # stored on the study as JSON

@@ -16,10 +16,17 @@ SPACE_FILES = sorted(SPACES_DIR.glob("*.yaml"))
 def test_every_bundled_space_loads_and_samples_a_buildable_candidate(path, tiny_synthetic3):
     from mtl_search.architectures import build_model
     from mtl_search.data.sequences import make_sequences
+    from mtl_search.data.table import make_table_data, targets_from_declarations
+    from tests.helpers import spend_and_churn
 
     space = load_space(path)
     # each space on data it is meant for (three tasks either way)
-    data = make_sequences(rows=200, max_length=6) if path.stem == "sequences" else tiny_synthetic3
+    data = {
+        "sequences": lambda: make_sequences(rows=200, max_length=6),
+        "tabular": lambda: make_table_data(
+            spend_and_churn(rows=200), targets_from_declarations(["churn:binary", "spend:regression", "d:regression"])
+        ),
+    }.get(path.stem, lambda: tiny_synthetic3)()
     space.check_stem(data.input_schema, data.name)
     study = optuna.create_study(directions=["minimize"] * 3, sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):

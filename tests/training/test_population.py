@@ -501,3 +501,40 @@ def test_the_batched_optimiser_follows_torch_optim(optimizer):
     stacked.keep([2, 0])  # members leave: the others keep their state
     assert stacked.members == 2
     torch.testing.assert_close(stacked.member_tensors(0)[0], references[2][0][0].detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "numeric",
+    [
+        {"numeric_encoding": "piecewise_linear", "numeric_bins": 4, "numeric_embedding_dim": 3},
+        {"numeric_encoding": "piecewise_linear", "numeric_bins": 4, "numeric_embedding_dim": 0},
+        {"numeric_encoding": "periodic", "periodic_frequencies": 3, "numeric_embedding_dim": 4},
+    ],
+)
+def test_numeric_encodings_fuse_and_train_members_as_alone(numeric):
+    data = tabular_data()
+    names = data.task_names
+    spec = {"family": "tree", "widths": [8], "groups": [[names]], "stem": numeric}
+    candidates = population_of(spec, epochs=2)
+    assert len({fusion_key(c, data) for c in candidates}) == 1
+    assert fusion_key(candidates[0], data) != fusion_key(candidate(spec | {"stem": {}}), data)
+    fused, alone = train_both(data, candidates)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3, data=data)
+
+
+@pytest.mark.parametrize("training", [{"schedule": "cosine"}, {"schedule": "one_cycle"}, {"warmup_fraction": 0.2}])
+def test_a_learning_rate_schedule_trains_alone(data2, training):
+    item = candidate(FAMILY_SPECS["tree"][0], **training)
+    assert fusion_key(item, data2) is None
+    assert "schedule" in alone_reason(item, data2)
+    assert fusion_key(candidate(FAMILY_SPECS["tree"][0], schedule="constant"), data2) is not None
+    results = train_population(data2, [item, candidate(FAMILY_SPECS["tree"][0], **training, seed=4)])
+    assert [r.population_size for r in results] == [1, 1]
+
+
+def test_an_ensemble_stem_trains_alone():
+    data = tabular_data()
+    spec = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "stem": {"ensemble_members": 2}}
+    assert "ensemble" in alone_reason(candidate(spec), data)
+    assert fusion_key(candidate(spec | {"stem": {"ensemble_members": 1}}), data) is not None
