@@ -302,8 +302,8 @@ def make_table_data(
     if both:
         raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")
     if rows and rows < len(frame):
+        # the sampled rows keep their index labels, so that an error names a row of the file (from 0) or the frame
         frame = frame.sample(n=rows, random_state=seed)
-    frame = frame.reset_index(drop=True)
 
     target_columns = {t.column for t in targets}
     if features is None:
@@ -330,6 +330,10 @@ def make_table_data(
         else:
             numeric_columns.append(column)
 
+    for column in numeric_columns:
+        if column not in numeric:  # checked above
+            # every row, before the train rows are fitted: the error names the table's first bad row
+            numeric_values(frame[column], column, where)
     n_rows = len(frame)
     if n_rows < 3:
         raise UserError(f"{where}: need at least 3 rows to split into train, validation and test, got {n_rows}")
