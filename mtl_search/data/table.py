@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -82,7 +83,34 @@ class TargetColumn:
     named_by: str | None = None
 
 
+T = TypeVar("T")
+
 # -- reading files -----------------------------------------------------------------------
+
+
+def interruptible(read: Callable[[], T]) -> T:
+    """``read()`` (a file parse) run in a thread of its own while this one waits for it.
+
+    A parse in C code sees Ctrl-C only once it is done, seconds later for a large file, and
+    pandas' parallel CSV reader, stopped mid-parse, frees the buffers its threads still parse
+    (a crash). Waiting here instead, Ctrl-C stops the wait at once; the parse left behind runs
+    on until it ends or the process does. Its result or error comes back as if called here.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = read()
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="mtl-search-read", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)  # a timed wait: a signal handler runs between two
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -94,13 +122,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"--data-file {path}: is a folder, expected a CSV or Parquet file")
     if path.suffix.lower() in PARQUET_SUFFIXES:
         try:
-            frame = pd.read_parquet(path)
+            frame = interruptible(lambda: pd.read_parquet(path))
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise UserError(f"--data-file {path}: not a readable Parquet file ({_first_line(error)})") from None
     else:
         separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
         try:
-            frame = pd.read_csv(path, sep=separator)
+            frame = interruptible(lambda: pd.read_csv(path, sep=separator))
         except pd.errors.EmptyDataError:
             raise UserError(f"--data-file {path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
