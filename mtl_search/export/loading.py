@@ -96,10 +96,11 @@ def load(directory: str | os.PathLike[str], device: str | torch.device = "cpu") 
     described_in = folder / MODEL_FILE
     files = {key: _named_file(folder, description, key) for key in FILE_KEYS}
     model = _rebuild(description, described_in).eval()
+    if description.get("inputs") is not None:
+        _check_inputs(model, description, described_in)  # before the weights: the probe may touch no state of theirs
     weights = files["weights"] or folder / WEIGHTS_FILE
     model.load_state_dict(_read_weights(weights, description, described_in, model), strict=True)
     if description.get("inputs") is not None:
-        _check_inputs(model, description, described_in)
         model.register_forward_pre_hook(InputCheck.for_model(description, folder), with_kwargs=True)
     return model.to(device)
 

@@ -15,8 +15,8 @@ import pytest
 
 from tests.search.parallel_helpers import start_cli, study_created, trials, wait_for
 
-# Seconds the process may take to end once Ctrl-C reaches it. A behavioural bound, not a
-# benchmark: a stopped run used to go on for 5-30 s (benchmarks/ctrl_c_exit.py measures it).
+# Seconds the process may take to end once Ctrl-C reaches it: a behavioural bound, generous
+# for a loaded machine, not a benchmark (benchmarks/ctrl_c_exit.py measures the time).
 PROMPTLY = 5.0
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")

@@ -149,7 +149,11 @@ def test_edited_input_schema(folder):
     schema = description(folder)["input_schema"]
     rewrite(folder, input_schema=schema | {"size": schema["size"] + 3})
     message = refusal(folder)
-    assert str(folder / "weights.safetensors") in message and "has shape" in message and "needs" in message
+    assert message.startswith(f"{folder / 'model.json'}: ") and "does not take the inputs 'inputs' lists" in message
+    # the inputs edited to match: the weights no longer fit the network
+    rewrite(folder, inputs={"x": {"shape": ["batch", schema["size"] + 3], "dtype": "float32"}})
+    message = refusal(folder)
+    assert message.startswith(f"{folder / 'weights.safetensors'}: tensor ") and "has shape" in message
 
 
 def test_edited_input_list(folder):
