@@ -4,6 +4,7 @@ fault, nothing outside the folder opened, nothing unpickled."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -188,6 +189,20 @@ def test_a_link_leading_out_of_the_folder_is_not_followed(folder, tmp_path):
         opened, OpenedFiles.active = OpenedFiles.active, None
     assert message.startswith(f"{folder / 'weights.safetensors'}: a link to {outside}, outside the folder")
     assert str(outside) not in opened
+
+
+def test_a_model_json_linked_from_outside_is_not_read(folder, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(folder / "model.json", outside)
+    (folder / "model.json").symlink_to(outside)
+    assert refusal(folder).startswith(f"{folder / 'model.json'}: a link to {outside}, outside the folder")
+
+
+def test_weights_that_are_not_a_regular_file_are_not_read(folder):
+    # a pipe would block the read for ever
+    (folder / "weights.safetensors").unlink()
+    os.mkfifo(folder / "weights.safetensors")
+    assert refusal(folder) == f"{folder / 'weights.safetensors'}: not a regular file"
 
 
 def test_a_link_inside_the_folder_is_fine(folder):
