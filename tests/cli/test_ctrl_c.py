@@ -52,9 +52,10 @@ def test_ctrl_c_while_a_large_table_loads_ends_the_run_promptly(tmp_path):
     table = tmp_path / "large.csv"
     frame.to_csv(table, index=False)
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    process = start_cli(
-        ["run", "--data-file", str(table), "--task", "y:regression", "--storage", storage, "--quiet"], tmp_path
-    )
+    args = ["run", "--data-file", str(table), "--task", "y:regression", "--storage", storage, "--quiet"]
+    # no data cache: the first read of the file is then its parse, not the cache's hash of it;
+    # a crash prints where it happened
+    process = start_cli(args, tmp_path, env={"MTL_SEARCH_CACHE": "off", "PYTHONFAULTHANDLER": "1"})
     wait_for(lambda: process.poll() is not None or has_open(process.pid, table), every=0.01)
     assert process.poll() is None, process.communicate()
     code, err = ctrl_c(process)
