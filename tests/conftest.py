@@ -23,6 +23,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # Tests are small; one thread each keeps them fast and reproducible on 2 cores.
 torch.set_num_threads(1)
 
+# New studies seeded 0 unless a test passes a seed (the default draws one at random): tests stay
+# seeded, in this process and in the commands they start. tests/search/test_seeds.py unsets it.
+os.environ["MTL_SEARCH_SEED"] = "0"
+
 # A data cache of the session's own (subprocesses inherit it): no test reads or fills the user's.
 os.environ["MTL_SEARCH_CACHE"] = tempfile.mkdtemp(prefix="mtl-search-test-cache-")
 atexit.register(shutil.rmtree, os.environ["MTL_SEARCH_CACHE"], ignore_errors=True)

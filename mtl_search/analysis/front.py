@@ -6,7 +6,9 @@ from typing import Any
 
 import optuna
 
+from mtl_search.analysis.references import row_transfer
 from mtl_search.learned import summarize_learned
+from mtl_search.records.references import ReferenceRecord
 from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
@@ -47,12 +49,16 @@ def trial_row(trial: optuna.trial.FrozenTrial, objective_names: list[str]) -> di
 
 
 def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    names = [o.name for o in study_objectives(study)]
+    objectives = study_objectives(study)
+    names = [o.name for o in objectives]
     from mtl_search.analysis.refine import refined_record
 
     stored = StudyRecord.read(study)
+    references = ReferenceRecord.read(study)
     rows = [trial_row(trial, names) for trial in pareto_trials(study)]
     for row in rows:
         # mean and std over training seeds, when `mtl-search refine` ran (analysis/refine.py)
         row["refined"] = refined_record(study, row["number"], stored)
+        # Delta-m against the single-task networks, when `mtl-search baselines` ran (analysis/references.py)
+        row.update(row_transfer(row, references, objectives))
     return rows

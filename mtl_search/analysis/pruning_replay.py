@@ -41,6 +41,7 @@ from mtl_search.search.pruning import (
     cumulative_steps,
     dominates_with_margin,
     learning_curve,
+    keeps_complete_share,
     prune_verdict,
     settings_from_section,
     vector_at_budget,
@@ -207,7 +208,8 @@ def study_curves(study: optuna.Study, *, rebuild_best: bool = False) -> list[Tri
 
 def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> dict[int, int]:
     """{trial number: epochs ``settings`` would have trained it}, trial by trial in order,
-    with the trials it let finish as the references. A trial is never stopped at its last
+    with the trials it let finish as the references (and, as live, the share of them kept at
+    least ``settings.min_complete_share``). A trial is never stopped at its last
     epoch, so the trials it keeps are those trained for their whole curve."""
     if settings.budget == "steps" and curves and not has_steps(curves):
         raise UserError(
@@ -216,6 +218,7 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
         )
     kept: list[tuple[int, dict[int, Vector], dict[int, int] | None]] = []
     trained: dict[int, int] = {}
+    pruned = 0
 
     def finals() -> list[tuple[int, Vector]]:
         return [(n, c[len(c)]) for n, c, _ in kept]
@@ -230,8 +233,10 @@ def replay_epochs(curves: Sequence[TrialCurve], settings: PruningSettings) -> di
                 for n, c, s in kept
                 if (v := vector_at_budget(c, s, epoch, at_steps, settings.budget)) is not None
             ]
-            if prune_verdict(curve[epoch - 1], curve[:epoch], references, finals, epoch, total, settings) is not None:
+            verdict = prune_verdict(curve[epoch - 1], curve[:epoch], references, finals, epoch, total, settings)
+            if verdict is not None and keeps_complete_share(len(kept), pruned, settings.min_complete_share):
                 trained[number] = epoch
+                pruned += 1
                 break
         if trained[number] == total:
             kept.append(

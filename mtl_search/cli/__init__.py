@@ -21,7 +21,18 @@ from mtl_search.errors import Terminated, UserError, raise_terminated
 from mtl_search.stops import exit_now
 from mtl_search.version import __version__
 
-COMMANDS = ("run", "studies", "pareto", "report", "export", "dashboard", "refine", "affinity", "pruning")
+COMMANDS = (
+    "run",
+    "studies",
+    "pareto",
+    "report",
+    "export",
+    "dashboard",
+    "refine",
+    "baselines",
+    "affinity",
+    "pruning",
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -129,6 +129,17 @@ def share_below_one(text: str) -> float:
     return value
 
 
+def share(text: str) -> float:
+    """An argparse type: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 1")
+    return value
+
+
 def warn_of_trials_without_limits(study: Any, command: str) -> None:
     """On stderr: complete trials that a run of an earlier release trained without the
     study's limits (they may stand on the front the command shows)."""

@@ -11,10 +11,10 @@ from mtl_search.threads import THREADS_HELP, with_threads
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a trial: spec, weights, TorchScript, ONNX, preprocessing, metrics, model card",
-        description="Write one trial of a study to a folder: architecture spec (JSON), weights (safetensors), a "
-        "TorchScript module, ONNX where the structure allows, the input preprocessing, the metrics with their "
-        "splits and a README.md model card. Weights come from the trial's artifacts; --retrain (or a trial without "
+        help="export a trial: spec, weights, model.pt2, ONNX, preprocessing, metrics, model card",
+        description="Write one trial of a study to a folder: architecture spec (JSON), weights (safetensors), "
+        "model.pt2 (a torch.export program PyTorch alone runs), ONNX with the onnx extra, the input preprocessing, "
+        "the metrics with their splits and a README.md model card. Weights come from the trial's artifacts; --retrain (or a trial without "
         "stored weights) trains the architecture again. Picks look at the Pareto front with each objective min-max "
         "normalised over it: knee = closest to the point best in every objective; best:TASK = best value of TASK's "
         "primary metric; weights:TASK=W,... = largest weighted sum.",
@@ -53,7 +53,11 @@ def main(args: argparse.Namespace) -> int:
     study = load_existing(args.study, args.storage)
     from mtl_search.export import export_trial, find_trial, pick_trial
 
+    from mtl_search.export.picks import explain_pick
+
     trial = find_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
+    if args.trial is None:
+        print(explain_pick(study, trial, args.pick))
     result = export_trial(
         study,
         trial,

@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+from typing import Any
 
 import optuna
 
@@ -24,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pareto",
         help="show the Pareto front of a study",
         description="Show the non-dominated trials of a study: trial number, validation value "
-        "of every objective and a one-line architecture summary.",
+        "of every objective and a one-line architecture summary; after `mtl-search baselines`, each trial's "
+        "Delta-m and per-task change against single-task networks, and the reference models' metrics.",
     )
     add_study_arguments(parser, formats=("table", "json", "csv"))
     parser.add_argument(
@@ -54,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
 def print_front(study: optuna.Study) -> None:
     from mtl_search.analysis.front import conditional_notes, front_rows
     from mtl_search.cli.search_summary import objective_cells, print_search_summary
+    from mtl_search.records.references import ReferenceRecord
     from mtl_search.search.study import study_objectives
 
     objectives = study_objectives(study)
@@ -62,15 +65,20 @@ def print_front(study: optuna.Study) -> None:
         print(f"study {study.study_name}: no completed trial yet, so no front")
         print_search_summary(study)
         return
+    references = ReferenceRecord.read(study)
     names = [o.name for o in objectives]
     arrows = [f"{n} {'↑' if o.direction == 'maximize' else '↓'}" for n, o in zip(names, objectives)]
     # with parameter count as an objective, its column already shows it
     params = [] if any(o.kind == "cost" and o.metric == "params" for o in objectives) else ["params"]
+    # Delta-m and each task's change against its single-task network, once `baselines` trained them
+    compared = list(dict.fromkeys(o.task for o in objectives if o.kind == "task")) if references else []
+    transfer_columns = ["Δm %", *[f"Δ {task} %" for task in compared]] if compared else []
     table_rows = [
         [
             row["number"],
             *objective_cells(row, objectives),
             *([row["n_params"]] if params else []),
+            *(transfer_cells(row, compared) if compared else []),
             _kept(row),
             _with_learned(row),
         ]
@@ -78,7 +86,7 @@ def print_front(study: optuna.Study) -> None:
     ]
     print_rows_table(
         f"Pareto front of {study.study_name} ({len(rows)} of {len(study.trials)} trials; validation)",
-        ["trial", *arrows, *params, "epoch", "architecture"],
+        ["trial", *arrows, *params, *transfer_columns, "epoch", "architecture"],
         table_rows,
     )
     if any(row.get("refined") for row in rows):
@@ -86,9 +94,66 @@ def print_front(study: optuna.Study) -> None:
             "refined trials: the search's own run; mean ± std over n training seeds (mtl-search refine). The front and "
             "export --pick use the search's own run, one seed for every trial: read the means for the seed noise."
         )
+    if references is not None:
+        print_references(references, objectives, rows)
     for line in conditional_notes(study):  # entire-space tasks: their metrics are not over every row
         print(line)
     print_search_summary(study)
+
+
+def transfer_cells(row: dict, tasks: list[str]) -> list[str]:
+    """Delta-m, then each task's change in percent; a task worse than its single-task network
+    (negative transfer) carries a "*"."""
+    changes = row.get("task_change") or {}
+    cells = [_percent(row.get("delta_m"))]
+    for task in tasks:
+        change = changes.get(task)
+        cells.append(_percent(change) + (" *" if change is not None and change < 0 else ""))
+    return cells
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
+def print_references(references: Any, objectives: list, rows: list[dict]) -> None:
+    """The stored reference models' metrics beside the front, and what Delta-m means."""
+    from mtl_search.cli.common import format_value
+
+    table = []
+    for label, models in references.models().items():
+        for objective in objectives:
+            model = models.get(objective.task) if objective.kind == "task" else None
+            if model is None:
+                continue
+            size = f"{model.n_params} params" if model.n_params is not None else f"{model.trees} trees"
+            table.append(
+                [
+                    label,
+                    objective.name,
+                    format_value(model.validation.get(objective.metric)),
+                    format_value(model.test.get(objective.metric)) if model.test else "-",
+                    size,
+                    f"{model.seconds:.1f}" if model.seconds is not None else "-",
+                ]
+            )
+    print_rows_table(
+        "References (one model per task)", ["model", "objective", "validation", "test", "size", "seconds"], table
+    )
+    if references.sized_like_trial is not None:
+        print(
+            f"single-task networks: sized like the front's median network (trial {references.sized_like_trial}, "
+            f"{references.parameter_budget} parameters) and trained with its settings"
+        )
+    if references.gbdt_skipped and references.gbdt_skipped != "not asked for":
+        print(f"no LightGBM references: {references.gbdt_skipped}")
+    if references.single_task:
+        worse = sorted({task for row in rows for task in row.get("negative_transfer") or []})
+        print(
+            "Δm: mean over tasks of each task's relative change against its single-task network, in percent, "
+            "positive = better (validation; test in --format json). * negative transfer: worse than the "
+            "single-task network" + (f" ({', '.join(worse)} on some front trials)" if worse else " (none on the front)")
+        )
 
 
 def _kept(row: dict) -> str:
@@ -115,6 +180,9 @@ def front_csv(study: optuna.Study) -> str:
     rows = front_rows(study)
     # after `mtl-search refine`: mean and std over the training seeds beside the search's own run
     refined = [o for o in objectives if o.kind == "task"] if any(row.get("refined") for row in rows) else []
+    # after `mtl-search baselines`: Delta-m and each task's change (percent, validation) at the end
+    tasks = list(dict.fromkeys(o.task for o in objectives if o.kind == "task"))
+    compared = tasks if any(row.get("delta_m") is not None for row in rows) else []
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(
@@ -127,6 +195,7 @@ def front_csv(study: optuna.Study) -> str:
             "kept_epoch",
             "summary",
             "architecture",
+            *(["delta_m", *[f"{task} change" for task in compared], "delta_m_test"] if compared else []),
         ]
     )
     for row in rows:
@@ -145,9 +214,22 @@ def front_csv(study: optuna.Study) -> str:
                 row["kept_epoch"],
                 row["summary"],
                 json.dumps(row["architecture"], sort_keys=True),
+                *(
+                    [
+                        _blank_if_none(row["delta_m"]),
+                        *[_blank_if_none(row["task_change"].get(task)) for task in compared],
+                        _blank_if_none(row["delta_m_test"]),
+                    ]
+                    if compared
+                    else []
+                ),
             ]
         )
     return buffer.getvalue()
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def write_front_html(study: optuna.Study, path: str) -> None:

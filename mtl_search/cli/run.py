@@ -16,6 +16,7 @@ from mtl_search.cli.common import (
     add_storage_option,
     parse_key_values,
     positive_float,
+    share,
     share_below_one,
     warn_of_trials_without_limits,
     whole_number,
@@ -115,8 +116,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seed",
         metavar="N",
         type=whole_number(0, 2**32 - 1),
-        default=0,
-        help="seed of the sampler and of training (default: 0)",
+        default=None,
+        help="seed of training and of the sampler (default: the study's own: a new study draws one at random "
+        "and records it, and each continuation samples from a new seed derived from it)",
     )
     search.add_argument(
         "--device",
@@ -131,6 +133,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "each trial so that export and refine train it alike (see docs/how-to/gpu.md)",
     )
     search.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.add_argument(
+        "--baselines",
+        action="store_true",
+        help="after the search, train the reference models as `mtl-search baselines` does (single-task networks, "
+        "and LightGBM when installed), so that the front shows Delta-m against them",
+    )
     efficiency = parser.add_argument_group("costs, pruning and seeding (see docs/explanation/pruning.md)")
     efficiency.add_argument(
         "--objective",
@@ -171,6 +179,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="and at least this share of each trial's planned epochs (default: the space's pruning.warmup_fraction, "
         "else 0.125 for rule projected, 0 for median)",
+    )
+    efficiency.add_argument(
+        "--prune-min-complete-share",
+        metavar="SHARE",
+        type=share,
+        default=None,
+        help="pruning pauses while fewer than this share of the study's finished trials trained to the end, so "
+        "that the sampler keeps learning (default: the space's pruning.min_complete_share, else 1/3; 0: never pauses)",
     )
     efficiency.add_argument(
         "--prune-min-trials",
@@ -275,6 +291,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.stop()
+    if args.baselines and status == 0:
+        _train_baselines(args, study, data, settings)
     print_front(study)
     warn_of_trials_without_limits(study, "run")
     nothing = _nothing_usable(study.get_trials(deepcopy=False)[trials_before:])
@@ -283,6 +301,18 @@ def main(args: argparse.Namespace) -> int:
         print(f"mtl-search run: error: {nothing} (reasons above)", file=sys.stderr)
         status = 1
     return status
+
+
+def _train_baselines(args: argparse.Namespace, study: optuna.Study, data: Any, settings: Any) -> None:
+    """``--baselines``: the references of the study as it now stands; a study with no front
+    yet gets a note instead (its trials all failed or were pruned)."""
+    from mtl_search.cli.baselines import train_and_report
+    from mtl_search.search.study import pareto_trials
+
+    if not pareto_trials(study):
+        print("mtl-search run: note: no front yet, so no baselines were trained", file=sys.stderr)
+        return
+    train_and_report(study, data, device=settings.device, gbdt=True, quiet=args.quiet, command="run")
 
 
 def _nothing_usable(trials: list[optuna.trial.FrozenTrial]) -> str | None:
@@ -346,6 +376,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         budget=args.prune_budget,
         rule=args.prune_rule,
         warmup_fraction=args.prune_warmup_fraction,
+        min_complete_share=args.prune_min_complete_share,
     )
     if args.affinity_measure is not None and args.seed_strategy != "affinity" and not measures_chain(space):
         raise UserError(

@@ -47,6 +47,11 @@ def search_summary_lines(study: optuna.Study) -> list[str]:
     training = population_line(trials)
     if training:
         lines.append(training)
+    seed = StudyRecord.read(study).seed
+    if seed is not None:
+        lines.append(
+            f"seed: {seed} (the study's: its trials train with it, and each run samples from a seed derived from it)"
+        )
     history = hypervolume_history(study)
     if history:
         step = max(1, len(history) // HISTORY_POINTS)

@@ -2,7 +2,9 @@
 
 ``mtl-search run --data census --data-file census-income.test.gz`` reads the UCI file (42
 columns, no header, ", " separated, ``?`` for missing; gzip or plain, detected from the
-content). Tasks:
+content). Missing values are read as for every table: an empty cell and the markers of
+``missing`` (:data:`~mtl_search.data.preprocessing.MISSING_MARKERS` by default, ``?`` and
+``NA`` among them). Tasks:
 
 - ``group=1`` (default, MMoE paper): ``income`` (binary: income_50k is "50000+.") and
   ``never_married`` (binary: marital_stat is "Never married").
@@ -23,11 +25,13 @@ one-hot vector. Split: a seeded random ``test_fraction`` (half) is the test set,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from mtl_search.data.base import DataSource, MultiTaskData, parse_options
-from mtl_search.data.table import TargetColumn, interruptible, make_table_data
+from mtl_search.data.preprocessing import MISSING_MARKERS
+from mtl_search.data.table import TargetColumn, interruptible, make_table_data, missing_markers
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -85,10 +89,11 @@ DEFAULTS = {
     "seed": 0,
     "test_fraction": 0.5,
     "validation_fraction": 0.1,
+    "missing": "",  # comma-separated text read as missing; empty: MISSING_MARKERS
 }
 
 
-def read_census(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
+def read_census(path: str | Path, nrows: int | None = None, missing: Sequence[str] = MISSING_MARKERS) -> pd.DataFrame:
     """The raw file as a DataFrame with the documented column names, text values trimmed."""
     path = Path(path)
     if not path.exists():
@@ -120,7 +125,7 @@ def read_census(path: str | Path, nrows: int | None = None) -> pd.DataFrame:
                 sep=",",
                 nrows=nrows,
                 skipinitialspace=True,
-                na_values=["?"],
+                na_values=["", *missing],
                 keep_default_na=False,
                 dtype={column: ("float64" if column in NUMERIC + ("instance_weight",) else str) for column in COLUMNS},
             )
@@ -168,8 +173,10 @@ def make_census(
     seed: int = 0,
     test_fraction: float = 0.5,
     validation_fraction: float = 0.1,
+    missing: str = "",
 ) -> MultiTaskData:
-    frame = read_census(path)
+    markers = missing_markers(missing)
+    frame = read_census(path, missing=markers)
     targets, sources = census_targets(frame, group)
     where = f"--data-file {path}"
     return make_table_data(
@@ -186,6 +193,7 @@ def make_census(
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         max_int_categories=0,
+        missing=markers,
         description={
             "source": "census",
             "file": str(Path(path).resolve()),
@@ -196,6 +204,7 @@ def make_census(
                 "seed": seed,
                 "test_fraction": test_fraction,
                 "validation_fraction": validation_fraction,
+                "missing": missing,
             },
         },
     )

@@ -39,6 +39,54 @@ class DataWarning(OneLineWarning):
     """Something in the data was changed to make it usable (for example an empty column dropped)."""
 
 
+# -- missing values ----------------------------------------------------------------------
+
+# Text read as a missing value by every source that reads a file: pandas' own markers and the
+# '?' of UCI files. A cell holding nothing (or only spaces) is always missing.
+MISSING_MARKERS = (
+    "?",
+    "NA",
+    "N/A",
+    "n/a",
+    "NaN",
+    "nan",
+    "-NaN",
+    "-nan",
+    "NULL",
+    "null",
+    "None",
+    "<NA>",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "1.#IND",
+    "1.#QNAN",
+)
+
+
+def blank_missing_markers(frame: pd.DataFrame, markers: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with every text cell that is, once trimmed, a marker or nothing made missing.
+
+    A column left holding only numbers (Python numbers among the text) becomes numeric, as it
+    would have been read without the markers; numbers written as text stay text.
+    """
+    markers = set(markers) | {""}
+    result = frame
+    for column in frame.columns:
+        series = frame[column]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        is_marker = series.notna() & series.astype(str).str.strip().isin(markers)
+        if not bool(is_marker.any()):
+            continue
+        if result is frame:
+            result = frame.copy()
+        result[column] = series.mask(is_marker).infer_objects()
+    return result
+
+
 # -- values as category keys -------------------------------------------------------------
 
 
@@ -211,7 +259,7 @@ def apply_preprocessing(
     """
     if preprocessing.get("kind") != "table":
         raise UserError(f"preprocessing of kind {preprocessing.get('kind')!r} does not take table rows")
-    raw_rows = _as_frame(raw_rows, where)
+    raw_rows = blank_missing_markers(_as_frame(raw_rows, where), preprocessing.get("missing", ()))
     needed = [e["column"] for e in preprocessing["numeric"]] + [e["column"] for e in preprocessing["categorical"]]
     absent = [column for column in needed if column not in raw_rows.columns]
     if absent:

@@ -13,7 +13,17 @@ random (seeded) into train, validation and test. A description file says more::
     ignore: [customer_id]
     categorical: [zip]                   # override the detection
     numeric: [score]
+    missing: ["?", "NA"]                 # text read as a missing value (default: MISSING_MARKERS)
     options: {encoding: onehot, seed: 1} # any --data-option; the command line wins
+
+A binary task may be derived from another column: ``{name: expensive, kind: binary, column:
+price, above: 100000}`` (or ``below:``), or ``{name: married, kind: binary, column: marital,
+in: [married, civil union]}``; the column is then a target, not a feature.
+
+A first column without a name in the header is the row index that R and pandas write: it is
+dropped with a :class:`DataWarning`. Missing values: an empty cell, and any text in
+``missing`` (:data:`~mtl_search.data.preprocessing.MISSING_MARKERS` unless given), the same
+for every source that reads a file.
 
 Detection: text and boolean columns are categorical, and so are whole-number columns with
 at most ``max_int_categories`` distinct values; other numeric columns are numeric. How
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
@@ -33,11 +44,13 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mtl_search.data.base import EXPECTED_VALUE, DataSource, MultiTaskData, Split, parse_options, split_indices
 from mtl_search.data.preprocessing import (
     ENCODINGS,
+    MISSING_MARKERS,
+    blank_missing_markers,
     NotNumeric,
     apply_preprocessing,
     category_keys,
@@ -61,6 +74,7 @@ DEFAULTS = {
     "numeric": "",
     "categorical": "",
     "max_int_categories": 10,
+    "missing": "",  # comma-separated text read as missing; empty: MISSING_MARKERS
 }
 DESCRIPTION_SUFFIXES = (".yaml", ".yml")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -74,6 +88,8 @@ class TargetColumn:
     values, numerically or alphabetically). ``declared_classes``: whether the user gave the
     number of classes of a multiclass task (else it is read from the data). ``named_by``:
     where the column was named when that is not the table itself (a description file's key).
+    ``rule``: a binary target derived from the column: ``("above", 100000.0)``,
+    ``("below", 18.0)`` or ``("in", ("married", "civil union"))``; None: the column's own values.
     """
 
     task: Task
@@ -81,6 +97,7 @@ class TargetColumn:
     positive: Any = None
     declared_classes: bool = False
     named_by: str | None = None
+    rule: tuple[str, Any] | None = None
 
 
 T = TypeVar("T")
@@ -113,8 +130,12 @@ def interruptible(read: Callable[[], T]) -> T:
     return outcome["value"]
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV (any compression pandas infers from the name) or Parquet file as a DataFrame."""
+def read_table(path: str | Path, missing: Sequence[str] = MISSING_MARKERS) -> pd.DataFrame:
+    """A CSV (any compression pandas infers from the name) or Parquet file as a DataFrame.
+
+    An empty cell and the text in ``missing`` are missing values. A first column without a
+    name is a row index (as R and pandas write one): it is dropped with a one-line warning.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data-file {path}: no such file")
@@ -128,7 +149,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     else:
         separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
         try:
-            frame = interruptible(lambda: pd.read_csv(path, sep=separator))
+            frame = interruptible(
+                lambda: pd.read_csv(path, sep=separator, na_values=["", *missing], keep_default_na=False)
+            )
         except pd.errors.EmptyDataError:
             raise UserError(f"--data-file {path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
@@ -137,18 +160,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"--data-file {path}: the table has no rows")
     frame.columns = [str(column) for column in frame.columns]
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        _check_header(list(frame.columns), path)
+        names = list(frame.columns)
     else:
         # the header as written: pandas renames a repeated name to 'age.1' and a blank one to
         # 'Unnamed: 0', names the user's raw rows (and exported models' inputs) never carry
         header = pd.read_csv(path, sep=separator, header=None, nrows=1, dtype=str, keep_default_na=False)
-        _check_header([str(name) for name in header.iloc[0]], path)
+        names = [str(name) for name in header.iloc[0]]
+    if len(names) > 1 and not names[0].strip():
+        _check_header(names[1:], path, first_number=2)
+        warn_data(f"--data-file {path}: the first column has no name in the header; read as a row index and ignored")
+        return frame.iloc[:, 1:]
+    _check_header(names, path)
     return frame
 
 
-def _check_header(names: list[str], path: Path) -> None:
+def _check_header(names: list[str], path: Path, first_number: int = 1) -> None:
     seen = set()
-    for number, name in enumerate(names, 1):
+    for number, name in enumerate(names, first_number):
         if not name.strip():
             raise UserError(f"--data-file {path}: column {number} has no name in the header")
         if name in seen:
@@ -162,7 +190,7 @@ def _first_line(error: Exception) -> str:
 
 
 class _TaskEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     name: str
     kind: str
     column: str | None = None
@@ -170,6 +198,9 @@ class _TaskEntry(BaseModel):
     metrics: list[str] = []
     positive: Any = None
     given: str | None = None
+    above: Any = None
+    below: Any = None
+    in_values: Any = Field(None, alias="in")
 
     @field_validator("positive")
     @classmethod
@@ -178,6 +209,33 @@ class _TaskEntry(BaseModel):
         if value is not None and not isinstance(value, (str, int, float)):
             raise ValueError(f"expected one value of the column (text, a number or true/false), got {value!r}")
         return value
+
+    @field_validator("above", "below")
+    @classmethod
+    def _threshold(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        try:  # YAML reads 1e5 as text
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"expected a number, got {value!r}")
+        return number
+
+    @field_validator("in_values")
+    @classmethod
+    def _values(cls, value: Any) -> tuple | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or not value or not all(isinstance(v, (str, int, float)) for v in value):
+            raise ValueError(f"expected a list of values of the column, such as [a, b], got {value!r}")
+        return tuple(value)
+
+    def rules(self) -> list[tuple[str, Any]]:
+        """The keys that derive a binary target from the column, with their values."""
+        given = (("above", self.above), ("below", self.below), ("in", self.in_values))
+        return [(key, value) for key, value in given if value is not None]
 
 
 class TableDescription(BaseModel):
@@ -190,7 +248,14 @@ class TableDescription(BaseModel):
     ignore: list[str] = []
     numeric: list[str] = []
     categorical: list[str] = []
+    missing: list[str | int | float] | None = None
     options: dict[str, Any] = {}
+
+    @field_validator("missing")
+    @classmethod
+    def _as_text(cls, value: list | None) -> list[str] | None:
+        # a marker is compared with the cell's text: -999 in the file is the text '-999'
+        return None if value is None else [str(v) for v in value]
 
 
 def read_description(path: str | Path) -> TableDescription:
@@ -218,6 +283,10 @@ def read_description(path: str | Path) -> TableDescription:
 def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[torch.Tensor, Task, dict[str, Any]]:
     """Labels as floats (class index or value, NaN = missing), the task refined, the label state."""
     task, column = target.task, target.column
+    if target.rule is not None:
+        labels, classes = derived_labels(target, series, where)
+        state = {"column": column, "kind": "binary", "classes": classes, "rule": list(target.rule)}
+        return torch.from_numpy(labels), task, state
     if task.kind == "regression":
         try:
             values = numeric_values(series, column, where)
@@ -258,6 +327,52 @@ def encode_target(target: TargetColumn, series: pd.Series, where: str) -> tuple[
     index = {key: position for position, key in enumerate(classes)}
     labels = np.array([np.nan if key is None else index[key] for key in keys], dtype=np.float32)
     return torch.from_numpy(labels), task, {"column": column, "kind": task.kind, "classes": classes}
+
+
+def derived_labels(target: TargetColumn, series: pd.Series, where: str) -> tuple[np.ndarray, list[str]]:
+    """0/1 labels (NaN where the column is missing) of a target derived by its rule, and the
+    wording of its two classes (``price <= 100000``, ``price > 100000``)."""
+    name, column = target.task.name, target.column
+    key, value = target.rule
+    if key in ("above", "below"):
+        try:
+            values = numeric_values(series, column, where)
+        except NotNumeric:
+            example = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()].iloc[0]
+            raise UserError(
+                f"{where}: task {name!r}: {key}={value:g} needs a numeric column, column {column!r} holds text "
+                f"(e.g. {example!r})"
+            ) from None
+        holds = values > value if key == "above" else values < value
+        labels = np.where(np.isnan(values), np.nan, holds.astype(np.float32)).astype(np.float32)
+        classes = (
+            [f"{column} <= {value:g}", f"{column} > {value:g}"]
+            if key == "above"
+            else [f"{column} >= {value:g}", f"{column} < {value:g}"]
+        )
+    else:
+        keys = category_keys(series)
+        wanted = category_keys(pd.Series(list(value), dtype=object)).tolist()
+        present = set(keys.dropna())
+        for text, original in zip(wanted, value):
+            if text not in present:  # most likely a typo: the task would quietly lose its rows
+                shown = ", ".join(repr(c) for c in sorted(present)[:6]) + (", ..." if len(present) > 6 else "")
+                raise UserError(
+                    f"{where}: task {name!r}: in: value {original!r} is not a value of column {column!r} ({shown})"
+                )
+        labels = np.where(keys.isna(), np.nan, keys.isin(wanted)).astype(np.float32)
+        listed = ", ".join(wanted)
+        classes = [f"{column} not in [{listed}]", f"{column} in [{listed}]"]
+    labelled = labels[~np.isnan(labels)]
+    if labelled.size and labelled.min() == labelled.max():
+        rule = f"{key}={value:g}" if key != "in" else f"in: [{', '.join(str(v) for v in value)}]"
+        found = numeric_values(series, column, where) if key != "in" else None
+        span = "" if found is None else f" (it runs from {np.nanmin(found):g} to {np.nanmax(found):g})"
+        raise UserError(
+            f"{where}: task {name!r}: {rule} makes every labelled row of column {column!r} "
+            f"{int(labelled[0])}, a binary target needs both classes{span}"
+        )
+    return labels, classes
 
 
 def _check_class_labels(task: Task, column: str, series: pd.Series, n_classes: int, labelled: int, where: str) -> None:
@@ -305,12 +420,15 @@ def make_table_data(
     validation_fraction: float = 0.2,
     test_fraction: float = 0.2,
     max_int_categories: int = 10,
+    missing: Sequence[str] = MISSING_MARKERS,
     description: dict[str, Any] | None = None,
 ) -> MultiTaskData:
     """Split, encode and preprocess a DataFrame; every check names ``where`` and the column.
 
     The rows are split at random with ``seed``; feature preprocessing is fitted on the train
-    rows only. Class lists of classification targets come from every labelled row.
+    rows only. Class lists of classification targets come from every labelled row. Text
+    cells that are empty or in ``missing`` are missing values, here and in the rows that
+    :func:`apply_preprocessing` later gets.
     """
     if not targets:
         raise UserError(
@@ -329,9 +447,12 @@ def make_table_data(
     both = set(numeric) & set(categorical)
     if both:
         raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")
+    # each row keeps its position in the file or frame (from 0) as its label, sampled or not, so
+    # that an error names the row the user can find
+    frame = frame.reset_index(drop=True)
     if rows and rows < len(frame):
-        # the sampled rows keep their index labels, so that an error names a row of the file (from 0) or the frame
         frame = frame.sample(n=rows, random_state=seed)
+    frame = blank_missing_markers(frame, missing)
 
     target_columns = {t.column for t in targets}
     if features is None:
@@ -399,6 +520,7 @@ def make_table_data(
             )
     preprocessing["dropped"] = dropped
     preprocessing["targets"] = target_state
+    preprocessing["missing"] = list(missing)
     full = Split(inputs=apply_preprocessing(preprocessing, frame, where), targets=target_tensors)
     return MultiTaskData(
         name=name,
@@ -484,6 +606,22 @@ def _targets_from_description(description: TableDescription, path: str | Path | 
                 f"description file {path}: key tasks.{number}.classes: only a multiclass task has classes "
                 f"(task {entry.name!r} is {entry.kind})"
             )
+        rules = [key for key, _ in entry.rules()]
+        if len(rules) > 1:
+            raise UserError(
+                f"description file {path}: key tasks.{number}.{rules[1]}: task {entry.name!r} is derived with "
+                f"{rules[0]} already; give one of above, below, in"
+            )
+        if rules and entry.kind != "binary":
+            raise UserError(
+                f"description file {path}: key tasks.{number}.{rules[0]}: a target derived with {rules[0]} is binary, "
+                f"task {entry.name!r} is {entry.kind}"
+            )
+        if rules and entry.positive is not None:
+            raise UserError(
+                f"description file {path}: key tasks.{number}.positive: a target derived with {rules[0]} is 1 "
+                f"where the rule holds; remove positive"
+            )
         earlier = [other.task.name for other in targets]
         if entry.name in earlier:
             raise UserError(
@@ -497,6 +635,7 @@ def _targets_from_description(description: TableDescription, path: str | Path | 
                 positive=entry.positive,
                 declared_classes=entry.classes is not None,
                 named_by=f"description file {path}: key {key}",
+                rule=entry.rules()[0] if rules else None,
             )
         )
     return targets
@@ -571,6 +710,19 @@ def _check_description_against_targets(
                 )
 
 
+def _rule_record(target: TargetColumn) -> dict[str, Any]:
+    if target.rule is None:
+        return {}
+    key, value = target.rule
+    return {key: list(value) if key == "in" else value}
+
+
+def missing_markers(text: str) -> tuple[str, ...]:
+    """The ``missing`` option: comma-separated markers, or the defaults when empty."""
+    markers = tuple(marker.strip() for marker in text.split(",") if marker.strip())
+    return markers or MISSING_MARKERS
+
+
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
     """The file's size and SHA-256: a study continued on a changed file is refused, and one
     on the same bytes at another path (another machine) is not."""
@@ -601,7 +753,11 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
     table_path = data_file or description.file
     if not table_path:
         raise UserError("--data-file: give the CSV or Parquet file of your table (or 'file:' in the description file)")
-    frame = read_table(table_path)
+    if "missing" in options or description.missing is None:  # the command line wins over the file
+        missing = missing_markers(settings["missing"])
+    else:
+        missing = tuple(description.missing)
+    frame = read_table(table_path, missing)
     targets = _targets_from_description(description, description_path) + targets_from_declarations(task_declarations)
     names = [t.task.name for t in targets]
     if len(set(names)) != len(names):
@@ -630,12 +786,13 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         validation_fraction=settings["validation_fraction"],
         test_fraction=settings["test_fraction"],
         max_int_categories=settings["max_int_categories"],
+        missing=missing,
         description={
             "source": "table",
             "file": str(Path(table_path).resolve()),
             "content": file_fingerprint(table_path),
             "description_file": str(Path(description_path).resolve()) if description_path else None,
-            "tasks": [t.task.to_dict() | {"column": t.column} for t in targets],
+            "tasks": [t.task.to_dict() | {"column": t.column} | _rule_record(t) for t in targets],
             "options": settings,
         },
     )

@@ -1,15 +1,21 @@
 """Writing one trial as a self-describing model folder.
 
 The folder holds the spec (``architecture.json``), everything needed to rebuild the network
-(``model.json``), the weights (``weights.safetensors``), a TorchScript module that plain
-PyTorch loads, ONNX where the exporter handles the structure, the input preprocessing, the
-metrics with the split each came from, and a README.md model card.
+(``model.json``), the weights (``weights.safetensors``), the network as a ``torch.export``
+program that PyTorch alone loads (``model.pt2``), the same graph in ONNX when the ``onnx``
+extra is installed, the input preprocessing, the metrics with the split each came from, and a
+README.md model card.
+
+TorchScript is not written: ``torch.jit.trace`` is deprecated, and ``model.pt2`` serves the
+same purpose (no mtl-search needed to run it) with a graph that is checked rather than traced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,8 +36,10 @@ from mtl_search.records.trial import TrialRecord
 from mtl_search.version import __version__
 
 SPEC_FILE = "architecture.json"
-TORCHSCRIPT_FILE = "model.torchscript.pt"
+PROGRAM_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
+# what older exports wrote instead of model.pt2: listed so that a forced export over such a folder removes it
+TORCHSCRIPT_FILE = "model.torchscript.pt"
 PREPROCESSING_FILE = "preprocessing.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
@@ -39,8 +47,9 @@ WRITTEN = (
     SPEC_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
-    TORCHSCRIPT_FILE,
+    PROGRAM_FILE,
     ONNX_FILE,
+    TORCHSCRIPT_FILE,
     PREPROCESSING_FILE,
     METRICS_FILE,
     CARD_FILE,
@@ -165,6 +174,7 @@ def export_trial(
             metrics.append({"split": "validation", "model": "these weights", "values": result.validation})
         metrics.append({"split": "test", "model": "these weights", "values": result.test})
     model = model.cpu().eval()
+    model.keep_representations = False  # what some weightings read in training; a served graph keeps none
     if data is None and meta.input_schema.get("kind") not in ("vector", "image", "tabular"):
         data = reload_data(meta)
     example = example_inputs(meta.input_schema, data)
@@ -182,8 +192,7 @@ def export_trial(
         weights_bytes, weights_sha256 = file_digest(target / WEIGHTS_FILE)  # mtl_search.load verifies both
         if preprocessing:
             (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
-        written_torchscript = _write_torchscript(model, example, target / TORCHSCRIPT_FILE, notes)
-        written_onnx = _write_onnx(model, example, target / ONNX_FILE, notes)
+        written_program, written_onnx = write_graphs(model, example, target, notes)
         description = {
             "format": FORMAT,
             "mtl_search_version": __version__,
@@ -202,7 +211,8 @@ def export_trial(
             WEIGHTS_BYTES: weights_bytes,
             WEIGHTS_SHA256: weights_sha256,
             "weights_source": weights_source,
-            "torchscript": TORCHSCRIPT_FILE if written_torchscript else None,
+            "exported_program": PROGRAM_FILE if written_program else None,
+            "torch_version": torch.__version__,  # the release that wrote model.pt2, and the one to load it with
             "onnx": ONNX_FILE if written_onnx else None,
             "preprocessing": PREPROCESSING_FILE if preprocessing else None,
             "training": trained.get("training", {}),
@@ -230,7 +240,9 @@ def export_trial(
             "sharing": record.sharing if record.recorded("sharing") else None,
             "n_params": record.n_params,
         }
-        (target / CARD_FILE).write_text(model_card(description, metrics, card_record, notes, preprocessing, refined))
+        (target / CARD_FILE).write_text(
+            model_card(description, metrics, card_record, notes, preprocessing, refined, example)
+        )
         _install(target, final)
     return ExportResult(final, trial.number, weights_source, notes)
 
@@ -356,7 +368,7 @@ def concat_splits(first: Any, second: Any) -> Any:
 
 
 def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str, torch.Tensor]:
-    """A small batch of inputs of the right names, shapes and types (for tracing and ONNX)."""
+    """A small batch of inputs of the right names, shapes and types (for torch.export and the model card)."""
     generator = torch.Generator().manual_seed(0)
     kind = schema.get("kind")
     if kind == "vector":
@@ -377,7 +389,7 @@ def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str
 
 
 def _unseen_batch(example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The example with its first row once more: a batch size the trace and the ONNX export did not see."""
+    """The example with its first row once more: a batch size the export did not see."""
     return {k: torch.cat([v, v[:1]]) for k, v in example.items()}
 
 
@@ -388,8 +400,8 @@ _CAUSE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 def _error_line(error: BaseException) -> str:
     """``Type: message`` of ``error`` in one line, for a note.
 
-    TorchScript's interpreter wraps an error in a header ("The following operation failed in
-    the TorchScript interpreter.") and a TorchScript traceback; the cause is its last line.
+    An error whose text carries the traceback of the error it wraps names its cause on its last
+    ``Type: message`` line; otherwise the message's first line says what failed.
     """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
@@ -401,94 +413,136 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}"
 
 
-def _write_torchscript(model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]) -> bool:
-    """Trace the model; check the traced module on another batch size against the eager one."""
+def write_graphs(
+    model: nn.Module, example: dict[str, torch.Tensor], folder: Path, notes: list[str]
+) -> tuple[bool, bool]:
+    """Write ``model.pt2`` and ``model.onnx`` for ``model`` into ``folder``; whether each was written.
+
+    Each file is read back and run on a batch size the export did not see, and kept only if it
+    gives the model's outputs; a file that is not written gets a note saying why.
+    """
+    program = _write_program(model, example, folder / PROGRAM_FILE, notes)
+    if program is None:
+        notes.append(f"ONNX not written: it is converted from {PROGRAM_FILE}, which could not be written.")
+        return False, False
+    return True, _write_onnx(program, model, example, folder / ONNX_FILE, notes)
+
+
+def _write_program(
+    model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]
+) -> torch.export.ExportedProgram | None:
+    """``torch.export`` the model with a dynamic batch dimension, save it and check the saved file."""
+    batch = torch.export.Dim("batch")
     try:
-        with warnings.catch_warnings():
+        # torch.export logs which symbols a reloaded graph no longer needs: nothing a user acts on
+        with warnings.catch_warnings(), _quiet("torch._export", "torch.export"):
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model, example_inputs=(example,), strict=False, check_trace=False)
-        check = _unseen_batch(example)
+            program = torch.export.export(
+                model, (example,), dynamic_shapes=({name: {0: batch} for name in example},), strict=False
+            )
+            torch.export.save(program, path)
+            loaded = torch.export.load(path).module()
+        _check_outputs(model, example, loaded, f"the saved {PROGRAM_FILE}")
+        return program
+    except Exception as error:  # a structure torch.export cannot capture: say so, keep the rest
+        path.unlink(missing_ok=True)
+        frozen = _FROZEN_BATCH.search(str(error))
+        cause = (
+            f"the network reads the batch size as a fixed number ({frozen.group(1)} rows), so the graph would take "
+            "no other batch size"
+            if frozen
+            else _error_line(error)
+        )
+        notes.append(f"{PROGRAM_FILE} not written: {cause}")
+        return None
+
+
+# torch.export's words for a dynamic dimension the forward turned into a constant
+_FROZEN_BATCH = re.compile(r"specialized it to be a constant \((\d+)\)")
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+
+
+def _write_onnx(
+    program: torch.export.ExportedProgram,
+    model: nn.Module,
+    example: dict[str, torch.Tensor],
+    path: Path,
+    notes: list[str],
+) -> bool:
+    """Convert the exported program with PyTorch's ONNX exporter (``dynamo=True``) and check the
+    graph with onnxruntime."""
+    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        notes.append(f"ONNX not written: {', '.join(missing)} not installed (pip install 'mtl-search[onnx]').")
+        return False
+    try:
         with torch.no_grad():
-            expected, got = model(check), traced(check)
-        if set(expected) != set(got) or not all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected):
-            rows = len(next(iter(check.values())))
-            raise RuntimeError(
-                f"the traced module disagrees with the model on a batch of {rows} rows (traced with {rows - 1})"
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch suggests torch.export, which plain loaders lack
-            torch.jit.save(traced, str(path))
-        return True
-    except Exception as error:  # a family whose forward does not trace: say so, keep the rest
-        notes.append(f"TorchScript not written: {_error_line(error)}")
-        return False
-
-
-class _Positional(nn.Module):
-    """The model with positional tensor inputs and a tuple of outputs, as ONNX graphs have."""
-
-    def __init__(self, model: nn.Module, input_names: list[str], output_names: list[str]) -> None:
-        super().__init__()
-        self.model, self.input_names, self.output_names = model, input_names, output_names
-
-    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(dict(zip(self.input_names, tensors)))
-        return tuple(outputs[name] for name in self.output_names)
-
-
-def _write_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, notes: list[str]) -> bool:
-    try:
-        import onnx
-    except ImportError:
-        notes.append("ONNX not written: the onnx package is not installed (pip install 'mtl-search[onnx]').")
-        return False
-    input_names = list(example)
-    output_names = list(model.task_names)
-    try:
-        with warnings.catch_warnings():
+            output_names = list(program.module()(example))  # in the program's own output order
+        with warnings.catch_warnings(), _quiet("torch.onnx", "onnxscript"):
             warnings.simplefilter("ignore")
-            # The TorchScript-based exporter: it needs no extra packages and handles these graphs.
-            torch.onnx.export(
-                _Positional(model, input_names, output_names),
-                tuple(example[n] for n in input_names),
-                str(path),
-                dynamo=False,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
+            graph = torch.onnx.export(
+                program, dynamo=True, input_names=list(example), output_names=output_names, verbose=False
             )
-        onnx.checker.check_model(onnx.load(str(path)))
-        _check_onnx(model, example, path, output_names)
+            graph.save(str(path))
+        _check_outputs(model, example, _onnxruntime_runner(path, output_names), "the ONNX graph (onnxruntime)")
         return True
     except Exception as error:
-        if path.exists():
-            path.unlink()
+        path.unlink(missing_ok=True)
         notes.append(f"ONNX not written: {_error_line(error)}")
         return False
 
 
-def _check_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, output_names: list[str]) -> None:
-    """Run the written graph on a batch size the export did not see and compare it with the model.
+def _onnxruntime_runner(path: Path, output_names: list[str]) -> Any:
+    import onnxruntime
 
-    A size the forward reads as a Python number is frozen into the graph while its inputs
-    still declare a dynamic batch; only running it shows that. onnx's reference evaluator
-    runs it: it comes with onnx, and a few rows are quick even in pure Python.
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # a check on a few rows: no thread pool needed
+    options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        got = session.run(output_names, {name: tensor.numpy() for name, tensor in inputs.items()})
+        return {name: torch.from_numpy(value) for name, value in zip(output_names, got)}
+
+    return run
+
+
+def _check_outputs(model: nn.Module, example: dict[str, torch.Tensor], run: Any, what: str) -> None:
+    """Run ``run`` on a batch size the export did not see and compare it with the model.
+
+    A size the forward reads as a Python number may be frozen into a graph whose inputs still
+    declare a dynamic batch; only running it shows that.
     """
-    from onnx.reference import ReferenceEvaluator
-
     check = _unseen_batch(example)
     rows = len(next(iter(check.values())))
     batch = f"a batch of {rows} rows (exported with {rows - 1})"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        evaluator = ReferenceEvaluator(str(path))
-        try:
-            got = evaluator.run(None, {name: tensor.numpy() for name, tensor in check.items()})
-        except Exception as error:
-            raise RuntimeError(f"the graph fails on {batch}: {_error_line(error)}") from None
+    try:
+        with torch.no_grad():
+            got = run(check)
+    except Exception as error:
+        raise RuntimeError(f"{what} fails on {batch}: {_error_line(error)}") from None
     with torch.no_grad():
         expected = model(check)
-    if not all(
-        torch.allclose(torch.from_numpy(g), expected[name], rtol=1e-4, atol=1e-4) for g, name in zip(got, output_names)
+    if set(got) != set(expected) or not all(
+        got[name].shape == expected[name].shape and torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-5)
+        for name in expected
     ):
-        raise RuntimeError(f"the graph disagrees with the model on {batch}")
+        raise RuntimeError(f"{what} disagrees with the model on {batch}")
+
+
+class _quiet:
+    """Loggers raised to ERROR for a block: the ONNX exporter logs what it skips (torchvision's
+    operators when torchvision is absent) and its progress."""
+
+    def __init__(self, *names: str) -> None:
+        self.loggers = [logging.getLogger(name) for name in names]
+        self.levels: list[int] = []
+
+    def __enter__(self) -> None:
+        self.levels = [logger.level for logger in self.loggers]
+        for logger in self.loggers:
+            logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        for logger, level in zip(self.loggers, self.levels):
+            logger.setLevel(level)

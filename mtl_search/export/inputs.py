@@ -68,8 +68,9 @@ class InputCheck:
     def __call__(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        if torch.jit.is_tracing():
-            return None  # a trace of the loaded model (TorchScript, ONNX) records the network alone
+        # torch.export, torch.compile and the ONNX exporter of the loaded model capture the network alone
+        if torch.compiler.is_compiling():
+            return None
         if args:
             return (self.check(args[0], module), *args[1:]), kwargs
         if "inputs" in kwargs:

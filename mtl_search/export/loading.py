@@ -33,7 +33,7 @@ FORMAT = "mtl-search-model"
 WEIGHTS_SHA256 = "weights_sha256"  # model.json keys export records the weights file with
 WEIGHTS_BYTES = "weights_bytes"
 # model.json keys that name a file of the folder (None where the file was not written)
-FILE_KEYS = ("weights", "preprocessing", "torchscript", "onnx")
+FILE_KEYS = ("weights", "preprocessing", "exported_program", "onnx", "torchscript")
 INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
 
 

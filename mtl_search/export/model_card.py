@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from mtl_search.architectures.describe import architecture_markdown
 from mtl_search.export.inputs import shape_text
 
@@ -127,7 +129,9 @@ def model_card(
     notes: list[str],
     preprocessing: dict[str, Any],
     refined: dict[str, Any] | None = None,
+    example: dict[str, torch.Tensor] | None = None,
 ) -> str:
+    """The card's markdown; ``example``: inputs whose first rows the torch-only snippet shows."""
     tasks = with_labels(description["tasks"], (preprocessing or {}).get("targets"))
     task_names = [t["name"] for t in tasks]
     lines = [
@@ -182,7 +186,7 @@ def model_card(
     lines += [
         "",
         "The model `mtl_search.load` returns checks these names, shapes and dtypes (float64 becomes float32; "
-        "floats are never taken as codes); TorchScript and ONNX take them exactly as shown.",
+        "floats are never taken as codes); `model.pt2` and ONNX take them exactly as shown.",
         "",
     ]
     if preprocessing:
@@ -199,9 +203,10 @@ def model_card(
         ]
     else:
         lines += ["The inputs need no preprocessing beyond what the table above shows.", ""]
+    lines += ["## Loading", ""]
+    if description.get("exported_program") and example:
+        lines += _torch_only_lines(description["exported_program"], example, description.get("torch_version"))
     lines += [
-        "## Loading",
-        "",
         "With mtl-search installed (weights come from `weights.safetensors`; nothing is unpickled):",
         "",
         "```python",
@@ -215,21 +220,18 @@ def model_card(
     labelled = [_reading(t, tasks) for t in tasks if t.get("classes")]
     if labelled:
         lines += ["Reading the outputs: " + "; ".join(labelled) + ".", ""]
-    if description.get("torchscript"):
-        lines += [
-            "With PyTorch alone:",
-            "",
-            "```python",
-            "import torch",
-            f"model = torch.jit.load('{description['torchscript']}')",
-            "outputs = model(inputs)               # inputs: {name: tensor}; outputs: {task: tensor}",
-            "```",
-            "",
-        ]
     if description.get("onnx"):
         lines += [
-            f"ONNX (`{description['onnx']}`): inputs {', '.join(description['inputs'])} (in that order), outputs "
-            f"{', '.join(description['outputs'])}; the first dimension is the batch.",
+            f"ONNX (`{description['onnx']}`): inputs {', '.join(description['inputs'])} (in that order), outputs named "
+            f"{', '.join(description['outputs'])}; the first dimension is the batch. With onnxruntime:",
+            "",
+            "```python",
+            "import onnxruntime",
+            f"session = onnxruntime.InferenceSession('{description['onnx']}')",
+            "names = [output.name for output in session.get_outputs()]",
+            "values = session.run(names, {name: tensor.numpy() for name, tensor in inputs.items()})",
+            "outputs = dict(zip(names, values))    # {task: numpy array}",
+            "```",
             "",
         ]
     lines += [
@@ -239,8 +241,8 @@ def model_card(
         "- `model.json`: spec, input schema and tasks, what `mtl_search.load` reads",
         "- `weights.safetensors`: the weights",
     ]
-    if description.get("torchscript"):
-        lines.append(f"- `{description['torchscript']}`: TorchScript module")
+    if description.get("exported_program"):
+        lines.append(f"- `{description['exported_program']}`: the network as a `torch.export` program")
     if description.get("onnx"):
         lines.append(f"- `{description['onnx']}`: ONNX graph")
     if preprocessing:
@@ -249,6 +251,55 @@ def model_card(
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+# rows shown in the card's example input; inputs wider than this are shown as zeros of their shape
+EXAMPLE_ROWS = 2
+LITERAL_VALUES = 16
+
+
+def _torch_only_lines(program_file: str, example: dict[str, torch.Tensor], torch_version: str | None) -> list[str]:
+    """The card's snippet that runs ``model.pt2`` with PyTorch alone, on example inputs written out."""
+    release = f" (written with PyTorch {torch_version}: load it with that release)" if torch_version else ""
+    lines = [
+        f"With PyTorch alone (no mtl-search, no numpy): `{program_file}` is the network as a `torch.export` program "
+        f"with a dynamic batch dimension{release}. It takes the inputs `mtl_search.load`'s model takes "
+        "(`{name: tensor}`, as the Inputs table lists them) and returns `{task: tensor}`:",
+        "",
+        "```python",
+        "import torch",
+        "",
+        f"model = torch.export.load({program_file!r}).module()",
+        f"inputs = {{  # {EXAMPLE_ROWS} example rows",
+    ]
+    for name, tensor in example.items():
+        lines.append(f"    {name!r}: {_tensor_literal(tensor[:EXAMPLE_ROWS])},")
+    return lines + [
+        "}",
+        "with torch.no_grad():",
+        "    outputs = model(inputs)",
+        "print({task: output.tolist() for task, output in outputs.items()})",
+        "```",
+        "",
+    ]
+
+
+def _tensor_literal(tensor: torch.Tensor) -> str:
+    """Python that makes ``tensor``: its values written out, or zeros of its shape where a row has many."""
+    dtype = f"torch.{str(tensor.dtype).removeprefix('torch.')}"
+    if tensor[0].numel() > LITERAL_VALUES:
+        return "torch.zeros(" + ", ".join(map(str, tensor.shape)) + f", dtype={dtype})"
+    if tensor.dtype.is_floating_point:
+        values = _nested(tensor.tolist(), lambda value: f"{value:.4g}")
+    else:
+        values = _nested(tensor.tolist(), str)
+    return f"torch.tensor({values}, dtype={dtype})"
+
+
+def _nested(values: Any, write: Any) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_nested(value, write) for value in values) + "]"
+    return write(values)
 
 
 def _output_cell(task: dict[str, Any], tasks: list[dict[str, Any]]) -> str:

@@ -11,17 +11,21 @@ on which all front trials tie counts as 1 for all):
   (its primary metric) or an objective name such as ``income/logloss``; objectives not named
   weigh 0.
 
-Ties go to the lowest trial number.
+Ties go to the lowest trial number. Once ``refine`` has retrained every front trial with more
+seeds, the rules read the seed means, and :func:`explain_pick` says how often the pick would
+stay the same within the seed noise; before that it says the pick rests on one seed.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import optuna
 
-from mtl_search.errors import UserError, is_whole
+from mtl_search.errors import UserError, is_number, is_whole
 from mtl_search.records.objective import Objective
+from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, stop_reason, study_objectives
 
@@ -63,36 +67,136 @@ def pick_trial(study: optuna.Study, rule: str) -> optuna.trial.FrozenTrial:
 
     ``knee``: the trial closest to the ideal point once every objective is scaled to [0, 1]
     over the front; ``best:TASK``: the best value of that task's primary metric;
-    ``weights:TASK=W,...``: the highest weighted sum of the scaled objectives. A study
-    without a completed trial, or a rule that names no objective, is a one-line
-    :class:`~mtl_search.errors.UserError`.
+    ``weights:TASK=W,...``: the highest weighted sum of the scaled objectives. When ``refine``
+    has retrained every front trial with more seeds, the rule reads their seed means (see
+    :func:`front_values`). A study without a completed trial, or a rule that names no
+    objective, is a one-line :class:`~mtl_search.errors.UserError`.
     """
     objectives = study_objectives(study)
     front = pareto_trials(study)
     if not front:
         raise UserError(f"--pick {rule}: study {study.study_name!r} has no completed trial")
+    means, _ = front_values(study, front, objectives)
+    return front[pick_index(means, objectives, rule)]
+
+
+def front_values(
+    study: optuna.Study, front: list[optuna.trial.FrozenTrial], objectives: list[Objective]
+) -> tuple[list[list[float]], list[list[float]] | None]:
+    """Each front trial's objective values and, when ``refine`` retrained every front trial,
+    their standard deviations over seeds: (seed means, seed sds); else (the trial's own
+    values, None). Costs do not vary with the seed (sd 0)."""
+    refined = StudyRecord.read(study).refined
+    if not front or any(t.number not in refined for t in front):
+        return [list(t.values) for t in front], None
+    means, sds = [], []
+    for trial in front:
+        validation = refined[trial.number].get("validation") or {}
+        row_means, row_sds = [], []
+        for objective, value in zip(objectives, trial.values):
+            summary = (validation.get(objective.task) or {}).get(objective.metric) if objective.kind == "task" else None
+            if not isinstance(summary, dict) or not is_number(summary.get("mean")):
+                row_means.append(value)
+                row_sds.append(0.0)
+            else:
+                row_means.append(float(summary["mean"]))
+                row_sds.append(float(summary.get("std") or 0.0))
+        means.append(row_means)
+        sds.append(row_sds)
+    return means, sds
+
+
+def pick_index(values: list[list[float]], objectives: list[Objective], rule: str) -> int:
+    """The index of the row of ``values`` (one per front trial) that ``rule`` picks."""
     kind, _, argument = rule.partition(":")
     if kind == "knee" and not argument:
-        scores = normalised(front, objectives)
+        scores = normalised(values, objectives)
         distances = [math.sqrt(sum((1.0 - v) ** 2 for v in row)) for row in scores]
-        return front[distances.index(min(distances))]
+        return distances.index(min(distances))
     if kind == "best" and argument:
         index = primary_index(objectives, argument, rule)
-        values = [t.values[index] for t in front]
-        best = max(values) if objectives[index].direction == "maximize" else min(values)
-        return front[values.index(best)]
+        column = [row[index] for row in values]
+        best = max(column) if objectives[index].direction == "maximize" else min(column)
+        return column.index(best)
     if kind == "weights" and argument:
         weights = parse_weights(argument, objectives, rule)
-        scores = normalised(front, objectives)
+        scores = normalised(values, objectives)
         totals = [sum(w * v for w, v in zip(weights, row)) for row in scores]
-        return front[totals.index(max(totals))]
+        return totals.index(max(totals))
     raise UserError(f"--pick {rule!r}: expected knee, best:TASK or weights:TASK=W,...")
 
 
-def normalised(front: list[optuna.trial.FrozenTrial], objectives: list[Objective]) -> list[list[float]]:
-    """Each front trial's objectives scaled to [0, 1] over the front, 1 = best."""
-    columns = list(zip(*(t.values for t in front)))
-    rows = [[0.0] * len(objectives) for _ in front]
+# redraws of the front within its seed noise, to say how often the rule picks the same trial
+REDRAWS = 1000
+
+
+def explain_pick(study: optuna.Study, picked: optuna.trial.FrozenTrial, rule: str) -> str:
+    """One line on how far the pick of ``rule`` can be trusted.
+
+    After ``refine`` retrained every front trial: the pick rests on seed means, and the share of
+    redraws of every front trial's metrics (normal, with its seed mean and sd) in which the rule
+    picks the same trial. Otherwise the pick rests on one seed; when some trials were refined,
+    their seed noise is compared with the gaps between the front's points.
+    """
+    objectives = study_objectives(study)
+    front = pareto_trials(study)
+    means, sds = front_values(study, front, objectives)
+    if sds is not None:
+        seeds = min(len(StudyRecord.read(study).refined[t.number].get("seeds") or []) for t in front)
+        held = pick_stability(means, sds, objectives, rule, front.index(picked))
+        return (
+            f"pick {rule}: trial {picked.number} on the seed means of {seeds} training seeds (refine); "
+            f"it stays the pick in {held:.0%} of {REDRAWS} redraws of the front within its seed noise"
+        )
+    line = f"pick {rule}: trial {picked.number} rests on one training seed"
+    noise = seed_noise(study, objectives)
+    if not noise:
+        return line + f"; the noise between seeds is not measured (mtl-search refine {study.study_name} measures it)"
+    gaps = []
+    for index, objective in enumerate(objectives):
+        if objective.name not in noise or noise[objective.name] <= 0 or len(front) < 2:
+            continue
+        column = sorted(row[index] for row in means)
+        gap = statistics.median(b - a for a, b in zip(column, column[1:]))
+        gaps.append(f"{objective.name} {gap / noise[objective.name]:.2g}")
+    refined = len(StudyRecord.read(study).refined)
+    return (
+        line + f"; neighbouring front points lie a median of {', '.join(gaps) or 'no'} seed sds apart "
+        f"(seed noise measured by refine on {refined} trial(s)): closer than about 1 sd, the order of "
+        f"the front can change with the seed (mtl-search refine {study.study_name} settles it)"
+    )
+
+
+def pick_stability(
+    means: list[list[float]], sds: list[list[float]], objectives: list[Objective], rule: str, picked: int
+) -> float:
+    """The share of ``REDRAWS`` normal redraws of the front (``means``, ``sds``) in which
+    ``rule`` picks row ``picked`` again (seeded: the same study gives the same share)."""
+    import numpy as np
+
+    generator = np.random.default_rng(0)
+    centre, spread = np.asarray(means, dtype=float), np.asarray(sds, dtype=float)
+    draws = centre + spread * generator.standard_normal((REDRAWS, *centre.shape))
+    same = sum(pick_index(draw.tolist(), objectives, rule) == picked for draw in draws)
+    return same / REDRAWS
+
+
+def seed_noise(study: optuna.Study, objectives: list[Objective]) -> dict[str, float]:
+    """Median seed sd of each task objective over the study's refined trials (empty: none)."""
+    spreads: dict[str, list[float]] = {}
+    for record in StudyRecord.read(study).refined.values():
+        validation = record.get("validation") or {}
+        for objective in objectives:
+            summary = (validation.get(objective.task) or {}).get(objective.metric)
+            if objective.kind == "task" and isinstance(summary, dict) and is_number(summary.get("std")):
+                spreads.setdefault(objective.name, []).append(float(summary["std"]))
+    return {name: statistics.median(values) for name, values in spreads.items()}
+
+
+def normalised(values: list[list[float]], objectives: list[Objective]) -> list[list[float]]:
+    """Each row's objectives (one row per front trial) scaled to [0, 1] over the rows, 1 = best."""
+    columns = list(zip(*values))
+    rows = [[0.0] * len(objectives) for _ in values]
     for j, (objective, column) in enumerate(zip(objectives, columns)):
         low, high = min(column), max(column)
         for i, value in enumerate(column):

@@ -16,3 +16,5 @@ AFFINITY_ATTR = "affinity"
 HYPERVOLUME_ATTR = "hypervolume"
 # a refinement of trial N (mean and spread over training seeds): "refined:N"
 REFINED_PREFIX = "refined:"
+# the reference models a front is read against (single-task networks, gradient boosting)
+REFERENCES_ATTR = "references"

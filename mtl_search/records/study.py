@@ -56,6 +56,9 @@ class StudyRecord(Record):
     # regression tasks whose trials learned the target in its own units: stored by schema 0
     # without target statistics (read as mean 0, std 1)
     raw_unit_tasks: list[str] = Field(default_factory=list)
+    # the seed of the study's training, and (offset per run and worker) of its sampler: given
+    # with --seed or drawn when the study was created; None for studies stored before it was kept
+    seed: Optional[int] = None
 
     # stored beside the record by other parts of a run, each under its own attribute name
     made_by_mtl_search: bool = Field(default=False, exclude=True)  # whether the study holds a record at all

@@ -59,7 +59,7 @@ from mtl_search.search.objective import (
 )
 from mtl_search.search.param_names import RENAMED
 from mtl_search.search.study import stop_reason
-from mtl_search.search.workers import INTERRUPTED, TERMINATED, Budget, Callback, _Interrupts
+from mtl_search.search.workers import INTERRUPTED, TERMINATED, Budget, Callback, RepeatRefunds, _Interrupts
 from mtl_search.training import TrainResult
 
 STRATEGIES = ("shared-structure", "independent")
@@ -157,6 +157,7 @@ def optimize_populations(
     if strategy not in STRATEGIES:
         raise ValueError(f"population strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     started = time.monotonic()
+    callbacks = [*callbacks, RepeatRefunds(budget).callback]
     with _Interrupts() as interrupts, Heartbeats(storage) as heartbeats:
         while True:
             if interrupts.requested:

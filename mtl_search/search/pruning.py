@@ -19,7 +19,11 @@ Rule, after each epoch ``e`` (counted from 1) of a running trial (``s`` optimise
    never prune. Cost objectives (known before training) are compared the same way, so a
    small-but-slower-learning network is not stopped by a large one;
 4. the trial is pruned when at least ``min_dominators`` references, and at least
-   ``min_dominator_fraction`` of all references, dominate it.
+   ``min_dominator_fraction`` of all references, dominate it;
+5. unless pruning it would leave fewer than ``min_complete_share`` of the study's finished
+   (complete and pruned) trials complete: then it trains to the end. The sampler models
+   complete trials; where early epochs rank candidates poorly a rule can stop every trial
+   after the start-up ones, and the sampler then learns nothing (``keeps_complete_share``).
 
 Comparing at equal training (not with the references' final values) asks "is it behind
 trials that had the same amount of training?". Training is counted in optimiser steps
@@ -69,7 +73,7 @@ from mtl_search.records.objective import Objective
 from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import EpochRecord, TrialRecord
 from mtl_search.search.costs import is_feasible
-from mtl_search.search.space import PROJECTED_RULE_DEFAULTS
+from mtl_search.search.space import MIN_COMPLETE_SHARE, PROJECTED_RULE_DEFAULTS
 
 Vector = tuple[float, ...]
 # running trials whose curves and storage reads a pruner keeps (more than any population trains at once)
@@ -94,6 +98,7 @@ class PruningSettings:
     margin: float = 0.05
     min_dominators: int = 2
     min_dominator_fraction: float = 0.5
+    min_complete_share: float = MIN_COMPLETE_SHARE
     budget: str = "steps"  # "steps" or "epochs": how "the same amount of training" is counted
     rule: str = "median"  # "projected": also project the trial's own curve to its last epoch
 
@@ -119,6 +124,7 @@ def with_pruning_options(
     budget: str | None = None,
     rule: str | None = None,
     warmup_fraction: float | None = None,
+    min_complete_share: float | None = None,
 ) -> Any:
     """A copy of ``space`` with command-line pruning options applied to its ``pruning:`` section."""
     update: dict[str, Any] = {
@@ -127,6 +133,7 @@ def with_pruning_options(
         "warmup_epochs": warmup_epochs,
         "min_completed_trials": min_completed_trials,
         "warmup_fraction": warmup_fraction,
+        "min_complete_share": min_complete_share,
     }
     update = {key: value for key, value in update.items() if value is not None} | (
         {} if enabled else {"enabled": False}
@@ -194,6 +201,13 @@ def dominates_with_margin(better: Vector, worse: Vector, margin: float) -> bool:
     if not all(b + margin * abs(w) <= w for b, w in zip(better, worse)):
         return False
     return any(b < w for b, w in zip(better, worse))
+
+
+def keeps_complete_share(complete: int, pruned: int, share: float) -> bool:
+    """Whether pruning one more trial keeps at least ``share`` of the finished trials (``complete``
+    and ``pruned`` so far) complete. Below it the trial trains to the end, so that the sampler
+    always has complete trials to learn from, however often early epochs mislead the rule."""
+    return complete >= share * (complete + pruned + 1) - 1e-9
 
 
 def warmup(settings: PruningSettings, total_epochs: int | None) -> int:
@@ -440,6 +454,13 @@ class DominatedTrialPruner:
         verdict = prune_verdict(current, curve, references, self._finals, epoch, total_epochs, settings)
         if verdict is None:
             return None
+        if settings.min_complete_share > 0:  # read only when the trial would be pruned: rarely
+            finished = study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            )
+            complete = sum(1 for trial in finished if trial.state == optuna.trial.TrialState.COMPLETE)
+            if not keeps_complete_share(complete, len(finished) - complete, settings.min_complete_share):
+                return None
         dominators, beyond = verdict
         at = f"epoch {epoch}" if settings.budget == "epochs" else f"epoch {epoch} ({steps} steps)"
         reason = f"dominated at {at} by {len(dominators)} of {len(references)} completed trials ({shown_numbers(dominators)}; margin {settings.margin:g})"

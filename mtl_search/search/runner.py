@@ -19,7 +19,16 @@ from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHoo
 from mtl_search.search.population import STRATEGIES as POPULATION_STRATEGIES, optimize_populations
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
-from mtl_search.search.study import SAMPLERS, create_or_continue, make_sampler, objectives_for, record_other_space
+from mtl_search.search.study import (
+    SAMPLERS,
+    SEED_LIMIT,
+    create_or_continue,
+    make_sampler,
+    objectives_for,
+    record_other_space,
+    sampler_seed,
+    study_seed,
+)
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device
 from mtl_search.threads import threads_while
@@ -33,7 +42,7 @@ class SearchSettings:
     ``study_name`` names the study: running again with the same name and storage continues
     it (the data, objectives and hard limits must match). ``storage`` is an Optuna storage
     URL (``None``: ``$MTL_SEARCH_STORAGE`` or ``studies/mtl-search.db``). ``sampler`` is
-    ``tpe``, ``nsga2`` or ``random``, seeded by ``seed``. The run stops after ``n_trials``
+    ``tpe``, ``nsga2`` or ``random``, seeded from ``seed`` (search/study.py ``sampler_seed``). The run stops after ``n_trials``
     more trials (``None``: no count) or ``timeout`` seconds, whichever comes first.
     ``epochs`` overrides the space's ``training.epochs``; ``device`` is ``cpu``, ``cuda``,
     ``mps`` or ``auto``; ``precision`` (fp32, bf16, fp16) is every candidate's
@@ -44,7 +53,8 @@ class SearchSettings:
     study_name: str
     storage: str | None = None
     sampler: str = "tpe"
-    seed: int = 0
+    # None: the study's recorded seed, or for a new study a random one it records
+    seed: int | None = None
     n_trials: int | None = 20
     timeout: float | None = None
     epochs: int | None = None
@@ -137,14 +147,17 @@ def run_search(
         data,
         objectives,
         space.to_data(),
-        make_sampler(
-            settings.sampler,
-            settings.seed + settings.worker_index,
-            n_trials=settings.n_trials,
-            n_startup_trials=settings.startup_trials,
-            shared=shared,
-        ),
+        optuna.samplers.RandomSampler(),  # replaced below, once the study's seed and trials are known
         storage=storage,
+        seed=settings.seed,
+    )
+    seed = study_seed(study, settings.seed)
+    study.sampler = make_sampler(
+        settings.sampler,
+        sampler_seed(seed, len(study.get_trials(deepcopy=False)), settings.worker_index),
+        n_trials=settings.n_trials,
+        n_startup_trials=settings.startup_trials,
+        shared=shared,
     )
     if artifacts is not None:
         from mtl_search.search.artifacts import record_artifact_dir
@@ -158,7 +171,7 @@ def run_search(
         lambda stored: pruning.with_study_pruning(parse_space(stored), study).to_data(),
     )
     affinity_settings = affinity.AffinitySettings(
-        seed=settings.seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure
+        seed=seed, tree_shape=settings.seed_trees, measure=settings.affinity_measure
     )
     # grouping "affinity" samples trees from a chain: the space's own, or the study's measured one (measured here, once)
     given_chain = affinity.has_given_chain(space)
@@ -183,7 +196,7 @@ def run_search(
         data,
         space,
         objectives,
-        seed=settings.seed,
+        seed=seed,
         device=settings.device,
         epoch_hooks=[*pruning.pruning_hooks(space, objectives, settings.prune), *epoch_hooks],
         cost_meter=costs.CostMeter.from_space(space.objectives),
@@ -249,6 +262,8 @@ def _check_settings(settings: SearchSettings) -> SearchSettings:
         raise UserError(f"sampler {settings.sampler!r}: expected one of {', '.join(SAMPLERS)}")
     if settings.startup_trials is not None and settings.startup_trials < 1:
         raise UserError(f"startup_trials {settings.startup_trials}: must be at least 1")
+    if settings.seed is not None and (not is_whole(settings.seed) or not 0 <= settings.seed < SEED_LIMIT):
+        raise UserError(f"seed {settings.seed!r}: must be a whole number from 0 to {SEED_LIMIT - 1}")
     if settings.worker_index < 0:
         raise UserError(f"worker_index {settings.worker_index}: must be at least 0")
     if not is_whole(settings.population) or settings.population < 1:

@@ -111,6 +111,7 @@ class ObjectivesSpace(StrictSection):
 # what rule "projected" changes unless the section sets it: a loose same-budget test, since
 # the projection is what keeps the late bloomers (docs/explanation/pruning.md, "The projected rule")
 # and a warm-up of an eighth of the trial's epochs, which kept slow starters live (same place)
+MIN_COMPLETE_SHARE = 1 / 3
 PROJECTED_RULE_DEFAULTS: Mapping[str, float | int] = MappingProxyType(
     {"margin": 0.0, "min_dominators": 1, "min_dominator_fraction": 0.0, "warmup_fraction": 0.125}
 )
@@ -135,6 +136,10 @@ class PruningSpace(StrictSection):
     margin: float = Field(default=0.05, ge=0.0)
     min_dominators: int = Field(default=2, ge=1)
     min_dominator_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    # pruning pauses while fewer than this share of the study's finished trials trained to the
+    # end: the sampler learns from complete trials, and a pruner that stops every new trial
+    # leaves it only the start-up ones (docs/explanation/pruning.md, "A search that keeps learning")
+    min_complete_share: float = Field(default=MIN_COMPLETE_SHARE, ge=0.0, le=1.0)
     # how "the same amount of training" is counted: optimiser steps, or epochs (which
     # penalised large batches, docs/explanation/pruning.md; studies of record format 0 that stored no
     # budget were pruned by it)

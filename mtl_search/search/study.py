@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import secrets
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -102,9 +104,12 @@ def make_sampler(
     raise UserError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
 
 
-def study_record(data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None) -> StudyRecord:
-    """The record a new study stores: what it searches, on which data."""
+def study_record(
+    data: MultiTaskData, objectives: Sequence[Objective], space: dict[str, Any] | None, seed: int | None = None
+) -> StudyRecord:
+    """The record a new study stores: what it searches, on which data, with which seed."""
     return StudyRecord(
+        seed=seed,
         version=__version__,
         data=data.description,
         tasks=[task.to_dict() for task in data.tasks],
@@ -124,8 +129,11 @@ def create_or_continue(
     sampler: optuna.samplers.BaseSampler,
     *,
     storage: optuna.storages.BaseStorage | None = None,
+    seed: int | None = None,
 ) -> optuna.Study:
     """Create the study, or continue it when it exists with the same data and objectives.
+
+    A new study records ``seed``, or a random one when it is None (see :func:`study_seed`).
 
     Safe when several workers or machines start at once: creating a study is atomic in the
     database (its name is unique), so exactly one caller creates it and writes the metadata;
@@ -133,6 +141,9 @@ def create_or_continue(
     """
     storage = storage or open_storage(storage_url)
     directions = [o.direction for o in objectives]
+    seed_if_new = (
+        new_study_seed() if seed is None else seed
+    )  # a bad $MTL_SEARCH_SEED is refused before anything is stored
     try:
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
@@ -142,8 +153,51 @@ def create_or_continue(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([o.name for o in objectives])
-    study_record(data, objectives, space).write(study)
+    study_record(data, objectives, space, seed_if_new).write(study)
     return study
+
+
+# seeds are 32-bit unsigned for numpy and the samplers
+SEED_LIMIT = 2**32
+# the seed of new studies created without --seed (unset: a random one), for pipelines that must
+# reproduce without passing --seed to every command
+SEED_ENV = "MTL_SEARCH_SEED"
+
+
+def new_study_seed() -> int:
+    """The seed a study created without --seed records: ``$MTL_SEARCH_SEED``, else a random one."""
+    text = os.environ.get(SEED_ENV, "").strip()
+    if not text:
+        return secrets.randbelow(SEED_LIMIT)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < SEED_LIMIT:
+        raise UserError(f"${SEED_ENV} {text!r}: must be a whole number from 0 to {SEED_LIMIT - 1}")
+    return value
+
+
+# between the sampler seeds of two runs of one study: far apart, so that no worker of one run
+# takes the seed of a worker of another
+_RUN_STRIDE = 1_000_003
+
+
+def study_seed(study: optuna.Study, given: int | None) -> int:
+    """The seed this run trains with: ``given`` (--seed), else the study's recorded one (0 for
+    a study stored before seeds were recorded: it was run with 0 unless told otherwise)."""
+    if given is not None:
+        return given
+    recorded = StudyRecord.read(study).seed
+    return 0 if recorded is None else recorded
+
+
+def sampler_seed(seed: int, trials_before: int, worker_index: int = 0) -> int:
+    """The sampler's seed for a run of a study with ``trials_before`` trials, in worker
+    ``worker_index``: the study's ``seed`` in its first run (plus the worker index, so that
+    workers propose different candidates), another one in each continuation, so that a continued
+    study does not propose its first candidates again."""
+    return (seed + worker_index + _RUN_STRIDE * trials_before) % SEED_LIMIT
 
 
 # How long a worker that lost the race to create a study waits for the winner's metadata.

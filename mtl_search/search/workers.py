@@ -31,13 +31,14 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import optuna
 
-from mtl_search.errors import Terminated, UserError
+from mtl_search.errors import StudyWarning, Terminated, UserError
 from mtl_search.records.trial import TrialRecord
 from mtl_search.stops import exit_now, install_stop_check
 
@@ -56,6 +57,9 @@ class Budget(Protocol):
 
     def claim(self) -> bool:
         """Take one trial from the budget; False when none is left."""
+
+    def give_back(self, count: int) -> None:
+        """Return ``count`` claimed trials that did not use them (repeats of trained candidates)."""
 
 
 class LocalBudget:
@@ -77,6 +81,10 @@ class LocalBudget:
         self.left -= taken
         return taken
 
+    def give_back(self, count: int) -> None:
+        if self.left is not None:
+            self.left += count
+
 
 class TrialBudget:
     """``n_trials`` trials shared by the worker processes of one run (a counter in shared memory)."""
@@ -97,9 +105,46 @@ class TrialBudget:
             self._left.value -= taken
             return taken
 
+    def give_back(self, count: int) -> None:
+        with self._left.get_lock():
+            self._left.value += count
+
     @property
     def left(self) -> int:
         return self._left.value
+
+
+# A candidate the sampler proposes again is not trained again (CandidateObjective.repeat) and
+# does not use up the budget, so that the budget buys new candidates; past this many in a row
+# the space is likely exhausted for the sampler, and repeats count again so that the run ends.
+MAX_FREE_REPEATS_IN_A_ROW = 10
+
+
+class RepeatRefunds:
+    """Gives back to ``budget`` the trials that only repeated a trained candidate (see
+    ``MAX_FREE_REPEATS_IN_A_ROW``); :meth:`callback` is an Optuna callback that notes each."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.in_a_row = 0
+        self.warned = False
+
+    def callback(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if TrialRecord.read(trial, only=("repeat_of",)).repeat_of is None:
+            self.in_a_row = 0
+            return
+        give_back = getattr(self.budget, "give_back", None)  # a budget of one's own may not take trials back
+        if give_back is not None and self.in_a_row < MAX_FREE_REPEATS_IN_A_ROW:
+            self.in_a_row += 1
+            give_back(1)
+        elif not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"the sampler proposed {MAX_FREE_REPEATS_IN_A_ROW} trained candidates in a row: the space looks "
+                f"exhausted for it, and further repeats count against the trials",
+                StudyWarning,
+                stacklevel=2,
+            )
 
 
 class _Interrupts:
@@ -234,6 +279,8 @@ def optimize_study(
     Raises ``KeyboardInterrupt`` after a Ctrl-C, once the study is consistent.
     """
     started = time.monotonic()
+    refunds = RepeatRefunds(budget)
+    callbacks = [*callbacks, refunds.callback]
     with _Interrupts() as interrupts:
         wrapped = _InterruptibleObjective(objective, interrupts)
         while True:

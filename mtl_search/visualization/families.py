@@ -9,6 +9,21 @@ from plotly.subplots import make_subplots
 from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import study_objectives
 
+# Values closer together than this share of their size: bars from 0 would all look alike.
+CLOSE_VALUES = 0.25
+
+
+def comparison_range(values: list[float]) -> tuple[float, float] | None:
+    """The value axis of a comparison: around the values when they are close together (AUCs of
+    0.938 to 0.943), None (from 0, plotly's choice) when 0 is a fair baseline or there is one value."""
+    if len(values) < 2:
+        return None
+    low, high = min(values), max(values)
+    spread = high - low
+    if spread == 0 or low < 0 < high or spread >= CLOSE_VALUES * max(abs(low), abs(high)):
+        return None
+    return low - 0.6 * spread, high + 0.4 * spread
+
 
 def best_by_family(study: optuna.Study) -> dict[str, list[float]]:
     """family -> best value of every objective over its completed trials (each objective on its own)."""
@@ -52,6 +67,9 @@ def family_figure(study: optuna.Study) -> go.Figure:
             row=1,
             col=index + 1,
         )
+        value_range = comparison_range(values)
+        if value_range is not None:
+            figure.update_yaxes(range=list(value_range), row=1, col=index + 1)
     counts = {f: 0 for f in families}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         record = TrialRecord.read(trial, only=("candidate", "repeat_of"))

@@ -18,8 +18,10 @@ import yaml
 
 from mtl_search.analysis.front import conditional_notes
 from mtl_search.analysis.outcomes import Outcomes, outcome_line, trial_outcomes
+from mtl_search.analysis.references import row_transfer
 from mtl_search.analysis.refine import refined_record
 from mtl_search.architectures.describe import sharing_text
+from mtl_search.records.references import ReferenceRecord
 from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import TrialRecord
 from mtl_search.search.study import pareto_trials, study_objectives, study_tasks
@@ -35,6 +37,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.9em; } td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f5f5f5; } .note { color: #666; } .figures > div { display: inline-block; vertical-align: top; }
+.negative { color: #b00020; font-weight: 600; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -75,6 +78,7 @@ def report_html(study: optuna.Study) -> str:
 
     page.add("<h2>Pareto front</h2>")
     page.add(_front_table(study, front, objectives))
+    page.add(_references_section(study, objectives))
     page.figure(figures["pareto-front"], "pareto-front")
     if "pareto-parallel-coordinates" in figures:
         page.figure(figures["pareto-parallel-coordinates"], "pareto-parallel-coordinates")
@@ -172,6 +176,7 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
     if not front:
         return "<p class='note'>No completed trial yet, so no front.</p>"
     stored = StudyRecord.read(study)
+    references = ReferenceRecord.read(study)
     tasks = [(i, o) for i, o in enumerate(objectives) if o.kind == "task"]
     costs = [(i, o) for i, o in enumerate(objectives) if o.kind != "task"]
     head = (
@@ -179,6 +184,9 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
         + "".join(f"<th>{_e(o.name)} (test)</th>" for _, o in tasks)
         + "".join(f"<th>{_e(o.name)}</th>" for _, o in costs)
     )
+    compared = references is not None and bool(references.single_task)
+    if compared:
+        head += "<th>Δm % (validation)</th><th>Δm % (test)</th><th>per task, % (validation; test)</th>"
     rows = []
     for trial in front:
         record = TrialRecord.read(trial)
@@ -191,6 +199,14 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
         cells += "".join(
             f"<td>{_number(int(trial.values[i]) if o.name == 'params' else trial.values[i])}</td>" for i, o in costs
         )
+        if compared:
+            cells += _transfer_cells(
+                row_transfer(
+                    {"values": dict(zip([o.name for o in objectives], trial.values)), "test": test},
+                    references,
+                    objectives,
+                )
+            )
         params = "" if any(o.name == "params" for _, o in costs) else f"<td>{_number(record.n_params)}</td>"
         rows.append(f"<tr><td>{trial.number}</td>{cells}{params}<td>{_e(record.summary)}</td></tr>")
     params_head = "" if any(o.name == "params" for _, o in costs) else "<th>parameters</th>"
@@ -203,7 +219,70 @@ def _front_table(study: optuna.Study, front: list[optuna.trial.FrozenTrial], obj
         else ""
     )
     conditional = "".join(f"<p class='note'>{_e(line)}</p>" for line in conditional_notes(study))
+    if compared:
+        note += (
+            "<p class='note'>Δm: the mean over tasks of each task's relative change against its single-task network "
+            "(<code>mtl-search baselines</code>), in percent, positive = better; a task marked "
+            "<span class='negative'>negative</span> did worse than its single-task network (negative transfer).</p>"
+        )
     return f"<table><tr><th>trial</th>{head}{params_head}<th>architecture</th></tr>{''.join(rows)}</table>{note}{conditional}"
+
+
+def _transfer_cells(transfer: dict[str, Any]) -> str:
+    """Delta-m on validation and test, then each task's change (negative transfer marked)."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.2f}"
+
+    per_task = []
+    for task, change in transfer["task_change"].items():
+        on_test = transfer["task_change_test"].get(task)
+        text = f"{_e(task)} {percent(change)}; {percent(on_test)}"
+        negative = task in transfer["negative_transfer"]
+        per_task.append(f"<span class='negative'>{text} (negative)</span>" if negative else text)
+    return (
+        f"<td>{percent(transfer['delta_m'])}</td><td>{percent(transfer['delta_m_test'])}</td>"
+        f"<td>{'<br>'.join(per_task)}</td>"
+    )
+
+
+def _references_section(study: optuna.Study, objectives: list[Any]) -> str:
+    """The reference models' metrics, or how to train them."""
+    references = ReferenceRecord.read(study)
+    if references is None:
+        return (
+            "<p class='note'>No reference models: <code>mtl-search baselines STUDY</code> trains a single-task "
+            "network (and, with LightGBM installed, a gradient-boosted model) per task, to read the front "
+            "against.</p>"
+        )
+    rows = []
+    for label, models in references.models().items():
+        for objective in objectives:
+            model = models.get(objective.task) if objective.kind == "task" else None
+            if model is None:
+                continue
+            size = f"{model.n_params} parameters" if model.n_params is not None else f"{model.trees} trees"
+            rows.append(
+                f"<tr><td>{_e(label)}</td><td>{_e(objective.name)}</td>"
+                f"<td>{_number(model.validation.get(objective.metric))}</td>"
+                f"<td>{_number(model.test.get(objective.metric))}</td><td>{_e(size)}</td>"
+                f"<td>{_number(model.seconds)}</td></tr>"
+            )
+    sized = (
+        f"<p class='note'>Each single-task network is sized like the front's median network (trial "
+        f"{references.sized_like_trial}, {references.parameter_budget} parameters) and trained with its settings.</p>"
+        if references.sized_like_trial is not None
+        else ""
+    )
+    skipped = (
+        f"<p class='note'>No LightGBM references: {_e(references.gbdt_skipped)}.</p>"
+        if references.gbdt_skipped and references.gbdt_skipped != "not asked for"
+        else ""
+    )
+    return (
+        "<h3>References</h3><table><tr><th>model</th><th>objective</th><th>validation</th><th>test</th>"
+        f"<th>size</th><th>seconds</th></tr>{''.join(rows)}</table>{sized}{skipped}"
+    )
 
 
 def _refined_or(refined: dict[str, Any] | None, objective: Any, value: Any) -> str:

@@ -129,7 +129,7 @@ def test_runs_on_images_with_predictions_as_channels():
 
 
 @pytest.mark.parametrize("schema", [VECTOR, IMAGE], ids=["vector", "image"])
-def test_traced_model_runs_on_a_batch_size_it_was_not_traced_with(schema):
+def test_exported_model_runs_on_a_batch_size_it_was_not_exported_with(schema):
     # every kind of fed prediction: binary and regression outputs are read as one value per row
     torch.manual_seed(0)
     tasks = [Task("task1", "binary"), Task("task2", "multiclass", n_classes=3), Task("task3", "regression")]
@@ -137,10 +137,12 @@ def test_traced_model_runs_on_a_batch_size_it_was_not_traced_with(schema):
     if schema is IMAGE:
         spec["block"] = dict(spec["block"], type="conv")
     model = build_model(spec, schema, tasks).eval()
-    traced = torch.jit.trace(model, example_inputs=(inputs_for(schema, rows=4),), strict=False, check_trace=False)
+    example = inputs_for(schema, rows=4)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (example,), dynamic_shapes=({name: {0: batch} for name in example},))
     unseen = inputs_for(schema, rows=7, seed=1)
     with torch.no_grad():
-        expected, got = model(unseen), traced(unseen)
+        expected, got = model(unseen), program.module()(unseen)
     for task in ("task1", "task2", "task3"):
         torch.testing.assert_close(got[task], expected[task])
 

@@ -21,7 +21,7 @@ from tests.helpers import assert_one_line_error
 MALFORMED_URL = "not a url::"
 UNREACHABLE = "postgresql+psycopg2://nobody@127.0.0.1:1/none"  # nothing listens on port 1
 
-STUDY_COMMANDS = ("pareto", "report", "export", "refine", "affinity", "pruning")
+STUDY_COMMANDS = ("pareto", "report", "export", "refine", "baselines", "affinity", "pruning")
 # Extra arguments a study command needs before it gets to look at the study.
 NEEDS = {"export": ["--trial", "0", "--out", "{tmp}/export"], "report": ["--out", "{tmp}/report.html"]}
 

@@ -319,15 +319,16 @@ def test_pruning_needs_enough_complete_trials(cli, storage_url):
 
 
 def test_continuing_without_the_cost_flags_is_refused_naming_them(cli, storage_url):
+    # a limit no candidate reaches: a continuation samples other candidates than the first run
     costly = ["--trials", "1", "--storage", storage_url, "--study-name", "cost", "--no-prune"]
-    assert cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000").code == 0
+    assert cli("run", *TINY, *costly, "--objective", "params", "--max-params", "10000000").code == 0
     assert_one_line_error(
         cli("run", *TINY, *costly),
         "study 'cost' has objectives task1/mse, task2/mse, params and this run task1/mse, "
-        "task2/mse (missing params); pass --objective params; it also judged its trials under --max-params 6000 and "
-        "this run would judge them under no --max-params; pass --max-params 6000, or use another --study-name",
+        "task2/mse (missing params); pass --objective params; it also judged its trials under --max-params 10000000 and "
+        "this run would judge them under no --max-params; pass --max-params 10000000, or use another --study-name",
     )
-    result = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000")
+    result = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "10000000")
     assert result.code == 0 and "warning" not in result.err
     from mtl_search.search.study import load_existing
 
@@ -337,11 +338,13 @@ def test_continuing_without_the_cost_flags_is_refused_naming_them(cli, storage_u
     meta = study.user_attrs["mtl_search"]
     meta["space"]["objectives"]["max_latency_ms"] = 1.5
     study.set_user_attr("mtl_search", meta)
-    note = "were trained by a run that left out the study's --max-params 6000 --max-latency-ms 1.5"
+    note = "were trained by a run that left out the study's --max-params 10000000 --max-latency-ms 1.5"
     listed = cli("studies", "--storage", storage_url)
     assert listed.code == 0 and "mtl-search studies: warning: study 'cost': trials 0, 1 " + note in listed.err
     front = cli("pareto", "cost", "--storage", storage_url, "--format", "json")
     assert front.code == 0 and "mtl-search pareto: warning: study 'cost': trials 0, 1 " + note in front.err
     json.loads(front.out)  # the warning stays off stdout
-    continued = cli("run", *TINY, *costly, "--objective", "params", "--max-params", "6000", "--max-latency-ms", "1.5")
+    continued = cli(
+        "run", *TINY, *costly, "--objective", "params", "--max-params", "10000000", "--max-latency-ms", "1.5"
+    )
     assert continued.code == 0 and "mtl-search run: warning: study 'cost': trials 0, 1 " + note in continued.err

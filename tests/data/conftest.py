@@ -61,3 +61,13 @@ def census_head(tmp_path_factory):
         for _, line in zip(range(400), source):
             target.write(line)
     return path
+
+
+@pytest.fixture
+def run_table(cli, storage_url):
+    """``mtl-search run`` of one trial on a table file, with extra arguments."""
+
+    def run(path, *extra):
+        return cli("run", "--data-file", str(path), "--storage", storage_url, "--trials", "1", "--quiet", *extra)
+
+    return run

@@ -113,14 +113,6 @@ def test_multiclass_integer_labels_sort_numerically(tmp_path, customers):
 # -- bad input: one clean line each ------------------------------------------------------
 
 
-@pytest.fixture
-def run_table(cli, storage_url):
-    def run(path, *extra):
-        return cli("run", "--data-file", str(path), "--storage", storage_url, "--trials", "1", "--quiet", *extra)
-
-    return run
-
-
 def test_a_data_warning_is_one_line_on_stderr(run_table, customers_csv):
     result = run_table(customers_csv, "--task", "churn:binary", "--epochs", "1")
     assert result.code == 0, result
@@ -274,7 +266,9 @@ def test_column_declared_numeric_holding_text(run_table, customers_csv):
     "header,message",
     [
         ("customer_id,age,city,age", "column 'age' appears twice in the header"),  # pandas: 'age.1'
-        (",age,city,plan", "column 1 has no name in the header"),  # pandas: 'Unnamed: 0'
+        ("customer_id,,city,plan", "column 2 has no name in the header"),  # pandas: 'Unnamed: 1'
+        # after a row index, columns are still counted as in the file
+        (",customer_id,age,,plan", "column 4 has no name in the header"),
     ],
 )
 def test_a_repeated_or_blank_column_name_is_refused(run_table, tmp_path, customers_csv, header, message, storage_url):

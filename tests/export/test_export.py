@@ -37,7 +37,7 @@ WITHOUT_MTL_SEARCH = textwrap.dedent("""
     import torch
     folder, inputs_file, outputs_file = sys.argv[1:]
     inputs = torch.load(inputs_file, weights_only=True)
-    model = torch.jit.load(folder + "/model.torchscript.pt")
+    model = torch.export.load(folder + "/model.pt2").module()
     with torch.no_grad():
         torch.save(model(inputs), outputs_file)
     print("ok")
@@ -63,7 +63,7 @@ def test_export_writes_every_file_and_a_model_card(exported, trained_study):
         "architecture.json",
         "model.json",
         "weights.safetensors",
-        "model.torchscript.pt",
+        "model.pt2",
         "model.onnx",
         "metrics.json",
         "README.md",
@@ -82,16 +82,18 @@ def test_export_writes_every_file_and_a_model_card(exported, trained_study):
         "task2",
         "mse",
         "mtl_search.load",
-        "torch.jit.load",
+        "torch.export.load('model.pt2').module()",
+        "with torch.no_grad():",
         "| validation |",
         "| test |",
         trial.user_attrs["summary"],
     ):
         assert fragment in card
-    import onnx
-
-    graph = onnx.load(str(exported / "model.onnx")).graph
-    assert [i.name for i in graph.input] == ["x"] and [o.name for o in graph.output] == data.task_names
+    assert "torch.jit" not in card and "torchscript" not in card.lower()
+    onnxruntime = pytest.importorskip("onnxruntime")
+    session = onnxruntime.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["x"]
+    assert [o.name for o in session.get_outputs()] == data.task_names
 
 
 def test_loaded_model_predicts_exactly_as_the_trained_trial(exported, trained_study):
@@ -157,9 +159,9 @@ def test_an_export_stopped_half_way_leaves_the_folder_as_it_was(exported, traine
     assert not (tmp_path / "new").exists()
 
 
-def test_torchscript_runs_where_mtl_search_cannot_be_imported(exported, trained_study, tmp_path):
+def test_the_exported_program_runs_where_mtl_search_cannot_be_imported(exported, trained_study, tmp_path):
     _, _, data = trained_study
-    inputs = {"x": data.test.inputs["x"][:17]}  # a batch size the trace never saw
+    inputs = {"x": data.test.inputs["x"][:17]}  # a batch size the export never saw
     torch.save(inputs, tmp_path / "inputs.pt")
     process = subprocess.run(
         [
@@ -188,12 +190,14 @@ def test_torchscript_runs_where_mtl_search_cannot_be_imported(exported, trained_
 def test_non_empty_folder_needs_force(cli, exported, trained_study):
     url, name, _ = trained_study
     (exported / "notes.txt").write_text("mine")
+    (exported / "model.torchscript.pt").write_bytes(b"what an older export wrote")
     result = cli("export", name, "--trial", "0", "--storage", url, "--out", str(exported))
     assert_one_line_error(result, "--out", "not empty", "--force")
     result = cli("export", name, "--trial", "0", "--storage", url, "--out", str(exported), "--force")
     assert result.code == 0, result
     assert json.loads((exported / "model.json").read_text())["trial"] == 0
     assert (exported / "notes.txt").read_text() == "mine"  # only exported files are replaced
+    assert not (exported / "model.torchscript.pt").exists()  # no stale graph of another network survives
 
 
 @pytest.mark.slow

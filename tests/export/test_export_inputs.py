@@ -4,7 +4,6 @@ takes (one-line errors for the usual mistakes) and what its class outputs mean."
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import optuna
@@ -216,15 +215,15 @@ def test_the_graphs_take_the_inputs_the_loaded_model_takes(table_export):
     folder, data, _ = table_export
     inputs = {name: tensor[:7] for name, tensor in data.test.inputs.items()}  # exported with 4 rows
     assert outputs_in_every_format(folder, inputs)["segment"].shape == (7, 3)
-    # keyword form, and a trace of the loaded model records the network, not the check
+    # keyword form, and torch.export of the loaded model captures the network, not the check
     model = mtl_search.load(folder)
     assert torch.equal(outputs(model, inputs)["churn"], outputs(model.forward, inputs)["churn"])
     with torch.no_grad():
         assert torch.equal(model(inputs=inputs)["churn"], outputs(model, inputs)["churn"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model, example_inputs=(inputs,), strict=False)
-    assert "amax" not in str(traced.inlined_graph)
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (inputs,), dynamic_shapes=({name: {0: batch} for name in inputs},))
+    assert "amax" not in str(program.graph)
+    assert torch.equal(outputs(program.module(), inputs)["churn"], outputs(model, inputs)["churn"])
 
 
 def test_an_input_on_another_device_is_named():

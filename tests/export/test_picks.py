@@ -129,3 +129,74 @@ def test_export_trial_refuses_a_failed_trial_in_the_same_words(tmp_path):
 def test_a_trial_number_given_as_text_is_refused_as_such():
     with pytest.raises(UserError, match="--trial '3': a trial number is a whole number \\(an int\\), got str"):
         find_trial(constructed_study(), "3")
+
+
+def refine(study: optuna.Study, number: int, auc: tuple[float, float], mse: tuple[float, float], seeds: int = 4):
+    """Store a refine record for trial ``number``: (mean, sd) over ``seeds`` seeds per metric."""
+    from mtl_search.records.attributes import REFINED_PREFIX
+
+    study.set_user_attr(
+        f"{REFINED_PREFIX}{number}",
+        {
+            "seeds": list(range(seeds)),
+            "validation": {
+                "ctr": {"auc": {"mean": auc[0], "std": auc[1], "n": seeds}},
+                "price": {"mse": {"mean": mse[0], "std": mse[1], "n": seeds}},
+            },
+            "test": {},
+        },
+    )
+
+
+def test_without_refine_the_pick_says_it_rests_on_one_seed_and_the_noise_is_unmeasured():
+    from mtl_search.export.picks import explain_pick
+
+    study = constructed_study()
+    line = explain_pick(study, pick_trial(study, "knee"), "knee")
+    assert line.startswith("pick knee: trial 1 rests on one training seed")
+    assert "not measured (mtl-search refine hand-made measures it)" in line
+
+
+def test_with_some_trials_refined_the_gaps_of_the_front_are_put_in_seed_sds():
+    from mtl_search.export.picks import explain_pick
+
+    study = constructed_study()
+    refine(study, 1, (0.80, 0.05), (2.0, 0.5))
+    line = explain_pick(study, pick_trial(study, "knee"), "knee")
+    # front auc 0.60, 0.80, 0.90: neighbouring gaps 0.2 and 0.1, median 0.15 = 3 sds of 0.05;
+    # mse 1, 2, 4: gaps 1 and 2, median 1.5 = 3 sds of 0.5
+    assert "rests on one training seed" in line
+    assert "median of ctr/auc 3, price/mse 3 seed sds apart (seed noise measured by refine on 1 trial(s))" in line
+
+
+def test_after_refine_the_rules_read_the_seed_means():
+    study = constructed_study()
+    # on seed means trial 0 has the worse auc of the front: best:ctr moves to trial 1
+    for number, auc in ((0, 0.70), (1, 0.85), (2, 0.60)):
+        refine(study, number, (auc, 0.01), (study.trials[number].values[1], 0.0))
+    assert pick_trial(study, "best:ctr").number == 1
+
+
+def test_after_refine_the_pick_says_how_often_it_holds_within_the_seed_noise():
+    from mtl_search.export.picks import explain_pick
+
+    study = constructed_study()
+    # tiny noise: best:ctr is trial 0 in every redraw; huge noise on auc: it often is not
+    for number in (0, 1, 2):
+        refine(study, number, (study.trials[number].values[0], 0.001), (study.trials[number].values[1], 0.0))
+    line = explain_pick(study, pick_trial(study, "best:ctr"), "best:ctr")
+    assert line == (
+        "pick best:ctr: trial 0 on the seed means of 4 training seeds (refine); "
+        "it stays the pick in 100% of 1000 redraws of the front within its seed noise"
+    )
+    for number in (0, 1, 2):
+        refine(study, number, (study.trials[number].values[0], 0.5), (study.trials[number].values[1], 0.0))
+    held = explain_pick(study, pick_trial(study, "best:ctr"), "best:ctr")
+    share = int(held.split("stays the pick in ")[1].split("%")[0])
+    assert 20 < share < 80
+
+
+def test_export_prints_how_far_the_pick_can_be_trusted(cli, trained_study, tmp_path):
+    db, name, _ = trained_study
+    result = cli("export", name, "--storage", db, "--pick", "knee", "--out", str(tmp_path / "model"))
+    assert "pick knee: trial" in result.out and "training seed" in result.out

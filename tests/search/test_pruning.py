@@ -498,7 +498,9 @@ def test_the_live_pruner_and_the_replay_stop_the_same_trials_at_the_same_epoch(s
         for n, final in enumerate(FINALS)
     ]
     rng = np.random.default_rng(0)
-    settings = dataclasses.replace(PROJECTED, warmup_fraction=0.3)  # a warm-up of 3 of the 10 epochs, in both places
+    # a warm-up of 3 of the 10 epochs, in both places; no complete-share floor: each replay sees one
+    # trial, while the live study piles up its pruned ones (the floor has tests of its own below)
+    settings = dataclasses.replace(PROJECTED, warmup_fraction=0.3, min_complete_share=0.0)
     stopped_live = []
     for n in range(40):
         # falling to a floor, with 20 % noise from epoch to epoch, on both objectives
@@ -590,3 +592,56 @@ def test_the_projected_rule_follows_each_member_of_a_population_checked_in_turn(
     assert reason.endswith("projected to epoch 10, still dominated by the final values of 3 (0, 1, 2)")
     for epoch in range(4, 9):
         pruner(falling, epoch, steep(epoch + 1), {})  # behind, but falling fast: kept
+
+
+def test_pruning_pauses_while_too_few_finished_trials_trained_to_the_end(storage):
+    # 3 complete references; a third of the finished trials must stay complete
+    study = make_study(storage, FINALS)
+    settings = dataclasses.replace(SETTINGS, min_complete_share=1 / 3)
+    outcomes = []
+    for _ in range(8):
+        trial = running_trial(study)
+        try:
+            DominatedTrialPruner(OBJECTIVES, settings)(trial, 4, scores(2.0, 0.6), {})  # clearly dominated
+            study.tell(trial, [2.0, 0.6])  # trained to the end: completes
+            outcomes.append("complete")
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            outcomes.append("pruned")
+    # 3 complete allow 6 pruned (3 >= (3 + 6) / 3), then one completes, which allows 2 more pruned
+    assert outcomes == ["pruned"] * 6 + ["complete"] + ["pruned"]
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) / len([t for t in study.trials if t.state.is_finished()]) >= 1 / 3
+
+
+def test_without_the_floor_every_dominated_trial_is_pruned(storage):
+    study = make_study(storage, FINALS)
+    settings = dataclasses.replace(SETTINGS, min_complete_share=0.0)
+    for _ in range(8):
+        trial = running_trial(study)
+        reason_when_pruned(DominatedTrialPruner(OBJECTIVES, settings), trial, 4, scores(2.0, 0.6))
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+
+@pytest.mark.parametrize(
+    ("complete", "pruned", "share", "allowed"),
+    [(3, 5, 1 / 3, True), (3, 6, 1 / 3, False), (1, 0, 0.5, True), (1, 1, 0.5, False), (0, 9, 0.0, True)],
+)
+def test_keeps_complete_share(complete, pruned, share, allowed):
+    from mtl_search.search.pruning import keeps_complete_share
+
+    assert keeps_complete_share(complete, pruned, share) is allowed
+
+
+def test_the_replay_keeps_the_floor_as_the_live_pruner_does():
+    # three good trials, then eight that are far behind from the first epoch on
+    good = [
+        (n, [minimised_vector(OBJECTIVES, e["validation"], {}) for e in curve(*final)])
+        for n, final in enumerate(FINALS)
+    ]
+    bad = [(10 + n, [minimised_vector(OBJECTIVES, e["validation"], {}) for e in curve(3.0, 0.5)]) for n in range(8)]
+    floor = dataclasses.replace(SETTINGS, min_complete_share=1 / 3)
+    kept, _ = replay([*good, *bad], floor)
+    assert kept == [0, 1, 2, 16]  # the seventh bad trial trains to the end, as in the live test above
+    kept, _ = replay([*good, *bad], dataclasses.replace(floor, min_complete_share=0.0))
+    assert kept == [0, 1, 2]
