@@ -3,7 +3,8 @@
 The layers, lowest first (the first name after ``mtl_search.`` decides a module's layer)::
 
     errors, values, records, version,     exceptions, searched-value types, stored names and records,
-    plugins, threads                      the registry of entry-point plugins, torch's thread count
+    plugins, threads, stops               the registry of entry-point plugins, torch's thread count,
+                                          a Ctrl-C waiting to be raised
     tasks                                 what a task is and how it is scored
     data                                  data sources and MultiTaskData
     architectures, weighting              the network families and the loss weightings
@@ -30,7 +31,7 @@ from pathlib import Path
 import mtl_search
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "values", "records", "version", "learned", "plugins", "threads"),
+    ("errors", "values", "records", "version", "learned", "plugins", "threads", "stops"),
     ("tasks",),
     ("data",),
     ("architectures", "weighting"),

@@ -18,6 +18,7 @@ import warnings
 from typing import Iterator, Sequence
 
 from mtl_search.errors import Terminated, UserError, raise_terminated
+from mtl_search.stops import exit_now
 from mtl_search.version import __version__
 
 COMMANDS = (
@@ -137,7 +138,10 @@ def console_script() -> None:
     """The `mtl-search` command. (Not named `run`: importing the `run` command's module would
     replace a package attribute of that name.)"""
     try:
-        sys.exit(main())
+        code = main()
     except KeyboardInterrupt:  # Ctrl-C before a command started (while torch imports): nothing to tidy
         print("mtl-search: interrupted", file=sys.stderr)
-        sys.exit(130)
+        code = 130
+    if code in (130, 143):
+        exit_now(code)  # stopped: what it had to record is recorded
+    sys.exit(code)

@@ -71,6 +71,7 @@ class MultiTaskData:
         validate_conditions(self.tasks)
         self._warn_of_contradicting_conditions()
         self._check_category_codes()
+        self._check_magnitudes()
         # Regression targets are learned standardised with their train statistics, measured
         # here so that every source gets them; a task that carries them (a study's stored
         # task, retrained) keeps its own.
@@ -101,6 +102,26 @@ class MultiTaskData:
                 raise UserError(
                     f"{self.name}: categorical column {column} of the {split_name} split has code "
                     f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})"
+                )
+
+    def _check_magnitudes(self) -> None:
+        """Float inputs and regression targets hold no inf (a float32 overflow, such as 1e308 read
+        into a float32 tensor): it would make every trial's loss NaN; refused naming the tensor and row."""
+        for split_name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            named = [(f"input {name!r}", tensor) for name, tensor in split.inputs.items()]
+            named += [
+                (f"task {task.name!r}'s target", split.targets[task.name])
+                for task in self.tasks
+                if task.kind == "regression" and task.name in split.targets
+            ]
+            for what, tensor in named:
+                if not tensor.is_floating_point() or not bool(torch.isinf(tensor).any()):
+                    continue
+                row = int(torch.isinf(tensor.reshape(len(tensor), -1)).any(dim=1).nonzero()[0])
+                raise UserError(
+                    f"{self.name}: {what} holds inf in row {row} of the {split_name} split (a value beyond float32's "
+                    "range, ±3.4e+38, becomes inf); give finite values of a smaller magnitude, or NaN for a "
+                    "missing target"
                 )
 
     def _warn_of_contradicting_conditions(self) -> None:

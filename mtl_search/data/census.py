@@ -32,7 +32,7 @@ import pandas as pd
 
 from mtl_search.data.base import DataSource, MultiTaskData, parse_options
 from mtl_search.data.preprocessing import MISSING_MARKERS
-from mtl_search.data.table import TargetColumn, make_table_data, missing_markers
+from mtl_search.data.table import TargetColumn, interruptible, make_table_data, missing_markers
 from mtl_search.errors import UserError
 from mtl_search.tasks import Task
 
@@ -118,17 +118,19 @@ def read_census(path: str | Path, nrows: int | None = None, missing: Sequence[st
             f"--data-file {path}: expected the {len(COLUMNS)} comma-separated census-income columns, found {first.shape[1]} in line 1"
         )
     try:
-        frame = pd.read_csv(
-            path,
-            header=None,
-            names=list(COLUMNS),
-            compression=compression,
-            sep=",",
-            nrows=nrows,
-            skipinitialspace=True,
-            na_values=["", *missing],
-            keep_default_na=False,
-            dtype={column: ("float64" if column in NUMERIC + ("instance_weight",) else str) for column in COLUMNS},
+        frame = interruptible(
+            lambda: pd.read_csv(
+                path,
+                header=None,
+                names=list(COLUMNS),
+                compression=compression,
+                sep=",",
+                nrows=nrows,
+                skipinitialspace=True,
+                na_values=["", *missing],
+                keep_default_na=False,
+                dtype={column: ("float64" if column in NUMERIC + ("instance_weight",) else str) for column in COLUMNS},
+            )
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError) as error:
         raise UserError(

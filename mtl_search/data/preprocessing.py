@@ -44,6 +44,7 @@ SCALINGS = ("standard", "quantile")
 QUANTILE_LEVELS = 129
 # quantile normalisation clips the levels to this distance from 0 and 1: the normal scores stay within +-3.1
 QUANTILE_CLIP = 1e-3
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the largest magnitude a model input or target can hold
 
 
 class DataWarning(OneLineWarning):
@@ -143,8 +144,9 @@ class NotNumeric(UserError):
 
 
 def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
-    """The column as float64 with NaN for missing; text (:class:`NotNumeric`) and infinite
-    values raise a UserError naming the column."""
+    """The column as float64 with NaN for missing; text (:class:`NotNumeric`), infinite values
+    and magnitudes beyond float32's range raise a UserError naming the column and the first
+    such row (its index label: the data row counted from 0 for a file)."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float).to_numpy()
     if pd.api.types.is_numeric_dtype(series):
@@ -156,13 +158,19 @@ def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
             example = series[bad].iloc[0]
             raise NotNumeric(f"{where}: column {column!r} is numeric but holds text (e.g. {example!r})")
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-    infinite = np.isinf(values)
-    if infinite.any():
-        # a scaler or a loss would turn it into NaN for every row it touches
-        raise UserError(
-            f"{where}: column {column!r} holds {values[infinite][0]:g} in {int(infinite.sum())} row(s); "
-            f"leave such cells empty (missing) or give a finite number"
-        )
+    # inf, and finite magnitudes beyond float32's range: the network and its targets compute in
+    # float32, where such a value is inf, and a scaler or a loss turns it into NaN for every row
+    with np.errstate(invalid="ignore"):
+        unusable = np.abs(values) > FLOAT32_MAX  # NaN (missing) compares False
+    if unusable.any():
+        positions = np.flatnonzero(unusable)
+        value, row = values[positions[0]], series.index[positions[0]]
+        more = f" (and {positions.size - 1} more row(s))" if positions.size > 1 else ""
+        if np.isinf(value):
+            fix = "leave such cells empty (missing) or give a finite number"
+        else:
+            fix = "beyond float32's range (±3.4e+38), which the network computes in; leave such cells empty or rescale"
+        raise UserError(f"{where}: column {column!r} holds {value:g} in row {row}{more}; {fix}")
     return values
 
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,34 @@ class TargetColumn:
     rule: tuple[str, Any] | None = None
 
 
+T = TypeVar("T")
+
 # -- reading files -----------------------------------------------------------------------
+
+
+def interruptible(read: Callable[[], T]) -> T:
+    """``read()`` (a file parse) run in a thread of its own while this one waits for it.
+
+    A parse in C code sees Ctrl-C only once it is done, seconds later for a large file, and
+    pandas' parallel CSV reader, stopped mid-parse, frees the buffers its threads still parse
+    (a crash). Waiting here instead, Ctrl-C stops the wait at once; the parse left behind runs
+    on until it ends or the process does. Its result or error comes back as if called here.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = read()
+        except BaseException as error:  # handed to the waiting thread, which raises it
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="mtl-search-read", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)  # a timed wait: a signal handler runs between two
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def read_table(path: str | Path, missing: Sequence[str] = MISSING_MARKERS) -> pd.DataFrame:
@@ -117,13 +145,15 @@ def read_table(path: str | Path, missing: Sequence[str] = MISSING_MARKERS) -> pd
         raise UserError(f"--data-file {path}: is a folder, expected a CSV or Parquet file")
     if path.suffix.lower() in PARQUET_SUFFIXES:
         try:
-            frame = pd.read_parquet(path)
+            frame = interruptible(lambda: pd.read_parquet(path))
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise UserError(f"--data-file {path}: not a readable Parquet file ({_first_line(error)})") from None
     else:
         separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
         try:
-            frame = pd.read_csv(path, sep=separator, na_values=["", *missing], keep_default_na=False)
+            frame = interruptible(
+                lambda: pd.read_csv(path, sep=separator, na_values=["", *missing], keep_default_na=False)
+            )
         except pd.errors.EmptyDataError:
             raise UserError(f"--data-file {path}: the file is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
@@ -420,9 +450,12 @@ def make_table_data(
     both = set(numeric) & set(categorical)
     if both:
         raise UserError(f"{where}: column {sorted(both)[0]!r} is declared both numeric and categorical")
+    # each row keeps its position in the file or frame (from 0) as its label, sampled or not, so
+    # that an error names the row the user can find
+    frame = frame.reset_index(drop=True)
     if rows and rows < len(frame):
         frame = frame.sample(n=rows, random_state=seed)
-    frame = blank_missing_markers(frame.reset_index(drop=True), missing)
+    frame = blank_missing_markers(frame, missing)
 
     target_columns = {t.column for t in targets}
     if features is None:
@@ -449,6 +482,10 @@ def make_table_data(
         else:
             numeric_columns.append(column)
 
+    for column in numeric_columns:
+        if column not in numeric:  # checked above
+            # every row, before the train rows are fitted: the error names the table's first bad row
+            numeric_values(frame[column], column, where)
     n_rows = len(frame)
     if n_rows < 3:
         raise UserError(f"{where}: need at least 3 rows to split into train, validation and test, got {n_rows}")

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mtl_search.errors import UserError, check_output_path, is_whole
-from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_FILE
+from mtl_search.export.loading import FORMAT, MODEL_FILE, WEIGHTS_BYTES, WEIGHTS_FILE, WEIGHTS_SHA256, file_digest
 from mtl_search.export.picks import find_trial, refusal
 from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import TrialRecord
@@ -189,6 +189,7 @@ def export_trial(
         labelled = with_labels(task_dicts, preprocessing.get("targets"))  # class labels, for what the outputs mean
         (target / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         save_weights(model, target / WEIGHTS_FILE)
+        weights_bytes, weights_sha256 = file_digest(target / WEIGHTS_FILE)  # mtl_search.load verifies both
         if preprocessing:
             (target / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2) + "\n")
         written_program, written_onnx = write_graphs(model, example, target, notes)
@@ -207,6 +208,8 @@ def export_trial(
             "outputs": [t.name for t in tasks],
             "output_meaning": {t["name"]: output_meaning(t, labelled) for t in labelled},
             "weights": WEIGHTS_FILE,
+            WEIGHTS_BYTES: weights_bytes,
+            WEIGHTS_SHA256: weights_sha256,
             "weights_source": weights_source,
             "exported_program": PROGRAM_FILE if written_program else None,
             "torch_version": torch.__version__,  # the release that wrote model.pt2, and the one to load it with

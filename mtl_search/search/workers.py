@@ -16,9 +16,10 @@ trial's own FAIL record fail with "database is locked". Nor can Python raise out
 garbage-collector callback or ``__del__``: a signal landing there would be printed as
 "Exception ignored" with a traceback and dropped, and the trial would train on. Both kinds of
 stop are kept and raised at the next safe point: :func:`raise_if_stopped`, which the objective
-calls after every epoch, or the end of a :func:`shielded` block. A worker keeps a stop that
-arrives while it starts (loading data, opening the study) the same way, and its search stops
-before its first trial.
+calls after every epoch and training after every optimiser step (through
+:func:`mtl_search.stops.raise_pending_stop`), or the end of a :func:`shielded` block. A worker
+keeps a stop that arrives while it starts (loading data, opening the study) the same way, and
+its search stops before its first trial.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import optuna
 
 from mtl_search.errors import StudyWarning, Terminated, UserError
 from mtl_search.records.trial import TrialRecord
+from mtl_search.stops import exit_now, install_stop_check
 
 INTERRUPTED = "interrupted"
 TERMINATED = "terminated"
@@ -154,6 +156,7 @@ class _Interrupts:
         self.forward = forward  # called with the signal's number on the first stop
         self._previous: dict[int, Any] = {}
         self._previous_unraisable_hook: Any = None
+        self._previous_stop_check: Callable[[], None] | None = None
 
     def __enter__(self) -> "_Interrupts":
         global _active
@@ -163,6 +166,7 @@ class _Interrupts:
             self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
             self._previous_unraisable_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable
+            self._previous_stop_check = install_stop_check(raise_if_stopped)  # training checks after each step
             _active = self
         return self
 
@@ -177,6 +181,7 @@ class _Interrupts:
             signal.signal(signum, signal.SIG_IGN if stopped_worker else previous)
         if self._previous_unraisable_hook is not None:
             sys.unraisablehook = self._previous_unraisable_hook
+            install_stop_check(self._previous_stop_check)
             _active = None
 
     def _unraisable(self, unraisable: Any) -> None:
@@ -376,13 +381,14 @@ def _worker_main(
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         finished.put(trial)
 
+    stopped = None
     try:
         target(*args, worker_index=index, budget=budget, callbacks=[report])
         if _startup_stop is not None:  # stopped before its search began
             raise _startup_stop
     except KeyboardInterrupt as stop:
         _ignore_stop_signals()  # the parent forwards the stop too: a second one must not break the exit
-        sys.exit(EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED)
+        stopped = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except UserError as error:
         print(f"mtl-search worker {multiprocessing.current_process().name}: error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
@@ -390,6 +396,8 @@ def _worker_main(
         _ignore_stop_signals()
         finished.close()
         finished.join_thread()  # everything reported reaches the parent before we exit
+    if stopped is not None:
+        exit_now(stopped)  # the parent waits for this exit
 
 
 def _keep_startup_stop(signum: int, frame: Any) -> None:

@@ -42,6 +42,7 @@ from mtl_search.architectures.conditional import joint_log_probability, joint_ta
 from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import OneLineWarning, UserError
+from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import BETAS, EPS, fused_kernel
 from mtl_search.training.trainer import (
@@ -757,6 +758,7 @@ class _FusedGroup:
                 if self.learned_weights:
                     weight_sums += weights
                 batches += 1
+                raise_pending_stop()  # a Ctrl-C kept while it could not be raised waits one step, not the epoch
             steps += batches
             epoch_losses = (loss_sums / max(batches, 1)).tolist()
             epoch_weights = (weight_sums / max(batches, 1)).tolist() if self.learned_weights else None

@@ -21,6 +21,7 @@ from mtl_search.architectures import MultiTaskModel, build_model
 from mtl_search.architectures.conditional import evaluation_targets, joint_losses
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
+from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
 from mtl_search.training.schedules import check_schedule, learning_rates, steps_per_epoch
@@ -402,6 +403,7 @@ def train_candidate(
                 )
             loss_sums += torch.stack([losses[name].detach() for name in task_names])
             batches += 1
+            raise_pending_stop()  # a Ctrl-C kept while it could not be raised waits one step, not the epoch
         steps += batches
         epoch_losses = (loss_sums / max(batches, 1)).tolist()
         learning_rate = float(config["learning_rate"])

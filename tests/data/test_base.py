@@ -70,3 +70,20 @@ def test_regression_targets_are_measured_on_the_labelled_train_rows_only():
         {"kind": "vector", "size": 2},
     )
     assert kept.task("spend").target_scale == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("where", ["target", "input"])
+def test_an_overflowing_value_made_in_python_is_refused_naming_the_tensor_and_row(where):
+    # 1e308 is finite in numpy, inf once in a float32 tensor; every trial's loss would be NaN
+    task = Task("amount", "regression")
+    values = torch.tensor([1.0, 2.0, 1e308, 4.0], dtype=torch.float32)
+    targets = {"amount": values if where == "target" else torch.zeros(4)}
+    inputs = {"x": torch.stack([values, values], dim=1) if where == "input" else torch.zeros(4, 2)}
+    train, other = (
+        Split(inputs=inputs, targets=targets),
+        Split(inputs={"x": torch.zeros(4, 2)}, targets={"amount": torch.zeros(4)}),
+    )
+    with pytest.raises(UserError) as error:
+        MultiTaskData("tiny", [task], other, train, other, {"kind": "vector", "size": 2})
+    named = "task 'amount''s target" if where == "target" else "input 'x'"
+    assert str(error.value).startswith(f"tiny: {named} holds inf in row 2 of the validation split")

@@ -197,15 +197,40 @@ def test_regression_target_holding_text(run_table, customers_csv):
     )
 
 
-@pytest.mark.parametrize("column,task,value", [("age", "churn:binary", np.inf), ("score", "score:regression", -np.inf)])
-def test_an_infinite_value_is_refused_before_a_study_is_stored(
+@pytest.mark.parametrize(
+    "column,task,value",
+    [
+        ("age", "churn:binary", np.inf),
+        ("score", "score:regression", -np.inf),
+        ("age", "churn:binary", 1e308),  # finite, but inf in float32 and its square overflows float64
+        ("score", "score:regression", -1e308),
+        ("age", "churn:binary", 3.5e38),  # just beyond float32's range
+    ],
+)
+def test_an_infinite_or_overflowing_value_is_refused_before_a_study_is_stored(
     run_table, tmp_path, customers, column, task, value, storage_url
 ):
-    customers.loc[len(customers) - 1, column] = value  # the last row: a validation or test row, whatever the split
+    row = len(customers) - 1  # the last row: a validation or test row, whatever the split
+    customers.loc[row, column] = value
     customers.to_csv(tmp_path / "t.csv", index=False)
     result = run_table(tmp_path / "t.csv", "--task", task)
-    assert_one_line_error(result, "t.csv", f"column {column!r} holds {value:g} in 1 row(s)", "leave such cells empty")
+    assert_one_line_error(result, "t.csv", f"column {column!r} holds {value:g} in row {row};", "leave such cells empty")
     assert optuna.get_all_study_names(storage_url) == []
+    assert "RuntimeWarning" not in result.err
+
+
+def test_the_largest_float32_magnitude_is_accepted(run_table, tmp_path, customers):
+    customers.loc[0, "age"] = 3.4e38
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    assert run_table(tmp_path / "t.csv", "--task", "churn:binary").code == 0
+
+
+def test_an_overflowing_value_in_sampled_rows_names_its_row_of_the_file(run_table, tmp_path, customers):
+    customers.loc[[5, 6], "score"] = 1e308  # one row is left out of the sample; at least one of these stays
+    customers.to_csv(tmp_path / "t.csv", index=False)
+    result = run_table(tmp_path / "t.csv", "--task", "churn:binary", "--data-option", f"rows={len(customers) - 1}")
+    named = [f"column 'score' holds 1e+308 in row {row}" in result.err for row in (5, 6)]
+    assert result.code == 2 and any(named), result
 
 
 def test_a_study_continues_on_the_same_bytes_anywhere_and_not_on_changed_ones(run_table, tmp_path, customers):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -213,6 +214,47 @@ def test_ctrl_c_landing_in_a_garbage_collector_callback_is_raised_at_the_next_ep
     assert study.trials[1].user_attrs["fail_reason"] == "interrupted"
     assert capfd.readouterr().err.count("Traceback") == 0
     assert sys.unraisablehook is hook_before  # put back
+
+
+def test_a_ctrl_c_kept_while_training_is_raised_after_the_next_step_not_the_epoch(capfd):
+    # a Ctrl-C landing in a garbage-collector callback during a long epoch: kept, and raised by
+    # the trainer's check after its next optimiser step instead of when the epoch ends
+    from mtl_search.data.synthetic import make_synthetic
+    from mtl_search.search.workers import raise_if_stopped
+    from mtl_search.training import train_candidate
+
+    data = make_synthetic(dim=8, rows=2000, seed=0)
+    architecture = {"family": "tree", "widths": [8], "groups": [[data.task_names]]}
+    candidate = {"architecture": architecture, "training": {"epochs": 2, "batch_size": 16, "seed": 0}}
+    study = optuna.create_study()
+    training, finished_epochs = [], []
+
+    def stop_in_a_collection(phase, info):
+        if training and phase == "start" and len(training) == 1:
+            training.append("stopped")
+            signal.raise_signal(signal.SIGINT)  # raised inside the callback: Python drops it
+
+    def objective(trial):
+        training.append("started")
+
+        def on_epoch(epoch, scores, record):
+            finished_epochs.append(epoch)
+            raise_if_stopped()  # what the search's objective calls after each epoch
+
+        train_candidate(data, candidate, on_epoch=on_epoch)
+        return 0.0
+
+    gc.callbacks.append(stop_in_a_collection)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            optimize_study(study, objective, LocalBudget(10))
+    finally:
+        gc.callbacks.remove(stop_in_a_collection)
+    assert training == ["started", "stopped"]
+    assert finished_epochs == []  # stopped within the first epoch (of about 75 steps)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted"
+    assert capfd.readouterr().err.count("Traceback") == 0
 
 
 def test_raise_if_stopped_does_nothing_outside_a_search():
