@@ -128,5 +128,20 @@ def reference_points(
     return points
 
 
+def reference_rows(
+    record: ReferenceRecord, objectives: Sequence[Objective]
+) -> list[tuple[str, Objective, ReferenceModel, str]]:
+    """(model label, objective, its reference model, its size in words) for each task objective
+    a stored reference model scores, in the order ``pareto`` and the report list them."""
+    rows = []
+    for label, models in record.models().items():
+        for objective in objectives:
+            model = models.get(objective.task) if objective.kind == "task" else None
+            if model is not None:
+                size = f"{model.n_params} parameters" if model.n_params is not None else f"{model.trees} trees"
+                rows.append((label, objective, model, size))
+    return rows
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

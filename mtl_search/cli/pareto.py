@@ -120,23 +120,19 @@ def print_references(references: Any, objectives: list, rows: list[dict]) -> Non
     """The stored reference models' metrics beside the front, and what Delta-m means."""
     from mtl_search.cli.common import format_value
 
-    table = []
-    for label, models in references.models().items():
-        for objective in objectives:
-            model = models.get(objective.task) if objective.kind == "task" else None
-            if model is None:
-                continue
-            size = f"{model.n_params} params" if model.n_params is not None else f"{model.trees} trees"
-            table.append(
-                [
-                    label,
-                    objective.name,
-                    format_value(model.validation.get(objective.metric)),
-                    format_value(model.test.get(objective.metric)) if model.test else "-",
-                    size,
-                    f"{model.seconds:.1f}" if model.seconds is not None else "-",
-                ]
-            )
+    from mtl_search.analysis.references import reference_rows
+
+    table = [
+        [
+            label,
+            objective.name,
+            format_value(model.validation.get(objective.metric)),
+            format_value(model.test.get(objective.metric)) if model.test else "-",
+            size,
+            f"{model.seconds:.1f}" if model.seconds is not None else "-",
+        ]
+        for label, objective, model, size in reference_rows(references, objectives)
+    ]
     print_rows_table(
         "References (one model per task)", ["model", "objective", "validation", "test", "size", "seconds"], table
     )

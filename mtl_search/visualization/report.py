@@ -18,7 +18,7 @@ import yaml
 
 from mtl_search.analysis.front import conditional_notes
 from mtl_search.analysis.outcomes import Outcomes, outcome_line, trial_outcomes
-from mtl_search.analysis.references import row_transfer
+from mtl_search.analysis.references import reference_rows, row_transfer
 from mtl_search.analysis.refine import refined_record
 from mtl_search.architectures.describe import sharing_text
 from mtl_search.records.references import ReferenceRecord
@@ -255,19 +255,13 @@ def _references_section(study: optuna.Study, objectives: list[Any]) -> str:
             "network (and, with LightGBM installed, a gradient-boosted model) per task, to read the front "
             "against.</p>"
         )
-    rows = []
-    for label, models in references.models().items():
-        for objective in objectives:
-            model = models.get(objective.task) if objective.kind == "task" else None
-            if model is None:
-                continue
-            size = f"{model.n_params} parameters" if model.n_params is not None else f"{model.trees} trees"
-            rows.append(
-                f"<tr><td>{_e(label)}</td><td>{_e(objective.name)}</td>"
-                f"<td>{_number(model.validation.get(objective.metric))}</td>"
-                f"<td>{_number(model.test.get(objective.metric))}</td><td>{_e(size)}</td>"
-                f"<td>{_number(model.seconds)}</td></tr>"
-            )
+    rows = [
+        f"<tr><td>{_e(label)}</td><td>{_e(objective.name)}</td>"
+        f"<td>{_number(model.validation.get(objective.metric))}</td>"
+        f"<td>{_number(model.test.get(objective.metric))}</td><td>{_e(size)}</td>"
+        f"<td>{_number(model.seconds)}</td></tr>"
+        for label, objective, model, size in reference_rows(references, objectives)
+    ]
     sized = (
         f"<p class='note'>Each single-task network is sized like the front's median network (trial "
         f"{references.sized_like_trial}, {references.parameter_budget} parameters) and trained with its settings.</p>"
