@@ -538,3 +538,25 @@ def test_an_ensemble_stem_trains_alone():
     spec = {"family": "tree", "widths": [8], "groups": [[data.task_names]], "stem": {"ensemble_members": 2}}
     assert "ensemble" in alone_reason(candidate(spec), data)
     assert fusion_key(candidate(spec | {"stem": {"ensemble_members": 1}}), data) is not None
+
+
+def test_a_kept_stop_is_raised_after_the_next_step_of_a_fused_population(data2):
+    # a Ctrl-C kept while it could not be raised (a storage call, a garbage-collector callback)
+    # waits one optimiser step, not the rest of the epoch
+    from mtl_search import stops
+
+    spec, _ = FAMILY_SPECS["tree"]
+    checks = []
+
+    def stop_at_the_third_step():
+        checks.append(len(checks))
+        if len(checks) == 3:
+            raise KeyboardInterrupt
+
+    previous = stops.install_stop_check(stop_at_the_third_step)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_population(data2, population_of(spec))  # 400 rows, batches of 64: several steps an epoch
+    finally:
+        stops.install_stop_check(previous)
+    assert len(checks) == 3  # stopped at once: no step after the stop, no epoch finished
