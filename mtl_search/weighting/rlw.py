@@ -10,8 +10,9 @@ values from a distribution and normalises them; here:
 The normalised weights sum to 1; they are multiplied by the number of tasks T so that they
 average 1 like equal static weights, and the training learning rate keeps its meaning across
 methods. The draws come from a generator of the method's own, seeded from ``seed`` or, when
-none is given, from torch's global generator (which the trainer seeds with the candidate's
-seed), so a trial reproduces.
+none is given, from the seed torch's global generator was last seeded with (the trainer seeds
+it with the candidate's seed before building the method), so a trial reproduces; nothing is
+drawn from the global generator, so building the method changes no other random stream.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from mtl_search.values import StrParam, one_of
 from mtl_search.weighting.base import EpochMean, LossWeighting
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
+# mixed into the global seed, so that the weights are not drawn from the very stream that
+# initialised the network
+SEED_MIXER = 0x9E3779B97F4A7C15
 
 
 class RLWSpace(BaseModel):
@@ -64,9 +68,8 @@ class RandomLossWeighting(LossWeighting):
         self.distribution = distribution
         self.seed = seed
         # drawn on the CPU: the same weights on every device, whatever its random number generator
-        self._generator = torch.Generator().manual_seed(
-            int(seed) if seed is not None else int(torch.randint(2**62, (1,)).item())
-        )
+        own_seed = int(seed) if seed is not None else (torch.initial_seed() ^ SEED_MIXER) % 2**63
+        self._generator = torch.Generator().manual_seed(own_seed)
         self._applied = EpochMean(self.task_names)
 
     def draw(self) -> torch.Tensor:

@@ -234,3 +234,14 @@ def test_each_method_steps_on_the_device_of_its_losses(method, device):
         assert total.device.type == device and math.isfinite(float(total))
         assert all(loss.grad is not None and float(loss.grad) > 0 for loss in losses.values())
     assert all(math.isfinite(w) and w > 0 for w in weighting.weights().values())
+
+
+def test_rlw_without_a_seed_follows_the_global_seed_and_draws_nothing_from_the_global_generator():
+    torch.manual_seed(11)
+    first = make_weighting("rlw", TASKS).draw()
+    after = torch.rand(1)
+    torch.manual_seed(11)
+    assert torch.equal(make_weighting("rlw", TASKS).draw(), first)
+    assert torch.equal(torch.rand(1), after)  # the global stream is where it was
+    torch.manual_seed(12)
+    assert not torch.equal(make_weighting("rlw", TASKS).draw(), first)
