@@ -41,7 +41,18 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("pcgrad", {"method": "pcgrad"}),
     ("mgda (UB, representation)", {"method": "mgda"}),
     ("mgda (parameters)", {"method": "mgda", "gradients": "parameters"}),
+    ("famo", {"method": "famo"}),
+    ("rlw", {"method": "rlw"}),
+    ("stch", {"method": "stch"}),
+    ("gls", {"method": "gls"}),
 ]
+
+
+def chosen_methods(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The rows to time: every method, or static and those ``--methods`` names."""
+    if not args.methods:
+        return METHODS
+    return [(label, weighting) for label, weighting in METHODS if weighting["method"] in {"static", *args.methods}]
 
 
 def shared_trunk(task_names: list[str], width: int, depth: int, tower: int) -> dict[str, Any]:
@@ -74,12 +85,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data = make_synthetic(
             dim=args.dim, rows=args.rows, tasks=n_tasks, seed=0, validation_fraction=0.02, test_fraction=0.02
         )
-        times: dict[str, list[float]] = {label: [] for label, _ in METHODS}
+        times: dict[str, list[float]] = {label: [] for label, _ in chosen_methods(args)}
         for _ in range(args.repeats):
-            for label, weighting in METHODS:
+            for label, weighting in chosen_methods(args):
                 times[label].append(epoch_seconds(data, weighting, args, device))
         baseline = statistics.median(times["static"])
-        for label, weighting in METHODS:
+        for label, weighting in chosen_methods(args):
             median = statistics.median(times[label])
             results.append(
                 {
@@ -109,7 +120,7 @@ def table(report: dict[str, Any]) -> str:
     tasks = sorted({r["tasks"] for r in report["results"]})
     header = "| method | " + " | ".join(f"{t} tasks: ms/epoch | x static" for t in tasks) + " |"
     lines = [header, "|---" * (1 + 2 * len(tasks)) + "|"]
-    for label, _ in METHODS:
+    for label in dict.fromkeys(r["method"] for r in report["results"]):
         cells = []
         for t in tasks:
             row = next(r for r in report["results"] if r["method"] == label and r["tasks"] == t)
@@ -136,6 +147,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=1, help="torch CPU threads (default: 1, steadier on a shared machine)"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--methods", nargs="+", default=None, help="time only these methods, beside static (default: every method)"
+    )
     parser.add_argument(
         "--clock",
         choices=("cpu", "wall"),

@@ -46,6 +46,7 @@ BUILT_INS = {
     "mtl_search.data_sources": {"synthetic", "census", "multidigits", "table", "sequences"},
     "mtl_search.stems": {"sequence"},
 }
+BUILT_INS["mtl_search.weightings"] |= {"famo", "rlw", "stch", "gls"}  # the loss-only methods
 BASES = {
     "mtl_search.families": Family,
     "mtl_search.weightings": LossWeighting,

@@ -65,6 +65,14 @@ from mtl_search.weighting.base import LossWeighting
 # Loss weightings whose total loss is a function of the member's own task losses and its own
 # (stacked) state only, so that it runs inside the vmapped step exactly as alone.
 FUSED_WEIGHTINGS = ("static", "dwa", "uncertainty")
+# Loss-only weightings that still train alone: the stacked step computes a weighted sum with one
+# weight row per member and epoch (or uncertainty weighting's total), not these totals.
+LOSS_ONLY_ALONE = {
+    "famo": "famo updates its task logits from each member's losses after every batch",
+    "rlw": "rlw draws new weights for each member every batch, from the member's own generator",
+    "stch": "stch's log-sum-exp of log losses has no stacked version",
+    "gls": "gls's geometric mean of the losses has no stacked version",
+}
 BATCHED_OPTIMIZERS = ("adam", "adamw", "sgd")
 # Spec keys that only set a network's initial values, not its structure: members may differ
 # there (each is built from its own spec).
@@ -102,6 +110,9 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
     the candidate                             why
     ========================================  ===================================================
     does not validate                         training it alone raises the one-line error
+    weighting famo, rlw, stch, gls            loss-only, but their totals (per-batch logit steps,
+                                              per-batch random weights, a log-sum-exp, a
+                                              geometric mean) have no stacked version yet
     weighting gradnorm, pcgrad, mgda          they work on each task's gradients of the shared
     (any method not in FUSED_WEIGHTINGS)      parameters, per batch (extra backward passes,
                                               projections, a solver): nothing to stack
@@ -154,6 +165,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         )
     except UserError as error:
         return None, f"the candidate is not valid ({error})"
+    if weighting.name in LOSS_ONLY_ALONE:
+        return None, f"loss weighting {LOSS_ONLY_ALONE[weighting.name]}"
     if weighting.name not in FUSED_WEIGHTINGS:
         return None, f"loss weighting {weighting.name} works on each member's own gradients"
     if config["optimizer"] not in BATCHED_OPTIMIZERS:

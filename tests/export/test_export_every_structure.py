@@ -82,6 +82,12 @@ CASES |= {
     ),
 }
 
+# the loss-only weightings, each on a family of its own
+CASES |= {
+    f"{family}-{weighting}": (lambda names=names: synthetic(names), spec, weighting)
+    for weighting, (family, (spec, names)) in zip(("famo", "rlw", "stch", "gls"), FAMILY_SPECS.items())
+}
+
 
 def test_the_cases_cover_every_registered_family_and_weighting():
     from mtl_search.architectures import family_names

@@ -21,7 +21,7 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     space = load_space("loss_weights")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = {}
-    for _ in range(40):
+    for _ in range(100):  # enough random draws to reach every method
         trial = study.ask()
         weighting = space.sample(trial, ["task1", "task2"])["loss_weighting"]
         seen.setdefault(weighting["method"], weighting)
@@ -32,6 +32,10 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     assert 0.5 <= seen["dwa"]["temperature"] <= 5.0
     assert seen["mgda"]["normalization"] in ("none", "l2", "loss")
     assert -1.0 <= seen["uncertainty"]["initial_log_variance"] <= 1.0
+    assert 5e-3 <= seen["famo"]["lr"] <= 0.1 and seen["famo"]["weight_decay"] == 1e-3
+    assert seen["rlw"]["distribution"] in ("normal", "uniform", "dirichlet")
+    assert 0.1 <= seen["stch"]["mu"] <= 2.0 and seen["stch"]["warmup_epochs"] == 1
+    assert seen["gls"] == {"method": "gls"}
 
 
 @pytest.mark.parametrize(
