@@ -120,6 +120,12 @@ class PostgresServer:
         """Stop the server as an administrator's restart does (a fast shutdown: every client's
         connection is closed at once), keep it down ``down_seconds``, and start it again on
         the same port and data."""
+        self.halt()
+        time.sleep(down_seconds)
+        self._launch()
+
+    def halt(self) -> None:
+        """A fast shutdown (the clients' connections closed at once); :meth:`resume` starts it again."""
         assert self.process is not None
         # the server runs under runuser as root, so it is told through pg_ctl, not a signal to our child
         subprocess.run(
@@ -128,7 +134,8 @@ class PostgresServer:
             capture_output=True,
         )
         self.process.wait(timeout=30)
-        time.sleep(down_seconds)
+
+    def resume(self) -> None:
         self._launch()
 
     def stop(self) -> None:
