@@ -18,7 +18,8 @@ def test_two_workers_ride_out_a_server_restart_and_every_trial_completes(own_pos
     url = own_postgres_server.create_database()
     # long enough trials (tens of epochs) that the restart lands while the workers train and write
     space = write_space(tmp_path, epochs=25)
-    process = start_cli(run_args(space, url, "restarted", TRIALS, "--workers", "2"), tmp_path)
+    args = run_args(space, url, "restarted", TRIALS, "--workers", "2")
+    process = start_cli(args, tmp_path, env={"MTL_SEARCH_STORAGE_RETRY": "60"})
     try:
         # mid-run: some trials told, most still to come
         wait_for(lambda: sum(states(url, "restarted")[state.name] for state in RAN_TO_END) >= 2, timeout=240)
