@@ -15,7 +15,7 @@ import torch
 
 from mtl_search.data.synthetic import make_synthetic
 from tests.helpers import CliResult
-from tests.postgres import postgres_server, postgres_url  # noqa: F401  (fixtures)
+from tests.postgres import own_postgres_server, postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

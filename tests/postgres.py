@@ -71,6 +71,10 @@ class PostgresServer:
             capture_output=True,
             text=True,
         )
+        self._launch()
+
+    def _launch(self) -> None:
+        """The server process on the data directory and port (again, after a restart)."""
         self.process = subprocess.Popen(
             self._command(
                 "postgres",
@@ -88,7 +92,7 @@ class PostgresServer:
                 "max_connections=200",
             ),
             stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "wb"),
+            stderr=open(self.root / "server.log", "ab"),
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -112,6 +116,28 @@ class PostgresServer:
         )
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
 
+    def restart(self, down_seconds: float) -> None:
+        """Stop the server as an administrator's restart does (a fast shutdown: every client's
+        connection is closed at once), keep it down ``down_seconds``, and start it again on
+        the same port and data."""
+        self.halt()
+        time.sleep(down_seconds)
+        self._launch()
+
+    def halt(self) -> None:
+        """A fast shutdown (the clients' connections closed at once); :meth:`resume` starts it again."""
+        assert self.process is not None
+        # the server runs under runuser as root, so it is told through pg_ctl, not a signal to our child
+        subprocess.run(
+            self._command("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-t", "30"),
+            check=True,
+            capture_output=True,
+        )
+        self.process.wait(timeout=30)
+
+    def resume(self) -> None:
+        self._launch()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # SIGTERM: "smart" shutdown
@@ -125,6 +151,17 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server():
     """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    yield from _server()
+
+
+@pytest.fixture
+def own_postgres_server():
+    """A PostgreSQL server of the test's own, which it may restart or stop without disturbing
+    the other tests' session server."""
+    yield from _server()
+
+
+def _server():
     bin_dir = _binaries()
     if bin_dir is None:
         _unavailable("PostgreSQL binaries (initdb, postgres) not found; apt-get install postgresql")

@@ -248,6 +248,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: $MTL_SEARCH_GRACE_PERIOD, else 60)",
     )
     parallel.add_argument(
+        "--storage-retry",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="on a database server, retry a storage call that lost its connection (a restart, a failover) "
+        "this long before the worker gives up (default: $MTL_SEARCH_STORAGE_RETRY, else 60)",
+    )
+    parallel.add_argument(
         "--population",
         metavar="K",
         type=whole_number(1),
@@ -348,7 +356,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
             f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}"
         )
     # fail fast on a bad URL, before any data is read
-    storage = open_storage(args.storage, grace_seconds=args.grace_period)
+    storage = open_storage(args.storage, grace_seconds=args.grace_period, retry_seconds=args.storage_retry)
     if args.workers > 1 and is_in_memory(storage):
         raise UserError(
             f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "

@@ -13,6 +13,7 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from mtl_search.errors import UserError, check_output_path
+from mtl_search.search.reconnect import ReconnectingRDBStorage, storage_retry_seconds
 
 DEFAULT_STORAGE_DIR = Path("studies")
 DEFAULT_DB_NAME = "mtl-search.db"
@@ -84,12 +85,15 @@ def open_storage(
     heartbeat: bool = True,
     create: bool = True,
     grace_seconds: int | None = None,
+    retry_seconds: float | None = None,
 ) -> optuna.storages.RDBStorage:
     """An RDB storage for ``url`` (``None``: ``$MTL_SEARCH_STORAGE`` or the default SQLite file).
 
     A malformed URL, a missing driver or an unreachable server is a :class:`UserError`.
     With ``create=False`` a SQLite file that does not exist is an error rather than created.
-    ``grace_seconds`` is the heartbeat grace period (see :func:`grace_period`).
+    ``grace_seconds`` is the heartbeat grace period (see :func:`grace_period`). On a database
+    server, a call that loses its connection is retried for ``retry_seconds`` (see
+    :func:`mtl_search.search.reconnect.storage_retry_seconds`).
     """
     url = storage_url(url)
     grace = grace_period(grace_seconds) if heartbeat else None
@@ -100,6 +104,8 @@ def open_storage(
             f"--storage {safe_url(url)!r}: not a valid SQLAlchemy URL (for example sqlite:///studies/mtl-search.db)"
         ) from None
     engine_kwargs: dict = {}
+    storage_class: type[optuna.storages.RDBStorage] = optuna.storages.RDBStorage
+    extra: dict = {}
     if is_memory_url(parsed):
         # one process's database, which no other worker can watch; and SQLAlchemy gives each
         # thread its own empty in-memory database, so the heartbeat thread would find no tables
@@ -119,14 +125,19 @@ def open_storage(
         # WAL journal (see below and docs/tutorials/many-machines.md): readers never block the writer.
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
+        # a server may restart or fail over: a pooled connection is tested before use, and a
+        # call that loses its connection anyway is retried (search/reconnect.py)
         engine_kwargs = {"pool_pre_ping": True}
+        storage_class = ReconnectingRDBStorage
+        extra = {"retry_seconds": storage_retry_seconds(retry_seconds)}
     try:
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    storage = optuna.storages.RDBStorage(
+                    storage = storage_class(
                         url,
+                        **extra,
                         engine_kwargs=engine_kwargs,
                         heartbeat_interval=heartbeat_interval(grace) if grace else None,
                         grace_period=grace,

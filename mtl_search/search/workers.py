@@ -40,6 +40,7 @@ import optuna
 
 from mtl_search.errors import StudyWarning, Terminated, UserError
 from mtl_search.records.trial import TrialRecord
+from mtl_search.search.reconnect import StorageUnreachable
 from mtl_search.stops import exit_now, install_stop_check
 
 INTERRUPTED = "interrupted"
@@ -290,7 +291,25 @@ def optimize_study(
                 return
             if not budget.claim():
                 return
-            study.optimize(wrapped, n_trials=1, catch=catch, callbacks=list(callbacks), gc_after_trial=False)
+            try:
+                study.optimize(wrapped, n_trials=1, catch=catch, callbacks=list(callbacks), gc_after_trial=False)
+            except Exception as error:
+                # Optuna's own bookkeeping after a trial may fail in turn and hide the one-line cause
+                unreachable = _storage_unreachable(error)
+                if unreachable is None:
+                    raise
+                raise unreachable from None
+
+
+def _storage_unreachable(error: BaseException | None) -> StorageUnreachable | None:
+    """The :class:`StorageUnreachable` that ``error`` is or arose from, if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StorageUnreachable):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 # --- worker processes --------------------------------------------------------------------

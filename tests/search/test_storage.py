@@ -49,3 +49,17 @@ def test_a_sqlite_file_gets_the_wal_journal_and_commits_without_waiting_for_the_
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         plain.close()
+
+
+def test_the_storage_retry_comes_from_the_flag_then_the_environment(monkeypatch):
+    from mtl_search.search.reconnect import STORAGE_RETRY, storage_retry_seconds
+
+    monkeypatch.delenv("MTL_SEARCH_STORAGE_RETRY", raising=False)
+    assert storage_retry_seconds() == STORAGE_RETRY >= 60
+    monkeypatch.setenv("MTL_SEARCH_STORAGE_RETRY", "5")
+    assert storage_retry_seconds() == 5 and storage_retry_seconds(0) == 0
+    monkeypatch.setenv("MTL_SEARCH_STORAGE_RETRY", "soon")
+    with pytest.raises(UserError, match=r"\$MTL_SEARCH_STORAGE_RETRY 'soon': expected a number"):
+        storage_retry_seconds()
+    with pytest.raises(UserError, match="--storage-retry -1: must be 0"):
+        storage_retry_seconds(-1)
