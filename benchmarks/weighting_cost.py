@@ -41,6 +41,11 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("pcgrad", {"method": "pcgrad"}),
     ("mgda (UB, representation)", {"method": "mgda"}),
     ("mgda (parameters)", {"method": "mgda", "gradients": "parameters"}),
+    ("upgrad", {"method": "upgrad"}),
+    ("dualproj", {"method": "dualproj"}),
+    ("aligned_mtl", {"method": "aligned_mtl"}),
+    ("graddrop", {"method": "graddrop"}),
+    ("imtl", {"method": "imtl"}),
 ]
 
 

@@ -102,9 +102,9 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
     the candidate                             why
     ========================================  ===================================================
     does not validate                         training it alone raises the one-line error
-    weighting gradnorm, pcgrad, mgda          they work on each task's gradients of the shared
-    (any method not in FUSED_WEIGHTINGS)      parameters, per batch (extra backward passes,
-                                              projections, a solver): nothing to stack
+    weighting gradnorm, pcgrad, mgda, the     they work on each task's gradients of the shared
+    torchjd ones (upgrad, dualproj, ...)      parameters, per batch (extra backward passes,
+    (any method not in FUSED_WEIGHTINGS)      projections, a solver): nothing to stack
     block.norm batch                          batch statistics under vmap: running means and
                                               variances are updated in place, per member
     block.dropout > 0                         random masks under vmap cannot be those of the

@@ -82,6 +82,12 @@ CASES |= {
     ),
 }
 
+# the Jacobian aggregations change only the training step: one tree case each
+CASES |= {
+    f"tree-{method}": (lambda: synthetic(FAMILY_SPECS["tree"][1]), FAMILY_SPECS["tree"][0], method)
+    for method in ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl")
+}
+
 
 def test_the_cases_cover_every_registered_family_and_weighting():
     from mtl_search.architectures import family_names

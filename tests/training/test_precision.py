@@ -67,7 +67,13 @@ def test_bf16_trains_every_family_near_fp32(family, request):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-@pytest.mark.parametrize("method", ["static", "dwa", "uncertainty", "gradnorm", "pcgrad", "mgda"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        *("static", "dwa", "uncertainty", "gradnorm", "pcgrad", "mgda"),
+        *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl"),
+    ],
+)
 @pytest.mark.parametrize("spec", [SHARED_BOTTOM, SPLIT_TREE], ids=["shared-bottom", "split-tree"])
 def test_every_weighting_trains_in_16_bits_near_fp32(tiny_synthetic, spec, method, precision):
     item = candidate(spec, {"method": method}, epochs=2)

@@ -21,7 +21,7 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     space = load_space("loss_weights")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = {}
-    for _ in range(40):
+    for _ in range(150):  # enough draws that every method comes up
         trial = study.ask()
         weighting = space.sample(trial, ["task1", "task2"])["loss_weighting"]
         seen.setdefault(weighting["method"], weighting)
@@ -32,6 +32,9 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     assert 0.5 <= seen["dwa"]["temperature"] <= 5.0
     assert seen["mgda"]["normalization"] in ("none", "l2", "loss")
     assert -1.0 <= seen["uncertainty"]["initial_log_variance"] <= 1.0
+    assert 0.0 <= seen["graddrop"]["leak"] <= 0.5
+    assert seen["aligned_mtl"]["scale_mode"] in ("min", "median", "rmse")
+    assert seen["imtl"]["loss_scaling"] in (True, False)
 
 
 @pytest.mark.parametrize(
