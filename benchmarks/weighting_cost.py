@@ -46,6 +46,7 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("aligned_mtl", {"method": "aligned_mtl"}),
     ("graddrop", {"method": "graddrop"}),
     ("imtl", {"method": "imtl"}),
+    ("config", {"method": "config"}),
 ]
 
 

@@ -11,7 +11,7 @@ separate networks) or a single task, every method is the plain sum.
 Scale: each update is scaled as the sum of the task gradients is for identical gradients (not
 their mean), like static weights of 1, so that one learning-rate range suits every method:
 UPGrad, DualProj and Aligned-MTL get a preference vector of ones, IMTL-G's weights (summing to 1)
-are multiplied by K, GradDrop sums already.
+are multiplied by K, GradDrop and ConFIG sum already.
 
 torchjd is an optional dependency (the ``jd`` extra): a space or candidate naming one of
 these methods without it is refused in one line naming the extra.
@@ -300,3 +300,21 @@ class IMTL(JacobianWeighting):
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "loss_scaling": self.loss_scaling}
+
+
+class ConFIGSpace(JacobianSpace):
+    """ConFIG has no setting to search."""
+
+    method_name = "config"
+
+
+class ConFIG(JacobianWeighting):
+    """ConFIG, conflict-free gradients (Liu et al., ICLR 2025): the update's direction makes an equal
+    angle with every task's gradient (the pseudo-inverse of the unit gradients applied to a vector of
+    ones), and its length is the sum of the gradients' projections on that direction."""
+
+    name = "config"
+    space_model = ConFIGSpace
+
+    def make_aggregator(self, n_tasks: int, like: dict[str, Any]) -> Any:
+        return self.aggregation.ConFIG()

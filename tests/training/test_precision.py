@@ -71,7 +71,7 @@ def test_bf16_trains_every_family_near_fp32(family, request):
     "method",
     [
         *("static", "dwa", "uncertainty", "gradnorm", "pcgrad", "mgda"),
-        *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl"),
+        *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config"),
     ],
 )
 @pytest.mark.parametrize("spec", [SHARED_BOTTOM, SPLIT_TREE], ids=["shared-bottom", "split-tree"])

@@ -17,7 +17,7 @@ from mtl_search.weighting import make_weighting
 aggregation = pytest.importorskip("torchjd.aggregation")
 pytest.importorskip("quadprog")
 
-JD_METHODS = ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl")
+JD_METHODS = ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config")
 TASKS = ["task1", "task2"]
 
 
@@ -65,6 +65,16 @@ def test_imtl_g_has_an_equal_projection_on_every_unit_gradient():
     assert abs(float(result @ g1 / g1.norm() - result @ g2 / g2.norm())) < 1e-9
 
 
+def test_config_makes_an_equal_angle_with_every_gradient():
+    g1, g2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 2.0], dtype=torch.float64)
+    result = update("config", [g1.tolist(), g2.tolist()])
+    # by hand: direction (1, 1)/sqrt(2) (pseudo-inverse of the unit gradients times ones), length the
+    # sum of the projections 1/sqrt(2) + 2/sqrt(2)
+    assert close(result, [1.5, 1.5])
+    cosines = [float(result @ g / (result.norm() * g.norm())) for g in (g1, g2)]
+    assert cosines[0] == pytest.approx(cosines[1]) and cosines[0] > 0
+
+
 def test_graddrop_keeps_one_sign_per_parameter():
     rows = [[1.0, 2.0, -1.0], [1.0, -2.0, -3.0]]
     for seed in range(10):
@@ -87,6 +97,7 @@ def test_every_method_gives_the_update_torchjd_gives_on_the_same_jacobian(n_task
         "aligned_mtl": aggregation.AlignedMTL(pref_vector=ones),
         "graddrop": aggregation.GradDrop(),
         "imtl": lambda matrix: n_tasks * aggregation.IMTLG()(matrix),  # weights summing to K, not 1
+        "config": aggregation.ConFIG(),
     }
     for method, reference in references.items():
         torch.manual_seed(5)  # GradDrop's draws
