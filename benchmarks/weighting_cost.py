@@ -47,6 +47,8 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("graddrop", {"method": "graddrop"}),
     ("imtl", {"method": "imtl"}),
     ("config", {"method": "config"}),
+    ("cagrad", {"method": "cagrad"}),
+    ("nash_mtl", {"method": "nash_mtl"}),
 ]
 
 

@@ -11,15 +11,18 @@ separate networks) or a single task, every method is the plain sum.
 Scale: each update is scaled as the sum of the task gradients is for identical gradients (not
 their mean), like static weights of 1, so that one learning-rate range suits every method:
 UPGrad, DualProj and Aligned-MTL get a preference vector of ones, IMTL-G's weights (summing to 1)
-are multiplied by K, GradDrop and ConFIG sum already.
+are multiplied by K, CAGrad's by K / (1 + c), GradDrop and ConFIG sum already. Nash-MTL keeps the
+paper's weights and clipping.
 
-torchjd is an optional dependency (the ``jd`` extra): a space or candidate naming one of
-these methods without it is refused in one line naming the extra.
+torchjd is an optional dependency (the ``jd`` extra; CAGrad and Nash-MTL solve convex programmes
+with cvxpy, the ``jd-cvxpy`` extra): a space or candidate naming one of these methods without
+them is refused in one line naming the extra.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from abc import abstractmethod
 from typing import Annotated, Any, ClassVar, Sequence
 
@@ -28,23 +31,24 @@ from pydantic import model_validator
 from torch import nn
 
 from mtl_search.errors import UserError
-from mtl_search.values import BoolParam, Share, StrictSection, StrParam, one_of
+from mtl_search.values import BoolParam, Count, NonNegativeFloat, Share, StrictSection, StrParam, one_of
 from mtl_search.weighting.base import EpochMean, LossWeighting, add_to_grad, combine, shared_parameters, task_gradients
 
 EXTRA = "jd"
+CVXPY_EXTRA = "jd-cvxpy"
 # UPGrad's and DualProj's projection onto the dual cone is a quadratic programme torchjd solves with quadprog
 QUADPROG_MODULES = ("quadprog", "qpsolvers")
 ALIGNED_SCALE_MODES = ("min", "median", "rmse")
 
 
-def torchjd_aggregation(method: str, modules: Sequence[str] = ()) -> Any:
+def torchjd_aggregation(method: str, modules: Sequence[str] = (), extra: str = EXTRA) -> Any:
     """``torchjd.aggregation``, or a one-line UserError naming the extra that installs it."""
     for module in ("torchjd", *modules):
         try:
             importlib.import_module(module)
         except ImportError:
             raise UserError(
-                f"loss weighting {method!r} needs the optional package {module!r}: pip install 'mtl-search[{EXTRA}]'"
+                f"loss weighting {method!r} needs the optional package {module!r}: pip install 'mtl-search[{extra}]'"
             ) from None
     return importlib.import_module("torchjd.aggregation")
 
@@ -54,11 +58,12 @@ class JacobianSpace(StrictSection):
 
     method_name: ClassVar[str]
     required_modules: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = EXTRA
 
     @model_validator(mode="after")
     def _installed(self) -> "JacobianSpace":
         try:
-            torchjd_aggregation(self.method_name, self.required_modules)
+            torchjd_aggregation(self.method_name, self.required_modules, self.extra)
         except UserError as error:
             raise ValueError(str(error)) from None
         return self
@@ -67,16 +72,17 @@ class JacobianSpace(StrictSection):
 class JacobianWeighting(LossWeighting):
     """Shared-parameter gradients aggregated by a torchjd aggregator (see the module's docstring).
 
-    Subclasses build the aggregator in :meth:`make_aggregator`; for a Gramian-weighted one
-    (``aggregator.gramian_weighting``) the weights of the rows are recorded, scaled by
-    ``weight_scale``, and ``weights()`` is their mean over the epoch's batches.
+    Subclasses build the aggregator in :meth:`make_aggregator`; for one that weighs the rows
+    (a torchjd ``WeightedAggregator``) the weights are recorded, scaled by ``weight_scale``, and
+    ``weights()`` is their mean over the epoch's batches.
     """
 
     space_model: ClassVar[type[JacobianSpace]]
 
     def __init__(self, task_names: Sequence[str]) -> None:
         super().__init__(task_names)
-        self.aggregation = torchjd_aggregation(self.name, self.space_model.required_modules)
+        space = self.space_model
+        self.aggregation = torchjd_aggregation(self.name, space.required_modules, space.extra)
         # one aggregator per device and dtype: torchjd keeps preference vectors and leaks as plain
         # tensors, which .to(device) does not move
         self._aggregators: dict[tuple[torch.device, torch.dtype], Any] = {}
@@ -125,11 +131,10 @@ class JacobianWeighting(LossWeighting):
         if not bool(torch.isfinite(jacobian).all()):
             return None
         aggregator = self.aggregator(jacobian)
-        gramian_weighting = getattr(aggregator, "gramian_weighting", None)
-        if gramian_weighting is None:
+        if not isinstance(aggregator, self.aggregation.WeightedAggregator):
             return aggregator(jacobian)
-        # the aggregator's own steps, kept apart to record the weights: w from J J^T, then w @ J
-        weights = self.weight_scale * gramian_weighting(jacobian @ jacobian.T)
+        # the aggregator's own two steps, kept apart to record the weights: w from J, then w @ J
+        weights = self.weight_scale * aggregator.weighting(jacobian)
         self._applied.add(self.recorded_weights(weights))
         return weights @ jacobian
 
@@ -318,3 +323,85 @@ class ConFIG(JacobianWeighting):
 
     def make_aggregator(self, n_tasks: int, like: dict[str, Any]) -> Any:
         return self.aggregation.ConFIG()
+
+
+class CAGradSpace(JacobianSpace):
+    """``c``: the radius of the ball around the mean gradient the update is sought in, relative to
+    the mean gradient's norm (at least 0; default 0.5)."""
+
+    method_name = "cagrad"
+    required_modules = ("cvxpy", "clarabel")
+    extra = CVXPY_EXTRA
+    c: NonNegativeFloat = 0.5
+
+
+class CAGrad(JacobianWeighting):
+    """CAGrad, conflict-averse gradient descent (Liu et al., NeurIPS 2021): within a ball of radius
+    ``c`` times the mean gradient's norm around the mean gradient, the update that maximises the
+    smallest improvement of any task (a convex programme torchjd solves with cvxpy). ``c`` 0 is
+    the plain sum. torchjd's update on identical gradients is (1 + c) times their mean, so its
+    weights are multiplied by K / (1 + c) (the paper's code offers the same division by 1 + c)."""
+
+    name = "cagrad"
+    space_model = CAGradSpace
+
+    def __init__(self, task_names: Sequence[str], c: float = 0.5) -> None:
+        c = float(c)
+        if c < 0:
+            raise UserError(f"loss_weighting.cagrad.c: {c} is below 0")
+        self.c = c
+        super().__init__(task_names)
+
+    @property
+    def weight_scale(self) -> float:
+        return len(self.task_names) / (1.0 + self.c)
+
+    def make_aggregator(self, n_tasks: int, like: dict[str, Any]) -> Any:
+        return self.aggregation.CAGrad(c=self.c)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "c": self.c}
+
+
+class NashMTLSpace(JacobianSpace):
+    """``max_norm``: the update's norm is clipped to it (0: no clipping; default 1, as in the paper);
+    ``update_weights_every``: batches between two solves, the weights kept in between (default 1)."""
+
+    method_name = "nash_mtl"
+    required_modules = ("cvxpy", "ecos")
+    extra = CVXPY_EXTRA
+    max_norm: NonNegativeFloat = 1.0
+    update_weights_every: Count = 1
+
+
+class NashMTL(JacobianWeighting):
+    """Nash-MTL, multi-task learning as a bargaining game (Navon et al., ICML 2022): the weights
+    alpha solve alpha_t (G alpha)_t = 1 for the Gramian G, the Nash bargaining solution, so that
+    every task improves, by ``1 / alpha_t`` to first order. torchjd solves it with a sequence of
+    convex programmes (cvxpy, ECOS, 20 iterations); the weights are used as they are, as in the
+    paper, and the update's norm is clipped to ``max_norm``."""
+
+    name = "nash_mtl"
+    space_model = NashMTLSpace
+
+    def __init__(self, task_names: Sequence[str], max_norm: float = 1.0, update_weights_every: int = 1) -> None:
+        max_norm, update_weights_every = float(max_norm), int(update_weights_every)
+        if max_norm < 0:
+            raise UserError(f"loss_weighting.nash_mtl.max_norm: {max_norm} is below 0")
+        if update_weights_every < 1:
+            raise UserError(f"loss_weighting.nash_mtl.update_weights_every: {update_weights_every} is below 1")
+        self.max_norm, self.update_weights_every = max_norm, update_weights_every
+        super().__init__(task_names)
+        # torchjd's programme changes its parameters every solve; cvxpy warns once that such a
+        # programme is not faster on repeated solves, which says nothing to a user here
+        warnings.filterwarnings(
+            "ignore", message="You are solving a parameterized problem that is not DPP", module="torchjd"
+        )
+
+    def make_aggregator(self, n_tasks: int, like: dict[str, Any]) -> Any:
+        return self.aggregation.NashMTL(
+            n_tasks=n_tasks, max_norm=self.max_norm, update_weights_every=self.update_weights_every
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "max_norm": self.max_norm, "update_weights_every": self.update_weights_every}

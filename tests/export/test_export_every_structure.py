@@ -85,7 +85,7 @@ CASES |= {
 # the Jacobian aggregations change only the training step: one tree case each
 CASES |= {
     f"tree-{method}": (lambda: synthetic(FAMILY_SPECS["tree"][1]), FAMILY_SPECS["tree"][0], method)
-    for method in ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config")
+    for method in ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl")
 }
 
 

@@ -17,7 +17,7 @@ from mtl_search.weighting import make_weighting
 aggregation = pytest.importorskip("torchjd.aggregation")
 pytest.importorskip("quadprog")
 
-JD_METHODS = ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config")
+JD_METHODS = ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl")
 TASKS = ["task1", "task2"]
 
 
@@ -75,6 +75,29 @@ def test_config_makes_an_equal_angle_with_every_gradient():
     assert cosines[0] == pytest.approx(cosines[1]) and cosines[0] > 0
 
 
+def test_cagrad_is_the_sum_at_radius_0_and_adds_to_every_weight_beyond():
+    rows = [[1.0, 0.0], [-2.0, 1.0]]
+    assert close(update("cagrad", rows, c=0.0), [-1.0, 1.0], atol=1e-6)
+    weighting = make_weighting({"method": "cagrad", "c": 0.5}, TASKS)
+    weighting.aggregate(torch.tensor(rows))
+    # K / (1 + c) times (1/K + a non-negative correction): every task keeps at least 1 / (1 + c)
+    assert all(weight >= 1 / 1.5 - 1e-6 for weight in weighting.weights().values())
+    assert max(weighting.weights().values()) > 1 / 1.5 + 1e-3  # conflicting gradients: a correction is added
+
+
+def test_nash_mtl_weights_are_the_bargaining_solution():
+    jacobian = torch.tensor([[1.0, 0.0], [-2.0, 1.0]])
+    weighting = make_weighting({"method": "nash_mtl", "max_norm": 0.0}, TASKS)
+    result = weighting.aggregate(jacobian)
+    alpha = torch.tensor([weighting.weights()[name] for name in TASKS])
+    # alpha_t (G alpha)_t = 1: each task's first-order improvement g_t . update is 1 / alpha_t
+    assert torch.allclose(alpha * (jacobian @ result), torch.ones(2), atol=1e-3)
+    # orthogonal gradients of norms 1 and 2: alpha_t = 1 / |g_t|^2 ... by hand, (1, 1/2)
+    orthogonal = make_weighting({"method": "nash_mtl", "max_norm": 0.0}, TASKS)
+    orthogonal.aggregate(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    assert orthogonal.weights() == pytest.approx({"task1": 1.0, "task2": 0.5}, abs=1e-3)
+
+
 def test_graddrop_keeps_one_sign_per_parameter():
     rows = [[1.0, 2.0, -1.0], [1.0, -2.0, -3.0]]
     for seed in range(10):
@@ -87,6 +110,7 @@ def test_graddrop_keeps_one_sign_per_parameter():
     assert close(update("graddrop", rows, leak=1.0), [2.0, 0.0, -4.0])
 
 
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
 @pytest.mark.parametrize("n_tasks", [2, 3])
 def test_every_method_gives_the_update_torchjd_gives_on_the_same_jacobian(n_tasks):
     jacobian = torch.randn(n_tasks, 7, generator=torch.Generator().manual_seed(n_tasks), dtype=torch.float64)
@@ -98,6 +122,8 @@ def test_every_method_gives_the_update_torchjd_gives_on_the_same_jacobian(n_task
         "graddrop": aggregation.GradDrop(),
         "imtl": lambda matrix: n_tasks * aggregation.IMTLG()(matrix),  # weights summing to K, not 1
         "config": aggregation.ConFIG(),
+        "cagrad": lambda matrix: n_tasks / 1.5 * aggregation.CAGrad(c=0.5)(matrix),  # (1 + c) * mean -> sum
+        "nash_mtl": aggregation.NashMTL(n_tasks=n_tasks),
     }
     for method, reference in references.items():
         torch.manual_seed(5)  # GradDrop's draws
@@ -105,9 +131,10 @@ def test_every_method_gives_the_update_torchjd_gives_on_the_same_jacobian(n_task
         torch.manual_seed(5)
         ours = update(method, jacobian.tolist(), **({"loss_scaling": False} if method == "imtl" else {}))
         assert torch.allclose(ours, expected, atol=1e-10), method
-    # and the sum-of-gradients scale: on identical rows every method returns their sum
+    # and the sum-of-gradients scale: on identical rows every method returns their sum (Nash-MTL
+    # keeps the paper's weights, clipped to a norm of 1)
     same = [[1.0, -2.0, 0.5]] * n_tasks
-    for method in JD_METHODS:
+    for method in set(JD_METHODS) - {"nash_mtl"}:
         assert close(update(method, same), [n_tasks * v for v in same[0]], atol=1e-3), method
 
 
@@ -189,15 +216,23 @@ def test_bad_settings_are_refused_naming_the_key():
         parse_space({"families": {"tree": {}}, "loss_weighting": {"aligned_mtl": {"scale_mode": "max"}}})
 
 
-@pytest.mark.parametrize("missing", ["torchjd", "quadprog"])
-def test_without_torchjd_the_method_is_refused_naming_the_extra(monkeypatch, missing):
+@pytest.mark.parametrize(
+    ("method", "missing", "extra"),
+    [
+        ("upgrad", "torchjd", "jd"),
+        ("upgrad", "quadprog", "jd"),
+        ("graddrop", "torchjd", "jd"),
+        ("cagrad", "cvxpy", "jd-cvxpy"),
+    ],
+)
+def test_without_torchjd_the_method_is_refused_naming_the_extra(monkeypatch, method, missing, extra):
     monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
-    message = rf"loss weighting 'upgrad' needs the optional package '{missing}': pip install 'mtl-search\[jd\]'"
+    message = rf"loss weighting '{method}' needs the optional package '{missing}': pip install 'mtl-search\[{extra}\]'"
     with pytest.raises(UserError, match=message) as error:
-        make_weighting({"method": "upgrad"}, TASKS)
+        make_weighting({"method": method}, TASKS)
     assert "\n" not in str(error.value)
     with pytest.raises(UserError, match=message):
-        parse_space({"families": {"tree": {}}, "loss_weighting": {"upgrad": {}}})
+        parse_space({"families": {"tree": {}}, "loss_weighting": {method: {}}})
 
 
 def test_a_search_samples_the_methods_with_their_settings(tiny_synthetic):

@@ -35,6 +35,7 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     assert 0.0 <= seen["graddrop"]["leak"] <= 0.5
     assert seen["aligned_mtl"]["scale_mode"] in ("min", "median", "rmse")
     assert seen["imtl"]["loss_scaling"] in (True, False)
+    assert 0.1 <= seen["cagrad"]["c"] <= 0.9
 
 
 @pytest.mark.parametrize(
