@@ -45,6 +45,14 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("rlw", {"method": "rlw"}),
     ("stch", {"method": "stch"}),
     ("gls", {"method": "gls"}),
+    ("upgrad", {"method": "upgrad"}),
+    ("dualproj", {"method": "dualproj"}),
+    ("aligned_mtl", {"method": "aligned_mtl"}),
+    ("graddrop", {"method": "graddrop"}),
+    ("imtl", {"method": "imtl"}),
+    ("config", {"method": "config"}),
+    ("cagrad", {"method": "cagrad"}),
+    ("nash_mtl", {"method": "nash_mtl"}),
 ]
 
 

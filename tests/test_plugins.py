@@ -42,7 +42,10 @@ GUIDE = REPO / "docs" / "extending.md"
 
 BUILT_INS = {
     "mtl_search.families": {"tree", "mmoe", "ple", "cross_stitch", "sluice", "hierarchy"},
-    "mtl_search.weightings": {"static", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"},
+    "mtl_search.weightings": {
+        *("static", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"),
+        *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl"),
+    },
     "mtl_search.data_sources": {"synthetic", "census", "multidigits", "table", "sequences"},
     "mtl_search.stems": {"sequence"},
 }

@@ -30,10 +30,15 @@ from mtl_search.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# Weightings that take optimiser steps of their own inside ``backward`` (gradnorm steps its task
-# weights from gradient norms): a batch whose fp16 gradients overflowed is skipped by the
-# network's optimiser, but that inner step would already have taken the overflowed values.
-FP16_REFUSED_WEIGHTINGS = ("gradnorm",)
+# Weightings fp16's loss scaling breaks, and why. gradnorm steps its task weights from gradient
+# norms inside ``backward``: a batch whose fp16 gradients overflowed is skipped by the network's
+# optimiser, but that inner step would already have taken the overflowed values. nash_mtl's weights
+# shrink as the gradients grow (alpha_t (G alpha)_t = 1), so its update ignores the loss scale that
+# unscaling then divides out.
+FP16_REFUSED_WEIGHTINGS = {
+    "gradnorm": "takes optimiser steps of its own that cannot skip a batch whose fp16 gradients overflowed",
+    "nash_mtl": "gives an update that does not grow with fp16's loss scale, so unscaling would shrink it",
+}
 
 
 def check_precision(value: Any, where: str = "training.precision") -> str:

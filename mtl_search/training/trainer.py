@@ -328,8 +328,8 @@ def train_candidate(
     model.keep_representations = weighting.needs_representations
     if precision == "fp16" and weighting.name in FP16_REFUSED_WEIGHTINGS:
         raise UserError(
-            f"training.precision fp16: loss weighting {weighting.name} takes optimiser steps of its own "
-            f"that cannot skip a batch whose fp16 gradients overflowed; use bf16 or fp32"
+            f"training.precision fp16: loss weighting {weighting.name} {FP16_REFUSED_WEIGHTINGS[weighting.name]}; "
+            f"use bf16 or fp32"
         )
     trainable = [p for p in model.parameters() if p.requires_grad]
     # the weighting's own parameters (e.g. log-variances) get no weight decay: it would pull them to 0

@@ -87,6 +87,11 @@ CASES |= {
     f"{family}-{weighting}": (lambda names=names: synthetic(names), spec, weighting)
     for weighting, (family, (spec, names)) in zip(("famo", "rlw", "stch", "gls"), FAMILY_SPECS.items())
 }
+# the Jacobian aggregations change only the training step: one tree case each
+CASES |= {
+    f"tree-{method}": (lambda: synthetic(FAMILY_SPECS["tree"][1]), FAMILY_SPECS["tree"][0], method)
+    for method in ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl")
+}
 
 
 def test_the_cases_cover_every_registered_family_and_weighting():

@@ -82,7 +82,7 @@ def test_a_population_on_cuda_matches_its_members_alone_on_cuda(family, method, 
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-@pytest.mark.parametrize("method", ["static", "uncertainty", "pcgrad", "mgda"])
+@pytest.mark.parametrize("method", ["static", "uncertainty", "pcgrad", "mgda", "upgrad", "graddrop", "imtl"])
 def test_16_bit_training_on_cuda_is_near_fp32(tiny_synthetic, method, precision):
     if precision == "bf16":
         require_bf16()

@@ -13,8 +13,8 @@ def test_every_method_is_a_module_that_describes_itself(method):
     weighting = make_weighting({"method": method}, ["a", "b"], {"a": "binary", "b": "regression"})
     assert isinstance(weighting, LossWeighting) and isinstance(weighting, torch.nn.Module)
     assert weighting.describe()["method"] == method
-    # only uncertainty weighting learns with the network; GradNorm steps its weights itself
-    expected = ["log_variances"] if method == "uncertainty" else []
+    # only uncertainty weighting and IMTL's loss scales learn with the network; GradNorm steps its weights itself
+    expected = {"uncertainty": ["log_variances"], "imtl": ["log_scales"]}.get(method, [])
     assert [name for name, _ in weighting.named_parameters()] == expected
 
 

@@ -8,8 +8,16 @@ from mtl_search.search.space import load_space, parse_space
 from mtl_search.weighting import make_weighting, method_names
 
 
-def test_loss_weights_space_searches_every_method():
-    assert sorted(load_space("loss_weights").loss_weighting) == method_names()
+# the methods built on torchjd, which the jd extras bring
+JACOBIAN_METHODS = ["aligned_mtl", "cagrad", "config", "dualproj", "graddrop", "imtl", "nash_mtl", "upgrad"]
+
+
+def test_loss_weights_space_searches_every_method_a_plain_install_has():
+    assert sorted(load_space("loss_weights").loss_weighting) == sorted(set(method_names()) - set(JACOBIAN_METHODS))
+
+
+def test_all_weightings_space_searches_every_method():
+    assert sorted(load_space("all_weightings").loss_weighting) == method_names()
 
 
 def test_default_space_searches_the_cheap_methods():
@@ -17,11 +25,11 @@ def test_default_space_searches_the_cheap_methods():
     assert sorted(load_space("default").loss_weighting) == ["dwa", "static", "uncertainty"]
 
 
-def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
-    space = load_space("loss_weights")
+def test_all_weightings_space_samples_every_method_with_its_hyperparameters():
+    space = load_space("all_weightings")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = {}
-    for _ in range(100):  # enough random draws to reach every method
+    for _ in range(250):  # enough random draws to reach every method
         trial = study.ask()
         weighting = space.sample(trial, ["task1", "task2"])["loss_weighting"]
         seen.setdefault(weighting["method"], weighting)
@@ -36,6 +44,10 @@ def test_loss_weights_space_samples_every_method_with_its_hyperparameters():
     assert seen["rlw"]["distribution"] in ("normal", "uniform", "dirichlet")
     assert 0.1 <= seen["stch"]["mu"] <= 2.0 and seen["stch"]["warmup_epochs"] == 1
     assert seen["gls"] == {"method": "gls"}
+    assert 0.0 <= seen["graddrop"]["leak"] <= 0.5
+    assert seen["aligned_mtl"]["scale_mode"] in ("min", "median", "rmse")
+    assert seen["imtl"]["loss_scaling"] in (True, False)
+    assert 0.1 <= seen["cagrad"]["c"] <= 0.9
 
 
 @pytest.mark.parametrize(
