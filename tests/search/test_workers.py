@@ -100,19 +100,19 @@ def _still_running(process) -> bool:
     return True
 
 
-@pytest.mark.slow
-def test_a_killed_worker_loses_no_trial(tmp_path, cli):
-    # long enough trials that, even on a loaded machine, both workers are seen training at once
-    space = write_space(tmp_path, epochs=20)
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+def _kill_a_worker_mid_trial(folder, space) -> tuple[str, list]:
+    """Run 8 trials with 2 workers in ``folder``, SIGKILL one while both train, then run one more
+    trial after the grace period; (storage URL, the study's trials)."""
+    folder.mkdir()
+    storage = f"sqlite:///{folder / 'studies.db'}"
     args = run_args(space, storage, "kill", 8, "--workers", "2", "--grace-period", "2")
-    process = start_cli(args, tmp_path)
+    process = start_cli(args, folder)
     # Kill one worker while both are in the middle of a trial: sampled (its candidate stored)
     # and training, so that the retry can be checked against the killed trial's parameters.
     wait_for(
         lambda: (
             _still_running(process)
-            and study_created(tmp_path / "studies.db", "kill")
+            and study_created(folder / "studies.db", "kill")
             and _training(storage, "kill") == 2
             and len(worker_pids(process.pid)) == 2
         )
@@ -125,12 +125,24 @@ def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     # A later run (after the grace period) fails the stale trial if no survivor did yet, and
     # retries it before anything else.
     time.sleep(2.5)
-    later = start_cli(run_args(space, storage, "kill", 1, "--grace-period", "2"), tmp_path)
+    later = start_cli(run_args(space, storage, "kill", 1, "--grace-period", "2"), folder)
     assert later.wait(timeout=300) == 0, later.stderr.read()
+    return storage, trials(storage, "kill")
 
-    found = trials(storage, "kill")
-    assert all(t.state in FINISHED for t in found), states(storage, "kill")
-    failed = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_no_trial(tmp_path, cli):
+    # long enough trials that, even on a loaded machine, both workers are seen training at once
+    space = write_space(tmp_path, epochs=20)
+    for attempt in range(3):
+        storage, found = _kill_a_worker_mid_trial(tmp_path / f"attempt{attempt}", space)
+        assert all(t.state in FINISHED for t in found), states(storage, "kill")
+        failed = [t for t in found if t.state == optuna.trial.TrialState.FAIL]
+        if failed:
+            break
+        # the victim finished its trial between the check and the kill: no trial was lost (its
+        # claim on the budget may have been: 8 or 9 trials), but nothing was retried; try again
+        assert len(found) in (8, 9), states(storage, "kill")
     assert len(failed) == 1  # the killed worker's trial
     retries = [t for t in found if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retries) == 1
