@@ -91,11 +91,10 @@ def front_values(
         return [list(t.values) for t in front], None
     means, sds = [], []
     for trial in front:
-        validation = refined[trial.number].get("validation") or {}
         row_means, row_sds = [], []
         for objective, value in zip(objectives, trial.values):
-            summary = (validation.get(objective.task) or {}).get(objective.metric) if objective.kind == "task" else None
-            if not isinstance(summary, dict) or not is_number(summary.get("mean")):
+            summary = refined_summary(refined[trial.number], objective)
+            if summary is None or not is_number(summary.get("mean")):
                 row_means.append(value)
                 row_sds.append(0.0)
             else:
@@ -181,14 +180,22 @@ def pick_stability(
     return same / REDRAWS
 
 
+def refined_summary(record: dict, objective: Objective) -> dict | None:
+    """``{mean, std, n}`` of a task objective's validation metric in a refine ``record``; None
+    for a cost objective (it does not vary with the seed) or a metric the record lacks."""
+    if objective.kind != "task":
+        return None
+    summary = ((record.get("validation") or {}).get(objective.task) or {}).get(objective.metric)
+    return summary if isinstance(summary, dict) else None
+
+
 def seed_noise(study: optuna.Study, objectives: list[Objective]) -> dict[str, float]:
     """Median seed sd of each task objective over the study's refined trials (empty: none)."""
     spreads: dict[str, list[float]] = {}
     for record in StudyRecord.read(study).refined.values():
-        validation = record.get("validation") or {}
         for objective in objectives:
-            summary = (validation.get(objective.task) or {}).get(objective.metric)
-            if objective.kind == "task" and isinstance(summary, dict) and is_number(summary.get("std")):
+            summary = refined_summary(record, objective)
+            if summary is not None and is_number(summary.get("std")):
                 spreads.setdefault(objective.name, []).append(float(summary["std"]))
     return {name: statistics.median(values) for name, values in spreads.items()}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from mtl_search.errors import UserError
-from mtl_search.weighting.base import LossWeighting
+from mtl_search.weighting.base import LossWeighting, ScalarisedLoss
 from mtl_search.weighting.registry import Method, get_method, method_names, register_method
 
 
@@ -36,4 +36,12 @@ def make_weighting(
         raise UserError(f"loss weighting {method.name!r}: {error}") from None
 
 
-__all__ = ["LossWeighting", "Method", "get_method", "make_weighting", "method_names", "register_method"]
+__all__ = [
+    "LossWeighting",
+    "Method",
+    "ScalarisedLoss",
+    "get_method",
+    "make_weighting",
+    "method_names",
+    "register_method",
+]

@@ -98,6 +98,22 @@ class LossWeighting(nn.Module, ABC):
         return {"method": self.name}
 
 
+class ScalarisedLoss(LossWeighting):
+    """A loss-only method: one total of the batch's task losses (:meth:`total_loss`), one
+    backward pass, no per-task gradients. Subclasses implement :meth:`total_loss` only."""
+
+    @abstractmethod
+    def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The scalar the network is trained on for this batch (without the architecture's term)."""
+
+    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
+        total = self.total_loss(losses)
+        if extra is not None:
+            total = total + extra
+        total.backward()
+        return total.detach()
+
+
 class EpochMean:
     """Mean of per-batch weight vectors over one epoch, summed on the device.
 

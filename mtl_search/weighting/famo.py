@@ -24,11 +24,10 @@ from typing import Any, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
 
 from mtl_search.errors import UserError
 from mtl_search.values import NonNegativeFloat, PositiveFloat
-from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.base import EpochMean, ScalarisedLoss
 
 # log of a loss of exactly 0 is -inf; a floor keeps every quantity finite
 SMALLEST_LOSS = 1e-8
@@ -44,7 +43,7 @@ class FAMOSpace(BaseModel):
     weight_decay: NonNegativeFloat = 0.001
 
 
-class FAMO(LossWeighting):
+class FAMO(ScalarisedLoss):
     """Task logits updated every batch from the fall of each log loss; ``weights()`` reports the
     factor in front of each ``L_t``, ``c z_t / L_t``, averaged over the epoch's batches."""
 
@@ -98,13 +97,6 @@ class FAMO(LossWeighting):
         scale = 1.0 / (weights / stacked.detach()).sum()
         self._applied.add(scale * weights / stacked.detach())
         return scale * (weights * log_losses).sum()
-
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
-        total = self.total_loss(losses)
-        if extra is not None:
-            total = total + extra
-        total.backward()
-        return total.detach()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         self._applied.reset()

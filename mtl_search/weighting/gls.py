@@ -15,15 +15,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
-from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.base import EpochMean, ScalarisedLoss
 
 # log of a loss of exactly 0 is -inf; a floor keeps the mean finite (its gradient is then 0)
 SMALLEST_LOSS = 1e-12
 
 
-class GeometricLossStrategy(LossWeighting):
+class GeometricLossStrategy(ScalarisedLoss):
     """The geometric mean of the task losses; ``weights()`` reports the factor in front of each
     ``L_t`` in its gradient, ``L / (T L_t)``, averaged over the epoch's batches."""
 
@@ -39,13 +38,6 @@ class GeometricLossStrategy(LossWeighting):
         geometric_mean = torch.exp(torch.log(stacked).mean())
         self._applied.add(geometric_mean.detach() / (len(self.task_names) * stacked.detach()))
         return geometric_mean
-
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
-        total = self.total_loss(losses)
-        if extra is not None:
-            total = total + extra
-        total.backward()
-        return total.detach()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         self._applied.reset()

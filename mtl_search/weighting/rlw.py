@@ -21,11 +21,10 @@ from typing import Annotated, Any, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
 
 from mtl_search.errors import UserError
 from mtl_search.values import StrParam, one_of
-from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.base import EpochMean, ScalarisedLoss
 
 DISTRIBUTIONS = ("normal", "uniform", "dirichlet")
 # mixed into the global seed, so that the weights are not drawn from the very stream that
@@ -53,7 +52,7 @@ def random_weights(distribution: str, count: int, generator: torch.Generator) ->
     return (count * normalised).float()
 
 
-class RandomLossWeighting(LossWeighting):
+class RandomLossWeighting(ScalarisedLoss):
     """Fresh random weights every batch; ``weights()`` reports their mean over the epoch."""
 
     name = "rlw"
@@ -76,15 +75,12 @@ class RandomLossWeighting(LossWeighting):
         """The next batch's weights (a tensor of T values that sum to T)."""
         return random_weights(self.distribution, len(self.task_names), self._generator)
 
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
+    def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task losses weighted by a fresh draw."""
         stacked = torch.stack([losses[name] for name in self.task_names])
         weights = self.draw().to(stacked.device)
         self._applied.add(weights)
-        total = (weights * stacked).sum()
-        if extra is not None:
-            total = total + extra
-        total.backward()
-        return total.detach()
+        return (weights * stacked).sum()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         self._applied.reset()

@@ -19,11 +19,10 @@ from typing import Any, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
-from torch import nn
 
 from mtl_search.errors import UserError
 from mtl_search.values import NonNegativeInt, PositiveFloat
-from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.base import EpochMean, ScalarisedLoss
 
 # log of a loss of exactly 0 is -inf; a floor keeps every quantity finite
 SMALLEST_LOSS = 1e-8
@@ -38,7 +37,7 @@ class STCHSpace(BaseModel):
     warmup_epochs: NonNegativeInt = 1
 
 
-class SmoothTchebycheff(LossWeighting):
+class SmoothTchebycheff(ScalarisedLoss):
     """``weights()`` reports the factor in front of each ``L_t`` in the gradient,
     ``softmax_t((f - z) / mu) / L_t``, averaged over the epoch's batches (1 in the warm-up)."""
 
@@ -71,13 +70,6 @@ class SmoothTchebycheff(LossWeighting):
         shares = torch.softmax(gaps.detach(), dim=0)
         self._applied.add(shares / stacked.detach().clamp_min(SMALLEST_LOSS))
         return self.mu * torch.logsumexp(gaps, dim=0)
-
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
-        total = self.total_loss(losses)
-        if extra is not None:
-            total = total + extra
-        total.backward()
-        return total.detach()
 
     def end_epoch(self, epoch_losses: dict[str, float]) -> None:
         self.epochs_done += 1

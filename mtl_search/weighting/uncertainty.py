@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from mtl_search.values import FloatParam
-from mtl_search.weighting.base import EpochMean, LossWeighting
+from mtl_search.weighting.base import EpochMean, ScalarisedLoss
 
 # 1/2 in front of exp(-s) L for a Gaussian likelihood; 1 for the classification approximation
 PRECISION_FACTOR = {"regression": 0.5, "binary": 1.0, "multiclass": 1.0}
@@ -36,7 +36,7 @@ class UncertaintySpace(BaseModel):
     initial_log_variance: FloatParam = 0.0
 
 
-class UncertaintyWeighting(LossWeighting):
+class UncertaintyWeighting(ScalarisedLoss):
     """Learned homoscedastic uncertainty per task.
 
     ``task_kinds`` decides the form per task (see the module docstring); ``initial_log_variance``
@@ -62,13 +62,6 @@ class UncertaintyWeighting(LossWeighting):
         # a parameter: the trainer's optimiser trains it with the network
         self.log_variances = nn.Parameter(torch.full((len(self.task_names),), self.initial_log_variance))
         self._applied = EpochMean(self.task_names)
-
-    def backward(self, losses: dict[str, torch.Tensor], model: nn.Module, extra: torch.Tensor | None) -> torch.Tensor:
-        total = self.total_loss(losses)
-        if extra is not None:
-            total = total + extra
-        total.backward()
-        return total.detach()
 
     def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum_t c_t exp(-s_t) L_t + 0.5 s_t, with c_t = 0.5 (regression) or 1 (classification)."""
