@@ -233,12 +233,7 @@ def _metric(metric: str, task: Task, output: torch.Tensor, target: torch.Tensor)
     if target.numel() == 0:
         return math.nan
     if metric == "auc":
-        from sklearn.metrics import roc_auc_score
-
-        y = target.numpy()
-        if np.unique(y).size < 2:
-            return math.nan
-        return float(roc_auc_score(y, output.reshape(-1).numpy()))
+        return binary_auc(output.reshape(-1).numpy(), target.numpy())
     if metric == "accuracy":
         if task.kind == "binary":
             predicted = (output.reshape(-1) > 0).float()
@@ -321,3 +316,30 @@ def validate_conditions(tasks: Sequence[Task]) -> None:
                 )
             seen.add(current.name)
             current = by_name[current.given]
+
+
+def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the binary ``labels`` (1 positive, 0 negative);
+    NaN unless both classes occur.
+
+    The Mann-Whitney form: the mean rank of the positives among all scores, tied scores sharing
+    their average rank, which counts a tied positive-negative pair as half, as the ROC curve's
+    diagonal segment through tied scores does. It equals scikit-learn's ``roc_auc_score`` to
+    float rounding at a tenth of its cost, which matters because every epoch of every trial
+    scores its validation split.
+    """
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    positive = np.asarray(labels).reshape(-1) > 0.5
+    n_positive = int(positive.sum())
+    n_negative = positive.size - n_positive
+    if n_positive == 0 or n_negative == 0:
+        return math.nan
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    # runs of equal scores: [starts, ends) in sorted order, ranks 1-based
+    boundaries = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [ordered.size]))
+    ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    rank_sum = float(ranks[positive[order]].sum())
+    return (rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pickle
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -152,3 +154,28 @@ def test_a_given_problem_names_the_task_it_is_about():
         validate_conditions([Task("churn", "binary"), Task("spend", "binary", given="bigg")])
     assert (error.value.field, error.value.task) == ("given", "spend")
     assert str(error.value).startswith("task 'spend': given=bigg is not a task of the data")
+
+
+@pytest.mark.parametrize("rows", [2, 7, 500, 4001])
+@pytest.mark.parametrize("ties", [False, True])
+def test_binary_auc_equals_scikit_learn(rows, ties):
+    from sklearn.metrics import roc_auc_score
+
+    from mtl_search.tasks import binary_auc
+
+    generator = np.random.default_rng(rows)
+    scores = generator.normal(size=rows).astype(np.float32)
+    if ties:
+        scores = np.round(scores * 2) / 2  # few distinct values: many tied positive-negative pairs
+    labels = (generator.random(rows) < 0.3).astype(np.float32)
+    labels[0], labels[-1] = 1.0, 0.0  # both classes
+    assert binary_auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_binary_auc_edge_cases():
+    from mtl_search.tasks import binary_auc
+
+    assert math.isnan(binary_auc(np.array([0.1, 0.2]), np.array([1.0, 1.0])))  # one class only
+    assert binary_auc(np.array([0.5, 0.5, 0.5]), np.array([1.0, 0.0, 1.0])) == 0.5  # all tied
+    assert binary_auc(np.array([0.1, 0.9]), np.array([0.0, 1.0])) == 1.0
+    assert binary_auc(np.array([0.9, 0.1]), np.array([0.0, 1.0])) == 0.0
