@@ -25,14 +25,23 @@ import math
 from typing import Any, Sequence
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from mtl_search.architectures.base import Body, Family
 from mtl_search.architectures.blocks import BlockFactory, Flatten, Shape, check_widths, flat_size
 from mtl_search.architectures.experts import GateMonitor, _check_int, _format_widths, _widths, mix
 from mtl_search.errors import UserError, is_number
-from mtl_search.values import Count, FloatRange, IntChoice, IntRange, NonNegativeFloat, PositiveFloat, suggest
+from mtl_search.values import (
+    Count,
+    FloatRange,
+    IntChoice,
+    IntRange,
+    NonNegativeFloat,
+    PositiveFloat,
+    extremes,
+    suggest,
+)
 
 
 def smooth_step(t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -110,6 +119,13 @@ class DSelectKSpace(BaseModel):
     expert_width: Count = Field(default_factory=lambda: IntChoice(choices=[16, 32, 64]))
     gamma: PositiveFloat = Field(default_factory=lambda: FloatRange(low=0.5, high=4.0, log=True))
     entropy_weight: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _two_experts(self) -> "DSelectKSpace":
+        # one expert leaves nothing to select: refused when the space loads, not trial after trial
+        if min(extremes(self.experts)) < 2:
+            raise ValueError(f"experts must be at least 2, got {min(extremes(self.experts))}")
+        return self
 
 
 class DSelectKBody(Body):

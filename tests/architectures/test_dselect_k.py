@@ -172,6 +172,13 @@ def test_an_empty_section_searches_the_documented_default_ranges():
     }
 
 
+def test_a_space_that_can_draw_one_expert_is_refused_when_it_loads():
+    from mtl_search.search.space import parse_space
+
+    with pytest.raises(UserError, match="families.dselect_k.*experts must be at least 2, got 1"):
+        parse_space({"families": {"dselect_k": {"experts": {"low": 1, "high": 4}}}})
+
+
 @pytest.mark.parametrize(
     "bad, key",
     [
