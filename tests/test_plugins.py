@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "extending.md"
 
 BUILT_INS = {
-    "mtl_search.families": {"tree", "mmoe", "ple", "cross_stitch", "sluice", "hierarchy"},
+    "mtl_search.families": {"tree", "mmoe", "ple", "cross_stitch", "sluice", "hierarchy", "dselect_k", "adatt"},
     "mtl_search.weightings": {
         *("static", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"),
         *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl"),

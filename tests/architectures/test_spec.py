@@ -80,7 +80,7 @@ def test_an_unknown_family_is_a_user_error_even_when_not_a_string(family):
     with pytest.raises(UserError) as error:
         build_model(dict(SPEC, family=family), {"kind": "vector", "size": 5}, TASKS)
     assert str(error.value).startswith(
-        f"architecture family {family!r} is not known (known: cross_stitch, hierarchy, mmoe, ple"
+        f"architecture family {family!r} is not known (known: adatt, cross_stitch, dselect_k, hierarchy, mmoe, ple"
     )
 
 
@@ -93,7 +93,7 @@ def test_an_unknown_top_level_key_is_refused_naming_it_and_the_known_keys():
     )
 
 
-@pytest.mark.parametrize("name", ["mmoe", "ple", "cross_stitch", "sluice", "hierarchy"])
+@pytest.mark.parametrize("name", ["mmoe", "ple", "cross_stitch", "sluice", "hierarchy", "dselect_k", "adatt"])
 def test_every_family_refuses_a_key_it_does_not_declare(name):
     family = get_family(name)
     spec = sampled_spec(name)
@@ -124,6 +124,8 @@ EVERYTHING = {
         "cross_stitch": {"units": "searched"},
         "sluice": {"subspaces": {"choices": [1, 2]}},
         "hierarchy": {"feed_upward": {"choices": [True, False]}, "successive": {"low": 0.0, "high": 1.0}},
+        "dselect_k": {"entropy_weight": {"low": 0.0, "high": 0.1}},
+        "adatt": {"levels": {"low": 1, "high": 3}},
     },
     "block": {"type": "mlp", "dropout": {"low": 0.0, "high": 0.5}},
     "tower": {"depth": {"low": 0, "high": 2}},

@@ -22,7 +22,7 @@ pytestmark = [
 FLOAT_REL, FLOAT_ABS = 1e-3, 1e-4
 # 16-bit autocast against fp32, and a bf16 member against its lone bf16 run
 LOW_REL = 5e-2
-MLP_FAMILIES = ["tree", "mmoe", "ple", "hierarchy"]
+MLP_FAMILIES = ["tree", "mmoe", "ple", "hierarchy", "dselect_k", "adatt"]
 SHARED_BOTTOM = {"family": "tree", "widths": [12], "groups": [[["task1", "task2"]]]}
 
 

@@ -61,6 +61,11 @@ FAMILY_SPECS: dict[str, tuple[dict[str, Any], list[str]]] = {
         THREE,
     ),
     "relationship": ({"family": "tree", "widths": [8], "groups": [[THREE]], "relationship": {"weight": 0.1}}, THREE),
+    "dselect_k": (
+        {"family": "dselect_k", "experts": 3, "k": 2, "expert_widths": [8], "gamma": 1.0, "entropy_weight": 0.01},
+        TWO,
+    ),
+    "adatt": ({"family": "adatt", "levels": 2, "task_experts": 1, "shared_experts": 1, "expert_widths": [8]}, THREE),
 }
 # members differ in the weighting's own settings too
 WEIGHTINGS = {
