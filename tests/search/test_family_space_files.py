@@ -8,7 +8,11 @@ from mtl_search.search.bundled import SPACES_DIR
 from mtl_search.search.space import load_space
 from mtl_search.tasks import Task
 
-FAMILY_FILES = {"branching": {"tree"}, "experts": {"mmoe", "ple"}, "soft_sharing": {"cross_stitch", "sluice"}}
+FAMILY_FILES = {
+    "branching": {"tree", "ltb"},
+    "experts": {"mmoe", "ple"},
+    "soft_sharing": {"cross_stitch", "sluice", "mtan"},
+}
 
 
 def test_default_space_offers_every_sharing_family():
