@@ -103,9 +103,11 @@ class MTANBody(Body):
                 mask = self.attention[task][stage](reads)
                 # the mean mask per channel over evaluation passes, for the sharing report; an export
                 # traces the network alone
-                if self.training or not torch.compiler.is_compiling():
+                if self.training:
+                    self.monitor.observe(f"{task}@{stage}", mask, True)
+                elif not torch.compiler.is_compiling():
                     channel_mask = mask.mean(dim=(2, 3)) if mask.dim() == 4 else mask
-                    self.monitor.observe(f"{task}@{stage}", channel_mask, self.training)
+                    self.monitor.observe(f"{task}@{stage}", channel_mask, False)
                 attended[task] = mask * h
         return attended
 
