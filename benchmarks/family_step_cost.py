@@ -1,13 +1,13 @@
-"""CPU time per training step of the expert families (MMoE, PLE, DSelect-k, AdaTT), beside a shared trunk.
+"""CPU time of one training step per architecture family, relative to a shared trunk.
 
-Each family is built at a comparable size (experts of one 32-wide block, 16-wide towers) on the
-synthetic benchmark with static weights; only the body changes between rows. Validation and
-test splits are tiny, so an epoch is almost all training; the time of an epoch after the first
-is divided by its batches. Repeats are interleaved across families so that a slow spell of a
-shared machine hits every row alike; the median is reported.
+Each family is built at a comparable size (2 layers of 64 on the synthetic data's 100 features,
+16-wide towers, static weights) and timed over training steps: forward pass, backward pass,
+Adam step, on batches of ``--batch-size`` rows. Families are interleaved over repeats, so that
+a slow spell of a shared machine hits each alike; the median per step is reported.
 
-    python benchmarks/family_step_cost.py            # full run
-    python benchmarks/family_step_cost.py --quick    # a smoke run of a few seconds
+    python benchmarks/family_step_cost.py                      # every family listed below, 2 and 4 tasks
+    python benchmarks/family_step_cost.py --families mtan ltb  # the shared trunk and these
+    python benchmarks/family_step_cost.py --quick              # a smoke run of a few seconds
 
 Writes ``benchmarks/results/family_step_cost.json`` (``--output``) and prints a table.
 """
@@ -16,125 +16,119 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from _record import command, machine, result_path  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 import torch
 
+from mtl_search.architectures import build_model
 from mtl_search.data.synthetic import make_synthetic
-from mtl_search.training import train_candidate
 
-WIDTH = 32
-# (label, architecture spec less the towers); the trunk is the reference row
-FAMILIES: list[tuple[str, dict[str, Any]]] = [
-    ("shared trunk (tree)", {"family": "tree", "widths": [WIDTH]}),
-    ("mmoe, 4 experts", {"family": "mmoe", "experts": 4, "expert_widths": [WIDTH]}),
-    ("ple, 1 level, s2 t1", {"family": "ple", "levels": 1, "shared_experts": 2, "task_experts": 1}),
-    ("dselect_k, 4 experts, k=2", {"family": "dselect_k", "experts": 4, "k": 2, "gamma": 1.0}),
-    (
-        "dselect_k, 4 experts, k=2, entropy",
-        {"family": "dselect_k", "experts": 4, "k": 2, "gamma": 1.0, "entropy_weight": 0.01},
-    ),
-    ("adatt, 1 level, t1 s1", {"family": "adatt", "levels": 1, "task_experts": 1, "shared_experts": 1}),
-    ("adatt, 2 levels, t1 s1", {"family": "adatt", "levels": 2, "task_experts": 1, "shared_experts": 1}),
-]
+WIDTH, DEPTH = 64, 2
 
-
-def architecture(spec: dict[str, Any], task_names: list[str]) -> dict[str, Any]:
-    spec = dict(spec, tower={"widths": [16]})
-    if spec["family"] == "tree":
-        spec["groups"] = [[task_names]]
-    elif "expert_widths" not in spec:
-        spec["expert_widths"] = [WIDTH]
-    return spec
+# family -> spec for the task names: the sizes one would compare
+SPECS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
+    "shared trunk": lambda tasks: {"family": "tree", "widths": [WIDTH] * DEPTH, "groups": [[tasks]] * DEPTH},
+    "tree (separate)": lambda tasks: {
+        "family": "tree",
+        "widths": [WIDTH] * DEPTH,
+        "groups": [[[t] for t in tasks]] * DEPTH,
+    },
+    "mmoe": lambda tasks: {"family": "mmoe", "experts": 4, "expert_widths": [WIDTH] * DEPTH},
+    "mtan": lambda tasks: {"family": "mtan", "widths": [WIDTH] * DEPTH, "attention_width": 16},
+    "ltb": lambda tasks: {
+        "family": "ltb",
+        "widths": [WIDTH] * DEPTH,
+        "nodes": [3] * DEPTH,
+        "initial_temperature": 1.0,
+        "annealing": 0.8,
+    },
+}
 
 
-def step_seconds(data, spec: dict[str, Any], args: argparse.Namespace) -> float:
-    """Median CPU seconds of one training step, over the epochs after the first (model building, warm-up)."""
-    candidate = {
-        "architecture": architecture(spec, data.task_names),
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 1e-3, "seed": 0},
-        "loss_weighting": {"method": "static"},
-    }
-    ticks: list[float] = []
-    train_candidate(data, candidate, device="cpu", on_epoch=lambda *_: ticks.append(time.process_time()))
-    batches = math.ceil(len(data.train.targets[data.task_names[0]]) / args.batch_size)
-    return statistics.median(later - earlier for earlier, later in zip(ticks, ticks[1:])) / batches
+def step_seconds(spec: dict[str, Any], data, batch_size: int, steps: int, clock: Callable[[], float]) -> float:
+    """Median seconds of ``steps`` training steps (after two unmeasured ones)."""
+    torch.manual_seed(0)
+    model = build_model(spec | {"tower": {"widths": [16]}}, data.input_schema, data.tasks)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rows = data.train.rows(torch.arange(batch_size))
+    times = []
+    for step in range(steps + 2):
+        started = clock()
+        outputs = model(rows.inputs)
+        loss = sum(torch.nn.functional.mse_loss(outputs[n].squeeze(1), rows.targets[n].float()) for n in outputs)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 2:
+            times.append(clock() - started)
+    return statistics.median(times)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    chosen = [name for name in SPECS if name == "shared trunk" or not args.families or name in args.families]
     results = []
     for n_tasks in args.tasks:
-        data = make_synthetic(
-            dim=args.dim, rows=args.rows, tasks=n_tasks, seed=0, validation_fraction=0.02, test_fraction=0.02
-        )
-        times: dict[str, list[float]] = {label: [] for label, _ in FAMILIES}
+        data = make_synthetic(dim=100, rows=max(4 * args.batch_size, 400), tasks=n_tasks, seed=0)
+        times: dict[str, list[float]] = {name: [] for name in chosen}
         for _ in range(args.repeats):
-            for label, spec in FAMILIES:
-                times[label].append(step_seconds(data, spec, args))
-        baseline = statistics.median(times[FAMILIES[0][0]])
-        for label in times:
-            median = statistics.median(times[label])
+            for name in chosen:
+                times[name].append(step_seconds(SPECS[name](data.task_names), data, args.batch_size, args.steps, clock))
+        baseline = statistics.median(times["shared trunk"])
+        for name in chosen:
+            median = statistics.median(times[name])
             results.append(
                 {
-                    "family": label,
-                    "spec": dict(FAMILIES)[label],
+                    "family": name,
+                    "spec": SPECS[name](data.task_names),
                     "tasks": n_tasks,
                     "ms_per_step": 1000 * median,
-                    "relative_to_trunk": median / baseline,
-                    "repeats_s": times[label],
+                    "relative_to_shared_trunk": median / baseline,
                 }
             )
-    return {"command": command(), "machine": machine(), "settings": vars(args) | {"output": None}, "results": results}
+    return {"command": command(), "machine": machine(), "settings": vars(args), "results": results}
 
 
 def table(report: dict[str, Any]) -> str:
     tasks = sorted({r["tasks"] for r in report["results"]})
     lines = ["| family | " + " | ".join(f"{t} tasks: ms/step | x trunk" for t in tasks) + " |"]
     lines.append("|---" * (1 + 2 * len(tasks)) + "|")
-    for label, _ in FAMILIES:
+    for name in dict.fromkeys(r["family"] for r in report["results"]):
         cells = []
         for t in tasks:
-            row = next(r for r in report["results"] if r["family"] == label and r["tasks"] == t)
-            cells += [f"{row['ms_per_step']:.2f}", f"{row['relative_to_trunk']:.2f}"]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            row = next(r for r in report["results"] if r["family"] == name and r["tasks"] == t)
+            cells += [f"{row['ms_per_step']:.2f}", f"{row['relative_to_shared_trunk']:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small data, one repeat, two tasks (a smoke run)")
-    parser.add_argument("--repeats", type=int, default=3, help="trainings per family (default: 3)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per training; the first is not timed")
-    parser.add_argument("--rows", type=int, default=12000, help="synthetic rows (default: 12000)")
-    parser.add_argument("--dim", type=int, default=100, help="input features (default: 100)")
-    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4], help="task counts (default: 2 4)")
-    parser.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
-    parser.add_argument("--output", type=Path, default=None, help="JSON file to write")
-    args = parser.parse_args(argv)
-    args.output = args.output or result_path("family_step_cost", args.quick)
+    parser.add_argument("--families", nargs="*", default=[], help="families besides the shared trunk (default: all)")
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="process CPU time or elapsed time")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few steps and repeats")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
     if args.quick:
-        args.repeats, args.epochs, args.rows, args.tasks = 1, 3, 3000, [2]
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+        args.steps, args.repeats = 3, 1
     report = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(report["command"], "threads=1 clock=cpu")
+    path = args.output or result_path("family_step_cost", args.quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
-    print(f"written to {args.output}")
-    return 0
+    print(f"\nwritten to {path}; rerun with: {report['command']}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -87,6 +87,10 @@ def architecture_markdown(record: dict[str, Any], task_names: Sequence[str]) -> 
         facts.append(f"loss weighting `{weighting.get('method', 'static')}`")
     lines += ["- " + "; ".join(facts)]
     groups = spec.get("groups")
+    learned = record.get("sharing") or {}
+    if not groups and isinstance(learned, dict) and learned.get("groups"):  # a tree the trial learned (ltb)
+        groups = learned["groups"]
+        lines += ["", "Learned branching (the tree evaluated and exported):"]
     if isinstance(groups, list) and groups:
         widths = spec.get("widths") or []
         lines += ["", "| depth | width | blocks (tasks that share each block) |", "|---|---|---|"]

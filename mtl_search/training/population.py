@@ -73,6 +73,10 @@ LOSS_ONLY_ALONE = {
     "stch": "stch's log-sum-exp of log losses has no stacked version",
     "gls": "gls's geometric mean of the losses has no stacked version",
 }
+# Families whose training step cannot be stacked, and why.
+FAMILIES_ALONE = {
+    "ltb": "ltb draws Gumbel noise for its branching every step: under vmap the draws cannot be the member's own",
+}
 BATCHED_OPTIMIZERS = ("adam", "adamw", "sgd")
 # Spec keys that only set a network's initial values, not its structure: members may differ
 # there (each is built from its own spec).
@@ -116,6 +120,9 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
     weighting gradnorm, pcgrad, mgda, the     they work on each task's gradients of the shared
     torchjd ones (upgrad, dualproj, ...)      parameters, per batch (extra backward passes,
     (any method not in FUSED_WEIGHTINGS)      projections, a solver): nothing to stack
+    family ltb                                its Gumbel-softmax draws noise every step: stacked
+                                              draws cannot be those of the member alone (as for
+                                              dropout)
     block.norm batch                          batch statistics under vmap: running means and
                                               variances are updated in place, per member
     block.dropout > 0                         random masks under vmap cannot be those of the
@@ -169,6 +176,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         return None, f"loss weighting {LOSS_ONLY_ALONE[weighting.name]}"
     if weighting.name not in FUSED_WEIGHTINGS:
         return None, f"loss weighting {weighting.name} works on each member's own gradients"
+    if spec["family"] in FAMILIES_ALONE:
+        return None, f"family {FAMILIES_ALONE[spec['family']]}"
     if config["optimizer"] not in BATCHED_OPTIMIZERS:
         return None, f"optimizer {config['optimizer']} has no batched version"
     if config["precision"] == "fp16":
@@ -920,4 +929,4 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-__all__ = ["FUSED_WEIGHTINGS", "StackedParameters", "alone_reason", "fusion_key", "train_population"]
+__all__ = ["FAMILIES_ALONE", "FUSED_WEIGHTINGS", "StackedParameters", "alone_reason", "fusion_key", "train_population"]

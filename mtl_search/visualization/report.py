@@ -104,6 +104,9 @@ def report_html(study: optuna.Study) -> str:
         page.add(f"<h3>Trial {trial.number}: {_e(record.summary)}</h3>")
         page.add("<div class='figures'>")
         tree = tree_figure(spec, task_names, title=f"Trial {trial.number}: task-grouping tree")
+        if tree is None and isinstance(sharing, dict) and sharing.get("groups"):  # a tree the trial learned (ltb)
+            learned = {"groups": sharing["groups"], "widths": spec.get("widths")}
+            tree = tree_figure(learned, task_names, title=f"Trial {trial.number}: learned branching")
         if tree is not None:
             page.figure(tree, f"trial-{trial.number}-tree")
         stack = stack_figure(spec, task_names, title=f"Trial {trial.number}: heads on the shared stack")

@@ -80,6 +80,17 @@ CASES |= {
         {"family": "tree", "widths": [4], "groups": [[["left", "right"]]], "block": {"type": "conv"}},
         "pcgrad",
     ),
+    "image-mtan": (
+        lambda: image_data(rows=80),
+        {"family": "mtan", "widths": [4, 4], "attention_width": 2, "block": {"type": "conv"}},
+        "static",
+    ),
+    "image-ltb": (
+        lambda: image_data(rows=80),
+        {"family": "ltb", "widths": [4, 4], "nodes": [2, 2], "initial_temperature": 1.0, "annealing": 0.5}
+        | {"block": {"type": "conv"}},
+        "uncertainty",
+    ),
 }
 
 # the loss-only weightings, each on a family of its own

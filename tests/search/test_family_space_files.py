@@ -9,9 +9,9 @@ from mtl_search.search.space import load_space
 from mtl_search.tasks import Task
 
 FAMILY_FILES = {
-    "branching": {"tree"},
+    "branching": {"tree", "ltb"},
     "experts": {"mmoe", "ple", "dselect_k", "adatt"},
-    "soft_sharing": {"cross_stitch", "sluice"},
+    "soft_sharing": {"cross_stitch", "sluice", "mtan"},
 }
 
 

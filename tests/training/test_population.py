@@ -66,7 +66,14 @@ FAMILY_SPECS: dict[str, tuple[dict[str, Any], list[str]]] = {
         TWO,
     ),
     "adatt": ({"family": "adatt", "levels": 2, "task_experts": 1, "shared_experts": 1, "expert_widths": [8]}, THREE),
+    "mtan": ({"family": "mtan", "widths": [8, 8], "attention_width": 4}, TWO),
+    "ltb": (
+        {"family": "ltb", "widths": [8, 8], "nodes": [2, 2], "initial_temperature": 1.0, "annealing": 0.7},
+        TWO,
+    ),
 }
+# families that train alone whatever the candidate (population.FAMILIES_ALONE)
+ALONE_FAMILIES = {"ltb": "ltb draws Gumbel noise for its branching every step"}
 # members differ in the weighting's own settings too
 WEIGHTINGS = {
     "static": [
@@ -190,7 +197,7 @@ def test_every_registered_family_has_an_equivalence_case():
 
 
 @pytest.mark.parametrize("method", list(WEIGHTINGS))
-@pytest.mark.parametrize("family", list(FAMILY_SPECS))
+@pytest.mark.parametrize("family", [family for family in FAMILY_SPECS if family not in ALONE_FAMILIES])
 def test_a_member_trains_as_it_does_alone(family, method, request):
     spec, names = FAMILY_SPECS[family]
     data = request.getfixturevalue("data3" if len(names) == 3 else "data2")
@@ -444,6 +451,20 @@ def test_fusion_key_is_none_with_a_reason(data2, change, reason):
     assert fusion_key(item, data2) is None
     assert reason in alone_reason(item, data2)
     assert alone_reason(candidate(spec), data2) is None
+
+
+@pytest.mark.parametrize("family", list(ALONE_FAMILIES))
+def test_a_family_that_cannot_be_stacked_trains_alone_with_its_reason(data2, family):
+    spec, _ = FAMILY_SPECS[family]
+    candidates = population_of(spec, epochs=1)
+    assert all(fusion_key(c, data2) is None for c in candidates)
+    assert alone_reason(candidates[0], data2) == f"family {population.FAMILIES_ALONE[family]}"
+    assert ALONE_FAMILIES[family] in alone_reason(candidates[0], data2)
+    results = train_population(data2, candidates)
+    assert [r.population_size for r in results] == [1, 1, 1]
+    alone = train_candidate(data2, candidates[1])
+    assert_close(results[1].validation, alone.validation, "validation")
+    assert_close(results[1].sharing, alone.sharing, "sharing")
 
 
 def test_recurrent_sequence_encoders_train_alone():

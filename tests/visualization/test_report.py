@@ -338,3 +338,61 @@ def test_report_shows_the_measured_affinity_and_why_trials_left_the_front():
     assert f"<tr><td>{waiting}</td><td>waiting</td><td>not started</td></tr>" in page
     assert "<h2>Trials not on the front</h2>" in page  # its one pruned trial has no reason: listed as such
     assert "<td>4</td><td>pruned</td><td>no reason recorded</td>" in page
+
+
+def _front_trial(study: optuna.Study, spec: dict, sharing: dict) -> int:
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=[0.5, 5.0, 5.0],
+            user_attrs={"candidate": {"architecture": spec}, "summary": spec["family"], "sharing": sharing},
+        )
+    )
+    return len(study.trials) - 1
+
+
+def test_a_learned_branching_on_the_front_is_drawn_as_its_tree_with_the_parent_choices():
+    import torch
+
+    from mtl_search.architectures import build_model
+    from mtl_search.tasks import Task
+
+    spec = {"family": "ltb", "widths": [8, 8], "nodes": [2, 2], "initial_temperature": 1.0, "annealing": 0.5}
+    model = build_model(spec, {"kind": "vector", "size": 4}, [Task(name=t, kind="regression") for t in TASKS])
+    with torch.no_grad():  # both layer-1 nodes read node 0; a and b read node 0, c node 1: split at depth 1
+        model.body.parent_logits[0].copy_(torch.tensor([[3.0, 0.0], [2.0, 0.0]]))
+        for task, logits in zip(TASKS, ([1.0, 0.0], [2.0, 0.0], [0.0, 1.0])):
+            model.body.tower_logits[task].copy_(torch.tensor(logits))
+    sharing = model.eval().sharing_report()
+    study = three_task_study()
+    number = _front_trial(study, spec, sharing)
+    page = report_html(study)
+    assert f'id="trial-{number}-tree"' in page and "learned branching" in page
+    assert "depth 1, width 8: a, b (shared)" in page
+    assert f'id="trial-{number}-sharing-0"' in page and f'id="trial-{number}-sharing-1"' in page  # parents per depth
+    text = architecture_markdown({"candidate": {"architecture": spec}, "sharing": sharing}, TASKS)
+    assert "Learned branching" in text and "| 1 | 8 | {a, b} {c} |" in text
+    assert "learned `tree`: 0:{a,b,c} 1:{a,b}{c}" in text
+
+
+def test_task_attention_masks_on_the_front_are_drawn():
+    import torch
+
+    from mtl_search.architectures import build_model
+    from mtl_search.tasks import Task
+
+    spec = {"family": "mtan", "widths": [6, 6], "attention_width": 3}
+    torch.manual_seed(0)
+    model = build_model(spec, {"kind": "vector", "size": 4}, [Task(name=t, kind="regression") for t in TASKS]).eval()
+    model({"x": torch.randn(20, 4)})
+    sharing = model.sharing_report()
+    study = three_task_study()
+    number = _front_trial(study, spec, sharing)
+    page = report_html(study)
+    # the mean mask per task and stage, then the correlation of the tasks' channel masks per stage
+    assert all(f'id="trial-{number}-sharing-{i}"' in page for i in range(3))
+    tables = sharing_tables(sharing, TASKS)
+    assert [(title, rows, columns) for title, rows, columns, _ in tables] == [
+        ("masks", TASKS, ["stage 1", "stage 2"]),
+        ("mask_correlation[0]", TASKS, TASKS),
+        ("mask_correlation[1]", TASKS, TASKS),
+    ]
