@@ -13,8 +13,9 @@ through a stop-gradient ("all forward, task-specific backward"). Task ``t`` thus
 the other tasks' embeddings learned, but its loss never moves them.
 
 Tabular inputs only (the family's ``input_kinds``): other data is refused in one line when a
-space naming the family is checked against it or a network is built. The data needs at least
-one categorical column.
+space naming the family is checked against it or a network is built. On a table without
+categorical columns every set holds the numeric features only: shared and per-task experts
+with the same task-specific backward, and no tables to separate.
 
 Spec keys: ``experts`` (per set), ``expert_widths``, ``embedding_dim`` (optional: every
 table's width per column; else the tabular stem's rule, or the stem section's ``embedding_dim``;
@@ -69,7 +70,10 @@ class TaskEmbeddings(nn.Module):
             **numeric_options,
         )
         self.task_names = list(task_names)
-        self.tasks = nn.ModuleDict({task: TabularStem(0, categorical, embedding_dim) for task in self.task_names})
+        # no categorical column, no tables: a task's set is the numeric features alone
+        self.tasks = nn.ModuleDict(
+            {task: TabularStem(0, categorical, embedding_dim) for task in self.task_names} if categorical else {}
+        )
         self.numeric_width = self.shared.out_shape[0] - sum(self.shared.dims)
         self.set_width = self.shared.out_shape[0]
         self.out_shape = (self.set_width * (1 + len(self.task_names)),)
@@ -81,8 +85,12 @@ class TaskEmbeddings(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         shared = self.shared(inputs)
         numeric = shared[:, : self.numeric_width]
+        if not len(self.tasks):
+            return self._members(torch.cat([shared] * (1 + len(self.task_names)), dim=1))
         parts = [shared] + [torch.cat([numeric, self.tasks[task](inputs)], dim=1) for task in self.task_names]
-        features = torch.cat(parts, dim=1)
+        return self._members(torch.cat(parts, dim=1))
+
+    def _members(self, features: torch.Tensor) -> torch.Tensor:
         if self.members > 1:  # (members * batch, features), member-major
             features = (features.unsqueeze(0) * self.member_scales.unsqueeze(1)).flatten(0, 1)
         return features
@@ -177,8 +185,6 @@ class STEMFamily(Family):
             )
 
     def build_stem(self, spec: dict[str, Any], input_schema: dict[str, Any], task_names: Sequence[str]) -> nn.Module:
-        if not input_schema.get("categorical"):
-            raise UserError("stem spec: family stem needs categorical columns to embed, but the data has none")
         stem_spec = spec.get("stem") or {}
         width = spec.get("embedding_dim", stem_spec.get("embedding_dim"))
         return TaskEmbeddings(input_schema, stem_spec, task_names, width)

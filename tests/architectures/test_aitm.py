@@ -220,3 +220,20 @@ def test_a_population_with_the_calibrator_trains_each_member_as_alone():
     fused, alone = train_both(data, candidates)
     for mine, theirs in zip(fused, alone):
         assert_same_as_alone(mine, theirs, size=3, data=data)
+
+
+def test_the_bundled_funnel_space_offers_the_family():
+    from mtl_search.data.sequences import make_sequences
+    from mtl_search.search.space import load_space
+
+    data = make_sequences(rows=60, max_length=6, vocabulary=12)
+    space = load_space("sequences")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(10):
+        spec = space.sample(study.ask(), data.task_names)["architecture"]
+        seen.add(spec["family"])
+        if spec["family"] == "aitm":
+            model = build_model(spec, data.input_schema, data.tasks)
+            assert model.body.sources == {"click": None, "purchase": "click", "dwell": "purchase"}
+    assert "aitm" in seen

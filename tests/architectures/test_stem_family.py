@@ -8,7 +8,7 @@ import torch
 
 from mtl_search.architectures import build_model, get_family, summarize, validate_spec
 from mtl_search.errors import UserError
-from mtl_search.search.space import parse_space
+from mtl_search.search.space import load_space, parse_space
 from mtl_search.tasks import Task
 from tests.architectures.family_checks import (
     assert_gradients_reach_every_parameter,
@@ -128,8 +128,13 @@ def test_other_inputs_are_refused_in_one_line_when_the_space_is_checked_and_when
     space.check_stem(TABLE, "table")  # tables are fine
     with pytest.raises(UserError, match="family stem reads tabular inputs only, but the data has image inputs"):
         build(schema={"kind": "image", "shape": [1, 8, 8]})
-    with pytest.raises(UserError, match="needs categorical columns"):
-        build(schema={"kind": "tabular", "numeric": 3, "categorical": []})
+    # a table without categorical columns: every set is its numeric features
+    model = build(schema={"kind": "tabular", "numeric": 3, "categorical": []})
+    assert model.stem.out_shape == (4 * 3,)
+    assert model({"numeric": torch.randn(5, 3), "categorical": torch.zeros(5, 0, dtype=torch.long)})["task1"].shape == (
+        5,
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -181,3 +186,20 @@ def test_training_lowers_every_task_loss():
     spec = with_common({"family": "stem", "experts": 2, "expert_widths": [16], "embedding_dim": 4}, tower=[8])
     sharing = assert_training_lowers_loss(data, spec, epochs=8)
     assert list(sharing["gates"]) == data.task_names
+
+
+def test_the_bundled_tabular_space_offers_the_family_and_refuses_vectors(tiny_synthetic3):
+    space = load_space("tabular")
+    assert "stem" in space.families
+    data = tabular_data()
+    space.check_stem(data.input_schema, data.name)
+    with pytest.raises(UserError, match="key families.stem: family stem reads tabular inputs only"):
+        space.check_stem(tiny_synthetic3.input_schema, tiny_synthetic3.name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    families = set()
+    for _ in range(8):
+        spec = space.sample(study.ask(), data.task_names)["architecture"]
+        families.add(spec["family"])
+        model = build_model(spec, data.input_schema, data.tasks)
+        assert set(model(data.test.inputs)) == set(data.task_names)
+    assert families == {"tree", "stem"}
