@@ -58,6 +58,16 @@ def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
         validate_relationship(spec["relationship"])
 
 
+def check_input_kind(family: Family, kind: Any, where: str = "") -> None:
+    """UserError if ``family`` cannot read inputs of ``kind`` ("custom": a user's own stem)."""
+    if family.input_kinds is None or kind in family.input_kinds:
+        return
+    shown = "a custom stem's output" if kind == "custom" else f"{kind} inputs"
+    raise UserError(
+        f"{where}family {family.name} reads {' or '.join(family.input_kinds)} inputs only, but the data has {shown}"
+    )
+
+
 def build_model(
     spec: dict[str, Any],
     input_schema: dict[str, Any],
@@ -73,6 +83,9 @@ def build_model(
     validate_spec(spec, task_names)
     validate_conditions(tasks)
     family = get_family(spec["family"])
+    check_input_kind(family, input_schema.get("kind") if stem is None else "custom")
+    if stem is None:
+        stem = family.build_stem(spec, input_schema, task_names)
     stem_module = stem if stem is not None else build_stem(input_schema, spec.get("stem"))
     in_shape = tuple(stem_module.out_shape)
     source = f"{input_schema.get('kind')} input" if stem is None else "custom stem's output"
@@ -139,6 +152,7 @@ __all__ = [
     "Stem",
     "build_model",
     "build_stem",
+    "check_input_kind",
     "family_names",
     "get_family",
     "register_family",

@@ -108,7 +108,9 @@ class MultiTaskModel(nn.Module):
         return outputs
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        stem = [p for p in self.stem.parameters() if p.requires_grad]
+        # a stem with tables of single tasks (the stem family's) says which of its parameters are shared
+        own = getattr(self.stem, "shared_parameters", None)
+        stem = [p for p in (own() if callable(own) else self.stem.parameters()) if p.requires_grad]
         return stem + [p for p in self.body.shared_parameters() if p.requires_grad]
 
     def regularization(self) -> torch.Tensor | None:
@@ -142,7 +144,12 @@ class Family(ABC):
       ones (``family``, ``block``, ``tower``, ``stem``, ``relationship``); ``validate_spec``
       refuses any other key and a missing required one before :meth:`validate` runs;
 
-    and implement the five methods below. The body :meth:`build` returns is a :class:`Body`
+    - ``input_kinds``: the input kinds (``input_schema["kind"]``) the family can read; None
+      (the default) for every kind. Data of another kind is refused when a space naming the
+      family is checked against it and when a network is built;
+
+    and implement the five methods below (and :meth:`build_stem` for a family that encodes the
+    raw inputs itself). The body :meth:`build` returns is a :class:`Body`
     that builds its blocks with the :class:`BlockFactory` it is given, so that the family
     runs on every input the stems make (vectors, tables, images, sequences).
 
@@ -159,6 +166,13 @@ class Family(ABC):
     name: ClassVar[str]
     required_keys: ClassVar[tuple[str, ...]] = ()
     optional_keys: ClassVar[tuple[str, ...]] = ()
+    input_kinds: ClassVar[tuple[str, ...] | None] = None
+
+    def build_stem(
+        self, spec: dict[str, Any], input_schema: dict[str, Any], task_names: Sequence[str]
+    ) -> nn.Module | None:
+        """The family's own input stem (a module with ``out_shape``), or None for the data's usual one."""
+        return None
 
     @abstractmethod
     def space_model(self) -> type[BaseModel]:

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mtl_search.architectures import get_family
+from mtl_search.architectures import check_input_kind, get_family
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.architectures.numeric import NUMERIC_ENCODINGS
 from mtl_search.errors import UserError, describe_validation_error
@@ -212,12 +212,15 @@ class SearchSpace(StrictSection):
         return parsed
 
     def check_stem(self, input_schema: Mapping[str, Any], data_name: str) -> None:
-        """Every stem key the space sets must be read by the stem this data gets (UserError if not).
+        """Every family the space names must read this data's inputs, and every stem key it sets
+        must be read by the stem this data gets (UserError if not).
 
         A key the stem ignores would still be sampled and stored on every trial, as if it
         mattered; like a tree chain without affinity grouping, it is refused instead.
         """
         kind = input_schema.get("kind")
+        for name in self.families:
+            check_input_kind(get_family(name), kind, f"space file {self._source}: key families.{name}: ")
         settings = stem_settings()
         if kind not in settings:
             return  # a stem registered without its settings: nothing to compare with

@@ -16,7 +16,7 @@ from mtl_search.export.bundle import example_inputs, write_graphs
 from mtl_search.training import train_candidate
 from mtl_search.weighting import method_names
 from tests.export.test_export_inputs import DECLARATIONS, customers
-from tests.training.test_population import FAMILY_SPECS, candidate, image_data
+from tests.training.test_population import FAMILY_SPECS, candidate, image_data, reads, tabular_data
 
 WEIGHTINGS = ["static", "uncertainty", "gradnorm", "dwa", "pcgrad", "mgda"]
 SEQUENCE_STEM = {"sequence_width": 6, "embedding_dim": 4}
@@ -24,6 +24,12 @@ SEQUENCE_STEM = {"sequence_width": 6, "embedding_dim": 4}
 
 def synthetic(names: list[str]):
     return make_synthetic(dim=6, rows=160, tasks=len(names), correlation=0.5, seed=0)
+
+
+def family_data(spec: dict[str, Any], names: list[str]):
+    """Synthetic vectors, or a table for a family that reads tables only."""
+    data = synthetic(names)
+    return data if reads(spec, data) else tabular_data()
 
 
 def sequences():
@@ -35,7 +41,7 @@ def sequences():
 # (data, architecture spec, loss weighting): each family once, each weighting at least once
 CASES: dict[str, tuple[Any, dict[str, Any], str]] = {
     f"{family}-{WEIGHTINGS[i % len(WEIGHTINGS)]}": (
-        lambda names=names: synthetic(names),
+        lambda spec=spec, names=names: family_data(spec, names),
         spec,
         WEIGHTINGS[i % len(WEIGHTINGS)],
     )

@@ -16,7 +16,7 @@ from mtl_search.search.space import parse_space
 from mtl_search.training import train_candidate
 from mtl_search.training.population import alone_reason, fusion_key, train_population
 from mtl_search.training.trainer import checked_training
-from tests.training.test_population import FAMILY_SPECS, TWO, WEIGHTINGS, candidate, population_of
+from tests.training.test_population import FAMILY_SPECS, TWO, WEIGHTINGS, candidate, population_of, tabular_data
 
 # bf16 keeps 8 bits of mantissa: after two epochs a metric moves by up to a percent or two
 BF16_REL = 5e-2
@@ -48,6 +48,8 @@ def assert_finite_and_near(result: Any, reference: Any, rel: float = BF16_REL) -
 
 
 def data_for(names: list[str], request: pytest.FixtureRequest):
+    if names == FAMILY_SPECS["stem"][1]:  # the stem family reads tables only
+        return tabular_data()
     return request.getfixturevalue("tiny_synthetic3" if len(names) == 3 else "tiny_synthetic")
 
 
