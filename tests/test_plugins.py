@@ -50,6 +50,7 @@ BUILT_INS = {
     "mtl_search.stems": {"sequence"},
 }
 BUILT_INS["mtl_search.weightings"] |= {"famo", "rlw", "stch", "gls"}  # the loss-only methods
+BUILT_INS["mtl_search.weightings"] |= {"db_mtl", "gradvac"}  # gradient methods written here
 BASES = {
     "mtl_search.families": Family,
     "mtl_search.weightings": LossWeighting,
