@@ -1,11 +1,16 @@
 """DB-MTL: hand-computed updates on a model whose log-loss gradients are known, an independent
-re-derivation over several batches, and what a user sees (fp16 refused, trains alone)."""
+re-derivation over several batches, and what a user sees (fp16 refused, trains alone); a small
+search of DB-MTL and of GradVac."""
 
+import optuna
 import pytest
 import torch
 from torch import nn
 
 from mtl_search.errors import UserError
+from mtl_search.records.trial import TrialRecord
+from mtl_search.search.runner import SearchSettings, run_search
+from mtl_search.search.space import parse_space
 from mtl_search.training import train_candidate
 from mtl_search.training.population import alone_reason
 from mtl_search.weighting import make_weighting
@@ -109,3 +114,31 @@ def test_trains_alone_in_a_population_and_is_refused_under_fp16(tiny_synthetic):
     with pytest.raises(UserError, match="training.precision fp16: loss weighting db_mtl averages gradients") as error:
         train_candidate(tiny_synthetic, candidate("fp16"))
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "section"),
+    [
+        ("db_mtl", {"beta": {"low": 0.5, "high": 0.99}, "beta_decay": {"low": 0.0, "high": 1.0}}),
+        ("gradvac", {"beta": {"low": 1e-3, "high": 0.5, "log": True}}),
+    ],
+)
+def test_a_small_search_draws_the_hyperparameters_within_their_ranges(tiny_synthetic, storage_url, method, section):
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = parse_space(
+        {
+            "training": {"epochs": 1, "batch_size": 64},
+            "families": {"tree": {"depth": 1, "width": 8, "grouping": "shared"}},
+            "loss_weighting": {method: section},
+            "pruning": {"enabled": False},
+        }
+    )
+    settings = SearchSettings(method, storage=storage_url, sampler="random", n_trials=2, save_artifacts=False)
+    study = run_search(tiny_synthetic, space, settings)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        weighting = TrialRecord.read(trial, only=("candidate",)).candidate.loss_weighting
+        assert weighting["method"] == method
+        for name, bounds in section.items():
+            assert bounds["low"] <= weighting[name] <= bounds["high"]
+            assert trial.params[f"{method}.{name}"] == weighting[name]
