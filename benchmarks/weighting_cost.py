@@ -45,6 +45,8 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("rlw", {"method": "rlw"}),
     ("stch", {"method": "stch"}),
     ("gls", {"method": "gls"}),
+    ("db_mtl", {"method": "db_mtl"}),
+    ("gradvac", {"method": "gradvac"}),
     ("upgrad", {"method": "upgrad"}),
     ("dualproj", {"method": "dualproj"}),
     ("aligned_mtl", {"method": "aligned_mtl"}),

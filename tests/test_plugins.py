@@ -52,6 +52,7 @@ BUILT_INS = {
 BUILT_INS["mtl_search.weightings"] |= {"famo", "rlw", "stch", "gls"}  # the loss-only methods
 BUILT_INS["mtl_search.families"] |= {"mtan", "ltb"}
 BUILT_INS["mtl_search.families"] |= {"aitm", "stem"}  # the funnel and embedding families
+BUILT_INS["mtl_search.weightings"] |= {"db_mtl", "gradvac"}  # gradient methods written here
 BASES = {
     "mtl_search.families": Family,
     "mtl_search.weightings": LossWeighting,

@@ -117,9 +117,10 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
     weighting famo, rlw, stch, gls            loss-only, but their totals (per-batch logit steps,
                                               per-batch random weights, a log-sum-exp, a
                                               geometric mean) have no stacked version yet
-    weighting gradnorm, pcgrad, mgda, the     they work on each task's gradients of the shared
-    torchjd ones (upgrad, dualproj, ...)      parameters, per batch (extra backward passes,
-    (any method not in FUSED_WEIGHTINGS)      projections, a solver): nothing to stack
+    weighting gradnorm, pcgrad, mgda,         they work on each task's gradients of the shared
+    db_mtl, gradvac, the torchjd ones         parameters, per batch (extra backward passes,
+    (upgrad, dualproj, ...; any method not    projections, a solver, per-member averages of
+    in FUSED_WEIGHTINGS)                      gradients or cosines): nothing to stack
     family ltb                                its Gumbel-softmax draws noise every step: stacked
                                               draws cannot be those of the member alone (as for
                                               dropout)

@@ -34,10 +34,12 @@ AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # norms inside ``backward``: a batch whose fp16 gradients overflowed is skipped by the network's
 # optimiser, but that inner step would already have taken the overflowed values. nash_mtl's weights
 # shrink as the gradients grow (alpha_t (G alpha)_t = 1), so its update ignores the loss scale that
-# unscaling then divides out.
+# unscaling then divides out. db_mtl averages gradients over batches: after the scaler halves its
+# factor, the average still holds gradients at the old factor, which unscaling would not undo.
 FP16_REFUSED_WEIGHTINGS = {
     "gradnorm": "takes optimiser steps of its own that cannot skip a batch whose fp16 gradients overflowed",
     "nash_mtl": "gives an update that does not grow with fp16's loss scale, so unscaling would shrink it",
+    "db_mtl": "averages gradients over batches, which fp16's changing loss scale would mix",
 }
 
 

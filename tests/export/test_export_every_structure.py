@@ -109,6 +109,11 @@ CASES |= {
     f"tree-{method}": (lambda: synthetic(FAMILY_SPECS["tree"][1]), FAMILY_SPECS["tree"][0], method)
     for method in ("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl")
 }
+# the gradient methods written here, likewise
+CASES |= {
+    f"tree-{method}": (lambda: synthetic(FAMILY_SPECS["tree"][1]), FAMILY_SPECS["tree"][0], method)
+    for method in ("db_mtl", "gradvac")
+}
 
 
 def test_the_cases_cover_every_registered_family_and_weighting():

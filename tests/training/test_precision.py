@@ -74,12 +74,13 @@ def test_bf16_trains_every_family_near_fp32(family, request):
     [
         *("static", "dwa", "uncertainty", "gradnorm", "pcgrad", "mgda"),
         *("upgrad", "dualproj", "aligned_mtl", "graddrop", "imtl", "config", "cagrad", "nash_mtl"),
+        *("db_mtl", "gradvac"),
     ],
 )
 @pytest.mark.parametrize("spec", [SHARED_BOTTOM, SPLIT_TREE], ids=["shared-bottom", "split-tree"])
 def test_every_weighting_trains_in_16_bits_near_fp32(tiny_synthetic, spec, method, precision):
     item = candidate(spec, {"method": method}, epochs=2)
-    if precision == "fp16" and method in ("gradnorm", "nash_mtl"):
+    if precision == "fp16" and method in ("gradnorm", "nash_mtl", "db_mtl"):
         with pytest.raises(UserError, match=f"training.precision fp16: loss weighting {method}"):
             train_candidate(tiny_synthetic, with_precision(item, precision))
         return

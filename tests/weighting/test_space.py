@@ -48,6 +48,21 @@ def test_all_weightings_space_samples_every_method_with_its_hyperparameters():
     assert seen["aligned_mtl"]["scale_mode"] in ("min", "median", "rmse")
     assert seen["imtl"]["loss_scaling"] in (True, False)
     assert 0.1 <= seen["cagrad"]["c"] <= 0.9
+    assert 0.5 <= seen["db_mtl"]["beta"] <= 0.99 and 0.0 <= seen["db_mtl"]["beta_decay"] <= 1.0
+    assert 1e-3 <= seen["gradvac"]["beta"] <= 0.5
+
+
+def test_an_empty_section_searches_the_documented_defaults():
+    space = parse_space({"families": {"tree": {}}, "loss_weighting": {"db_mtl": {}, "gradvac": {}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {}
+    for _ in range(20):
+        weighting = space.sample(study.ask(), ["task1", "task2"])["loss_weighting"]
+        seen[weighting["method"]] = weighting
+    assert seen == {
+        "db_mtl": {"method": "db_mtl", "beta": 0.9, "beta_decay": 0.5},
+        "gradvac": {"method": "gradvac", "beta": 0.01},
+    }
 
 
 @pytest.mark.parametrize(
