@@ -31,7 +31,7 @@ from mtl_search.search.study import (
 )
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device, train_candidate
-from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero
+from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, check_weighting
 from mtl_search.threads import threads_while
 from mtl_search.training.precision import FP16_REFUSED_WEIGHTINGS, check_precision, check_supported
 
@@ -138,6 +138,8 @@ def run_search(
             f"data-parallel processes train one candidate at a time"
         )
     try:
+        for method in space.loss_weighting:  # refused before any trial, rather than at the first that draws it
+            check_weighting(method, "the space offers loss weighting")
         return _run_search(
             data, space, settings, epoch_hooks, result_hooks, callbacks, stem, enqueue, storage, budget, data_parallel
         )

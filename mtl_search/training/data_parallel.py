@@ -55,6 +55,20 @@ MESSAGE_TIMEOUT = datetime.timedelta(days=7)
 STEP_TIMEOUT = datetime.timedelta(minutes=30)
 
 
+# Weightings that cannot train data-parallel, and why. Every process must draw the same random
+# numbers for the weighting; torch's global generator is also drawn by dropout, on each
+# process's own shard, so it differs between them.
+REFUSED_WEIGHTINGS = {
+    "graddrop": "draws its random masks from torch's global generator, which differs between the processes",
+}
+
+
+def check_weighting(name: str, where: str = "loss weighting") -> None:
+    """A one-line UserError for a weighting that cannot train data-parallel."""
+    if name in REFUSED_WEIGHTINGS:
+        raise UserError(f"{where} {name}: {REFUSED_WEIGHTINGS[name]}, so it cannot train data-parallel")
+
+
 class StoppedByRankZero(Exception):
     """Raised in a process other than rank 0 when rank 0 stopped the candidate (pruned, or its
     epoch hooks failed): the process waits for the next candidate."""
@@ -253,8 +267,10 @@ def has_batch_norm(model: nn.Module) -> bool:
 
 
 __all__ = [
+    "REFUSED_WEIGHTINGS",
     "DataParallel",
     "StoppedByRankZero",
+    "check_weighting",
     "data_fingerprint",
     "has_batch_norm",
     "process_rank",

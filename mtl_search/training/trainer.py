@@ -24,7 +24,7 @@ from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
-from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, has_batch_norm
+from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, check_weighting, has_batch_norm
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
 from mtl_search.training.schedules import check_schedule, learning_rates, steps_per_epoch
 from mtl_search.training.precision import (
@@ -338,6 +338,9 @@ def train_candidate(
         stem = copy.deepcopy(stem)
     model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
     task_names = data.task_names
+    if ranks is not None:
+        given = candidate.get("loss_weighting")
+        check_weighting(given if isinstance(given, str) else str((given or {}).get("method", "static")))
     weighting = make_weighting(
         candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}
     ).to(device)

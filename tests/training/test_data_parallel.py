@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from mtl_search.data.synthetic import make_synthetic
+from mtl_search.errors import UserError
 from mtl_search.training import train_candidate
 
 WORLD = 2
@@ -35,6 +36,9 @@ WEIGHTINGS = {
     "gls": ({"method": "gls"}, TREE),
     "uncertainty": ({"method": "uncertainty"}, TREE),
     "famo": ({"method": "famo"}, TREE),
+    "dwa": ({"method": "dwa"}, TREE),
+    "rlw": ({"method": "rlw"}, TREE),
+    "stch": ({"method": "stch"}, TREE),
     "pcgrad": ({"method": "pcgrad"}, TREE),
     "mgda": ({"method": "mgda", "normalization": "l2"}, HARD_SHARING),
     "gradnorm": ({"method": "gradnorm", "alpha": 1.5}, TREE),
@@ -74,6 +78,11 @@ def _train_in_process(rank: int, port: int, names: list[str], folder: str) -> No
     ranks = DataParallel.start(torch.device("cpu"))
     try:
         data = tiny_data()
+        refused = candidate("static") | {"loss_weighting": {"method": "graddrop"}}
+        try:
+            train_candidate(data, refused, device="cpu", data_parallel=ranks)
+        except UserError as error:
+            (Path(folder) / f"refused-{rank}.txt").write_text(str(error))
         for name in names:
             result = train_candidate(data, candidate(name), device="cpu", data_parallel=ranks)
             state = {key: value.detach().clone() for key, value in result.model.state_dict().items()}
@@ -105,10 +114,12 @@ def data_parallel_results(tmp_path_factory):
             for process in context.processes:
                 process.kill()
             pytest.fail(f"data-parallel training did not finish in {deadline} s")
-    return {
+    results = {
         name: [torch.load(folder / f"{name}-{rank}.pt", weights_only=False) for rank in range(WORLD)]
         for name in WEIGHTINGS
     }
+    results["refused"] = [(folder / f"refused-{rank}.txt").read_text() for rank in range(WORLD)]
+    return results
 
 
 @pytest.mark.slow
@@ -130,6 +141,13 @@ def test_two_processes_train_the_candidate_one_process_trains(name, data_paralle
         for metric, value in metrics.items():
             assert lead["validation"][task][metric] == pytest.approx(value, rel=1e-3, abs=1e-6), (name, task, metric)
     assert other["validation"] == {}  # rank 0 alone scores the epochs
+
+
+@pytest.mark.slow
+def test_a_weighting_drawing_from_the_global_generator_is_refused(data_parallel_results):
+    for message in data_parallel_results["refused"]:  # on every process, before they exchange anything
+        assert message.startswith("loss weighting graddrop: draws its random masks"), message
+        assert "cannot train data-parallel" in message
 
 
 REPO = Path(__file__).resolve().parents[2]
