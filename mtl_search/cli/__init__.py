@@ -81,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command != "run" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        # torchrun started this command in several processes: they would each do the same work
+        if os.environ.get("RANK", "0") == "0":
+            print(
+                f"mtl-search {args.command}: error: only `run` trains data-parallel under torchrun "
+                f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); run `mtl-search {args.command}` without torchrun",
+                file=sys.stderr,
+            )
+        return 2
     try:
         with warnings.catch_warnings(), _sigterm_as_interrupt():  # both restore the caller's settings afterwards
             _warnings_on_one_line(args.command)

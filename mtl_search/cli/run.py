@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import optuna
@@ -30,6 +31,8 @@ from mtl_search.threads import THREADS_HELP, with_threads
 SAMPLER_CHOICES = ("tpe", "nsga2", "random")
 PRUNE_RULE_CHOICES = ("median", "projected")
 POPULATION_STRATEGY_CHOICES = ("shared-structure", "independent")  # search/population.py's STRATEGIES
+# seconds a data-parallel process other than rank 0 waits before exiting on an error rank 0 reports
+SILENT_EXIT_PAUSE = 3.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -278,9 +281,112 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 @with_threads
 def main(args: argparse.Namespace) -> int:
+    if data_parallel_size() > 1:
+        return _main_data_parallel(args)
+    return _lead(args, *_prepare(args))
+
+
+def data_parallel_size() -> int:
+    """The number of processes torchrun started for this command (1 without torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _main_data_parallel(args: argparse.Namespace) -> int:
+    """Under torchrun: rank 0 runs the search, every process trains each candidate with it
+    (docs/how-to/data-parallel.md). An error every process meets alike is said once, by rank 0."""
+    rank = int(os.environ.get("RANK", "0"))
+    refusal = _data_parallel_refusal(args)
+    if refusal is not None:
+        return _refuse(rank, refusal)
+    from mtl_search.training.data_parallel import DataParallel, data_fingerprint, rank_device
+
+    try:
+        device = rank_device(args.device)
+    except UserError as error:
+        return _refuse(rank, str(error))
+    ranks = DataParallel.start(device)
+    try:
+        args.device = str(device)
+        # rank 0 first: it may create the study and fill the data cache the others then read
+        prepared, failure = _attempt(lambda: _prepare(args)) if ranks.leads else (None, None)
+        _agree(ranks, failure)
+        loaded, failure = (None, None) if ranks.leads else _attempt(lambda: _load_data(args))
+        _agree(ranks, failure)
+        data = prepared[0] if ranks.leads else loaded
+        fingerprints = ranks.gather(data_fingerprint(data))
+        different = [str(r) for r, value in enumerate(fingerprints) if value != fingerprints[0]]
+        if different:
+            _refuse(
+                ranks.rank,
+                f"process(es) {', '.join(different)} loaded other data than process 0 (rows or values differ); "
+                f"every process must read the same data",
+            )
+        if not ranks.leads:
+            from mtl_search.search.runner import follow_search
+
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            follow_search(data, ranks)
+            return 0
+        return _lead(args, *prepared, data_parallel=ranks)
+    finally:
+        ranks.close()
+
+
+def _data_parallel_refusal(args: argparse.Namespace) -> str | None:
+    """Why these flags cannot run under torchrun, or None."""
+    size = data_parallel_size()
+    if args.workers > 1:
+        return (
+            f"--workers {args.workers}: under torchrun the {size} processes train each candidate together; "
+            f"to run candidates side by side, start several runs on the study instead"
+        )
+    if args.population > 1:
+        return (
+            f"--population {args.population}: a population trains several candidates as one network; "
+            f"under torchrun the {size} processes train one candidate at a time"
+        )
+    return None
+
+
+def _refuse(rank: int, message: str) -> int:
+    """Rank 0 says ``message`` (a UserError); the other processes exit 2 without a word, after a
+    pause: torchrun stops every process once one exits, and rank 0 must have said why by then."""
+    if rank == 0:
+        raise UserError(message)
+    time.sleep(SILENT_EXIT_PAUSE)
+    raise SystemExit(2)
+
+
+def _attempt(action: Any) -> tuple[Any, str | None]:
+    """``action()``'s result and None, or None and the message of the UserError it raised."""
+    try:
+        return action(), None
+    except UserError as error:
+        return None, str(error)
+
+
+def _agree(ranks: Any, failure: str | None) -> None:
+    """Every process learns whether one failed; rank 0 says the first failure, all exit 2."""
+    failures = ranks.gather(failure)
+    for rank, message in enumerate(failures):
+        if message is not None:
+            _refuse(ranks.rank, message if rank == 0 else f"process {rank}: {message}")
+
+
+def _lead(
+    args: argparse.Namespace,
+    data: Any,
+    space: Any,
+    settings: Any,
+    storage: optuna.storages.BaseStorage,
+    data_parallel: Any = None,
+) -> int:
+    """The search as one process, or as rank 0 of data-parallel ones; the front; the exit status."""
     from mtl_search.cli.pareto import print_front
 
-    data, space, settings, storage = _prepare(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     progress = None if args.quiet else _Progress(args.trials)
     status = 0
@@ -291,11 +397,20 @@ def main(args: argparse.Namespace) -> int:
                 f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
                 + (f", {args.workers} workers" if args.workers > 1 else "")
                 + (f", populations of {args.population}" if args.population > 1 else "")
+                + (f", {data_parallel.size} processes data-parallel" if data_parallel is not None else "")
             )
         if args.workers > 1:
             study, status = _run_workers(args, data, space, settings, storage, progress)
         else:
-            study = _search(args, data, space, settings, storage, callbacks=[progress.on_trial] if progress else [])
+            study = _search(
+                args,
+                data,
+                space,
+                settings,
+                storage,
+                callbacks=[progress.on_trial] if progress else [],
+                data_parallel=data_parallel,
+            )
     finally:
         if progress:
             progress.stop()
@@ -364,7 +479,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         )
     space_path = resolve_space_path(args.space)
     # Imported only now, so that the refusals above answer without loading torch (seconds)
-    from mtl_search.data import load_data
     from mtl_search.search.affinity import measures_chain
     from mtl_search.search.costs import with_cost_options
     from mtl_search.search.pruning import with_pruning_options
@@ -391,8 +505,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
             f"--affinity-measure {args.affinity_measure}: only --seed-strategy affinity, or a space with "
             f"families.tree.grouping affinity and no chain of its own, measures affinity"
         )
-    options = parse_key_values(args.data_option, "--data-option")
-    data = load_data(args.data, options, args.data_file, args.task)
+    data = _load_data(args)
     space.check_stem(data.input_schema, data.name)  # run_search checks too; here it fails before the progress bar
     device = resolve_device(args.device)
     check_precision_for(args.precision, device, space, "--precision")  # run_search checks too; here before the bar
@@ -421,6 +534,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
     return data, space, settings, storage
 
 
+def _load_data(args: argparse.Namespace) -> Any:
+    from mtl_search.data import load_data
+
+    return load_data(args.data, parse_key_values(args.data_option, "--data-option"), args.data_file, args.task)
+
+
 def _search(
     args: argparse.Namespace,
     data: Any,
@@ -430,11 +549,14 @@ def _search(
     *,
     callbacks: list,
     budget: Any = None,
+    data_parallel: Any = None,
 ) -> optuna.Study:
     """``run_search`` with everything the flags ask for; each worker process runs this too."""
     from mtl_search.search.runner import run_search
 
-    return run_search(data, space, settings, callbacks=callbacks, storage=storage, budget=budget)
+    return run_search(
+        data, space, settings, callbacks=callbacks, storage=storage, budget=budget, data_parallel=data_parallel
+    )
 
 
 def search_in_worker(args: argparse.Namespace, *, worker_index: int, budget: Any, callbacks: list) -> None:

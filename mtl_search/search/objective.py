@@ -19,7 +19,12 @@ from mtl_search.search.param_names import RenamingTrial, study_distributions
 from mtl_search.search.space import SearchSpace
 from mtl_search.search.workers import raise_if_stopped, shielded
 from mtl_search.training import TrainResult, train_candidate
+from mtl_search.training.data_parallel import DataParallel
 from mtl_search.training.trainer import EpochCallback
+
+
+# What rank 0 sends the other data-parallel processes: (TRAIN, candidate), or (DONE, None) at the end.
+TRAIN, DONE = "train", "done"
 
 
 class TrialFailed(Exception):
@@ -48,6 +53,7 @@ class CandidateObjective:
         stem: torch.nn.Module | None = None,
         cost_meter: CostMeter | None = None,
         precision: str = "fp32",
+        data_parallel: DataParallel | None = None,
     ) -> None:
         self.data = data
         self.space = space
@@ -61,6 +67,8 @@ class CandidateObjective:
         self.cost_meter = cost_meter or CostMeter()
         # training.precision of every candidate: stored with it, so that export and refine train it alike
         self.precision = precision
+        # on rank 0 of processes training each candidate together: they are sent each candidate to train
+        self.data_parallel = data_parallel
 
     def __call__(self, trial: optuna.trial.Trial) -> list[float]:
         try:
@@ -112,9 +120,16 @@ class CandidateObjective:
         costs = self.before_training(trial, candidate)
         history: list[dict[str, Any]] = []  # the trainer's per-epoch records, kept in case the trial is pruned
         outcome: TrainResult | BaseException
+        if self.data_parallel is not None:
+            self.data_parallel.share((TRAIN, candidate))
         try:
             outcome = train_candidate(
-                self.data, candidate, device=self.device, on_epoch=self.epoch_callback(trial, history), stem=self.stem
+                self.data,
+                candidate,
+                device=self.device,
+                on_epoch=self.epoch_callback(trial, history),
+                stem=self.stem,
+                data_parallel=self.data_parallel,
             )
         except Exception as error:  # recorded as the trial's outcome; a Ctrl-C goes through
             outcome = error

@@ -15,7 +15,7 @@ from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import StudyWarning, UserError, is_whole
 from mtl_search.records.study import StudyRecord
 from mtl_search.search import affinity, costs, hypervolume, pruning
-from mtl_search.search.objective import CandidateObjective, EpochHook, ResultHook, TrialFailed
+from mtl_search.search.objective import DONE, CandidateObjective, EpochHook, ResultHook, TrialFailed
 from mtl_search.search.population import STRATEGIES as POPULATION_STRATEGIES, optimize_populations
 from mtl_search.search.space import SearchSpace, parse_space
 from mtl_search.search.storage import is_database_server, open_storage
@@ -30,7 +30,8 @@ from mtl_search.search.study import (
     study_seed,
 )
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
-from mtl_search.training import resolve_device
+from mtl_search.training import resolve_device, train_candidate
+from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, check_weighting
 from mtl_search.threads import threads_while
 from mtl_search.training.precision import FP16_REFUSED_WEIGHTINGS, check_precision, check_supported
 
@@ -114,6 +115,7 @@ def run_search(
     enqueue: Sequence[dict[str, Any]] = (),
     storage: optuna.storages.BaseStorage | None = None,
     budget: Budget | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> optuna.Study:
     """Create or continue the study and run ``n_trials`` more trials (or until ``timeout``).
 
@@ -124,7 +126,40 @@ def run_search(
     TPE counts other processes' running trials (the constant liar) when the budget is shared
     or the storage is a database server; processes that call this on one SQLite file with
     their own budgets do not see each other's running trials.
+    ``data_parallel`` (on rank 0 of processes started by torchrun): each candidate is trained by
+    all of them together, the others running :func:`follow_search`; they are told when the
+    search ends, or stops on an error.
     """
+    if data_parallel is None or data_parallel.size == 1:
+        return _run_search(data, space, settings, epoch_hooks, result_hooks, callbacks, stem, enqueue, storage, budget)
+    if settings.population > 1:
+        raise UserError(
+            f"population {settings.population}: a population trains several candidates as one network; "
+            f"data-parallel processes train one candidate at a time"
+        )
+    try:
+        for method in space.loss_weighting:  # refused before any trial, rather than at the first that draws it
+            check_weighting(method, "the space offers loss weighting")
+        return _run_search(
+            data, space, settings, epoch_hooks, result_hooks, callbacks, stem, enqueue, storage, budget, data_parallel
+        )
+    finally:
+        data_parallel.share((DONE, None))
+
+
+def _run_search(
+    data: MultiTaskData,
+    space: SearchSpace,
+    settings: SearchSettings,
+    epoch_hooks: Sequence[EpochHook],
+    result_hooks: Sequence[ResultHook],
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    stem: torch.nn.Module | None,
+    enqueue: Sequence[dict[str, Any]],
+    storage: optuna.storages.BaseStorage | None,
+    budget: Budget | None,
+    data_parallel: DataParallel | None = None,
+) -> optuna.Study:
     settings = _check_settings(settings)
     check_precision_for(settings.precision, resolve_device(settings.device), space)
     if settings.epochs is not None:  # what the trials train is what the study stores (and the report shows)
@@ -203,6 +238,7 @@ def run_search(
         result_hooks=[*result_hooks, *record_hooks(artifacts)],
         stem=stem,
         precision=settings.precision,
+        data_parallel=data_parallel,
     )
     if settings.population == 1:
         optimize_study(
@@ -226,6 +262,27 @@ def run_search(
         )
     hypervolume.store_hypervolume(study)  # for `pareto` and reports (search/hypervolume.py)
     return study
+
+
+def follow_search(data: MultiTaskData, data_parallel: DataParallel, stem: torch.nn.Module | None = None) -> int:
+    """On a data-parallel process other than rank 0: train each candidate rank 0 sends, with it,
+    until it says the search is done; the number of candidates trained.
+
+    A candidate that fails here fails on rank 0 too (the same checks on the same numbers), which
+    records it; one rank 0 stops after an epoch (pruned) stops here as well.
+    """
+    trained = 0
+    while True:
+        message, candidate = data_parallel.share()
+        if message == DONE:
+            return trained
+        try:
+            train_candidate(data, candidate, device=data_parallel.device, stem=stem, data_parallel=data_parallel)
+        except StoppedByRankZero:
+            pass
+        except Exception:  # noqa: BLE001 (rank 0 meets the same failure and records it)
+            pass
+        trained += 1
 
 
 SEED_STRATEGIES = ("none", "affinity")

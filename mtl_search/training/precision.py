@@ -112,9 +112,12 @@ class LossScaling:
         extra: torch.Tensor | None,
         optimizer: Any,
         weighting_parameters: Sequence[torch.Tensor],
+        sum_gradients: Callable[[], None] | None = None,
     ) -> None:
         """``weighting.backward`` on gradient-scaled losses, then the optimiser's step unless a
-        gradient overflowed, then the scale's update."""
+        gradient overflowed, then the scale's update. ``sum_gradients`` (trained data-parallel)
+        sums the network's gradients over the processes before the overflow check, so that
+        every process skips the same steps."""
         scale = self.scaler.scale(self._one)  # the current factor, as a tensor: no wait for the device
         scaled = {name: _ScaleGradient.apply(loss, scale) for name, loss in losses.items()}
         weighting.backward(scaled, model, _ScaleGradient.apply(extra, scale) if extra is not None else None)
@@ -122,6 +125,8 @@ class LossScaling:
             for parameter in weighting_parameters:  # they read loss values, not scaled gradients
                 if parameter.grad is not None:
                     parameter.grad.mul_(scale)
+        if sum_gradients is not None:
+            sum_gradients()
         self.scaler.step(optimizer)
         self.scaler.update()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -18,11 +19,12 @@ import torch
 from torch import nn
 
 from mtl_search.architectures import MultiTaskModel, build_model
-from mtl_search.architectures.conditional import evaluation_targets, joint_losses
+from mtl_search.architectures.conditional import evaluation_targets, joint_losses, joint_target
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
 from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
+from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, check_weighting, has_batch_norm
 from mtl_search.training.optimizers import FusedAdam, fused_kernel
 from mtl_search.training.schedules import check_schedule, learning_rates, steps_per_epoch
 from mtl_search.training.precision import (
@@ -33,6 +35,7 @@ from mtl_search.training.precision import (
     check_supported,
 )
 from mtl_search.weighting import make_weighting
+from mtl_search.weighting.base import across_ranks
 
 EVAL_CHUNK = 8192
 # A training loss this many times that of the best constant prediction (see
@@ -300,6 +303,7 @@ def train_candidate(
     on_epoch: EpochCallback | None = None,
     stem: nn.Module | None = None,
     train_split: Split | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> TrainResult:
     """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
 
@@ -309,6 +313,12 @@ def train_candidate(
     ``checkpoint: best`` the returned model holds the weights of the epoch with the best
     :func:`checkpoint_score`, and ``validation``/``test`` are that epoch's. ``train_split``
     replaces the training rows (used to retrain on train + validation for export).
+
+    ``data_parallel``: the processes that train this candidate together, each on its shard of
+    every batch (training/data_parallel.py). Rank 0 alone scores the epochs and calls
+    ``on_epoch``, and its verdict (go on, or stop) reaches the others, which raise
+    :class:`~mtl_search.training.data_parallel.StoppedByRankZero` when it stopped; their result
+    holds no scores.
     """
     config = checked_training(candidate)
     keep_best = config["checkpoint"] == "best"
@@ -316,16 +326,28 @@ def train_candidate(
     precision = config["precision"]
     check_supported(precision, device)
     torch.manual_seed(int(config["seed"]))
+    ranks = data_parallel if data_parallel is not None and data_parallel.size > 1 else None
+    if ranks is not None and int(config["batch_size"]) < ranks.size:
+        raise UserError(
+            f"training.batch_size {config['batch_size']}: below the {ranks.size} processes training it "
+            f"data-parallel, which each need a row of every batch"
+        )
     if stem is not None:
         # Each candidate gets its own copy of the user's encoder: fine-tuning in one trial, or
         # moving it to the device, must not change what the next trial (or the caller) holds.
         stem = copy.deepcopy(stem)
     model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
     task_names = data.task_names
+    if ranks is not None:
+        given = candidate.get("loss_weighting")
+        check_weighting(given if isinstance(given, str) else str((given or {}).get("method", "static")))
     weighting = make_weighting(
         candidate.get("loss_weighting"), task_names, {task.name: task.kind for task in data.tasks}
     ).to(device)
     model.keep_representations = weighting.needs_representations
+    if ranks is not None and ranks.rank > 0:
+        # the weights are the same on every process (built above); dropout masks are not
+        torch.manual_seed((int(config["seed"]) + ranks.rank) % 2**64)
     if precision == "fp16" and weighting.name in FP16_REFUSED_WEIGHTINGS:
         raise UserError(
             f"training.precision fp16: loss weighting {weighting.name} {FP16_REFUSED_WEIGHTINGS[weighting.name]}; "
@@ -349,6 +371,9 @@ def train_candidate(
     batch_size = int(config["batch_size"])
     n_rows = len(train)
     fully_labelled = {name: not bool(torch.isnan(train.targets[name]).any()) for name in task_names}
+    # with shards, the smallest batch gives each process a row (two with batch normalisation)
+    smallest_batch = 2 if ranks is None else ranks.size * (2 if has_batch_norm(model) else 1)
+    scores_epochs = ranks is None or ranks.leads
     constant_losses = {task.name: task.constant_loss(train.targets[task.name]) for task in data.tasks}
     history: list[dict[str, Any]] = []
     # the weights a trial returns: the last epoch's, or the best-scoring epoch's (a copy)
@@ -375,12 +400,14 @@ def train_candidate(
         shuffled = train.rows(order)
         loss_sums = torch.zeros(len(task_names), device=device)
         batches = 0
+        counted = counted_rows(data.tasks, shuffled.targets) if ranks is not None else {}
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
-            if stop - start < 2 and batches:
+            if stop - start < smallest_batch and batches:
                 break  # a lone last row would break batch normalisation and teaches little
-            inputs = {k: v[start:stop] for k, v in shuffled.inputs.items()}
-            targets = {name: shuffled.targets[name][start:stop] for name in task_names}
+            first, last = (start, stop) if ranks is None else ranks.shard(start, stop)
+            inputs = {k: v[first:last] for k, v in shuffled.inputs.items()}
+            targets = {name: shuffled.targets[name][first:last] for name in task_names}
             if model.members > 1:  # each ensemble member is scored on the batch (rows stacked member-major)
                 targets = {
                     name: target.repeat(model.members, *[1] * (target.dim() - 1)) for name, target in targets.items()
@@ -390,17 +417,25 @@ def train_candidate(
                 losses = training_losses(data.tasks, outputs, targets, fully_labelled)
             if precision != "fp32":  # weightings combine and log the losses in fp32
                 losses = {name: loss.float() for name, loss in losses.items()}
+            extra = model.regularization()
+            sum_gradients = None
+            if ranks is not None:
+                losses, extra = ranks.whole_batch_losses(losses, ranks.shard_shares(counted, start, stop), extra)
+                sum_gradients = functools.partial(ranks.sum_gradients, trainable)
             if rates is not None:
                 for group in optimizer.param_groups:
                     group["lr"] = rates[steps + batches]
             optimizer.zero_grad(set_to_none=True)
-            if scaling is None:
-                weighting.backward(losses, model, model.regularization())
-                optimizer.step()
-            else:
-                scaling.backward_and_step(
-                    weighting, losses, model, model.regularization(), optimizer, weighting_parameters
-                )
+            with across_ranks(ranks):
+                if scaling is None:
+                    weighting.backward(losses, model, extra)
+                    if sum_gradients is not None:
+                        sum_gradients()
+                    optimizer.step()
+                else:
+                    scaling.backward_and_step(
+                        weighting, losses, model, extra, optimizer, weighting_parameters, sum_gradients
+                    )
             loss_sums += torch.stack([losses[name].detach() for name in task_names])
             batches += 1
             raise_pending_stop()  # a Ctrl-C kept while it could not be raised waits one step, not the epoch
@@ -411,8 +446,12 @@ def train_candidate(
         used_weights = weighting.weights()  # read before end_epoch, which may set the next epoch's
         weighting.end_epoch(train_losses)
         model.end_epoch()  # closed-form steps between epochs (task covariance, weight snapshots)
-        scores = evaluate(model, data, validation)
-        if not keep_best:
+        if ranks is not None:
+            ranks.average_buffers(model)
+        scores = evaluate(model, data, validation) if scores_epochs else {}
+        if not scores_epochs:
+            kept_epoch = epoch + 1
+        elif not keep_best:
             kept_epoch, kept_scores = epoch + 1, scores
         else:
             score = checkpoint_score(scores)
@@ -430,18 +469,31 @@ def train_candidate(
                 "kept_epoch": kept_epoch,
             }
         )
-        if on_epoch is not None:
-            on_epoch(epoch, kept_scores, history[-1])  # kept_scores: what the trial would return if it stopped now
+        if ranks is None:
+            if on_epoch is not None:
+                on_epoch(epoch, kept_scores, history[-1])  # kept_scores: what the trial would return if it stopped now
+        elif ranks.leads:
+            try:
+                if on_epoch is not None:
+                    on_epoch(epoch, kept_scores, history[-1])
+            except BaseException:  # pruned, a hook failed, or a Ctrl-C: the others stop too
+                ranks.verdict(stop=True)
+                raise
+            ranks.verdict(stop=False)
+        elif ranks.verdict(stop=False):
+            raise StoppedByRankZero(f"rank 0 stopped the candidate after epoch {epoch + 1}")
 
     if kept_state is not None and kept_epoch != len(history):
         model.load_state_dict(kept_state)
     # returned ready to predict, as mtl_search.load returns a model: dropout off, batch norm
     # on its running statistics (which predicting in train mode would also overwrite)
     model.eval()
-    test_scores = evaluate(model, data, data.test.to(device))
+    test_scores = evaluate(model, data, data.test.to(device)) if scores_epochs else {}
+    if kept_scores is None:
+        kept_scores = evaluate(model, data, validation) if scores_epochs else {}
     return TrainResult(
         history=history,
-        validation=kept_scores if kept_scores is not None else evaluate(model, data, validation),
+        validation=kept_scores,
         kept_epoch=kept_epoch,
         test=test_scores,
         n_params=count_parameters(model),
@@ -450,6 +502,17 @@ def train_candidate(
         weighting=weighting.describe(),
         model=model,
     )
+
+
+def counted_rows(tasks: Sequence[Task], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per task, the rows its training loss is a mean over: its labelled rows, or for a
+    conditional task those whose joint label is known (architectures/conditional.py)."""
+    counted = {}
+    for task in tasks:
+        label = joint_target(task, tasks, targets) if task.given is not None else targets[task.name]
+        known = ~torch.isnan(label)
+        counted[task.name] = known.reshape(known.shape[0], -1).all(dim=1)
+    return counted
 
 
 @torch.inference_mode()

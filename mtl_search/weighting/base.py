@@ -9,8 +9,10 @@ model belongs to: they reach shared parts only through ``model.shared_parameters
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Protocol, Sequence
 
 import torch
 from pydantic import BaseModel
@@ -141,11 +143,53 @@ class EpochMean:
         return dict(zip(self.task_names, (self._sum / self._count).tolist()))
 
 
-def task_gradients(losses: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+class RankSum(Protocol):
+    """The processes training one candidate data-parallel (training/data_parallel.py), as the
+    weightings see them: how many there are, and the sum of a tensor over all of them."""
+
+    size: int
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+_RANKS: contextvars.ContextVar[RankSum | None] = contextvars.ContextVar("mtl_search_ranks", default=None)
+
+
+@contextlib.contextmanager
+def across_ranks(ranks: RankSum | None) -> Iterator[None]:
+    """Within it, each process holds a shard of the batch, its losses already scaled so that
+    their gradients summed over the processes are the whole batch's (the trainer's doing):
+    :func:`task_gradients` of parameters then returns the whole batch's per-task gradients,
+    and :func:`add_to_grad` adds this process's share of a correction every process computes."""
+    token = _RANKS.set(ranks)
+    try:
+        yield
+    finally:
+        _RANKS.reset(token)
+
+
+def rank_count() -> int:
+    """How many processes train the candidate data-parallel (1: this one alone)."""
+    ranks = _RANKS.get()
+    return 1 if ranks is None else ranks.size
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the data-parallel processes; itself when training alone."""
+    ranks = _RANKS.get()
+    return tensor if ranks is None or ranks.size == 1 else ranks.sum(tensor)
+
+
+def task_gradients(
+    losses: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], *, sharded_inputs: bool = False
+) -> torch.Tensor:
     """Row t: the gradient of ``losses[t]`` w.r.t. all of ``inputs``, flattened into one vector.
 
     The graph is kept for the full backward that follows. An input a loss does not reach
     gets a zero gradient (a task outside a tree group does not reach that group's block).
+    Trained data-parallel, gradients of parameters (which every process holds) are summed over
+    the processes, so that every process gets the whole batch's; ``sharded_inputs``: the inputs
+    are this process's rows of an activation (a representation), whose gradients are its own.
     """
     rows = []
     for loss in losses:
@@ -153,11 +197,19 @@ def task_gradients(losses: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor
         rows.append(
             torch.cat([(g if g is not None else torch.zeros_like(x)).reshape(-1) for g, x in zip(grads, inputs)])
         )
-    return torch.stack(rows)
+    stacked = torch.stack(rows)
+    return stacked if sharded_inputs else sum_over_ranks(stacked)
 
 
 def add_to_grad(parameters: Sequence[nn.Parameter], flat: torch.Tensor) -> None:
-    """Add a flat vector laid out as in :func:`task_gradients` to the parameters' ``.grad``."""
+    """Add a flat vector laid out as in :func:`task_gradients` to the parameters' ``.grad``.
+
+    Trained data-parallel, every process computes the same ``flat`` from the whole batch's
+    gradients, and the parameters' gradients are summed over the processes before the step:
+    each adds its share, so that the sum holds ``flat`` once."""
+    ranks = _RANKS.get()
+    if ranks is not None and ranks.size > 1:
+        flat = flat / ranks.size
     offset = 0
     for parameter in parameters:
         part = flat[offset : offset + parameter.numel()].view_as(parameter)

@@ -30,7 +30,14 @@ from torch import nn
 
 from mtl_search.errors import UserError
 from mtl_search.values import FloatRange, NonNegativeFloat, PositiveFloat
-from mtl_search.weighting.base import EpochMean, LossWeighting, check_smallest, shared_parameters
+from mtl_search.weighting.base import (
+    EpochMean,
+    LossWeighting,
+    check_smallest,
+    rank_count,
+    shared_parameters,
+    task_gradients,
+)
 
 # floor for the first losses and the weights: a weight of exactly 0 could never come back
 _TINY = 1e-8
@@ -125,7 +132,12 @@ class GradNorm(LossWeighting):
 
 
 def gradient_norms(losses: Sequence[torch.Tensor], parameters: Sequence[nn.Parameter]) -> torch.Tensor:
-    """|grad_W L_t| for each loss over all of ``parameters`` (detached; the graph is kept)."""
+    """|grad_W L_t| for each loss over all of ``parameters`` (detached; the graph is kept).
+
+    Trained data-parallel, the norms are those of the whole batch's gradients (summed over the
+    processes first); alone, the squares are summed parameter by parameter, with no flat copy."""
+    if rank_count() > 1:
+        return task_gradients(losses, parameters).detach().norm(dim=1)
     norms = []
     for loss in losses:
         grads = torch.autograd.grad(loss, list(parameters), retain_graph=True, allow_unused=True)

@@ -30,7 +30,14 @@ from torch import nn
 
 from mtl_search.errors import UserError
 from mtl_search.values import StrParam
-from mtl_search.weighting.base import EpochMean, LossWeighting, shared_parameters, task_gradients
+from mtl_search.weighting.base import (
+    EpochMean,
+    LossWeighting,
+    rank_count,
+    shared_parameters,
+    sum_over_ranks,
+    task_gradients,
+)
 
 NORMALIZATIONS = ("none", "l2", "loss")
 
@@ -162,13 +169,28 @@ class MGDA(LossWeighting):
         if not inputs or n_tasks < 2:
             return torch.full((n_tasks,), 1.0 / n_tasks)
         # in fp32: under autocast the shared representation, and so its gradients, may be 16-bit
-        grads = task_gradients(list(losses), inputs).detach().float()
+        sharded = representation is not None and rank_count() > 1
+        grads = task_gradients(list(losses), inputs, sharded_inputs=sharded).detach().float()
+        if sharded:
+            # trained data-parallel, each process holds the gradients of its own rows of the
+            # representation: the whole batch's Gram matrix is the sum of the processes' ones
+            gram = sum_over_ranks(grads @ grads.T)
+            if self.normalization == "l2":
+                norms = gram.diagonal().sqrt().clamp_min(1e-12)
+                gram = gram / torch.outer(norms, norms)
+            elif self.normalization == "loss":
+                scale = losses.detach().float().clamp_min(1e-12)
+                gram = gram / torch.outer(scale, scale)
+            return self._weights_from_gram(gram, n_tasks)
         if self.normalization == "l2":
             grads = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
         elif self.normalization == "loss":
             grads = grads / losses.detach().clamp_min(1e-12).unsqueeze(1)
+        return self._weights_from_gram(grads @ grads.T, n_tasks)
+
+    def _weights_from_gram(self, gram_tensor: torch.Tensor, n_tasks: int) -> torch.Tensor:
         # one small copy to the host per batch: the solver is a few iterations on a K x K matrix
-        gram = (grads @ grads.T).cpu().double().numpy()
+        gram = gram_tensor.cpu().double().numpy()
         if not np.isfinite(gram).all():
             # an overflowed fp16 step (the loss scaler skips it) or a diverging candidate: no direction to solve for
             return torch.full((n_tasks,), 1.0 / n_tasks)
