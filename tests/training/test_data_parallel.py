@@ -42,6 +42,8 @@ WEIGHTINGS = {
     "pcgrad": ({"method": "pcgrad"}, TREE),
     "mgda": ({"method": "mgda", "normalization": "l2"}, HARD_SHARING),
     "gradnorm": ({"method": "gradnorm", "alpha": 1.5}, TREE),
+    "db_mtl": ({"method": "db_mtl"}, TREE),
+    "gradvac": ({"method": "gradvac"}, TREE),
 }
 if all(importlib.util.find_spec(module) for module in ("torchjd", "quadprog")):  # the jd extra
     WEIGHTINGS["upgrad"] = ({"method": "upgrad"}, TREE)
