@@ -159,6 +159,9 @@ def search_worker(
     import ray
 
     keep_startup_stops()
+    # Ray's worker processes block SIGINT in every thread; this process ends with its task
+    # (max_calls=1), so it may take the stop its watcher sends like a local worker.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.update(environment)
     if os.path.isdir(working_dir):  # relative paths (the SQLite file, the space) mean what they mean to the driver
         os.chdir(working_dir)
