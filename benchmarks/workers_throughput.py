@@ -43,8 +43,11 @@ loss_weighting:
 """
 
 
-def measure(workers: int, trials: int, epochs: int, rows: int, folder: Path) -> dict:
-    storage = f"sqlite:///{folder / f'workers{workers}.db'}"
+def measure(
+    workers: int, trials: int, epochs: int, rows: int, folder: Path, extra: tuple[str, ...] = (), name: str = ""
+) -> dict:
+    """One run of ``workers`` workers (``extra``: more flags of ``run``; ``name``: tells its SQLite file apart)."""
+    storage = f"sqlite:///{folder / f'workers{workers}{name}.db'}"
     space = folder / "space.yaml"
     space.write_text(SPACE.format(epochs=epochs))
     command = [
@@ -71,6 +74,7 @@ def measure(workers: int, trials: int, epochs: int, rows: int, folder: Path) -> 
         "--quiet",
         "--device",
         "cpu",
+        *extra,
     ]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True)

@@ -6,7 +6,6 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from mtl_search.cli.common import (
     warn_of_trials_without_limits,
     whole_number,
 )
-from mtl_search.cli.common import add_precision_option
+from mtl_search.cli.common import add_precision_option, non_negative_float
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
 from mtl_search.threads import THREADS_HELP, with_threads
@@ -33,6 +32,8 @@ PRUNE_RULE_CHOICES = ("median", "projected")
 POPULATION_STRATEGY_CHOICES = ("shared-structure", "independent")  # search/population.py's STRATEGIES
 # seconds a data-parallel process other than rank 0 waits before exiting on an error rank 0 reports
 SILENT_EXIT_PAUSE = 3.0
+EXECUTOR_CHOICES = ("local", "ray")
+RAY_FLAGS = ("ray_address", "ray_cpus_per_worker", "ray_gpus_per_worker")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -243,6 +244,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="worker processes on this machine sharing the study and the --trials budget (default: 1)",
     )
     parallel.add_argument(
+        "--executor",
+        choices=EXECUTOR_CHOICES,
+        default="local",
+        help="local: the --workers are processes on this machine; ray: they are Ray tasks on a Ray cluster, "
+        "sharing the study's storage (pip install 'mtl-search[ray]'; see docs/how-to/ray.md) (default: local)",
+    )
+    parallel.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default=None,
+        help="with --executor ray: the cluster to join, as `ray start` prints it (e.g. 10.0.0.1:6379) "
+        "(default: start a Ray instance on this machine for the run)",
+    )
+    parallel.add_argument(
+        "--ray-cpus-per-worker",
+        metavar="N",
+        type=positive_float,
+        default=None,
+        help="with --executor ray: CPUs Ray reserves for each worker (default: 1)",
+    )
+    parallel.add_argument(
+        "--ray-gpus-per-worker",
+        metavar="N",
+        type=non_negative_float,
+        default=None,
+        help="with --executor ray: GPUs Ray reserves for each worker, fractions allowed (0.5: two workers "
+        "share a GPU) (default: 0)",
+    )
+    parallel.add_argument(
         "--grace-period",
         metavar="SECONDS",
         type=whole_number(2),
@@ -348,6 +378,11 @@ def _data_parallel_refusal(args: argparse.Namespace) -> str | None:
             f"--population {args.population}: a population trains several candidates as one network; "
             f"under torchrun the {size} processes train one candidate at a time"
         )
+    if args.executor != "local":
+        return (
+            f"--executor {args.executor}: under torchrun the {size} processes are the worker; "
+            f"run torchrun on each machine against a shared study instead"
+        )
     return None
 
 
@@ -396,10 +431,11 @@ def _lead(
             progress.start(
                 f"study {settings.study_name}{_continued(storage, settings.study_name)} on {settings.device}"
                 + (f", {args.workers} workers" if args.workers > 1 else "")
+                + (" on Ray" if args.executor == "ray" else "")
                 + (f", populations of {args.population}" if args.population > 1 else "")
                 + (f", {data_parallel.size} processes data-parallel" if data_parallel is not None else "")
             )
-        if args.workers > 1:
+        if args.workers > 1 or args.executor == "ray":
             study, status = _run_workers(args, data, space, settings, storage, progress)
         else:
             study = _search(
@@ -470,11 +506,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, Any, optuna.storages.B
         raise UserError(
             f"--startup-trials: only --sampler tpe has random start-up trials, not --sampler {args.sampler}"
         )
+    _check_executor(args)
     # fail fast on a bad URL, before any data is read
     storage = open_storage(args.storage, grace_seconds=args.grace_period, retry_seconds=args.storage_retry)
-    if args.workers > 1 and is_in_memory(storage):
+    if (args.workers > 1 or args.executor == "ray") and is_in_memory(storage):
+        flag = f"--workers {args.workers}" if args.executor == "local" else "--executor ray"
         raise UserError(
-            f"--workers {args.workers}: the workers cannot share an in-memory --storage {args.storage!r}; "
+            f"{flag}: the workers cannot share an in-memory --storage {args.storage!r}; "
             f"use a SQLite file or a database server"
         )
     space_path = resolve_space_path(args.space)
@@ -540,6 +578,18 @@ def _load_data(args: argparse.Namespace) -> Any:
     return load_data(args.data, parse_key_values(args.data_option, "--data-option"), args.data_file, args.task)
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """Ray's flags only with ``--executor ray``, and Ray installed for it (before any data is read)."""
+    if args.executor != "ray":
+        given = [name for name in RAY_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')}: only --executor ray runs workers on Ray")
+        return
+    from mtl_search.search.ray_workers import import_ray
+
+    import_ray()
+
+
 def _search(
     args: argparse.Namespace,
     data: Any,
@@ -593,22 +643,23 @@ def _run_workers(
             file=sys.stderr,
         )
     cores = os.cpu_count() or 1
-    if workers > cores:
+    if workers > cores and args.executor == "local":
         print(
             f"mtl-search run: warning: {workers} workers on {cores} CPU cores: they slow each other down "
             f"(see docs/tutorials/many-machines.md)",
             file=sys.stderr,
         )
-    pool = WorkerPool(workers, args.trials, search_in_worker, (args,), threads=args.threads)
+    if args.executor == "ray":
+        pool = _ray_pool(args, workers, storage)
+    else:
+        pool = WorkerPool(workers, args.trials, search_in_worker, (args,), threads=args.threads)
     codes = pool.run((lambda trial: progress.on_trial(study, trial)) if progress else None)
     if EXIT_TERMINATED in codes:
         raise Terminated
     if EXIT_INTERRUPTED in codes:
         raise KeyboardInterrupt
     if any(code != 0 for code in codes):
-        failed = ", ".join(
-            f"{process.name} ({_describe_exit(code)})" for process, code in zip(pool.processes, codes) if code != 0
-        )
+        failed = ", ".join(pool.describe(index, code) for index, code in enumerate(codes) if code != 0)
         print(
             f"mtl-search run: warning: worker(s) ended early: {failed}; a trial they left running is "
             f"failed and retried after the grace period (see docs/tutorials/many-machines.md)",
@@ -618,10 +669,30 @@ def _run_workers(
     return study, 0
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit status {code}"
+def _ray_pool(args: argparse.Namespace, workers: int, storage: optuna.storages.BaseStorage) -> Any:
+    """The Ray workers the flags ask for, connected (a SQLite study on several nodes warned about)."""
+    from mtl_search.search.ray_workers import RayWorkerPool
+    from mtl_search.search.storage import is_database_server
+
+    pool = RayWorkerPool(
+        workers,
+        args.trials,
+        search_in_worker,
+        (args,),
+        threads=args.threads,
+        address=args.ray_address,
+        cpus=1.0 if args.ray_cpus_per_worker is None else args.ray_cpus_per_worker,
+        gpus=0.0 if args.ray_gpus_per_worker is None else args.ray_gpus_per_worker,
+    )
+    nodes = pool.nodes()
+    if nodes > 1 and not is_database_server(storage):
+        print(
+            f"mtl-search run: warning: the Ray cluster has {nodes} nodes, and a SQLite file is one machine's: "
+            f"workers on other nodes would each open a file of their own; use a database server "
+            f"(--storage postgresql://..., see docs/how-to/ray.md)",
+            file=sys.stderr,
+        )
+    return pool
 
 
 def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int | None:

@@ -362,6 +362,12 @@ class WorkerPool:
             raise interrupts.requested
         return [process.exitcode for process in self.processes]
 
+    def describe(self, index: int, code: int) -> str:
+        """Worker ``index`` and how it ended, for the run's summary line."""
+        if code is not None and code < 0:
+            return f"{self.processes[index].name} (killed by {signal.Signals(-code).name})"
+        return f"{self.processes[index].name} (exit status {code})"
+
     def interrupt(self, signum: int = signal.SIGINT) -> None:
         for process in self.processes:
             if process.is_alive() and process.pid is not None:
@@ -388,35 +394,54 @@ class WorkerPool:
 def _worker_main(
     target: Callable[..., Any], args: tuple, index: int, budget: TrialBudget, finished: Any, threads: int | None
 ) -> None:
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.put(trial)
+
+    try:
+        code = run_worker(target, args, index, budget, report, threads)
+    finally:
+        finished.close()
+        finished.join_thread()  # everything reported reaches the parent before we exit
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        exit_now(code)  # the parent waits for this exit
+    if code:
+        sys.exit(code)
+
+
+def run_worker(
+    target: Callable[..., Any], args: tuple, index: int, budget: Budget, report: Callback, threads: int | None
+) -> int:
+    """The body of a worker process, local or on a Ray cluster: ``target(*args, worker_index=,
+    budget=, callbacks=[report])`` with the stop handling of a worker; the exit status it ends
+    with (0, 2 for bad input, :data:`EXIT_INTERRUPTED`, :data:`EXIT_TERMINATED`). A bad input is
+    printed as one line; any other error propagates."""
     from mtl_search.threads import apply_threads
 
     apply_threads(threads, interop=True)
     # Ctrl-C reaches the whole process group; optimize_study decides what it interrupts.
     # Until its search installs its own handling, a stop is only kept: raised while the worker
     # opens the study, it could land in a storage call or a garbage-collector callback.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _keep_startup_stop)
-
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        finished.put(trial)
-
-    stopped = None
+    keep_startup_stops()
+    code = 0
     try:
         target(*args, worker_index=index, budget=budget, callbacks=[report])
         if _startup_stop is not None:  # stopped before its search began
             raise _startup_stop
     except KeyboardInterrupt as stop:
         _ignore_stop_signals()  # the parent forwards the stop too: a second one must not break the exit
-        stopped = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+        code = EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except UserError as error:
-        print(f"mtl-search worker {multiprocessing.current_process().name}: error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+        print(f"mtl-search worker {index + 1}: error: {error}", file=sys.stderr)
+        code = error.exit_code
     finally:
         _ignore_stop_signals()
-        finished.close()
-        finished.join_thread()  # everything reported reaches the parent before we exit
-    if stopped is not None:
-        exit_now(stopped)  # the parent waits for this exit
+    return code
+
+
+def keep_startup_stops() -> None:
+    """Keep a stop signal that arrives before the search installs its handling (see run_worker)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _keep_startup_stop)
 
 
 def _keep_startup_stop(signum: int, frame: Any) -> None:
