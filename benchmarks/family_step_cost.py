@@ -1,5 +1,8 @@
 """CPU time of one training step per architecture family, relative to a shared trunk.
 
+Every family but ``stem``, which reads tables only (``benchmarks/tabular_family_cost.py`` times
+it against a tree and an MMoE on a table).
+
 Each family is built at a comparable size (2 layers of 64 on the synthetic data's 100 features,
 16-wide towers, static weights) and timed over training steps: forward pass, backward pass,
 Adam step, on batches of ``--batch-size`` rows. Families are interleaved over repeats, so that
@@ -39,6 +42,47 @@ SPECS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
         "groups": [[[t] for t in tasks]] * DEPTH,
     },
     "mmoe": lambda tasks: {"family": "mmoe", "experts": 4, "expert_widths": [WIDTH] * DEPTH},
+    "ple": lambda tasks: {
+        "family": "ple",
+        "levels": 1,
+        "shared_experts": 2,
+        "task_experts": 1,
+        "expert_widths": [WIDTH],
+    },
+    "dselect_k": lambda tasks: {
+        "family": "dselect_k",
+        "experts": 4,
+        "k": 2,
+        "expert_widths": [WIDTH] * DEPTH,
+        "gamma": 1.0,
+    },
+    "adatt": lambda tasks: {
+        "family": "adatt",
+        "levels": 1,
+        "task_experts": 1,
+        "shared_experts": 1,
+        "expert_widths": [WIDTH] * DEPTH,
+    },
+    "cross_stitch": lambda tasks: {
+        "family": "cross_stitch",
+        "widths": [WIDTH] * DEPTH,
+        "units": [0],
+        "alpha_self": 0.9,
+    },
+    "sluice": lambda tasks: {
+        "family": "sluice",
+        "depth": DEPTH,
+        "width": WIDTH,
+        "subspaces": 2,
+        "orthogonality_weight": 0.01,
+        "alpha_self": 0.9,
+        "beta_init": "last",
+    },
+    "hierarchy": lambda tasks: {
+        "family": "hierarchy",
+        "widths": [WIDTH] * DEPTH,
+        "head_depths": {t: 1 + i % DEPTH for i, t in enumerate(tasks)},
+    },
     "mtan": lambda tasks: {"family": "mtan", "widths": [WIDTH] * DEPTH, "attention_width": 16},
     "ltb": lambda tasks: {
         "family": "ltb",
@@ -47,6 +91,7 @@ SPECS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
         "initial_temperature": 1.0,
         "annealing": 0.8,
     },
+    "aitm": lambda tasks: {"family": "aitm", "widths": [WIDTH] * DEPTH, "attention_width": 32},
 }
 
 

@@ -58,9 +58,14 @@ def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
         validate_relationship(spec["relationship"])
 
 
+def reads_input_kind(family: Family, kind: Any) -> bool:
+    """Whether ``family`` can read inputs of ``kind`` ("custom": a user's own stem)."""
+    return family.input_kinds is None or kind in family.input_kinds
+
+
 def check_input_kind(family: Family, kind: Any, where: str = "") -> None:
     """UserError if ``family`` cannot read inputs of ``kind`` ("custom": a user's own stem)."""
-    if family.input_kinds is None or kind in family.input_kinds:
+    if reads_input_kind(family, kind):
         return
     shown = "a custom stem's output" if kind == "custom" else f"{kind} inputs"
     raise UserError(
@@ -153,6 +158,7 @@ __all__ = [
     "build_model",
     "build_stem",
     "check_input_kind",
+    "reads_input_kind",
     "family_names",
     "get_family",
     "register_family",

@@ -23,16 +23,17 @@ turns one Optuna trial into a candidate (architecture spec, training settings, w
 from __future__ import annotations
 
 import os
+import warnings
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from mtl_search.architectures import check_input_kind, get_family
+from mtl_search.architectures import check_input_kind, get_family, reads_input_kind
 from mtl_search.architectures.blocks import ACTIVATIONS, NORMS, stem_settings
 from mtl_search.architectures.numeric import NUMERIC_ENCODINGS
-from mtl_search.errors import UserError, describe_validation_error
+from mtl_search.errors import OneLineWarning, UserError, describe_validation_error
 from mtl_search.search.bundled import resolve_space_path
 from mtl_search.values import (
     Count,
@@ -212,31 +213,43 @@ class SearchSpace(StrictSection):
         return parsed
 
     def check_stem(self, input_schema: Mapping[str, Any], data_name: str) -> None:
-        """Every family the space names must read this data's inputs, and every stem key it sets
-        must be read by the stem this data gets (UserError if not).
+        """Every stem key the space sets must be read by the stem this data gets, and its families
+        must read this data's inputs (UserError if not).
 
         A key the stem ignores would still be sampled and stored on every trial, as if it
-        mattered; like a tree chain without affinity grouping, it is refused instead.
+        mattered; like a tree chain without affinity grouping, it is refused instead. Families
+        that cannot read the inputs are left out of the search, with a warning, when the space
+        offers others; a space of such families alone is refused.
         """
         kind = input_schema.get("kind")
+        settings = stem_settings()
+        unread = [
+            key
+            for key in StemSpace.model_fields
+            if kind in settings and getattr(self.stem, key) is not None and key not in settings[kind]
+        ]
+        if unread:
+            readers = {key: [other for other, keys in settings.items() if key in keys] for key in unread}
+            key = min(unread, key=lambda name: len(readers[name]))  # the narrowest need says best what data it is for
+            raise UserError(
+                f"space file {self._source}: key stem.{key} needs {' or '.join(readers[key])} data, but data "
+                f"{data_name!r} has {kind} inputs; use such data or a space without stem.{key}"
+            )
+        unreadable = [name for name in self.families if not reads_input_kind(get_family(name), kind)]
+        if unreadable and len(unreadable) < len(self.families):
+            # a space offering several families (the bundled all_methods) searches those this data
+            # can feed; a space of such families alone is refused below
+            for name in unreadable:
+                del self.families[name]
+            warnings.warn(
+                OneLineWarning(
+                    f"space file {self._source}: famil{'ies' if len(unreadable) > 1 else 'y'} "
+                    f"{', '.join(unreadable)} cannot read {kind} inputs; left out of this search"
+                ),
+                stacklevel=2,
+            )
         for name in self.families:
             check_input_kind(get_family(name), kind, f"space file {self._source}: key families.{name}: ")
-        settings = stem_settings()
-        if kind not in settings:
-            return  # a stem registered without its settings: nothing to compare with
-        unread = [
-            key for key in StemSpace.model_fields if getattr(self.stem, key) is not None and key not in settings[kind]
-        ]
-        if not unread:
-            return
-        readers = {key: [other for other, keys in settings.items() if key in keys] for key in unread}
-        key = min(
-            unread, key=lambda name: len(readers[name])
-        )  # the narrowest need says best what data the space is for
-        raise UserError(
-            f"space file {self._source}: key stem.{key} needs {' or '.join(readers[key])} data, but data "
-            f"{data_name!r} has {kind} inputs; use such data or a space without stem.{key}"
-        )
 
     # -- sampling ---------------------------------------------------------------------
     def sample(

@@ -122,9 +122,13 @@ def test_forward_matches_a_hand_computed_mixture_over_every_set():
 
 
 def test_other_inputs_are_refused_in_one_line_when_the_space_is_checked_and_when_built():
-    space = parse_space({"families": {"stem": {}, "mmoe": {}}}, "mine.yaml")
+    space = parse_space({"families": {"stem": {}}}, "mine.yaml")
     with pytest.raises(UserError, match=r"^space file mine.yaml: key families.stem: family stem reads tabular"):
         space.check_stem({"kind": "vector", "size": 4}, "synthetic")
+    space = parse_space({"families": {"stem": {}, "mmoe": {}}}, "mine.yaml")
+    with pytest.warns(UserWarning, match=r"^space file mine.yaml: family stem cannot read vector inputs; left out"):
+        space.check_stem({"kind": "vector", "size": 4}, "synthetic")
+    assert list(space.families) == ["mmoe"]
     space.check_stem(TABLE, "table")  # tables are fine
     with pytest.raises(UserError, match="family stem reads tabular inputs only, but the data has image inputs"):
         build(schema={"kind": "image", "shape": [1, 8, 8]})
@@ -193,7 +197,7 @@ def test_the_bundled_tabular_space_offers_the_family_and_refuses_vectors(tiny_sy
     assert "stem" in space.families
     data = tabular_data()
     space.check_stem(data.input_schema, data.name)
-    with pytest.raises(UserError, match="key families.stem: family stem reads tabular inputs only"):
+    with pytest.raises(UserError, match="key stem.numeric_encoding needs tabular data"):
         space.check_stem(tiny_synthetic3.input_schema, tiny_synthetic3.name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     families = set()
