@@ -672,7 +672,7 @@ def _run_workers(
 def _ray_pool(args: argparse.Namespace, workers: int, storage: optuna.storages.BaseStorage) -> Any:
     """The Ray workers the flags ask for, connected (a SQLite study on several nodes warned about)."""
     from mtl_search.search.ray_workers import RayWorkerPool
-    from mtl_search.search.storage import is_database_server
+    from mtl_search.search.storage import grace_period, is_database_server
 
     pool = RayWorkerPool(
         workers,
@@ -683,6 +683,7 @@ def _ray_pool(args: argparse.Namespace, workers: int, storage: optuna.storages.B
         address=args.ray_address,
         cpus=1.0 if args.ray_cpus_per_worker is None else args.ray_cpus_per_worker,
         gpus=0.0 if args.ray_gpus_per_worker is None else args.ray_gpus_per_worker,
+        replacement_delay=grace_period(args.grace_period),
     )
     nodes = pool.nodes()
     if nodes > 1 and not is_database_server(storage):

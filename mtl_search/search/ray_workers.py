@@ -16,7 +16,9 @@ Deaths. Tasks are not retried by Ray (``max_retries=0``): when a worker process 
 of memory, its node lost), the driver returns the trials it had claimed but not finished to the
 budget and starts a new worker in its place, a few times at most. The trial it left RUNNING
 is failed once its heartbeat is older than the grace period, and retried, by whichever worker
-starts a trial next, exactly as with local workers.
+starts a trial next, exactly as with local workers. The replacement waits the grace period
+before its first trial, so that it is there to do it even when the others have used up the
+budget by then.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 import optuna
 
 from mtl_search.errors import Terminated, UserError
-from mtl_search.search.workers import _Interrupts, keep_startup_stops, run_worker
+from mtl_search.search.workers import _Interrupts, keep_startup_stops, run_worker, startup_stopped
 
 RAY_INSTALL = "pip install 'mtl-search[ray]'"
 # a worker slot whose process died this many times is not started again
@@ -154,8 +157,10 @@ def search_worker(
     threads: int | None,
     working_dir: str,
     environment: dict[str, str],
+    delay: float = 0.0,
 ) -> int:
-    """One worker, run as a Ray task: the driver's folder and environment, then the worker loop."""
+    """One worker, run as a Ray task: the driver's folder and environment, then (after ``delay``
+    seconds, for a replacement) the worker loop."""
     import ray
 
     keep_startup_stops()
@@ -168,6 +173,9 @@ def search_worker(
     multiprocessing.current_process().name = f"mtl-search-worker-{index + 1}"  # how its messages name it
     watcher = _StopWatcher(coordinator)
     watcher.start()
+    waited_until = time.monotonic() + delay
+    while time.monotonic() < waited_until and not startup_stopped():  # a stop ends the wait
+        time.sleep(0.25)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         ray.get(coordinator.report.remote(index, trial))
@@ -197,8 +205,12 @@ class RayWorkerPool:
         address: str | None = None,
         cpus: float = 1.0,
         gpus: float = 0.0,
+        replacement_delay: float = 0.0,
     ) -> None:
         self.ray = import_ray()
+        # a replacement waits this long (the grace period), so that the trial its predecessor left
+        # RUNNING is stale, and so failed and retried, when the replacement checks before its trial
+        self.replacement_delay = replacement_delay
         self.n_workers = n_workers
         self.n_trials = n_trials
         self.target = target
@@ -292,8 +304,10 @@ class RayWorkerPool:
             key: value for key, value in os.environ.items() if key.startswith(FORWARDED_ENVIRONMENT_PREFIXES)
         }
 
-        def start(index: int) -> Any:
-            return task.remote(self.target, self.args, index, coordinator, self.threads, os.getcwd(), environment)
+        def start(index: int, delay: float = 0.0) -> Any:
+            return task.remote(
+                self.target, self.args, index, coordinator, self.threads, os.getcwd(), environment, delay
+            )
 
         running = {start(index): index for index in range(self.n_workers)}
         codes = [0] * self.n_workers
@@ -328,7 +342,7 @@ class RayWorkerPool:
                 )
                 if again:
                     restarts[index] += 1
-                    running[start(index)] = index
+                    running[start(index, self.replacement_delay)] = index
         self._report(coordinator, on_trial)
         return codes
 

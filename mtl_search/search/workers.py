@@ -205,6 +205,11 @@ _active: _Interrupts | None = None  # the handling of this process's optimize_st
 _startup_stop: type[KeyboardInterrupt] | None = None  # a stop a worker received before its search began
 
 
+def startup_stopped() -> bool:
+    """Whether this worker process was stopped before its search began."""
+    return _startup_stop is not None
+
+
 def _stop_for(signum: int) -> type[KeyboardInterrupt]:
     return Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
