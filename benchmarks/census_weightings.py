@@ -37,7 +37,6 @@ from mtl_search.analysis.front import trial_row  # noqa: E402
 from mtl_search.analysis.references import row_transfer  # noqa: E402
 from mtl_search.records.references import ReferenceRecord  # noqa: E402
 from mtl_search.records.study import StudyRecord  # noqa: E402
-from mtl_search.records.trial import TrialRecord  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +86,6 @@ def summarise(storage: str) -> dict[str, Any]:
     rows = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         row = trial_row(trial, names)
-        epochs = max(int(row["kept_epoch"] or 0), len(TrialRecord.read(trial).history), 1)
         rows.append(
             {
                 "number": trial.number,
@@ -95,7 +93,6 @@ def summarise(storage: str) -> dict[str, Any]:
                 "values": row["values"],
                 "test": row["test"],
                 "on_front": trial.number in front_numbers,
-                "seconds_per_epoch": float(trial.user_attrs.get("wall_time", "nan")) / epochs,
                 **row_transfer(row, record, objectives),
             }
         )
@@ -112,13 +109,10 @@ def method_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_method: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_method.setdefault(row["method"], []).append(row)
-    static = [row["seconds_per_epoch"] for row in by_method.get("static", [])]
-    static_cost = statistics.median(static) if static else None
     table = []
     for method, group in sorted(by_method.items()):
         known = [row for row in group if row["delta_m"] is not None]
         best = max(known, key=lambda row: row["delta_m"]) if known else None
-        cost = statistics.median(row["seconds_per_epoch"] for row in group)
         table.append(
             {
                 "method": method,
@@ -127,8 +121,6 @@ def method_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "best_delta_m": best["delta_m"] if best else None,
                 "its_test_delta_m": best["delta_m_test"] if best else None,
                 "median_delta_m": statistics.median(row["delta_m"] for row in known) if known else None,
-                "seconds_per_epoch": cost,
-                "cost_x_static": cost / static_cost if static_cost else None,
             }
         )
     return table
@@ -155,20 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\nfront (validation objectives; Delta-m % against the single-task networks, validation / test):")
     for row in sorted((row for row in rows if row["on_front"]), key=lambda row: row["number"]):
         values = ", ".join(f"{name} {value:.4f}" for name, value in row["values"].items())
+        tests = ", ".join(f"{task} {metrics['auc']:.4f}" for task, metrics in row["test"].items() if "auc" in metrics)
         negative = f"  negative transfer: {', '.join(row['negative_transfer'])}" if row["negative_transfer"] else ""
-        print(f"  #{row['number']:<3} {row['method']:<12} {values}  dm {percent(row['delta_m'])} / "
-              f"{percent(row['delta_m_test'])}{negative}")  # fmt: skip
+        print(f"  #{row['number']:<3} {row['method']:<12} validation {values}; test AUC {tests}; "
+              f"dm {percent(row['delta_m'])} / {percent(row['delta_m_test'])}{negative}")  # fmt: skip
     print("\nper method (best Delta-m on validation, that trial's Delta-m on test, median over its trials):")
-    print(
-        f"  {'method':<12} {'trials':>6} {'front':>5} {'best dm':>8} {'its test':>8} {'median':>8} "
-        f"{'s/epoch':>8} {'x static':>8}"
-    )
+    print(f"  {'method':<12} {'trials':>6} {'front':>5} {'best dm':>8} {'its test':>8} {'median':>8}")
     for entry in table:
-        cost = "-" if entry["cost_x_static"] is None else f"{entry['cost_x_static']:.2f}"
         print(
             f"  {entry['method']:<12} {entry['trials']:>6} {entry['on_front']:>5} {percent(entry['best_delta_m']):>8} "
-            f"{percent(entry['its_test_delta_m']):>8} {percent(entry['median_delta_m']):>8} "
-            f"{entry['seconds_per_epoch']:>8.3f} {cost:>8}"
+            f"{percent(entry['its_test_delta_m']):>8} {percent(entry['median_delta_m']):>8}"
         )
     settings = {key: value for key, value in vars(args).items() if key != "name"}
     write_result(args.name, settings, {"methods": table, **summary}, cpu_seconds=cpu, wall_seconds=wall)
