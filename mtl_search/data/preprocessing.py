@@ -135,8 +135,14 @@ def _key(value: Any) -> str:
 
 def encode_categories(series: pd.Series, categories: Sequence[str]) -> np.ndarray:
     """Codes: 0 for missing or unseen values, 1 + position in ``categories`` otherwise."""
-    codes = pd.Index(list(categories), dtype=object).get_indexer(category_keys(series))
-    return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
+    index = pd.Index(list(categories), dtype=object)
+    if pd.api.types.is_object_dtype(series):  # mixed types: 1 and 1.0 are one value to factorize, not one key
+        codes = index.get_indexer(category_keys(series))
+        return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
+    # one type: the key of each distinct value, once (a column has far fewer values than rows)
+    positions, uniques = pd.factorize(series, use_na_sentinel=True)
+    unique_codes = index.get_indexer(category_keys(pd.Series(uniques))).astype(np.int64) + 1
+    return np.where(positions < 0, 0, unique_codes[np.maximum(positions, 0)])
 
 
 class NotNumeric(UserError):

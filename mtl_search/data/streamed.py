@@ -55,6 +55,7 @@ from mtl_search.data.base import MappedInputs, MultiTaskData, Split, split_indic
 from mtl_search.data.preprocessing import (
     apply_preprocessing,
     category_keys,
+    encode_categories,
     fit_preprocessing,
     input_schema,
     numeric_values,
@@ -240,6 +241,9 @@ def _first_pass(
                 if _is_numeric(series) or column in declared_numeric:
                     values = numeric_values(series, column, where)
                     _numeric_chunk(stats, column, values, train, places, sampled)
+            if column in stats.distinct and column not in declared_categorical:
+                if not stats.whole[column] or stats.distinct[column] is None:
+                    stats.train_keys[column] = None  # numeric: its keys are not needed
             keys = stats.train_keys[column]
             if keys is not None:
                 train_values = series[train]
@@ -277,10 +281,13 @@ def _has_values(series: pd.Series) -> bool:
 
 
 def _distinct_keys(series: pd.Series) -> list[str]:
+    """The category keys of the values in ``series``: of each distinct value once (one type a column)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.cat.remove_unused_categories()
         return category_keys(pd.Series(series.cat.categories)).dropna().tolist()
-    return pd.unique(category_keys(series).dropna()).tolist()
+    if pd.api.types.is_object_dtype(series):
+        return pd.unique(category_keys(series).dropna()).tolist()
+    return category_keys(pd.Series(pd.unique(series.dropna()))).dropna().tolist()
 
 
 def _target_chunk(state: dict[str, Any], target: Any, series: pd.Series, where: str) -> None:
@@ -349,9 +356,8 @@ def _target_classes(state: dict[str, Any], target: Any, where: str) -> tuple[Tas
 def _target_labels(task: Task, classes: list[str] | None, series: pd.Series, column: str, where: str) -> np.ndarray:
     if classes is None:
         return numeric_values(series, column, where).astype(np.float32)
-    keys = category_keys(series)
-    index = pd.Index(classes, dtype=object).get_indexer(keys.astype(object))
-    return np.where(index < 0, np.nan, index).astype(np.float32)
+    codes = encode_categories(series, classes) - 1  # -1: missing
+    return np.where(codes < 0, np.nan, codes).astype(np.float32)
 
 
 def _numeric_state(
