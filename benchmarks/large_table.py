@@ -68,6 +68,7 @@ def _limited(limit: str | None) -> dict:
         return {}
     CGROUP.mkdir(exist_ok=True)
     (CGROUP / "memory.limit_in_bytes").write_text(limit)
+    (CGROUP / "memory.max_usage_in_bytes").write_text("0")  # the peak of this run, not of an earlier one
     procs = str(CGROUP / "cgroup.procs")
     return {"preexec_fn": lambda: Path(procs).write_text(str(os.getpid()))}
 
@@ -103,6 +104,8 @@ def run_trial(table: Path, folder: Path, name: str, limit: str | None, batch_siz
         "--storage", f"sqlite:///{database}", "--study-name", name, "--artifacts", str(folder / "artifacts"),
     ]  # fmt: skip
     environment = os.environ | {"MTL_SEARCH_CACHE": str(folder / "cache")}
+    if limit:
+        _evict(folder / "cache")
     log = folder / f"{name}.log"
     started = time.perf_counter()
     with open(log, "w") as output:
@@ -131,6 +134,14 @@ def _history(database: Path, name: str) -> list:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
     return [epoch for trial in study.trials for epoch in TrialRecord.read(trial).history]
+
+
+def _evict(cache: Path) -> None:
+    """Drop the entry's pages from the page cache: pages already cached were charged to whoever read
+    them first, and the limited run must read (and be charged for) them itself."""
+    for path in cache.rglob("*.bin"):
+        with open(path, "rb") as handle:
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _cgroup_peak() -> float:
