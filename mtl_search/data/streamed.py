@@ -55,6 +55,7 @@ from mtl_search.data.base import MappedInputs, MultiTaskData, Split, split_indic
 from mtl_search.data.preprocessing import (
     apply_preprocessing,
     category_keys,
+    check_class_labels,
     encode_categories,
     fit_preprocessing,
     input_schema,
@@ -314,8 +315,6 @@ def _target_chunk(state: dict[str, Any], target: Any, series: pd.Series, where: 
 
 def _target_classes(state: dict[str, Any], target: Any, where: str) -> tuple[Task, list[str]]:
     """The task (classes refined) and its sorted classes, checked as the in-memory path checks them."""
-    from mtl_search.data.table import _check_class_labels
-
     task, column = target.task, target.column
     classes = sorted(state["keys"], key=float) if state["numeric"] else sorted(state["keys"])
     if task.kind == "binary":
@@ -341,7 +340,7 @@ def _target_classes(state: dict[str, Any], target: Any, where: str) -> tuple[Tas
             f"column {column!r} has one ({shown})"
         )
     example = pd.Series([state["fractional"]] if state["fractional"] is not None else [], dtype=np.float64)
-    _check_class_labels(task, column, example, len(classes), state["labelled"], where)
+    check_class_labels(task, column, example, len(classes), state["labelled"], where)
     if target.declared_classes and len(classes) > task.n_classes:
         raise UserError(
             f"{where}: task {task.name!r}: declared classes={task.n_classes} but column {column!r} "

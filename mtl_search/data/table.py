@@ -51,6 +51,7 @@ from mtl_search.data.preprocessing import (
     MISSING_MARKERS,
     SCALINGS,
     blank_missing_markers,
+    check_class_labels as _check_class_labels,
     NotNumeric,
     apply_preprocessing,
     category_keys,
@@ -378,25 +379,6 @@ def derived_labels(target: TargetColumn, series: pd.Series, where: str) -> tuple
             f"{int(labelled[0])}, a binary target needs both classes{span}"
         )
     return labels, classes
-
-
-def _check_class_labels(task: Task, column: str, series: pd.Series, n_classes: int, labelled: int, where: str) -> None:
-    """Refuse a continuous column taken as classes: every value its own class, a task nothing can learn."""
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.dropna().to_numpy(dtype=np.float64)
-        fractional = values[np.floor(values) != values]
-        if fractional.size:
-            raise UserError(
-                f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
-                f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression"
-            )
-    # fewer than two labelled rows a class on average: most classes could not be both trained and scored
-    if n_classes * 2 > labelled:
-        raise UserError(
-            f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
-            f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
-            "for a continuous target use kind regression"
-        )
 
 
 def _sorted_classes(series: pd.Series, keys: pd.Series) -> list[str]:
