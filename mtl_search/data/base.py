@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 
@@ -20,27 +20,117 @@ from mtl_search.errors import UserError
 from mtl_search.tasks import Task, validate_conditions
 
 
+class MappedInputs:
+    """Input arrays memory-mapped from files (see :mod:`mtl_search.data.streamed`), all splits' rows
+    one after the other, so that a split is a range of rows and train + validation is one range too.
+
+    The pages a process has read stay counted in its resident memory until it lets go of them:
+    :meth:`touched` counts the bytes read and hands the pages back to the page cache
+    (``MADV_DONTNEED``) every :attr:`release_bytes`, which keeps resident memory bounded by that
+    amount however large the table is. The data stays in the files and the kernel's page cache.
+    """
+
+    def __init__(self, arrays: dict[str, torch.Tensor], maps: list[Any], release_bytes: int = 256 << 20):
+        self.arrays = arrays
+        self.maps = maps
+        self.release_bytes = release_bytes
+        self._since_release = 0
+
+    def rows(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        return {name: array[start:stop] for name, array in self.arrays.items()}
+
+    def touched(self, nbytes: int) -> None:
+        self._since_release += nbytes
+        if self._since_release >= self.release_bytes:
+            self.release()
+
+    def release(self) -> None:
+        import mmap
+
+        self._since_release = 0
+        for mapping in self.maps:
+            try:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):  # a platform without madvise: the kernel reclaims instead
+                return
+
+
 @dataclasses.dataclass
 class Split:
-    """One split: ``inputs`` name -> tensor (first dim = rows), ``targets`` task -> (rows,) float."""
+    """One split: ``inputs`` name -> tensor (first dim = rows), ``targets`` task -> (rows,) float.
+
+    ``mapped``: set when the inputs are views of :class:`MappedInputs` (rows ``offset`` onwards),
+    read from disk a batch at a time; such inputs stay on the CPU whatever device the targets go to.
+    """
 
     inputs: dict[str, torch.Tensor]
     targets: dict[str, torch.Tensor]
+    mapped: MappedInputs | None = None
+    offset: int = 0
 
     def __len__(self) -> int:
         return next(iter(self.inputs.values())).shape[0]
 
     def to(self, device: torch.device | str) -> "Split":
-        return Split(
-            inputs={k: v.to(device) for k, v in self.inputs.items()},
-            targets={k: v.to(device) for k, v in self.targets.items()},
-        )
+        targets = {k: v.to(device) for k, v in self.targets.items()}
+        if self.mapped is not None:
+            return Split(inputs=self.inputs, targets=targets, mapped=self.mapped, offset=self.offset)
+        return Split(inputs={k: v.to(device) for k, v in self.inputs.items()}, targets=targets)
 
     def rows(self, index: torch.Tensor) -> "Split":
+        """The rows at ``index``, in memory (inputs on the device they were on, or the CPU for mapped inputs)."""
+        if self.mapped is not None:
+            inputs = self.gather_inputs(index, "cpu")
+            return Split(inputs=inputs, targets={k: v[index.to(v.device)] for k, v in self.targets.items()})
         return Split(
             inputs={k: v[index] for k, v in self.inputs.items()},
             targets={k: v[index] for k, v in self.targets.items()},
         )
+
+    def gather_inputs(self, index: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The inputs of the rows at ``index`` (a batch), on ``device``."""
+        if self.mapped is None:
+            return {k: v[index] for k, v in self.inputs.items()}
+        # read in increasing row order (pages in file order), then put back in the batch's order
+        index = index.cpu()
+        ascending, where = index.sort()
+        gathered = {}
+        for name, values in self.inputs.items():
+            rows = torch.empty((len(index), *values.shape[1:]), dtype=values.dtype)
+            rows[where] = values[ascending]
+            gathered[name] = rows.to(device)
+            self.mapped.touched(rows.numel() * rows.element_size())
+        return gathered
+
+    def slice_inputs(self, start: int, stop: int, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The inputs of rows ``start:stop`` (an evaluation chunk), on ``device``."""
+        if self.mapped is None:
+            return {k: v[start:stop] for k, v in self.inputs.items()}
+        sliced = {k: v[start:stop].to(device) for k, v in self.inputs.items()}
+        self.mapped.touched(sum(v[start:stop].numel() * v.element_size() for v in self.inputs.values()))
+        return sliced
+
+    def release(self) -> None:
+        """Hand mapped pages read so far back to the page cache (nothing for inputs in memory)."""
+        if self.mapped is not None:
+            self.mapped.release()
+
+    def concat(self, other: "Split") -> "Split":
+        """This split's rows followed by ``other``'s; adjacent mapped splits stay on disk."""
+        targets = {k: torch.cat([self.targets[k], other.targets[k]]) for k in self.targets}
+        if self.mapped is not None and other.mapped is self.mapped and self.offset + len(self) == other.offset:
+            stop = other.offset + len(other)
+            return Split(
+                inputs=self.mapped.rows(self.offset, stop), targets=targets, mapped=self.mapped, offset=self.offset
+            )
+        return Split(inputs={k: torch.cat([self.inputs[k], other.inputs[k]]) for k in self.inputs}, targets=targets)
+
+
+def row_chunks(split: Split, rows: int = 1 << 16) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` ranges of ``split``'s rows, for checks that must not hold a whole split at once."""
+    n_rows = len(split)
+    for start in range(0, n_rows, rows):
+        yield start, min(start + rows, n_rows)
 
 
 @dataclasses.dataclass
@@ -90,19 +180,22 @@ class MultiTaskData:
             return
         sizes = torch.tensor([int(c) for c in self.input_schema["categorical"]])
         for split_name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
-            codes = split.inputs.get("categorical")
-            if codes is None or codes.numel() == 0:
+            all_codes = split.inputs.get("categorical")
+            if all_codes is None or all_codes.numel() == 0:
                 continue
-            bad = ((codes < 0) | (codes >= sizes.to(codes.device))).any(dim=0)
-            if bool(bad.any()):
-                column = int(bad.nonzero()[0])
-                values = codes[:, column]
-                wrong = values[(values < 0) | (values >= int(sizes[column]))][0]
-                size = int(sizes[column])
-                raise UserError(
-                    f"{self.name}: categorical column {column} of the {split_name} split has code "
-                    f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})"
-                )
+            for start, stop in row_chunks(split):
+                codes = split.slice_inputs(start, stop, all_codes.device)["categorical"]
+                bad = ((codes < 0) | (codes >= sizes.to(codes.device))).any(dim=0)
+                if bool(bad.any()):
+                    column = int(bad.nonzero()[0])
+                    values = codes[:, column]
+                    wrong = values[(values < 0) | (values >= int(sizes[column]))][0]
+                    size = int(sizes[column])
+                    raise UserError(
+                        f"{self.name}: categorical column {column} of the {split_name} split has code "
+                        f"{int(wrong)}, outside 0..{size - 1} (its cardinality in input_schema is {size})"
+                    )
+            split.release()
 
     def _check_magnitudes(self) -> None:
         """Float inputs and regression targets hold no inf (a float32 overflow, such as 1e308 read
@@ -115,9 +208,11 @@ class MultiTaskData:
                 if task.kind == "regression" and task.name in split.targets
             ]
             for what, tensor in named:
-                if not tensor.is_floating_point() or not bool(torch.isinf(tensor).any()):
+                if not tensor.is_floating_point():
                     continue
-                row = int(torch.isinf(tensor.reshape(len(tensor), -1)).any(dim=1).nonzero()[0])
+                row = _first_inf_row(split, tensor)
+                if row is None:
+                    continue
                 raise UserError(
                     f"{self.name}: {what} holds inf in row {row} of the {split_name} split (a value beyond float32's "
                     "range, ±3.4e+38, becomes inf); give finite values of a smaller magnitude, or NaN for a "
@@ -152,6 +247,21 @@ class MultiTaskData:
             if task.name == name:
                 return task
         raise KeyError(name)
+
+
+def _first_inf_row(split: Split, tensor: torch.Tensor) -> int | None:
+    """The first row of ``tensor`` (an input or target of ``split``) holding inf, read in chunks."""
+    mapped = split.mapped is not None and any(tensor is v for v in split.inputs.values())
+    for start, stop in row_chunks(split):
+        part = tensor[start:stop]
+        rows = torch.isinf(part.reshape(len(part), -1)).any(dim=1)
+        if mapped:
+            split.mapped.touched(part.numel() * part.element_size())
+        if bool(rows.any()):
+            return start + int(rows.nonzero()[0])
+    if mapped:
+        split.release()
+    return None
 
 
 class DataSource(ABC):

@@ -84,6 +84,8 @@ def cached_load(
             counts["hits"] += 1
             return data
     data = parse()
+    if data.train.mapped is not None:  # a streamed table has its own entry on disk (data/streamed.py)
+        return data
     if write_entry(path, key, data):
         counts["stored"] += 1
     return data
@@ -111,6 +113,13 @@ def entry_key(source: str, options: dict[str, Any], data_file: Path, declaration
 
 
 def _file_digest(path: Path) -> tuple[str, int]:
+    """The file's SHA-256 and size, read once a process while the file's size and time are unchanged."""
+    status = path.stat()
+    return _digest_of(str(path.resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_of(path: str, size_now: int, modified: int) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

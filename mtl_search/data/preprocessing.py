@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from mtl_search.errors import OneLineWarning, UserError
+from mtl_search.tasks import Task
 
 ENCODINGS = ("embedding", "onehot")
 SCALINGS = ("standard", "quantile")
@@ -135,8 +136,14 @@ def _key(value: Any) -> str:
 
 def encode_categories(series: pd.Series, categories: Sequence[str]) -> np.ndarray:
     """Codes: 0 for missing or unseen values, 1 + position in ``categories`` otherwise."""
-    codes = pd.Index(list(categories), dtype=object).get_indexer(category_keys(series))
-    return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
+    index = pd.Index(list(categories), dtype=object)
+    if pd.api.types.is_object_dtype(series):  # mixed types: 1 and 1.0 are one value to factorize, not one key
+        codes = index.get_indexer(category_keys(series))
+        return codes.astype(np.int64) + 1  # get_indexer gives -1 for missing/unseen, which becomes 0
+    # one type: the key of each distinct value, once (a column has far fewer values than rows)
+    positions, uniques = pd.factorize(series, use_na_sentinel=True)
+    unique_codes = index.get_indexer(category_keys(pd.Series(uniques))).astype(np.int64) + 1
+    return np.where(positions < 0, 0, unique_codes[np.maximum(positions, 0)])
 
 
 class NotNumeric(UserError):
@@ -172,6 +179,25 @@ def numeric_values(series: pd.Series, column: str, where: str) -> np.ndarray:
             fix = "beyond float32's range (±3.4e+38), which the network computes in; leave such cells empty or rescale"
         raise UserError(f"{where}: column {column!r} holds {value:g} in row {row}{more}; {fix}")
     return values
+
+
+def check_class_labels(task: Task, column: str, series: pd.Series, n_classes: int, labelled: int, where: str) -> None:
+    """Refuse a continuous column taken as classes: every value its own class, a task nothing can learn."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.dropna().to_numpy(dtype=np.float64)
+        fractional = values[np.floor(values) != values]
+        if fractional.size:
+            raise UserError(
+                f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
+                f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression"
+            )
+    # fewer than two labelled rows a class on average: most classes could not be both trained and scored
+    if n_classes * 2 > labelled:
+        raise UserError(
+            f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
+            f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
+            "for a continuous target use kind regression"
+        )
 
 
 # -- fitting -----------------------------------------------------------------------------

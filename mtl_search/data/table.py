@@ -34,7 +34,6 @@ A feature column with no value at all is dropped with a :class:`DataWarning`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import threading
 from pathlib import Path
@@ -52,6 +51,7 @@ from mtl_search.data.preprocessing import (
     MISSING_MARKERS,
     SCALINGS,
     blank_missing_markers,
+    check_class_labels as _check_class_labels,
     NotNumeric,
     apply_preprocessing,
     category_keys,
@@ -77,7 +77,11 @@ DEFAULTS = {
     "categorical": "",
     "max_int_categories": 10,
     "missing": "",  # comma-separated text read as missing; empty: MISSING_MARKERS
+    "stream": "auto",  # read in chunks into arrays on disk (data/streamed.py): auto (large files), on or off
+    "chunk_rows": 65536,  # rows a chunk when streamed
 }
+# options stored with a study only when not their default: studies made before them compare equal
+UNSTORED_DEFAULTS = (("scaling", "standard"), ("missing", ""), ("stream", "auto"), ("chunk_rows", 65536))
 DESCRIPTION_SUFFIXES = (".yaml", ".yml")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -375,25 +379,6 @@ def derived_labels(target: TargetColumn, series: pd.Series, where: str) -> tuple
             f"{int(labelled[0])}, a binary target needs both classes{span}"
         )
     return labels, classes
-
-
-def _check_class_labels(task: Task, column: str, series: pd.Series, n_classes: int, labelled: int, where: str) -> None:
-    """Refuse a continuous column taken as classes: every value its own class, a task nothing can learn."""
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.dropna().to_numpy(dtype=np.float64)
-        fractional = values[np.floor(values) != values]
-        if fractional.size:
-            raise UserError(
-                f"{where}: task {task.name!r}: a multiclass target needs whole numbers or text as classes, "
-                f"column {column!r} holds {float(fractional[0]):g}; for a continuous target use kind regression"
-            )
-    # fewer than two labelled rows a class on average: most classes could not be both trained and scored
-    if n_classes * 2 > labelled:
-        raise UserError(
-            f"{where}: task {task.name!r}: a multiclass target needs at least two labelled rows per class, "
-            f"column {column!r} has {n_classes} distinct values in {labelled} labelled rows; "
-            "for a continuous target use kind regression"
-        )
 
 
 def _sorted_classes(series: pd.Series, keys: pd.Series) -> list[str]:
@@ -733,11 +718,10 @@ def missing_markers(text: str) -> tuple[str, ...]:
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
     """The file's size and SHA-256: a study continued on a changed file is refused, and one
     on the same bytes at another path (another machine) is not."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+    from mtl_search.data.cache import _file_digest
+
+    digest, size = _file_digest(Path(path))
+    return {"bytes": size, "sha256": digest}
 
 
 class TableSource(DataSource):
@@ -764,7 +748,10 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         missing = missing_markers(settings["missing"])
     else:
         missing = tuple(description.missing)
-    frame = read_table(table_path, missing)
+    from mtl_search.data.streamed import streams
+
+    streamed = streams(settings["stream"], table_path)
+    frame = None if streamed else read_table(table_path, missing)
     targets = _targets_from_description(description, description_path) + targets_from_declarations(task_declarations)
     names = [t.task.name for t in targets]
     if len(set(names)) != len(names):
@@ -776,6 +763,24 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         )
         raise UserError(f"--task: task {twice!r} is declared twice{also}")
     _check_description_against_targets(description, description_path, targets, options, settings)
+    if streamed:
+        from mtl_search.data.streamed import load_streamed
+
+        return load_streamed(
+            table_path,
+            targets,
+            settings,
+            name=Path(table_path).stem.split(".")[0] or "table",
+            where=f"--data-file {table_path}",
+            features=description.features
+            if description.features is not None
+            else (_split_names(settings["features"]) or None),
+            ignore=description.ignore + _split_names(settings["ignore"]),
+            numeric=description.numeric + _split_names(settings["numeric"]),
+            categorical=description.categorical + _split_names(settings["categorical"]),
+            missing=missing,
+            description=table_description(table_path, description_path, targets, settings),
+        )
     return make_table_data(
         frame,
         targets,
@@ -795,13 +800,19 @@ def load_table(options: dict, data_file: str | None, task_declarations: list[str
         test_fraction=settings["test_fraction"],
         max_int_categories=settings["max_int_categories"],
         missing=missing,
-        description={
-            "source": "table",
-            "file": str(Path(table_path).resolve()),
-            "content": file_fingerprint(table_path),
-            "description_file": str(Path(description_path).resolve()) if description_path else None,
-            "tasks": [t.task.to_dict() | {"column": t.column} | _rule_record(t) for t in targets],
-            # scaling and missing only when not the default: studies made before the options compare equal
-            "options": {k: v for k, v in settings.items() if (k, v) not in (("scaling", "standard"), ("missing", ""))},
-        },
+        description=table_description(table_path, description_path, targets, settings),
     )
+
+
+def table_description(
+    table_path: str | Path, description_path: str | None, targets: Sequence[TargetColumn], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Where the data came from, stored with the study so that later commands load it again."""
+    return {
+        "source": "table",
+        "file": str(Path(table_path).resolve()),
+        "content": file_fingerprint(table_path),
+        "description_file": str(Path(description_path).resolve()) if description_path else None,
+        "tasks": [t.task.to_dict() | {"column": t.column} | _rule_record(t) for t in targets],
+        "options": {k: v for k, v in settings.items() if (k, v) not in UNSTORED_DEFAULTS},
+    }

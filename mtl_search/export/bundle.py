@@ -359,12 +359,7 @@ def _declaration(task: dict[str, Any]) -> str:
 
 
 def concat_splits(first: Any, second: Any) -> Any:
-    from mtl_search.data.base import Split
-
-    return Split(
-        inputs={k: torch.cat([first.inputs[k], second.inputs[k]]) for k in first.inputs},
-        targets={k: torch.cat([first.targets[k], second.targets[k]]) for k in first.targets},
-    )
+    return first.concat(second)
 
 
 def example_inputs(schema: dict[str, Any], data: Any, rows: int = 4) -> dict[str, torch.Tensor]:

@@ -690,7 +690,7 @@ class _FusedGroup:
         self.step_function = vmap(self._member_step)
         # two rows for the training-mode forward that marks a member's evaluation-time
         # observers (gate means) as stale, as training steps do alone
-        self.probe = {key: value[:2] for key, value in self.train_split.inputs.items()}
+        self.probe = self.train_split.slice_inputs(0, 2, self.device)
         self._restack_state()
 
     def _trainable(self, member: _Member) -> list[torch.Tensor]:
@@ -760,10 +760,11 @@ class _FusedGroup:
                 rows = orders[:, start:stop]
                 # each member's own rows, (members, rows, ...); index_select is the cheapest gather
                 flat_rows = rows.reshape(-1)
-                inputs = {
-                    key: value.index_select(0, flat_rows).view(*rows.shape, *value.shape[1:])
-                    for key, value in self.train_split.inputs.items()
-                }
+                if self.train_split.mapped is None:
+                    gathered = {key: value.index_select(0, flat_rows) for key, value in self.train_split.inputs.items()}
+                else:  # read from disk batch by batch
+                    gathered = self.train_split.gather_inputs(flat_rows, self.device)
+                inputs = {key: value.view(*rows.shape, *value.shape[1:]) for key, value in gathered.items()}
                 targets = {
                     name: self.train_split.targets[name].index_select(0, flat_rows).view(rows.shape)
                     for name in self.task_names
@@ -783,6 +784,7 @@ class _FusedGroup:
                 batches += 1
                 raise_pending_stop()  # a Ctrl-C kept while it could not be raised waits one step, not the epoch
             steps += batches
+            self.train_split.release()
             epoch_losses = (loss_sums / max(batches, 1)).tolist()
             epoch_weights = (weight_sums / max(batches, 1)).tolist() if self.learned_weights else None
             share = (time.perf_counter() - epoch_started) / count

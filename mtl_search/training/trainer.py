@@ -1,7 +1,8 @@
 """Training one candidate network.
 
-The loop is deliberately plain: the splits live on the device as tensors, each epoch
-shuffles them once and walks contiguous slices, and nothing per sample runs in Python.
+The loop is deliberately plain: the splits live on the device as tensors (or, for a table
+mapped from disk, the inputs stay in their files), each epoch shuffles the row order once and
+gathers a batch of rows at a time, and nothing per sample runs in Python.
 Validation metrics are computed after every epoch on the validation split; the test split
 is scored once at the end and is never used to choose anything.
 """
@@ -397,17 +398,22 @@ def train_candidate(
         epoch_started = time.perf_counter()
         model.train()
         order = torch.randperm(n_rows, generator=generator).to(device)
-        shuffled = train.rows(order)
         loss_sums = torch.zeros(len(task_names), device=device)
         batches = 0
-        counted = counted_rows(data.tasks, shuffled.targets) if ranks is not None else {}
+        counted = (
+            counted_rows(data.tasks, {name: train.targets[name][order] for name in task_names})
+            if ranks is not None
+            else {}
+        )
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
             if stop - start < smallest_batch and batches:
                 break  # a lone last row would break batch normalisation and teaches little
+            # a batch at a time, not the shuffled split at once: a table mapped from disk is read batch by batch
             first, last = (start, stop) if ranks is None else ranks.shard(start, stop)
-            inputs = {k: v[first:last] for k, v in shuffled.inputs.items()}
-            targets = {name: shuffled.targets[name][first:last] for name in task_names}
+            rows = order[first:last]
+            inputs = train.gather_inputs(rows, device)
+            targets = {name: train.targets[name][rows] for name in task_names}
             if model.members > 1:  # each ensemble member is scored on the batch (rows stacked member-major)
                 targets = {
                     name: target.repeat(model.members, *[1] * (target.dim() - 1)) for name, target in targets.items()
@@ -440,6 +446,7 @@ def train_candidate(
             batches += 1
             raise_pending_stop()  # a Ctrl-C kept while it could not be raised waits one step, not the epoch
         steps += batches
+        train.release()
         epoch_losses = (loss_sums / max(batches, 1)).tolist()
         learning_rate = float(config["learning_rate"])
         train_losses = checked_epoch_losses(task_names, epoch_losses, constant_losses, epoch, learning_rate)
@@ -522,10 +529,12 @@ def predict(model: MultiTaskModel, split: Split) -> dict[str, torch.Tensor]:
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in model.task_names}
     n_rows = len(split)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     for start in range(0, n_rows, EVAL_CHUNK):
-        outputs = model({k: v[start : start + EVAL_CHUNK] for k, v in split.inputs.items()})
+        outputs = model(split.slice_inputs(start, min(start + EVAL_CHUNK, n_rows), device))
         for name, output in outputs.items():
             chunks[name].append(output)
+    split.release()
     model.train(was_training)
     return {name: torch.cat(parts) for name, parts in chunks.items()}
 

@@ -307,7 +307,10 @@ CHURN = "tasks:\n  - {name: churn, kind: binary}\n"
         # the same words as a space file's typo
         (CHURN + "featurez: [age]\n", "key featurez: unknown key"),
         ("tasks:\n  - {name: churn, kind: binary, colum: churned}\n", "key tasks.0.colum: unknown key"),
-        (CHURN + "options: {encodng: onehot}\n", "key options.encodng: unknown option (known: categorical, encoding,"),
+        (
+            CHURN + "options: {encodng: onehot}\n",
+            "key options.encodng: unknown option (known: categorical, chunk_rows, encoding,",
+        ),
         (CHURN + "options: {seed: abc}\n", "key options.seed: expected a whole number, got 'abc'"),
         (
             CHURN + "options: {encoding: onehott}\n",
