@@ -168,9 +168,12 @@ def test_a_space_that_searches_along_the_affinity_chain(cli, storage_url, tmp_pa
     from mtl_search.search.bundled import SPACES_DIR
 
     monkeypatch.setenv("COLUMNS", "250")
-    branching = (SPACES_DIR / "branching.yaml").read_text()
+    import yaml
+
+    branching = yaml.safe_load((SPACES_DIR / "branching.yaml").read_text())
+    branching["families"] = {"tree": branching["families"]["tree"] | {"grouping": "affinity"}}  # the tree alone
     space = tmp_path / "chain.yaml"
-    space.write_text(branching.replace("grouping: partitions", "grouping: affinity"))
+    space.write_text(yaml.safe_dump(branching))
     result = cli(
         "run",
         *TINY,
