@@ -244,6 +244,12 @@ class RayWorkerPool:
         options: dict[str, Any] = {"logging_level": "ERROR", "include_dashboard": False}
         if address is None:
             cores = os.cpu_count() or 1
+            if self.n_workers * self.cpus > cores:
+                print(
+                    f"mtl-search run: warning: {self.n_workers} workers x {self.cpus:g} CPUs on this machine's "
+                    f"{cores} CPU cores: Ray reserves them all the same, and the workers slow each other down",
+                    file=sys.stderr,
+                )
             options.update(
                 address="local",
                 _node_ip_address="127.0.0.1",
