@@ -50,7 +50,7 @@ LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # the driver's environment the workers get too (on a cluster they start from the node's own)
 FORWARDED_ENVIRONMENT_PREFIXES = ("MTL_SEARCH_", "OMP_NUM_THREADS")
 # how long --ray-address may take to accept a connection: Ray itself retries an address where
-# nothing listens for about ten minutes, printing a warning every few seconds
+# nothing listens for about 14 minutes, printing a warning every few seconds
 ADDRESS_PROBE_SECONDS = 10.0
 
 
