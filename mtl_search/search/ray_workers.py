@@ -27,6 +27,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -48,6 +49,9 @@ POLL_SECONDS = 0.5
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # the driver's environment the workers get too (on a cluster they start from the node's own)
 FORWARDED_ENVIRONMENT_PREFIXES = ("MTL_SEARCH_", "OMP_NUM_THREADS")
+# how long --ray-address may take to accept a connection: Ray itself retries an address where
+# nothing listens for about 14 minutes, printing a warning every few seconds
+ADDRESS_PROBE_SECONDS = 10.0
 
 
 def import_ray() -> Any:
@@ -186,6 +190,19 @@ def search_worker(
         watcher.done.set()
 
 
+def address_unreachable(address: str) -> str | None:
+    """Why no connection opens to ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``), or None when
+    one does or the address has another form (``auto``, ``local``: Ray resolves those)."""
+    host, colon, port = address.strip().removeprefix("ray://").rpartition(":")
+    if not colon or not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_PROBE_SECONDS):
+            return None
+    except OSError as error:
+        return error.strerror or str(error) or type(error).__name__
+
+
 class RayWorkerPool:
     """``n_workers`` Ray tasks running ``target`` as :class:`mtl_search.search.workers.WorkerPool`'s
     processes do, each with ``cpus`` CPUs and ``gpus`` (possibly fractional) GPUs reserved.
@@ -227,6 +244,12 @@ class RayWorkerPool:
         options: dict[str, Any] = {"logging_level": "ERROR", "include_dashboard": False}
         if address is None:
             cores = os.cpu_count() or 1
+            if self.n_workers * self.cpus > cores:
+                print(
+                    f"mtl-search run: warning: {self.n_workers} workers x {self.cpus:g} CPUs on this machine's "
+                    f"{cores} CPU cores: Ray reserves them all the same, and the workers slow each other down",
+                    file=sys.stderr,
+                )
             options.update(
                 address="local",
                 _node_ip_address="127.0.0.1",
@@ -235,6 +258,12 @@ class RayWorkerPool:
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES,
             )
         else:
+            unreachable = address_unreachable(address)
+            if unreachable is not None:
+                raise UserError(
+                    f"--ray-address {address}: nothing answers there ({unreachable}); give the address "
+                    f"`ray start --head` printed on the cluster's head node"
+                )
             options["address"] = address
         try:
             ray.init(**options)

@@ -300,9 +300,8 @@ def check_precision_for(
     refused = [m for m in space.loss_weighting if m in FP16_REFUSED_WEIGHTINGS] if space and precision == "fp16" else []
     if refused:
         raise UserError(
-            f"{name} fp16: the space offers loss weighting {refused[0]}, which takes optimiser steps of "
-            f"its own that cannot skip a batch whose fp16 gradients overflowed; use bf16, or a space "
-            f"without {refused[0]}"
+            f"{name} fp16: the space offers loss weighting {refused[0]}, which "
+            f"{FP16_REFUSED_WEIGHTINGS[refused[0]]}; use bf16, or a space without {refused[0]}"
         )
 
 

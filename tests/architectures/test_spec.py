@@ -191,3 +191,13 @@ def test_the_docs_list_every_spec_key_of_every_family():
     ]
     for key in common:
         assert f"`{key}`" in keys, key
+
+
+def test_the_space_file_reference_lists_every_key_of_every_family_section():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "space-file.md").read_text(encoding="utf-8")
+    families = text.split("## `families`", 1)[1].split("\n## ", 1)[0]
+    for name in family_names():
+        assert f"**`{name}`**" in families, f"docs/reference/space-file.md: no section for family {name}"
+        section = families.split(f"**`{name}`**", 1)[1].split("\n**`", 1)[0]
+        for key in get_family(name).space_model().model_fields:
+            assert f"| `{key}` |" in section, (name, key)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from mtl_search.cli import build_parser
 
-CLI_DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md"
+REPO = Path(__file__).resolve().parents[2]
+CLI_DOC = REPO / "docs" / "reference" / "cli.md"
 
 
 def _sections() -> dict[str, str]:
@@ -32,3 +33,23 @@ def test_every_command_and_flag_is_in_the_cli_reference():
         if option.startswith("--") and option != "--help" and f"`{option}" not in sections[name]
     ]
     assert not undocumented, f"flags missing from docs/reference/cli.md: {undocumented}"
+
+
+def _documented_run_commands() -> list[tuple[str, str]]:
+    """(file, command) for every `run` command line of the docs and README, continuations joined."""
+    found = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8").replace("\\\n", " ")
+        for line in text.splitlines():
+            if re.search(r"(mtl-search|-m mtl_search) run\b", line):
+                found.append((str(page.relative_to(REPO)), line.strip()))
+    return found
+
+
+def test_every_documented_census_run_names_the_census_file():
+    commands = _documented_run_commands()
+    assert any("--data census" in command for _, command in commands)
+    without_file = [
+        (page, command) for page, command in commands if "--data census" in command and "--data-file" not in command
+    ]
+    assert not without_file, f"census runs without --data-file (refused as written): {without_file}"

@@ -256,6 +256,26 @@ def test_ray_flags_need_the_ray_executor(cli):
     assert result.code == 2 and "--ray-gpus-per-worker" in result.err
 
 
+def test_an_address_where_nothing_listens_is_refused_in_one_line(cli, tmp_path):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_free_port()}"
+    storage = f"sqlite:///{tmp_path / 'ray.db'}"
+    result = cli("run", "--executor", "ray", "--ray-address", address, "--trials", "1", "--storage", storage)
+    assert_one_line_error(result, f"--ray-address {address}", "nothing answers there")
+
+
+def test_a_local_ray_instance_warns_of_more_cpus_than_the_machine_has(capsys):
+    pytest.importorskip("ray")
+    from mtl_search.search.ray_workers import RayWorkerPool
+
+    cores = os.cpu_count() or 1
+    pool = RayWorkerPool(2, 2, print, cpus=cores)
+    try:
+        assert f"2 workers x {cores} CPUs on this machine's {cores} CPU cores" in capsys.readouterr().err
+    finally:
+        pool.ray.shutdown()
+
+
 def test_without_ray_the_ray_executor_names_the_extra(tmp_path):
     # a `ray` that cannot be imported, ahead of any installed one
     (tmp_path / "ray").mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -476,6 +477,13 @@ def test_a_family_that_cannot_be_stacked_trains_alone_with_its_reason(data2, fam
     alone = train_candidate(data2, candidates[1])
     assert_close(results[1].validation, alone.validation, "validation")
     assert_close(results[1].sharing, alone.sharing, "sharing")
+
+
+def test_the_populations_guide_lists_every_family_that_trains_alone():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "how-to" / "populations.md").read_text(encoding="utf-8")
+    alone_rows = [line for line in guide.splitlines() if line.startswith("| family ")]
+    for family in population.FAMILIES_ALONE:
+        assert any(f"`{family}`" in row for row in alone_rows), f"docs/how-to/populations.md: no row for {family}"
 
 
 def test_recurrent_sequence_encoders_train_alone():

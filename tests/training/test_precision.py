@@ -11,7 +11,7 @@ import torch
 
 from mtl_search.errors import UserError
 from mtl_search.search.objective import candidate_key
-from mtl_search.search.runner import SearchSettings, run_search
+from mtl_search.search.runner import SearchSettings, check_precision_for, run_search
 from mtl_search.search.space import parse_space
 from mtl_search.training import train_candidate
 from mtl_search.training.population import alone_reason, fusion_key, train_population
@@ -241,6 +241,24 @@ def test_fp16_refuses_a_space_offering_gradnorm_before_any_trial(tiny_synthetic,
     with pytest.raises(UserError, match="^precision fp16: the space offers loss weighting gradnorm"):
         run_search(tiny_synthetic, space, settings)
     assert optuna.get_all_study_names(storage_url) == []
+
+
+@pytest.mark.parametrize(
+    "method, reason",
+    [
+        ("gradnorm", "takes optimiser steps of its own"),
+        ("db_mtl", "averages gradients over batches"),
+        ("nash_mtl", "gives an update that does not grow with fp16's loss scale"),
+    ],
+)
+def test_the_fp16_refusal_of_a_space_gives_the_weighting_its_own_reason(method, reason):
+    if method == "nash_mtl":
+        pytest.importorskip("cvxpy")  # the jd-cvxpy extra
+    space = parse_space(TINY_SPACE | {"loss_weighting": {"static": {}, method: {}}})
+    with pytest.raises(UserError) as refused:
+        check_precision_for("fp16", torch.device("cpu"), space)
+    assert str(refused.value).startswith(f"precision fp16: the space offers loss weighting {method}, which {reason}")
+    assert str(refused.value).endswith(f"; use bf16, or a space without {method}")
 
 
 def test_refine_and_export_retrain_a_trial_in_its_own_precision(tiny_synthetic, storage_url, tmp_path):
