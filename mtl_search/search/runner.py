@@ -12,7 +12,7 @@ import optuna
 import torch
 
 from mtl_search.data.base import MultiTaskData
-from mtl_search.errors import StudyWarning, UserError, is_whole
+from mtl_search.errors import OneLineWarning, StudyWarning, UserError, is_whole
 from mtl_search.records.study import StudyRecord
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.objective import DONE, CandidateObjective, EpochHook, ResultHook, TrialFailed
@@ -31,7 +31,7 @@ from mtl_search.search.study import (
 )
 from mtl_search.search.workers import Budget, LocalBudget, optimize_study
 from mtl_search.training import resolve_device, train_candidate
-from mtl_search.training.data_parallel import DataParallel, StoppedByRankZero, check_weighting
+from mtl_search.training.data_parallel import REFUSED_WEIGHTINGS, DataParallel, StoppedByRankZero, check_weighting
 from mtl_search.threads import threads_while
 from mtl_search.training.precision import FP16_REFUSED_WEIGHTINGS, check_precision, check_supported
 
@@ -138,6 +138,18 @@ def run_search(
             f"data-parallel processes train one candidate at a time"
         )
     try:
+        refused = [method for method in space.loss_weighting if method in REFUSED_WEIGHTINGS]
+        if refused and len(refused) < len(space.loss_weighting):
+            # a space offering several weightings (all_methods) searches those that can train data-parallel
+            for method in refused:
+                del space.loss_weighting[method]
+            warnings.warn(
+                OneLineWarning(
+                    f"loss weighting {', '.join(refused)} cannot train data-parallel "
+                    f"({REFUSED_WEIGHTINGS[refused[0]]}); left out of this search"
+                ),
+                stacklevel=2,
+            )
         for method in space.loss_weighting:  # refused before any trial, rather than at the first that draws it
             check_weighting(method, "the space offers loss weighting")
         return _run_search(

@@ -161,9 +161,13 @@ def test_a_search_under_torchrun_completes_its_trials(tmp_path):
     from mtl_search.search.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
+    # a space offering a weighting that cannot train data-parallel among others: searched without it
+    space = tmp_path / "space.yaml"
+    space.write_text("families: {tree: {depth: 1, width: 16}}\nloss_weighting: {static: {}, graddrop: {}, dwa: {}}\n")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD)]
     command += ["--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "mtl_search"]
     command += ["run", "--trials", "2", "--storage", url, "--study-name", "together", "--sampler", "random", *QUICK]
+    command += ["--space", str(space)]
     done = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1")
     )
@@ -173,6 +177,9 @@ def test_a_search_under_torchrun_completes_its_trials(tmp_path):
 
     study = optuna.load_study(study_name="together", storage=open_storage(url))
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert {trial.params["loss_weighting"] for trial in study.trials} <= {"static", "dwa"}
+    assert "loss weighting graddrop cannot train data-parallel" in done.stderr
+    assert "left out of this search" in done.stderr
     assert "Pareto front of together" in done.stdout  # printed once, by rank 0
     assert done.stdout.count("Pareto front of together") == 1
 
