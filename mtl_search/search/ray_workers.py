@@ -13,12 +13,12 @@ thread in each worker polls for that and sends the same signal to its own proces
 worker loop's handling records the running trial as failed ("interrupted", "terminated").
 
 Deaths. Tasks are not retried by Ray (``max_retries=0``): when a worker process dies (killed, out
-of memory, its node lost), the driver returns the trials it had claimed but not finished to the
-budget and starts a new worker in its place, a few times at most. The trial it left RUNNING
-is failed once its heartbeat is older than the grace period, and retried, by whichever worker
-starts a trial next, exactly as with local workers. The replacement waits the grace period
-before its first trial, so that it is there to do it even when the others have used up the
-budget by then.
+of memory, its node lost), the trials it had claimed but not finished are held for a new worker
+started in its place, a few times at most. The trial it left RUNNING is failed once its
+heartbeat is older than the grace period, and retried, by whichever worker starts a trial next,
+exactly as with local workers. The replacement waits the grace period before its first trial,
+and the held claims keep budget for the retry, so it happens within the run even when the
+others have used up the rest of the budget by then.
 """
 
 from __future__ import annotations
@@ -73,14 +73,21 @@ class Coordinator:
     def __init__(self, n_trials: int) -> None:
         self.left = n_trials
         self.outstanding: dict[int, int] = {}
+        # claims a dead worker left, held for the worker started in its place (its first trial
+        # then retries the dead one's, which the others could otherwise leave RUNNING by using up
+        # the budget first)
+        self.reserved: dict[int, int] = {}
         self.finished: list[optuna.trial.FrozenTrial] = []
         self.stop_signal: int | None = None
 
     def claim_many(self, worker: int, count: int) -> int:
-        taken = max(0, min(count, self.left))
+        held = min(count, self.reserved.get(worker, 0))
+        if held:
+            self.reserved[worker] -= held
+        taken = max(0, min(count - held, self.left))
         self.left -= taken
-        self.outstanding[worker] = self.outstanding.get(worker, 0) + taken
-        return taken
+        self.outstanding[worker] = self.outstanding.get(worker, 0) + held + taken
+        return held + taken
 
     def give_back(self, count: int) -> None:
         # a repeat of a trained candidate: it was reported finished already, so only the budget grows
@@ -94,10 +101,17 @@ class Coordinator:
         finished, self.finished = self.finished, []
         return finished
 
-    def return_lost_claims(self, worker: int) -> int:
-        lost = max(0, self.outstanding.pop(worker, 0))
-        self.left += lost
+    def return_lost_claims(self, worker: int, hold: bool = False) -> int:
+        """The claims a dead worker did not use: held for its replacement (``hold``) or back in the budget."""
+        lost = max(0, self.outstanding.pop(worker, 0)) + self.reserved.pop(worker, 0)
+        if hold:
+            self.reserved[worker] = lost
+        else:
+            self.left += lost
         return lost
+
+    def release_held(self, worker: int) -> None:
+        self.left += self.reserved.pop(worker, 0)
 
     def trials_left(self) -> int:
         return self.left
@@ -360,13 +374,19 @@ class RayWorkerPool:
                 except ray.exceptions.RayError as error:  # the process or its node died
                     self.died[index] = _death(error)
                 codes[index] = EXIT_DIED
-                lost = ray.get(coordinator.return_lost_claims.remote(index))
+                lost = ray.get(coordinator.return_lost_claims.remote(index, hold=True))
                 left = ray.get(coordinator.trials_left.remote())
-                again = not stop_sent and left > 0 and restarts[index] < MAX_RESTARTS
+                again = not stop_sent and (lost > 0 or left > 0) and restarts[index] < MAX_RESTARTS
+                if not again:
+                    ray.get(coordinator.release_held.remote(index))
                 print(
                     f"mtl-search run: warning: Ray worker {index + 1} ended: {self.died[index]}; "
-                    f"{lost} unfinished trial(s) returned to the budget"
-                    + (f"; starting it again ({restarts[index] + 1} of {MAX_RESTARTS})" if again else ""),
+                    + (
+                        f"its {lost} unfinished trial(s) go to the worker started in its place "
+                        f"({restarts[index] + 1} of {MAX_RESTARTS}), which retries the one it was training"
+                        if again
+                        else f"{lost} unfinished trial(s) returned to the budget"
+                    ),
                     file=sys.stderr,
                 )
                 if again:

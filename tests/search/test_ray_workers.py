@@ -193,7 +193,7 @@ def _kill_a_ray_worker_mid_trial(folder: Path, space: Path, cluster: tuple[str, 
 def test_a_killed_ray_worker_is_replaced_and_its_trial_retried(tmp_path, ray_cluster):
     # long enough trials that both workers are seen training at once, and the survivors run on
     # past the grace period after the kill
-    space = write_space(tmp_path, epochs=20)
+    space = write_space(tmp_path, epochs=150)
     for attempt in range(3):
         storage, found, err = _kill_a_ray_worker_mid_trial(tmp_path / f"attempt{attempt}", space, ray_cluster)
         assert all(t.state in FINISHED for t in found), states(storage, "kill")
@@ -203,7 +203,7 @@ def test_a_killed_ray_worker_is_replaced_and_its_trial_retried(tmp_path, ray_clu
         # the victim had just finished its trial (nothing lost, nothing to retry): try again
         assert len(found) == 8, states(storage, "kill")
     assert len(failed) == 1, states(storage, "kill")  # the killed worker's trial
-    assert "Ray worker" in err and "its process died" in err and "starting it again" in err
+    assert "Ray worker" in err and "its process died" in err and "go to the worker started in its place" in err
     retries = [t for t in found if t.system_attrs.get("failed_trial") == failed[0].number]
     assert len(retries) == 1
     assert retries[0].state in RAN_TO_END
