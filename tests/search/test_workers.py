@@ -133,7 +133,7 @@ def _kill_a_worker_mid_trial(folder, space) -> tuple[str, list]:
 @pytest.mark.slow
 def test_a_killed_worker_loses_no_trial(tmp_path, cli):
     # long enough trials that, even on a loaded machine, both workers are seen training at once
-    space = write_space(tmp_path, epochs=20)
+    space = write_space(tmp_path, epochs=150)
     for attempt in range(3):
         storage, found = _kill_a_worker_mid_trial(tmp_path / f"attempt{attempt}", space)
         assert all(t.state in FINISHED for t in found), states(storage, "kill")
