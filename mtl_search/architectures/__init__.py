@@ -6,13 +6,15 @@ The spec is plain JSON data::
      "block": {"type": "mlp", "norm": "none", "activation": "relu", "dropout": 0.0},
      "tower": {"widths": [16]}, "stem": {}}
 
-``family`` picks the builder; ``block``, ``tower`` and ``stem`` are common to every family;
-the other keys are the family's own. :func:`build_model` turns a spec, an input schema and
-the task list into a :class:`MultiTaskModel`.
+``family`` picks the builder; ``block``, ``tower``, ``stem``, ``relationship`` and ``ensemble``
+are common to every family; the other keys are the family's own. :func:`build_model` turns a
+spec, an input schema and the task list into a :class:`MultiTaskModel` (an
+:class:`EnsembleModel` of several when ``ensemble.members`` is above 1).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Sequence
 
@@ -28,6 +30,7 @@ from mtl_search.architectures.blocks import (
     validate_stem,
     validate_tower,
 )
+from mtl_search.architectures.ensemble import EnsembleModel, ensemble_members, validate_ensemble, without_ensemble
 from mtl_search.architectures.registry import family_names, get_family, register_family
 from mtl_search.architectures.stems import Stem, register_stem
 from mtl_search.architectures.relationship import prior_from_spec, validate_relationship
@@ -37,7 +40,7 @@ from mtl_search.learned import summarize_learned
 
 # Keys every family's spec may have; a family declares its own as ``required_keys`` and
 # ``optional_keys`` (docs/reference/architecture-spec.md, "Spec keys").
-COMMON_KEYS = ("family", "block", "tower", "stem", "relationship")
+COMMON_KEYS = ("family", "block", "tower", "stem", "relationship", "ensemble")
 
 
 def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
@@ -56,6 +59,8 @@ def validate_spec(spec: dict[str, Any], task_names: Sequence[str]) -> None:
     validate_stem(spec.get("stem"), where)
     if spec.get("relationship") is not None:
         validate_relationship(spec["relationship"])
+    if "ensemble" in spec:
+        validate_ensemble(spec["ensemble"], where)
 
 
 def reads_input_kind(family: Family, kind: Any) -> bool:
@@ -82,10 +87,20 @@ def build_model(
     """Build the network a spec describes.
 
     ``stem`` replaces the stem built from ``input_schema`` (bring your own encoder: wrap
-    it in :class:`CustomStem` so that its output shape is known).
+    it in :class:`CustomStem` so that its output shape is known). With ``ensemble.members``
+    K above 1 the result is an :class:`EnsembleModel` of K networks, built one after the other
+    from the random state (each member gets its own copy of ``stem``).
     """
     task_names = [task.name for task in tasks]
     validate_spec(spec, task_names)
+    members = ensemble_members(spec)
+    if members > 1:
+        member_spec = without_ensemble(spec)
+        networks = [
+            build_model(member_spec, input_schema, tasks, stem=copy.deepcopy(stem) if stem is not None else None)
+            for _ in range(members)
+        ]
+        return EnsembleModel(networks, tasks, spec)  # type: ignore[return-value]
     validate_conditions(tasks)
     family = get_family(spec["family"])
     check_input_kind(family, input_schema.get("kind") if stem is None else "custom")
@@ -131,6 +146,8 @@ def summarize(spec: dict[str, Any], task_names: Sequence[str]) -> str:
         )
     if (stem.get("ensemble_members") or 1) > 1:
         text += f" ens={stem['ensemble_members']}"
+    if ensemble_members(spec) > 1:
+        text += f" ensemble={ensemble_members(spec)}"
     return text
 
 
@@ -152,12 +169,14 @@ __all__ = [
     "Body",
     "BlockFactory",
     "CustomStem",
+    "EnsembleModel",
     "Family",
     "MultiTaskModel",
     "Stem",
     "build_model",
     "build_stem",
     "check_input_kind",
+    "ensemble_members",
     "reads_input_kind",
     "family_names",
     "get_family",

@@ -9,6 +9,7 @@ A space file has these sections (all optional but ``families``)::
     stem:       {embedding_dim, numeric_encoding, numeric_bins, numeric_embedding_dim, periodic_frequencies,
                  periodic_sigma, ensemble_members, sequence_encoder, sequence_width}  # tables, sequences
     relationship: {weight, ridge}                       # task-relationship prior on the towers
+    ensemble:   {members}                               # independently trained copies, predictions averaged
     families:   {tree: {...}, mmoe: {...}, ...}         # the family is a categorical choice
     loss_weighting: {static: {...}, uncertainty: {...}} # so is the weighting method
     objectives: {metrics, extra, max_params, max_latency_ms}  # cost objectives and limits
@@ -37,6 +38,7 @@ from mtl_search.errors import OneLineWarning, UserError, describe_validation_err
 from mtl_search.search.bundled import resolve_space_path
 from mtl_search.values import (
     Count,
+    EnsembleSize,
     FloatRange,
     NonNegativeFloat,
     NonNegativeInt,
@@ -117,6 +119,12 @@ class RelationshipSpace(StrictSection):
     ridge: PositiveFloat = 0.1
 
 
+class EnsembleSpace(StrictSection):
+    # copies of each candidate trained on their own seeds, predictions averaged
+    # (mtl_search/architectures/ensemble.py); 1: a single network
+    members: EnsembleSize = 1
+
+
 class ObjectivesSpace(StrictSection):
     # per task: its first metric ("primary") or every metric it declares ("all")
     metrics: Literal["primary", "all"] = "primary"
@@ -182,6 +190,7 @@ class SearchSpace(StrictSection):
     tower: TowerSpace = Field(default_factory=TowerSpace)
     stem: StemSpace = Field(default_factory=StemSpace)
     relationship: RelationshipSpace | None = None
+    ensemble: EnsembleSpace | None = None
     families: dict[str, Any]
     # validate_default: the default too must become the method's section model, as sample() expects
     loss_weighting: dict[str, Any] = Field(default_factory=lambda: {"static": {}}, validate_default=True)
@@ -288,6 +297,10 @@ class SearchSpace(StrictSection):
                 "weight": suggest(trial, "relationship.weight", self.relationship.weight),
                 "ridge": suggest(trial, "relationship.ridge", self.relationship.ridge),
             }
+        if self.ensemble is not None:
+            members = suggest(trial, "ensemble.members", self.ensemble.members)
+            if members > 1:
+                architecture["ensemble"] = {"members": members}
         training = {
             "epochs": epochs if epochs is not None else suggest(trial, "training.epochs", self.training.epochs),
             "learning_rate": suggest(trial, "training.learning_rate", self.training.learning_rate),

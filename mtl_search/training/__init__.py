@@ -1,5 +1,6 @@
 """Training and evaluating one candidate."""
 
+from mtl_search.training.candidate import train_candidate
 from mtl_search.training.trainer import (
     DEFAULT_TRAINING,
     TrainResult,
@@ -7,7 +8,7 @@ from mtl_search.training.trainer import (
     evaluate,
     predict,
     resolve_device,
-    train_candidate,
+    train_network,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "predict",
     "resolve_device",
     "train_candidate",
+    "train_network",
 ]

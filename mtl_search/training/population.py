@@ -9,7 +9,7 @@ member's forward pass on its own batch rows; one backward pass takes the gradien
 members' summed losses (each member's slice depends on its own loss only); and one batched
 optimiser step updates every member with its own learning rate and weight decay.
 
-Each member is trained exactly as :func:`~mtl_search.training.trainer.train_candidate` would
+Each member is trained exactly as :func:`~mtl_search.training.trainer.train_network` would
 train it alone, within float rounding: it is initialised from its own seed, shuffles with its
 own generator, takes the same steps, and its per-epoch work (divergence checks, the
 weighting's and the network's end of epoch, validation, the kept epoch, the callback) runs on
@@ -33,15 +33,17 @@ import time
 import warnings
 from typing import Any, Callable, ContextManager, Hashable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import vmap
 
-from mtl_search.architectures import MultiTaskModel, build_model, validate_spec
+from mtl_search.architectures import EnsembleModel, MultiTaskModel, build_model, ensemble_members, validate_spec
+from mtl_search.architectures.ensemble import without_ensemble
 from mtl_search.architectures.conditional import joint_log_probability, joint_target, log1mexp
 from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
-from mtl_search.errors import OneLineWarning, UserError
+from mtl_search.errors import OneLineWarning, TrialDiverged, UserError
 from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import BETAS, EPS, fused_kernel
@@ -56,9 +58,11 @@ from mtl_search.training.trainer import (
     evaluate,
     replaces_kept,
     resolve_device,
-    train_candidate,
+    train_network,
 )
+from mtl_search.training.data_parallel import DataParallel
 from mtl_search.training.precision import autocast, check_supported
+from mtl_search.training.schedules import learning_rates, steps_per_epoch
 from mtl_search.weighting import make_weighting
 from mtl_search.weighting.base import LossWeighting
 
@@ -139,8 +143,7 @@ def fusion_key(candidate: dict[str, Any], data: MultiTaskData) -> Hashable | Non
                                               per-member step counts the fused kernel lacks
     stem.ensemble_members above 1             the step would score the members' stacked rows
                                               against targets it does not repeat
-    a learning-rate schedule other than       the batched optimiser keeps one fixed learning
-    constant, or a warm-up                    rate per member
+    ``ensemble.members`` above 1              it trains its own members as one population
     a key whose fused step failed earlier     an operation without a batching rule (the group
     in this process                           then trained alone; the failure is remembered)
     ========================================  ===================================================
@@ -183,13 +186,13 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         return None, f"optimizer {config['optimizer']} has no batched version"
     if config["precision"] == "fp16":
         return None, "fp16 loss scaling skips the steps of one member whose gradients overflowed, not of a group"
-    if config["schedule"] != "constant" or config["warmup_fraction"]:
-        return None, f"learning-rate schedule {config['schedule']} has no batched version"
     block = spec.get("block") or {}
     if block.get("norm") == "batch":
         return None, "batch normalisation keeps running statistics per member"
     if block.get("dropout", 0.0) > 0:
         return None, "dropout masks drawn for a population cannot be those of the member alone"
+    if ensemble_members(spec) > 1:
+        return None, "an ensemble trains its members as a population of its own"
     stem = spec.get("stem") or {}
     if (stem.get("ensemble_members") or 1) > 1:
         return None, "an ensemble's stacked member rows have no batched version"
@@ -204,6 +207,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         config["checkpoint"],
         weighting.name,
         config["precision"],
+        config["schedule"],
+        config["warmup_fraction"],
     )
     return key, None
 
@@ -278,7 +283,9 @@ def _train_alone(
     stem: nn.Module | None,
 ) -> TrainResult | BaseException:
     try:
-        return train_candidate(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
+        if isinstance(candidate.get("architecture"), dict) and ensemble_members(candidate["architecture"]) > 1:
+            return train_ensemble(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
+        return train_network(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
     except Exception as error:  # the member's outcome; KeyboardInterrupt goes up
         return error
 
@@ -447,6 +454,9 @@ class StackedParameters:
             )
         self.learning_rates = [float(v) for v in learning_rates]
         self.weight_decays = [float(v) for v in weight_decays]
+        # the schedule's share of every member's learning rate at this step: members of one
+        # group share the schedule, and a schedule's rate is its peak times the same fraction
+        self.rate_factor = 1.0
         self._state: list[torch.Tensor] = []
         self._first_grads_checked = False
         # Adam's update at learning rate 1 (AdamW's decay is applied separately, per member)
@@ -534,10 +544,10 @@ class StackedParameters:
                 self._state = [grad.clone()]
             else:
                 self._state[0].mul_(momentum).add_(grad)
-            flat.sub_(self._state[0] * self._learning_rate)
+            flat.sub_(self._state[0] * self._learning_rate * self.rate_factor)
             return
         if self._shrink is not None:
-            flat.mul_(self._shrink)
+            flat.mul_(self._shrink if self.rate_factor == 1.0 else self._scheduled_shrink())
         if not self._state:
             self._state = [torch.zeros_like(flat), torch.zeros_like(flat)]
         exp_avg, exp_avg_sq = self._state
@@ -563,7 +573,7 @@ class StackedParameters:
                     amsgrad=False,
                     maximize=False,
                 )
-                flat.addcmul_(self._learning_rate, self._delta)
+                flat.addcmul_(self._learning_rate, self._delta, value=self.rate_factor)
                 return
             except (RuntimeError, TypeError):  # no such kernel for this device or torch: the same formula below
                 if self.steps > 1:
@@ -574,7 +584,17 @@ class StackedParameters:
         bias_correction1 = 1 - beta1**self.steps
         bias_correction2 = 1 - beta2**self.steps
         denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(EPS)
-        flat.sub_(exp_avg.div(denominator).mul_(self._learning_rate).div_(bias_correction1))
+        flat.sub_(exp_avg.div(denominator).mul_(self._learning_rate).mul_(self.rate_factor).div_(bias_correction1))
+
+    def _scheduled_shrink(self) -> torch.Tensor:
+        """AdamW's decay factor 1 - lr * wd at this step's scheduled learning rates."""
+        factor = self.rate_factor
+        return self._per_tensor(
+            [
+                [1.0 - lr * factor * wd if decays else 1.0 for decays in self.decays]
+                for lr, wd in zip(self.learning_rates, self.weight_decays)
+            ]
+        )
 
     def keep(self, members: Sequence[int]) -> None:
         """Keep only these members (in this order), with their optimiser state."""
@@ -682,6 +702,18 @@ class _FusedGroup:
             self.precision_factors = first.weighting.precision_factors.to(self.device)
         self.batch_size = int(first.config["batch_size"])
         self.epochs = int(first.config["epochs"])
+        # a schedule's rates at peak 1: each member's rate is its own peak times the step's factor
+        scheduled = first.config["schedule"] != "constant" or bool(first.config["warmup_fraction"])
+        self.rate_factors = (
+            learning_rates(
+                first.config["schedule"],
+                1.0,
+                steps_per_epoch(len(self.train_split), self.batch_size) * self.epochs,
+                first.config["warmup_fraction"],
+            )
+            if scheduled
+            else None
+        )
         self.keep_best = first.config["checkpoint"] == "best"
         check_supported(first.config["precision"], self.device)
         self.low_precision = autocast(first.config["precision"], self.device)
@@ -770,6 +802,8 @@ class _FusedGroup:
                     for name in self.task_names
                 }
                 first_step = not steps and not batches
+                if self.rate_factors is not None:
+                    self.stack.rate_factor = self.rate_factors[steps + batches]
                 try:
                     losses, weights = self._step(inputs, targets, first_step)
                 except Exception as error:
@@ -933,3 +967,123 @@ def _first_line(error: BaseException) -> str:
 
 
 __all__ = ["FAMILIES_ALONE", "FUSED_WEIGHTINGS", "StackedParameters", "alone_reason", "fusion_key", "train_population"]
+
+
+# -- deep ensembles ----------------------------------------------------------------------
+# Training a deep ensemble: the members of ``ensemble: {members: K}`` as one population.
+#
+# Member ``i`` is the candidate without its ``ensemble`` key, trained on its own seed (member 0
+# on the candidate's seed, so the first member is exactly the candidate trained alone; the
+# others on seeds derived from it). The members share every setting and the structure, so they
+# train as one stacked network (the group above) whenever the candidate can train fused;
+# otherwise, and when retraining on other rows or with a user's own stem, one after the other.
+#
+# The first member leads: the epoch callback (pruning, progress) sees its epochs, and when it
+# stops the candidate (pruned, failed, interrupted) the others stop with it. A member that
+# diverges fails the whole candidate with its reason. The candidate's validation and test
+# scores are the ensemble's (architectures/ensemble.py averages the members' predictions);
+# its history and kept epoch are the first member's.
+
+
+class LeaderStopped(Exception):
+    """The first member of an ensemble stopped, so the member raising this stops too."""
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The training seed of ensemble member ``member`` (0: the candidate's own)."""
+    if member == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) % 2**63, member]).generate_state(1, dtype=np.uint32)[0])
+
+
+def member_candidates(candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    """One plain candidate per member of ``candidate``'s ensemble."""
+    members = ensemble_members(candidate["architecture"])
+    seed = int(candidate.get("training", {}).get("seed", 0))
+    result = []
+    for member in range(members):
+        one = copy.deepcopy(candidate)
+        one["architecture"] = without_ensemble(candidate["architecture"])
+        one.setdefault("training", {})["seed"] = member_seed(seed, member)
+        result.append(one)
+    return result
+
+
+def train_ensemble(
+    data: MultiTaskData,
+    candidate: dict[str, Any],
+    *,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+    stem: nn.Module | None = None,
+    train_split: Split | None = None,
+    data_parallel: DataParallel | None = None,
+) -> TrainResult:
+    """Train every member of ``candidate``'s ensemble; the result's model is the :class:`EnsembleModel`."""
+    members = member_candidates(candidate)
+    if data_parallel is not None and data_parallel.size > 1:
+        raise UserError(
+            f"architecture ensemble.members {len(members)}: an ensemble cannot train data-parallel; "
+            f"train it in one process"
+        )
+    stopped = []
+
+    def lead(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
+        try:
+            if on_epoch is not None:
+                on_epoch(epoch, scores, record)
+        except BaseException:
+            stopped.append(epoch)
+            raise
+
+    def follow(epoch: int, scores: dict[str, dict[str, float]], record: dict[str, Any]) -> None:
+        if stopped:
+            raise LeaderStopped(f"the ensemble's first member stopped after epoch {stopped[0] + 1}")
+
+    fused = train_split is None and stem is None and fusion_key(members[0], data) is not None
+    outcomes: list[TrainResult | BaseException]
+    if fused:
+        outcomes = train_population(data, members, device=device, on_epoch=[lead] + [follow] * (len(members) - 1))
+    else:
+        outcomes = []
+        for index, member in enumerate(members):
+            # a failure ends the candidate before the other members train
+            try:
+                outcomes.append(
+                    train_network(
+                        data,
+                        member,
+                        device=device,
+                        on_epoch=lead if index == 0 else None,
+                        stem=stem,
+                        train_split=train_split,
+                    )
+                )
+            except TrialDiverged as error:
+                if index == 0:
+                    raise
+                raise TrialDiverged(f"ensemble member {index + 1} of {len(members)}: {error}") from error
+    first = outcomes[0]
+    if isinstance(first, BaseException):
+        raise first
+    for index, outcome in enumerate(outcomes[1:], start=2):
+        if isinstance(outcome, TrialDiverged):
+            raise TrialDiverged(f"ensemble member {index} of {len(members)}: {outcome}") from outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+    results: list[TrainResult] = outcomes  # type: ignore[assignment]
+    model = EnsembleModel([result.model for result in results], data.tasks, candidate["architecture"]).eval()
+    validation = evaluate(model, data, data.validation.to(device))
+    test = evaluate(model, data, data.test.to(device))
+    return TrainResult(
+        history=first.history,
+        validation=validation,
+        kept_epoch=first.kept_epoch,
+        test=test,
+        n_params=count_parameters(model),
+        wall_time=sum(result.wall_time for result in results),
+        sharing=model.sharing_report(),
+        weighting=first.weighting,
+        model=model,  # type: ignore[arg-type]
+        population_size=1,  # the candidate trained alone; its members, fused among themselves, do not count
+    )

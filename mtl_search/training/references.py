@@ -18,7 +18,7 @@ import torch
 from mtl_search.architectures import build_model
 from mtl_search.architectures.conditional import evaluation_targets
 from mtl_search.data.base import MultiTaskData, Split
-from mtl_search.training.trainer import count_parameters, train_candidate
+from mtl_search.training.trainer import count_parameters, train_network
 
 # the single-task network: this many hidden blocks, their width sized to a parameter budget
 REFERENCE_DEPTH = 2
@@ -110,7 +110,7 @@ def train_single_task(
 ) -> dict[str, Any]:
     """Train ``candidate`` (a single-task spec, see :func:`single_task_spec`) on ``task_name``
     alone; its metrics on validation (of the kept epoch) and test, size and time."""
-    result = train_candidate(single_task_view(data, task_name), candidate, device=device, stem=stem)
+    result = train_network(single_task_view(data, task_name), candidate, device=device, stem=stem)
     return {
         "validation": result.validation[task_name],
         "test": result.test[task_name],

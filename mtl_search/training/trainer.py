@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from mtl_search.architectures import MultiTaskModel, build_model
+from mtl_search.architectures import EnsembleModel, MultiTaskModel, build_model
 from mtl_search.architectures.conditional import evaluation_targets, joint_losses, joint_target
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import TrialDiverged, UserError, is_number, is_whole
@@ -296,7 +296,7 @@ def checked_training(candidate: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def train_candidate(
+def train_network(
     data: MultiTaskData,
     candidate: dict[str, Any],
     *,
@@ -306,7 +306,10 @@ def train_candidate(
     train_split: Split | None = None,
     data_parallel: DataParallel | None = None,
 ) -> TrainResult:
-    """Build and train the candidate; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
+    """Build and train the candidate's network; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
+
+    :func:`mtl_search.training.train_candidate` calls this for a candidate of one network, and
+    for each member of an ensemble (``train_ensemble`` in training/population.py).
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
     batch_size, weight_decay, optimizer, seed, checkpoint, precision, schedule, warmup_fraction) and
@@ -338,6 +341,8 @@ def train_candidate(
         # moving it to the device, must not change what the next trial (or the caller) holds.
         stem = copy.deepcopy(stem)
     model = build_model(candidate["architecture"], data.input_schema, data.tasks, stem=stem).to(device)
+    if isinstance(model, EnsembleModel):  # its members train apart: training the averaged output is another model
+        raise ValueError("train_network trains one network; train an ensemble with train_candidate")
     task_names = data.task_names
     if ranks is not None:
         given = candidate.get("loss_weighting")

@@ -87,7 +87,7 @@ def test_an_unknown_top_level_key_is_refused_naming_it_and_the_known_keys():
         build_model(dict(SPEC, widthz=[8]), {"kind": "vector", "size": 5}, TASKS)
     assert (
         str(error.value)
-        == "tree spec: widthz is not a known key (known: widths, groups, family, block, tower, stem, relationship)"
+        == "tree spec: widthz is not a known key (known: widths, groups, family, block, tower, stem, relationship, ensemble)"
     )
 
 
@@ -129,6 +129,7 @@ EVERYTHING = {
     "tower": {"depth": {"low": 0, "high": 2}},
     "stem": {"embedding_dim": 4, "sequence_encoder": {"choices": ["gru", "attention"]}, "sequence_width": 8},
     "relationship": {"weight": {"low": 0.0, "high": 1.0}},
+    "ensemble": {"members": {"choices": [2, 3]}},
 }
 
 

@@ -15,7 +15,7 @@ pytest.importorskip("pyarrow")
 from mtl_search.data import streamed  # noqa: E402
 from mtl_search.data.registry import load_data  # noqa: E402
 from mtl_search.errors import UserError  # noqa: E402
-from mtl_search.training.trainer import train_candidate  # noqa: E402
+from mtl_search.training import train_candidate  # noqa: E402
 
 TASKS = ["y1:binary", "y2:multiclass", "y3:regression"]
 CANDIDATE = {

@@ -91,6 +91,17 @@ CASES |= {
         {"family": "mtan", "widths": [4, 4], "attention_width": 2, "block": {"type": "conv"}},
         "static",
     ),
+    "sequence-ensemble-of-trees-conditional": (  # binary, conditional and regression outputs averaged
+        sequences,
+        {
+            "family": "tree",
+            "widths": [6],
+            "groups": [[["click", "purchase", "dwell"]]],
+            "stem": SEQUENCE_STEM | {"sequence_encoder": "attention"},
+            "ensemble": {"members": 3},
+        },
+        "static",
+    ),
     "image-ltb": (
         lambda: image_data(rows=80),
         {"family": "ltb", "widths": [4, 4], "nodes": [2, 2], "initial_temperature": 1.0, "annealing": 0.5}

@@ -157,6 +157,9 @@ def write(tmp_path: Path, text: str) -> Path:
             "key training appears twice (line 3)",
         ),
         ("families: {tree: {}}\ntraining: {epochs: 3, epochs: 4}\n", "key epochs appears twice (line 2)"),
+        ("families: {tree: {}}\nensemble: {members: 0}\n", "key ensemble.members: must be at least 1"),
+        ("families: {tree: {}}\nensemble: {members: {choices: [1, 100]}}\n", "ensemble.members: must be at most 64"),
+        ("families: {tree: {}}\nensemble: {size: 4}\n", "key ensemble.size"),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):
@@ -297,3 +300,18 @@ def test_each_pruning_rule_brings_its_defaults_unless_the_file_sets_them(tmp_pat
         0.5,
         0.0,
     )
+
+
+def test_an_ensemble_section_samples_the_members_into_the_architecture(tmp_path):
+    space = load_space(write(tmp_path, "families: {tree: {}}\nensemble: {members: {choices: [1, 4]}}\n"))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        architecture = space.sample(trial, ["a", "b"])["architecture"]
+        members = trial.params["ensemble.members"]
+        seen.add(members)
+        assert architecture.get("ensemble") == ({"members": 4} if members == 4 else None)
+    assert seen == {1, 4}
+    plain = load_space(write(tmp_path, "families: {tree: {}}\n")).sample(optuna.create_study().ask(), ["a", "b"])
+    assert "ensemble" not in plain["architecture"]

@@ -572,14 +572,23 @@ def test_numeric_encodings_fuse_and_train_members_as_alone(numeric):
         assert_same_as_alone(mine, theirs, size=3, data=data)
 
 
-@pytest.mark.parametrize("training", [{"schedule": "cosine"}, {"schedule": "one_cycle"}, {"warmup_fraction": 0.2}])
-def test_a_learning_rate_schedule_trains_alone(data2, training):
-    item = candidate(FAMILY_SPECS["tree"][0], **training)
-    assert fusion_key(item, data2) is None
-    assert "schedule" in alone_reason(item, data2)
-    assert fusion_key(candidate(FAMILY_SPECS["tree"][0], schedule="constant"), data2) is not None
-    results = train_population(data2, [item, candidate(FAMILY_SPECS["tree"][0], **training, seed=4)])
-    assert [r.population_size for r in results] == [1, 1]
+@pytest.mark.parametrize(
+    "training",
+    [
+        {"schedule": "cosine"},
+        {"schedule": "one_cycle", "optimizer": "adamw", "weight_decay": 0.05},
+        {"schedule": "cosine", "optimizer": "sgd"},
+        {"warmup_fraction": 0.2},
+    ],
+)
+def test_a_learning_rate_schedule_fuses_and_trains_members_as_alone(data2, training):
+    spec, _ = FAMILY_SPECS["tree"]
+    candidates = population_of(spec, **training)
+    assert len({fusion_key(c, data2) for c in candidates}) == 1
+    assert fusion_key(candidates[0], data2) != fusion_key(candidate(spec), data2)  # the schedule is in the key
+    fused, alone = train_both(data2, candidates)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=len(candidates), data=data2)
 
 
 def test_an_ensemble_stem_trains_alone():
