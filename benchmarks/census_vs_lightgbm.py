@@ -103,6 +103,7 @@ def run_network_search(data, space, seed: int, trials: int, epochs: int | None, 
             "schedule": row["training"].get("schedule", "constant"),
             "widths": row["architecture"].get("widths"),
             "groups": row["architecture"].get("groups"),
+            "ensemble_members": (row["architecture"].get("ensemble") or {}).get("members", 1),
         }
         for row in front_rows(study)
     ]
@@ -179,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         for point in search["front"]:
             auc = point["test_auc"]
             encoding = (point["stem"] or {}).get("numeric_encoding", "none")
-            label = f"  trial {point['trial']} ({encoding}, {point['schedule']})"
+            width = (point["stem"] or {}).get("embedding_dim", "default")
+            members = point.get("ensemble_members", 1)
+            label = f"  trial {point['trial']} ({encoding}, {point['schedule']}, emb {width}, x{members})"
             print(f"{label:44s} {auc['income']:8.4f} {auc['never_married']:14.4f}")
     print(
         f"\nfront point at or above LightGBM's mean test AUC on both tasks: {sum(reached)} of {len(searches)} searches"
