@@ -31,11 +31,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def raise_terminated(signum: int, frame: Any) -> None:
-    """A SIGTERM handler: stop as Ctrl-C does, through :class:`Terminated`."""
-    raise Terminated
-
-
 def check_output_path(path: Any, flag: str) -> None:
     """Refuse an output ``path`` below an existing file (``--out notes.txt/report.html``), with
     a message naming that file; the OS would only say "File exists" or "Not a directory"."""

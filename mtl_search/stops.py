@@ -16,6 +16,8 @@ import sys
 from typing import Callable, NoReturn
 
 _check: Callable[[], None] | None = None
+# a stop the command's own handling noted as it raised it (see note_stop)
+_noted: type[KeyboardInterrupt] | None = None
 
 
 def install_stop_check(check: Callable[[], None] | None) -> Callable[[], None] | None:
@@ -30,6 +32,29 @@ def raise_pending_stop() -> None:
     check = _check
     if check is not None:
         check()
+    elif _noted is not None:
+        raise _noted()
+
+
+def note_stop(stop: type[KeyboardInterrupt]) -> None:
+    """Remember a stop as its signal handler raises it.
+
+    Python drops an exception raised in a finaliser or a garbage-collector callback (it prints
+    "Exception ignored" and goes on), and a signal handler runs wherever the main thread is, so
+    a Ctrl-C can land there, while a table loads for example. A noted stop is raised again at
+    the next safe point (:func:`raise_pending_stop`, the start of a search)."""
+    global _noted
+    _noted = _noted or stop
+
+
+def noted_stop() -> type[KeyboardInterrupt] | None:
+    """The stop noted since :func:`forget_noted_stop`, if any."""
+    return _noted
+
+
+def forget_noted_stop() -> None:
+    global _noted
+    _noted = None
 
 
 def exit_now(code: int) -> NoReturn:

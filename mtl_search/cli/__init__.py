@@ -15,10 +15,10 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from mtl_search.errors import Terminated, UserError, raise_terminated
-from mtl_search.stops import exit_now
+from mtl_search.errors import Terminated, UserError
+from mtl_search.stops import exit_now, forget_noted_stop, note_stop
 from mtl_search.version import __version__
 
 COMMANDS = (
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 2
     try:
-        with warnings.catch_warnings(), _sigterm_as_interrupt():  # both restore the caller's settings afterwards
+        with warnings.catch_warnings(), _stops_raised_and_noted():  # both restore the caller's settings afterwards
             _warnings_on_one_line(args.command)
             code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, so that a reader gone by now is handled below, not at exit
@@ -115,17 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a command as Ctrl-C does (see :class:`Terminated`), instead of killing it
-    mid-write and leaving its trial RUNNING until the grace period."""
+def _stops_raised_and_noted() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as Python's own handler does, and SIGTERM stops a
+    command as Ctrl-C does (see :class:`Terminated`) instead of killing it mid-write and leaving
+    its trial RUNNING until the grace period. Each stop is also noted (:func:`note_stop`): one
+    raised where Python drops exceptions is raised again at the next safe point."""
     if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
         yield
         return
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+
+    def stop(signum: int, frame: Any) -> None:
+        raised = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        note_stop(raised)
+        raise raised()
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        forget_noted_stop()
 
 
 def _warnings_on_one_line(command: str) -> None:

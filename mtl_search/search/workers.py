@@ -41,7 +41,7 @@ import optuna
 from mtl_search.errors import StudyWarning, Terminated, UserError
 from mtl_search.records.trial import TrialRecord
 from mtl_search.search.reconnect import StorageUnreachable
-from mtl_search.stops import exit_now, install_stop_check
+from mtl_search.stops import exit_now, install_stop_check, noted_stop
 
 INTERRUPTED = "interrupted"
 TERMINATED = "terminated"
@@ -161,7 +161,8 @@ class _Interrupts:
 
     def __enter__(self) -> "_Interrupts":
         global _active
-        self.requested = self.requested or _startup_stop  # a worker stopped while it started
+        # a worker stopped while it started; a command's stop raised where Python dropped it
+        self.requested = self.requested or _startup_stop or noted_stop()
         # Handlers can only be installed from the main thread; elsewhere Ctrl-C is Python's default.
         if threading.current_thread() is threading.main_thread():
             self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
