@@ -347,6 +347,10 @@ class _Round:
                 to_train.append(member)
         if not to_train:
             return
+        for hook in objective.epoch_hooks:  # the pruner reads finished trials once for the round, not per member
+            run_together = getattr(hook, "run_together", None)
+            if callable(run_together):
+                run_together([member.trial.number for member in to_train])
         outcomes = train_population(
             objective.data,
             [m.candidate for m in to_train],
