@@ -197,15 +197,16 @@ def one_read_per_ask(study: optuna.Study) -> Iterator[None]:
     """While one trial is asked and its candidate sampled, every read of the study's trials
     (the sampler's, the parameter names', the repeat check's) is served by one read of storage.
 
-    Optuna keeps such a read for the trial being asked (refreshed by every ``ask`` and
+    Optuna keeps such a read for the trial being asked (dropped by every ``ask`` and
     ``tell``), and its samplers use it, except TPE under the constant liar, which reads storage
     again for every parameter group so as to see other processes' running trials as they are
-    now. A round asks its members one after the other, each read then returns every member
-    asked before (running, with its parameters), and each read costs a query per trial not
-    finished: 4-6 reads per ask cost more than the sampling itself. What changes during one
-    ask is the asked trial's own parameters, which the liar leaves out, and other processes'
-    trials: in a single process the proposals are the same; with other workers, the liar sees
-    their running trials as they were when the ask began.
+    now. A round asks its members one after the other and every read returns again each member
+    asked before (running, so read from storage, not from Optuna's cache of finished trials):
+    the several reads of one ask cost more than its sampling. What changes during one ask is
+    the asked trial's own parameters, which the liar leaves out, and other processes' trials:
+    in a single process the proposals are the same; with other workers, the liar sees their
+    running trials as they were when the ask began. (``Study._get_trials`` is Optuna's private
+    method: the population tests check both the single read and the same proposals.)
     """
     own = vars(study).get("_get_trials")
     read = study._get_trials

@@ -62,13 +62,13 @@ from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import BETAS, EPS, fused_kernel
 from mtl_search.training.trainer import (
+    EVAL_CHUNK,
     OPTIMIZERS,
     EpochCallback,
     TrainResult,
     checked_epoch_losses,
     checked_training,
     checkpoint_score,
-    EVAL_CHUNK,
     count_parameters,
     evaluate,
     predict,
