@@ -40,11 +40,12 @@ Bookkeeping ``study.optimize`` did for one trial, done here for the round:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 import warnings
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import optuna
 
@@ -191,6 +192,38 @@ class _Member:
         return self.earlier is None and self.same_as is None
 
 
+@contextlib.contextmanager
+def one_read_per_ask(study: optuna.Study) -> Iterator[None]:
+    """While one trial is asked and its candidate sampled, every read of the study's trials
+    (the sampler's, the parameter names', the repeat check's) is served by one read of storage.
+
+    Optuna keeps such a read for the trial being asked (dropped by every ``ask`` and
+    ``tell``), and its samplers use it, except TPE under the constant liar, which reads storage
+    again for every parameter group so as to see other processes' running trials as they are
+    now. A round asks its members one after the other and every read returns again each member
+    asked before (running, so read from storage, not from Optuna's cache of finished trials):
+    the several reads of one ask cost more than its sampling. What changes during one ask is
+    the asked trial's own parameters, which the liar leaves out, and other processes' trials:
+    in a single process the proposals are the same; with other workers, the liar sees their
+    running trials as they were when the ask began. (``Study._get_trials`` is Optuna's private
+    method: the population tests check both the single read and the same proposals.)
+    """
+    own = vars(study).get("_get_trials")
+    read = study._get_trials
+
+    def cached(deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
+        return read(deepcopy, states, use_cache=True)
+
+    study._get_trials = cached  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if own is None:
+            del study._get_trials  # the class's method again
+        else:
+            study._get_trials = own  # type: ignore[method-assign]
+
+
 class _Round:
     """One population: ask, prepare, train, tell (see the module docstring)."""
 
@@ -243,6 +276,10 @@ class _Round:
     def _ask(self, fixed: dict[str, Any] | None) -> _Member:
         """Ask one trial (with ``fixed`` parameters) and sample its candidate."""
         base = self.study.sampler
+        with one_read_per_ask(self.study):
+            return self._ask_reading_once(base, fixed)
+
+    def _ask_reading_once(self, base: optuna.samplers.BaseSampler, fixed: dict[str, Any] | None) -> _Member:
         try:
             with warnings.catch_warnings():
                 # ask-and-tell keeps its own heartbeats (Heartbeats), which Optuna does not know of
@@ -311,6 +348,10 @@ class _Round:
                 to_train.append(member)
         if not to_train:
             return
+        for hook in objective.epoch_hooks:  # the pruner reads finished trials once for the round, not per member
+            run_together = getattr(hook, "run_together", None)
+            if callable(run_together):
+                run_together([member.trial.number for member in to_train])
         outcomes = train_population(
             objective.data,
             [m.candidate for m in to_train],

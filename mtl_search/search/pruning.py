@@ -384,8 +384,8 @@ class DominatedTrialPruner:
     Completed trials never change, so their per-epoch vectors are read from storage once
     and cached by trial number. Storage is asked for newly finished trials at most every
     ``refresh_seconds`` while one trial runs (each trial counts its own, and keeps its own
-    learning curve: a population calls the hook for its members in turn): in a single
-    process nothing finishes meanwhile;
+    learning curve; the members of a population, whose hooks are called in turn, count one
+    time together, see :meth:`run_together`): in a single process nothing finishes meanwhile;
     with several workers a reference that finished in the last seconds is missed until the
     next read, which can tip a close call either way (one dominator fewer, or one reference
     fewer to make up the fraction). A query costs a few milliseconds, as much as a small
@@ -405,9 +405,16 @@ class DominatedTrialPruner:
         # trial number -> ({epoch: vector}, {epoch: steps} or None); None for trials that cannot serve as references
         self._curves: dict[int, tuple[dict[int, Vector], dict[int, int] | None] | None] = {}
         self._last_reads: dict[int, float] = {}  # running trial's number -> when it last read storage
+        self._together: dict[int, int] = {}  # a population member's number -> the number its reads count under
         self._study_name: str | None = None
         # (study name, trial number) -> {epoch: vector}: the running trials' curves, for rule "projected"
         self._running: dict[tuple[str, int], dict[int, Vector]] = {}
+
+    def run_together(self, trial_numbers: Sequence[int]) -> None:
+        """The trials of one population, which train at once: a read of storage by one serves
+        the others for ``refresh_seconds`` too (their hooks are called one after the other, each
+        epoch, and nothing they read finishes in between). Replaces the previous population."""
+        self._together = {number: trial_numbers[0] for number in trial_numbers}
 
     def __call__(
         self, trial: optuna.trial.Trial, epoch: int, scores: dict[str, dict[str, float]], record: Mapping[str, Any]
@@ -501,6 +508,8 @@ class DominatedTrialPruner:
         if study.study_name != self._study_name:  # trial numbers are per study
             self._curves, self._last_reads, self._study_name = {}, {}, study.study_name
         now = time.monotonic()
+        if running is not None:
+            running = self._together.get(running, running)
         last_read = self._last_reads.get(running) if running is not None else None
         fresh = last_read is not None and now - last_read < self.refresh_seconds
         if not fresh:

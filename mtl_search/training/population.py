@@ -11,9 +11,24 @@ optimiser step updates every member with its own learning rate and weight decay.
 
 Each member is trained exactly as :func:`~mtl_search.training.trainer.train_network` would
 train it alone, within float rounding: it is initialised from its own seed, shuffles with its
-own generator, takes the same steps, and its per-epoch work (divergence checks, the
-weighting's and the network's end of epoch, validation, the kept epoch, the callback) runs on
-a real network of its own that holds its weights, which is also the model it returns.
+own generator, takes the same steps, and has its own per-epoch work (divergence checks, the
+weighting's end of epoch, validation, the kept epoch, the callback). Each member also has a
+real network of its own, the model it returns.
+
+The end of an epoch is decided per group. Where the network has nothing to do between epochs
+(every family but those below), the members stay in the stacked tensors: one ``vmap`` of the
+template in evaluation mode, without gradients, computes every member's validation outputs
+per chunk of rows, and each member's metrics come from its slice of them; a kept (best) epoch
+is a copy of the member's slice of the stacked tensors. Only at the end does the member's
+network get its weights (the last epoch's, then the kept epoch's), run the last validation
+pass again where it has gate means to report (as alone, they cover the last validation and
+the test pass), and score the test split. Where the network has work of its own between
+epochs, each member's weights are loaded into its network after every epoch, which runs its
+end of epoch and is validated as alone, and the weights are stored back: the hierarchy family
+(its successive regularisation snapshots the epoch's weights) and the relationship prior
+(re-estimated from the towers' weights). So does a group whose stacked evaluation pass fails
+(an operation with no batching rule in evaluation mode), from that epoch on.
+
 A member that diverges, is pruned by its callback or fails otherwise leaves the group with
 that exception; the others go on.
 
@@ -38,9 +53,17 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from mtl_search.architectures import EnsembleModel, MultiTaskModel, build_model, ensemble_members, validate_spec
+from mtl_search.architectures import (
+    Body,
+    EnsembleModel,
+    MultiTaskModel,
+    build_model,
+    ensemble_members,
+    validate_spec,
+)
+from mtl_search.architectures.conditional import evaluation_targets, joint_log_probability, joint_target, log1mexp
 from mtl_search.architectures.ensemble import without_ensemble
-from mtl_search.architectures.conditional import joint_log_probability, joint_target, log1mexp
+from mtl_search.architectures.experts import GateMonitor
 from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
 from mtl_search.errors import OneLineWarning, TrialDiverged, UserError
@@ -48,6 +71,7 @@ from mtl_search.stops import raise_pending_stop
 from mtl_search.tasks import Task
 from mtl_search.training.optimizers import BETAS, EPS, fused_kernel
 from mtl_search.training.trainer import (
+    EVAL_CHUNK,
     OPTIMIZERS,
     EpochCallback,
     TrainResult,
@@ -56,8 +80,10 @@ from mtl_search.training.trainer import (
     checkpoint_score,
     count_parameters,
     evaluate,
+    predict,
     replaces_kept,
     resolve_device,
+    score_outputs,
     train_network,
 )
 from mtl_search.training.data_parallel import DataParallel
@@ -374,8 +400,13 @@ class _Template:
         prior = model.relationship
         self._prior_slots = [[where[id(w)] for w in layer] for layer in prior._layers] if prior is not None else []
         self._anchored = isinstance(model.body, HierarchyBody)
-        # the regularisation runs outside autocast, in fp32, as train_candidate runs it
+        # the regularisation runs outside autocast, in fp32, as train_network runs it
         self.full_precision: Callable[[], ContextManager[Any]] = contextlib.nullcontext
+        # an evaluation-mode pass under vmap cannot read gate weights out (the members' own
+        # networks keep their gate means, see _FusedGroup._finish)
+        for module in model.modules():
+            if isinstance(getattr(module, "monitor", None), GateMonitor):
+                module.monitor = _Unobserved()
 
     def _slot(self, name: str) -> tuple[dict[str, Any], str]:
         module_name, _, key = name.rpartition(".")
@@ -411,6 +442,27 @@ class _Template:
             if self._anchored:
                 model.body._anchor = saved_anchor
         return outputs, extra
+
+    def predict(
+        self, parameters: list[torch.Tensor], constants: list[torch.Tensor], inputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """One member's forward pass alone (no regularisation), in the template's current mode."""
+        slots = self._slots
+        saved = [table[key] for table, key in slots]
+        try:
+            for (table, key), tensor in zip(slots, [*parameters, *constants]):
+                table[key] = tensor
+            return self.model(inputs)
+        finally:
+            for (table, key), tensor in zip(slots, saved):
+                table[key] = tensor
+
+
+class _Unobserved(GateMonitor):
+    """A gate monitor that keeps nothing: the template's."""
+
+    def observe(self, gate: str, weights: torch.Tensor, training: bool) -> None:
+        return None
 
 
 # -- the batched optimiser ---------------------------------------------------------------
@@ -479,6 +531,7 @@ class StackedParameters:
         self._delta = torch.zeros_like(self.flat) if self._kernel is not None else None
         self.leaves: list[torch.Tensor] = []
         self._blocks: list[tuple[int, int]] = []
+        self._member_index: torch.Tensor | None = None  # built when first needed (member_copy)
         offset = 0
         for shape in self.shapes:
             size = count * math.prod(shape)
@@ -514,6 +567,23 @@ class StackedParameters:
     def member_tensors(self, member: int) -> list[torch.Tensor]:
         """Member ``member``'s tensors (views of the buffer)."""
         return [leaf.detach()[member] for leaf in self.leaves]
+
+    def member_copy(self, member: int) -> torch.Tensor:
+        """A copy of member ``member``'s tensors, one after the other in one flat tensor (one
+        gather, whatever the number of tensors); :meth:`split_copy` gives them back."""
+        if self._member_index is None:
+            count = self.members
+            self._member_index = torch.cat(
+                [offset + torch.arange(size, device=self.flat.device).view(count, -1) for offset, size in self._blocks],
+                dim=1,
+            )
+        with torch.no_grad():
+            return self.flat[self._member_index[member]]
+
+    def split_copy(self, copy: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors of a :meth:`member_copy`, in their shapes."""
+        parts = torch.split(copy, [math.prod(shape) for shape in self.shapes])
+        return [part.view(shape) for part, shape in zip(parts, self.shapes)]
 
     def check_first_gradients(self) -> None:
         """After the first backward: every tensor got a gradient (the lone optimiser skips a
@@ -632,7 +702,8 @@ class _Member:
     kept_epoch: int = 0
     kept_scores: dict[str, dict[str, float]] | None = None
     kept_score: float = math.inf
-    kept_state: dict[str, torch.Tensor] | None = None
+    kept_state: dict[str, torch.Tensor] | None = None  # the kept epoch's network (validated on it)
+    kept_copy: torch.Tensor | None = None  # or its trainable tensors (validated fused): StackedParameters.member_copy
     seconds: float = 0.0  # its share of the group's time so far
     outcome: TrainResult | BaseException | None = None
 
@@ -664,7 +735,7 @@ class _FusedGroup:
         self.size = len(self.members)
 
     def _build_member(self, candidate: dict[str, Any], callback: EpochCallback | None) -> _Member:
-        # as train_candidate: the seed sets the initial weights, and then the shuffling generator
+        # as train_network: the seed sets the initial weights, and then the shuffling generator
         config = checked_training(candidate)
         torch.manual_seed(int(config["seed"]))
         model = build_model(candidate["architecture"], self.data.input_schema, self.tasks).to(self.device)
@@ -720,6 +791,18 @@ class _FusedGroup:
         if first.config["precision"] != "fp32":
             self.template.full_precision = lambda: torch.autocast(self.device.type, enabled=False)
         self.step_function = vmap(self._member_step)
+        # validation with one stacked forward pass per chunk of rows, where the member's own
+        # network has nothing to do between epochs (see the module docstring)
+        model = first.model
+        self.fused_validation = (
+            type(model).end_epoch is MultiTaskModel.end_epoch
+            and type(model.body).end_epoch is Body.end_epoch
+            and model.relationship is None
+        )
+        self.validated_fused = False  # whether the last epoch was validated fused
+        self.predict_function = vmap(self.template.predict, in_dims=(0, 0, None))
+        self.validation_targets = evaluation_targets(self.tasks, self.validation.targets)
+        self.monitored = any(isinstance(getattr(m, "monitor", None), GateMonitor) for m in model.modules())
         # two rows for the training-mode forward that marks a member's evaluation-time
         # observers (gate means) as stale, as training steps do alone
         self.probe = self.train_split.slice_inputs(0, 2, self.device)
@@ -755,8 +838,14 @@ class _FusedGroup:
             total = total + extra
         return total, stacked.detach(), weights.detach()
 
-    def _restack_state(self) -> None:
-        """Per-member state the step reads that changes between epochs only."""
+    def _restack_state(self, networks: bool = True) -> None:
+        """Per-member state the step reads that changes between epochs only (``networks``
+        False: the members' networks are as they were, only the weighting's rows change)."""
+        if not self.learned_weights:
+            rows = [[m.weighting.weights()[name] for name in self.task_names] for m in self.members]
+            self.weight_rows = torch.tensor(rows, dtype=torch.float32, device=self.device)
+        if not networks:
+            return
         models = [m.model for m in self.members]
         self.constants = [
             torch.stack([_tensor_at(model, name) for model in models]) for name in self.template.constant_names
@@ -764,9 +853,6 @@ class _FusedGroup:
         self.anchors = []
         if isinstance(models[0].body, HierarchyBody):
             self.anchors = [torch.stack(tensors) for tensors in zip(*[model.body._anchor for model in models])]
-        if not self.learned_weights:
-            rows = [[m.weighting.weights()[name] for name in self.task_names] for m in self.members]
-            self.weight_rows = torch.tensor(rows, dtype=torch.float32, device=self.device)
 
     def train(self) -> list[TrainResult | BaseException]:
         with warnings.catch_warnings():
@@ -821,6 +907,8 @@ class _FusedGroup:
             self.train_split.release()
             epoch_losses = (loss_sums / max(batches, 1)).tolist()
             epoch_weights = (weight_sums / max(batches, 1)).tolist() if self.learned_weights else None
+            outputs = self._validate_fused() if self.fused_validation else None
+            self.validated_fused = outputs is not None
             share = (time.perf_counter() - epoch_started) / count
             for position, member in enumerate(self.members):
                 try:
@@ -832,20 +920,23 @@ class _FusedGroup:
                         epoch_losses[position],
                         epoch_weights[position] if epoch_weights else None,
                         share,
+                        {name: output[position] for name, output in outputs.items()} if outputs is not None else None,
                     )
                 except Exception as error:  # the member leaves with it; KeyboardInterrupt goes up
                     member.outcome = error
             staying = [position for position, member in enumerate(self.members) if member.outcome is None]
             if not staying:
                 break
-            if len(staying) < len(self.members):
+            changed = len(staying) < len(self.members)
+            if changed:
                 self.stack.keep(staying)
                 self.members = [self.members[position] for position in staying]
-            self._restack_state()
-        for member in self.members:
+            # validated fused, the members' networks were not touched: their frozen tensors are as stacked
+            self._restack_state(networks=changed or not self.validated_fused)
+        for position, member in enumerate(self.members):
             if member.outcome is None:
                 try:
-                    member.outcome = self._finish(member)
+                    member.outcome = self._finish(member, position)
                 except Exception as error:
                     member.outcome = error
         return [member.outcome for member in every]  # type: ignore[misc]
@@ -867,6 +958,31 @@ class _FusedGroup:
         self.stack.step()
         return losses, weights
 
+    def _validate_fused(self) -> dict[str, torch.Tensor] | None:
+        """Every member's raw validation outputs, (members, rows, ...), from one stacked forward
+        pass per chunk of rows, as :func:`predict` runs a network alone (evaluation mode, fp32);
+        None when that pass fails (an operation with no batching rule in evaluation mode): the
+        group then validates on the members' own networks, this epoch and the next."""
+        leaves = self.stack.leaves
+        parameters = [leaf.detach() for leaf in (leaves[:-1] if self.learned_weights else leaves)]
+        split = self.validation
+        chunks: dict[str, list[torch.Tensor]] = {name: [] for name in self.task_names}
+        model = self.template.model
+        try:
+            model.eval()
+            with torch.no_grad():
+                for start in range(0, len(split), EVAL_CHUNK):
+                    inputs = split.slice_inputs(start, min(start + EVAL_CHUNK, len(split)), self.device)
+                    for name, output in self.predict_function(parameters, self.constants, inputs).items():
+                        chunks[name].append(output)
+        except Exception:  # the members' own networks validate instead, as they always could
+            self.fused_validation = False
+            return None
+        finally:
+            model.train()
+            split.release()
+        return {name: torch.cat(parts, dim=1) for name, parts in chunks.items()}
+
     def _end_epoch(
         self,
         member: _Member,
@@ -876,8 +992,10 @@ class _FusedGroup:
         epoch_losses: list[float],
         applied_weights: list[float] | None,
         share: float,
+        outputs: dict[str, torch.Tensor] | None,
     ) -> None:
-        """What train_candidate does after an epoch, on the member's own network."""
+        """What train_network does after an epoch: on the member's raw validation ``outputs``
+        (validated fused), or on its own network (``outputs`` None)."""
         started = time.perf_counter()
         train_losses = checked_epoch_losses(
             self.task_names, epoch_losses, self.constant_losses, epoch, member.learning_rate
@@ -886,21 +1004,29 @@ class _FusedGroup:
             dict(zip(self.task_names, applied_weights)) if applied_weights is not None else member.weighting.weights()
         )
         member.weighting.end_epoch(train_losses)
-        model = member.model
-        self._load_member(position, member)
-        model.end_epoch()
-        self._store_member(position, member)  # end_epoch may move weights too
-        with torch.no_grad():
-            model.train()
-            model(self.probe)
-        scores = evaluate(model, self.data, self.validation)
+        if outputs is not None:
+            with torch.no_grad():
+                scores = score_outputs(self.data, self.validation, outputs, self.validation_targets)
+        else:
+            model = member.model
+            self._load_member(position, member)
+            model.end_epoch()
+            self._store_member(position, member)  # end_epoch may move weights too
+            with torch.no_grad():
+                model.train()
+                model(self.probe)
+            scores = evaluate(model, self.data, self.validation)
         if not self.keep_best:
             member.kept_epoch, member.kept_scores = epoch + 1, scores
         else:
             score = checkpoint_score(scores)
             if member.kept_scores is None or replaces_kept(score, member.kept_score):
                 member.kept_epoch, member.kept_scores, member.kept_score = epoch + 1, scores, score
-                member.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if outputs is not None:  # the network's trainable tensors are all that moved
+                    member.kept_state, member.kept_copy = None, self.stack.member_copy(position)
+                else:
+                    member.kept_copy = None
+                    member.kept_state = {k: v.detach().clone() for k, v in member.model.state_dict().items()}
         seconds = share + time.perf_counter() - started
         member.history.append(
             {
@@ -931,11 +1057,23 @@ class _FusedGroup:
             for source, target in zip(self._trainable(member), self.stack.member_tensors(position)):
                 target.copy_(source)
 
-    def _finish(self, member: _Member) -> TrainResult:
+    def _finish(self, member: _Member, position: int) -> TrainResult:
         started = time.perf_counter()
         model = member.model
-        if member.kept_state is not None and member.kept_epoch != len(member.history):
-            model.load_state_dict(member.kept_state)
+        if self.validated_fused:
+            # the member's network gets its weights; then, as alone, its gate means cover the
+            # last epoch's validation pass (and the test pass below)
+            self._load_member(position, member)
+            if self.monitored:
+                predict(model, self.validation)
+        if member.kept_epoch != len(member.history):
+            if member.kept_state is not None:
+                model.load_state_dict(member.kept_state)
+            elif member.kept_copy is not None:  # the network's tensors only: the weighting keeps its last values
+                trainable = [p for p in model.parameters() if p.requires_grad]
+                with torch.no_grad():
+                    for target, source in zip(trainable, self.stack.split_copy(member.kept_copy)):
+                        target.copy_(source)
         model.eval()
         if self.test is None:
             self.test = self.data.test.to(self.device)

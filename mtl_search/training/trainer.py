@@ -546,9 +546,20 @@ def predict(model: MultiTaskModel, split: Split) -> dict[str, torch.Tensor]:
 
 def evaluate(model: MultiTaskModel, data: MultiTaskData, split: Split) -> dict[str, dict[str, float]]:
     """Every task's metrics and mean loss on ``split`` (labelled rows only)."""
-    outputs = predict(model, split)
+    return score_outputs(data, split, predict(model, split))
+
+
+def score_outputs(
+    data: MultiTaskData,
+    split: Split,
+    outputs: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor] | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` from a model's raw outputs for every row of ``split`` (``targets``: the
+    split's :func:`evaluation_targets`, when already computed)."""
     # a conditional task is scored where its condition holds, and its loss is the joint one
-    targets = evaluation_targets(data.tasks, split.targets)
+    if targets is None:
+        targets = evaluation_targets(data.tasks, split.targets)
     joint = joint_losses(data.tasks, outputs, split.targets)
     scores = {}
     for task in data.tasks:

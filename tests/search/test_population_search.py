@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -139,6 +140,46 @@ def test_a_member_that_diverges_or_is_pruned_leaves_with_its_reason_and_the_othe
     assert "last_values" in pruned.user_attrs
     others = [t for t in by_rate[1.0e-3] if t is not pruned]
     assert others and all(t.state == States.COMPLETE and len(t.user_attrs["history"]) == 3 for t in others)
+
+
+@pytest.mark.parametrize("strategy", ["shared-structure", "independent"])
+def test_a_round_asks_each_member_with_one_read_of_the_study_and_the_same_proposals(
+    tiny_synthetic, tmp_path, monkeypatch, strategy
+):
+    from mtl_search.search import population
+
+    reads_per_ask: list[int] = []
+    reads = optuna.storages._CachedStorage._read_trials_from_remote_storage
+    asking = population._Round._ask
+    counted = [0]
+
+    def counting_read(self, study_id):
+        counted[0] += 1
+        return reads(self, study_id)
+
+    def counting_ask(self, fixed):
+        before = counted[0]
+        try:
+            return asking(self, fixed)
+        finally:
+            reads_per_ask.append(counted[0] - before)
+
+    monkeypatch.setattr(optuna.storages._CachedStorage, "_read_trials_from_remote_storage", counting_read)
+    monkeypatch.setattr(population._Round, "_ask", counting_ask)
+    # TPE past its start-up trials, under the constant liar that a population uses
+    settings = dict(n_trials=12, population=4, sampler="tpe", startup_trials=4, seed=3, population_strategy=strategy)
+
+    def params(study):
+        return [(t.number, t.params, t.state) for t in study.get_trials(deepcopy=False)]
+
+    once = params(search(tiny_synthetic, f"sqlite:///{tmp_path / 'once.db'}", "once", **settings))
+    # one read of the waiting trials (enqueued ones go first) and one of every trial, whatever the round holds
+    assert len(reads_per_ask) == 12 and max(reads_per_ask) <= 2
+    reads_per_ask.clear()
+    monkeypatch.setattr(population, "one_read_per_ask", lambda study: contextlib.nullcontext())
+    every = params(search(tiny_synthetic, f"sqlite:///{tmp_path / 'every.db'}", "every", **settings))
+    assert max(reads_per_ask) > 2
+    assert once == every
 
 
 def test_members_with_one_candidate_train_once_and_the_others_are_repeats(tiny_synthetic, storage_url):

@@ -329,6 +329,23 @@ def test_storage_is_read_again_for_a_new_trial_or_after_the_refresh_time(storage
         always(late, 4, hopeless, {})
 
 
+def test_the_members_of_a_population_share_one_read_of_storage(storage):
+    study = make_study(storage, FINALS[:2])  # two references: fewer than min_completed_trials
+    hopeless = scores(9.0, 0.0)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS, refresh_seconds=3600)
+    first, second, outside = running_trial(study), running_trial(study), running_trial(study)
+    pruner.run_together([first.number, second.number])
+    pruner(first, 3, hopeless, {})
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[0.7, 0.85], user_attrs={"history": curve(0.7, 0.85)}
+        )
+    )
+    pruner(second, 3, hopeless, {})  # within the refresh time of the population's read: the third is not read yet
+    with pytest.raises(optuna.TrialPruned):
+        pruner(outside, 3, hopeless, {})  # not a member: it reads storage
+
+
 def test_references_are_compared_at_the_weights_they_kept():
     # a reference that overfits after epoch 3 and kept epoch 3's weights (training.checkpoint best):
     # at later epochs it stands where it would have stopped, not where its last weights drifted

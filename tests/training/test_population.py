@@ -353,8 +353,10 @@ class Recorder:
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
 
-def test_a_pruned_member_leaves_and_the_others_match_their_lone_runs(data3):
-    spec, names = FAMILY_SPECS["hierarchy"]
+# hierarchy validates each member on its own network, mmoe all members with one stacked pass
+@pytest.mark.parametrize("family", ["hierarchy", "mmoe"])
+def test_a_pruned_member_leaves_and_the_others_match_their_lone_runs(data3, family):
+    spec, names = FAMILY_SPECS[family]
     candidates = population_of(spec, [for_tasks(w, names) for w in WEIGHTINGS["dwa"]])
     fused_calls = [Recorder(), Recorder(prune_at=1), Recorder()]
     fused = train_population(data3, candidates, on_epoch=fused_calls)
@@ -372,6 +374,58 @@ def test_a_pruned_member_leaves_and_the_others_match_their_lone_runs(data3):
             assert_close(kept, lone_kept)
             assert record is fused[position].history[epoch]
             assert set(record) == set(lone_record)
+
+
+# families whose network has work of its own between epochs: each member validates on its own network
+OWN_EPOCH_END = {"hierarchy": "its successive regularisation snapshots the weights", "relationship": "re-estimated"}
+
+
+def fused_group(data: MultiTaskData, candidates: list[dict[str, Any]]) -> population._FusedGroup:
+    return population._FusedGroup(data, candidates, [None] * len(candidates), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("family", [family for family in FAMILY_SPECS if family not in ALONE_FAMILIES])
+def test_fused_validation_scores_every_member_as_its_own_network_does(family, request):
+    spec, names = FAMILY_SPECS[family]
+    data = request.getfixturevalue("data3" if len(names) == 3 else "data2")
+    if not reads(spec, data):
+        data = tabular_data()
+    group = fused_group(data, population_of(spec, epochs=2, checkpoint="last"))
+    assert group.fused_validation == (family not in OWN_EPOCH_END)
+    results = group.train()
+    assert group.validated_fused == (family not in OWN_EPOCH_END)
+    if family in OWN_EPOCH_END:
+        return
+    outputs = group._validate_fused()  # the last epoch's weights, which the returned networks hold
+    for position, result in enumerate(results):
+        mine = population.score_outputs(data, data.validation, {n: o[position] for n, o in outputs.items()})
+        assert_close(mine, population.evaluate(result.model, data, data.validation), family)
+        assert_close(mine, result.history[-1]["validation"], family)
+
+
+def test_a_kept_epoch_before_the_last_returns_its_network_and_the_last_loss_weights(data2):
+    # learned loss weights: the network goes back to the kept epoch, the weighting keeps its last values, as alone
+    candidates = population_of(FAMILY_SPECS["mmoe"][0], WEIGHTINGS["uncertainty"], epochs=4, learning_rate=0.03)
+    fused, alone = train_both(data2, candidates)
+    assert any(result.kept_epoch < len(result.history) for result in alone)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3, data=data2)
+
+
+def test_a_group_whose_fused_validation_fails_validates_each_member_on_its_own_network(data2, monkeypatch):
+    calls = []
+
+    def no_batching_rule(self, parameters, constants, inputs):
+        calls.append(1)
+        raise RuntimeError("no batching rule for this operation")
+
+    monkeypatch.setattr(population._Template, "predict", no_batching_rule)
+    candidates = population_of(FAMILY_SPECS["mmoe"][0], WEIGHTINGS["dwa"])
+    group = fused_group(data2, candidates)
+    results = group.train()
+    assert len(calls) == 1 and not group.fused_validation  # tried once, then each member's own network
+    for mine, theirs in zip(results, [train_candidate(data2, c) for c in candidates]):
+        assert_same_as_alone(mine, theirs, size=3, data=data2)
 
 
 def test_unfusable_candidates_train_alone_and_results_keep_input_order(data2):
