@@ -170,10 +170,9 @@ PositiveFloat = Annotated[FloatParam, _within(above=0)]  # learning rates
 NonNegativeFloat = Annotated[FloatParam, _within(minimum=0)]  # weight decay, penalty weights
 Probability = Annotated[FloatParam, _within(minimum=0, below=1)]  # dropout
 Share = Annotated[FloatParam, _within(minimum=0, maximum=1)]  # mixing weights such as alpha_self
-PositiveFloatRange = Annotated[FloatRange, _within(above=0)]
-EnsembleSize = Annotated[
-    IntParam, _within(minimum=1, maximum=64)
-]  # architectures/ensemble.py's MAX_MEMBERS  # static loss weights: a negative one trains by ascent
+PositiveFloatRange = Annotated[FloatRange, _within(above=0)]  # static loss weights: a negative one trains by ascent
+# members of a deep ensemble, up to architectures/ensemble.py's MAX_MEMBERS
+EnsembleSize = Annotated[IntParam, _within(minimum=1, maximum=64)]
 
 
 def one_of(allowed: Any, what: str) -> AfterValidator:

@@ -4,7 +4,10 @@
 initialised from the random state the one before left (so they differ), and trains each on
 its own seed (training/population.py, ``train_ensemble``); predicting averages what they say:
 
-- binary task: the mean of the members' probabilities, returned as its logit;
+- binary task: the mean of the members' probabilities, returned as its logit; a conditional
+  task (``given``) gets the members' mean joint probability divided by their mean probability
+  of its condition, so that the joint the outputs imply (the product down the chain, as for
+  one network) is the members' mean joint;
 - multiclass task: the mean of the class probabilities, returned as log-probabilities;
 - regression task: the mean value.
 
@@ -23,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from mtl_search.architectures.conditional import joint_log_probability, log1mexp
 from mtl_search.errors import UserError, is_whole
 from mtl_search.tasks import Task
 
@@ -30,10 +34,12 @@ from mtl_search.tasks import Task
 MAX_MEMBERS = 64
 
 
-def ensemble_members(spec: dict[str, Any]) -> int:
-    """How many networks ``spec`` builds (1: a plain network)."""
-    ensemble = spec.get("ensemble")
-    return 1 if ensemble is None else int(ensemble.get("members", 1))
+def ensemble_members(spec: Any) -> int:
+    """How many networks ``spec`` builds (1: a plain network; also for a spec that is not
+    valid, which :func:`validate_ensemble` refuses where it is built or trained)."""
+    ensemble = spec.get("ensemble") if isinstance(spec, dict) else None
+    members = ensemble.get("members", 1) if isinstance(ensemble, dict) else 1
+    return int(members) if is_whole(members) and not isinstance(members, bool) and members >= 1 else 1
 
 
 def validate_ensemble(ensemble: Any, where: str) -> None:
@@ -60,6 +66,7 @@ class EnsembleModel(nn.Module):
         if len(networks) < 2:
             raise ValueError("an ensemble needs at least two networks")
         self.networks = nn.ModuleList(networks)
+        self.tasks = list(tasks)
         self.kinds = {task.name: task.kind for task in tasks}
         self.task_names = [task.name for task in tasks]
         self.spec = spec
@@ -69,7 +76,21 @@ class EnsembleModel(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = [network(inputs) for network in self.networks]
-        return {name: self._combine(name, [output[name] for output in outputs]) for name in self.task_names}
+        combined = {}
+        for task in self.tasks:
+            if task.given is None:
+                combined[task.name] = self._combine(task.name, [output[task.name] for output in outputs])
+            else:
+                combined[task.name] = self._conditional(task, outputs)
+        return combined
+
+    def _conditional(self, task: Task, outputs: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        by_name = {t.name: t for t in self.tasks}
+        joint = torch.stack([joint_log_probability(task, self.tasks, output) for output in outputs])
+        condition = torch.stack([joint_log_probability(by_name[task.given], self.tasks, output) for output in outputs])
+        # log p(task | its conditions) = log mean joint - log mean p(conditions); at most 0
+        log_p = (torch.logsumexp(joint, 0) - torch.logsumexp(condition, 0)).clamp(max=-1e-7)
+        return (log_p - log1mexp(log_p)).reshape(outputs[0][task.name].shape)
 
     def _combine(self, name: str, outputs: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(outputs)
@@ -84,10 +105,9 @@ class EnsembleModel(nn.Module):
         return stacked.mean(0)
 
     def sharing_report(self) -> dict[str, Any]:
-        # the members share one structure: the first one's learned sharing stands for it
-        report = dict(self.networks[0].sharing_report())
-        report["ensemble_members"] = len(self.networks)
-        return report
+        # the first member's: members of families that learn their sharing (ltb's tree, gates)
+        # may each learn another, and reports and figures draw one network
+        return dict(self.networks[0].sharing_report())
 
     def end_epoch(self) -> None:
         for network in self.networks:

@@ -68,6 +68,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 
+from mtl_search.architectures import ensemble_members
 from mtl_search.errors import UserError
 from mtl_search.records.objective import Objective
 from mtl_search.records.study import StudyRecord
@@ -404,6 +405,8 @@ class DominatedTrialPruner:
         self.refresh_seconds = refresh_seconds
         # trial number -> ({epoch: vector}, {epoch: steps} or None); None for trials that cannot serve as references
         self._curves: dict[int, tuple[dict[int, Vector], dict[int, int] | None] | None] = {}
+        # trial number -> members of its deep ensemble (1: one network), see references()
+        self._members: dict[int, int] = {}
         self._last_reads: dict[int, float] = {}  # running trial's number -> when it last read storage
         self._together: dict[int, int] = {}  # a population member's number -> the number its reads count under
         self._study_name: str | None = None
@@ -457,8 +460,11 @@ class DominatedTrialPruner:
             return None  # before reading storage: the cheap exits first
         if current is None or (total_epochs is not None and epoch >= total_epochs):
             return None
-        references = self.references(study, epoch, running=trial_number, steps=steps)
-        verdict = prune_verdict(current, curve, references, self._finals, epoch, total_epochs, settings)
+        members = ensemble_members(record.candidate.architecture)
+        references = self.references(study, epoch, running=trial_number, steps=steps, members=members)
+        verdict = prune_verdict(
+            current, curve, references, lambda: self._finals(members), epoch, total_epochs, settings
+        )
         if verdict is None:
             return None
         if settings.min_complete_share > 0:  # read only when the trial would be pruned: rarely
@@ -475,10 +481,12 @@ class DominatedTrialPruner:
             reason += f"; projected to epoch {total_epochs}, still dominated by the final values of {len(beyond)} ({shown_numbers(beyond)})"
         return reason
 
-    def _finals(self) -> list[tuple[int, Vector]]:
-        """(trial number, final vector) of the references read so far."""
+    def _finals(self, members: int = 1) -> list[tuple[int, Vector]]:
+        """(trial number, final vector) of the references read so far (of ``members`` members)."""
         return [
-            (number, entry[0][max(entry[0])]) for number, entry in sorted(self._curves.items()) if entry and entry[0]
+            (number, entry[0][max(entry[0])])
+            for number, entry in sorted(self._curves.items())
+            if entry and entry[0] and self._members.get(number, 1) == members
         ]
 
     def _record(self, trial: tuple[str, int] | None, epoch: int, vector: Vector | None) -> list[Vector]:
@@ -498,15 +506,24 @@ class DominatedTrialPruner:
         return [by_epoch[e] for e in range(1, epoch + 1)]
 
     def references(
-        self, study: optuna.Study, epoch: int, running: int | None = None, steps: int | None = None
+        self,
+        study: optuna.Study,
+        epoch: int,
+        running: int | None = None,
+        steps: int | None = None,
+        members: int = 1,
     ) -> list[tuple[int, Vector]]:
         """(trial number, vector after as much training) of every complete, feasible trial
         that had as much (``vector_at_budget``; ``steps``: the running trial's so far).
 
         ``running`` is the number of the trial being checked (None: always read storage).
+        ``members``: the running trial's ensemble members. A deep ensemble's recorded epochs are
+        its first member's, so its curve is one network's while its costs are all members':
+        trials are compared with trials of as many members only.
         """
         if study.study_name != self._study_name:  # trial numbers are per study
-            self._curves, self._last_reads, self._study_name = {}, {}, study.study_name
+            self._curves, self._members, self._last_reads = {}, {}, {}
+            self._study_name = study.study_name
         now = time.monotonic()
         if running is not None:
             running = self._together.get(running, running)
@@ -516,7 +533,10 @@ class DominatedTrialPruner:
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
                 if trial.number not in self._curves:
                     curve = learning_curve(self.objectives, trial)
-                    history = [] if curve is None else TrialRecord.read(trial, only=("history",)).history
+                    record = TrialRecord.read(trial, only=("history", "candidate")) if curve is not None else None
+                    history = [] if record is None else record.history
+                    if record is not None and record.candidate is not None:
+                        self._members[trial.number] = ensemble_members(record.candidate.architecture)
                     self._curves[trial.number] = None if curve is None else (curve, cumulative_steps(history))
             if running is not None:
                 self._last_reads.pop(running, None)
@@ -525,6 +545,8 @@ class DominatedTrialPruner:
                     del self._last_reads[next(iter(self._last_reads))]
         references = []
         for number, entry in sorted(self._curves.items()):
+            if self._members.get(number, 1) != members:
+                continue
             vector = vector_at_budget(entry[0], entry[1], epoch, steps, self.settings.budget) if entry else None
             if vector is not None:
                 references.append((number, vector))

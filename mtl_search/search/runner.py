@@ -13,6 +13,7 @@ import torch
 
 from mtl_search.data.base import MultiTaskData
 from mtl_search.errors import OneLineWarning, StudyWarning, UserError, is_whole
+from mtl_search.values import extremes
 from mtl_search.records.study import StudyRecord
 from mtl_search.search import affinity, costs, hypervolume, pruning
 from mtl_search.search.objective import DONE, CandidateObjective, EpochHook, ResultHook, TrialFailed
@@ -152,6 +153,11 @@ def run_search(
             )
         for method in space.loss_weighting:  # refused before any trial, rather than at the first that draws it
             check_weighting(method, "the space offers loss weighting")
+        if space.ensemble is not None and max(extremes(space.ensemble.members)) > 1:
+            raise UserError(
+                f"space file {space._source}: key ensemble.members: a deep ensemble trains its members one after "
+                f"another or as a population, not data-parallel; set members to 1 or run without torchrun"
+            )
         return _run_search(
             data, space, settings, epoch_hooks, result_hooks, callbacks, stem, enqueue, storage, budget, data_parallel
         )

@@ -281,7 +281,8 @@ class SearchSpace(StrictSection):
         tower_width = suggest(trial, "tower.width", self.tower.width) if tower_depth else 0
         architecture["tower"] = {"widths": [tower_width] * tower_depth}
         stem = {}
-        if self.stem.embedding_dim is not None:
+        # a family with embedding tables of its own (stem) samples their width itself
+        if self.stem.embedding_dim is not None and "embedding_dim" not in architecture:
             stem["embedding_dim"] = suggest(trial, "stem.embedding_dim", self.stem.embedding_dim)
         if self.stem.numeric_encoding is not None:
             stem.update(self._sample_numeric_encoding(trial))

@@ -62,7 +62,7 @@ from mtl_search.architectures import (
     validate_spec,
 )
 from mtl_search.architectures.conditional import evaluation_targets, joint_log_probability, joint_target, log1mexp
-from mtl_search.architectures.ensemble import without_ensemble
+from mtl_search.architectures.ensemble import validate_ensemble, without_ensemble
 from mtl_search.architectures.experts import GateMonitor
 from mtl_search.architectures.hierarchy import HierarchyBody
 from mtl_search.data.base import MultiTaskData, Split
@@ -88,7 +88,7 @@ from mtl_search.training.trainer import (
 )
 from mtl_search.training.data_parallel import DataParallel
 from mtl_search.training.precision import autocast, check_supported
-from mtl_search.training.schedules import learning_rates, steps_per_epoch
+from mtl_search.training.schedules import WARMUP_DEFAULTS, learning_rates, steps_per_epoch
 from mtl_search.weighting import make_weighting
 from mtl_search.weighting.base import LossWeighting
 
@@ -234,7 +234,8 @@ def _structural_key(candidate: dict[str, Any], data: MultiTaskData) -> tuple[Has
         weighting.name,
         config["precision"],
         config["schedule"],
-        config["warmup_fraction"],
+        # no warm-up given: the schedule's own, so that a default and the same value written out fuse
+        WARMUP_DEFAULTS[config["schedule"]] if config["warmup_fraction"] is None else float(config["warmup_fraction"]),
     )
     return key, None
 
@@ -309,8 +310,11 @@ def _train_alone(
     stem: nn.Module | None,
 ) -> TrainResult | BaseException:
     try:
-        if isinstance(candidate.get("architecture"), dict) and ensemble_members(candidate["architecture"]) > 1:
-            return train_ensemble(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
+        spec = candidate.get("architecture")
+        if isinstance(spec, dict) and spec.get("ensemble") is not None:
+            validate_ensemble(spec["ensemble"], "architecture spec")
+            if ensemble_members(spec) > 1:
+                return train_ensemble(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
         return train_network(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
     except Exception as error:  # the member's outcome; KeyboardInterrupt goes up
         return error
@@ -1136,8 +1140,9 @@ def member_seed(seed: int, member: int) -> int:
 
 def member_candidates(candidate: dict[str, Any]) -> list[dict[str, Any]]:
     """One plain candidate per member of ``candidate``'s ensemble."""
+    validate_ensemble(candidate["architecture"].get("ensemble"), "architecture spec")
     members = ensemble_members(candidate["architecture"])
-    seed = int(candidate.get("training", {}).get("seed", 0))
+    seed = int(checked_training(candidate)["seed"])
     result = []
     for member in range(members):
         one = copy.deepcopy(candidate)

@@ -87,3 +87,18 @@ def test_a_confident_binary_ensemble_stays_finite():
 def test_a_bad_ensemble_is_refused_naming_the_key(ensemble, message):
     with pytest.raises(UserError, match=message):
         validate_spec(SPEC | {"ensemble": ensemble}, ["task1", "task2"])
+
+
+def test_a_conditional_task_averages_the_joint_probability():
+    # p(click) 0.9 and 0.1, p(buy | click) 0.1 and 0.9: each member's joint is 0.09
+    tasks = [Task(name="click", kind="binary"), Task(name="buy", kind="binary", given="click")]
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    members = [
+        Fixed({"click": torch.tensor([[logit(0.9)]]), "buy": torch.tensor([[logit(0.1)]])}),
+        Fixed({"click": torch.tensor([[logit(0.1)]]), "buy": torch.tensor([[logit(0.9)]])}),
+    ]
+    combined = EnsembleModel(members, tasks, {})({})
+    click, buy_given_click = torch.sigmoid(combined["click"]), torch.sigmoid(combined["buy"])
+    assert float(click) == pytest.approx(0.5)
+    assert float(click * buy_given_click) == pytest.approx(0.09, rel=1e-5)  # the members' mean joint
+    assert float(buy_given_click) == pytest.approx(0.18, rel=1e-5)

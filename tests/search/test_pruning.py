@@ -662,3 +662,31 @@ def test_the_replay_keeps_the_floor_as_the_live_pruner_does():
     assert kept == [0, 1, 2, 16]  # the seventh bad trial trains to the end, as in the live test above
     kept, _ = replay([*good, *bad], dataclasses.replace(floor, min_complete_share=0.0))
     assert kept == [0, 1, 2]
+
+
+def test_a_deep_ensemble_is_compared_with_ensembles_of_as_many_members_only(storage):
+    # an ensemble's recorded epochs are its first member's: single networks are no reference for it
+    study = make_study(storage, FINALS)
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    ensemble = study.ask()
+    ensemble.set_user_attr("candidate", {"architecture": {"ensemble": {"members": 4}}, "training": {"epochs": EPOCHS}})
+    for epoch in range(EPOCHS - 1):
+        pruner(ensemble, epoch, scores(2.0, 0.6), {})  # far behind the three single networks, never pruned
+    # ... and a single network is not compared with ensembles
+    for mse, auc in [(0.1, 0.99)] * 3:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.COMPLETE,
+                values=[mse, auc],
+                user_attrs={"history": curve(mse, auc), "candidate": {"architecture": {"ensemble": {"members": 4}}}},
+            )
+        )
+    pruner = DominatedTrialPruner(OBJECTIVES, SETTINGS)
+    single = running_trial(study)
+    pruner(single, 4, scores(0.95, 0.81), {})  # behind the ensembles, level with the single networks
+    assert reason_when_pruned(pruner, running_trial(study), 4, scores(2.0, 0.6)).startswith(
+        "dominated at epoch 5 by 3 of 3 completed trials (0, 1, 2;"
+    )
+    later = study.ask()
+    later.set_user_attr("candidate", {"architecture": {"ensemble": {"members": 4}}, "training": {"epochs": EPOCHS}})
+    assert "(4, 5, 6;" in reason_when_pruned(pruner, later, 4, scores(2.0, 0.6))

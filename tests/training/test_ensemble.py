@@ -8,7 +8,14 @@ import torch
 
 from mtl_search.architectures import EnsembleModel
 from mtl_search.training import evaluate, train_candidate
-from mtl_search.training.population import alone_reason, fusion_key, member_candidates, member_seed
+from mtl_search.errors import UserError
+from mtl_search.training.population import (
+    alone_reason,
+    fusion_key,
+    member_candidates,
+    member_seed,
+    train_population,
+)
 from tests.training.test_population import FAMILY_SPECS, assert_close, candidate
 
 SPEC, _ = FAMILY_SPECS["tree"]
@@ -47,7 +54,7 @@ def test_each_member_is_the_candidate_trained_alone_on_its_own_seed(tiny_synthet
     assert result.test == evaluate(result.model, data, data.test)
     assert result.validation != alone[0].validation
     assert result.n_params == 3 * alone[0].n_params
-    assert result.sharing["ensemble_members"] == 3
+    assert result.sharing == result.model.networks[0].sharing_report()  # the first member's
 
 
 def test_the_ensemble_predicts_better_than_its_average_member(tiny_synthetic):
@@ -79,3 +86,30 @@ def test_an_ensemble_that_cannot_fuse_trains_its_members_one_after_the_other(tin
     alone = [train_candidate(data, member) for member in member_candidates(item)]
     for network, single in zip(result.model.networks, alone):
         assert_same_weights(network, single.model)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"training": {"seed": "x"}}, "seed"),
+        ({"training": 5}, "training"),
+        ({"architecture": {"ensemble": {"members": 2.5}}}, "ensemble.members"),
+        ({"architecture": {"ensemble": 3}}, "ensemble"),
+    ],
+)
+def test_a_bad_ensemble_candidate_is_refused_in_one_line(tiny_synthetic, change, message):
+    item = ensemble()
+    for section, value in change.items():
+        item[section] = item[section] | value if isinstance(value, dict) and isinstance(item[section], dict) else value
+    with pytest.raises(UserError, match=message):
+        train_candidate(tiny_synthetic, item)
+    (outcome,) = train_population(tiny_synthetic, [item])
+    assert isinstance(outcome, UserError) and message in str(outcome)
+
+
+def test_an_ensemble_of_one_is_one_network(tiny_synthetic):
+    item = ensemble(members=1)
+    (fused, other) = train_population(tiny_synthetic, [item, ensemble(members=1, seed=8)])
+    alone = train_candidate(tiny_synthetic, item)
+    assert not isinstance(alone.model, EnsembleModel) and fused.population_size == 2
+    assert_same_weights(fused.model, alone.model)
