@@ -233,3 +233,18 @@ def test_what_cannot_run_data_parallel_is_refused_in_one_line(args, fragment, tm
     lines = [line for line in lead.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], lead.stderr
     assert other.stderr.strip() == ""  # said once, by rank 0
+
+
+@pytest.mark.slow
+def test_a_space_of_ensembles_is_refused_before_any_trial(tmp_path):
+    space = tmp_path / "ensembles.yaml"
+    space.write_text("families: {tree: {depth: 1, width: 8}}\nensemble: {members: {choices: [1, 3]}}\n")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    args = ("run", "--space", str(space), "--data-option", "rows=300", "--trials", "2", "--study-name", "e")
+    lead, _ = _as_torchrun_would_start(*args, "--storage", storage, tmp_path=tmp_path)
+    assert lead.returncode == 2, lead.stderr
+    assert "key ensemble.members: a deep ensemble" in lead.stderr
+    import optuna
+
+    names = optuna.get_all_study_names(storage)  # refused before the study was created, or before a trial
+    assert names == [] or optuna.load_study(study_name="e", storage=storage).trials == []
