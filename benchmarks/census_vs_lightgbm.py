@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-file", default=str(CENSUS_FILE))
     parser.add_argument("--seeds", type=int, default=None, help="searches (and LightGBM seeds); default 3, 1 quick")
+    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first search (default 0)")
     parser.add_argument("--trials", type=int, default=None, help="trials per search; default 12, 3 quick")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial; default: the space's (16)")
     parser.add_argument("--threads", type=int, default=1, help="torch and LightGBM threads (default 1)")
@@ -149,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         f"census group 1: {len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test rows; "
         f"load average at start {load_before[0]:.1f} on {os.cpu_count()} cores"
     )
-    boosted = [run_lightgbm(data, seed, args.threads) for seed in range(seeds)]
+    seed_list = range(args.first_seed, args.first_seed + seeds)
+    boosted = [run_lightgbm(data, seed, args.threads) for seed in seed_list]
     with tempfile.TemporaryDirectory() as folder:
         searches = []
-        for seed in range(seeds):
+        for seed in seed_list:
             searches.append(run_network_search(data, space, seed, trials, epochs, folder))
             last = searches[-1]
             print(
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = {task: statistics.fmean(b["test_auc"][task] for b in boosted) for task in TASKS}
     print(f"\n{'test AUC':44s} {'income':>8s} {'never married':>14s} {'CPU s':>8s}")
-    for seed, result in enumerate(boosted):
+    for seed, result in zip(seed_list, boosted):
         auc = result["test_auc"]
         trees = "/".join(str(result["trees"][t]) for t in TASKS)
         print(
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "rows": rows or "all",
             "seeds": seeds,
+            "first_seed": args.first_seed,
             "trials": trials,
             "epochs": epochs or space.training.epochs,
             "threads": args.threads,
