@@ -67,19 +67,15 @@ class EnsembleModel(nn.Module):
             raise ValueError("an ensemble needs at least two networks")
         self.networks = nn.ModuleList(networks)
         self.tasks = list(tasks)
-        self.kinds = {task.name: task.kind for task in tasks}
         self.task_names = [task.name for task in tasks]
         self.spec = spec
-        # what trainers read of a network: an ensemble is trained member by member, never as one
-        self.members = 1
-        self.keep_representations = False
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = [network(inputs) for network in self.networks]
         combined = {}
         for task in self.tasks:
             if task.given is None:
-                combined[task.name] = self._combine(task.name, [output[task.name] for output in outputs])
+                combined[task.name] = self._combine(task, [output[task.name] for output in outputs])
             else:
                 combined[task.name] = self._conditional(task, outputs)
         return combined
@@ -92,15 +88,14 @@ class EnsembleModel(nn.Module):
         log_p = (torch.logsumexp(joint, 0) - torch.logsumexp(condition, 0)).clamp(max=-1e-7)
         return (log_p - log1mexp(log_p)).reshape(outputs[0][task.name].shape)
 
-    def _combine(self, name: str, outputs: list[torch.Tensor]) -> torch.Tensor:
+    def _combine(self, task: Task, outputs: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(outputs)
-        kind = self.kinds[name]
-        if kind == "binary":
+        if task.kind == "binary":
             # logit(mean p) = log(mean p) - log(mean (1 - p)), each mean taken in log space
             return torch.logsumexp(nn.functional.logsigmoid(stacked), 0) - torch.logsumexp(
                 nn.functional.logsigmoid(-stacked), 0
             )
-        if kind == "multiclass":
+        if task.kind == "multiclass":
             return torch.logsumexp(torch.log_softmax(stacked, dim=-1), 0) - math.log(len(outputs))
         return stacked.mean(0)
 
@@ -108,7 +103,3 @@ class EnsembleModel(nn.Module):
         # the first member's: members of families that learn their sharing (ltb's tree, gates)
         # may each learn another, and reports and figures draw one network
         return dict(self.networks[0].sharing_report())
-
-    def end_epoch(self) -> None:
-        for network in self.networks:
-            network.end_epoch()

@@ -1,6 +1,6 @@
 """Training and evaluating one candidate."""
 
-from mtl_search.training.candidate import train_candidate
+from mtl_search.training.population import train_candidate
 from mtl_search.training.trainer import (
     DEFAULT_TRAINING,
     TrainResult,

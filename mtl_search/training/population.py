@@ -32,6 +32,9 @@ end of epoch and is validated as alone, and the weights are stored back: the hie
 A member that diverges, is pruned by its callback or fails otherwise leaves the group with
 that exception; the others go on.
 
+:func:`train_candidate` (at the end, with deep ensembles) trains one candidate: its network,
+or the members of its ensemble as a population of their own.
+
 Under ``training.precision: bf16`` the equality holds within bf16 rounding only: the batching
 rule of a linear layer computes the product in bf16 as alone but adds the bias in fp32, so
 the activations are rounded to bf16 at other places than alone.
@@ -310,12 +313,7 @@ def _train_alone(
     stem: nn.Module | None,
 ) -> TrainResult | BaseException:
     try:
-        spec = candidate.get("architecture")
-        if isinstance(spec, dict) and spec.get("ensemble") is not None:
-            validate_ensemble(spec["ensemble"], "architecture spec")
-            if ensemble_members(spec) > 1:
-                return train_ensemble(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
-        return train_network(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
+        return train_candidate(data, candidate, device=device, on_epoch=on_epoch, stem=stem)
     except Exception as error:  # the member's outcome; KeyboardInterrupt goes up
         return error
 
@@ -549,6 +547,7 @@ class StackedParameters:
         decayed = any(w != 0.0 for w in self.weight_decays) and any(self.decays)
         self._decay = None
         self._shrink = None
+        self._decay_step: torch.Tensor | None = None
         if decayed and self.optimizer == "adamw":
             # param *= 1 - lr * wd, the factor rounded once as torch's kernel does
             factors = [
@@ -556,6 +555,13 @@ class StackedParameters:
                 for lr, wd in zip(self.learning_rates, self.weight_decays)
             ]
             self._shrink = self._per_tensor(factors)
+            # lr * wd per value, for the factor at a scheduled step's rates: 1 - lr * wd * rate_factor
+            self._decay_step = self._per_tensor(
+                [
+                    [lr * wd if decays else 0.0 for decays in self.decays]
+                    for lr, wd in zip(self.learning_rates, self.weight_decays)
+                ]
+            )
         elif decayed:
             self._decay = self._per_value(self.weight_decays, self.decays)
 
@@ -621,7 +627,10 @@ class StackedParameters:
             flat.sub_(self._state[0] * self._learning_rate * self.rate_factor)
             return
         if self._shrink is not None:
-            flat.mul_(self._shrink if self.rate_factor == 1.0 else self._scheduled_shrink())
+            if self.rate_factor == 1.0:
+                flat.mul_(self._shrink)
+            else:
+                flat.mul_(1.0 - self._decay_step * self.rate_factor)
         if not self._state:
             self._state = [torch.zeros_like(flat), torch.zeros_like(flat)]
         exp_avg, exp_avg_sq = self._state
@@ -659,16 +668,6 @@ class StackedParameters:
         bias_correction2 = 1 - beta2**self.steps
         denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias_correction2)).add_(EPS)
         flat.sub_(exp_avg.div(denominator).mul_(self._learning_rate).mul_(self.rate_factor).div_(bias_correction1))
-
-    def _scheduled_shrink(self) -> torch.Tensor:
-        """AdamW's decay factor 1 - lr * wd at this step's scheduled learning rates."""
-        factor = self.rate_factor
-        return self._per_tensor(
-            [
-                [1.0 - lr * factor * wd if decays else 1.0 for decays in self.decays]
-                for lr, wd in zip(self.learning_rates, self.weight_decays)
-            ]
-        )
 
     def keep(self, members: Sequence[int]) -> None:
         """Keep only these members (in this order), with their optimiser state."""
@@ -1108,7 +1107,16 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-__all__ = ["FAMILIES_ALONE", "FUSED_WEIGHTINGS", "StackedParameters", "alone_reason", "fusion_key", "train_population"]
+__all__ = [
+    "FAMILIES_ALONE",
+    "FUSED_WEIGHTINGS",
+    "StackedParameters",
+    "alone_reason",
+    "fusion_key",
+    "train_candidate",
+    "train_ensemble",
+    "train_population",
+]
 
 
 # -- deep ensembles ----------------------------------------------------------------------
@@ -1190,7 +1198,6 @@ def train_ensemble(
     else:
         outcomes = []
         for index, member in enumerate(members):
-            # a failure ends the candidate before the other members train
             try:
                 outcomes.append(
                     train_network(
@@ -1202,10 +1209,9 @@ def train_ensemble(
                         train_split=train_split,
                     )
                 )
-            except TrialDiverged as error:
-                if index == 0:
-                    raise
-                raise TrialDiverged(f"ensemble member {index + 1} of {len(members)}: {error}") from error
+            except Exception as error:  # it ends the candidate before the other members train
+                outcomes.append(error)
+                break
     first = outcomes[0]
     if isinstance(first, BaseException):
         raise first
@@ -1229,4 +1235,39 @@ def train_ensemble(
         weighting=first.weighting,
         model=model,  # type: ignore[arg-type]
         population_size=1,  # the candidate trained alone; its members, fused among themselves, do not count
+    )
+
+
+def train_candidate(
+    data: MultiTaskData,
+    candidate: dict[str, Any],
+    *,
+    device: torch.device | str | None = None,
+    on_epoch: EpochCallback | None = None,
+    stem: nn.Module | None = None,
+    train_split: Split | None = None,
+    data_parallel: DataParallel | None = None,
+) -> TrainResult:
+    """Train ``candidate`` on ``data``: its network (:func:`~mtl_search.training.trainer.train_network`,
+    which documents the arguments), or with ``architecture.ensemble.members`` above 1 each
+    member of the ensemble (:func:`train_ensemble`). A spec whose ``ensemble`` is not valid
+    goes to ``train_network``, whose build refuses it in one line."""
+    if ensemble_members(candidate.get("architecture") if isinstance(candidate, dict) else None) > 1:
+        return train_ensemble(
+            data,
+            candidate,
+            device=resolve_device(device) if not isinstance(device, torch.device) else device,
+            on_epoch=on_epoch,
+            stem=stem,
+            train_split=train_split,
+            data_parallel=data_parallel,
+        )
+    return train_network(
+        data,
+        candidate,
+        device=device,
+        on_epoch=on_epoch,
+        stem=stem,
+        train_split=train_split,
+        data_parallel=data_parallel,
     )

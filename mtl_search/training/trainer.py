@@ -309,7 +309,7 @@ def train_network(
     """Build and train the candidate's network; raise :class:`TrialDiverged` on a non-finite or blown-up loss.
 
     :func:`mtl_search.training.train_candidate` calls this for a candidate of one network, and
-    for each member of an ensemble (``train_ensemble`` in training/population.py).
+    for each member of an ensemble (``train_candidate`` and ``train_ensemble`` in training/population.py).
 
     ``candidate`` holds ``architecture`` (the spec), ``training`` (epochs, learning_rate,
     batch_size, weight_decay, optimizer, seed, checkpoint, precision, schedule, warmup_fraction) and
