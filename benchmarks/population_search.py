@@ -6,12 +6,15 @@ figures include everything a user waits for (imports, data, storage, sampling, t
 For each data set and seed, the variants run back to back in alternating order, so a change
 in the machine's load touches them alike. Per variant the script prints the median wall and
 CPU seconds (CPU: the child process's user + system time), trials per minute of wall and of
-CPU time, and the hypervolume of the validation front, normalised with bounds shared by all
-variants of that data set and seed (``mtl_search.search.hypervolume.front_bounds``).
+CPU time, and the hypervolume of the validation front, normalised with bounds shared by every
+search on that data set, all seeds and variants (``mtl_search.search.hypervolume.front_bounds``),
+so that the spread over seeds is the search's own noise; the paired difference to the first
+variant (same seed) is printed with its standard deviation.
 
     python benchmarks/population_search.py                       # default data and census, 3 seeds
     python benchmarks/population_search.py --quick               # a smoke run
     python benchmarks/population_search.py --populations 1 8 16 --data synthetic --seeds 5
+    python benchmarks/population_search.py --populations 1 8 8:independent   # a strategy too
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import CENSUS_FILE, add_result_options, write_result  # noqa: E402
 
 from mtl_search.search.hypervolume import front_bounds, front_hypervolume  # noqa: E402
+from mtl_search.search.population import STRATEGIES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ARGS = {
@@ -45,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", choices=list(DATA_ARGS), default=list(DATA_ARGS))
     parser.add_argument(
-        "--populations", nargs="+", type=int, default=[1, 8], help="values of --population (default: 1 8)"
+        "--populations",
+        nargs="+",
+        type=variant,
+        default=["1", "8"],
+        help="variants: K (--population K) or K:STRATEGY (also --population-strategy STRATEGY); default: 1 8",
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per data set and variant (default: 3)")
     parser.add_argument("--trials", type=int, default=32, help="trial budget of every search (default: 32)")
@@ -59,9 +67,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_one(folder: Path, data: str, population: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    storage = f"sqlite:///{folder / f'{data}-p{population}-s{seed}.db'}"
-    name = f"{data}-p{population}-s{seed}"
+def variant(text: str) -> str:
+    """``K`` or ``K:STRATEGY``, checked."""
+    size, _, strategy = text.partition(":")
+    if not size.isdigit() or int(size) < 1 or (strategy and strategy not in STRATEGIES):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K or K:STRATEGY, STRATEGY one of {', '.join(STRATEGIES)}")
+    return text
+
+
+def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    size, _, strategy = population.partition(":")
+    slug = population.replace(":", "-")
+    storage = f"sqlite:///{folder / f'{data}-p{slug}-s{seed}.db'}"
+    name = f"{data}-p{slug}-s{seed}"
     command = [
         sys.executable,
         "-m",
@@ -73,7 +91,8 @@ def run_one(folder: Path, data: str, population: int, seed: int, args: argparse.
         "--seed",
         str(seed),
         "--population",
-        str(population),
+        size,
+        *(["--population-strategy", strategy] if strategy else []),
         "--threads",
         str(args.threads),
         "--study-name",
@@ -122,21 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="population-search-") as tmp:
         folder = Path(tmp)
         for data in args.data:
+            runs = []
             for seed in range(args.seeds):
                 order = args.populations if seed % 2 == 0 else list(reversed(args.populations))
-                runs = [run_one(folder, data, population, seed, args) for population in order]
-                studies = [optuna.load_study(study_name=r["name"], storage=r["storage"]) for r in runs]
-                bounds = front_bounds(studies)
-                for run, study in zip(runs, studies):
-                    run["hypervolume"] = front_hypervolume(study, bounds)
+                for population in order:
+                    run = run_one(folder, data, population, seed, args)
+                    runs.append(run)
                     print(
-                        f"{data:9s} seed {seed} population {run['population']:3d}: {run['trials']} trials "
-                        f"({run['fused']} fused), {run['epochs']} epochs, wall {run['wall_s']:.1f} s, CPU {run['cpu_s']:.1f} s "
-                        f"({1000 * run['cpu_s'] / max(run['epochs'], 1):.0f} ms/epoch), "
-                        f"HV {run['hypervolume']:.4f}",
+                        f"{data:9s} seed {seed} population {run['population']:>4s}: {run['trials']} trials "
+                        f"({run['fused']} fused), {run['epochs']} epochs, wall {run['wall_s']:.1f} s, "
+                        f"CPU {run['cpu_s']:.1f} s ({1000 * run['cpu_s'] / max(run['epochs'], 1):.0f} ms/epoch)",
                         flush=True,
                     )
-                rows.extend(runs)
+            # one scale for every search on this data set: the seeds' hypervolumes are comparable,
+            # so their spread is the search's own noise
+            studies = [optuna.load_study(study_name=r["name"], storage=r["storage"]) for r in runs]
+            bounds = front_bounds(studies)
+            for run, study in zip(runs, studies):
+                run["hypervolume"] = front_hypervolume(study, bounds)
+                print(f"{data:9s} seed {run['seed']} population {run['population']:>4s}: HV {run['hypervolume']:.4f}")
+            rows.extend(runs)
     summary = summarise(rows, args)
     print_table(summary)
     path = write_result(args.name, vars(args), {"runs": rows, "summary": summary})
@@ -180,12 +204,12 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
 
 def print_table(summary: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'data':9s} {'pop':>4s} {'trials/min wall':>16s} {'trials/min CPU':>15s} {'HV mean ± sd':>16s} "
+        f"\n{'data':9s} {'variant':>15s} {'trials/min wall':>16s} {'trials/min CPU':>15s} {'HV mean ± sd':>16s} "
         f"{'HV diff vs first':>18s} {'fused':>6s} {'CPU ms/epoch':>13s}"
     )
     for s in summary:
         print(
-            f"{s['data']:9s} {s['population']:4d} {s['trials_per_min_wall']:16.1f} {s['trials_per_min_cpu']:15.1f} "
+            f"{s['data']:9s} {s['population']:>15s} {s['trials_per_min_wall']:16.1f} {s['trials_per_min_cpu']:15.1f} "
             f"{s['hv_mean']:8.4f} ± {s['hv_std']:.4f} {s['hv_paired_diff_mean']:+9.4f} ± {s['hv_paired_diff_std']:.4f} "
             f"{s['fused_share']:6.0%} {s['cpu_ms_per_epoch']:13.0f}"
         )

@@ -15,9 +15,11 @@ Three ways to train on the synthetic data (``--rows``; 60 % train, 20 % validati
 
 Every figure is process CPU time (``time.process_time``) with one torch thread, and covers the
 whole call: steps, the per-epoch validation and checkpoint copies (per member for a
-population), the test pass. Two structures: a shared-bottom tree (``--width`` x ``--depth``,
-a tower of 16 per task) and an MMoE (4 experts of ``--expert-width``, a softmax gate per
-task, the same towers). Repeats are interleaved (each repeat runs every arm, starting at a
+population), the test pass. Structures (``--families``, default tree and mmoe): a
+shared-bottom tree (``--width`` x ``--depth``, a tower of 16 per task), an MMoE (4 experts of
+``--expert-width``, a softmax gate per task, the same towers), and the other families of the
+default space at those sizes (ple: 2 levels of one shared and one task expert; cross_stitch;
+sluice with 2 subspaces; hierarchy with the second task's head on top). Repeats are interleaved (each repeat runs every arm, starting at a
 different one), so load drift on a shared machine hits every arm alike; medians are reported.
 Each repeat also checks that population member 0 ends where the same candidate alone does.
 
@@ -54,13 +56,44 @@ from mtl_search.training.population import train_population  # noqa: E402
 
 TASKS = ("task1", "task2")
 TOWER = 16
+# the families of the default space; a structure of the sizes it draws (--width, --depth, --expert-width)
+FAMILIES = ("tree", "mmoe", "ple", "cross_stitch", "sluice", "hierarchy")
 
 
 def spec(family: str, args: argparse.Namespace) -> dict[str, Any]:
     common = {"block": {"norm": "none", "activation": "relu", "dropout": 0.0}, "tower": {"widths": [TOWER]}}
+    width, depth, expert_width = args.width, args.depth, args.expert_width
     if family == "tree":
-        return common | {"family": "tree", "widths": [args.width] * args.depth, "groups": [[list(TASKS)]] * args.depth}
-    return common | {"family": "mmoe", "experts": 4, "expert_widths": [args.expert_width], "bottom_widths": []}
+        return common | {"family": "tree", "widths": [width] * depth, "groups": [[list(TASKS)]] * depth}
+    if family == "mmoe":
+        return common | {"family": "mmoe", "experts": 4, "expert_widths": [expert_width], "bottom_widths": []}
+    if family == "ple":
+        return common | {
+            "family": "ple",
+            "levels": 2,
+            "shared_experts": 1,
+            "task_experts": 1,
+            "expert_widths": [expert_width],
+        }
+    if family == "cross_stitch":
+        return common | {"family": "cross_stitch", "widths": [width] * depth, "units": [], "alpha_self": 0.9}
+    if family == "sluice":
+        return common | {
+            "family": "sluice",
+            "depth": depth,
+            "width": width,
+            "subspaces": 2,
+            "orthogonality_weight": 0.01,
+            "alpha_self": 0.9,
+            "beta_init": "last",
+        }
+    return common | {  # hierarchy
+        "family": "hierarchy",
+        "widths": [width] * depth,
+        "head_depths": {TASKS[0]: 1, TASKS[1]: depth},
+        "feed_upward": {TASKS[0]: False, TASKS[1]: False},
+        "successive": 0.0,
+    }
 
 
 def candidates(family: str, count: int, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -201,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--population", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--families", nargs="+", choices=("tree", "mmoe"), default=["tree", "mmoe"])
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=["tree", "mmoe"])
     parser.add_argument("--dim", type=int, default=100)
     parser.add_argument("--width", type=int, default=64, help="tree block width")
     parser.add_argument("--depth", type=int, default=2, help="tree depth")
@@ -241,13 +274,13 @@ def main() -> None:
         f"{clock} per training step (per member for a population), median of interleaved repeats, 1 thread, "
         f"precision {args.precision}"
     )
-    header = f"{'rows':>6} {'family':<6} {'params':>7} {'alone':>7} {'bare':>7}"
+    header = f"{'rows':>6} {'family':<12} {'params':>7} {'alone':>7} {'bare':>7}"
     for k in args.population:
         header += f" {'K=' + str(k):>7} {'x':>5}"
     print(header)
     for result in rows_results:
         figures = result["ms_per_step"]
-        line = f"{result['rows']:>6} {result['family']:<6} {result['n_params']:>7}"
+        line = f"{result['rows']:>6} {result['family']:<12} {result['n_params']:>7}"
         line += f" {figures['alone']:>7.3f} {figures['bare']:>7.3f}"
         for k in args.population:
             fused = figures[f"population {k}"]

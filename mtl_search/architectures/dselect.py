@@ -100,7 +100,7 @@ class DSelectGate(nn.Module):
         self.code_weights = codes
         selectors = codes @ self.folding  # (N, k, experts)
         mixing = torch.softmax(logits[:, self.k * self.n_bits :], dim=1)  # (N, k)
-        return torch.einsum("nk,nke->ne", mixing, selectors)
+        return (mixing.unsqueeze(2) * selectors).sum(1)
 
 
 def selector_entropy(code_weights: torch.Tensor) -> torch.Tensor:

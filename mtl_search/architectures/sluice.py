@@ -94,7 +94,9 @@ class SluiceBody(Body):
             if self.training and self.orthogonality_weight > 0:
                 term = orthogonality(columns, s)
                 penalty = term if penalty is None else penalty + term
-            mixed = from_subspaces(torch.einsum("ab,b...->a...", alpha, to_subspaces(columns, s)), n_tasks)
+            parts = to_subspaces(columns, s)
+            # one matrix product over the flattened parts (einsum's ellipsis costs more per call)
+            mixed = from_subspaces((alpha @ parts.flatten(1)).view(alpha.shape[0], *parts.shape[1:]), n_tasks)
             layer_outputs.append(mixed)
             hidden = list(mixed.unbind(0))
         self._penalty = None if penalty is None else penalty * self.orthogonality_weight
@@ -102,7 +104,9 @@ class SluiceBody(Body):
         last = layer_outputs[-1]
         stacked = torch.stack([_resize_like(outputs, last) for outputs in layer_outputs])  # (L, T, N, ...)
         beta = torch.stack([self.betas[task] for task in self.task_names])  # (T, L)
-        return dict(zip(self.task_names, torch.einsum("tl,ltn...->tn...", beta, stacked).unbind(0)))
+        # out[t] = sum_l beta[t, l] * stacked[l, t]
+        weights = beta.t().reshape(*beta.t().shape, *[1] * (stacked.dim() - 2))
+        return dict(zip(self.task_names, (weights * stacked).sum(0).unbind(0)))
 
     def regularization(self) -> torch.Tensor | None:
         """The weighted orthogonality penalty of the last training-mode forward pass."""
