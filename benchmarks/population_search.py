@@ -9,7 +9,8 @@ CPU seconds (CPU: the child process's user + system time), trials per minute of 
 CPU time, and the hypervolume of the validation front, normalised with bounds shared by every
 search on that data set, all seeds and variants (``mtl_search.search.hypervolume.front_bounds``),
 so that the spread over seeds is the search's own noise; the paired difference to the first
-variant (same seed) is printed with its standard deviation.
+variant (same seed) is printed with its standard deviation. ``fused`` is the share of the
+completed trials that trained in a group (a pruned trial does not record its group).
 
     python benchmarks/population_search.py                       # default data and census, 3 seeds
     python benchmarks/population_search.py --quick               # a smoke run
@@ -116,7 +117,9 @@ def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     study = optuna.load_study(study_name=name, storage=storage)
     finished = [t for t in study.trials if t.state.is_finished()]
-    fused = sum(1 for t in finished if (t.user_attrs.get("population_size") or 1) > 1)
+    # a trial records how many trained in its group only when it trains to the end
+    completed = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
+    fused = sum(1 for t in completed if (t.user_attrs.get("population_size") or 1) > 1)
     # epochs trained in all: trials differ in size and in when pruning stopped them, so CPU per
     # trained epoch separates the speed of training from what the sampler chose to train
     epochs = sum(len(t.user_attrs.get("history") or []) for t in finished)
@@ -127,6 +130,7 @@ def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.
         "wall_s": wall,
         "cpu_s": cpu,
         "trials": len(finished),
+        "completed": len(completed),
         "fused": fused,
         "epochs": epochs,
         "storage": storage,
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     print(
                         f"{data:9s} seed {seed} population {run['population']:>4s}: {run['trials']} trials "
-                        f"({run['fused']} fused), {run['epochs']} epochs, wall {run['wall_s']:.1f} s, "
+                        f"({run['completed']} completed, {run['fused']} of them fused), {run['epochs']} epochs, wall {run['wall_s']:.1f} s, "
                         f"CPU {run['cpu_s']:.1f} s ({1000 * run['cpu_s'] / max(run['epochs'], 1):.0f} ms/epoch)",
                         flush=True,
                     )
@@ -196,7 +200,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
                     "hv_paired_diff_mean": statistics.mean(paired),
                     "hv_paired_diff_std": statistics.stdev(paired) if len(paired) > 1 else 0.0,
                     "cpu_ms_per_epoch": 1000 * statistics.median(r["cpu_s"] / max(r["epochs"], 1) for r in runs),
-                    "fused_share": sum(r["fused"] for r in runs) / max(1, sum(r["trials"] for r in runs)),
+                    "fused_share": sum(r["fused"] for r in runs) / max(1, sum(r["completed"] for r in runs)),
                 }
             )
     return summary
