@@ -10,7 +10,9 @@ CPU time, and the hypervolume of the validation front, normalised with bounds sh
 search on that data set, all seeds and variants (``mtl_search.search.hypervolume.front_bounds``),
 so that the spread over seeds is the search's own noise; the paired difference to the first
 variant (same seed) is printed with its standard deviation. ``fused`` is the share of the
-completed trials that trained in a group (a pruned trial does not record its group).
+completed trials that trained in a group (a pruned trial does not record its group);
+``training`` the median share of the wall time spent in training epochs: the rest (start-up,
+sampling, storage, the test pass) bounds what faster training can give.
 
     python benchmarks/population_search.py                       # default data and census, 3 seeds
     python benchmarks/population_search.py --quick               # a smoke run
@@ -123,6 +125,10 @@ def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.
     # epochs trained in all: trials differ in size and in when pruning stopped them, so CPU per
     # trained epoch separates the speed of training from what the sampler chose to train
     epochs = sum(len(t.user_attrs.get("history") or []) for t in finished)
+    # wall seconds inside training epochs (a fused member's: its share of the group's steps plus
+    # its own work): the rest of the run (start-up, sampling, storage, the test pass) is what
+    # faster training cannot touch
+    training = sum(sum(h.get("seconds", 0.0) for h in t.user_attrs.get("history") or []) for t in finished)
     return {
         "data": data,
         "population": population,
@@ -133,6 +139,7 @@ def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.
         "completed": len(completed),
         "fused": fused,
         "epochs": epochs,
+        "training_s": training,
         "storage": storage,
         "name": name,
     }
@@ -154,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{data:9s} seed {seed} population {run['population']:>4s}: {run['trials']} trials "
                         f"({run['completed']} completed, {run['fused']} of them fused), {run['epochs']} epochs, wall {run['wall_s']:.1f} s, "
-                        f"CPU {run['cpu_s']:.1f} s ({1000 * run['cpu_s'] / max(run['epochs'], 1):.0f} ms/epoch)",
+                        f"CPU {run['cpu_s']:.1f} s ({1000 * run['cpu_s'] / max(run['epochs'], 1):.0f} ms/epoch), "
+                        f"training {run['training_s']:.1f} s",
                         flush=True,
                     )
             # one scale for every search on this data set: the seeds' hypervolumes are comparable,
@@ -200,6 +208,7 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
                     "hv_paired_diff_mean": statistics.mean(paired),
                     "hv_paired_diff_std": statistics.stdev(paired) if len(paired) > 1 else 0.0,
                     "cpu_ms_per_epoch": 1000 * statistics.median(r["cpu_s"] / max(r["epochs"], 1) for r in runs),
+                    "training_share": statistics.median(r["training_s"] / r["wall_s"] for r in runs),
                     "fused_share": sum(r["fused"] for r in runs) / max(1, sum(r["completed"] for r in runs)),
                 }
             )
@@ -209,13 +218,13 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
 def print_table(summary: list[dict[str, Any]]) -> None:
     print(
         f"\n{'data':9s} {'variant':>15s} {'trials/min wall':>16s} {'trials/min CPU':>15s} {'HV mean ± sd':>16s} "
-        f"{'HV diff vs first':>18s} {'fused':>6s} {'CPU ms/epoch':>13s}"
+        f"{'HV diff vs first':>18s} {'fused':>6s} {'CPU ms/epoch':>13s} {'training':>9s}"
     )
     for s in summary:
         print(
             f"{s['data']:9s} {s['population']:>15s} {s['trials_per_min_wall']:16.1f} {s['trials_per_min_cpu']:15.1f} "
             f"{s['hv_mean']:8.4f} ± {s['hv_std']:.4f} {s['hv_paired_diff_mean']:+9.4f} ± {s['hv_paired_diff_std']:.4f} "
-            f"{s['fused_share']:6.0%} {s['cpu_ms_per_epoch']:13.0f}"
+            f"{s['fused_share']:6.0%} {s['cpu_ms_per_epoch']:13.0f} {s['training_share']:9.0%}"
         )
 
 
