@@ -759,3 +759,14 @@ def test_widths_more_than_the_padding_limit_apart_train_in_separate_groups(data2
     tree = FAMILY_SPECS["tree"][0]
     candidates = widened(population_of(tree, epochs=1), [1, 2, population.MAX_PADDING + 1])
     assert [r.population_size for r in train_population(data2, candidates)] == [2, 2, 1]
+
+
+def test_convolution_blocks_of_other_widths_fuse_padded_and_train_as_alone():
+    # channels pad as units do; a flattened feature map keeps each channel's values together
+    data = image_data()
+    spec = {"family": "tree", "widths": [4, 4], "groups": [[["left", "right"]], [["left"], ["right"]]]}
+    candidates = widened(population_of(spec, epochs=2, batch_size=32), [1, 2, 3])
+    assert fused_group(data, candidates).padded
+    fused, alone = train_both(data, candidates)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3)
