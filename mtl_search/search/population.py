@@ -13,8 +13,10 @@ Strategies (``--population-strategy``):
 
 - ``shared-structure`` (default): the first member of a round (the leader) is asked as usual;
   the others (followers) are asked with the leader's structural parameters fixed (Optuna's
-  ``PartialFixedSampler``), so the sampler still chooses their learning rate, weight decay
-  and loss-weighting settings, and the round trains as one fused group. Fewer structures are
+  ``PartialFixedSampler``), so the sampler still chooses their learning rate, weight decay,
+  loss-weighting settings and, where the leader's network pads its widths (``pads_widths``),
+  its layer and tower widths, and the round trains as one fused group (or, where the widths
+  drawn are more than ``MAX_PADDING`` apart, a few). Fewer structures are
   explored per trial. A leader that cannot fuse (``fusion_key`` None), that is over a hard
   limit, or that has nothing but structure to vary, gets independent followers; so does any
   round while the study has enqueued trials (seeded trees, retries), which go first.
@@ -70,17 +72,37 @@ States = optuna.trial.TrialState
 # weighting's own settings (``static.w_<task>``, ``dwa.temperature``) are free too: they are
 # named after their method.
 FREE_TRAINING_PARAMS = ("training.learning_rate", "training.weight_decay")
+# The parameters that set a family's layer widths (``tree.width_<depth>`` too) and the towers':
+# free as well where the candidates pad their widths (``pads_widths``, training/population.py).
+WIDTH_PARAMS = {
+    "tree": ("tree.width",),
+    "mmoe": ("mmoe.expert_width", "mmoe.bottom_width"),
+    "ple": ("ple.expert_width",),
+    "cross_stitch": ("cross_stitch.width",),
+    "sluice": ("sluice.width",),
+    "hierarchy": ("hierarchy.width",),
+}
+TOWER_WIDTH = "tower.width"
 
 
-def is_free_param(name: str, weighting_methods: Sequence[str]) -> bool:
-    """Whether the parameter ``name`` (as stored, perhaps renamed) may differ within a fused group."""
+def is_free_param(name: str, weighting_methods: Sequence[str], padded_family: str | None = None) -> bool:
+    """Whether the parameter ``name`` (as stored, perhaps renamed) may differ within a fused group;
+    ``padded_family``: the family of candidates that pad their widths, whose width parameters may too."""
     base = name.split(RENAMED, 1)[0]
-    return base in FREE_TRAINING_PARAMS or any(base.startswith(f"{method}.") for method in weighting_methods)
+    if base in FREE_TRAINING_PARAMS or any(base.startswith(f"{method}.") for method in weighting_methods):
+        return True
+    if padded_family is None:
+        return False
+    widths = WIDTH_PARAMS.get(padded_family, ())
+    per_depth = padded_family == "tree" and base.startswith("tree.width_") and base[len("tree.width_") :].isdigit()
+    return base == TOWER_WIDTH or base in widths or per_depth
 
 
-def structural_params(params: dict[str, Any], weighting_methods: Sequence[str]) -> dict[str, Any]:
+def structural_params(
+    params: dict[str, Any], weighting_methods: Sequence[str], padded_family: str | None = None
+) -> dict[str, Any]:
     """The parameters of ``params`` that decide a candidate's structure (its ``fusion_key``)."""
-    return {name: value for name, value in params.items() if not is_free_param(name, weighting_methods)}
+    return {name: value for name, value in params.items() if not is_free_param(name, weighting_methods, padded_family)}
 
 
 def claim_up_to(budget: Budget, count: int) -> int:
@@ -313,12 +335,14 @@ class _Round:
 
     def _shared_structure(self, leader: _Member) -> dict[str, Any] | None:
         """The leader's structural parameters for its followers, or None for independent ones."""
-        from mtl_search.training.population import fusion_key
+        from mtl_search.training.population import fusion_key, pads_widths
 
         methods = list(self.objective.space.loss_weighting)
         if not leader.trains or fusion_key(leader.candidate, self.objective.data) is None:
             return None
-        if not any(is_free_param(name, methods) for name in leader.trial.params):
+        architecture = leader.candidate["architecture"]
+        padded = architecture["family"] if pads_widths(architecture) else None
+        if not any(is_free_param(name, methods, padded) for name in leader.trial.params):
             return None  # nothing left to vary: every follower would be the leader again
         if self.study.get_trials(deepcopy=False, states=(States.WAITING,)):
             return None  # enqueued trials (seeded trees, retries) go first, each with its own parameters
@@ -331,7 +355,7 @@ class _Round:
                 return None
             finally:
                 leader.prepared = True
-        return structural_params(leader.trial.params, methods)
+        return structural_params(leader.trial.params, methods, padded)
 
     # -- training ------------------------------------------------------------------------
     def _prepare_and_train(self) -> None:

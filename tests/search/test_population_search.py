@@ -14,7 +14,7 @@ from mtl_search.search.objective import candidate_key
 from mtl_search.search.runner import SearchSettings, run_search
 from mtl_search.search.space import parse_space
 from mtl_search.search.study import pareto_trials
-from mtl_search.training.population import fusion_key
+from mtl_search.training.population import fusion_key, pads_widths, spec_widths
 from tests.helpers import assert_one_line_error
 
 States = optuna.trial.TrialState
@@ -74,7 +74,7 @@ def test_members_of_a_shared_structure_population_share_the_fusion_key_and_diffe
     tiny_synthetic, storage_url
 ):
     study = search(tiny_synthetic, storage_url, "shared", n_trials=8, population=4)
-    keys_by_round = []
+    leaders, widths_by_round = [], []
     for members in rounds(study.get_trials(deepcopy=False), 4):
         candidates = [t.user_attrs["candidate"] for t in members]
         keys = {fusion_key(c, tiny_synthetic) for c in candidates}
@@ -83,8 +83,13 @@ def test_members_of_a_shared_structure_population_share_the_fusion_key_and_diffe
         assert len({c["training"]["learning_rate"] for c in candidates}) == 4
         assert len({c["training"]["weight_decay"] for c in candidates}) == 4
         assert len({tuple(c["loss_weighting"]["weights"].values()) for c in candidates}) == 4
-        keys_by_round.append(keys.pop())
-    assert keys_by_round[0] != keys_by_round[1]  # the next round's leader is a new proposal
+        # and their widths: members of other widths fuse, zero-padded to the widest
+        assert all(pads_widths(c["architecture"]) for c in candidates)
+        widths_by_round.append({tuple(spec_widths(c["architecture"])) for c in candidates})
+        assert [t.user_attrs["population_size"] for t in members] == [4] * 4
+        leaders.append(candidates[0]["architecture"])
+    assert leaders[0] != leaders[1]  # the next round's leader is a new proposal
+    assert any(len(widths) > 1 for widths in widths_by_round)
 
     independent = search(
         tiny_synthetic, storage_url, "independent", n_trials=4, population=4, population_strategy="independent"
@@ -362,3 +367,17 @@ def test_workers_run_populations_and_share_the_budget_exactly(tmp_path):
     assert len(found) == 5 and all(t.state in RAN_TO_END for t in found)
     assert len({candidate_key(t.user_attrs["candidate"]) for t in found}) == 5
     assert "trained to the end: " in out
+
+
+def test_width_parameters_are_free_only_where_the_candidates_pad_their_widths():
+    from mtl_search.search.param_names import RENAMED
+    from mtl_search.search.population import is_free_param
+
+    assert not is_free_param("tree.width", ["static"])
+    assert is_free_param("tree.width", ["static"], "tree")
+    assert is_free_param("tree.width_1", ["static"], "tree")
+    assert is_free_param(f"mmoe.expert_width{RENAMED}1", ["static"], "mmoe")  # a renamed parameter too
+    assert is_free_param("tower.width", ["static"], "ple") and not is_free_param("tower.width", ["static"])
+    assert not is_free_param("tree.depth", ["static"], "tree")
+    assert not is_free_param("mmoe.expert_width", ["static"], "tree")
+    assert not is_free_param("mmoe.experts", ["static"], "mmoe")

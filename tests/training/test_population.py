@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -477,7 +478,7 @@ def test_fusion_key_groups_what_can_share_one_computation(data2):
     ]
     assert all(fusion_key(c, data2) == base for c in same)
     different = [
-        candidate(tree | {"widths": [12, 16]}),
+        candidate(tree | {"widths": [12], "groups": [[TWO]]}),
         candidate(tree, batch_size=32),
         candidate(tree, epochs=4),
         candidate(tree, optimizer="sgd"),
@@ -490,6 +491,10 @@ def test_fusion_key_groups_what_can_share_one_computation(data2):
     cross = FAMILY_SPECS["cross_stitch"][0]
     assert fusion_key(candidate(cross), data2) == fusion_key(candidate(cross | {"alpha_self": 0.6}), data2)
     assert fusion_key(candidate(cross), data2) != fusion_key(candidate(cross | {"units": [0, 1]}), data2)
+    # widths pad: members differing there share the key, unless a width is not padded exactly
+    assert fusion_key(candidate(tree | {"widths": [12, 16], "tower": {"widths": [3]}}), data2) == base
+    normed = tree | {"block": BLOCK | {"norm": "layer"}}
+    assert fusion_key(candidate(normed), data2) != fusion_key(candidate(normed | {"widths": [12, 16]}), data2)
 
 
 @pytest.mark.parametrize(
@@ -672,3 +677,96 @@ def test_a_kept_stop_is_raised_after_the_next_step_of_a_fused_population(data2):
     finally:
         stops.install_stop_check(previous)
     assert len(checks) == 3  # stopped at once: no step after the stop, no epoch finished
+
+
+# -- members of other widths: zero-padded to the group's widest ---------------------------
+
+# the families that pad in the default space, each in a case that pads (sluice: one subspace;
+# hierarchy: no prediction feeding the block above)
+PADDED_SPECS = {
+    "tree": FAMILY_SPECS["tree"],
+    "mmoe": FAMILY_SPECS["mmoe"],
+    "ple": FAMILY_SPECS["ple"],
+    "cross_stitch": FAMILY_SPECS["cross_stitch"],
+    "sluice": (FAMILY_SPECS["sluice"][0] | {"subspaces": 1}, TWO),
+    "hierarchy": (FAMILY_SPECS["hierarchy"][0] | {"feed_upward": dict.fromkeys(THREE, False)}, THREE),
+}
+
+
+def widened(candidates: list[dict[str, Any]], factors: list[int]) -> list[dict[str, Any]]:
+    """Each candidate with its layer and tower widths times its factor."""
+    for item, factor in zip(candidates, factors):
+        spec = item["architecture"]
+        item["architecture"] = population.with_widths(spec, [w * factor for w in population.spec_widths(spec)])
+    return candidates
+
+
+@pytest.mark.parametrize("family", list(PADDED_SPECS))
+def test_members_of_other_widths_fuse_padded_and_train_as_alone(family, request):
+    spec, names = PADDED_SPECS[family]
+    data = request.getfixturevalue("data3" if len(names) == 3 else "data2")
+    candidates = widened(population_of(spec), [1, 3, 2])
+    assert len({fusion_key(c, data) for c in candidates}) == 1
+    group = fused_group(data, candidates)
+    assert group.padded
+    fused, alone = train_both(data, candidates)
+    assert len({result.n_params for result in alone}) == 3  # each member is its own network
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3, data=data)
+
+
+def test_a_padded_kept_epoch_before_the_last_returns_the_member_s_own_network(data2):
+    candidates = widened(
+        population_of(FAMILY_SPECS["mmoe"][0], WEIGHTINGS["uncertainty"], epochs=4, learning_rate=0.03), [2, 1, 3]
+    )
+    fused, alone = train_both(data2, candidates)
+    assert any(result.kept_epoch < len(result.history) for result in alone)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3, data=data2)
+
+
+@pytest.mark.parametrize(
+    "family, change",
+    [
+        ("sluice", {}),  # two subspaces: a split of the width
+        ("mmoe", {"block": BLOCK | {"norm": "layer"}}),  # a mean over the padded units
+        ("hierarchy", {}),  # predictions join the input of the block above after the hidden units
+    ],
+)
+def test_members_that_padding_would_not_compute_exactly_train_in_exact_shapes(family, change, monkeypatch, request):
+    spec, names = FAMILY_SPECS[family]
+    spec = spec | change
+    data = request.getfixturevalue("data3" if len(names) == 3 else "data2")
+    candidates = widened(population_of(spec), [1, 2, 1])
+    assert not population.pads_widths(candidates[0]["architecture"])
+    assert len({fusion_key(c, data) for c in candidates}) == 2
+    # the check at the group's setup catches them even where the key lets them pad
+    monkeypatch.setattr(population, "pads_widths", lambda architecture: True)
+    assert len({fusion_key(c, data) for c in candidates}) == 1
+    with pytest.raises(population._CannotPad):
+        fused_group(data, candidates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PopulationWarning)  # a quiet fallback
+        fused = train_population(data, candidates)
+    assert [result.population_size for result in fused] == [2, 1, 2]  # the two of one shape still fuse
+    for mine, theirs in zip(fused, [train_candidate(data, c) for c in candidates]):
+        assert_same_as_alone(mine, theirs, size=mine.population_size, data=data)
+
+
+def test_widths_more_than_the_padding_limit_apart_train_in_separate_groups(data2):
+    assert population.width_clusters([[8, 4], [16, 4], [32, 16], [64, 4], [8, 2]]) == [[0, 1, 2], [3], [4]]
+    assert population.width_clusters([[8, 4], [64, 4], [16, 8]]) == [[0, 2], [1]]
+    tree = FAMILY_SPECS["tree"][0]
+    candidates = widened(population_of(tree, epochs=1), [1, 2, population.MAX_PADDING + 1])
+    assert [r.population_size for r in train_population(data2, candidates)] == [2, 2, 1]
+
+
+def test_convolution_blocks_of_other_widths_fuse_padded_and_train_as_alone():
+    # channels pad as units do; a flattened feature map keeps each channel's values together
+    data = image_data()
+    spec = {"family": "tree", "widths": [4, 4], "groups": [[["left", "right"]], [["left"], ["right"]]]}
+    candidates = widened(population_of(spec, epochs=2, batch_size=32), [1, 2, 3])
+    assert fused_group(data, candidates).padded
+    fused, alone = train_both(data, candidates)
+    for mine, theirs in zip(fused, alone):
+        assert_same_as_alone(mine, theirs, size=3)
