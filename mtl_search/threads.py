@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 from mtl_search.errors import UserError, is_whole
 
 DEFAULT_THREADS = 1
+# far above any machine's cores; torch fails without a message when asked for vastly more
+MAX_THREADS = 1024
 THREADS_HELP = (
     "torch CPU threads of each process (default: 1, or $OMP_NUM_THREADS; more rarely helps the small "
     "networks a search trains and slows training badly when other work shares the cores)"
@@ -27,13 +29,14 @@ THREADS_HELP = (
 
 
 def chosen_threads(threads: int | None = None) -> int:
-    """``threads`` when given (checked), else ``$OMP_NUM_THREADS`` when it holds a whole number >= 1, else 1."""
+    """``threads`` when given (checked), else ``$OMP_NUM_THREADS`` when it holds a whole number
+    from 1 to ``MAX_THREADS``, else 1."""
     if threads is not None:
-        if not is_whole(threads) or threads < 1:
-            raise UserError(f"threads {threads!r}: expected a whole number of at least 1")
+        if not is_whole(threads) or not 1 <= threads <= MAX_THREADS:
+            raise UserError(f"threads {threads!r}: expected a whole number from 1 to {MAX_THREADS}")
         return int(threads)
     from_environment = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if from_environment.isdigit() and int(from_environment) >= 1:
+    if from_environment.isdigit() and 1 <= int(from_environment) <= MAX_THREADS:
         return int(from_environment)
     return DEFAULT_THREADS
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
 
+from mtl_search.errors import TrialDiverged
 from mtl_search.records.attributes import REFINED_PREFIX
 from mtl_search.records.study import StudyRecord
 from mtl_search.records.trial import TrialRecord
@@ -62,8 +63,10 @@ def refine_trial(
 ) -> dict[str, Any]:
     """Retrain the trial's candidate with each of ``seeds``; the record of all runs.
 
-    The seeds train as one population (they share the candidate's structure and differ only
-    in seed); the first run that failed is raised. ``precision`` replaces the candidate's
+    The seeds train as one population where the candidate fuses (they share its structure and
+    differ only in seed), else one after another. A seed whose training diverges is a result,
+    not an error: it is listed under ``diverged`` (seed and reason) and the summaries cover the
+    seeds that trained; any other failure is raised. ``precision`` replaces the candidate's
     ``training.precision`` (None: the trial's own); the record's ``precision`` says which the
     seeds trained in, when not fp32.
     """
@@ -80,16 +83,20 @@ def refine_trial(
             variant["training"]["precision"] = precision
         variants.append(variant)
     results = train_population(data, variants, device=device, stem=stem)
-    failed = [result for result in results if isinstance(result, BaseException)]
+    failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, TrialDiverged)]
     if failed:
         raise failed[0]
-    validation_runs = [record.validation, *(result.validation for result in results)]
-    test_runs = [record.test, *(result.test for result in results)]
-    refined = {
-        "seeds": [original_seed, *[int(s) for s in seeds]],
+    trained = [(int(seed), r) for seed, r in zip(seeds, results) if not isinstance(r, BaseException)]
+    diverged = [(int(seed), r) for seed, r in zip(seeds, results) if isinstance(r, TrialDiverged)]
+    validation_runs = [record.validation, *(result.validation for _, result in trained)]
+    test_runs = [record.test, *(result.test for _, result in trained)]
+    refined: dict[str, Any] = {
+        "seeds": [original_seed, *[seed for seed, _ in trained]],
         "validation": summarise_runs(validation_runs),
         "test": summarise_runs(test_runs) if all(test_runs) else {},
     }
+    if diverged:
+        refined["diverged"] = [{"seed": seed, "reason": str(error)} for seed, error in diverged]
     trained_in = precision or trial_precision(trial)
     if trained_in != "fp32":  # fp32 records keep the format they always had
         refined["precision"] = trained_in
@@ -125,7 +132,7 @@ def refine_front(
         wanted = precision or trial_precision(trial)
         if (
             earlier is not None
-            and len(earlier.get("seeds", [])) >= seeds + 1
+            and len(earlier.get("seeds", [])) + len(earlier.get("diverged", [])) >= seeds + 1
             and earlier.get("precision", "fp32") == wanted
         ):
             records[trial.number] = earlier

@@ -1,8 +1,9 @@
 """Deep ensembles: several networks of one spec, trained apart, predicting together.
 
-``ensemble: {members: K}`` in an architecture spec builds K networks of the spec, each
-initialised from the random state the one before left (so they differ), and trains each on
-its own seed (training/population.py, ``train_ensemble``); predicting averages what they say:
+``ensemble: {members: K}`` in an architecture spec builds K networks of the spec. Training
+(training/population.py, ``train_ensemble``) builds and trains each member from its own seed,
+the first from the candidate's, so member 1 is the candidate trained alone; predicting averages
+what they say:
 
 - binary task: the mean of the members' probabilities, returned as its logit; a conditional
   task (``given``) gets the members' mean joint probability divided by their mean probability

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from mtl_search.cli.common import add_study_arguments, dump_json, whole_number
-from mtl_search.threads import THREADS_HELP, with_threads
+from mtl_search.threads import MAX_THREADS, THREADS_HELP, with_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1"
     )
-    parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
+    parser.add_argument("--threads", metavar="N", type=whole_number(1, MAX_THREADS), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 

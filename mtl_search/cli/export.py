@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_search.cli.common import add_storage_option, whole_number
-from mtl_search.threads import THREADS_HELP, with_threads
+from mtl_search.threads import MAX_THREADS, THREADS_HELP, with_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", metavar="NAME", default=None, help="torch device for retraining (default: GPU when present)"
     )
-    parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
+    parser.add_argument("--threads", metavar="N", type=whole_number(1, MAX_THREADS), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mtl_search.cli.common import add_precision_option, add_study_arguments, dump_json, whole_number
-from mtl_search.threads import THREADS_HELP, with_threads
+from mtl_search.threads import MAX_THREADS, THREADS_HELP, with_threads
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,12 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         type=whole_number(1),
         default=3,
-        help="extra training seeds per front trial, trained as one population (default: 3)",
+        help="extra training seeds per front trial, trained as one population where the candidate fuses (default: 3)",
     )
     parser.add_argument(
         "--device", metavar="NAME", default=None, help="torch device: auto (default), cpu, cuda, cuda:1"
     )
-    parser.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
+    parser.add_argument("--threads", metavar="N", type=whole_number(1, MAX_THREADS), default=None, help=THREADS_HELP)
     add_precision_option(
         parser,
         None,
@@ -65,6 +65,8 @@ def main(args: argparse.Namespace) -> int:
                 else f"trial {number}: kept its refinement with {len(record['seeds']) - 1} seeds {record['seeds'][1:]} "
                 f"(--seeds {args.seeds} asks for no more)"
             )
+            for failure in record.get("diverged", []):
+                print(f"trial {number}: seed {failure['seed']} diverged ({failure['reason']}); left out of the means")
 
     records = refine_front(study, data, args.seeds, device=device, on_trial=progress, precision=args.precision)
     store_hypervolume(study)

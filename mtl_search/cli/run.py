@@ -24,7 +24,7 @@ from mtl_search.cli.common import (
 from mtl_search.cli.common import add_precision_option, non_negative_float
 from mtl_search.errors import UserError
 from mtl_search.search.bundled import bundled_space_names
-from mtl_search.threads import THREADS_HELP, with_threads
+from mtl_search.threads import MAX_THREADS, THREADS_HELP, with_threads
 
 # study.SAMPLERS and pruning.RULES, spelt here so that --help does not import torch (about 2 s)
 SAMPLER_CHOICES = ("tpe", "nsga2", "random")
@@ -305,7 +305,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "decay and loss weights, so they train fused but each population explores one structure; "
         "independent: K separate proposals, more structures, rarely fused (default: shared-structure)",
     )
-    parallel.add_argument("--threads", metavar="N", type=whole_number(1), default=None, help=THREADS_HELP)
+    parallel.add_argument("--threads", metavar="N", type=whole_number(1, MAX_THREADS), default=None, help=THREADS_HELP)
     parser.set_defaults(handler=main)
 
 

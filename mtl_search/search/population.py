@@ -281,6 +281,11 @@ class _Round:
             self.interrupts.armed = True
             try:
                 self._prepare_and_train()
+            except KeyboardInterrupt:
+                # members whose training had ended keep their outcome: only the others are interrupted
+                self.interrupts.armed = False
+                self._tell_finished()
+                raise
             finally:
                 self.interrupts.armed = False
             for index in range(len(self.members)):
@@ -380,15 +385,18 @@ class _Round:
             run_together = getattr(hook, "run_together", None)
             if callable(run_together):
                 run_together([member.trial.number for member in to_train])
-        outcomes = train_population(
+
+        def settle(index: int, outcome: TrainResult | BaseException) -> None:
+            to_train[index].outcome = outcome
+
+        train_population(
             objective.data,
             [m.candidate for m in to_train],
             device=objective.device,
             on_epoch=[objective.epoch_callback(m.trial, m.history) for m in to_train],
             stem=objective.stem,
+            on_outcome=settle,
         )
-        for member, outcome in zip(to_train, outcomes):
-            member.outcome = outcome
 
     # -- telling -------------------------------------------------------------------------
     def _tell(self, index: int) -> None:
@@ -419,6 +427,19 @@ class _Round:
         member.told = self.study.tell(trial, values, state=state, skip_if_finished=True)
         for callback in self.callbacks:
             callback(self.study, member.told)
+
+    def _tell_finished(self) -> None:
+        """Tell, in order, every member whose outcome is known (trained, or a repeat whose
+        original is told); the round was stopped while the others trained."""
+        for index, member in enumerate(self.members):
+            if member.told is not None:
+                continue
+            if member.same_as is not None:
+                ready = self.members[member.same_as].told is not None
+            else:
+                ready = member.earlier is not None or (member.prepared and member.outcome is not None)
+            if ready:
+                self._tell(index)
 
     def _settle_duplicate(self, member: _Member, original: optuna.trial.FrozenTrial | None) -> list[float]:
         """A member whose candidate an earlier member of the round trained: its outcome again."""

@@ -348,6 +348,7 @@ def train_population(
     device: torch.device | str | None = None,
     on_epoch: Sequence[EpochCallback | None] | None = None,
     stem: nn.Module | None = None,
+    on_outcome: Callable[[int, TrainResult | BaseException], None] | None = None,
 ) -> list[TrainResult | BaseException]:
     """Train every candidate; return, in input order, its :class:`TrainResult` or the exception that ended it.
 
@@ -364,6 +365,10 @@ def train_population(
     training steps divided among the members of that epoch, plus its own evaluation and
     callbacks. A group whose first fused step fails (an operation with no batching rule)
     trains alone instead, with one warning, and its key is not fused again in this process.
+
+    ``on_outcome(i, outcome)`` is called as soon as candidate ``i``'s outcome is final (a group
+    member that leaves early at once, the others when their group ends), so that a caller
+    stopped by ``KeyboardInterrupt`` keeps the outcomes known by then.
     """
     candidates = list(candidates)
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(candidates)
@@ -379,6 +384,14 @@ def train_population(
             alone.append(index)
         else:
             groups.setdefault(key, []).append(index)
+    reported: set[int] = set()
+
+    def report(index: int, outcome: TrainResult | BaseException) -> None:
+        outcomes[index] = outcome
+        if on_outcome is not None and index not in reported:
+            reported.add(index)
+            on_outcome(index, outcome)
+
     planned: list[tuple[Hashable, list[int]]] = []
     for key, indices in groups.items():
         if key[0] == PADDED:  # type: ignore[index]
@@ -392,7 +405,13 @@ def train_population(
             alone.extend(indices)
             continue
         try:
-            fused = _FusedGroup(data, [candidates[i] for i in indices], [callbacks[i] for i in indices], device)
+            fused = _FusedGroup(
+                data,
+                [candidates[i] for i in indices],
+                [callbacks[i] for i in indices],
+                device,
+                on_leave=lambda slot, outcome, indices=indices: report(indices[slot], outcome),
+            )
             results = fused.train()
         except _CannotPad:
             # members of one exact shape still fuse among themselves
@@ -413,9 +432,9 @@ def train_population(
             alone.extend(indices)
             continue
         for index, result in zip(indices, results):
-            outcomes[index] = result
+            report(index, result)
     for index in sorted(alone):
-        outcomes[index] = _train_alone(data, candidates[index], device, callbacks[index], stem)
+        report(index, _train_alone(data, candidates[index], device, callbacks[index], stem))
     return outcomes  # type: ignore[return-value]
 
 
@@ -827,6 +846,7 @@ class _Member:
     kept_copy: torch.Tensor | None = None  # or its trainable tensors (validated fused): StackedParameters.member_copy
     seconds: float = 0.0  # its share of the group's time so far
     outcome: TrainResult | BaseException | None = None
+    slot: int = 0  # its place among the group's candidates
 
     @property
     def learning_rate(self) -> float:
@@ -842,14 +862,18 @@ class _FusedGroup:
         candidates: Sequence[dict[str, Any]],
         callbacks: Sequence[EpochCallback | None],
         device: torch.device,
+        on_leave: Callable[[int, BaseException], None] | None = None,
     ) -> None:
         self.data, self.device = data, device
         self.tasks = data.tasks
         self.task_names = data.task_names
+        self.on_leave = on_leave  # called with a member's slot and outcome when it leaves before the end
         try:
             self.members = [
                 self._build_member(candidate, callback) for candidate, callback in zip(candidates, callbacks)
             ]
+            for slot, member in enumerate(self.members):
+                member.slot = slot
             self._setup()
         except _CannotPad:
             raise
@@ -1129,6 +1153,8 @@ class _FusedGroup:
                     )
                 except Exception as error:  # the member leaves with it; KeyboardInterrupt goes up
                     member.outcome = error
+                    if self.on_leave is not None:
+                        self.on_leave(member.slot, error)
             staying = [position for position, member in enumerate(self.members) if member.outcome is None]
             if not staying:
                 break

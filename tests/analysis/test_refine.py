@@ -59,3 +59,29 @@ def test_refine_retrains_the_front_and_pareto_rows_carry_it(tiny_synthetic, stor
     rows = {int(r["number"]): r for r in csv.DictReader(io.StringIO(front_csv(study)))}
     assert float(rows[trial.number]["task1/mse mean"]) == pytest.approx(stats["mean"])
     assert rows[trial.number]["task1/mse n"] == "3" and float(rows[trial.number]["task1/mse"]) == trial.values[0]
+
+
+def test_a_seed_that_diverges_is_recorded_and_the_others_are_summarised(tiny_synthetic, storage_url):
+    # plain SGD at a learning rate on the edge of stability: some seeds diverge, others train
+    space = parse_space(
+        {
+            "training": {"epochs": 2, "batch_size": 64, "learning_rate": 0.7, "optimizer": "sgd"},
+            "families": {"tree": {"depth": 1, "width": 16}},
+            "tower": {"depth": 0},
+            "loss_weighting": {"static": {}},
+        }
+    )
+    study = run_search(
+        tiny_synthetic, space, SearchSettings("edge", storage=storage_url, n_trials=1, save_artifacts=False, seed=0)
+    )
+    (trial,) = pareto_trials(study)
+    record = refine_front(study, tiny_synthetic, seeds=5)[trial.number]
+    diverged = record.get("diverged", [])
+    assert diverged and len(record["seeds"]) > 1  # both kinds, or the test shows nothing
+    assert sorted(record["seeds"][1:] + [d["seed"] for d in diverged]) == [1, 2, 3, 4, 5]
+    assert all("non-finite" in d["reason"] or "blew up" in d["reason"] for d in diverged)
+    assert record["validation"]["task1"]["mse"]["n"] == len(record["seeds"])
+    # asked again for as many seeds, nothing is retrained: a diverged seed counts as tried
+    calls = []
+    refine_front(study, tiny_synthetic, seeds=5, on_trial=lambda *call: calls.append(call))
+    assert calls == [(trial.number, record, False)]

@@ -269,6 +269,25 @@ def test_a_stop_while_a_population_trains_fails_its_members_with_the_reason(
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_a_stop_keeps_the_members_that_had_finished_training(tiny_synthetic, storage_url):
+    # rlw trains alone: the round's members train one after the other
+    space = SPACE | {"loss_weighting": {"rlw": {}}}
+
+    def stop_in_trial_6(trial, epoch, scores, record):
+        if trial.number == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        search(
+            tiny_synthetic, storage_url, "kept", space=space, n_trials=12, population=4, epoch_hooks=[stop_in_trial_6]
+        )
+    trials = optuna.load_study(study_name="kept", storage=storage_url).get_trials(deepcopy=False)
+    # trials 4 and 5 trained to the end before the stop: recorded as a one-at-a-time run would
+    assert [t.state for t in trials] == [States.COMPLETE] * 6 + [States.FAIL] * 2
+    assert all(t.user_attrs["fail_reason"] == "interrupted" for t in trials[6:])
+    assert all(len(t.user_attrs["history"]) == 2 and "test" in t.user_attrs for t in trials[4:6])
+
+
 def test_a_ctrl_c_while_a_round_is_told_stops_before_the_next_round(tiny_synthetic, storage_url):
     def interrupt_at_trial_1(study, trial):
         if trial.number == 1:

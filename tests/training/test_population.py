@@ -331,6 +331,26 @@ def test_a_diverging_member_fails_alone_and_the_others_match_their_lone_runs(dat
         assert_same_as_alone(fused[position], train_candidate(data2, candidates[position]), size=3)
 
 
+def test_each_outcome_is_reported_as_soon_as_it_is_final(data2):
+    candidates = population_of(FAMILY_SPECS["mmoe"][0], optimizer="sgd")
+    candidates[1]["training"]["learning_rate"] = 1e12
+    reported = []
+
+    def last_epoch_of_0(epoch, kept, record):
+        if epoch == candidates[0]["training"]["epochs"] - 1:
+            reported.append("member 0's last epoch")
+
+    fused = train_population(
+        data2,
+        candidates,
+        on_epoch=[last_epoch_of_0, None, None],
+        on_outcome=lambda index, outcome: reported.append((index, outcome)),
+    )
+    # the diverged member is reported when it leaves, before the group's last epoch
+    assert reported[0] == (1, fused[1]) and isinstance(fused[1], TrialDiverged)
+    assert reported[1:] == ["member 0's last epoch", (0, fused[0]), (2, fused[2])]
+
+
 def test_a_blown_up_member_fails_with_the_lone_reason(data2):
     candidates = population_of(FAMILY_SPECS["tree"][0])
     candidates[0]["training"]["learning_rate"] = 10.0
