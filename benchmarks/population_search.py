@@ -7,8 +7,9 @@ For each data set and seed, the variants run back to back in alternating order, 
 in the machine's load touches them alike. Per variant the script prints the median wall and
 CPU seconds (CPU: the child process's user + system time), trials per minute of wall and of
 CPU time, and the hypervolume of the validation front, normalised with bounds shared by every
-search on that data set, all seeds and variants (``mtl_search.search.hypervolume.front_bounds``),
-so that the spread over seeds is the search's own noise; the paired difference to the first
+search on that data set, all seeds and variants: per objective the best and the worst value
+among the points of their fronts (each search's own front), so every front lies in the box,
+every search gets a volume, and the spread over seeds is the search's own noise; the paired difference to the first
 variant (same seed) is printed with its standard deviation. ``fused`` is the share of the
 completed trials that trained in a group (a pruned trial does not record its group);
 ``training`` the median share of the wall time spent in training epochs: the rest (start-up,
@@ -33,12 +34,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import CENSUS_FILE, add_result_options, write_result  # noqa: E402
 
-from mtl_search.search.hypervolume import front_bounds, front_hypervolume  # noqa: E402
+from mtl_search.search.hypervolume import (  # noqa: E402
+    front_hypervolume,
+    minimised_values,
+    non_dominated,
+    scored_trials,
+)
 from mtl_search.search.population import STRATEGIES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +53,14 @@ DATA_ARGS = {
     "synthetic": [],
     "census": ["--data", "census", "--data-file", str(CENSUS_FILE), "--data-option", "rows=20000"],
 }
+
+
+def fronts_box(studies: list[optuna.Study]) -> tuple[list[float], list[float]]:
+    """Per objective (minimised) the best and the worst value over the points of every study's
+    own front: each front lies inside, so each search has a volume to compare."""
+    fronts = [non_dominated(minimised_values(s, scored_trials(s))) for s in studies]
+    points = np.vstack([front for front in fronts if len(front)])
+    return points.min(axis=0).tolist(), points.max(axis=0).tolist()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=32, help="trial budget of every search (default: 32)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the space's)")
     parser.add_argument("--threads", type=int, default=1, help="--threads of every search (default: 1)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep every search's study database in this folder (default: none kept)"
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="further arguments for every run")
     add_result_options(parser, "population_search", "a smoke run: synthetic only, 2 seeds, 8 trials, 2 epochs")
     args = parser.parse_args(argv)
@@ -81,7 +99,10 @@ def variant(text: str) -> str:
 def run_one(folder: Path, data: str, population: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     size, _, strategy = population.partition(":")
     slug = population.replace(":", "-")
-    storage = f"sqlite:///{folder / f'{data}-p{slug}-s{seed}.db'}"
+    database = folder / f"{data}-p{slug}-s{seed}.db"
+    if database.exists():  # a kept folder from an earlier run: its study would be continued
+        raise SystemExit(f"{database} exists: give --keep an empty folder")
+    storage = f"sqlite:///{database}"
     name = f"{data}-p{slug}-s{seed}"
     command = [
         sys.executable,
@@ -150,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="population-search-") as tmp:
-        folder = Path(tmp)
+        folder = Path(tmp) if args.keep is None else args.keep.resolve()
+        folder.mkdir(parents=True, exist_ok=True)
         for data in args.data:
             runs = []
             for seed in range(args.seeds):
@@ -168,14 +190,18 @@ def main(argv: list[str] | None = None) -> int:
             # one scale for every search on this data set: the seeds' hypervolumes are comparable,
             # so their spread is the search's own noise
             studies = [optuna.load_study(study_name=r["name"], storage=r["storage"]) for r in runs]
-            bounds = front_bounds(studies)
+            bounds = fronts_box(studies)
             for run, study in zip(runs, studies):
                 run["hypervolume"] = front_hypervolume(study, bounds)
                 print(f"{data:9s} seed {run['seed']} population {run['population']:>4s}: HV {run['hypervolume']:.4f}")
             rows.extend(runs)
     summary = summarise(rows, args)
     print_table(summary)
-    path = write_result(args.name, vars(args), {"runs": rows, "summary": summary})
+    path = write_result(
+        args.name,
+        {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        {"runs": rows, "summary": summary},
+    )
     print(f"rerun: python benchmarks/population_search.py {' '.join(argv or sys.argv[1:])} ({path})")
     return 0
 
