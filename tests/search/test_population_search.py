@@ -400,3 +400,11 @@ def test_width_parameters_are_free_only_where_the_candidates_pad_their_widths():
     assert not is_free_param("tree.depth", ["static"], "tree")
     assert not is_free_param("mmoe.expert_width", ["static"], "tree")
     assert not is_free_param("mmoe.experts", ["static"], "mmoe")
+
+
+def test_the_searched_width_parameters_cover_every_family_that_pads():
+    from mtl_search.search.population import WIDTH_PARAMS
+    from mtl_search.training.population import WIDTH_KEYS
+
+    # one table per layer (spec keys for training, parameter names for the search): kept in step
+    assert set(WIDTH_PARAMS) == set(WIDTH_KEYS)
