@@ -344,17 +344,17 @@ def test_refine_trains_the_seeds_of_a_population_run_s_front_in_the_same_format(
         again = refine_trial(trial, tiny_synthetic, [0])
         own = trial.user_attrs["validation"]["task1"]["mse"]
         assert again["validation"]["task1"]["mse"]["mean"] == pytest.approx(own, rel=1e-5)
-    # a seed that fails is raised, as training one candidate raises it
-    from mtl_search.errors import TrialDiverged
-
+    # a seed that diverges is a result: recorded with its reason, left out of the means
     trial = study.trials[0]
     candidate = trial.user_attrs["candidate"]
     candidate = candidate | {"training": candidate["training"] | {"learning_rate": 1.0e6}}
     diverging = optuna.trial.create_trial(
         state=States.COMPLETE, values=trial.values, user_attrs=trial.user_attrs | {"candidate": candidate}
     )
-    with pytest.raises(TrialDiverged):
-        refine_trial(diverging, tiny_synthetic, [1, 2])
+    record = refine_trial(diverging, tiny_synthetic, [1, 2])
+    assert [failure["seed"] for failure in record["diverged"]] == [1, 2]
+    assert all(failure["reason"] for failure in record["diverged"])
+    assert record["seeds"] == [0] and record["validation"]["task1"]["mse"]["n"] == 1
 
 
 def test_bad_population_settings_are_refused(cli, tiny_synthetic, storage_url):
