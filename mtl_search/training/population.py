@@ -54,7 +54,7 @@ import json
 import math
 import time
 import warnings
-from typing import Any, Callable, ContextManager, Hashable, Sequence
+from typing import Any, Callable, ContextManager, Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -559,23 +559,19 @@ class _Template:
         inputs: dict[str, torch.Tensor],
         anchors: list[torch.Tensor],
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        model, slots = self.model, self._slots
-        saved = [table[key] for table, key in slots]
+        model = self.model
         saved_layers = model.relationship._layers if self._prior_slots else None
         saved_anchor = model.body._anchor if self._anchored else None
         try:
-            for (table, key), tensor in zip(slots, [*parameters, *constants]):
-                table[key] = tensor
-            outputs = model(inputs)
-            if self._prior_slots:
-                model.relationship._layers = [[table[key] for table, key in layer] for layer in self._prior_slots]
-            if self._anchored:
-                model.body._anchor = list(anchors)
-            with self.full_precision():
-                extra = model.regularization()
+            with self._holding(parameters, constants):
+                outputs = model(inputs)
+                if self._prior_slots:
+                    model.relationship._layers = [[table[key] for table, key in layer] for layer in self._prior_slots]
+                if self._anchored:
+                    model.body._anchor = list(anchors)
+                with self.full_precision():
+                    extra = model.regularization()
         finally:
-            for (table, key), tensor in zip(slots, saved):
-                table[key] = tensor
             if self._prior_slots:
                 model.relationship._layers = saved_layers
             if self._anchored:
@@ -586,12 +582,18 @@ class _Template:
         self, parameters: list[torch.Tensor], constants: list[torch.Tensor], inputs: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """One member's forward pass alone (no regularisation), in the template's current mode."""
+        with self._holding(parameters, constants):
+            return self.model(inputs)
+
+    @contextlib.contextmanager
+    def _holding(self, parameters: list[torch.Tensor], constants: list[torch.Tensor]) -> Iterator[None]:
+        """The template's slots hold these tensors for the block, its own again after it."""
         slots = self._slots
         saved = [table[key] for table, key in slots]
         try:
             for (table, key), tensor in zip(slots, [*parameters, *constants]):
                 table[key] = tensor
-            return self.model(inputs)
+            yield
         finally:
             for (table, key), tensor in zip(slots, saved):
                 table[key] = tensor
@@ -1279,9 +1281,7 @@ class _FusedGroup:
                 member.seconds += time.perf_counter() - called
 
     def _load_member(self, position: int, member: _Member) -> None:
-        with torch.no_grad():
-            for target, source in zip(self._trainable(member), self.stack.member_tensors(position)):
-                target.copy_(source[_lead(target.shape)])
+        _copy_leading(self._trainable(member), self.stack.member_tensors(position))
 
     def _store_member(self, position: int, member: _Member) -> None:
         with torch.no_grad():
@@ -1302,9 +1302,7 @@ class _FusedGroup:
                 model.load_state_dict(member.kept_state)
             elif member.kept_copy is not None:  # the network's tensors only: the weighting keeps its last values
                 trainable = [p for p in model.parameters() if p.requires_grad]
-                with torch.no_grad():
-                    for target, source in zip(trainable, self.stack.split_copy(member.kept_copy)):
-                        target.copy_(source[_lead(target.shape)])
+                _copy_leading(trainable, self.stack.split_copy(member.kept_copy))
         model.eval()
         if self.test is None:
             self.test = self.data.test.to(self.device)
@@ -1328,6 +1326,13 @@ class _FusedGroup:
 def _lead(shape: Sequence[int]) -> tuple[slice, ...]:
     """The leading slice of a padded tensor that holds a tensor of ``shape``."""
     return tuple(slice(0, size) for size in shape)
+
+
+@torch.no_grad()
+def _copy_leading(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
+    """Each target gets the leading slice of its source (the whole source where not padded)."""
+    for target, source in zip(targets, sources):
+        target.copy_(source[_lead(target.shape)])
 
 
 def _padded(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
